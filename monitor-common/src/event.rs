@@ -1,0 +1,159 @@
+//! Records the kernel programs write into the `EVENTS` ring buffer.
+//!
+//! Every record starts with a `u32` kind so the reader can dispatch before it knows the
+//! record's size.
+
+/// Length of `task_struct::comm`.
+pub const COMM_LEN: usize = 16;
+/// Bytes of the executable path kept from `sched_process_exec`.
+pub const EXE_LEN: usize = 256;
+/// Bytes of argv (NUL-separated) read from the new image's memory at exec time.
+pub const ARGS_LEN: usize = 512;
+
+/// `RecordHeader::kind` values.
+pub mod kind {
+    pub const CONNECT: u32 = 1;
+    pub const EXEC: u32 = 2;
+    pub const EXIT: u32 = 3;
+}
+
+/// Logical hook a connect event came from (`ConnectEvent::hook`).
+pub mod hook {
+    pub const TCP_CONNECT: u32 = 0;
+    pub const UDP_SEND_V4: u32 = 1;
+    pub const UDP_SEND_V6: u32 = 2;
+    /// Number of logical hooks (array sizes).
+    pub const COUNT: usize = 3;
+}
+
+/// Kernel mechanism that produced an event (`ConnectEvent::backend`).
+pub mod backend {
+    pub const FENTRY: u32 = 1;
+    pub const KPROBE: u32 = 2;
+    pub const TRACEPOINT: u32 = 3;
+    pub const CGROUP: u32 = 4;
+}
+
+/// Address families as the kernel numbers them.
+pub const AF_INET: u16 = 2;
+pub const AF_INET6: u16 = 10;
+/// IP protocol numbers.
+pub const IPPROTO_TCP: u8 = 6;
+pub const IPPROTO_UDP: u8 = 17;
+
+/// First field of every ring-buffer record.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct RecordHeader {
+    pub kind: u32,
+}
+
+/// An outbound TCP connect or UDP send, as seen by the kernel.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct ConnectEvent {
+    /// `kind::CONNECT`.
+    pub kind: u32,
+    /// `hook::*`.
+    pub hook: u32,
+    /// `bpf_ktime_get_boot_ns()`: boot-time clock, so suspend does not skew it.
+    pub ktime_ns: u64,
+    pub tgid: u32,
+    pub tid: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub cgroup_id: u64,
+    /// Start time of the thread-group leader (boot-time ns); 0 when the hook cannot read it.
+    pub start_time_ns: u64,
+    /// UDP sends to the same (tgid, destination, port) suppressed in the kernel since the
+    /// previous event for that key.
+    pub suppressed: u32,
+    /// `AF_INET` or `AF_INET6`.
+    pub family: u16,
+    /// `IPPROTO_TCP` or `IPPROTO_UDP`.
+    pub protocol: u8,
+    pub _pad0: u8,
+    /// Host byte order; 0 when unknown.
+    pub sport: u16,
+    /// Host byte order.
+    pub dport: u16,
+    /// `backend::*`.
+    pub backend: u32,
+    /// IPv4 addresses use the first 4 bytes; network byte order. All zero when unknown.
+    pub saddr: [u8; 16],
+    pub daddr: [u8; 16],
+    pub comm: [u8; COMM_LEN],
+}
+const _: () = assert!(core::mem::size_of::<ConnectEvent>() == 112);
+
+/// A successful execve: the new image's path and the first `ARGS_LEN` bytes of its argv.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct ExecEvent {
+    /// `kind::EXEC`.
+    pub kind: u32,
+    pub tgid: u32,
+    pub ktime_ns: u64,
+    /// tgid of `real_parent`; 0 when unknown.
+    pub ppid: u32,
+    pub uid: u32,
+    pub gid: u32,
+    /// Bytes of `filename` used (without the NUL).
+    pub filename_len: u32,
+    /// Start time of the process (boot-time ns); 0 when unknown.
+    pub start_time_ns: u64,
+    pub cgroup_id: u64,
+    /// Bytes of `args` used; argv elements are NUL-separated.
+    pub args_len: u32,
+    /// Non-zero when argv was longer than `ARGS_LEN` and was cut.
+    pub args_truncated: u32,
+    pub comm: [u8; COMM_LEN],
+    pub filename: [u8; EXE_LEN],
+    pub args: [u8; ARGS_LEN],
+}
+const _: () = assert!(core::mem::size_of::<ExecEvent>() == 56 + COMM_LEN + EXE_LEN + ARGS_LEN);
+
+/// A thread-group leader exited.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct ExitEvent {
+    /// `kind::EXIT`.
+    pub kind: u32,
+    pub tgid: u32,
+    pub ktime_ns: u64,
+    pub start_time_ns: u64,
+}
+const _: () = assert!(core::mem::size_of::<ExitEvent>() == 24);
+
+/// Key of the in-kernel UDP flood-control LRU map.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct UdpFloodKey {
+    pub tgid: u32,
+    pub dport: u16,
+    pub family: u16,
+    pub daddr: [u8; 16],
+}
+const _: () = assert!(core::mem::size_of::<UdpFloodKey>() == 24);
+
+/// Value of the UDP flood-control map.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct UdpFloodState {
+    /// ktime of the last event emitted for the key.
+    pub last_emit_ns: u64,
+    /// Sends suppressed since then.
+    pub suppressed: u32,
+    pub _pad0: u32,
+}
+const _: () = assert!(core::mem::size_of::<UdpFloodState>() == 16);
+
+#[cfg(feature = "user")]
+mod user {
+    use super::*;
+    unsafe impl aya::Pod for ConnectEvent {}
+    unsafe impl aya::Pod for ExecEvent {}
+    unsafe impl aya::Pod for ExitEvent {}
+    unsafe impl aya::Pod for UdpFloodKey {}
+    unsafe impl aya::Pod for UdpFloodState {}
+}
