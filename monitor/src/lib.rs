@@ -1,14 +1,21 @@
-//! The monitor's user side, as a library so integration tests and benchmarks can drive the
-//! same pipeline the binary runs.
+//! The monitor's user side, as a library so integration tests and benchmarks drive the same
+//! pipeline the binary runs.
 //!
 //! Data flows one way: a source (`capture` live, `replay` from JSON lines) yields
-//! `ConnectionRecord`s; `pipeline` runs the rules (`rules`) and detectors (`detect`) on them;
-//! `output` delivers events, alerts and metrics.
+//! `ConnectionRecord`s (`record`), enriched by `process` when live; `pipeline` runs the rules
+//! (`rules`) and detectors (`detect`) on them; `output` delivers events, alerts and
+//! `metrics`. `daemon` wires the live path, `cli` and `config` say how it is set up, and
+//! `privileges` sheds capabilities after attach.
 
 pub mod capture;
+pub mod cli;
+pub mod config;
+pub mod daemon;
 pub mod detect;
+pub mod metrics;
 pub mod output;
 pub mod pipeline;
+pub mod privileges;
 pub mod process;
 pub mod record;
 pub mod replay;

@@ -1,1 +1,168 @@
-fn main() {}
+//! `monitor`: entry point. Parses the command line, runs the command, and maps failures to
+//! the exit codes INTERFACE.md fixes: 0 success, 2 bad usage / invalid rules / invalid input,
+//! 1 anything else. Every error names what was wrong and where.
+
+use std::io::BufRead;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context as _, anyhow};
+use clap::Parser as _;
+
+use monitor::cli::{Cli, Command, ReplayArgs, RulesArgs, RulesCommand, SyslogFormatArg};
+use monitor::daemon;
+use monitor::detect::BeaconConfig;
+use monitor::output::{OutputConfig, OutputHub, OutputRecord, OutputSpec, SyslogFormat};
+use monitor::pipeline::Pipeline;
+use monitor::replay::ReplaySource;
+use monitor::rules::RuleSet;
+
+/// A failure and the exit code it maps to.
+enum Failure {
+    /// Bad usage, invalid rules, invalid input: exit 2.
+    Invalid(anyhow::Error),
+    /// Anything else: exit 1.
+    Other(anyhow::Error),
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(e: anyhow::Error) -> Self {
+        Failure::Other(e)
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    daemon::init_logging();
+    let result = match cli.cmd {
+        Command::Rules { cmd } => rules_command(cmd),
+        Command::Replay(args) => replay_command(args),
+        Command::Run(args) => daemon::run(args).map_err(|e| match e {
+            daemon::RunFailure::Invalid(e) => Failure::Invalid(e),
+            daemon::RunFailure::Other(e) => Failure::Other(e),
+        }),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Invalid(e)) => {
+            eprintln!("monitor: error: {e:#}");
+            ExitCode::from(2)
+        }
+        Err(Failure::Other(e)) => {
+            eprintln!("monitor: error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Loads `--rules` (or the built-in set), printing notices and warnings to stderr.
+pub fn load_rules(args: &RulesArgs) -> Result<RuleSet, Failure> {
+    if args.rules.is_empty() {
+        return RuleSet::builtin()
+            .map_err(|e| Failure::Other(anyhow!("the built-in rule set does not load: {e}")));
+    }
+    let report = RuleSet::load(&args.rules).map_err(|e| Failure::Invalid(anyhow!("{e}")))?;
+    for n in &report.notices {
+        eprintln!("monitor: notice: {n}");
+    }
+    for w in &report.warnings {
+        eprintln!("monitor: warning: {w}");
+    }
+    Ok(report.rules)
+}
+
+fn rules_command(cmd: RulesCommand) -> Result<(), Failure> {
+    match cmd {
+        RulesCommand::Check(args) => {
+            let rules = load_rules(&args)?;
+            println!("{} rules OK", rules.len());
+            Ok(())
+        }
+        RulesCommand::List(args) => {
+            let rules = load_rules(&args)?;
+            for s in rules.summaries() {
+                println!("{s}");
+            }
+            Ok(())
+        }
+    }
+}
+
+fn syslog_format(f: SyslogFormatArg) -> SyslogFormat {
+    match f {
+        SyslogFormatArg::Rfc5424 => SyslogFormat::Rfc5424,
+        SyslogFormatArg::Rfc3164 => SyslogFormat::Rfc3164,
+    }
+}
+
+pub fn parse_outputs(specs: &[String]) -> Result<Vec<OutputSpec>, Failure> {
+    if specs.is_empty() {
+        return Ok(vec![OutputSpec::Stdout]);
+    }
+    specs
+        .iter()
+        .map(|s| {
+            s.parse::<OutputSpec>()
+                .map_err(|e| Failure::Invalid(anyhow!("--output {s:?}: {e}")))
+        })
+        .collect()
+}
+
+fn replay_command(args: ReplayArgs) -> Result<(), Failure> {
+    let rules = Arc::new(load_rules(&args.rules)?);
+    let specs = parse_outputs(&args.outputs)?;
+    let cfg = OutputConfig {
+        syslog_format: syslog_format(args.syslog_format),
+        ..OutputConfig::default()
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    rt.block_on(async move {
+        let hub = OutputHub::open(&specs, &cfg)
+            .await
+            .map_err(|e| Failure::Invalid(anyhow!("opening outputs: {e}")))?;
+        let (reader, name): (Box<dyn BufRead>, String) = if args.input == "-" {
+            (Box::new(std::io::stdin().lock()), "<stdin>".to_string())
+        } else {
+            let f = std::fs::File::open(&args.input)
+                .with_context(|| format!("opening {}", args.input))
+                .map_err(Failure::Invalid)?;
+            (
+                Box::new(std::io::BufReader::with_capacity(1 << 16, f)),
+                args.input.clone(),
+            )
+        };
+        let mut source = ReplaySource::new(reader, name);
+        let mut pipeline = Pipeline::new(rules, BeaconConfig::default(), args.events);
+        let mut pending: Vec<OutputRecord> = Vec::new();
+        let mut failure = None;
+        loop {
+            match source.next_record() {
+                Ok(Some(rec)) => pipeline.process(&rec, &mut |e| pending.push(e.to_output())),
+                Ok(None) => break,
+                Err(e) => {
+                    // What was read before the bad line is still delivered, whole.
+                    failure = Some(Failure::Invalid(anyhow!(e)));
+                    break;
+                }
+            }
+            for r in pending.drain(..) {
+                hub.send(r).await;
+            }
+        }
+        pipeline.finish(&mut |e| pending.push(e.to_output()));
+        for r in pending.drain(..) {
+            hub.send(r).await;
+        }
+        hub.shutdown(std::time::Duration::from_secs(10))
+            .await
+            .map_err(|e| Failure::Other(anyhow!("delivering outputs: {e}")))?;
+        match failure {
+            Some(f) => Err(f),
+            None => Ok(()),
+        }
+    })
+}
+

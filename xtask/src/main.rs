@@ -1,1 +1,137 @@
-fn main() {}
+//! `cargo xtask`: the project's build and test driver.
+//!
+//! - `bootstrap`: install rust-src, bpf-linker (and with `--test-packages` the Debian packages
+//!   the tests drive), once.
+//! - `run`: bootstrap, build in release, run the monitor with the built-in rules.
+//! - `test`: bootstrap, then the whole suite: unit and integration tests (live eBPF tests as
+//!   root), the VM kernel test, the attack simulations and the benchmark smoke run.
+
+mod bootstrap;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{Context as _, Result, bail};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "xtask", about = "Build and test driver for the monitor")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Install rust-src and bpf-linker (and the test suite's Debian packages) if missing.
+    Bootstrap {
+        /// Also install the Debian packages the tests use (needs root).
+        #[arg(long)]
+        test_packages: bool,
+    },
+    /// Build everything in release and run `monitor run` (as root) with the built-in rules.
+    Run {
+        /// Arguments passed to `monitor run` (after `--`).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Run the whole test suite (needs root, like CI).
+    Test,
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let root = workspace_root();
+    std::env::set_current_dir(&root).with_context(|| format!("cd {}", root.display()))?;
+    match cli.cmd {
+        Cmd::Bootstrap { test_packages } => bootstrap::run(test_packages),
+        Cmd::Run { args } => run_monitor(&root, &args),
+        Cmd::Test => test_all(&root),
+    }
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
+}
+
+fn cargo() -> Command {
+    Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+}
+
+fn check(cmd: &mut Command) -> Result<()> {
+    eprintln!("xtask: {cmd:?}");
+    let st = cmd.status().with_context(|| format!("running {cmd:?}"))?;
+    if !st.success() {
+        bail!("{cmd:?} failed ({st})");
+    }
+    Ok(())
+}
+
+fn build_release(root: &Path) -> Result<PathBuf> {
+    check(cargo().args(["build", "--release", "-p", "monitor"]))?;
+    Ok(root.join("target/release/monitor"))
+}
+
+fn run_monitor(root: &Path, args: &[String]) -> Result<()> {
+    bootstrap::run(false)?;
+    let bin = build_release(root)?;
+    let mut cmd = if bootstrap::is_root() {
+        Command::new(&bin)
+    } else {
+        // Loading eBPF programs needs root (CAP_BPF, CAP_PERFMON, CAP_SYS_ADMIN).
+        let mut c = Command::new("sudo");
+        c.arg(&bin);
+        c
+    };
+    cmd.arg("run").args(args);
+    eprintln!("xtask: {cmd:?}");
+    let st = cmd.status().with_context(|| format!("running {cmd:?}"))?;
+    std::process::exit(st.code().unwrap_or(1));
+}
+
+/// Runs every suite even when one fails, then reports them all.
+fn test_all(root: &Path) -> Result<()> {
+    if !bootstrap::is_root() {
+        bail!(
+            "the test suite loads eBPF programs and creates network namespaces: run it as root (`sudo -E cargo xtask test`)"
+        );
+    }
+    bootstrap::run(true)?;
+    let _ = root;
+    let mut results: Vec<(&str, Result<()>, f64)> = Vec::new();
+    let mut stage = |name: &'static str, f: &mut dyn FnMut() -> Result<()>| {
+        let t = Instant::now();
+        eprintln!("\n==== xtask test: {name} ====");
+        let r = f();
+        if let Err(e) = &r {
+            eprintln!("==== {name} FAILED: {e:#}");
+        }
+        results.push((name, r, t.elapsed().as_secs_f64()));
+    };
+    stage("cargo tests (unit, integration, live eBPF)", &mut || {
+        // One test thread: live tests share the kernel's hooks and the network namespaces.
+        check(
+            cargo()
+                .args(["test", "--release", "--workspace", "--", "--test-threads=1"])
+                .env("RUST_BACKTRACE", "1"),
+        )
+    });
+    eprintln!("\n==== xtask test summary ====");
+    let mut failed = 0;
+    for (name, r, secs) in &results {
+        let verdict = if r.is_ok() { "ok" } else { "FAILED" };
+        if r.is_err() {
+            failed += 1;
+        }
+        eprintln!("{verdict:>6}  {name} ({secs:.0} s)");
+    }
+    println!("suites: {} passed, {failed} failed", results.len() - failed);
+    if failed > 0 {
+        bail!("{failed} suite(s) failed");
+    }
+    Ok(())
+}

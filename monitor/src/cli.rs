@@ -1,0 +1,116 @@
+//! Command line, as ../shared/INTERFACE.md defines it. Every `run` option can also come from
+//! the config file (`--config`); a flag given on the command line wins.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "monitor",
+    version,
+    about = "eBPF connection monitor: outbound TCP connects and UDP sends, Sigma rules and beaconing detection, ECS JSON alerts"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub cmd: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Capture live (as root), evaluate the rules and detectors, deliver alerts.
+    Run(RunArgs),
+    /// Run the same rules and detectors on recorded events (JSON lines), by event time.
+    Replay(ReplayArgs),
+    /// Validate or list rules.
+    Rules {
+        #[command(subcommand)]
+        cmd: RulesCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RulesCommand {
+    /// Load and compile the rules; report errors (exit 2) and warnings.
+    Check(RulesArgs),
+    /// List the rules that would be active.
+    List(RulesArgs),
+}
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct RulesArgs {
+    /// A rule file, or a directory read recursively for *.yml / *.yaml. Repeatable. Default:
+    /// the rule set built into the binary.
+    #[arg(long = "rules", value_name = "PATH")]
+    pub rules: Vec<PathBuf>,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProbeArg {
+    Auto,
+    Fentry,
+    Kprobe,
+    Tracepoint,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SyslogFormatArg {
+    Rfc5424,
+    Rfc3164,
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub rules: RulesArgs,
+    /// Config file (TOML); flags override it. See packaging/monitor.toml.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Probe backend for every hook; `auto` picks the best that loads, per hook.
+    #[arg(long, value_enum)]
+    pub probe: Option<ProbeArg>,
+    /// Also emit every connection event, not only alerts.
+    #[arg(long)]
+    pub events: bool,
+    /// stdout | file:PATH | syslog | syslog+udp://HOST:PORT | syslog+tcp://HOST:PORT. Repeatable.
+    #[arg(long = "output", value_name = "SPEC")]
+    pub outputs: Vec<String>,
+    #[arg(long, value_enum)]
+    pub syslog_format: Option<SyslogFormatArg>,
+    /// Seconds between metric records (0: only on SIGUSR1).
+    #[arg(long, value_name = "SECS")]
+    pub metrics_interval: Option<u64>,
+    /// Serve Prometheus text metrics on this loopback address.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<SocketAddr>,
+    /// Ring buffer size in bytes (a power of two, multiple of the page size).
+    #[arg(long, value_name = "BYTES")]
+    pub ringbuf_bytes: Option<u32>,
+    /// Repeat UDP sends to one destination within this many milliseconds are suppressed in
+    /// the kernel (counted on the next event).
+    #[arg(long, value_name = "MS")]
+    pub udp_suppress_ms: Option<u64>,
+    /// Drop to this user after the programs are attached.
+    #[arg(long, value_name = "NAME")]
+    pub user: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct ReplayArgs {
+    #[command(flatten)]
+    pub rules: RulesArgs,
+    /// Output specs, as for `run`. Repeatable; default stdout.
+    #[arg(long = "output", value_name = "SPEC")]
+    pub outputs: Vec<String>,
+    #[arg(long, value_enum, default_value = "rfc5424")]
+    pub syslog_format: SyslogFormatArg,
+    /// Also write every replayed event.
+    #[arg(long)]
+    pub events: bool,
+    /// JSON lines file, or `-` for standard input.
+    #[arg(value_name = "FILE", default_value = "-")]
+    pub input: String,
+}

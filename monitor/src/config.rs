@@ -1,0 +1,231 @@
+//! The daemon's configuration: a TOML file (`--config`, documented with every default in
+//! packaging/monitor.toml) overlaid by command-line flags, which win.
+//!
+//! Unknown keys are errors (`deny_unknown_fields`): a misspelt option must not be silently
+//! ignored on a security tool.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context as _, anyhow, bail};
+use serde::Deserialize;
+
+use crate::cli::{ProbeArg, RunArgs, SyslogFormatArg};
+use crate::detect::BeaconConfig;
+use crate::output::{OutputConfig, OutputSpec, SyslogFormat};
+use crate::process::ProcessTableConfig;
+use crate::rules::RuleSet;
+
+/// The config file's shape. Every field is optional; defaults live in `RunConfig`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConfigFile {
+    pub rules: Vec<PathBuf>,
+    pub probe: Option<ProbeArg>,
+    pub events: Option<bool>,
+    pub outputs: Vec<String>,
+    pub syslog_format: Option<SyslogFormatArg>,
+    pub metrics_interval_secs: Option<u64>,
+    pub metrics_listen: Option<SocketAddr>,
+    pub ringbuf_bytes: Option<u32>,
+    pub udp_suppress_ms: Option<u64>,
+    pub poll_interval_ms: Option<u64>,
+    pub user: Option<String>,
+    pub shutdown_deadline_secs: Option<u64>,
+    pub output: OutputConfig,
+    pub process: ProcessTableConfig,
+    pub beacon: BeaconConfig,
+}
+
+/// Everything `monitor run` needs, after merging file and flags.
+#[derive(Debug)]
+pub struct RunConfig {
+    pub rules: Vec<PathBuf>,
+    pub probe: ProbeArg,
+    pub events: bool,
+    pub outputs: Vec<OutputSpec>,
+    pub output: OutputConfig,
+    pub metrics_interval: Duration,
+    pub metrics_listen: Option<SocketAddr>,
+    pub ringbuf_bytes: u32,
+    pub udp_suppress: Duration,
+    pub poll_interval: Duration,
+    pub user: Option<String>,
+    pub shutdown_deadline: Duration,
+    pub process: ProcessTableConfig,
+    pub beacon: BeaconConfig,
+}
+
+/// Defaults, with the reason for each.
+pub mod defaults {
+    /// 8 MiB holds ~70,000 connect events: several seconds of a connect storm at the
+    /// machine's maximum rate, between two 10 ms polls.
+    pub const RINGBUF_BYTES: u32 = 8 << 20;
+    /// One event per (process, destination, port) per second is enough for every rule and
+    /// for the beacon detector (which coalesces sends closer than 1 s anyway).
+    pub const UDP_SUPPRESS_MS: u64 = 1000;
+    /// Wake-ups are batched in the kernel; user space also polls this often so a quiet trickle
+    /// of events is never older than this when it is processed.
+    pub const POLL_INTERVAL_MS: u64 = 10;
+    /// A metric record a minute is cheap in a SIEM and fine-grained enough to see loss.
+    pub const METRICS_INTERVAL_SECS: u64 = 60;
+    /// systemd's default stop timeout is 90 s; stay well inside it.
+    pub const SHUTDOWN_DEADLINE_SECS: u64 = 10;
+}
+
+impl RunConfig {
+    pub fn from_args(args: &RunArgs) -> anyhow::Result<Self> {
+        let file = match &args.config {
+            Some(path) => read_config_file(path)?,
+            None => ConfigFile::default(),
+        };
+        Self::merge(file, args)
+    }
+
+    fn merge(file: ConfigFile, args: &RunArgs) -> anyhow::Result<Self> {
+        let output_specs = if !args.outputs.is_empty() {
+            args.outputs.clone()
+        } else if !file.outputs.is_empty() {
+            file.outputs.clone()
+        } else {
+            vec!["stdout".to_string()]
+        };
+        let outputs = output_specs
+            .iter()
+            .map(|s| {
+                s.parse::<OutputSpec>()
+                    .map_err(|e| anyhow!("output {s:?}: {e}"))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let mut output = file.output;
+        if let Some(f) = args.syslog_format.or(file.syslog_format) {
+            output.syslog_format = match f {
+                SyslogFormatArg::Rfc5424 => SyslogFormat::Rfc5424,
+                SyslogFormatArg::Rfc3164 => SyslogFormat::Rfc3164,
+            };
+        }
+        let ringbuf_bytes = args
+            .ringbuf_bytes
+            .or(file.ringbuf_bytes)
+            .unwrap_or(defaults::RINGBUF_BYTES);
+        if !ringbuf_bytes.is_power_of_two() || ringbuf_bytes < 4096 {
+            bail!("ring buffer size {ringbuf_bytes} must be a power of two of at least 4096 bytes");
+        }
+        if let Some(addr) = args.metrics_listen.or(file.metrics_listen)
+            && !addr.ip().is_loopback()
+        {
+            bail!("--metrics-listen {addr}: the metrics endpoint has no authentication, so it only listens on a loopback address");
+        }
+        Ok(RunConfig {
+            rules: if args.rules.rules.is_empty() {
+                file.rules
+            } else {
+                args.rules.rules.clone()
+            },
+            probe: args.probe.or(file.probe).unwrap_or(ProbeArg::Auto),
+            events: args.events || file.events.unwrap_or(false),
+            outputs,
+            output,
+            metrics_interval: Duration::from_secs(
+                args.metrics_interval
+                    .or(file.metrics_interval_secs)
+                    .unwrap_or(defaults::METRICS_INTERVAL_SECS),
+            ),
+            metrics_listen: args.metrics_listen.or(file.metrics_listen),
+            ringbuf_bytes,
+            udp_suppress: Duration::from_millis(
+                args.udp_suppress_ms
+                    .or(file.udp_suppress_ms)
+                    .unwrap_or(defaults::UDP_SUPPRESS_MS),
+            ),
+            poll_interval: Duration::from_millis(
+                file.poll_interval_ms.unwrap_or(defaults::POLL_INTERVAL_MS).max(1),
+            ),
+            user: args.user.clone().or(file.user),
+            shutdown_deadline: Duration::from_secs(
+                file.shutdown_deadline_secs
+                    .unwrap_or(defaults::SHUTDOWN_DEADLINE_SECS),
+            ),
+            process: file.process,
+            beacon: file.beacon,
+        })
+    }
+
+    /// Loads the configured rules, or the built-in set when none are configured.
+    pub fn load_rules(&self) -> anyhow::Result<RuleSet> {
+        if self.rules.is_empty() {
+            return RuleSet::builtin().map_err(|e| anyhow!("built-in rules: {e}"));
+        }
+        let report = RuleSet::load(&self.rules).map_err(|e| anyhow!("{e}"))?;
+        for n in &report.notices {
+            tracing::info!("{n}");
+        }
+        for w in &report.warnings {
+            tracing::warn!("{w}");
+        }
+        Ok(report.rules)
+    }
+}
+
+fn read_config_file(path: &Path) -> anyhow::Result<ConfigFile> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    // toml's error Display includes the line and column and a caret under the culprit.
+    toml::from_str(&text).map_err(|e| anyhow!("{}: {e}", path.display()))
+}
+
+/// This host's name, for `host.hostname`.
+pub fn hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: gethostname writes at most buf.len() bytes into the buffer we own.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return "localhost".to_string();
+    }
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    crate::record::text_from_bytes(&buf[..end])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser as _;
+
+    fn args(extra: &[&str]) -> RunArgs {
+        let mut argv = vec!["monitor", "run"];
+        argv.extend_from_slice(extra);
+        match crate::cli::Cli::parse_from(argv).cmd {
+            crate::cli::Command::Run(a) => a,
+            _ => unreachable!("parsed a run command"),
+        }
+    }
+
+    #[test]
+    fn flags_override_file_and_defaults_apply() {
+        let file: ConfigFile = toml::from_str(
+            "probe = \"tracepoint\"\nevents = true\nudp_suppress_ms = 250\noutputs = [\"stdout\"]\n",
+        )
+        .unwrap();
+        let cfg = RunConfig::merge(file, &args(&["--probe", "kprobe"])).unwrap();
+        assert_eq!(cfg.probe, ProbeArg::Kprobe);
+        assert!(cfg.events);
+        assert_eq!(cfg.udp_suppress, Duration::from_millis(250));
+        assert_eq!(cfg.ringbuf_bytes, defaults::RINGBUF_BYTES);
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_errors() {
+        let err = toml::from_str::<ConfigFile>("prob = \"auto\"\n").unwrap_err();
+        assert!(err.to_string().contains("prob"), "{err}");
+        let err = RunConfig::merge(ConfigFile::default(), &args(&["--ringbuf-bytes", "5000"]))
+            .unwrap_err();
+        assert!(err.to_string().contains("power of two"), "{err}");
+        let err = RunConfig::merge(
+            ConfigFile::default(),
+            &args(&["--metrics-listen", "0.0.0.0:9100"]),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("loopback"), "{err}");
+    }
+}

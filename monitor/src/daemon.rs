@@ -1,0 +1,228 @@
+//! `monitor run`: the live daemon. Wires capture -> process enrichment -> pipeline -> outputs
+//! and handles the signals operators use: SIGINT/SIGTERM stop (programs detached, queues
+//! flushed or spooled), SIGHUP reloads the rules and reopens output files, SIGUSR1 writes a
+//! metric record now.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, anyhow};
+use tokio::signal::unix::{SignalKind, signal};
+
+use crate::capture::{Capture, CaptureConfig, RawEvent};
+use crate::cli::{ProbeArg, RunArgs};
+use crate::config::RunConfig;
+use crate::metrics::{MetricsSnapshot, PrometheusServer, SharedMetrics};
+use crate::output::{OutputHub, OutputRecord};
+use crate::pipeline::Pipeline;
+use crate::privileges;
+use crate::process::ProcessTable;
+use crate::record::Timestamp;
+use crate::rules::RuleSet;
+
+pub enum RunFailure {
+    /// Bad usage, invalid rules or config: exit 2.
+    Invalid(anyhow::Error),
+    /// Anything else: exit 1.
+    Other(anyhow::Error),
+}
+
+impl From<anyhow::Error> for RunFailure {
+    fn from(e: anyhow::Error) -> Self {
+        RunFailure::Other(e)
+    }
+}
+
+/// Daemon logs go to stderr (journald picks them up under systemd), never to the alert
+/// outputs. `RUST_LOG` sets the level (default `info`).
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+pub fn run(args: RunArgs) -> Result<(), RunFailure> {
+    // Fail at once, before anything else, when the programs cannot possibly load.
+    privileges::require_load_capabilities().map_err(RunFailure::Other)?;
+    let cfg = RunConfig::from_args(&args).map_err(RunFailure::Invalid)?;
+    let rules = Arc::new(cfg.load_rules().map_err(RunFailure::Invalid)?);
+    // One thread: capabilities are per thread in Linux, so the drop after attach must not
+    // leave a worker thread holding them. Threads the runtime starts later (blocking pool)
+    // inherit the reduced sets. The kernel does the capture work in the connecting
+    // processes' context; user space is not CPU bound.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    rt.block_on(run_async(cfg, rules))
+}
+
+async fn run_async(cfg: RunConfig, rules: Arc<RuleSet>) -> Result<(), RunFailure> {
+    let capture_cfg = CaptureConfig {
+        probe: match cfg.probe {
+            ProbeArg::Auto => crate::capture::ProbeChoice::Auto,
+            ProbeArg::Fentry => crate::capture::ProbeChoice::Fentry,
+            ProbeArg::Kprobe => crate::capture::ProbeChoice::Kprobe,
+            ProbeArg::Tracepoint => crate::capture::ProbeChoice::Tracepoint,
+        },
+        ringbuf_bytes: cfg.ringbuf_bytes,
+        udp_suppress: cfg.udp_suppress,
+        poll_interval: cfg.poll_interval,
+        exclude_tgid: std::process::id(),
+    };
+    // Attach first, so that nothing starting from here on is missed: processes already running
+    // are learned from /proc below, and new ones arrive as exec events queued in the ring
+    // buffer meanwhile.
+    let mut capture = Capture::start(&capture_cfg).context("starting capture")?;
+    for h in capture.hooks() {
+        let skipped: Vec<String> = h
+            .skipped
+            .iter()
+            .map(|(b, why)| format!("{b}: {why}"))
+            .collect();
+        tracing::info!(
+            hook = h.hook,
+            backend = h.backend,
+            skipped = %skipped.join("; "),
+            "hook attached"
+        );
+    }
+    // Programs are attached and the ring buffer is mapped: shed what is no longer needed,
+    // before any output is opened or any other thread exists.
+    privileges::drop_after_attach(cfg.user.as_deref()).context("dropping privileges")?;
+
+    let host: Arc<str> = crate::config::hostname().into();
+    let mut table = ProcessTable::new(cfg.process.clone());
+    let scanned = table
+        .scan_proc()
+        .context("reading /proc for the processes already running")?;
+    tracing::info!(processes = scanned, "process table primed from /proc");
+
+    let hub = OutputHub::open(&cfg.outputs, &cfg.output)
+        .await
+        .map_err(|e| RunFailure::Invalid(anyhow!("opening outputs: {e}")))?;
+
+    let metrics = SharedMetrics::default();
+    let _prometheus = match cfg.metrics_listen {
+        Some(addr) => Some(
+            PrometheusServer::start(addr, metrics.clone())
+                .await
+                .map_err(|e| RunFailure::Invalid(anyhow!("--metrics-listen {addr}: {e}")))?,
+        ),
+        None => None,
+    };
+
+    let mut pipeline = Pipeline::new(rules, cfg.beacon.clone(), cfg.events);
+    let mut sigterm = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
+    let mut sigint = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
+    let mut sighup = signal(SignalKind::hangup()).context("installing SIGHUP handler")?;
+    let mut sigusr1 =
+        signal(SignalKind::user_defined1()).context("installing SIGUSR1 handler")?;
+    let mut clock = tokio::time::interval(Duration::from_secs(1));
+    clock.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let metrics_every = (cfg.metrics_interval > Duration::ZERO).then_some(cfg.metrics_interval);
+    let mut next_metrics = metrics_every.map(|d| Instant::now() + d);
+
+    let mut batch: Vec<RawEvent> = Vec::with_capacity(4096);
+    let mut pending: Vec<OutputRecord> = Vec::with_capacity(64);
+    let mut last_lost = 0u64;
+    tracing::info!(rules = pipeline_rule_count(&cfg), "monitor running");
+    loop {
+        tokio::select! {
+            r = capture.read_batch(&mut batch) => {
+                r.context("reading the ring buffer")?;
+                for ev in batch.drain(..) {
+                    match ev {
+                        RawEvent::Connect(c) => {
+                            let ts = capture.timestamp_of(c.ktime_ns);
+                            let rec = table.enrich(&c, ts, &host);
+                            pipeline.process(&rec, &mut |e| pending.push(e.to_output()));
+                        }
+                        RawEvent::Exec(e) => table.on_exec(&e),
+                        RawEvent::Exit(e) => table.on_exit(&e),
+                    }
+                }
+                for r in pending.drain(..) {
+                    hub.send(r).await;
+                }
+            }
+            _ = clock.tick() => {
+                pipeline.advance(Timestamp::now(), &mut |e| pending.push(e.to_output()));
+                for r in pending.drain(..) {
+                    hub.send(r).await;
+                }
+                let snap = snapshot(&capture, &table, &pipeline, &hub);
+                if snap.ringbuf_lost > last_lost {
+                    tracing::warn!(
+                        lost = snap.ringbuf_lost - last_lost,
+                        total = snap.ringbuf_lost,
+                        "ring buffer full: events lost in the kernel (raise --ringbuf-bytes)"
+                    );
+                    last_lost = snap.ringbuf_lost;
+                }
+                if let Some(d) = snap.output_dropped_new(&metrics) {
+                    tracing::error!(dropped = d, "alerts dropped: spool limit reached");
+                }
+                metrics.update(snap);
+                if let (Some(every), Some(at)) = (metrics_every, next_metrics)
+                    && Instant::now() >= at
+                {
+                    next_metrics = Some(at + every);
+                    hub.send(OutputRecord::from_metric(metrics.record(&host))).await;
+                }
+            }
+            _ = sigusr1.recv() => {
+                metrics.update(snapshot(&capture, &table, &pipeline, &hub));
+                hub.send(OutputRecord::from_metric(metrics.record(&host))).await;
+            }
+            _ = sighup.recv() => {
+                hub.reopen_files();
+                match cfg.load_rules() {
+                    Ok(new) => {
+                        tracing::info!(rules = new.len(), "SIGHUP: rules reloaded");
+                        pipeline.set_rules(Arc::new(new));
+                    }
+                    Err(e) => tracing::error!(error = %format!("{e:#}"), "SIGHUP: new rules rejected; the previous set stays active"),
+                }
+            }
+            _ = sigterm.recv() => break,
+            _ = sigint.recv() => break,
+        }
+    }
+    tracing::info!("stopping: detaching programs");
+    // Detach first so the kernel stops producing; then close windows and flush.
+    drop(capture);
+    pipeline.finish(&mut |e| pending.push(e.to_output()));
+    for r in pending.drain(..) {
+        hub.send(r).await;
+    }
+    hub.shutdown(cfg.shutdown_deadline)
+        .await
+        .map_err(|e| anyhow!("flushing outputs: {e}"))?;
+    Ok(())
+}
+
+fn pipeline_rule_count(cfg: &RunConfig) -> String {
+    if cfg.rules.is_empty() {
+        "built-in".to_string()
+    } else {
+        cfg.rules
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
+fn snapshot(
+    capture: &Capture,
+    table: &ProcessTable,
+    pipeline: &Pipeline,
+    hub: &OutputHub,
+) -> MetricsSnapshot {
+    MetricsSnapshot::collect(capture, table, pipeline, hub)
+}

@@ -1,0 +1,304 @@
+//! Counters about the monitor itself: what the kernel saw and lost, what enrichment missed,
+//! which rules fired, how deep the output queues and spools are, and which probe backend each
+//! hook uses. Written as `event.kind: "metric"` records (every N seconds and on SIGUSR1) and,
+//! optionally, as Prometheus text on a loopback address.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use serde::Serialize;
+use serde_json::json;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+use crate::capture::Capture;
+use crate::output::OutputHub;
+use crate::pipeline::Pipeline;
+use crate::process::ProcessTable;
+use crate::record::Timestamp;
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct SinkCounters {
+    pub name: String,
+    pub sent: u64,
+    pub queued: u64,
+    pub spooled: u64,
+    pub spool_bytes: u64,
+    pub dropped: u64,
+    pub errors: u64,
+}
+
+/// One reading of every counter.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct MetricsSnapshot {
+    /// hook -> backend.
+    pub probes: BTreeMap<String, String>,
+    /// hook -> events seen in the kernel.
+    pub events_by_hook: BTreeMap<String, u64>,
+    pub ringbuf_lost: u64,
+    pub udp_suppressed: u64,
+    pub kernel_read_failed: u64,
+    pub execs: u64,
+    pub exits: u64,
+    pub events_processed: u64,
+    pub enrichment_partial: u64,
+    pub process_table_entries: u64,
+    pub proc_reads: u64,
+    pub beacon_keys: u64,
+    pub alerts: u64,
+    pub alerts_by_rule: BTreeMap<String, u64>,
+    pub outputs: Vec<SinkCounters>,
+}
+
+impl MetricsSnapshot {
+    pub fn collect(
+        capture: &Capture,
+        table: &ProcessTable,
+        pipeline: &Pipeline,
+        hub: &OutputHub,
+    ) -> Self {
+        let mut s = MetricsSnapshot::default();
+        for h in capture.hooks() {
+            s.probes.insert(h.hook.to_string(), h.backend.to_string());
+        }
+        match capture.kernel_stats() {
+            Ok(k) => {
+                for (h, n) in ["tcp_connect", "udp_sendmsg", "udpv6_sendmsg"]
+                    .iter()
+                    .zip(k.events_per_hook)
+                {
+                    s.events_by_hook.insert(h.to_string(), n);
+                }
+                s.ringbuf_lost = k.ringbuf_lost;
+                s.udp_suppressed = k.udp_suppressed;
+                s.kernel_read_failed = k.read_failed;
+                s.execs = k.execs;
+                s.exits = k.exits;
+            }
+            Err(e) => tracing::warn!(error = %e, "reading kernel counters failed"),
+        }
+        let p = table.stats();
+        s.process_table_entries = p.entries as u64;
+        s.proc_reads = p.proc_reads;
+        let c = pipeline.counters();
+        s.events_processed = c.events;
+        s.enrichment_partial = c.partial_events;
+        s.alerts = c.alerts;
+        s.alerts_by_rule = c.alerts_by_rule.clone();
+        s.beacon_keys = pipeline.beacon_keys() as u64;
+        s.outputs = hub.stats().sinks_counters();
+        s
+    }
+
+    /// Spool drops since the snapshot currently published, if any.
+    pub fn output_dropped_new(&self, published: &SharedMetrics) -> Option<u64> {
+        let now: u64 = self.outputs.iter().map(|o| o.dropped).sum();
+        let before: u64 = published
+            .get()
+            .outputs
+            .iter()
+            .map(|o| o.dropped)
+            .sum();
+        (now > before).then_some(now - before)
+    }
+}
+
+/// The latest snapshot, shared with the Prometheus endpoint.
+#[derive(Clone, Default)]
+pub struct SharedMetrics(Arc<Mutex<MetricsSnapshot>>);
+
+impl SharedMetrics {
+    pub fn update(&self, s: MetricsSnapshot) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = s;
+    }
+
+    pub fn get(&self) -> MetricsSnapshot {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The ECS metric record.
+    pub fn record(&self, host: &str) -> serde_json::Value {
+        let s = self.get();
+        json!({
+            "@timestamp": Timestamp::now().to_rfc3339(),
+            "event": { "kind": "metric", "category": ["host"], "dataset": "monitor.stats" },
+            "host": { "hostname": host },
+            "monitor": { "stats": s },
+        })
+    }
+
+    /// Prometheus text exposition format 0.0.4.
+    pub fn prometheus_text(&self) -> String {
+        use std::fmt::Write as _;
+        let s = self.get();
+        let mut t = String::new();
+        let mut counter = |t: &mut String, name: &str, help: &str, samples: &[(String, u64)]| {
+            let _ = writeln!(t, "# HELP monitor_{name} {help}");
+            let _ = writeln!(t, "# TYPE monitor_{name} counter");
+            for (labels, v) in samples {
+                let _ = writeln!(t, "monitor_{name}{labels} {v}");
+            }
+        };
+        let lbl = |k: &str, v: &str| format!("{{{k}=\"{}\"}}", prom_escape(v));
+        counter(
+            &mut t,
+            "kernel_events_total",
+            "Connect events written by the kernel programs, per hook.",
+            &s.events_by_hook
+                .iter()
+                .map(|(h, n)| (lbl("hook", h), *n))
+                .collect::<Vec<_>>(),
+        );
+        counter(&mut t, "ringbuf_lost_total", "Events lost because the ring buffer was full.", &[(String::new(), s.ringbuf_lost)]);
+        counter(&mut t, "udp_suppressed_total", "UDP sends suppressed in the kernel by flood control.", &[(String::new(), s.udp_suppressed)]);
+        counter(&mut t, "kernel_read_failed_total", "Kernel reads that failed (field left unknown).", &[(String::new(), s.kernel_read_failed)]);
+        counter(&mut t, "events_processed_total", "Connection records through the pipeline.", &[(String::new(), s.events_processed)]);
+        counter(&mut t, "enrichment_partial_total", "Records with monitor.enrichment=partial.", &[(String::new(), s.enrichment_partial)]);
+        counter(&mut t, "proc_reads_total", "Process lookups that read /proc.", &[(String::new(), s.proc_reads)]);
+        counter(
+            &mut t,
+            "alerts_total",
+            "Alerts raised, per rule.",
+            &s.alerts_by_rule
+                .iter()
+                .map(|(r, n)| (lbl("rule", r), *n))
+                .collect::<Vec<_>>(),
+        );
+        let per_sink = |f: fn(&SinkCounters) -> u64| {
+            s.outputs
+                .iter()
+                .map(|o| (lbl("output", &o.name), f(o)))
+                .collect::<Vec<_>>()
+        };
+        counter(&mut t, "output_sent_total", "Records delivered, per output.", &per_sink(|o| o.sent));
+        counter(&mut t, "output_dropped_total", "Records dropped because the spool was full.", &per_sink(|o| o.dropped));
+        counter(&mut t, "output_errors_total", "Delivery errors, per output.", &per_sink(|o| o.errors));
+        let mut gauge = |t: &mut String, name: &str, help: &str, samples: &[(String, u64)]| {
+            let _ = writeln!(t, "# HELP monitor_{name} {help}");
+            let _ = writeln!(t, "# TYPE monitor_{name} gauge");
+            for (labels, v) in samples {
+                let _ = writeln!(t, "monitor_{name}{labels} {v}");
+            }
+        };
+        gauge(&mut t, "output_queue_depth", "Records waiting in memory, per output.", &per_sink(|o| o.queued));
+        gauge(&mut t, "output_spool_records", "Records waiting in the on-disk spool, per output.", &per_sink(|o| o.spooled));
+        gauge(&mut t, "process_table_entries", "Processes tracked.", &[(String::new(), s.process_table_entries)]);
+        gauge(&mut t, "beacon_keys", "Keys tracked by the beacon detector.", &[(String::new(), s.beacon_keys)]);
+        gauge(
+            &mut t,
+            "probe_backend",
+            "1 for the backend each hook uses.",
+            &s.probes
+                .iter()
+                .map(|(h, b)| {
+                    (
+                        format!("{{hook=\"{}\",backend=\"{}\"}}", prom_escape(h), prom_escape(b)),
+                        1,
+                    )
+                })
+                .collect::<Vec<_>>(),
+        );
+        t
+    }
+}
+
+fn prom_escape(v: &str) -> String {
+    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+/// A minimal HTTP/1.0 responder for `GET /metrics` on a loopback address. It reads one
+/// request, answers, and closes: enough for Prometheus, with no HTTP framework to audit.
+pub struct PrometheusServer {
+    task: tokio::task::JoinHandle<()>,
+    pub addr: SocketAddr,
+}
+
+impl PrometheusServer {
+    pub async fn start(addr: SocketAddr, metrics: SharedMetrics) -> std::io::Result<Self> {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((mut sock, _)) = listener.accept().await else {
+                    continue;
+                };
+                let metrics = metrics.clone();
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 1024];
+                    let n = match tokio::time::timeout(
+                        std::time::Duration::from_secs(5),
+                        sock.read(&mut buf),
+                    )
+                    .await
+                    {
+                        Ok(Ok(n)) => n,
+                        _ => return,
+                    };
+                    let req = String::from_utf8_lossy(&buf[..n]);
+                    let resp = if req.starts_with("GET /metrics") {
+                        let body = metrics.prometheus_text();
+                        format!(
+                            "HTTP/1.0 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\n\r\n{body}",
+                            body.len()
+                        )
+                    } else {
+                        "HTTP/1.0 404 Not Found\r\nContent-Length: 0\r\n\r\n".to_string()
+                    };
+                    let _ = sock.write_all(resp.as_bytes()).await;
+                });
+            }
+        });
+        Ok(PrometheusServer { task, addr })
+    }
+}
+
+impl Drop for PrometheusServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prometheus_text_has_counters_and_escapes_labels() {
+        let m = SharedMetrics::default();
+        let mut s = MetricsSnapshot {
+            ringbuf_lost: 3,
+            ..Default::default()
+        };
+        s.alerts_by_rule.insert("rule\"x".into(), 2);
+        s.probes.insert("tcp_connect".into(), "tracepoint".into());
+        m.update(s);
+        let t = m.prometheus_text();
+        assert!(t.contains("monitor_ringbuf_lost_total 3\n"), "{t}");
+        assert!(t.contains("monitor_alerts_total{rule=\"rule\\\"x\"} 2\n"), "{t}");
+        assert!(
+            t.contains("monitor_probe_backend{hook=\"tcp_connect\",backend=\"tracepoint\"} 1"),
+            "{t}"
+        );
+        let rec = m.record("h");
+        assert_eq!(rec["event"]["kind"], "metric");
+        assert_eq!(rec["monitor"]["stats"]["ringbuf_lost"], 3);
+    }
+
+    #[tokio::test]
+    async fn endpoint_serves_metrics_on_loopback() {
+        let m = SharedMetrics::default();
+        m.update(MetricsSnapshot {
+            alerts: 1,
+            ..Default::default()
+        });
+        let srv = PrometheusServer::start("127.0.0.1:0".parse().unwrap(), m)
+            .await
+            .unwrap();
+        let mut s = tokio::net::TcpStream::connect(srv.addr).await.unwrap();
+        s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").await.unwrap();
+        let mut resp = String::new();
+        s.read_to_string(&mut resp).await.unwrap();
+        assert!(resp.starts_with("HTTP/1.0 200 OK"), "{resp}");
+        assert!(resp.contains("# TYPE monitor_ringbuf_lost_total counter"));
+    }
+}
