@@ -247,7 +247,9 @@ fn ensure_kernel(cache_dir: &Path) -> Result<PathBuf> {
         })?;
 
     // Unpack beside the final place and rename, so an interrupted run never leaves a
-    // half-unpacked kernel that a later run would trust.
+    // half-unpacked kernel that a later run would trust. Only boot/ (vmlinuz, config,
+    // System.map) is kept: everything the guest needs is built into this kernel, and the
+    // modules and the .deb would add about 120 MB to the cache.
     let dest = kernels.join(&package);
     let partial = kernels.join(format!("{package}.partial"));
     if partial.exists() {
@@ -266,7 +268,10 @@ fn ensure_kernel(cache_dir: &Path) -> Result<PathBuf> {
     if dest.exists() {
         fs::remove_dir_all(&dest)?;
     }
-    fs::rename(&partial, &dest)?;
+    fs::create_dir_all(&dest)?;
+    fs::rename(partial.join("boot"), dest.join("boot"))?;
+    fs::remove_dir_all(&partial)?;
+    fs::remove_dir_all(&debs)?;
     find_vmlinuz(&dest)?.context("vmlinuz vanished after unpacking")
 }
 
