@@ -7,6 +7,7 @@
 //!   root), the VM kernel test, the attack simulations and the benchmark smoke run.
 
 mod bootstrap;
+mod vm;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -38,6 +39,16 @@ enum Cmd {
     },
     /// Run the whole test suite (needs root, like CI).
     Test,
+    /// Boot Debian's stock cloud kernel under qemu and check that `--probe fentry` and
+    /// `--probe kprobe` capture a TCP connect and a UDP send there.
+    Vm {
+        /// Backends to test.
+        #[arg(long = "probe", default_values = ["fentry", "kprobe"])]
+        probes: Vec<String>,
+        /// Give up on the guest after this many seconds.
+        #[arg(long, default_value_t = 240)]
+        timeout: u64,
+    },
 }
 
 fn main() -> Result<()> {
@@ -48,6 +59,11 @@ fn main() -> Result<()> {
         Cmd::Bootstrap { test_packages } => bootstrap::run(test_packages),
         Cmd::Run { args } => run_monitor(&root, &args),
         Cmd::Test => test_all(&root),
+        Cmd::Vm { probes, timeout } => {
+            bootstrap::run(false)?;
+            let bin = build_release(&root)?;
+            vm::run(&vm_options(&root, bin, probes, timeout))
+        }
     }
 }
 
@@ -69,6 +85,17 @@ fn check(cmd: &mut Command) -> Result<()> {
         bail!("{cmd:?} failed ({st})");
     }
     Ok(())
+}
+
+fn vm_options(root: &Path, monitor_bin: PathBuf, probes: Vec<String>, timeout: u64) -> vm::VmOptions {
+    vm::VmOptions {
+        monitor_bin,
+        // Kept across runs (the kernel package download), outside `target/` so `cargo clean`
+        // does not throw it away.
+        cache_dir: root.join(".cache/vm"),
+        probes,
+        timeout: std::time::Duration::from_secs(timeout),
+    }
 }
 
 fn build_release(root: &Path) -> Result<PathBuf> {
@@ -101,7 +128,6 @@ fn test_all(root: &Path) -> Result<()> {
         );
     }
     bootstrap::run(true)?;
-    let _ = root;
     let mut results: Vec<(&str, Result<()>, f64)> = Vec::new();
     let mut stage = |name: &'static str, f: &mut dyn FnMut() -> Result<()>| {
         let t = Instant::now();
@@ -119,6 +145,15 @@ fn test_all(root: &Path) -> Result<()> {
                 .args(["test", "--release", "--workspace", "--", "--test-threads=1"])
                 .env("RUST_BACKTRACE", "1"),
         )
+    });
+    stage("VM kernel test (fentry, kprobe)", &mut || {
+        let bin = build_release(root)?;
+        vm::run(&vm_options(
+            root,
+            bin,
+            vec!["fentry".to_string(), "kprobe".to_string()],
+            240,
+        ))
     });
     eprintln!("\n==== xtask test summary ====");
     let mut failed = 0;
