@@ -1,1 +1,26 @@
-//! placeholder
+//! Process tracking and enrichment: who made each connection.
+//!
+//! `ProcessTable` keeps the processes alive on the host, learned from the kernel's exec and
+//! exit events (so a process that exits in milliseconds, like curl, still has its
+//! executable, command line and parent) and from /proc at start-up. `enrich` turns a
+//! `ConnectEvent` into a `ConnectionRecord` with hash lookups only; /proc is read once per
+//! process the table did not know, and the result cached in bounded maps.
+//!
+//! - `table`: `ProcessTable` and its configuration and counters.
+//! - `decode`: checked decoding of kernel bytes (addresses, argv, comm).
+//! - `procfs`: bounded readers for /proc/PID/*.
+//! - `users`: uid -> name from /etc/passwd.
+//! - `container`: container id from the cgroup path.
+
+mod container;
+mod decode;
+mod procfs;
+mod table;
+mod users;
+
+#[cfg(test)]
+mod tests;
+
+pub use container::{CgroupMatch, container_id_from_cgroup, container_id_from_path};
+pub use decode::{ConnectAddrs, DecodeError, decode_connect, probe_name};
+pub use table::{ProcessStats, ProcessTable, ProcessTableConfig};

@@ -1,0 +1,771 @@
+//! `ProcessTable`: live processes fed by exec/exit events, and enrichment of connect events.
+//!
+//! Three bounded LRU maps, all keyed by tgid, each entry carrying its start time so that a
+//! reused pid never matches the process that had it before:
+//! - `live`: processes learned from exec events and the start-up /proc scan;
+//! - `learned`: processes first met in a connect event (read from /proc once, or, when
+//!   /proc no longer has them, kept as what the kernel said), and parents read from /proc;
+//! - `exited`: recently exited processes, so children and late events still find them.
+//!
+//! Events and exits arrive in one ordered ring buffer, so an entry in `live`/`learned` is the
+//! current holder of its pid unless an exit was lost; a start-time mismatch detects that.
+//!
+//! The per-event path is hash lookups only: each entry keeps the `Arc<ProcessInfo>` it last
+//! built (one per recent thread) with the inputs it was built from, and builds a new one only
+//! when an input changes (exec, uid/gid, cgroup, parent).
+
+use std::num::NonZeroUsize;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use lru::LruCache;
+use monitor_common::{COMM_LEN, ConnectEvent, ExecEvent, ExitEvent};
+use serde::{Deserialize, Serialize};
+
+use super::container::{ContainerIds, Resolved};
+use super::decode::{
+    c_text, decode_connect, decode_connect_lossy, exe_basename, probe_name, split_argv, used,
+};
+use super::procfs::{ProcFs, ProcSnapshot, clock_ticks_per_sec};
+use super::users::{DEFAULT_RECHECK, UserNames};
+use crate::record::{ConnectionRecord, ParentInfo, ProcessInfo, Timestamp, text_from_bytes};
+
+/// Threads per process whose `Arc<ProcessInfo>` is kept (the tid is part of the record).
+const THREADS_PER_ENTRY: usize = 4;
+
+/// Sizes and paths of a `ProcessTable`.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProcessTableConfig {
+    /// Processes learned from exec events and the start-up scan.
+    pub max_entries: usize,
+    /// Processes first met in a connect event or as a parent, read from /proc.
+    pub max_proc_cache: usize,
+    /// Recently exited processes kept for their children and late events.
+    pub max_exited: usize,
+    /// Cgroup id -> container id answers.
+    pub max_cgroups: usize,
+    /// Where procfs is mounted (the host's /proc when the monitor runs in a container).
+    pub proc_root: PathBuf,
+    pub passwd_path: PathBuf,
+    /// The cgroup v2 mount; `None`: found in /proc/self/mountinfo.
+    pub cgroup2_root: Option<PathBuf>,
+}
+
+impl Default for ProcessTableConfig {
+    fn default() -> Self {
+        ProcessTableConfig {
+            max_entries: 65_536,
+            max_proc_cache: 16_384,
+            max_exited: 1_024,
+            max_cgroups: 4_096,
+            proc_root: PathBuf::from("/proc"),
+            passwd_path: PathBuf::from("/etc/passwd"),
+            cgroup2_root: None,
+        }
+    }
+}
+
+/// Counters and sizes, for metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ProcessStats {
+    /// Processes tracked (`live` + `learned`).
+    pub entries: usize,
+    pub exited_entries: usize,
+    pub cgroup_entries: usize,
+    /// Records produced by `enrich`.
+    pub enriched: u64,
+    /// Records marked partial (some field could not be learned).
+    pub enrichment_misses: u64,
+    /// /proc files read after the start-up scan (misses, parents, long argv, cgroups).
+    pub proc_reads: u64,
+    /// /proc files read by `scan_proc`.
+    pub scan_reads: u64,
+    /// Entries pushed out of a full map.
+    pub evictions: u64,
+    /// Entries dropped because their pid now has another start time (an exit was lost).
+    pub stale_entries: u64,
+    /// A live pid whose /proc start time differed from the kernel's: pid reuse, or kernel
+    /// programs reporting a start time on another clock (should stay 0).
+    pub start_mismatches: u64,
+    /// Connect events with an unknown address family or protocol (see `DecodeError`).
+    pub malformed: u64,
+    /// `ProcessInfo`s built; every other record shared an existing one.
+    pub builds: u64,
+    /// Cgroup-tree searches for processes gone before their cgroup was read.
+    pub cgroup_walks: u64,
+    /// Times /etc/passwd was (re)loaded.
+    pub passwd_loads: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Origin {
+    /// An exec event: argv as the kernel saw it, immune to later argv rewriting.
+    Exec,
+    /// The start-up scan of /proc.
+    Scan,
+    /// Read from /proc on a miss.
+    Proc,
+    /// Only what a connect event carried: the process was gone from /proc.
+    Kernel,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Slot {
+    Live,
+    Learned,
+    Exited,
+}
+
+/// The inputs a shared `ProcessInfo` was built from besides the entry itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct BuildKey {
+    uid: u32,
+    gid: u32,
+    cgroup_id: u64,
+    parent_generation: Option<u64>,
+    /// The thread's comm, only when the name comes from it (no executable known).
+    comm: [u8; COMM_LEN],
+}
+
+#[derive(Debug, Default)]
+struct Shared {
+    key: Option<BuildKey>,
+    partial: bool,
+    /// Most recent last.
+    by_tid: Vec<(u32, Arc<ProcessInfo>)>,
+}
+
+impl Shared {
+    /// The info for `tid` if built with `key`; another thread's info with the tid swapped
+    /// in when only the tid differs.
+    fn get(&mut self, key: &BuildKey, tid: Option<u32>) -> Option<Arc<ProcessInfo>> {
+        if self.key.as_ref() != Some(key) {
+            return None;
+        }
+        let tid_key = tid.unwrap_or(0);
+        if let Some((_, hit)) = self.by_tid.iter().find(|(t, _)| *t == tid_key) {
+            return Some(hit.clone());
+        }
+        let template = self.by_tid.last()?.1.clone();
+        let info = Arc::new(ProcessInfo {
+            tid,
+            ..(*template).clone()
+        });
+        if self.by_tid.len() >= THREADS_PER_ENTRY {
+            self.by_tid.remove(0);
+        }
+        self.by_tid.push((tid_key, info.clone()));
+        Some(info)
+    }
+}
+
+#[derive(Debug)]
+struct Entry {
+    origin: Origin,
+    /// Changes whenever the entry's content does, so children notice a parent's exec.
+    generation: u64,
+    /// Clock ticks since boot (/proc/PID/stat's unit); `None` when unknown.
+    start: Option<u64>,
+    ppid: Option<u32>,
+    name: Option<String>,
+    exe: Option<String>,
+    args: Option<Vec<String>>,
+    command_line: Option<String>,
+    args_truncated: bool,
+    /// /proc was already asked for the rest of a truncated argv.
+    argv_extension_tried: bool,
+    kernel_thread: bool,
+    uid: Option<u32>,
+    gid: Option<u32>,
+    /// (cgroup id it was resolved for, container id).
+    container: Option<(u64, Option<Arc<str>>)>,
+    shared: Shared,
+}
+
+fn join_args(args: &[String]) -> String {
+    args.join(" ")
+}
+
+fn name_from(exe: Option<&str>, comm: Option<String>) -> Option<String> {
+    exe.map(exe_basename)
+        .filter(|n| !n.is_empty())
+        .map(str::to_string)
+        .or(comm)
+}
+
+impl Entry {
+    fn new(origin: Origin, generation: u64, start: Option<u64>) -> Self {
+        Entry {
+            origin,
+            generation,
+            start,
+            ppid: None,
+            name: None,
+            exe: None,
+            args: None,
+            command_line: None,
+            args_truncated: false,
+            argv_extension_tried: false,
+            kernel_thread: false,
+            uid: None,
+            gid: None,
+            container: None,
+            shared: Shared::default(),
+        }
+    }
+
+    fn set_args(&mut self, args: Option<Vec<String>>) {
+        self.command_line = args.as_deref().map(join_args);
+        self.args = args;
+    }
+
+    fn from_exec(ev: &ExecEvent, start: Option<u64>, generation: u64) -> Self {
+        let mut e = Entry::new(Origin::Exec, generation, start);
+        e.exe = c_text(used(&ev.filename, ev.filename_len));
+        let argv = used(&ev.args, ev.args_len);
+        e.set_args((!argv.is_empty()).then(|| split_argv(argv)));
+        e.args_truncated = ev.args_truncated != 0;
+        e.name = name_from(e.exe.as_deref(), c_text(&ev.comm));
+        e.ppid = (ev.ppid != 0).then_some(ev.ppid);
+        e.uid = Some(ev.uid);
+        e.gid = Some(ev.gid);
+        e
+    }
+
+    fn from_snapshot(snap: ProcSnapshot, origin: Origin, generation: u64) -> Self {
+        let mut e = Entry::new(origin, generation, Some(snap.stat.start_ticks));
+        e.exe = snap.exe.as_deref().map(text_from_bytes);
+        e.set_args(snap.args);
+        e.args_truncated = snap.args_truncated;
+        e.name = name_from(e.exe.as_deref(), c_text(&snap.stat.comm));
+        e.ppid = (snap.stat.ppid != 0).then_some(snap.stat.ppid);
+        e.kernel_thread = snap.stat.kernel_thread;
+        e.uid = snap.uid;
+        e.gid = snap.gid;
+        e
+    }
+
+    fn from_kernel(ev: &ConnectEvent, start: Option<u64>, generation: u64) -> Self {
+        let mut e = Entry::new(Origin::Kernel, generation, start);
+        e.name = c_text(&ev.comm);
+        e.uid = Some(ev.uid);
+        e.gid = Some(ev.gid);
+        e
+    }
+}
+
+/// Start times agree unless both are known and differ.
+fn same_start(a: Option<u64>, b: Option<u64>) -> bool {
+    !matches!((a, b), (Some(x), Some(y)) if x != y)
+}
+
+/// A parent cannot have started after its child.
+fn can_be_parent(parent_start: Option<u64>, child_start: Option<u64>) -> bool {
+    !matches!((parent_start, child_start), (Some(p), Some(c)) if p > c)
+}
+
+/// Whether `full` (from /proc) continues the kernel's truncated `prefix`.
+fn continues(prefix: &[String], full: &[String]) -> bool {
+    let Some((last, head)) = prefix.split_last() else {
+        return false;
+    };
+    full.len() >= prefix.len()
+        && full[..head.len()] == *head
+        && full[head.len()].starts_with(last.as_str())
+}
+
+fn cap(n: usize) -> NonZeroUsize {
+    NonZeroUsize::new(n).unwrap_or(NonZeroUsize::MIN)
+}
+
+/// Live processes and the enrichment of connect events with them.
+#[derive(Debug)]
+pub struct ProcessTable {
+    live: LruCache<u32, Entry>,
+    learned: LruCache<u32, Entry>,
+    exited: LruCache<u32, Entry>,
+    proc: ProcFs,
+    users: UserNames,
+    containers: ContainerIds,
+    ns_per_tick: u64,
+    next_generation: u64,
+    stats: ProcessStats,
+}
+
+impl ProcessTable {
+    pub fn new(cfg: ProcessTableConfig) -> Self {
+        let ticks = clock_ticks_per_sec();
+        ProcessTable {
+            live: LruCache::new(cap(cfg.max_entries)),
+            learned: LruCache::new(cap(cfg.max_proc_cache)),
+            exited: LruCache::new(cap(cfg.max_exited)),
+            proc: ProcFs::new(cfg.proc_root),
+            users: UserNames::new(cfg.passwd_path, DEFAULT_RECHECK),
+            containers: ContainerIds::new(cfg.max_cgroups, cfg.cgroup2_root),
+            ns_per_tick: (1_000_000_000 / ticks).max(1),
+            next_generation: 1,
+            stats: ProcessStats::default(),
+        }
+    }
+
+    /// Learns every process alive now from /proc; returns how many were added. Call it
+    /// after the capture is attached, so a process is either scanned or seen exec'ing.
+    /// An exec-learned entry for the same process is kept (its argv cannot have been
+    /// rewritten since exec). Stops adding at `max_entries`.
+    pub fn scan_proc(&mut self) -> std::io::Result<usize> {
+        let before = self.proc.reads();
+        let result = self.scan_inner();
+        self.stats.scan_reads += self.proc.reads() - before;
+        result
+    }
+
+    fn scan_inner(&mut self) -> std::io::Result<usize> {
+        let mut added = 0;
+        for pid in self.proc.pids()? {
+            if pid == 0 {
+                continue;
+            }
+            if self.live.len() >= self.live.cap().get() && !self.live.contains(&pid) {
+                break;
+            }
+            // Raced with exit: nothing to learn.
+            let Ok(snap) = self.proc.snapshot(pid) else {
+                continue;
+            };
+            if let Some(e) = self.live.peek(&pid)
+                && e.origin == Origin::Exec
+                && e.start == Some(snap.stat.start_ticks)
+            {
+                continue;
+            }
+            let entry = Entry::from_snapshot(snap, Origin::Scan, self.generation());
+            self.learned.pop(&pid);
+            self.put_live(pid, entry);
+            added += 1;
+        }
+        Ok(added)
+    }
+
+    /// A successful execve: the process now runs the image and argv the kernel read.
+    pub fn on_exec(&mut self, ev: &ExecEvent) {
+        let pid = ev.tgid;
+        if pid == 0 {
+            return;
+        }
+        let entry = Entry::from_exec(ev, self.ticks(ev.start_time_ns), self.generation());
+        self.learned.pop(&pid);
+        self.put_live(pid, entry);
+    }
+
+    /// A process exited: it moves to the recently-exited map.
+    pub fn on_exit(&mut self, ev: &ExitEvent) {
+        let pid = ev.tgid;
+        let start = self.ticks(ev.start_time_ns);
+        // An exit for an older holder of the pid (seen after a scan found the new one)
+        // must not remove the new one.
+        if self
+            .live
+            .peek(&pid)
+            .is_some_and(|e| same_start(e.start, start))
+            && let Some(e) = self.live.pop(&pid)
+        {
+            self.retire(pid, e);
+        }
+        if self
+            .learned
+            .peek(&pid)
+            .is_some_and(|e| same_start(e.start, start))
+            && let Some(e) = self.learned.pop(&pid)
+        {
+            self.retire(pid, e);
+        }
+    }
+
+    /// Turns a kernel connect event into a record. Never fails and never drops: whatever
+    /// cannot be learned is left out and the record is marked partial.
+    pub fn enrich(
+        &mut self,
+        ev: &ConnectEvent,
+        ts: Timestamp,
+        host: &Arc<str>,
+    ) -> ConnectionRecord {
+        self.stats.enriched += 1;
+        let (addrs, mut partial) = match decode_connect(ev) {
+            Ok(a) => (a, false),
+            Err(_) => {
+                self.stats.malformed += 1;
+                (decode_connect_lossy(ev), true)
+            }
+        };
+        let (process, process_partial) = self.process_of(ev);
+        partial |= process_partial;
+        if partial {
+            self.stats.enrichment_misses += 1;
+        }
+        ConnectionRecord {
+            timestamp: ts,
+            host_name: host.clone(),
+            process,
+            source: addrs.source,
+            destination: addrs.destination,
+            transport: addrs.transport,
+            partial,
+            suppressed: ev.suppressed,
+            probe: probe_name(ev.backend),
+        }
+    }
+
+    /// Processes tracked (exec/scan-learned and /proc-learned), not counting exited ones.
+    pub fn len(&self) -> usize {
+        self.live.len() + self.learned.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether a live process with this tgid is tracked.
+    pub fn contains(&self, pid: u32) -> bool {
+        self.live.contains(&pid) || self.learned.contains(&pid)
+    }
+
+    pub fn stats(&self) -> ProcessStats {
+        ProcessStats {
+            entries: self.live.len() + self.learned.len(),
+            exited_entries: self.exited.len(),
+            cgroup_entries: self.containers.len(),
+            proc_reads: self.proc.reads() - self.stats.scan_reads,
+            cgroup_walks: self.containers.walks(),
+            passwd_loads: self.users.loads(),
+            ..self.stats
+        }
+    }
+
+    /// Boot-time ns from the kernel -> /proc's clock ticks; 0 means unknown.
+    fn ticks(&self, ns: u64) -> Option<u64> {
+        (ns != 0).then(|| ns / self.ns_per_tick)
+    }
+
+    fn generation(&mut self) -> u64 {
+        self.next_generation += 1;
+        self.next_generation
+    }
+
+    fn put_live(&mut self, pid: u32, entry: Entry) {
+        let new_start = entry.start;
+        match self.live.push(pid, entry) {
+            Some((old_pid, _)) if old_pid != pid => self.stats.evictions += 1,
+            // Same pid, another process: its exit was lost; keep it for its children.
+            // (Same start: the process exec'd again and the old image is simply replaced.)
+            Some((_, old)) if old.start.is_some() && old.start != new_start => {
+                self.stats.stale_entries += 1;
+                self.retire(pid, old);
+            }
+            _ => {}
+        }
+    }
+
+    fn put_learned(&mut self, pid: u32, entry: Entry) {
+        if let Some((old_pid, _)) = self.learned.push(pid, entry)
+            && old_pid != pid
+        {
+            self.stats.evictions += 1;
+        }
+    }
+
+    /// Keeps an exited process for its children; only with a start time, which is what
+    /// tells it apart from a later process with the same pid.
+    fn retire(&mut self, pid: u32, mut entry: Entry) {
+        if entry.start.is_some() {
+            entry.shared = Shared::default();
+            self.exited.put(pid, entry);
+        }
+    }
+
+    fn peek(&self, slot: Slot, pid: u32) -> Option<&Entry> {
+        match slot {
+            Slot::Live => self.live.peek(&pid),
+            Slot::Learned => self.learned.peek(&pid),
+            Slot::Exited => self.exited.peek(&pid),
+        }
+    }
+
+    fn peek_mut(&mut self, slot: Slot, pid: u32) -> Option<&mut Entry> {
+        match slot {
+            Slot::Live => self.live.peek_mut(&pid),
+            Slot::Learned => self.learned.peek_mut(&pid),
+            Slot::Exited => self.exited.peek_mut(&pid),
+        }
+    }
+
+    /// Finds the entry for the connecting process, reading /proc once on a miss. `None`:
+    /// the event comes from an older holder of the pid than the one the table knows, and
+    /// that older process is not remembered either.
+    fn locate(&mut self, ev: &ConnectEvent, start: Option<u64>) -> Option<Slot> {
+        let pid = ev.tgid;
+        let mut from_older_process = false;
+        for slot in [Slot::Live, Slot::Learned] {
+            let map = match slot {
+                Slot::Live => &mut self.live,
+                _ => &mut self.learned,
+            };
+            let Some(e) = map.peek(&pid) else { continue };
+            if same_start(e.start, start) {
+                map.promote(&pid);
+                return Some(slot);
+            }
+            if matches!((start, e.start), (Some(ev_start), Some(known)) if ev_start < known) {
+                // A late event of a previous process must not evict the current one.
+                from_older_process = true;
+                continue;
+            }
+            if let Some(stale) = map.pop(&pid) {
+                self.stats.stale_entries += 1;
+                self.retire(pid, stale);
+            }
+        }
+        // After its exit only another thread of the group can still connect; with an
+        // unknown start time the pid could already belong to a new process.
+        if start.is_some() && self.exited.peek(&pid).is_some_and(|e| e.start == start) {
+            return Some(Slot::Exited);
+        }
+        if from_older_process {
+            return None;
+        }
+        let generation = self.generation();
+        let entry = match self.proc.snapshot(pid) {
+            Ok(snap) if same_start(Some(snap.stat.start_ticks), start) => {
+                Entry::from_snapshot(snap, Origin::Proc, generation)
+            }
+            Ok(_) => {
+                self.stats.start_mismatches += 1;
+                Entry::from_kernel(ev, start, generation)
+            }
+            Err(_) => Entry::from_kernel(ev, start, generation),
+        };
+        self.put_learned(pid, entry);
+        Some(Slot::Learned)
+    }
+
+    /// The parent's entry if known, without reading anything.
+    fn find_parent(&self, ppid: u32, child_start: Option<u64>) -> Option<Slot> {
+        [Slot::Live, Slot::Learned, Slot::Exited]
+            .into_iter()
+            .find(|&s| {
+                self.peek(s, ppid)
+                    .is_some_and(|p| can_be_parent(p.start, child_start))
+            })
+    }
+
+    /// The parent's entry, read from /proc and cached when not known yet.
+    fn resolve_parent(&mut self, ppid: u32, child_start: Option<u64>) -> Option<Slot> {
+        if let Some(slot) = self.find_parent(ppid, child_start) {
+            return Some(slot);
+        }
+        let snap = self.proc.snapshot(ppid).ok()?;
+        if !can_be_parent(Some(snap.stat.start_ticks), child_start) {
+            return None;
+        }
+        let entry = Entry::from_snapshot(snap, Origin::Proc, self.generation());
+        self.put_learned(ppid, entry);
+        Some(Slot::Learned)
+    }
+
+    fn process_of(&mut self, ev: &ConnectEvent) -> (Arc<ProcessInfo>, bool) {
+        let pid = ev.tgid;
+        let tid = (ev.tid != 0).then_some(ev.tid);
+        if pid == 0 {
+            // Kernel context (no user process): only the event's own fields.
+            return (Arc::new(self.kernel_only(ev)), true);
+        }
+        let start = self.ticks(ev.start_time_ns);
+        let Some(slot) = self.locate(ev, start) else {
+            return (Arc::new(self.kernel_only(ev)), true);
+        };
+        let Some(e) = self.peek(slot, pid) else {
+            return (Arc::new(self.kernel_only(ev)), true);
+        };
+        let (ppid, named) = (e.ppid, e.name.is_some());
+        let child_start = e.start;
+        let parent_generation = ppid
+            .and_then(|pp| Some((pp, self.find_parent(pp, child_start)?)))
+            .and_then(|(pp, s)| self.peek(s, pp))
+            .map(|p| p.generation);
+        let key = BuildKey {
+            uid: ev.uid,
+            gid: ev.gid,
+            cgroup_id: ev.cgroup_id,
+            parent_generation,
+            comm: if named { [0; COMM_LEN] } else { ev.comm },
+        };
+        if let Some(e) = self.peek_mut(slot, pid)
+            && let Some(hit) = e.shared.get(&key, tid)
+        {
+            return (hit, e.shared.partial);
+        }
+        self.build(ev, slot, key)
+    }
+
+    fn kernel_only(&mut self, ev: &ConnectEvent) -> ProcessInfo {
+        ProcessInfo {
+            pid: ev.tgid,
+            tid: (ev.tid != 0).then_some(ev.tid),
+            name: c_text(&ev.comm),
+            user_id: Some(ev.uid),
+            user_name: self.users.name(ev.uid).map(|n| n.to_string()),
+            group_id: Some(ev.gid),
+            ..ProcessInfo::default()
+        }
+    }
+
+    /// Builds and stores the shared info for one process; may read /proc for the rest
+    /// of a truncated argv, for the parent, and for the cgroup.
+    fn build(
+        &mut self,
+        ev: &ConnectEvent,
+        slot: Slot,
+        mut key: BuildKey,
+    ) -> (Arc<ProcessInfo>, bool) {
+        let pid = ev.tgid;
+        let tid = (ev.tid != 0).then_some(ev.tid);
+        self.stats.builds += 1;
+        self.extend_truncated_argv(slot, pid);
+        // Copy out what the info needs: resolving the parent may insert into (and evict
+        // from) the same map.
+        let Some(e) = self.peek(slot, pid) else {
+            return (Arc::new(self.kernel_only(ev)), true);
+        };
+        let mut info = ProcessInfo {
+            pid,
+            tid,
+            name: e.name.clone().or_else(|| c_text(&ev.comm)),
+            executable: e.exe.clone(),
+            command_line: e.command_line.clone(),
+            args: e.args.clone().unwrap_or_default(),
+            parent: ParentInfo {
+                pid: e.ppid,
+                ..ParentInfo::default()
+            },
+            user_id: Some(ev.uid).filter(|&u| u != u32::MAX).or(e.uid),
+            user_name: None,
+            group_id: Some(ev.gid).filter(|&g| g != u32::MAX).or(e.gid),
+            container_id: None,
+        };
+        // A kernel thread has no image or argv to learn.
+        let mut partial = !e.kernel_thread && (e.exe.is_none() || e.args.is_none());
+        let (ppid, child_start, kernel_thread) = (e.ppid, e.start, e.kernel_thread);
+        let known_container = e
+            .container
+            .clone()
+            .filter(|(cg, _)| *cg == ev.cgroup_id)
+            .map(|(_, id)| id);
+
+        match ppid {
+            Some(pp) => match self.resolve_parent(pp, child_start) {
+                Some(ps) => {
+                    if let Some(p) = self.peek(ps, pp) {
+                        info.parent.name = p.name.clone();
+                        info.parent.executable = p.exe.clone();
+                        info.parent.command_line = p.command_line.clone();
+                        key.parent_generation = Some(p.generation);
+                    }
+                    partial |= info.parent.name.is_none();
+                }
+                None => partial = true,
+            },
+            // Only init and kernel threads have no parent.
+            None => partial |= pid != 1 && !kernel_thread,
+        }
+
+        if let Some(uid) = info.user_id {
+            info.user_name = self.users.name(uid).map(|n| n.to_string());
+        }
+
+        let container = match known_container {
+            Some(id) => Some(id),
+            None => match self.containers.resolve(ev.cgroup_id, pid, &self.proc) {
+                Resolved::Known(id) => Some(id),
+                Resolved::Unknown => None,
+            },
+        };
+        info.container_id = container.clone().flatten().map(|id| id.to_string());
+
+        let info = Arc::new(info);
+        if let Some(e) = self.peek_mut(slot, pid) {
+            if let Some(id) = container {
+                e.container = Some((ev.cgroup_id, id));
+            }
+            e.shared = Shared {
+                key: Some(key),
+                partial,
+                by_tid: vec![(tid.unwrap_or(0), info.clone())],
+            };
+        }
+        (info, partial)
+    }
+
+    /// The kernel keeps the first `ARGS_LEN` bytes of argv; when it cut, take the rest from
+    /// /proc once, but only if /proc's argv continues what the kernel saw (a process can
+    /// rewrite its argv afterwards, and the exec-time one is the truth).
+    fn extend_truncated_argv(&mut self, slot: Slot, pid: u32) {
+        let Some(e) = self.peek_mut(slot, pid) else {
+            return;
+        };
+        if !e.args_truncated || e.origin != Origin::Exec || e.argv_extension_tried {
+            return;
+        }
+        e.argv_extension_tried = true;
+        let (Some(start), Some(prefix)) = (e.start, e.args.clone()) else {
+            return;
+        };
+        if !self.proc.stat(pid).is_ok_and(|s| s.start_ticks == start) {
+            return;
+        }
+        let Ok((buf, cut)) = self.proc.cmdline(pid) else {
+            return;
+        };
+        let full = split_argv(&buf);
+        if !continues(&prefix, &full) {
+            return;
+        }
+        let generation = self.generation();
+        if let Some(e) = self.peek_mut(slot, pid) {
+            e.set_args(Some(full));
+            e.args_truncated = cut;
+            e.generation = generation;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(v: &[&str]) -> Vec<String> {
+        v.iter().map(|x| x.to_string()).collect()
+    }
+
+    #[test]
+    fn argv_continuation_check() {
+        assert!(continues(
+            &s(&["python3", "-c", "pri"]),
+            &s(&["python3", "-c", "print(1)"])
+        ));
+        assert!(continues(&s(&["a", "b"]), &s(&["a", "b", "c"])));
+        assert!(!continues(&s(&["a", "b"]), &s(&["a", "x", "c"])));
+        assert!(!continues(&s(&["a", "b"]), &s(&["a"])));
+        assert!(!continues(&[], &s(&["a"])));
+    }
+
+    #[test]
+    fn start_time_rules() {
+        assert!(same_start(None, Some(5)));
+        assert!(same_start(Some(5), Some(5)));
+        assert!(!same_start(Some(5), Some(6)));
+        assert!(can_be_parent(Some(5), Some(5)));
+        assert!(can_be_parent(Some(4), Some(5)));
+        assert!(!can_be_parent(Some(6), Some(5)));
+        assert!(can_be_parent(None, Some(5)));
+    }
+}
