@@ -1,0 +1,62 @@
+//! The default rule set: the repository's `rules/`, embedded at build time so the binary
+//! needs no files. `RuleSet::builtin()` and `--rules rules/` load the same text through
+//! the same loader. A test checks that every `*.yml` under `rules/` is listed here.
+
+use super::compile::Source;
+
+/// (path under `rules/`, contents)
+pub(crate) const FILES: &[(&str, &str)] = &[
+    (
+        "lists/exclusions.yml",
+        include_str!("../../../rules/lists/exclusions.yml"),
+    ),
+    (
+        "lists/process_classes.yml",
+        include_str!("../../../rules/lists/process_classes.yml"),
+    ),
+    (
+        "t1043_commonly_used_port.yml",
+        include_str!("../../../rules/t1043_commonly_used_port.yml"),
+    ),
+    (
+        "t1571_non_standard_port.yml",
+        include_str!("../../../rules/t1571_non_standard_port.yml"),
+    ),
+];
+
+pub(crate) fn sources() -> Vec<Source> {
+    FILES
+        .iter()
+        .map(|(name, text)| Source {
+            name: format!("rules/{name} (built in)"),
+            ruleset: super::BUILTIN_RULESET.to_string(),
+            text: (*text).to_string(),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    /// Every rule file in the repository's rules/ is embedded, and nothing else.
+    #[test]
+    fn every_rules_file_is_embedded() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../rules");
+        let mut found = Vec::new();
+        fn walk(dir: &Path, root: &Path, out: &mut Vec<String>) {
+            for e in std::fs::read_dir(dir).expect("read rules/") {
+                let p = e.expect("entry").path();
+                if p.is_dir() {
+                    walk(&p, root, out);
+                } else if matches!(p.extension().and_then(|x| x.to_str()), Some("yml" | "yaml")) {
+                    out.push(p.strip_prefix(root).unwrap().to_string_lossy().into_owned());
+                }
+            }
+        }
+        walk(&root, &root, &mut found);
+        found.sort();
+        let embedded: Vec<String> = super::FILES.iter().map(|(n, _)| n.to_string()).collect();
+        assert_eq!(found, embedded, "update FILES in monitor/src/rules/builtin.rs");
+    }
+}

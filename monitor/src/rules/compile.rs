@@ -1,0 +1,1666 @@
+//! Sigma rule files (and the monitor's list files) to a compiled `RuleSet`.
+//!
+//! Loading is all-or-nothing per rule: a rule with any construct this engine does not
+//! implement is an error naming the file, line, rule and construct, never a rule that
+//! quietly matches less than its author wrote.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::condition::{self, CondAst, OfTarget};
+use super::error::RuleError;
+use super::field::{Field, FieldKind};
+use super::matcher::{
+    self, CmpOp, FieldAutomaton, IpSet, NumSet, StrMode, Test, TestId, Tests,
+};
+use super::yaml::{self, Node, NodeKind, Pos, Value};
+use crate::record::{Level, RuleMeta};
+
+/// One rule or list file's text and where it came from.
+pub(crate) struct Source {
+    /// As shown in messages: the path, or `rules/<name>` for the built-in set.
+    pub name: String,
+    /// `rule.ruleset` for rules in this file.
+    pub ruleset: String,
+    pub text: String,
+}
+
+/// A compiled condition over test ids.
+#[derive(Debug)]
+pub(crate) enum Cond {
+    Test(TestId),
+    And(Box<[Cond]>),
+    Or(Box<[Cond]>),
+    Not(Box<Cond>),
+    AtLeast(u32, Box<[Cond]>),
+}
+
+impl Cond {
+    pub fn eval(
+        &self,
+        tests: &Tests,
+        rec: &crate::record::ConnectionRecord,
+        s: &mut super::matcher::Scratch,
+    ) -> bool {
+        match self {
+            Cond::Test(id) => tests.eval(*id, rec, s),
+            Cond::And(c) => c.iter().all(|c| c.eval(tests, rec, s)),
+            Cond::Or(c) => c.iter().any(|c| c.eval(tests, rec, s)),
+            Cond::Not(c) => !c.eval(tests, rec, s),
+            Cond::AtLeast(n, c) => {
+                let mut hits = 0;
+                for x in c.iter() {
+                    if x.eval(tests, rec, s) {
+                        hits += 1;
+                        if hits >= *n {
+                            return true;
+                        }
+                    }
+                }
+                false
+            }
+        }
+    }
+
+    fn cost(&self, tests: &[Test]) -> u32 {
+        match self {
+            Cond::Test(id) => tests[*id as usize].cost(tests),
+            Cond::And(c) | Cond::Or(c) | Cond::AtLeast(_, c) => {
+                c.iter().map(|c| c.cost(tests)).sum()
+            }
+            Cond::Not(c) => c.cost(tests),
+        }
+    }
+
+    /// Sigma conditions have no side effects, so `and`/`or` operands may run in any
+    /// order: cheap ones (port bitsets, address tables) first.
+    fn order_by_cost(&mut self, tests: &[Test]) {
+        match self {
+            Cond::And(c) | Cond::Or(c) => {
+                for x in c.iter_mut() {
+                    x.order_by_cost(tests);
+                }
+                c.sort_by_cached_key(|x| x.cost(tests));
+            }
+            Cond::AtLeast(_, c) => c.iter_mut().for_each(|x| x.order_by_cost(tests)),
+            Cond::Not(c) => c.order_by_cost(tests),
+            Cond::Test(_) => {}
+        }
+    }
+}
+
+/// `value`, or the first `when` that holds (monitor extension).
+#[derive(Debug)]
+pub(crate) struct Case<T> {
+    pub when: Option<Cond>,
+    pub value: T,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct GroupSpec {
+    pub fields: Vec<Field>,
+    pub window_ns: i64,
+}
+
+#[derive(Debug)]
+pub(crate) struct Rule {
+    pub meta: Arc<RuleMeta>,
+    pub level: Level,
+    pub techniques: Vec<String>,
+    pub tags: Vec<String>,
+    pub status: Option<String>,
+    pub falsepositives: Vec<String>,
+    pub file: String,
+    pub line: u32,
+    pub condition: Cond,
+    pub labels: Vec<(String, Vec<Case<String>>)>,
+    pub risk: Vec<Case<u32>>,
+    pub level_cases: Vec<Case<Level>>,
+    pub group: Option<GroupSpec>,
+    /// Fields the rule tests that the monitor never fills.
+    pub unfilled_fields: Vec<Field>,
+}
+
+/// Everything a load produced.
+pub(crate) struct Compiled {
+    pub rules: Vec<Rule>,
+    pub tests: Tests,
+    pub notices: Vec<String>,
+    pub warnings: Vec<String>,
+    pub errors: Vec<RuleError>,
+}
+
+/// Reads rule paths: files as given, directories recursively for `*.yml` / `*.yaml`, in
+/// name order so loads are deterministic.
+pub(crate) fn read_paths(paths: &[PathBuf]) -> (Vec<Source>, Vec<RuleError>) {
+    let mut files = Vec::new();
+    let mut errors = Vec::new();
+    for p in paths {
+        match std::fs::metadata(p) {
+            Ok(m) if m.is_dir() => walk(p, &mut files, &mut errors),
+            Ok(_) => files.push(p.clone()),
+            Err(e) => errors.push(RuleError::Read {
+                path: p.clone(),
+                message: e.to_string(),
+            }),
+        }
+    }
+    let mut seen = HashSet::new();
+    let mut out = Vec::new();
+    for f in files {
+        if !seen.insert(std::fs::canonicalize(&f).unwrap_or_else(|_| f.clone())) {
+            continue; // the same file through two --rules paths
+        }
+        match std::fs::read_to_string(&f) {
+            Ok(text) => out.push(Source {
+                name: f.display().to_string(),
+                ruleset: ruleset_of(&f),
+                text,
+            }),
+            Err(e) => errors.push(RuleError::Read {
+                path: f.clone(),
+                message: e.to_string(),
+            }),
+        }
+    }
+    (out, errors)
+}
+
+fn ruleset_of(file: &Path) -> String {
+    file.parent()
+        .and_then(|d| std::fs::canonicalize(d).ok().or_else(|| Some(d.to_path_buf())))
+        .and_then(|d| d.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "local".into())
+}
+
+fn walk(dir: &Path, files: &mut Vec<PathBuf>, errors: &mut Vec<RuleError>) {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) => {
+            errors.push(RuleError::Read {
+                path: dir.to_path_buf(),
+                message: e.to_string(),
+            });
+            return;
+        }
+    };
+    let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    paths.sort();
+    for p in paths {
+        if p.is_dir() {
+            walk(&p, files, errors);
+        } else if matches!(
+            p.extension().and_then(|e| e.to_str()),
+            Some("yml" | "yaml")
+        ) {
+            files.push(p);
+        }
+    }
+}
+
+/// A named list from a list file.
+struct ListDef {
+    values: Vec<Node>,
+}
+
+/// A rule value after placeholder expansion.
+#[derive(Clone, Debug)]
+enum Val {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Float(f64, String),
+    Str(String),
+}
+
+impl Val {
+    fn from_node(n: &Node) -> Option<Val> {
+        let s = n.as_scalar()?;
+        Some(match s.resolve() {
+            Value::Null => Val::Null,
+            Value::Bool(b) => Val::Bool(b),
+            Value::Int(i) => Val::Int(i),
+            // Kept as written too: on a text field `1.10` is the text `1.10`.
+            Value::Float(f) => Val::Float(f, s.text.clone()),
+            Value::Str(t) => Val::Str(t.to_string()),
+        })
+    }
+
+    /// The value as text (numbers and booleans as written in YAML 1.2 core form).
+    fn text(&self) -> Option<String> {
+        match self {
+            Val::Null => None,
+            Val::Bool(b) => Some(b.to_string()),
+            Val::Int(i) => Some(i.to_string()),
+            Val::Float(_, t) => Some(t.clone()),
+            Val::Str(s) => Some(s.clone()),
+        }
+    }
+}
+
+#[derive(Default, Clone, Copy)]
+struct Mods {
+    mode: Option<StrMode>,
+    all: bool,
+    re: bool,
+    re_i: bool,
+    re_m: bool,
+    re_s: bool,
+    cidr: bool,
+    cmp: Option<CmpOp>,
+    exists: bool,
+    cased: bool,
+    expand: bool,
+}
+
+/// Where a rule is, for its errors.
+#[derive(Clone)]
+struct Ctx<'a> {
+    file: &'a str,
+    rule: String,
+}
+
+impl Ctx<'_> {
+    fn err(&self, pos: Pos, construct: impl Into<String>, message: impl Into<String>) -> RuleError {
+        RuleError::Rule {
+            file: self.file.to_string(),
+            line: pos.line,
+            rule: self.rule.clone(),
+            construct: construct.into(),
+            message: message.into(),
+        }
+    }
+}
+
+#[derive(Default)]
+struct Compiler {
+    tests: Vec<Test>,
+    test_keys: HashMap<String, TestId>,
+    /// Per field: patterns in automaton order, and their index.
+    patterns: BTreeMap<Field, (Vec<String>, HashMap<String, u32>)>,
+    lists: HashMap<String, Vec<ListDef>>,
+}
+
+const KNOWN_TOP_KEYS: &[&str] = &[
+    "title",
+    "id",
+    "name",
+    "related",
+    "taxonomy",
+    "status",
+    "description",
+    "license",
+    "references",
+    "author",
+    "date",
+    "modified",
+    "tags",
+    "logsource",
+    "detection",
+    "fields",
+    "falsepositives",
+    "level",
+    "scope",
+    "monitor",
+];
+
+pub(crate) fn compile(sources: &[Source]) -> Compiled {
+    let mut c = Compiler::default();
+    let mut out = Compiled {
+        rules: Vec::new(),
+        tests: Tests::default(),
+        notices: Vec::new(),
+        warnings: Vec::new(),
+        errors: Vec::new(),
+    };
+
+    // Parse every file first: list files must be known before any rule expands them.
+    let mut rule_docs: Vec<(&Source, Node)> = Vec::new();
+    for src in sources {
+        let docs = match yaml::parse(&src.text) {
+            Ok(d) => d,
+            Err(e) => {
+                out.errors.push(RuleError::Yaml {
+                    file: src.name.clone(),
+                    line: e.pos.line,
+                    column: e.pos.column,
+                    message: e.message,
+                });
+                continue;
+            }
+        };
+        if docs.is_empty() {
+            out.warnings
+                .push(format!("{}: empty file, no rules in it", src.name));
+        }
+        for doc in docs {
+            if doc.as_map().is_none() {
+                out.errors.push(RuleError::Yaml {
+                    file: src.name.clone(),
+                    line: doc.pos.line,
+                    column: doc.pos.column,
+                    message: format!(
+                        "a rule file holds a mapping (title, logsource, detection, ...), not {}",
+                        doc.kind_name()
+                    ),
+                });
+                continue;
+            }
+            if doc.get("lists").is_some() && doc.get("detection").is_none() {
+                if let Err(e) = c.add_lists(src, &doc) {
+                    out.errors.push(e);
+                }
+            } else {
+                rule_docs.push((src, doc));
+            }
+        }
+    }
+
+    let mut ids: HashMap<String, (String, u32)> = HashMap::new();
+    for (src, doc) in &rule_docs {
+        match c.rule(src, doc, &mut out.notices, &mut out.warnings) {
+            Ok(Some(rule)) => {
+                if let Some((f, l)) = ids.get(&rule.meta.id) {
+                    out.errors.push(RuleError::Rule {
+                        file: rule.file.clone(),
+                        line: rule.line,
+                        rule: rule.meta.id.clone(),
+                        construct: "id".into(),
+                        message: format!(
+                            "the same id is already used by the rule at {f}:{l}; rule ids must \
+                             be unique so alerts say which rule fired"
+                        ),
+                    });
+                    continue;
+                }
+                ids.insert(rule.meta.id.clone(), (rule.file.clone(), rule.line));
+                out.rules.push(rule);
+            }
+            Ok(None) => {}
+            Err(mut e) => out.errors.append(&mut e),
+        }
+    }
+
+    // One automaton per field over every rule's patterns.
+    let mut tests = Tests {
+        tests: std::mem::take(&mut c.tests),
+        ..Tests::default()
+    };
+    for (field, (patterns, _)) in std::mem::take(&mut c.patterns) {
+        match FieldAutomaton::build(field, &patterns) {
+            Ok(a) => {
+                tests.automaton_of[field as usize] = Some(tests.automata.len() as u16);
+                tests.automata.push(a);
+            }
+            Err(e) => out.errors.push(RuleError::Read {
+                path: PathBuf::from(format!("(all rules, field {})", field.ecs_name())),
+                message: format!(
+                    "the combined patterns of this field do not compile: {e}; split or simplify \
+                     the largest lists"
+                ),
+            }),
+        }
+    }
+    for r in &mut out.rules {
+        r.condition.order_by_cost(&tests.tests);
+    }
+    out.tests = tests;
+    out
+}
+
+fn is_placeholder_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
+}
+
+/// Splits `pre%name%post` (one placeholder).
+fn find_placeholder(s: &str) -> Option<(&str, &str, &str)> {
+    let start = s.find('%')?;
+    let len = s[start + 1..].find('%')?;
+    let name = &s[start + 1..start + 1 + len];
+    if !is_placeholder_name(name) {
+        return None;
+    }
+    Some((&s[..start], name, &s[start + 2 + len..]))
+}
+
+impl Compiler {
+    fn add_lists(&mut self, src: &Source, doc: &Node) -> Result<(), RuleError> {
+        let yaml_err = |pos: Pos, message: String| RuleError::Yaml {
+            file: src.name.clone(),
+            line: pos.line,
+            column: pos.column,
+            message,
+        };
+        for (k, _) in doc.as_map().unwrap_or_default() {
+            if k.as_text() != Some("lists") {
+                return Err(yaml_err(
+                    k.pos,
+                    format!(
+                        "unknown key `{}` in a list file (a list file has only `lists:`)",
+                        k.as_text().unwrap_or("")
+                    ),
+                ));
+            }
+        }
+        let lists = doc.get("lists").expect("checked by caller");
+        let Some(entries) = lists.as_map() else {
+            return Err(yaml_err(
+                lists.pos,
+                "`lists` must map list names to lists of values".into(),
+            ));
+        };
+        for (k, v) in entries {
+            let name = k.as_text().unwrap_or("");
+            if !is_placeholder_name(name) {
+                return Err(yaml_err(
+                    k.pos,
+                    format!("list name `{name}` may hold only letters, digits, `_`, `-`, `.`"),
+                ));
+            }
+            let values = match &v.kind {
+                NodeKind::Seq(items) => items.clone(),
+                _ if v.is_null() => Vec::new(),
+                _ => {
+                    return Err(yaml_err(
+                        v.pos,
+                        format!("list `{name}` must be a YAML list (use [] for an empty one)"),
+                    ));
+                }
+            };
+            for item in &values {
+                if item.as_scalar().is_none() {
+                    return Err(yaml_err(
+                        item.pos,
+                        format!("list `{name}` may hold only scalar values, not {}", item.kind_name()),
+                    ));
+                }
+            }
+            self.lists
+                .entry(name.to_string())
+                .or_default()
+                .push(ListDef { values });
+        }
+        Ok(())
+    }
+
+    /// The values of list `name`, with whole-value `%other%` references expanded.
+    fn list_values(
+        &self,
+        name: &str,
+        stack: &mut Vec<String>,
+    ) -> Result<Vec<Val>, String> {
+        if stack.iter().any(|s| s == name) {
+            stack.push(name.to_string());
+            return Err(format!("lists refer to each other in a cycle: {}", stack.join(" -> ")));
+        }
+        let Some(defs) = self.lists.get(name) else {
+            let mut known: Vec<&str> = self.lists.keys().map(|s| s.as_str()).collect();
+            known.sort();
+            return Err(format!(
+                "no list named `{name}` (lists loaded: {})",
+                if known.is_empty() { "none".to_string() } else { known.join(", ") }
+            ));
+        };
+        stack.push(name.to_string());
+        let mut out = Vec::new();
+        for def in defs {
+            for n in &def.values {
+                let Some(v) = Val::from_node(n) else { continue };
+                if let Val::Str(s) = &v
+                    && let Some(("", inner, "")) = find_placeholder(s)
+                {
+                    out.extend(self.list_values(inner, stack)?);
+                    continue;
+                }
+                out.push(v);
+            }
+        }
+        stack.pop();
+        Ok(out)
+    }
+
+    fn rule(
+        &mut self,
+        src: &Source,
+        doc: &Node,
+        notices: &mut Vec<String>,
+        warnings: &mut Vec<String>,
+    ) -> Result<Option<Rule>, Vec<RuleError>> {
+        let title = doc.get("title").and_then(|t| t.as_text()).map(str::to_string);
+        let id = doc.get("id").and_then(|t| t.as_text()).map(str::to_string);
+        let label = match (&id, &title) {
+            (Some(id), _) => id.clone(),
+            (None, Some(t)) => format!("title {t:?}"),
+            (None, None) => "(no id, no title)".into(),
+        };
+        let ctx = Ctx {
+            file: &src.name,
+            rule: label.clone(),
+        };
+        let one = |e: RuleError| vec![e];
+
+        if let Some(corr) = doc.get("correlation") {
+            return Err(one(ctx.err(
+                corr.pos,
+                "correlation",
+                "Sigma correlation rules are not supported by this engine; group alerts with \
+                 the `monitor.group_by` / `monitor.window` extension (rules/README.md)",
+            )));
+        }
+        if let Some(f) = doc.get("filter")
+            && doc.get("detection").is_none()
+        {
+            return Err(one(ctx.err(
+                f.pos,
+                "filter",
+                "Sigma filter documents are not supported; put exclusions in the rule's \
+                 detection or in a list (rules/README.md)",
+            )));
+        }
+        if let Some(a) = doc.get("action") {
+            return Err(one(ctx.err(
+                a.pos,
+                "action",
+                "Sigma rule collections (`action: global/reset/repeat`) are not supported; \
+                 write each rule as its own document",
+            )));
+        }
+        let Some(title) = title else {
+            return Err(one(ctx.err(doc.pos, "title", "a rule needs a `title`")));
+        };
+        let Some(logsource) = doc.get("logsource") else {
+            return Err(one(ctx.err(doc.pos, "logsource", "a rule needs a `logsource`")));
+        };
+        let category = logsource.get("category").and_then(|n| n.as_text());
+        let product = logsource.get("product").and_then(|n| n.as_text());
+        let service = logsource.get("service").and_then(|n| n.as_text());
+        if category != Some("network_connection")
+            || !matches!(product, None | Some("linux"))
+            || service.is_some()
+        {
+            notices.push(format!(
+                "{}:{}: rule {label}: skipped: log source (category {}, product {}{}) is not \
+                 Linux network_connection",
+                src.name,
+                logsource.pos.line,
+                category.unwrap_or("none"),
+                product.unwrap_or("none"),
+                service.map(|s| format!(", service {s}")).unwrap_or_default(),
+            ));
+            return Ok(None);
+        }
+        let id = match id {
+            Some(id) => id,
+            None => {
+                warnings.push(format!(
+                    "{}:{}: rule {label}: no `id`; alerts will carry the title as rule.id",
+                    src.name, doc.pos.line
+                ));
+                title.clone()
+            }
+        };
+        for (k, _) in doc.as_map().unwrap_or_default() {
+            let key = k.as_text().unwrap_or("");
+            if !KNOWN_TOP_KEYS.contains(&key) {
+                warnings.push(format!(
+                    "{}:{}: rule {label}: top-level key `{key}` is not a Sigma or monitor key; \
+                     the monitor does not use it",
+                    src.name, k.pos.line
+                ));
+            }
+        }
+        let level = match doc.get("level") {
+            Some(n) => match n.as_text().and_then(Level::parse) {
+                Some(l) => l,
+                None => {
+                    return Err(one(ctx.err(
+                        n.pos,
+                        "level",
+                        format!(
+                            "`{}` is not a Sigma level (informational, low, medium, high, \
+                             critical)",
+                            n.as_text().unwrap_or("?")
+                        ),
+                    )));
+                }
+            },
+            None => {
+                warnings.push(format!(
+                    "{}:{}: rule {label}: no `level`; using medium",
+                    src.name, doc.pos.line
+                ));
+                Level::Medium
+            }
+        };
+        let strings = |key: &str| -> Vec<String> {
+            match doc.get(key).map(|n| &n.kind) {
+                Some(NodeKind::Seq(items)) => items
+                    .iter()
+                    .filter_map(|i| i.as_text().map(str::to_string))
+                    .collect(),
+                Some(NodeKind::Scalar(s)) if !s.text.is_empty() => vec![s.text.clone()],
+                _ => Vec::new(),
+            }
+        };
+        let tags = strings("tags");
+        let mut techniques: Vec<String> = Vec::new();
+        for t in &tags {
+            if let Some(rest) = t.strip_prefix("attack.t").or_else(|| t.strip_prefix("attack.T")) {
+                let num = rest.split('.').next().unwrap_or("");
+                if num.len() == 4 && num.bytes().all(|b| b.is_ascii_digit()) {
+                    let tid = format!("T{num}");
+                    if !techniques.contains(&tid) {
+                        techniques.push(tid);
+                    }
+                }
+            }
+        }
+        let meta = Arc::new(RuleMeta {
+            id: id.clone(),
+            name: title.clone(),
+            description: doc
+                .get("description")
+                .and_then(|n| n.as_text())
+                .unwrap_or("")
+                .trim()
+                .to_string(),
+            reference: strings("references"),
+            ruleset: src.ruleset.clone(),
+        });
+
+        let Some(detection) = doc.get("detection") else {
+            return Err(one(ctx.err(doc.pos, "detection", "a rule needs a `detection`")));
+        };
+        let Some(det) = detection.as_map() else {
+            return Err(one(ctx.err(
+                detection.pos,
+                "detection",
+                "`detection` must map selection names to field conditions",
+            )));
+        };
+        let mut errors = Vec::new();
+        let mut selections: Vec<(String, Pos, Option<Cond>)> = Vec::new();
+        let mut condition_node = None;
+        let mut unfilled = Vec::new();
+        for (k, v) in det {
+            let name = k.as_text().unwrap_or("");
+            match name {
+                "condition" => condition_node = Some(v),
+                "timeframe" => errors.push(ctx.err(
+                    k.pos,
+                    "timeframe",
+                    "`timeframe` belongs to aggregation conditions, which are not supported; \
+                     use `monitor.window`",
+                )),
+                _ => match self.selection(&ctx, v, &mut unfilled) {
+                    Ok(c) => selections.push((name.to_string(), k.pos, Some(c))),
+                    Err(mut e) => {
+                        errors.append(&mut e);
+                        selections.push((name.to_string(), k.pos, None));
+                    }
+                },
+            }
+        }
+        let Some(condition_node) = condition_node else {
+            errors.push(ctx.err(detection.pos, "condition", "`detection` has no `condition`"));
+            return Err(errors);
+        };
+        let mut used = vec![false; selections.len()];
+        let conditions: Vec<(&str, Pos)> = match &condition_node.kind {
+            NodeKind::Scalar(s) => vec![(s.text.as_str(), condition_node.pos)],
+            NodeKind::Seq(items) => items
+                .iter()
+                .map(|i| (i.as_text().unwrap_or(""), i.pos))
+                .collect(),
+            NodeKind::Map(_) => {
+                errors.push(ctx.err(condition_node.pos, "condition", "must be text"));
+                return Err(errors);
+            }
+        };
+        let mut alternatives = Vec::new();
+        for (text, pos) in conditions {
+            match self.condition(&ctx, text, pos, &mut selections, &mut used) {
+                Ok(c) => alternatives.push(c),
+                Err(e) => errors.push(e),
+            }
+        }
+
+        let mut labels = Vec::new();
+        let mut risk = Vec::new();
+        let mut level_cases = Vec::new();
+        let mut group = None;
+        if let Some(m) = doc.get("monitor") {
+            match self.monitor_ext(&ctx, m, &mut selections, &mut used) {
+                Ok(ext) => {
+                    labels = ext.labels;
+                    risk = ext.risk;
+                    level_cases = ext.level;
+                    group = ext.group;
+                }
+                Err(mut e) => errors.append(&mut e),
+            }
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        for (i, (name, pos, _)) in selections.iter().enumerate() {
+            if !used[i] {
+                warnings.push(format!(
+                    "{}:{}: rule {label}: selection `{name}` is not used by the condition",
+                    src.name, pos.line
+                ));
+            }
+        }
+        unfilled.sort();
+        unfilled.dedup();
+        let condition = if alternatives.len() == 1 {
+            alternatives.pop().expect("one")
+        } else {
+            Cond::Or(alternatives.into_boxed_slice())
+        };
+        let falsepositives = strings("falsepositives");
+        let status = doc.get("status").and_then(|n| n.as_text()).map(str::to_string);
+        Ok(Some(Rule {
+            meta,
+            level,
+            techniques,
+            tags,
+            status,
+            falsepositives,
+            file: src.name.clone(),
+            line: doc.pos.line,
+            condition,
+            labels,
+            risk,
+            level_cases,
+            group,
+            unfilled_fields: unfilled,
+        }))
+    }
+
+    fn condition(
+        &mut self,
+        ctx: &Ctx,
+        text: &str,
+        pos: Pos,
+        selections: &mut [(String, Pos, Option<Cond>)],
+        used: &mut [bool],
+    ) -> Result<Cond, RuleError> {
+        let ast = condition::parse(text).map_err(|e| {
+            ctx.err(
+                pos,
+                "condition",
+                format!("{} at character {} of `{text}`", e.message, e.offset),
+            )
+        })?;
+        self.resolve(ctx, &ast, text, pos, selections, used)
+    }
+
+    fn resolve(
+        &mut self,
+        ctx: &Ctx,
+        ast: &CondAst,
+        text: &str,
+        pos: Pos,
+        sel: &mut [(String, Pos, Option<Cond>)],
+        used: &mut [bool],
+    ) -> Result<Cond, RuleError> {
+        Ok(match ast {
+            CondAst::Ident(name) => {
+                let Some(i) = sel.iter().position(|(n, _, _)| n == name) else {
+                    let known: Vec<&str> = sel.iter().map(|(n, _, _)| n.as_str()).collect();
+                    return Err(ctx.err(
+                        pos,
+                        "condition",
+                        format!(
+                            "`{name}` in `{text}` is not a selection of this rule (selections: {})",
+                            known.join(", ")
+                        ),
+                    ));
+                };
+                used[i] = true;
+                self.selection_ref(sel, i)
+            }
+            CondAst::Not(inner) => {
+                Cond::Not(Box::new(self.resolve(ctx, inner, text, pos, sel, used)?))
+            }
+            CondAst::And(items) => Cond::And(
+                items
+                    .iter()
+                    .map(|a| self.resolve(ctx, a, text, pos, sel, used))
+                    .collect::<Result<Vec<_>, _>>()?
+                    .into_boxed_slice(),
+            ),
+            CondAst::Or(items) => Cond::Or(
+                items
+                    .iter()
+                    .map(|a| self.resolve(ctx, a, text, pos, sel, used))
+                    .collect::<Result<Vec<_>, _>>()?
+                    .into_boxed_slice(),
+            ),
+            CondAst::Of { min, pattern } => {
+                let idx: Vec<usize> = sel
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, (n, _, _))| match pattern {
+                        // Sigma: `them` leaves out selections whose names start with `_`.
+                        OfTarget::Them => !n.starts_with('_'),
+                        OfTarget::Pattern(p) => condition::name_matches(p, n),
+                    })
+                    .map(|(i, _)| i)
+                    .collect();
+                if idx.is_empty() {
+                    return Err(ctx.err(
+                        pos,
+                        "condition",
+                        format!(
+                            "`{}` in `{text}` matches no selection of this rule",
+                            match pattern {
+                                OfTarget::Them => "them".to_string(),
+                                OfTarget::Pattern(p) => p.clone(),
+                            }
+                        ),
+                    ));
+                }
+                let items: Vec<Cond> = idx
+                    .iter()
+                    .map(|&i| {
+                        used[i] = true;
+                        self.selection_ref(sel, i)
+                    })
+                    .collect();
+                match min {
+                    None => Cond::And(items.into_boxed_slice()),
+                    Some(1) => Cond::Or(items.into_boxed_slice()),
+                    Some(n) => Cond::AtLeast(*n, items.into_boxed_slice()),
+                }
+            }
+        })
+    }
+
+    /// A selection used in a condition. Selections are trees over shared (memoized) test
+    /// ids, so using one twice costs a clone of a few ids, not a second evaluation.
+    fn selection_ref(&self, sel: &[(String, Pos, Option<Cond>)], i: usize) -> Cond {
+        match &sel[i].2 {
+            Some(c) => clone_cond(c),
+            // The selection had errors (already reported); any stand-in will do.
+            None => Cond::Or(Box::new([])),
+        }
+    }
+
+    fn selection(
+        &mut self,
+        ctx: &Ctx,
+        node: &Node,
+        unfilled: &mut Vec<Field>,
+    ) -> Result<Cond, Vec<RuleError>> {
+        match &node.kind {
+            NodeKind::Map(entries) => self.selection_map(ctx, node.pos, entries, unfilled),
+            NodeKind::Seq(items) if !items.is_empty() && items.iter().all(|i| i.as_map().is_some()) => {
+                let mut alts = Vec::new();
+                let mut errors = Vec::new();
+                for i in items {
+                    match self.selection_map(ctx, i.pos, i.as_map().expect("checked"), unfilled) {
+                        Ok(c) => alts.push(c),
+                        Err(mut e) => errors.append(&mut e),
+                    }
+                }
+                if errors.is_empty() {
+                    Ok(Cond::Or(alts.into_boxed_slice()))
+                } else {
+                    Err(errors)
+                }
+            }
+            NodeKind::Seq(items) if items.iter().all(|i| i.as_scalar().is_some()) => {
+                Err(vec![ctx.err(
+                    node.pos,
+                    "keyword selection",
+                    "keyword (full-text) selections are not supported: connection records have \
+                     no message text; test a named field such as CommandLine",
+                )])
+            }
+            _ => Err(vec![ctx.err(
+                node.pos,
+                "selection",
+                format!(
+                    "a selection is a mapping of fields to values, or a list of such mappings; \
+                     this is {}",
+                    node.kind_name()
+                ),
+            )]),
+        }
+    }
+
+    fn selection_map(
+        &mut self,
+        ctx: &Ctx,
+        pos: Pos,
+        entries: &[(Node, Node)],
+        unfilled: &mut Vec<Field>,
+    ) -> Result<Cond, Vec<RuleError>> {
+        if entries.is_empty() {
+            return Err(vec![ctx.err(pos, "selection", "empty selection")]);
+        }
+        let mut items = Vec::new();
+        let mut errors = Vec::new();
+        for (k, v) in entries {
+            match self.item(ctx, k, v, unfilled) {
+                Ok(id) => items.push(Cond::Test(id)),
+                Err(e) => errors.push(e),
+            }
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        Ok(if items.len() == 1 {
+            items.pop().expect("one")
+        } else {
+            Cond::And(items.into_boxed_slice())
+        })
+    }
+
+    fn intern(&mut self, key: String, test: Test) -> TestId {
+        if let Some(&id) = self.test_keys.get(&key) {
+            return id;
+        }
+        let id = self.tests.len() as TestId;
+        self.tests.push(test);
+        self.test_keys.insert(key, id);
+        id
+    }
+
+    fn pattern(&mut self, field: Field, p: String) -> u32 {
+        let (list, index) = self.patterns.entry(field).or_default();
+        if let Some(&i) = index.get(&p) {
+            return i;
+        }
+        let i = list.len() as u32;
+        list.push(p.clone());
+        index.insert(p, i);
+        i
+    }
+
+    /// One `Field|modifiers: value(s)` entry to a test.
+    fn item(
+        &mut self,
+        ctx: &Ctx,
+        key: &Node,
+        value: &Node,
+        unfilled: &mut Vec<Field>,
+    ) -> Result<TestId, RuleError> {
+        let spec = key.as_text().unwrap_or("");
+        let mut parts = spec.split('|');
+        let name = parts.next().unwrap_or("");
+        if name.is_empty() {
+            return Err(ctx.err(
+                key.pos,
+                format!("`{spec}`"),
+                "keyword (full-text) matching is not supported; name a field",
+            ));
+        }
+        let Some(field) = Field::from_name(name) else {
+            let hint = match Field::suggest(name) {
+                Some(s) => format!(" (did you mean `{s}`? field names are case-sensitive)"),
+                None => format!(
+                    "; fields: {}",
+                    super::field::FIELD_NAMES
+                        .iter()
+                        .map(|(n, _)| *n)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            };
+            return Err(ctx.err(
+                key.pos,
+                format!("field `{name}`"),
+                format!("unknown field{hint}"),
+            ));
+        };
+        if field.never_filled() {
+            unfilled.push(field);
+        }
+        let mods = parse_mods(ctx, key.pos, spec, parts)?;
+
+        // Values, with placeholders expanded.
+        let raw: Vec<&Node> = match &value.kind {
+            NodeKind::Seq(items) => items.iter().collect(),
+            NodeKind::Scalar(_) => vec![value],
+            NodeKind::Map(_) => {
+                return Err(ctx.err(
+                    value.pos,
+                    format!("`{spec}`"),
+                    "a field's value is a scalar or a list of scalars, not a mapping",
+                ));
+            }
+        };
+        let mut values: Vec<(Val, Pos)> = Vec::new();
+        for n in raw {
+            let Some(v) = Val::from_node(n) else {
+                return Err(ctx.err(
+                    n.pos,
+                    format!("`{spec}`"),
+                    format!("list items must be scalars, not {}", n.kind_name()),
+                ));
+            };
+            if mods.expand {
+                let Val::Str(s) = &v else {
+                    values.push((v, n.pos));
+                    continue;
+                };
+                let Some((pre, list, post)) = find_placeholder(s) else {
+                    return Err(ctx.err(
+                        n.pos,
+                        "modifier `expand`",
+                        format!("value `{s}` has no `%name%` placeholder to expand"),
+                    ));
+                };
+                let items = self
+                    .list_values(list, &mut Vec::new())
+                    .map_err(|m| ctx.err(n.pos, format!("placeholder `%{list}%`"), m))?;
+                for item in items {
+                    let v = if pre.is_empty() && post.is_empty() {
+                        item
+                    } else {
+                        Val::Str(format!("{pre}{}{post}", item.text().unwrap_or_default()))
+                    };
+                    values.push((v, n.pos));
+                }
+            } else {
+                values.push((v, n.pos));
+            }
+        }
+        let construct = format!("`{spec}`");
+        self.values_test(ctx, &construct, field, mods, &values, value.pos)
+    }
+
+    fn values_test(
+        &mut self,
+        ctx: &Ctx,
+        construct: &str,
+        field: Field,
+        mods: Mods,
+        values: &[(Val, Pos)],
+        pos: Pos,
+    ) -> Result<TestId, RuleError> {
+        if values.is_empty() {
+            return Ok(self.intern("never".into(), Test::Never));
+        }
+        let kind = field.kind();
+        if mods.exists {
+            let [(Val::Bool(b), _)] = values else {
+                return Err(ctx.err(pos, construct, "`exists` takes `true` or `false`"));
+            };
+            return Ok(self.intern(
+                format!("exists|{field:?}|{b}"),
+                Test::Exists {
+                    field,
+                    present: *b,
+                },
+            ));
+        }
+        if let Some(op) = mods.cmp {
+            if kind != FieldKind::Number {
+                return Err(ctx.err(
+                    pos,
+                    construct,
+                    format!(
+                        "numeric comparison needs a numeric field; {} is text",
+                        field.ecs_name()
+                    ),
+                ));
+            }
+            let mut ids = Vec::new();
+            for (v, p) in values {
+                let n = match v {
+                    Val::Int(i) => *i as f64,
+                    Val::Float(f, _) => *f,
+                    Val::Str(s) => s.trim().parse::<f64>().map_err(|_| {
+                        ctx.err(*p, construct, format!("`{s}` is not a number"))
+                    })?,
+                    _ => return Err(ctx.err(*p, construct, "comparison needs a number")),
+                };
+                ids.push(self.intern(
+                    format!("cmp|{field:?}|{op:?}|{n}"),
+                    Test::Compare { field, op, value: n },
+                ));
+            }
+            return Ok(self.combine(ids, mods.all));
+        }
+
+        // One part per value, then merged by kind (one automaton pattern set, one number
+        // set, one address table) unless `all` needs them separately.
+        let mut patterns: Vec<u32> = Vec::new();
+        let mut numbers: Vec<u64> = Vec::new();
+        let mut ips = IpSet::default();
+        let mut ip_keys: Vec<String> = Vec::new();
+        let mut others: Vec<TestId> = Vec::new();
+        let mut all_parts: Vec<TestId> = Vec::new();
+        let string_mods = mods.mode.is_some() || mods.re;
+        for (v, p) in values {
+            if let Val::Null = v {
+                let id = self.intern(format!("null|{field:?}"), Test::Null { field });
+                others.push(id);
+                all_parts.push(id);
+                continue;
+            }
+            let text = v.text().unwrap_or_default();
+            match kind {
+                FieldKind::Bool => {
+                    let b = match v {
+                        Val::Bool(b) => *b,
+                        Val::Str(s) if s.eq_ignore_ascii_case("true") => true,
+                        Val::Str(s) if s.eq_ignore_ascii_case("false") => false,
+                        _ => {
+                            return Err(ctx.err(
+                                *p,
+                                construct,
+                                format!("this field is true or false; `{text}` can never match"),
+                            ));
+                        }
+                    };
+                    if string_mods || mods.cidr {
+                        return Err(ctx.err(
+                            *p,
+                            construct,
+                            "string and cidr modifiers do not apply to a true/false field",
+                        ));
+                    }
+                    let id = self.intern(
+                        format!("bool|{field:?}|{b}"),
+                        Test::Bool { field, value: b },
+                    );
+                    others.push(id);
+                    all_parts.push(id);
+                    continue;
+                }
+                FieldKind::Ip if mods.cidr => {
+                    let Some((ip, len)) = matcher::parse_cidr(&text) else {
+                        return Err(ctx.err(
+                            *p,
+                            "modifier `cidr`",
+                            format!("`{text}` is not a network (a.b.c.d/n or x:y::/n)"),
+                        ));
+                    };
+                    if mods.all {
+                        let mut one = IpSet::default();
+                        one.insert(ip, len);
+                        one.finish();
+                        all_parts.push(self.intern(
+                            format!("ip|{field:?}|{ip}/{len}"),
+                            Test::Addresses { field, set: one },
+                        ));
+                    }
+                    ips.insert(ip, len);
+                    ip_keys.push(format!("{ip}/{len}"));
+                    continue;
+                }
+                FieldKind::Ip if !string_mods && !has_wildcard(&text) => {
+                    let Ok(ip) = text.trim().parse::<IpAddr>() else {
+                        return Err(ctx.err(
+                            *p,
+                            construct,
+                            format!(
+                                "`{text}` is not an IP address; for text matching use a \
+                                 wildcard or a modifier (startswith, contains, re)"
+                            ),
+                        ));
+                    };
+                    let len = if ip.is_ipv4() { 32 } else { 128 };
+                    if mods.all {
+                        let mut one = IpSet::default();
+                        one.insert(ip, len);
+                        one.finish();
+                        all_parts.push(self.intern(
+                            format!("ip|{field:?}|{ip}/{len}"),
+                            Test::Addresses { field, set: one },
+                        ));
+                    }
+                    ips.insert(ip, len);
+                    ip_keys.push(format!("{ip}/{len}"));
+                    continue;
+                }
+                FieldKind::Number if !string_mods && !has_wildcard(&text) => {
+                    let n = match v {
+                        Val::Int(i) if *i >= 0 => *i as u64,
+                        Val::Str(s) => s.trim().parse::<u64>().map_err(|_| {
+                            ctx.err(
+                                *p,
+                                construct,
+                                format!(
+                                    "`{s}` is not a whole number; for text matching use a \
+                                     wildcard or a modifier"
+                                ),
+                            )
+                        })?,
+                        Val::Float(f, _) if f.fract() == 0.0 && *f >= 0.0 => *f as u64,
+                        _ => {
+                            return Err(ctx.err(
+                                *p,
+                                construct,
+                                format!("`{text}` can never equal a {}", field.ecs_name()),
+                            ));
+                        }
+                    };
+                    if mods.all {
+                        all_parts.push(self.intern(
+                            format!("num|{field:?}|{n}"),
+                            Test::Numbers {
+                                field,
+                                set: NumSet::new(vec![n]),
+                            },
+                        ));
+                    }
+                    numbers.push(n);
+                    continue;
+                }
+                _ => {}
+            }
+            if mods.cidr {
+                return Err(ctx.err(
+                    *p,
+                    "modifier `cidr`",
+                    format!("`cidr` applies to address fields; {} is not one", field.ecs_name()),
+                ));
+            }
+            let pat = if mods.re {
+                matcher::regex_pattern(&text, mods.re_i, mods.re_m, mods.re_s)
+            } else {
+                matcher::string_pattern(&text, mods.mode.unwrap_or(StrMode::Exact), mods.cased)
+            };
+            if let Err(e) = matcher::check_pattern(&pat) {
+                return Err(ctx.err(
+                    *p,
+                    if mods.re { "modifier `re`".to_string() } else { construct.to_string() },
+                    format!("`{text}` does not compile: {}", first_line(&e)),
+                ));
+            }
+            let pid = self.pattern(field, pat);
+            patterns.push(pid);
+            if mods.all {
+                all_parts.push(self.intern(
+                    format!("pat|{field:?}|{pid}|any"),
+                    Test::Patterns {
+                        field,
+                        patterns: Box::new([pid]),
+                        all: false,
+                    },
+                ));
+            }
+        }
+
+        if mods.all {
+            // Every value: for patterns one test with `all` (each pattern by any element
+            // of a list field); the rest one test each.
+            let mut ids: Vec<TestId> = Vec::new();
+            let mut pats_done = false;
+            for id in all_parts {
+                if matches!(self.tests[id as usize], Test::Patterns { .. }) {
+                    if !pats_done {
+                        pats_done = true;
+                        let mut sorted = patterns.clone();
+                        sorted.sort_unstable();
+                        sorted.dedup();
+                        ids.push(self.intern(
+                            format!("pat|{field:?}|{sorted:?}|all"),
+                            Test::Patterns {
+                                field,
+                                patterns: sorted.into_boxed_slice(),
+                                all: true,
+                            },
+                        ));
+                    }
+                } else {
+                    ids.push(id);
+                }
+            }
+            return Ok(self.combine(ids, true));
+        }
+        let mut ids = others;
+        if !patterns.is_empty() {
+            patterns.sort_unstable();
+            patterns.dedup();
+            ids.push(self.intern(
+                format!("pat|{field:?}|{patterns:?}|any"),
+                Test::Patterns {
+                    field,
+                    patterns: patterns.into_boxed_slice(),
+                    all: false,
+                },
+            ));
+        }
+        if !numbers.is_empty() {
+            numbers.sort_unstable();
+            numbers.dedup();
+            let key = format!("num|{field:?}|{numbers:?}");
+            ids.push(self.intern(
+                key,
+                Test::Numbers {
+                    field,
+                    set: NumSet::new(numbers),
+                },
+            ));
+        }
+        if !ip_keys.is_empty() {
+            ips.finish();
+            ip_keys.sort();
+            ip_keys.dedup();
+            ids.push(self.intern(
+                format!("ip|{field:?}|{}", ip_keys.join(",")),
+                Test::Addresses { field, set: ips },
+            ));
+        }
+        ids.sort_unstable();
+        ids.dedup();
+        Ok(self.combine(ids, false))
+    }
+
+    fn combine(&mut self, mut ids: Vec<TestId>, all: bool) -> TestId {
+        if ids.len() == 1 {
+            return ids[0];
+        }
+        ids.sort_unstable();
+        ids.dedup();
+        let key = format!("{}|{ids:?}", if all { "allof" } else { "anyof" });
+        let test = if all {
+            Test::AllOf(ids.into_boxed_slice())
+        } else {
+            Test::AnyOf(ids.into_boxed_slice())
+        };
+        self.intern(key, test)
+    }
+
+    fn monitor_ext(
+        &mut self,
+        ctx: &Ctx,
+        node: &Node,
+        sel: &mut [(String, Pos, Option<Cond>)],
+        used: &mut [bool],
+    ) -> Result<Ext, Vec<RuleError>> {
+        let mut ext = Ext::default();
+        let Some(entries) = node.as_map() else {
+            return Err(vec![ctx.err(node.pos, "monitor", "must be a mapping")]);
+        };
+        let mut errors = Vec::new();
+        let mut window = None;
+        let mut group_fields = None;
+        for (k, v) in entries {
+            let key = k.as_text().unwrap_or("");
+            let r: Result<(), RuleError> = (|| {
+                match key {
+                    "group_by" => {
+                        let NodeKind::Seq(items) = &v.kind else {
+                            return Err(ctx.err(v.pos, "monitor.group_by", "must be a list of field names"));
+                        };
+                        let mut fields = Vec::new();
+                        for i in items {
+                            let name = i.as_text().unwrap_or("");
+                            let f = Field::from_name(name).ok_or_else(|| {
+                                ctx.err(i.pos, "monitor.group_by", format!("unknown field `{name}`"))
+                            })?;
+                            fields.push(f);
+                        }
+                        group_fields = Some(fields);
+                    }
+                    "window" => {
+                        let t = v.as_text().unwrap_or("");
+                        window = Some(parse_duration(t).ok_or_else(|| {
+                            ctx.err(
+                                v.pos,
+                                "monitor.window",
+                                format!("`{t}` is not a duration (for example 30s, 10m, 1h, 1d)"),
+                            )
+                        })?);
+                    }
+                    "labels" => {
+                        let Some(m) = v.as_map() else {
+                            return Err(ctx.err(v.pos, "monitor.labels", "must map label names to values"));
+                        };
+                        for (lk, lv) in m {
+                            let name = lk.as_text().unwrap_or("").to_string();
+                            if name.is_empty()
+                                || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+                            {
+                                return Err(ctx.err(
+                                    lk.pos,
+                                    "monitor.labels",
+                                    format!("label name `{name}` may hold only letters, digits and `_`"),
+                                ));
+                            }
+                            let cases = self.cases(ctx, lv, "monitor.labels", sel, used, |n| {
+                                n.as_text().map(str::to_string).ok_or("a label value is text")
+                            })?;
+                            ext.labels.push((name, cases));
+                        }
+                    }
+                    "risk_score" => {
+                        ext.risk = self.cases(ctx, v, "monitor.risk_score", sel, used, |n| {
+                            match n.as_scalar().map(|s| s.resolve()) {
+                                Some(Value::Int(i)) if (0..=100).contains(&i) => Ok(i as u32),
+                                _ => Err("a risk score is a whole number from 0 to 100"),
+                            }
+                        })?;
+                    }
+                    "level" => {
+                        ext.level = self.cases(ctx, v, "monitor.level", sel, used, |n| {
+                            n.as_text().and_then(Level::parse).ok_or(
+                                "a level is informational, low, medium, high or critical",
+                            )
+                        })?;
+                    }
+                    other => {
+                        return Err(ctx.err(
+                            k.pos,
+                            format!("monitor.{other}"),
+                            "unknown monitor extension key (known: group_by, window, labels, \
+                             risk_score, level)",
+                        ));
+                    }
+                }
+                Ok(())
+            })();
+            if let Err(e) = r {
+                errors.push(e);
+            }
+        }
+        match (group_fields, window) {
+            (Some(fields), Some(w)) => ext.group = Some(GroupSpec { fields, window_ns: w }),
+            (None, None) => {}
+            _ => errors.push(ctx.err(
+                node.pos,
+                "monitor.group_by",
+                "`group_by` and `window` go together",
+            )),
+        }
+        if errors.is_empty() { Ok(ext) } else { Err(errors) }
+    }
+
+    /// A constant, or a list of `{when: CONDITION, value: X}` with an optional last
+    /// `{value: X}` default; the first `when` that holds wins.
+    fn cases<T>(
+        &mut self,
+        ctx: &Ctx,
+        node: &Node,
+        construct: &str,
+        sel: &mut [(String, Pos, Option<Cond>)],
+        used: &mut [bool],
+        value: impl Fn(&Node) -> Result<T, &'static str>,
+    ) -> Result<Vec<Case<T>>, RuleError> {
+        match &node.kind {
+            NodeKind::Seq(items) => {
+                let mut out = Vec::new();
+                for (i, item) in items.iter().enumerate() {
+                    let Some(m) = item.as_map() else {
+                        return Err(ctx.err(item.pos, construct, "each case is `{when: ..., value: ...}`"));
+                    };
+                    for (k, _) in m {
+                        if !matches!(k.as_text(), Some("when" | "value")) {
+                            return Err(ctx.err(
+                                k.pos,
+                                construct,
+                                format!("unknown key `{}` in a case (when, value)", k.as_text().unwrap_or("")),
+                            ));
+                        }
+                    }
+                    let Some(vn) = item.get("value") else {
+                        return Err(ctx.err(item.pos, construct, "a case needs a `value`"));
+                    };
+                    let v = value(vn).map_err(|m| ctx.err(vn.pos, construct, m))?;
+                    let when = match item.get("when") {
+                        Some(w) => {
+                            let text = w.as_text().unwrap_or("");
+                            Some(self.condition(ctx, text, w.pos, sel, used)?)
+                        }
+                        None if i + 1 != items.len() => {
+                            return Err(ctx.err(
+                                item.pos,
+                                construct,
+                                "only the last case may leave out `when` (it is the default)",
+                            ));
+                        }
+                        None => None,
+                    };
+                    out.push(Case { when, value: v });
+                }
+                Ok(out)
+            }
+            NodeKind::Scalar(_) => Ok(vec![Case {
+                when: None,
+                value: value(node).map_err(|m| ctx.err(node.pos, construct, m))?,
+            }]),
+            NodeKind::Map(_) => Err(ctx.err(node.pos, construct, "a value or a list of cases")),
+        }
+    }
+}
+
+#[derive(Default)]
+struct Ext {
+    labels: Vec<(String, Vec<Case<String>>)>,
+    risk: Vec<Case<u32>>,
+    level: Vec<Case<Level>>,
+    group: Option<GroupSpec>,
+}
+
+fn first_line(s: &str) -> String {
+    s.replace('\n', " ")
+}
+
+fn has_wildcard(s: &str) -> bool {
+    s.contains(['*', '?'])
+}
+
+fn parse_duration(t: &str) -> Option<i64> {
+    let t = t.trim();
+    let unit = t.chars().last()?;
+    let n: i64 = t[..t.len() - 1].parse().ok().filter(|&n| n > 0)?;
+    let secs = match unit {
+        's' => n,
+        'm' => n * 60,
+        'h' => n * 3600,
+        'd' => n * 86400,
+        _ => return None,
+    };
+    Some(secs * 1_000_000_000)
+}
+
+fn parse_mods<'a>(
+    ctx: &Ctx,
+    pos: Pos,
+    spec: &str,
+    parts: impl Iterator<Item = &'a str>,
+) -> Result<Mods, RuleError> {
+    let mut m = Mods::default();
+    let err = |construct: String, msg: &str| ctx.err(pos, construct, format!("{msg} (in `{spec}`)"));
+    for p in parts {
+        let c = || format!("modifier `{p}`");
+        match p {
+            "contains" | "startswith" | "endswith" => {
+                if m.mode.is_some() || m.re || m.cidr {
+                    return Err(err(c(), "only one of contains, startswith, endswith, re, cidr"));
+                }
+                m.mode = Some(match p {
+                    "contains" => StrMode::Contains,
+                    "startswith" => StrMode::StartsWith,
+                    _ => StrMode::EndsWith,
+                });
+            }
+            "all" => m.all = true,
+            "re" => {
+                if m.mode.is_some() || m.cidr {
+                    return Err(err(c(), "`re` does not combine with contains/startswith/endswith/cidr"));
+                }
+                m.re = true;
+            }
+            "i" | "m" | "s" => {
+                if !m.re {
+                    return Err(err(c(), "the `i`, `m`, `s` flags follow `re`"));
+                }
+                match p {
+                    "i" => m.re_i = true,
+                    "m" => m.re_m = true,
+                    _ => m.re_s = true,
+                }
+            }
+            "cidr" => {
+                if m.mode.is_some() || m.re {
+                    return Err(err(c(), "`cidr` does not combine with string modifiers"));
+                }
+                m.cidr = true;
+            }
+            "lt" | "lte" | "gt" | "gte" => {
+                m.cmp = Some(match p {
+                    "lt" => CmpOp::Lt,
+                    "lte" => CmpOp::Lte,
+                    "gt" => CmpOp::Gt,
+                    _ => CmpOp::Gte,
+                });
+            }
+            "exists" => m.exists = true,
+            "cased" => m.cased = true,
+            "expand" => m.expand = true,
+            "base64" | "base64offset" | "utf16le" | "utf16be" | "utf16" | "wide" => {
+                return Err(err(
+                    c(),
+                    "not supported: it encodes values for Windows event text; Linux command \
+                     lines here are plain text",
+                ));
+            }
+            "windash" => {
+                return Err(err(
+                    c(),
+                    "not supported: Windows command-line dash variants do not apply to Linux",
+                ));
+            }
+            "fieldref" => {
+                return Err(err(c(), "not supported: comparing two fields of one event"));
+            }
+            "" => return Err(err("modifier".into(), "empty modifier (`||`)")),
+            _ => return Err(err(c(), "unknown modifier")),
+        }
+    }
+    let exclusive = [m.exists, m.cmp.is_some(), m.mode.is_some() || m.re || m.cidr];
+    if exclusive.iter().filter(|&&x| x).count() > 1 {
+        return Err(err(
+            "modifiers".into(),
+            "`exists`, numeric comparisons and string/cidr modifiers do not combine",
+        ));
+    }
+    if m.cased && (m.re || m.cidr || m.cmp.is_some() || m.exists) {
+        return Err(err("modifier `cased`".into(), "`cased` applies to plain string matching"));
+    }
+    Ok(m)
+}
+
+/// Conditions are small trees of ids; cloning one for a second use is cheap.
+fn clone_cond(c: &Cond) -> Cond {
+    match c {
+        Cond::Test(i) => Cond::Test(*i),
+        Cond::And(x) => Cond::And(x.iter().map(clone_cond).collect()),
+        Cond::Or(x) => Cond::Or(x.iter().map(clone_cond).collect()),
+        Cond::Not(x) => Cond::Not(Box::new(clone_cond(x))),
+        Cond::AtLeast(n, x) => Cond::AtLeast(*n, x.iter().map(clone_cond).collect()),
+    }
+}

@@ -1,0 +1,282 @@
+//! Runs a compiled `RuleSet` on records and groups alerts of rules that ask for it.
+//!
+//! Grouping (the `monitor.group_by` / `monitor.window` extension): the first match of a
+//! group (rule + values of the group-by fields) is alerted at once; further matches in the
+//! window are counted; when the window closes a summary alert carries `monitor.aggregate`.
+//! A match whose level is higher than any alerted so far in the window is alerted at once
+//! too, so an escalation never waits for the window's end. Windows are tumbling, opened by
+//! the group's first match, and close by event time (`advance`), never the wall clock.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use super::RuleSet;
+use super::compile::{Case, Cond, GroupSpec, Rule};
+use super::field::{FieldValue, TextBuf};
+use super::matcher::{Scratch, Tests};
+use crate::record::{Aggregate, Alert, ConnectionRecord, Detector, Level, Timestamp};
+
+/// Most destination addresses and ports a summary lists (the T1571 seed's `collect` limits).
+pub const MAX_AGGREGATE_IPS: usize = 10;
+pub const MAX_AGGREGATE_PORTS: usize = 20;
+/// Open groups kept at most; past it the group closing soonest is summarized early.
+pub const MAX_OPEN_GROUPS: usize = 65_536;
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct GroupKey {
+    rule: Arc<str>,
+    values: Box<[Option<Box<str>>]>,
+}
+
+struct Group {
+    end: Timestamp,
+    seq: u64,
+    count: u64,
+    first_seen: Timestamp,
+    last_seen: Timestamp,
+    ips: Vec<IpAddr>,
+    ports: Vec<u16>,
+    /// The highest-ranked match (level, then risk score): the summary's rule, level,
+    /// risk score and labels.
+    best: Alert,
+    /// The latest match's record: the summary's event fields.
+    last_event: ConnectionRecord,
+    alerted: Level,
+}
+
+/// Rule evaluation plus grouping state. One per pipeline; not shared between threads.
+pub struct RuleEngine {
+    rules: Arc<RuleSet>,
+    scratch: Scratch,
+    groups: HashMap<GroupKey, Group>,
+    by_end: BTreeMap<(Timestamp, u64), GroupKey>,
+    seq: u64,
+    now: Timestamp,
+    text: TextBuf,
+}
+
+impl RuleEngine {
+    pub fn new(rules: Arc<RuleSet>) -> Self {
+        let scratch = Scratch::new(rules.tests.tests.len(), &rules.tests.automata);
+        RuleEngine {
+            rules,
+            scratch,
+            groups: HashMap::new(),
+            by_end: BTreeMap::new(),
+            seq: 0,
+            now: Timestamp(i64::MIN),
+            text: TextBuf::new(),
+        }
+    }
+
+    /// Swaps in a new rule set (hot reload). Open groups stay open and keep the rule
+    /// metadata they started with; new matches of a rule with the same id join them.
+    pub fn set_rules(&mut self, rules: Arc<RuleSet>) {
+        self.scratch = Scratch::new(rules.tests.tests.len(), &rules.tests.automata);
+        self.rules = rules;
+    }
+
+    pub fn rules(&self) -> &Arc<RuleSet> {
+        &self.rules
+    }
+
+    /// Evaluates every rule on `rec`; alerts (and summaries of windows that closed before
+    /// `rec`'s time) go to `out`.
+    pub fn process(&mut self, rec: &ConnectionRecord, out: &mut Vec<Alert>) {
+        self.advance(rec.timestamp, out);
+        let rules = Arc::clone(&self.rules);
+        self.scratch.reset();
+        for rule in &rules.rules {
+            if !rule.condition.eval(&rules.tests, rec, &mut self.scratch) {
+                continue;
+            }
+            let alert = self.alert(&rules.tests, rule, rec);
+            match &rule.group {
+                None => out.push(alert),
+                Some(spec) => self.grouped(spec, alert, out),
+            }
+        }
+    }
+
+    /// Names of the rules that match `rec`, without alerts or grouping (for tests and
+    /// `rules` tooling).
+    pub fn matching_rule_ids(&mut self, rec: &ConnectionRecord) -> Vec<String> {
+        let rules = Arc::clone(&self.rules);
+        self.scratch.reset();
+        rules
+            .rules
+            .iter()
+            .filter(|r| r.condition.eval(&rules.tests, rec, &mut self.scratch))
+            .map(|r| r.meta.id.clone())
+            .collect()
+    }
+
+    /// Closes every window that ends at or before `now` (event time).
+    pub fn advance(&mut self, now: Timestamp, out: &mut Vec<Alert>) {
+        if now > self.now {
+            self.now = now;
+        }
+        while let Some((&(end, seq), _)) = self.by_end.first_key_value() {
+            if end > self.now {
+                break;
+            }
+            let key = self.by_end.remove(&(end, seq)).expect("present");
+            if let Some(g) = self.groups.remove(&key) {
+                push_summary(g, end, out);
+            }
+        }
+    }
+
+    /// Closes every open window (end of input, shutdown). Summaries are stamped with the
+    /// window's end or the latest event time seen, whichever is earlier.
+    pub fn finish(&mut self, out: &mut Vec<Alert>) {
+        let now = self.now;
+        let by_end = std::mem::take(&mut self.by_end);
+        for (_, key) in by_end {
+            if let Some(g) = self.groups.remove(&key) {
+                let at = if g.end < now { g.end } else { now.max(g.last_seen) };
+                push_summary(g, at, out);
+            }
+        }
+        self.groups.clear();
+    }
+
+    /// Open groups now.
+    pub fn open_groups(&self) -> usize {
+        self.groups.len()
+    }
+
+    fn alert(&mut self, tests: &Tests, rule: &Rule, rec: &ConnectionRecord) -> Alert {
+        let s = &mut self.scratch;
+        let level = choose(&rule.level_cases, tests, rec, s).unwrap_or(rule.level);
+        let risk_score = choose(&rule.risk, tests, rec, s);
+        let mut labels = BTreeMap::new();
+        for (name, cases) in &rule.labels {
+            if let Some(v) = choose(cases, tests, rec, s) {
+                labels.insert(name.clone(), v);
+            }
+        }
+        Alert {
+            timestamp: rec.timestamp,
+            event: rec.clone(),
+            rule: Arc::clone(&rule.meta),
+            techniques: rule.techniques.clone(),
+            detector: Detector::Rule,
+            level,
+            risk_score,
+            labels,
+            aggregate: None,
+            beacon: None,
+        }
+    }
+
+    fn grouped(&mut self, spec: &GroupSpec, alert: Alert, out: &mut Vec<Alert>) {
+        let values: Box<[Option<Box<str>>]> = spec
+            .fields
+            .iter()
+            .map(|&f| match FieldValue::of(&alert.event, f) {
+                FieldValue::Missing => None,
+                FieldValue::Text(t) => Some(t.into()),
+                FieldValue::List(items) => Some(items.join("\u{0}").into()),
+                other => self.text.format(&other).map(Into::into),
+            })
+            .collect();
+        let key = GroupKey {
+            rule: alert.rule.id.as_str().into(),
+            values,
+        };
+        let ts = alert.timestamp;
+        if let Some(g) = self.groups.get(&key)
+            && ts >= g.end
+        {
+            // This group's window has passed in event time; summarize it and start anew.
+            let g = self.groups.remove(&key).expect("present");
+            self.by_end.remove(&(g.end, g.seq));
+            let end = g.end;
+            push_summary(g, end, out);
+        }
+        if let Some(g) = self.groups.get_mut(&key) {
+            g.count += 1;
+            g.first_seen = g.first_seen.min(ts);
+            g.last_seen = g.last_seen.max(ts);
+            let dst = alert.event.destination;
+            if g.ips.len() < MAX_AGGREGATE_IPS && !g.ips.contains(&dst.ip) {
+                g.ips.push(dst.ip);
+            }
+            if g.ports.len() < MAX_AGGREGATE_PORTS && !g.ports.contains(&dst.port) {
+                g.ports.push(dst.port);
+            }
+            g.last_event = alert.event.clone();
+            let escalates = alert.level > g.alerted;
+            if (alert.level, alert.risk_score) > (g.best.level, g.best.risk_score) {
+                g.best = alert.clone();
+            }
+            if escalates {
+                g.alerted = alert.level;
+                out.push(alert);
+            }
+            return;
+        }
+        if self.groups.len() >= MAX_OPEN_GROUPS
+            && let Some((&(end, seq), _)) = self.by_end.first_key_value()
+        {
+            let old = self.by_end.remove(&(end, seq)).expect("present");
+            if let Some(g) = self.groups.remove(&old) {
+                let at = ts.min(end).max(g.last_seen);
+                push_summary(g, at, out);
+            }
+        }
+        self.seq += 1;
+        let end = Timestamp(ts.0.saturating_add(spec.window_ns));
+        self.by_end.insert((end, self.seq), key.clone());
+        let dst = alert.event.destination;
+        self.groups.insert(
+            key,
+            Group {
+                end,
+                seq: self.seq,
+                count: 1,
+                first_seen: ts,
+                last_seen: ts,
+                ips: vec![dst.ip],
+                ports: vec![dst.port],
+                last_event: alert.event.clone(),
+                alerted: alert.level,
+                best: alert.clone(),
+            },
+        );
+        out.push(alert);
+    }
+}
+
+/// The value of the first case whose `when` holds (or that has none).
+fn choose<T: Clone>(
+    cases: &[Case<T>],
+    tests: &Tests,
+    rec: &ConnectionRecord,
+    s: &mut Scratch,
+) -> Option<T> {
+    cases
+        .iter()
+        .find(|c| c.when.as_ref().is_none_or(|w: &Cond| w.eval(tests, rec, s)))
+        .map(|c| c.value.clone())
+}
+
+/// A summary only when the window held more than the alert already sent.
+fn push_summary(g: Group, at: Timestamp, out: &mut Vec<Alert>) {
+    if g.count < 2 {
+        return;
+    }
+    let mut a = g.best;
+    a.timestamp = at;
+    a.event = g.last_event;
+    a.aggregate = Some(Aggregate {
+        count: g.count,
+        first_seen: g.first_seen.to_rfc3339(),
+        last_seen: g.last_seen.to_rfc3339(),
+        destination_ips: g.ips.iter().map(|ip| ip.to_string()).collect(),
+        destination_ports: g.ports,
+    });
+    out.push(a);
+}

@@ -1,0 +1,76 @@
+//! Rule loading errors. Each names the file and line, the rule (by id, or by title when it
+//! has no id) and the construct at fault, and says what to do where that is not obvious.
+
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum RuleError {
+    #[error("{}: cannot read rules: {message}", path.display())]
+    Read { path: PathBuf, message: String },
+
+    #[error("{file}:{line}:{column}: {message}")]
+    Yaml {
+        file: String,
+        line: u32,
+        column: u32,
+        message: String,
+    },
+
+    #[error("{file}:{line}: rule {rule}: {construct}: {message}")]
+    Rule {
+        file: String,
+        line: u32,
+        /// The rule's `id`, or `title "..."` when it has none.
+        rule: String,
+        /// What is at fault: `modifier 'base64'`, `field 'Foo'`, `condition`, ...
+        construct: String,
+        message: String,
+    },
+
+    #[error("{}", many(.0))]
+    Many(Vec<RuleError>),
+}
+
+fn many(errors: &[RuleError]) -> String {
+    let mut s = format!("{} errors in rules:", errors.len());
+    for e in errors {
+        s.push_str("\n  ");
+        s.push_str(&e.to_string());
+    }
+    s
+}
+
+impl RuleError {
+    /// Every single error this one holds.
+    pub fn errors(&self) -> Vec<&RuleError> {
+        match self {
+            RuleError::Many(v) => v.iter().flat_map(|e| e.errors()).collect(),
+            e => vec![e],
+        }
+    }
+
+    /// The file it is about.
+    pub fn file(&self) -> Option<String> {
+        match self {
+            RuleError::Read { path, .. } => Some(path.display().to_string()),
+            RuleError::Yaml { file, .. } | RuleError::Rule { file, .. } => Some(file.clone()),
+            RuleError::Many(_) => None,
+        }
+    }
+
+    /// The line it is about.
+    pub fn line(&self) -> Option<u32> {
+        match self {
+            RuleError::Yaml { line, .. } | RuleError::Rule { line, .. } => Some(*line),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn from_list(mut errors: Vec<RuleError>) -> Option<RuleError> {
+        match errors.len() {
+            0 => None,
+            1 => errors.pop(),
+            _ => Some(RuleError::Many(errors)),
+        }
+    }
+}

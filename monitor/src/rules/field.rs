@@ -1,0 +1,292 @@
+//! The fields a rule can test, resolved once at load time to an enum so evaluation reads
+//! the typed record directly (no lookup by name, no JSON).
+
+use std::fmt::Write as _;
+use std::net::IpAddr;
+
+use crate::record::{ConnectionRecord, normalize_ip};
+
+/// A record field as rules see it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Field {
+    Image,
+    ProcessName,
+    CommandLine,
+    ProcessArgs,
+    ProcessId,
+    ParentImage,
+    ParentName,
+    ParentCommandLine,
+    ParentProcessId,
+    User,
+    UserId,
+    GroupId,
+    SourceIp,
+    SourcePort,
+    DestinationIp,
+    DestinationPort,
+    DestinationHostname,
+    Protocol,
+    NetworkType,
+    Initiated,
+    HostName,
+    ContainerId,
+}
+
+/// How a field's value is compared.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FieldKind {
+    Text,
+    TextList,
+    Number,
+    Ip,
+    Bool,
+}
+
+/// Every accepted name: Sigma (Sysmon-style) names first, then ECS names. One field may
+/// have several names; `Field::canonical` is the first.
+pub const FIELD_NAMES: &[(&str, Field)] = &[
+    ("Image", Field::Image),
+    ("CommandLine", Field::CommandLine),
+    ("ProcessArgs", Field::ProcessArgs),
+    ("ProcessId", Field::ProcessId),
+    ("ParentImage", Field::ParentImage),
+    ("ParentCommandLine", Field::ParentCommandLine),
+    ("ParentProcessId", Field::ParentProcessId),
+    ("User", Field::User),
+    ("SourceIp", Field::SourceIp),
+    ("SourcePort", Field::SourcePort),
+    ("DestinationIp", Field::DestinationIp),
+    ("DestinationPort", Field::DestinationPort),
+    ("DestinationHostname", Field::DestinationHostname),
+    ("Protocol", Field::Protocol),
+    ("Initiated", Field::Initiated),
+    ("process.executable", Field::Image),
+    ("process.name", Field::ProcessName),
+    ("process.command_line", Field::CommandLine),
+    ("process.args", Field::ProcessArgs),
+    ("process.pid", Field::ProcessId),
+    ("process.parent.executable", Field::ParentImage),
+    ("process.parent.name", Field::ParentName),
+    ("process.parent.command_line", Field::ParentCommandLine),
+    ("process.parent.pid", Field::ParentProcessId),
+    ("user.name", Field::User),
+    ("user.id", Field::UserId),
+    ("group.id", Field::GroupId),
+    ("source.ip", Field::SourceIp),
+    ("source.port", Field::SourcePort),
+    ("destination.ip", Field::DestinationIp),
+    ("destination.port", Field::DestinationPort),
+    ("destination.domain", Field::DestinationHostname),
+    ("network.transport", Field::Protocol),
+    ("network.type", Field::NetworkType),
+    ("host.hostname", Field::HostName),
+    ("container.id", Field::ContainerId),
+];
+
+impl Field {
+    pub fn from_name(name: &str) -> Option<Field> {
+        FIELD_NAMES
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|&(_, f)| f)
+    }
+
+    /// A known name differing only in case, for "did you mean" hints.
+    pub fn suggest(name: &str) -> Option<&'static str> {
+        FIELD_NAMES
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|&(n, _)| n)
+    }
+
+    pub fn kind(self) -> FieldKind {
+        use Field::*;
+        match self {
+            ProcessArgs => FieldKind::TextList,
+            ProcessId | ParentProcessId | UserId | GroupId | SourcePort | DestinationPort => {
+                FieldKind::Number
+            }
+            SourceIp | DestinationIp => FieldKind::Ip,
+            Initiated => FieldKind::Bool,
+            _ => FieldKind::Text,
+        }
+    }
+
+    /// The ECS name, used in messages.
+    pub fn ecs_name(self) -> &'static str {
+        use Field::*;
+        match self {
+            Image => "process.executable",
+            ProcessName => "process.name",
+            CommandLine => "process.command_line",
+            ProcessArgs => "process.args",
+            ProcessId => "process.pid",
+            ParentImage => "process.parent.executable",
+            ParentName => "process.parent.name",
+            ParentCommandLine => "process.parent.command_line",
+            ParentProcessId => "process.parent.pid",
+            User => "user.name",
+            UserId => "user.id",
+            GroupId => "group.id",
+            SourceIp => "source.ip",
+            SourcePort => "source.port",
+            DestinationIp => "destination.ip",
+            DestinationPort => "destination.port",
+            DestinationHostname => "destination.domain",
+            Protocol => "network.transport",
+            NetworkType => "network.type",
+            Initiated => "(Initiated)",
+            HostName => "host.hostname",
+            ContainerId => "container.id",
+        }
+    }
+
+    /// Fields the monitor never fills today: rules on them load, never match, and
+    /// `rules check` warns.
+    pub fn never_filled(self) -> bool {
+        matches!(self, Field::DestinationHostname)
+    }
+
+    pub const COUNT: usize = Field::ContainerId as usize + 1;
+}
+
+/// One field's value in one record, borrowed.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum FieldValue<'a> {
+    Missing,
+    Text(&'a str),
+    List(&'a [String]),
+    Number(u64),
+    Ip(IpAddr),
+    Bool(bool),
+}
+
+impl<'a> FieldValue<'a> {
+    pub fn of(rec: &'a ConnectionRecord, field: Field) -> FieldValue<'a> {
+        let p = &*rec.process;
+        let text = |o: &'a Option<String>| match o {
+            Some(s) => FieldValue::Text(s.as_str()),
+            None => FieldValue::Missing,
+        };
+        let num = |o: Option<u32>| match o {
+            Some(n) => FieldValue::Number(n as u64),
+            None => FieldValue::Missing,
+        };
+        match field {
+            Field::Image => text(&p.executable),
+            Field::ProcessName => text(&p.name),
+            Field::CommandLine => text(&p.command_line),
+            Field::ProcessArgs => {
+                if p.args.is_empty() {
+                    FieldValue::Missing
+                } else {
+                    FieldValue::List(&p.args)
+                }
+            }
+            // pid 0 means "not known" in a replayed record without process.pid.
+            Field::ProcessId => num(Some(p.pid).filter(|&x| x != 0)),
+            Field::ParentImage => text(&p.parent.executable),
+            Field::ParentName => text(&p.parent.name),
+            Field::ParentCommandLine => text(&p.parent.command_line),
+            Field::ParentProcessId => num(p.parent.pid),
+            Field::User => text(&p.user_name),
+            Field::UserId => num(p.user_id),
+            Field::GroupId => num(p.group_id),
+            Field::SourceIp => match rec.source {
+                Some(s) => FieldValue::Ip(normalize_ip(s.ip)),
+                None => FieldValue::Missing,
+            },
+            Field::SourcePort => match rec.source {
+                Some(s) if s.port != 0 => FieldValue::Number(s.port as u64),
+                _ => FieldValue::Missing,
+            },
+            Field::DestinationIp => FieldValue::Ip(normalize_ip(rec.destination.ip)),
+            Field::DestinationPort => FieldValue::Number(rec.destination.port as u64),
+            Field::DestinationHostname => FieldValue::Missing,
+            Field::Protocol => FieldValue::Text(rec.transport.as_str()),
+            Field::NetworkType => FieldValue::Text(rec.network_type()),
+            // Every record is an outbound connect or send.
+            Field::Initiated => FieldValue::Bool(true),
+            Field::HostName => FieldValue::Text(&rec.host_name),
+            Field::ContainerId => text(&p.container_id),
+        }
+    }
+}
+
+/// Text form of a number, address or boolean without allocating, for string modifiers
+/// (`DestinationIp|startswith: '10.'`) on non-text fields.
+pub struct TextBuf {
+    buf: [u8; 64],
+    len: usize,
+}
+
+impl TextBuf {
+    pub fn new() -> Self {
+        TextBuf {
+            buf: [0; 64],
+            len: 0,
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        // Only whole `&str`s are ever written.
+        std::str::from_utf8(&self.buf[..self.len]).unwrap_or("")
+    }
+
+    /// Writes the text of a scalar value; `None` for lists, text and missing values.
+    pub fn format(&mut self, v: &FieldValue<'_>) -> Option<&str> {
+        self.len = 0;
+        match v {
+            FieldValue::Number(n) => write!(self, "{n}").ok()?,
+            FieldValue::Ip(ip) => write!(self, "{ip}").ok()?,
+            FieldValue::Bool(b) => write!(self, "{b}").ok()?,
+            _ => return None,
+        }
+        Some(self.as_str())
+    }
+}
+
+impl Default for TextBuf {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::fmt::Write for TextBuf {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        let end = self.len + s.len();
+        if end > self.buf.len() {
+            return Err(std::fmt::Error);
+        }
+        self.buf[self.len..end].copy_from_slice(s.as_bytes());
+        self.len = end;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_field_has_a_name_and_names_resolve() {
+        for (name, f) in FIELD_NAMES {
+            assert_eq!(Field::from_name(name).map(|x| x.kind()), Some(f.kind()));
+        }
+        assert_eq!(Field::from_name("image"), None);
+        assert_eq!(Field::suggest("image"), Some("Image"));
+    }
+
+    #[test]
+    fn text_buf_formats_without_allocating() {
+        let mut b = TextBuf::new();
+        let ip: IpAddr = "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff".parse().unwrap();
+        assert_eq!(
+            b.format(&FieldValue::Ip(ip)),
+            Some("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff")
+        );
+        assert_eq!(b.format(&FieldValue::Number(8088)), Some("8088"));
+        assert_eq!(b.format(&FieldValue::Text("x")), None);
+    }
+}

@@ -1,0 +1,500 @@
+//! Compiled field tests and the per-event scratch space they run in.
+//!
+//! Every string comparison of every rule on one field (exact, wildcard, contains,
+//! startswith, endswith, re) becomes one pattern of a single multi-pattern automaton for
+//! that field. On an event, a field's automaton runs at most once (lazily, the first time a
+//! rule needs it) with an overlapping search that marks every pattern that matched; each
+//! test then reads its patterns' bits. So adding rules adds patterns, not passes over the
+//! data. Numbers use bitsets (ports) or sorted tables, addresses use per-prefix-length
+//! sorted tables, and nothing on the evaluation path allocates.
+
+use std::net::IpAddr;
+
+use regex_automata::meta::{self, Regex};
+use regex_automata::util::syntax;
+use regex_automata::{Input, MatchKind, PatternSet};
+
+use super::field::{Field, FieldValue, TextBuf};
+use crate::record::ConnectionRecord;
+
+/// Index of a test in `Tests::tests`.
+pub(crate) type TestId = u32;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum CmpOp {
+    Lt,
+    Lte,
+    Gt,
+    Gte,
+}
+
+#[derive(Debug)]
+pub(crate) enum Test {
+    /// Patterns (ids in the field's automaton): any matched, or with `all`, every one
+    /// matched (for list fields, each by some element).
+    Patterns {
+        field: Field,
+        patterns: Box<[u32]>,
+        all: bool,
+    },
+    Numbers {
+        field: Field,
+        set: NumSet,
+    },
+    Compare {
+        field: Field,
+        op: CmpOp,
+        value: f64,
+    },
+    Addresses {
+        field: Field,
+        set: IpSet,
+    },
+    Bool {
+        field: Field,
+        value: bool,
+    },
+    /// Sigma `null`: the field is absent (or an empty list).
+    Null {
+        field: Field,
+    },
+    Exists {
+        field: Field,
+        present: bool,
+    },
+    /// A value list that expanded to nothing matches nothing.
+    Never,
+    AnyOf(Box<[TestId]>),
+    AllOf(Box<[TestId]>),
+}
+
+impl Test {
+    /// Rough cost, to run cheap tests first in `and`/`or`.
+    pub fn cost(&self, tests: &[Test]) -> u32 {
+        match self {
+            Test::Patterns { field, .. } => match field.kind() {
+                super::field::FieldKind::TextList => 40,
+                _ => 20,
+            },
+            Test::Numbers { .. } | Test::Compare { .. } | Test::Bool { .. } => 1,
+            Test::Null { .. } | Test::Exists { .. } | Test::Never => 1,
+            Test::Addresses { .. } => 3,
+            Test::AnyOf(ids) | Test::AllOf(ids) => {
+                ids.iter().map(|&i| tests[i as usize].cost(tests)).sum()
+            }
+        }
+    }
+}
+
+/// A set of numbers: a 65,536-bit bitset when every value fits a port, else a sorted table.
+#[derive(Debug)]
+pub(crate) enum NumSet {
+    Bits(Box<[u64; 1024]>),
+    Sorted(Box<[u64]>),
+}
+
+impl NumSet {
+    pub fn new(mut values: Vec<u64>) -> NumSet {
+        if values.iter().all(|&v| v <= u16::MAX as u64) {
+            let mut bits = Box::new([0u64; 1024]);
+            for v in values {
+                bits[(v >> 6) as usize] |= 1 << (v & 63);
+            }
+            NumSet::Bits(bits)
+        } else {
+            values.sort_unstable();
+            values.dedup();
+            NumSet::Sorted(values.into_boxed_slice())
+        }
+    }
+
+    #[inline]
+    pub fn contains(&self, v: u64) -> bool {
+        match self {
+            NumSet::Bits(b) => v <= u16::MAX as u64 && b[(v >> 6) as usize] & (1 << (v & 63)) != 0,
+            NumSet::Sorted(s) => s.binary_search(&v).is_ok(),
+        }
+    }
+}
+
+/// Networks grouped by prefix length; each group a sorted table of masked networks.
+#[derive(Debug, Default)]
+pub(crate) struct PrefixTable<T> {
+    groups: Vec<(u32, Vec<T>)>,
+}
+
+impl<T: Copy + Ord + std::ops::BitAnd<Output = T>> PrefixTable<T> {
+    fn insert(&mut self, len: u32, masked: T) {
+        match self.groups.iter_mut().find(|(l, _)| *l == len) {
+            Some((_, v)) => v.push(masked),
+            None => self.groups.push((len, vec![masked])),
+        }
+    }
+    fn finish(&mut self) {
+        for (_, v) in &mut self.groups {
+            v.sort_unstable();
+            v.dedup();
+        }
+        self.groups.sort_by_key(|(l, _)| *l);
+    }
+    #[inline]
+    fn contains(&self, addr: T, mask: impl Fn(u32) -> T) -> bool {
+        self.groups
+            .iter()
+            .any(|(len, nets)| nets.binary_search(&(addr & mask(*len))).is_ok())
+    }
+}
+
+fn mask4(len: u32) -> u32 {
+    if len == 0 { 0 } else { u32::MAX << (32 - len) }
+}
+fn mask6(len: u32) -> u128 {
+    if len == 0 { 0 } else { u128::MAX << (128 - len) }
+}
+
+/// Addresses and networks, compared by value. IPv4-mapped IPv6 entries are stored as IPv4,
+/// as the record stores such addresses.
+#[derive(Debug, Default)]
+pub(crate) struct IpSet {
+    v4: PrefixTable<u32>,
+    v6: PrefixTable<u128>,
+}
+
+impl IpSet {
+    pub fn insert(&mut self, ip: IpAddr, len: u32) {
+        match ip {
+            IpAddr::V4(a) => self.v4.insert(len, u32::from(a) & mask4(len)),
+            IpAddr::V6(a) => {
+                if len >= 96
+                    && let Some(v4) = a.to_ipv4_mapped()
+                {
+                    let l4 = len - 96;
+                    self.v4.insert(l4, u32::from(v4) & mask4(l4));
+                } else {
+                    self.v6.insert(len, u128::from(a) & mask6(len));
+                }
+            }
+        }
+    }
+
+    pub fn finish(&mut self) {
+        self.v4.finish();
+        self.v6.finish();
+    }
+
+    #[inline]
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match ip {
+            IpAddr::V4(a) => self.v4.contains(u32::from(a), mask4),
+            IpAddr::V6(a) => self.v6.contains(u128::from(a), mask6),
+        }
+    }
+}
+
+/// Parses `a.b.c.d/n` or `x::/n` (a bare address is a host network).
+pub(crate) fn parse_cidr(s: &str) -> Option<(IpAddr, u32)> {
+    let (addr, len) = match s.split_once('/') {
+        Some((a, l)) => (a, Some(l)),
+        None => (s, None),
+    };
+    let ip: IpAddr = addr.trim().parse().ok()?;
+    let max = if ip.is_ipv4() { 32 } else { 128 };
+    let len = match len {
+        Some(l) => l.trim().parse::<u32>().ok().filter(|&l| l <= max)?,
+        None => max,
+    };
+    Some((ip, len))
+}
+
+/// Which string comparison a pattern makes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum StrMode {
+    Exact,
+    Contains,
+    StartsWith,
+    EndsWith,
+}
+
+/// Sigma wildcard text to a regex fragment: `*` any run, `?` any one character, `\*` `\?`
+/// `\\` literal, and a backslash before anything else is itself literal (Sigma's rule, so
+/// Windows paths need no doubling).
+pub(crate) fn wildcard_to_regex(value: &str) -> String {
+    let mut out = String::with_capacity(value.len() + 8);
+    let mut lit = String::new();
+    let flush = |lit: &mut String, out: &mut String| {
+        out.push_str(&regex_syntax::escape(lit));
+        lit.clear();
+    };
+    let mut chars = value.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => match chars.peek() {
+                Some(&n @ ('*' | '?' | '\\')) => {
+                    chars.next();
+                    lit.push(n);
+                }
+                _ => lit.push('\\'),
+            },
+            '*' => {
+                flush(&mut lit, &mut out);
+                out.push_str(".*");
+            }
+            '?' => {
+                flush(&mut lit, &mut out);
+                out.push('.');
+            }
+            c => lit.push(c),
+        }
+    }
+    flush(&mut lit, &mut out);
+    out
+}
+
+/// A whole pattern for a wildcard value under a mode and case sensitivity.
+pub(crate) fn string_pattern(value: &str, mode: StrMode, cased: bool) -> String {
+    let body = wildcard_to_regex(value);
+    let flags = if cased { "(?s)" } else { "(?is)" };
+    match mode {
+        StrMode::Exact => format!(r"{flags}\A(?:{body})\z"),
+        StrMode::Contains => format!("{flags}(?:{body})"),
+        StrMode::StartsWith => format!(r"{flags}\A(?:{body})"),
+        StrMode::EndsWith => format!(r"{flags}(?:{body})\z"),
+    }
+}
+
+/// A Sigma `re` value with its `i`, `m`, `s` sub-modifiers. Sigma regexes are searches
+/// (unanchored) and case-sensitive unless `i`.
+pub(crate) fn regex_pattern(re: &str, i: bool, m: bool, s: bool) -> String {
+    let mut flags = String::new();
+    if i {
+        flags.push('i');
+    }
+    if m {
+        flags.push('m');
+    }
+    if s {
+        flags.push('s');
+    }
+    if flags.is_empty() {
+        format!("(?:{re})")
+    } else {
+        format!("(?{flags}:{re})")
+    }
+}
+
+/// Checks one pattern on its own, so errors name the offending value.
+pub(crate) fn check_pattern(p: &str) -> Result<(), String> {
+    Regex::builder()
+        .syntax(syntax::Config::new())
+        .build(p)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+/// All string patterns of one field, in one automaton.
+#[derive(Debug)]
+pub(crate) struct FieldAutomaton {
+    pub field: Field,
+    pub regex: Regex,
+    pub patterns: usize,
+}
+
+impl FieldAutomaton {
+    pub fn build(field: Field, patterns: &[String]) -> Result<FieldAutomaton, String> {
+        let regex = Regex::builder()
+            .configure(
+                Regex::config()
+                    .match_kind(MatchKind::All)
+                    .nfa_size_limit(Some(256 << 20))
+                    .hybrid_cache_capacity(8 << 20),
+            )
+            .build_many(patterns)
+            .map_err(|e| e.to_string())?;
+        Ok(FieldAutomaton {
+            field,
+            regex,
+            patterns: patterns.len(),
+        })
+    }
+}
+
+/// Per-event working memory, owned by the engine and reused for every event.
+pub(crate) struct Scratch {
+    /// Per test: 0 not yet evaluated, 1 false, 2 true.
+    memo: Vec<u8>,
+    /// Per automaton: has it run on this event.
+    ran: Vec<bool>,
+    sets: Vec<PatternSet>,
+    caches: Vec<meta::Cache>,
+    text: TextBuf,
+}
+
+impl Scratch {
+    pub fn new(tests: usize, automata: &[FieldAutomaton]) -> Scratch {
+        Scratch {
+            memo: vec![0; tests],
+            ran: vec![false; automata.len()],
+            sets: automata
+                .iter()
+                .map(|a| PatternSet::new(a.patterns))
+                .collect(),
+            caches: automata.iter().map(|a| a.regex.create_cache()).collect(),
+            text: TextBuf::new(),
+        }
+    }
+
+    /// Forget the previous event.
+    #[inline]
+    pub fn reset(&mut self) {
+        self.memo.fill(0);
+        self.ran.fill(false);
+    }
+}
+
+/// What a compiled rule set evaluates against: its tests and per-field automata.
+#[derive(Debug, Default)]
+pub(crate) struct Tests {
+    pub tests: Vec<Test>,
+    pub automata: Vec<FieldAutomaton>,
+    /// Automaton index per field.
+    pub automaton_of: [Option<u16>; Field::COUNT],
+}
+
+impl Tests {
+    pub fn eval(&self, id: TestId, rec: &ConnectionRecord, s: &mut Scratch) -> bool {
+        let m = s.memo[id as usize];
+        if m != 0 {
+            return m == 2;
+        }
+        let r = self.eval_uncached(id, rec, s);
+        s.memo[id as usize] = if r { 2 } else { 1 };
+        r
+    }
+
+    fn eval_uncached(&self, id: TestId, rec: &ConnectionRecord, s: &mut Scratch) -> bool {
+        match &self.tests[id as usize] {
+            Test::Patterns {
+                field,
+                patterns,
+                all,
+            } => {
+                let Some(a) = self.automaton_of[*field as usize] else {
+                    return false;
+                };
+                let a = a as usize;
+                if !s.ran[a] {
+                    self.run_automaton(a, rec, s);
+                }
+                let set = &s.sets[a];
+                if *all {
+                    patterns
+                        .iter()
+                        .all(|&p| set.contains(regex_automata::PatternID::new_unchecked(p as usize)))
+                } else {
+                    patterns
+                        .iter()
+                        .any(|&p| set.contains(regex_automata::PatternID::new_unchecked(p as usize)))
+                }
+            }
+            Test::Numbers { field, set } => match FieldValue::of(rec, *field) {
+                FieldValue::Number(n) => set.contains(n),
+                _ => false,
+            },
+            Test::Compare { field, op, value } => match FieldValue::of(rec, *field) {
+                FieldValue::Number(n) => {
+                    let n = n as f64;
+                    match op {
+                        CmpOp::Lt => n < *value,
+                        CmpOp::Lte => n <= *value,
+                        CmpOp::Gt => n > *value,
+                        CmpOp::Gte => n >= *value,
+                    }
+                }
+                _ => false,
+            },
+            Test::Addresses { field, set } => match FieldValue::of(rec, *field) {
+                FieldValue::Ip(ip) => set.contains(ip),
+                _ => false,
+            },
+            Test::Bool { field, value } => {
+                matches!(FieldValue::of(rec, *field), FieldValue::Bool(b) if b == *value)
+            }
+            Test::Null { field } => matches!(FieldValue::of(rec, *field), FieldValue::Missing),
+            Test::Exists { field, present } => {
+                !matches!(FieldValue::of(rec, *field), FieldValue::Missing) == *present
+            }
+            Test::Never => false,
+            Test::AnyOf(ids) => ids.iter().any(|&i| self.eval(i, rec, s)),
+            Test::AllOf(ids) => ids.iter().all(|&i| self.eval(i, rec, s)),
+        }
+    }
+
+    fn run_automaton(&self, a: usize, rec: &ConnectionRecord, s: &mut Scratch) {
+        let auto = &self.automata[a];
+        s.ran[a] = true;
+        let set = &mut s.sets[a];
+        set.clear();
+        let cache = &mut s.caches[a];
+        let value = FieldValue::of(rec, auto.field);
+        match value {
+            FieldValue::Missing => {}
+            FieldValue::Text(t) => {
+                auto.regex
+                    .which_overlapping_matches_with(cache, &Input::new(t), set);
+            }
+            FieldValue::List(items) => {
+                for t in items {
+                    auto.regex
+                        .which_overlapping_matches_with(cache, &Input::new(t.as_str()), set);
+                }
+            }
+            other => {
+                if let Some(t) = s.text.format(&other) {
+                    auto.regex
+                        .which_overlapping_matches_with(cache, &Input::new(t), set);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wildcards_and_escapes() {
+        assert_eq!(wildcard_to_regex("a*b?c"), "a.*b.c");
+        assert_eq!(wildcard_to_regex(r"a\*b"), r"a\*b");
+        assert_eq!(wildcard_to_regex(r"C:\Windows"), r"C:\\Windows");
+        assert_eq!(wildcard_to_regex(r"a\\*"), r"a\\.*");
+        assert_eq!(wildcard_to_regex("1.2"), r"1\.2");
+    }
+
+    #[test]
+    fn cidr_tables_compare_by_value() {
+        let mut s = IpSet::default();
+        for c in ["10.0.0.0/8", "fc00::/7", "::ffff:192.168.0.0/112", "203.0.113.7"] {
+            let (ip, len) = parse_cidr(c).unwrap();
+            s.insert(ip, len);
+        }
+        s.finish();
+        let ip = |t: &str| t.parse::<IpAddr>().unwrap();
+        assert!(s.contains(ip("10.1.2.3")));
+        assert!(!s.contains(ip("11.1.2.3")));
+        assert!(s.contains(ip("fd12::1")));
+        assert!(s.contains(ip("192.168.4.4")));
+        assert!(s.contains(ip("203.0.113.7")));
+        assert!(!s.contains(ip("203.0.113.8")));
+        assert!(parse_cidr("10.0.0.0/33").is_none());
+    }
+
+    #[test]
+    fn num_sets() {
+        let s = NumSet::new(vec![22, 8088, 65535]);
+        assert!(s.contains(8088) && s.contains(65535) && !s.contains(8089));
+        assert!(!s.contains(70000));
+        let big = NumSet::new(vec![1, 100_000]);
+        assert!(big.contains(100_000) && !big.contains(2));
+    }
+}
