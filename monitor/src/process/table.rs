@@ -173,8 +173,8 @@ struct Entry {
     args: Option<Vec<String>>,
     command_line: Option<String>,
     args_truncated: bool,
-    /// /proc was already asked for the rest of a truncated argv.
-    argv_extension_tried: bool,
+    /// /proc was already asked to complete an exec-learned entry.
+    proc_completion_tried: bool,
     kernel_thread: bool,
     uid: Option<u32>,
     gid: Option<u32>,
@@ -206,7 +206,7 @@ impl Entry {
             args: None,
             command_line: None,
             args_truncated: false,
-            argv_extension_tried: false,
+            proc_completion_tried: false,
             kernel_thread: false,
             uid: None,
             gid: None,
@@ -226,7 +226,9 @@ impl Entry {
         let argv = used(&ev.args, ev.args_len);
         e.set_args((!argv.is_empty()).then(|| split_argv(argv)));
         e.args_truncated = ev.args_truncated != 0;
-        e.name = name_from(e.exe.as_deref(), c_text(&ev.comm));
+        // `/dev/fd/3` names a descriptor, not the program; the kernel's comm is better.
+        let exe_for_name = e.exe.as_deref().filter(|x| !is_fd_path(x));
+        e.name = name_from(exe_for_name, c_text(&ev.comm));
         e.ppid = (ev.ppid != 0).then_some(ev.ppid);
         e.uid = Some(ev.uid);
         e.gid = Some(ev.gid);
@@ -253,6 +255,11 @@ impl Entry {
         e.gid = Some(ev.gid);
         e
     }
+}
+
+/// What the kernel reports as the path of an `execveat(fd, "", AT_EMPTY_PATH)`.
+fn is_fd_path(path: &str) -> bool {
+    path.starts_with("/dev/fd/")
 }
 
 /// Start times agree unless both are known and differ.
@@ -630,7 +637,7 @@ impl ProcessTable {
         let pid = ev.tgid;
         let tid = (ev.tid != 0).then_some(ev.tid);
         self.stats.builds += 1;
-        self.extend_truncated_argv(slot, pid);
+        self.complete_from_proc(slot, pid);
         // Copy out what the info needs: resolving the parent may insert into (and evict
         // from) the same map.
         let Some(e) = self.peek(slot, pid) else {
@@ -705,34 +712,68 @@ impl ProcessTable {
         (info, partial)
     }
 
-    /// The kernel keeps the first `ARGS_LEN` bytes of argv; when it cut, take the rest from
-    /// /proc once, but only if /proc's argv continues what the kernel saw (a process can
-    /// rewrite its argv afterwards, and the exec-time one is the truth).
-    fn extend_truncated_argv(&mut self, slot: Slot, pid: u32) {
+    /// Completes an exec-learned entry from /proc, once, while the process is alive and
+    /// still the one that exec'd (same start time):
+    /// - argv the kernel cut at `ARGS_LEN` bytes (or could not read): taken from /proc only
+    ///   if /proc's argv continues what the kernel saw, because a process can rewrite its
+    ///   argv after exec and the exec-time one is the truth;
+    /// - an executable path that is not absolute or names a descriptor (`/dev/fd/N` from
+    ///   `fexecve`, how fileless payloads run from a memfd): /proc/PID/exe says what it is
+    ///   (`/memfd:x (deleted)`), and the name comes from the kernel's comm instead of `N`.
+    fn complete_from_proc(&mut self, slot: Slot, pid: u32) {
         let Some(e) = self.peek_mut(slot, pid) else {
             return;
         };
-        if !e.args_truncated || e.origin != Origin::Exec || e.argv_extension_tried {
+        let argv_incomplete = e.args_truncated || e.args.is_none();
+        let exe_unclear = e
+            .exe
+            .as_deref()
+            .is_none_or(|x| !x.starts_with('/') || is_fd_path(x));
+        if e.origin != Origin::Exec || e.proc_completion_tried || !(argv_incomplete || exe_unclear)
+        {
             return;
         }
-        e.argv_extension_tried = true;
-        let (Some(start), Some(prefix)) = (e.start, e.args.clone()) else {
+        e.proc_completion_tried = true;
+        let (Some(start), prefix) = (e.start, e.args.clone()) else {
             return;
         };
         if !self.proc.stat(pid).is_ok_and(|s| s.start_ticks == start) {
             return;
         }
-        let Ok((buf, cut)) = self.proc.cmdline(pid) else {
-            return;
+        let argv = if argv_incomplete {
+            self.proc.cmdline(pid).ok().and_then(|(buf, cut)| {
+                let full = split_argv(&buf);
+                let agrees = match &prefix {
+                    Some(prefix) => continues(prefix, &full),
+                    None => !full.is_empty(),
+                };
+                agrees.then_some((full, cut))
+            })
+        } else {
+            None
         };
-        let full = split_argv(&buf);
-        if !continues(&prefix, &full) {
+        let exe = if exe_unclear {
+            self.proc.exe(pid).ok().filter(|x| !x.is_empty())
+        } else {
+            None
+        };
+        if argv.is_none() && exe.is_none() {
             return;
         }
         let generation = self.generation();
         if let Some(e) = self.peek_mut(slot, pid) {
-            e.set_args(Some(full));
-            e.args_truncated = cut;
+            if let Some((full, cut)) = argv {
+                e.set_args(Some(full));
+                e.args_truncated = cut;
+            }
+            if let Some(exe) = exe {
+                let exe = text_from_bytes(&exe);
+                // The memfd's or file's own name, not the descriptor number.
+                if e.exe.as_deref().is_none_or(is_fd_path) {
+                    e.name = name_from(Some(&exe), e.name.take());
+                }
+                e.exe = Some(exe);
+            }
             e.generation = generation;
         }
     }

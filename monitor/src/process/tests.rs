@@ -714,3 +714,58 @@ fn container_id_from_a_real_cgroup_even_after_exit() {
     assert_eq!(rec2.process.container_id.as_deref(), Some(id.as_str()));
     assert_eq!(fresh.stats().cgroup_walks, 1);
 }
+
+#[test]
+fn exec_paths_that_name_no_file_are_completed_from_proc() {
+    require_root();
+    let mut t = ProcessTable::new(ProcessTableConfig::default());
+    t.scan_proc().unwrap();
+    let me = std::process::id();
+
+    // Fileless: sleep copied into a memfd and run with fexecve; the kernel reports the
+    // path as /dev/fd/N.
+    let python = installed("python3");
+    let script = "import os\n\
+        fd = os.memfd_create('payload', 0)\n\
+        data = open('/usr/bin/sleep', 'rb').read()\n\
+        while data:\n    data = data[os.write(fd, data):]\n\
+        os.execve(fd, ['sleep', '30'], {})\n";
+    let kid = Kid::spawn(Command::new(&python).args(["-c", script]));
+    let pid = kid.pid();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !std::fs::read_link(format!("/proc/{pid}/exe"))
+        .is_ok_and(|p| p.as_os_str().as_bytes().starts_with(b"/memfd:payload"))
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "python never ran the memfd"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let kernel_comm = std::fs::read(format!("/proc/{pid}/comm")).unwrap();
+    let start = start_ns(pid);
+    let mut ev = exec_event(pid, me, start, b"/dev/fd/3", b"sleep\x0030\0");
+    ev.comm = comm(kernel_comm.strip_suffix(b"\n").unwrap_or(&kernel_comm));
+    t.on_exec(&ev);
+    let rec = enrich(&mut t, &connect_v4(pid, start, [192, 0, 2, 1], 80));
+    assert_eq!(
+        rec.process.executable.as_deref(),
+        Some("/memfd:payload (deleted)")
+    );
+    assert_eq!(rec.process.name.as_deref(), Some("memfd:payload"));
+    assert_eq!(rec.process.args, ["sleep", "30"]);
+    assert!(!rec.partial, "{rec:?}");
+    drop(kid);
+
+    // A relative path (`./sleep`), and an argv the kernel could not read.
+    let (kid, tag) = sleeper();
+    let start = start_ns(kid.pid());
+    t.on_exec(&exec_event(kid.pid(), me, start, b"./sleep", b""));
+    let rec = enrich(&mut t, &connect_v4(kid.pid(), start, [192, 0, 2, 1], 80));
+    assert_eq!(
+        rec.process.executable.as_deref(),
+        Some(&*installed("sleep").to_string_lossy())
+    );
+    assert_eq!(rec.process.args, ["sleep", "30", tag.as_str()]);
+    assert!(!rec.partial, "{rec:?}");
+}
