@@ -4,11 +4,11 @@
 //! Every reader is bounded in how much it reads, because a process chooses its own
 //! command line (up to ARG_MAX) and we keep what we read.
 
-use std::cell::Cell;
 use std::fs::File;
 use std::io::{self, Read};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::decode::split_argv;
 
@@ -105,14 +105,15 @@ pub fn read_bounded(path: &Path, limit: usize) -> io::Result<Vec<u8>> {
 #[derive(Debug)]
 pub struct ProcFs {
     root: PathBuf,
-    reads: Cell<u64>,
+    /// Atomic only so the table stays `Sync`; it is never contended.
+    reads: AtomicU64,
 }
 
 impl ProcFs {
     pub fn new(root: impl Into<PathBuf>) -> Self {
         ProcFs {
             root: root.into(),
-            reads: Cell::new(0),
+            reads: AtomicU64::new(0),
         }
     }
 
@@ -122,11 +123,11 @@ impl ProcFs {
 
     /// Files read (or attempted) so far.
     pub fn reads(&self) -> u64 {
-        self.reads.get()
+        self.reads.load(Ordering::Relaxed)
     }
 
     fn path(&self, pid: u32, file: &str) -> PathBuf {
-        self.reads.set(self.reads.get() + 1);
+        self.reads.fetch_add(1, Ordering::Relaxed);
         let mut p = self.root.join(pid.to_string());
         p.push(file);
         p
@@ -173,8 +174,8 @@ impl ProcFs {
     /// Every numeric entry of the /proc root.
     pub fn pids(&self) -> io::Result<Vec<u32>> {
         let mut pids = Vec::new();
-        for entry in std::fs::read_dir(&self.root)? {
-            let entry = entry?;
+        // An entry that vanishes mid-listing is a process that exited: skip it.
+        for entry in std::fs::read_dir(&self.root)?.flatten() {
             if let Some(pid) = entry
                 .file_name()
                 .to_str()

@@ -286,6 +286,12 @@ fn cap(n: usize) -> NonZeroUsize {
     NonZeroUsize::new(n).unwrap_or(NonZeroUsize::MIN)
 }
 
+// The pipeline may move the table into a task and share it with the metrics reader.
+const _: () = {
+    const fn send_sync<T: Send + Sync>() {}
+    send_sync::<ProcessTable>();
+};
+
 /// Live processes and the enrichment of connect events with them.
 #[derive(Debug)]
 pub struct ProcessTable {
