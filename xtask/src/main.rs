@@ -6,6 +6,7 @@
 //! - `test`: bootstrap, then the whole suite: unit and integration tests (live eBPF tests as
 //!   root), the VM kernel test, the attack simulations and the benchmark smoke run.
 
+mod bench;
 mod bootstrap;
 mod vm;
 
@@ -49,6 +50,16 @@ enum Cmd {
         #[arg(long, default_value_t = 240)]
         timeout: u64,
     },
+    /// Benchmarks (BENCHMARKS.md): rule evaluation, replay, live capture cost against no
+    /// monitor and bpftrace, loss threshold, memory. Needs root.
+    Bench {
+        /// Short runs that check the harness works, not the figures (CI).
+        #[arg(long)]
+        smoke: bool,
+        /// Add the 10-minute memory flatness run.
+        #[arg(long)]
+        soak: bool,
+    },
 }
 
 fn main() -> Result<()> {
@@ -63,6 +74,16 @@ fn main() -> Result<()> {
             bootstrap::run(false)?;
             let bin = build_release(&root)?;
             vm::run(&vm_options(&root, bin, probes, timeout))
+        }
+        Cmd::Bench { smoke, soak } => {
+            bootstrap::run(false)?;
+            let bin = build_release(&root)?;
+            bench::run(&bench::BenchOptions {
+                smoke,
+                soak,
+                monitor_bin: bin,
+                out: root.join("target/bench"),
+            })
         }
     }
 }

@@ -1,0 +1,131 @@
+//! Rule evaluation (issue item 1): runs the criterion bench `monitor/benches/rules.rs` and
+//! reads its estimates back as nanoseconds per event.
+
+use std::fs;
+use std::path::Path;
+
+use anyhow::{Context as _, Result, ensure};
+use serde_json::{Value, json};
+
+use super::{Ctx, cargo, check};
+
+struct Estimate {
+    id: String,
+    rules: Option<u64>,
+    ns_per_event: f64,
+    ci: (f64, f64),
+}
+
+fn collect(dir: &Path, out: &mut Vec<Estimate>) -> Result<()> {
+    for e in fs::read_dir(dir)? {
+        let p = e?.path();
+        if p.is_dir() {
+            if p.file_name().is_some_and(|n| n == "new") {
+                let bench: Value =
+                    serde_json::from_str(&fs::read_to_string(p.join("benchmark.json"))?)?;
+                let est: Value =
+                    serde_json::from_str(&fs::read_to_string(p.join("estimates.json"))?)?;
+                let elements = bench["throughput"]["Elements"].as_f64().unwrap_or(1.0);
+                let mean = &est["mean"];
+                out.push(Estimate {
+                    id: bench["full_id"].as_str().unwrap_or("?").to_string(),
+                    rules: None,
+                    ns_per_event: mean["point_estimate"].as_f64().unwrap_or(f64::NAN) / elements,
+                    ci: (
+                        mean["confidence_interval"]["lower_bound"]
+                            .as_f64()
+                            .unwrap_or(f64::NAN)
+                            / elements,
+                        mean["confidence_interval"]["upper_bound"]
+                            .as_f64()
+                            .unwrap_or(f64::NAN)
+                            / elements,
+                    ),
+                });
+            } else {
+                collect(&p, out)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+pub fn rule_evaluation(ctx: &Ctx) -> Result<(Value, String)> {
+    let home = ctx.out.join("criterion");
+    let _ = fs::remove_dir_all(&home);
+    let mut cmd = cargo();
+    cmd.args([
+        "bench", "-p", "monitor", "--bench", "rules", "--", "--noplot",
+    ]);
+    cmd.args(&ctx.plan.criterion_args);
+    // The bench prints the rule counts of each set here, for the table.
+    let counts_path = ctx.out.join("rule-counts.json");
+    cmd.env("CRITERION_HOME", &home)
+        .env("MONITOR_BENCH_RULE_COUNTS", &counts_path);
+    check(&mut cmd)?;
+    let counts: Value = fs::read_to_string(&counts_path)
+        .ok()
+        .and_then(|s| serde_json::from_str(&s).ok())
+        .unwrap_or(Value::Null);
+    let mut est = Vec::new();
+    collect(&home, &mut est)
+        .with_context(|| format!("reading criterion results in {}", home.display()))?;
+    ensure!(
+        !est.is_empty(),
+        "criterion wrote no estimates under {}",
+        home.display()
+    );
+    for e in &mut est {
+        e.rules = counts[&e.id].as_u64();
+    }
+    est.sort_by(|a, b| a.rules.cmp(&b.rules).then(a.id.cmp(&b.id)));
+
+    let mut md = String::from(
+        "Criterion, one thread; per iteration the rule engine (rules + grouping) processes a batch of records from the \
+         realistic mix (see `xtask/src/bench/workload.rs`); figures are the mean per event with criterion's 95 % \
+         confidence interval.\n\n| rule set | rules | ns per event | 95 % CI |\n| --- | ---: | ---: | ---: |\n",
+    );
+    for e in &est {
+        md.push_str(&format!(
+            "| {} | {} | {:.0} | {:.0}–{:.0} |\n",
+            e.id,
+            e.rules.map(|r| r.to_string()).unwrap_or_else(|| "?".into()),
+            e.ns_per_event,
+            e.ci.0,
+            e.ci.1
+        ));
+    }
+    let full = est.iter().find(|e| e.id.ends_with("default+sigmahq"));
+    if let Some(f) = full {
+        md.push_str(&format!(
+            "\nTarget: < 1 µs per event with the default plus SigmaHQ rules → {:.0} ns → **{}**.\n",
+            f.ns_per_event,
+            if f.ns_per_event < 1000.0 {
+                "met"
+            } else {
+                "missed"
+            }
+        ));
+    }
+    // Growth with the number of rules: the synthetic sets.
+    let scaling: Vec<&Estimate> = est
+        .iter()
+        .filter(|e| e.id.starts_with("scaling/"))
+        .collect();
+    if let (Some(first), Some(last)) = (scaling.first(), scaling.last())
+        && let (Some(r0), Some(r1)) = (first.rules, last.rules)
+        && r1 > r0
+    {
+        let rule_factor = r1 as f64 / r0 as f64;
+        let time_factor = last.ns_per_event / first.ns_per_event;
+        md.push_str(&format!(
+            "Growth: {r0} → {r1} rules (×{rule_factor:.0}) costs ×{time_factor:.1} per event → **{}** (sub-linear means less than ×{rule_factor:.0}).\n",
+            if time_factor < rule_factor { "sub-linear" } else { "NOT sub-linear" }
+        ));
+    }
+    let rows: Vec<Value> = est
+        .iter()
+        .map(|e| json!({"id": e.id, "rules": e.rules, "ns_per_event": e.ns_per_event, "ci_low": e.ci.0, "ci_high": e.ci.1}))
+        .collect();
+    Ok((json!({ "rows": rows }), md))
+}
