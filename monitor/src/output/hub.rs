@@ -1,0 +1,281 @@
+//! `OutputHub`: every record to every output.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::file::FileSink;
+use super::line::LineSink;
+use super::output_record::OutputRecord;
+use super::spec::OutputSpec;
+use super::stdout::StdoutTarget;
+use super::syslog::format::{Framer, SyslogFormat};
+use super::syslog::sink::SyslogSink;
+use super::syslog::transport::{MAX_DATAGRAM, Target};
+use super::{OutputConfig, OutputError};
+
+/// Counters of one output, for metric records.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct SinkStats {
+    /// The output as given (`stdout`, `file:/var/log/m.json`, `syslog+tcp://h:514`).
+    pub output: String,
+    /// Records written (stdout, file) or handed to the kernel whole (syslog). Total.
+    pub sent: u64,
+    /// Records waiting in memory now.
+    pub queued: u64,
+    /// Records written to the spool. Total.
+    pub spooled: u64,
+    /// Records waiting in the spool now, and their bytes.
+    pub spool_records: u64,
+    pub spool_bytes: u64,
+    /// Records lost: spool full or unwritable, damaged spool records, failed file or stdout
+    /// writes. Total.
+    pub dropped: u64,
+    /// Failed connects, sends and writes. Total.
+    pub errors: u64,
+    /// Records shortened to fit the syslog message size limit. Total.
+    pub truncated: u64,
+}
+
+/// Counters of every output, in the order they were given.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct OutputStats {
+    pub outputs: Vec<SinkStats>,
+}
+
+impl OutputStats {
+    /// Records lost over all outputs.
+    pub fn dropped(&self) -> u64 {
+        self.outputs.iter().map(|s| s.dropped).sum()
+    }
+}
+
+enum Sink {
+    Line(LineSink),
+    Syslog(SyslogSink),
+}
+
+/// Sends every record to every configured output. One output failing (a file on a full
+/// disk, a syslog receiver that is down) does not hold up or stop the others, except that
+/// stdout and file outputs apply backpressure when their reader or disk is slow.
+pub struct OutputHub {
+    sinks: Vec<Sink>,
+    /// Bumped by `reopen_files`; records carry it so each lands in the file that was
+    /// current when it was sent.
+    generation: AtomicU64,
+}
+
+impl OutputHub {
+    /// Opens every output: files are opened (a wrong path fails here), spools are opened and
+    /// locked, delivery tasks start. Must run inside a tokio runtime. Syslog receivers need
+    /// not be reachable yet.
+    pub async fn open(specs: &[OutputSpec], cfg: &OutputConfig) -> Result<OutputHub, OutputError> {
+        cfg.validate()?;
+        if specs.is_empty() {
+            return Err(OutputError::NoOutputs);
+        }
+        let mut seen = HashSet::new();
+        for s in specs {
+            if !seen.insert(s) {
+                return Err(OutputError::Duplicate(s.to_string()));
+            }
+        }
+        let hostname = cfg.hostname.clone().unwrap_or_else(system_hostname);
+        let mut sinks = Vec::with_capacity(specs.len());
+        for spec in specs {
+            let name = spec.to_string();
+            let sink = match spec {
+                OutputSpec::Stdout => Sink::Line(LineSink::start(
+                    name,
+                    Box::new(StdoutTarget),
+                    cfg.line_queue_capacity,
+                )?),
+                OutputSpec::File(path) => {
+                    let file = FileSink::open(path).map_err(|source| OutputError::OpenFile {
+                        path: path.clone(),
+                        source,
+                    })?;
+                    Sink::Line(LineSink::start(
+                        name,
+                        Box::new(file),
+                        cfg.line_queue_capacity,
+                    )?)
+                }
+                OutputSpec::Syslog
+                | OutputSpec::SyslogUdp { .. }
+                | OutputSpec::SyslogTcp { .. } => {
+                    let (target, local) = match spec {
+                        OutputSpec::SyslogUdp { host, port } => (
+                            Target::Udp {
+                                host: host.clone(),
+                                port: *port,
+                            },
+                            false,
+                        ),
+                        OutputSpec::SyslogTcp { host, port } => (
+                            Target::Tcp {
+                                host: host.clone(),
+                                port: *port,
+                            },
+                            false,
+                        ),
+                        _ => (Target::Unix(cfg.local_socket.clone()), true),
+                    };
+                    let format = cfg.syslog_format.unwrap_or(if local {
+                        SyslogFormat::Rfc3164
+                    } else {
+                        SyslogFormat::Rfc5424
+                    });
+                    let max_message = match target {
+                        Target::Tcp { .. } => cfg.max_message_bytes,
+                        _ => cfg.max_message_bytes.min(MAX_DATAGRAM),
+                    };
+                    let framer = Framer::new(
+                        format,
+                        local,
+                        cfg.facility,
+                        &hostname,
+                        &cfg.app_name,
+                        &cfg.sd_id,
+                        max_message,
+                    );
+                    let dir = cfg.spool_dir.join(spool_key(spec));
+                    tracing::debug!(output = %name, format = %framer.format(), spool = %dir.display(), "syslog output");
+                    Sink::Syslog(SyslogSink::start(name, target, framer, cfg, &dir)?)
+                }
+            };
+            sinks.push(sink);
+        }
+        Ok(OutputHub {
+            sinks,
+            generation: AtomicU64::new(0),
+        })
+    }
+
+    /// Sends `rec` to every output. Syslog outputs take it at once (memory queue or spool;
+    /// a record is lost only when a spool is full, and that is counted and logged); stdout
+    /// and file outputs wait while their queue is full.
+    pub async fn send(&self, rec: OutputRecord) {
+        for sink in &self.sinks {
+            if let Sink::Syslog(s) = sink {
+                s.push(&rec);
+            }
+        }
+        let generation = self.generation.load(Ordering::Acquire);
+        for sink in &self.sinks {
+            if let Sink::Line(l) = sink {
+                l.send(rec.clone(), generation).await;
+            }
+        }
+    }
+
+    /// Reopens file outputs (SIGHUP after logrotate moved them). Records sent before this
+    /// call go to the old file, records sent after it to the new one.
+    pub fn reopen_files(&self) {
+        let generation = self.generation.fetch_add(1, Ordering::AcqRel) + 1;
+        for sink in &self.sinks {
+            if let Sink::Line(l) = sink {
+                l.reopen(generation);
+            }
+        }
+    }
+
+    pub fn stats(&self) -> OutputStats {
+        OutputStats {
+            outputs: self
+                .sinks
+                .iter()
+                .map(|s| match s {
+                    Sink::Line(l) => l.stats(),
+                    Sink::Syslog(s) => s.stats(),
+                })
+                .collect(),
+        }
+    }
+
+    /// Names of the outputs, in order.
+    pub fn outputs(&self) -> Vec<String> {
+        self.sinks
+            .iter()
+            .map(|s| match s {
+                Sink::Line(l) => l.name().to_string(),
+                Sink::Syslog(s) => s.name().to_string(),
+            })
+            .collect()
+    }
+
+    /// Delivers what every output still holds, for at most `deadline`; syslog records not
+    /// delivered by then stay in the spool for the next start. Errors name the output that
+    /// could not finish (a blocked stdout reader, a spool that could not be written).
+    pub async fn shutdown(self, deadline: Duration) -> Result<(), OutputError> {
+        let at = tokio::time::Instant::now() + deadline;
+        let mut tasks = tokio::task::JoinSet::new();
+        for sink in self.sinks {
+            match sink {
+                Sink::Line(l) => tasks.spawn(l.shutdown(at)),
+                Sink::Syslog(s) => tasks.spawn(s.shutdown(at)),
+            };
+        }
+        let mut first = None;
+        while let Some(r) = tasks.join_next().await {
+            let r = r.unwrap_or_else(|e| {
+                Err(OutputError::Shutdown {
+                    output: "output".into(),
+                    detail: format!("shutdown task failed: {e}"),
+                })
+            });
+            if let Err(e) = r {
+                tracing::error!(error = %e, "output shutdown");
+                first.get_or_insert(e);
+            }
+        }
+        first.map_or(Ok(()), Err)
+    }
+}
+
+/// Spool subdirectory of a syslog output: its spec with anything but letters, digits and
+/// `.+-` replaced, e.g. `syslog+tcp_127.0.0.1_514`.
+fn spool_key(spec: &OutputSpec) -> String {
+    spec.to_string()
+        .replace("://", "_")
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '+' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+fn system_hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: gethostname writes at most buf.len() bytes into our buffer.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return "-".into();
+    }
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..end]).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spool_keys_are_file_names() {
+        assert_eq!(
+            spool_key(&"syslog+tcp://127.0.0.1:514".parse().unwrap()),
+            "syslog+tcp_127.0.0.1_514"
+        );
+        assert_eq!(
+            spool_key(&"syslog+udp://[2001:db8::1]:514".parse().unwrap()),
+            "syslog+udp__2001_db8__1__514"
+        );
+        assert_eq!(spool_key(&OutputSpec::Syslog), "syslog");
+    }
+}

@@ -1,0 +1,231 @@
+//! Sockets to a syslog receiver: the local daemon's unix socket (datagram, or stream as a
+//! fallback), UDP, and TCP with RFC 6587 octet counting.
+
+use std::io;
+use std::os::fd::AsRawFd;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpStream, UdpSocket, UnixDatagram, UnixStream};
+
+/// Where one syslog output sends.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Target {
+    Unix(PathBuf),
+    Udp { host: String, port: u16 },
+    Tcp { host: String, port: u16 },
+}
+
+impl Target {
+    /// Opens a connection. Host names are resolved on every attempt, so a receiver that
+    /// moves is followed.
+    pub async fn connect(&self, timeout: Duration) -> io::Result<Connection> {
+        match self {
+            Target::Unix(path) => {
+                let dgram = UnixDatagram::unbound()?;
+                match dgram.connect(path) {
+                    Ok(()) => Ok(Connection::UnixDgram(dgram)),
+                    // The socket is a stream socket (syslog-ng's unix-stream, for one).
+                    Err(e) if e.raw_os_error() == Some(libc::EPROTOTYPE) => {
+                        Ok(Connection::UnixStream(UnixStream::connect(path).await?))
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+            Target::Udp { host, port } => {
+                let mut last = None;
+                for addr in tokio::net::lookup_host((host.as_str(), *port)).await? {
+                    let bind = if addr.is_ipv4() {
+                        "0.0.0.0:0"
+                    } else {
+                        "[::]:0"
+                    };
+                    let sock = UdpSocket::bind(bind).await?;
+                    match sock.connect(addr).await {
+                        Ok(()) => return Ok(Connection::Udp(sock)),
+                        Err(e) => last = Some(e),
+                    }
+                }
+                Err(last.unwrap_or_else(|| no_address(host)))
+            }
+            Target::Tcp { host, port } => {
+                let mut last = None;
+                for addr in tokio::net::lookup_host((host.as_str(), *port)).await? {
+                    match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+                        Ok(Ok(s)) => return Ok(Connection::Tcp(s)),
+                        Ok(Err(e)) => last = Some(e),
+                        Err(_) => {
+                            last = Some(io::Error::new(
+                                io::ErrorKind::TimedOut,
+                                format!("connecting to {addr} took longer than {timeout:?}"),
+                            ))
+                        }
+                    }
+                }
+                Err(last.unwrap_or_else(|| no_address(host)))
+            }
+        }
+    }
+}
+
+fn no_address(host: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::NotFound,
+        format!("`{host}` resolves to no address"),
+    )
+}
+
+pub(crate) enum Connection {
+    UnixDgram(UnixDatagram),
+    /// NUL-terminated messages, as glibc's syslog(3) writes to a stream socket.
+    UnixStream(UnixStream),
+    Udp(UdpSocket),
+    /// RFC 6587 octet counting: `LEN SP MSG`.
+    Tcp(TcpStream),
+}
+
+/// Largest datagram the outputs send (UDP's limit is 65,507 bytes of payload over IPv4).
+pub(crate) const MAX_DATAGRAM: usize = 65_000;
+
+/// How far `send_batch` got.
+#[derive(Default)]
+pub(crate) struct Sent {
+    /// Messages done with, from the start of the batch: handed to the kernel whole, or
+    /// refused as too large.
+    pub count: usize,
+    /// Of those, datagrams the socket refused as too large (EMSGSIZE: a local socket with a
+    /// small buffer). Retrying cannot help; they are dropped and counted.
+    pub too_big: usize,
+    /// Why it stopped early.
+    pub error: Option<io::Error>,
+}
+
+impl Connection {
+    /// For stream sockets: whether the receiver has closed or reset the connection. Checked
+    /// before each batch so messages are not written into a connection that is already
+    /// dead (the kernel would accept them and they would be lost).
+    pub fn peer_closed(&self) -> bool {
+        let fd = match self {
+            Connection::Tcp(s) => s.as_raw_fd(),
+            Connection::UnixStream(s) => s.as_raw_fd(),
+            Connection::UnixDgram(_) | Connection::Udp(_) => return false,
+        };
+        let mut byte = [0u8; 1];
+        loop {
+            // SAFETY: recv into a local one-byte buffer on a descriptor this connection
+            // owns; MSG_PEEK leaves any data in place, MSG_DONTWAIT never blocks.
+            let n = unsafe {
+                libc::recv(
+                    fd,
+                    byte.as_mut_ptr().cast(),
+                    1,
+                    libc::MSG_PEEK | libc::MSG_DONTWAIT,
+                )
+            };
+            if n == 0 {
+                return true; // orderly shutdown by the receiver
+            }
+            if n > 0 {
+                // Receivers do not talk back; there is data but the connection is alive.
+                return false;
+            }
+            let e = io::Error::last_os_error();
+            match e.kind() {
+                io::ErrorKind::WouldBlock => return false,
+                io::ErrorKind::Interrupted => continue,
+                _ => return true,
+            }
+        }
+    }
+
+    /// Sends `msgs` in order and reports how many went out whole. A stream message cut by
+    /// an error counts as not sent (it is sent again after reconnecting).
+    pub async fn send_batch(&mut self, msgs: &[Vec<u8>], scratch: &mut Vec<u8>) -> Sent {
+        match self {
+            Connection::UnixDgram(s) => {
+                let mut sent = Sent::default();
+                for m in msgs {
+                    match s.send(m).await {
+                        Ok(_) => sent.count += 1,
+                        Err(e) if e.raw_os_error() == Some(libc::EMSGSIZE) => {
+                            sent.count += 1;
+                            sent.too_big += 1;
+                        }
+                        Err(e) => {
+                            sent.error = Some(e);
+                            break;
+                        }
+                    }
+                }
+                sent
+            }
+            Connection::Udp(s) => {
+                let mut sent = Sent::default();
+                for m in msgs {
+                    match s.send(m).await {
+                        Ok(_) => sent.count += 1,
+                        Err(e) if e.raw_os_error() == Some(libc::EMSGSIZE) => {
+                            sent.count += 1;
+                            sent.too_big += 1;
+                        }
+                        Err(e) => {
+                            sent.error = Some(e);
+                            break;
+                        }
+                    }
+                }
+                sent
+            }
+            Connection::Tcp(s) => {
+                scratch.clear();
+                let mut ends = Vec::with_capacity(msgs.len());
+                for m in msgs {
+                    scratch.extend_from_slice(m.len().to_string().as_bytes());
+                    scratch.push(b' ');
+                    scratch.extend_from_slice(m);
+                    ends.push(scratch.len());
+                }
+                write_counted(s, scratch, &ends).await
+            }
+            Connection::UnixStream(s) => {
+                scratch.clear();
+                let mut ends = Vec::with_capacity(msgs.len());
+                for m in msgs {
+                    scratch.extend_from_slice(m);
+                    scratch.push(0);
+                    ends.push(scratch.len());
+                }
+                write_counted(s, scratch, &ends).await
+            }
+        }
+    }
+}
+
+/// Writes `buf` and counts the messages (ending at `ends`) written completely.
+async fn write_counted<W: AsyncWriteExt + Unpin>(w: &mut W, buf: &[u8], ends: &[usize]) -> Sent {
+    let mut written = 0;
+    let mut error = None;
+    while written < buf.len() {
+        match w.write(&buf[written..]).await {
+            Ok(0) => {
+                error = Some(io::Error::new(
+                    io::ErrorKind::WriteZero,
+                    "the receiver stopped accepting data",
+                ));
+                break;
+            }
+            Ok(n) => written += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                error = Some(e);
+                break;
+            }
+        }
+    }
+    Sent {
+        count: ends.iter().take_while(|&&end| end <= written).count(),
+        too_big: 0,
+        error,
+    }
+}
