@@ -1,4 +1,9 @@
-//! Indices of the kernel-side counters (the per-CPU `STATS` array).
+//! Load-time configuration of the kernel programs (the `CONFIG` global) and the indices of the
+//! kernel-side counters (the per-CPU `STATS` array).
+//!
+//! Rust-compiled eBPF gets no CO-RE relocations, so every kernel struct offset the programs use
+//! is resolved by user space from `/sys/kernel/btf/vmlinux` (or, for classic tracepoints, from
+//! the tracepoint's `format` file) and written into `CONFIG` before the object is loaded.
 
 /// `STATS` indices. Every failure the kernel programs meet is counted here, never swallowed.
 pub mod stat {
@@ -6,7 +11,8 @@ pub mod stat {
     pub const RINGBUF_FULL: u32 = 0;
     /// UDP sends suppressed by flood control.
     pub const UDP_SUPPRESSED: u32 = 1;
-    /// A kernel read (`bpf_probe_read_*`) failed; the event went out with the field unknown.
+    /// A kernel read (`bpf_probe_read_*`) failed. When it was the destination, the event was
+    /// dropped; otherwise the event went out with that field unknown (zero).
     pub const READ_FAILED: u32 = 2;
     /// Connect events written, per logical hook (TCP, UDPv4, UDPv6).
     pub const EVENTS_TCP: u32 = 3;
@@ -15,6 +21,167 @@ pub mod stat {
     /// Exec and exit records written.
     pub const EXECS: u32 = 6;
     pub const EXITS: u32 = 7;
+    /// The UDP flood-control map could not take a new key (the event still went out).
+    pub const FLOOD_MAP_FULL: u32 = 8;
     /// Size of the array.
-    pub const COUNT: u32 = 8;
+    pub const COUNT: u32 = 9;
+}
+
+/// Marks an offset that does not exist on the running kernel (for instance the
+/// `sched_process_exit` tracepoint's `group_dead`, which older kernels lack).
+pub const OFFSET_ABSENT: u32 = u32::MAX;
+
+/// Byte offsets into `struct sock`, `struct msghdr` and the `sockaddr_in{,6}` the
+/// fentry/kprobe programs read. From BTF.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SockOffsets {
+    /// `sock.__sk_common.skc_family` (u16).
+    pub skc_family: u32,
+    /// `skc_daddr` (be32), `skc_rcv_saddr` (be32).
+    pub skc_daddr: u32,
+    pub skc_rcv_saddr: u32,
+    /// `skc_dport` (be16), `skc_num` (u16, host order: the bound local port).
+    pub skc_dport: u32,
+    pub skc_num: u32,
+    /// `skc_v6_daddr`, `skc_v6_rcv_saddr` (struct in6_addr).
+    pub skc_v6_daddr: u32,
+    pub skc_v6_rcv_saddr: u32,
+    /// `msghdr.msg_name` (pointer), `msghdr.msg_namelen` (int).
+    pub msg_name: u32,
+    pub msg_namelen: u32,
+    /// `sockaddr_in.sin_family` (the same offset as every `sa_family`), `sin_port`, `sin_addr`.
+    pub sin_family: u32,
+    pub sin_port: u32,
+    pub sin_addr: u32,
+    /// `sockaddr_in6.sin6_port`, `sin6_addr`.
+    pub sin6_port: u32,
+    pub sin6_addr: u32,
+}
+const _: () = assert!(core::mem::size_of::<SockOffsets>() == 14 * 4);
+
+/// Byte offsets into `struct task_struct` and `struct mm_struct`. From BTF.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TaskOffsets {
+    /// `task_struct.tgid` (pid_t).
+    pub tgid: u32,
+    /// `task_struct.real_parent`, `group_leader`, `mm` (pointers).
+    pub real_parent: u32,
+    pub group_leader: u32,
+    pub mm: u32,
+    /// `task_struct.start_boottime` (u64, boot-clock ns; `real_start_time` before Linux 5.5).
+    pub start_boottime: u32,
+    /// `mm_struct.arg_start`, `arg_end` (unsigned long, user addresses).
+    pub mm_arg_start: u32,
+    pub mm_arg_end: u32,
+    pub _pad0: u32,
+}
+const _: () = assert!(core::mem::size_of::<TaskOffsets>() == 8 * 4);
+
+/// Byte offsets of classic tracepoint fields, from
+/// `/sys/kernel/tracing/events/<category>/<name>/format`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TracepointOffsets {
+    /// `sock:inet_sock_set_state`.
+    pub sk_oldstate: u32,
+    pub sk_newstate: u32,
+    pub sk_sport: u32,
+    pub sk_dport: u32,
+    pub sk_family: u32,
+    pub sk_protocol: u32,
+    pub sk_saddr: u32,
+    pub sk_daddr: u32,
+    pub sk_saddr_v6: u32,
+    pub sk_daddr_v6: u32,
+    /// `sched:sched_process_exec`: `__data_loc char[] filename`.
+    pub exec_filename: u32,
+    /// `sched:sched_process_exit`: `bool group_dead`, or `OFFSET_ABSENT` on kernels without it.
+    pub exit_group_dead: u32,
+}
+const _: () = assert!(core::mem::size_of::<TracepointOffsets>() == 12 * 4);
+
+/// The kernel programs' load-time configuration, the `CONFIG` global in `monitor-ebpf`.
+///
+/// User space fills it and hands it over with `EbpfLoader::override_global("CONFIG", ..)`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KernelConfig {
+    /// UDP sends to one (tgid, destination, port) closer together than this are suppressed.
+    pub udp_suppress_ns: u64,
+    /// Submit with `BPF_RB_FORCE_WAKEUP` once this many bytes wait in the ring buffer;
+    /// otherwise `BPF_RB_NO_WAKEUP` (user space polls on a timer).
+    pub wakeup_bytes: u64,
+    /// The monitor's own tgid: its connections are never reported.
+    pub exclude_tgid: u32,
+    /// Non-zero when `sock` holds offsets resolved from BTF (fentry/kprobe need them).
+    pub sock_valid: u32,
+    /// Non-zero when `task` holds offsets resolved from BTF. Without them, exec events carry no
+    /// ppid, argv or start time, and connect events no start time.
+    pub task_valid: u32,
+    pub _pad0: u32,
+    pub sock: SockOffsets,
+    pub task: TaskOffsets,
+    pub tp: TracepointOffsets,
+}
+const _: () = assert!(core::mem::size_of::<KernelConfig>() == 32 + 56 + 32 + 48);
+
+impl KernelConfig {
+    /// The value compiled into the object: nothing resolved, nothing excluded. The non-zero
+    /// suppression interval also keeps the global out of `.bss`, which the loader cannot patch.
+    pub const UNSET: KernelConfig = KernelConfig {
+        udp_suppress_ns: 1_000_000_000,
+        wakeup_bytes: 0,
+        exclude_tgid: 0,
+        sock_valid: 0,
+        task_valid: 0,
+        _pad0: 0,
+        sock: SockOffsets {
+            skc_family: 0,
+            skc_daddr: 0,
+            skc_rcv_saddr: 0,
+            skc_dport: 0,
+            skc_num: 0,
+            skc_v6_daddr: 0,
+            skc_v6_rcv_saddr: 0,
+            msg_name: 0,
+            msg_namelen: 0,
+            sin_family: 0,
+            sin_port: 0,
+            sin_addr: 0,
+            sin6_port: 0,
+            sin6_addr: 0,
+        },
+        task: TaskOffsets {
+            tgid: 0,
+            real_parent: 0,
+            group_leader: 0,
+            mm: 0,
+            start_boottime: 0,
+            mm_arg_start: 0,
+            mm_arg_end: 0,
+            _pad0: 0,
+        },
+        tp: TracepointOffsets {
+            sk_oldstate: 0,
+            sk_newstate: 0,
+            sk_sport: 0,
+            sk_dport: 0,
+            sk_family: 0,
+            sk_protocol: 0,
+            sk_saddr: 0,
+            sk_daddr: 0,
+            sk_saddr_v6: 0,
+            sk_daddr_v6: 0,
+            exec_filename: 0,
+            exit_group_dead: OFFSET_ABSENT,
+        },
+    };
+}
+
+#[cfg(feature = "user")]
+mod user {
+    use super::KernelConfig;
+    unsafe impl aya::Pod for KernelConfig {}
 }

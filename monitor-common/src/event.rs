@@ -49,6 +49,11 @@ pub struct RecordHeader {
 }
 
 /// An outbound TCP connect or UDP send, as seen by the kernel.
+///
+/// What "send" means depends on the backend: fentry and kprobe see every `udp_sendmsg` /
+/// `udpv6_sendmsg`; the cgroup fallback sees `sendmsg` on unconnected sockets
+/// (`cgroup/sendmsg4/6`) and the `connect` of connected UDP sockets (`cgroup/connect4/6`),
+/// not their later sends. Repeats are suppressed in the kernel (see `suppressed`).
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct ConnectEvent {
@@ -80,6 +85,8 @@ pub struct ConnectEvent {
     /// `backend::*`.
     pub backend: u32,
     /// IPv4 addresses use the first 4 bytes; network byte order. All zero when unknown.
+    /// An IPv6 socket talking to an IPv4 peer may report `family == AF_INET6` with an
+    /// IPv4-mapped address (`::ffff:a.b.c.d`); user space normalises those to IPv4.
     pub saddr: [u8; 16],
     pub daddr: [u8; 16],
     pub comm: [u8; COMM_LEN],
@@ -113,7 +120,8 @@ pub struct ExecEvent {
 }
 const _: () = assert!(core::mem::size_of::<ExecEvent>() == 56 + COMM_LEN + EXE_LEN + ARGS_LEN);
 
-/// A thread-group leader exited.
+/// A process exited: on kernels whose `sched_process_exit` has `group_dead` (recent kernels), when its
+/// last thread exits; on older kernels, when the thread-group leader exits.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct ExitEvent {
@@ -151,6 +159,7 @@ const _: () = assert!(core::mem::size_of::<UdpFloodState>() == 16);
 #[cfg(feature = "user")]
 mod user {
     use super::*;
+    unsafe impl aya::Pod for RecordHeader {}
     unsafe impl aya::Pod for ConnectEvent {}
     unsafe impl aya::Pod for ExecEvent {}
     unsafe impl aya::Pod for ExitEvent {}

@@ -1,20 +1,27 @@
+//! The monitor's kernel programs.
+//!
+//! Connect capture, best backend first (user space picks per hook at load):
+//! - TCP: `tcp_fentry_tcp_connect`, `tcp_kprobe_tcp_connect`, `tcp_tp_inet_sock_set_state`.
+//! - UDP: `udp_{fentry,kprobe}_udp_sendmsg`, `udp_{fentry,kprobe}_udpv6_sendmsg`, else
+//!   `udp_cgroup_{connect,sendmsg}{4,6}`.
+//!
+//! Process tracking: `proc_tp_sched_process_exec`, `proc_tp_sched_process_exit`.
+//!
+//! Kernel struct offsets come from the `CONFIG` global, which the loader fills from BTF
+//! (Rust eBPF gets no CO-RE relocations). Every failure is counted in `STATS`.
 #![no_std]
 #![no_main]
+// `core::intrinsics::atomic_xadd`: the BPF target has no Rust atomics (see `emit::atomic_add`).
+// Only for BPF: `cargo test --workspace` also compiles this crate for the host on stable.
+#![cfg_attr(target_arch = "bpf", feature(core_intrinsics))]
+#![cfg_attr(target_arch = "bpf", allow(internal_features))]
 
-use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
-
-/// `sock:inet_sock_set_state`: placeholder until the capture programs land.
-#[tracepoint]
-pub fn tcp_tp_inet_sock_set_state(ctx: TracePointContext) -> u32 {
-    match try_tcp_tp_inet_sock_set_state(ctx) {
-        Ok(()) => 0,
-        Err(_) => 1,
-    }
-}
-
-fn try_tcp_tp_inet_sock_set_state(_ctx: TracePointContext) -> Result<(), i64> {
-    Ok(())
-}
+mod emit;
+mod kernel;
+mod maps;
+mod process;
+mod tcp;
+mod udp;
 
 #[cfg(not(test))]
 #[panic_handler]

@@ -1,1 +1,262 @@
-//! placeholder
+//! Live capture: the kernel programs (monitor-ebpf), their loader, and the ring-buffer source.
+//!
+//! - `probes`: loads the object and picks a backend per hook (fentry, kprobe, tracepoint or
+//!   cgroup), falling back automatically.
+//! - `btf`, `tracefs`: kernel struct and tracepoint offsets, resolved at load time.
+//! - `ringbuf`, `decode`: batched reading and checked decoding of records.
+//! - `clock`: kernel boot-clock timestamps to wall-clock time.
+//!
+//! Dropping a `Capture` (or `shutdown`) detaches and unloads every program.
+
+mod btf;
+mod cgroup;
+mod clock;
+mod decode;
+mod ebpf_log;
+mod error;
+mod privileges;
+mod probes;
+mod ringbuf;
+mod tracefs;
+
+use std::time::{Duration, Instant};
+
+use aya::maps::{MapData, PerCpuArray, RingBuf};
+use aya_log::EbpfLogger;
+use monitor_common::{hook, stat};
+
+pub use clock::BootClock;
+pub use decode::{DecodeError, decode};
+pub use error::CaptureError;
+
+use crate::record::Timestamp;
+
+/// Which kernel mechanism to capture connects with.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ProbeChoice {
+    /// Per hook, the best that works: fentry, then kprobe, then tracepoint/cgroup.
+    #[default]
+    Auto,
+    /// fentry for every hook, or fail.
+    Fentry,
+    /// kprobe for every hook, or fail.
+    Kprobe,
+    /// The stable-ABI fallback for every hook: `sock:inet_sock_set_state` for TCP, cgroup
+    /// sock_addr programs for UDP.
+    Tracepoint,
+}
+
+#[derive(Clone, Debug)]
+pub struct CaptureConfig {
+    pub probe: ProbeChoice,
+    /// Ring buffer size: a power of two, at least the page size.
+    pub ringbuf_bytes: u32,
+    /// UDP sends to one (process, destination, port) closer together than this are counted
+    /// in the kernel instead of reported; 0 reports every send.
+    pub udp_suppress: Duration,
+    /// How often the ring buffer is drained when the kernel does not wake the reader.
+    pub poll_interval: Duration,
+    /// The monitor itself: its own connections (syslog, ...) are never reported.
+    pub exclude_tgid: u32,
+}
+
+impl Default for CaptureConfig {
+    fn default() -> Self {
+        CaptureConfig {
+            probe: ProbeChoice::Auto,
+            ringbuf_bytes: 8 << 20,
+            udp_suppress: Duration::from_secs(1),
+            poll_interval: Duration::from_millis(10),
+            exclude_tgid: std::process::id(),
+        }
+    }
+}
+
+/// Which backend implements a hook, and why better ones were skipped.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HookStatus {
+    /// `"tcp_connect"` | `"udp_sendmsg"` | `"udpv6_sendmsg"`.
+    pub hook: &'static str,
+    /// `"fentry"` | `"kprobe"` | `"tracepoint"` | `"cgroup"`.
+    pub backend: &'static str,
+    /// Better backends tried, each with the one-line aya error.
+    pub skipped: Vec<(&'static str, String)>,
+}
+
+/// One ring-buffer record.
+#[derive(Clone, Debug)]
+pub enum RawEvent {
+    Connect(monitor_common::ConnectEvent),
+    Exec(Box<monitor_common::ExecEvent>),
+    Exit(monitor_common::ExitEvent),
+}
+
+/// The kernel programs' counters (summed over CPUs) since start.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KernelStats {
+    /// Records dropped because the ring buffer was full.
+    pub ringbuf_lost: u64,
+    /// UDP sends suppressed by flood control.
+    pub udp_suppressed: u64,
+    /// Failed kernel reads.
+    pub read_failed: u64,
+    /// Connect events written, indexed by `monitor_common::hook::*`.
+    pub events_per_hook: [u64; 3],
+    pub execs: u64,
+    pub exits: u64,
+    /// New UDP flood-control keys the LRU map could not take (the send was still reported).
+    pub flood_map_full: u64,
+    /// Records user space could not decode and skipped.
+    pub decode_errors: u64,
+}
+
+/// A running capture: programs attached, ring buffer mapped.
+pub struct Capture {
+    source: ringbuf::EventSource,
+    stats: PerCpuArray<MapData, u64>,
+    logger: Option<EbpfLogger<ebpf_log::TracingLog>>,
+    clock: BootClock,
+    hooks: Vec<HookStatus>,
+    program_ids: Vec<u32>,
+    /// Owns every program and link: dropping it detaches and unloads them.
+    #[expect(
+        dead_code,
+        reason = "held for ownership; its drop detaches the programs"
+    )]
+    ebpf: aya::Ebpf,
+}
+
+impl Capture {
+    /// Loads the kernel programs and attaches them, choosing backends per `cfg.probe`.
+    /// Needs root (or the capabilities the error names) and a tokio runtime with I/O.
+    pub fn start(cfg: &CaptureConfig) -> Result<Capture, CaptureError> {
+        privileges::check()?;
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(CaptureError::NoRuntime);
+        }
+        let probes::LoadedProbes {
+            mut ebpf,
+            hooks,
+            program_ids,
+        } = probes::load(cfg)?;
+
+        let logger = match EbpfLogger::init_with_logger(&mut ebpf, ebpf_log::TracingLog) {
+            Ok(logger) => Some(logger),
+            Err(e) => {
+                tracing::warn!(error = %e, "kernel program logs unavailable");
+                None
+            }
+        };
+        let ring = take_map(&mut ebpf, probes::EVENTS_MAP, RingBuf::try_from)?;
+        let stats = take_map(&mut ebpf, probes::STATS_MAP, PerCpuArray::try_from)?;
+        let source =
+            ringbuf::EventSource::new(ring, cfg.poll_interval).map_err(|e| CaptureError::Map {
+                map: probes::EVENTS_MAP,
+                detail: format!("registering with the tokio reactor: {e}"),
+            })?;
+        Ok(Capture {
+            source,
+            stats,
+            logger,
+            clock: BootClock::new(),
+            hooks,
+            program_ids,
+            ebpf,
+        })
+    }
+
+    /// Per hook, the backend in use and the better ones skipped.
+    pub fn hooks(&self) -> &[HookStatus] {
+        &self.hooks
+    }
+
+    /// Kernel ids of the programs this capture loaded (as `bpftool prog show` lists them).
+    pub fn program_ids(&self) -> &[u32] {
+        &self.program_ids
+    }
+
+    /// Waits until data is available or the poll interval passes, then drains everything.
+    pub async fn read_batch(&mut self, out: &mut Vec<RawEvent>) -> Result<(), CaptureError> {
+        self.source
+            .read_batch(out)
+            .await
+            .map_err(CaptureError::Ring)?;
+        if let Some(logger) = &mut self.logger {
+            logger.flush();
+        }
+        self.clock.recalibrate();
+        Ok(())
+    }
+
+    /// The kernel counters, summed over CPUs.
+    pub fn kernel_stats(&self) -> Result<KernelStats, CaptureError> {
+        let read = |index: u32| -> Result<u64, CaptureError> {
+            let per_cpu = self.stats.get(&index, 0).map_err(|e| CaptureError::Map {
+                map: probes::STATS_MAP,
+                detail: format!("reading index {index}: {e}"),
+            })?;
+            Ok(per_cpu.iter().copied().fold(0u64, u64::wrapping_add))
+        };
+        Ok(KernelStats {
+            ringbuf_lost: read(stat::RINGBUF_FULL)?,
+            udp_suppressed: read(stat::UDP_SUPPRESSED)?,
+            read_failed: read(stat::READ_FAILED)?,
+            events_per_hook: [
+                read(stat::EVENTS_TCP + hook::TCP_CONNECT)?,
+                read(stat::EVENTS_TCP + hook::UDP_SEND_V4)?,
+                read(stat::EVENTS_TCP + hook::UDP_SEND_V6)?,
+            ],
+            execs: read(stat::EXECS)?,
+            exits: read(stat::EXITS)?,
+            flood_map_full: read(stat::FLOOD_MAP_FULL)?,
+            decode_errors: self.source.decode_errors(),
+        })
+    }
+
+    /// Kernel boot-time ns -> wall clock.
+    pub fn timestamp_of(&self, ktime_ns: u64) -> Timestamp {
+        self.clock.to_wall(ktime_ns)
+    }
+
+    /// Detaches and unloads everything, then waits (up to 5 s) until the kernel has released
+    /// the programs (link release is deferred to a kernel work queue).
+    pub fn shutdown(self) -> Result<(), CaptureError> {
+        let ids = self.program_ids.clone();
+        drop(self);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let remaining = loaded_among(&ids);
+            if remaining.is_empty() {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(CaptureError::StillLoaded { ids: remaining });
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// Which of `ids` the kernel still has loaded.
+fn loaded_among(ids: &[u32]) -> Vec<u32> {
+    aya::programs::loaded_programs()
+        .filter_map(Result::ok)
+        .map(|info| info.id())
+        .filter(|id| ids.contains(id))
+        .collect()
+}
+
+fn take_map<T>(
+    ebpf: &mut aya::Ebpf,
+    name: &'static str,
+    convert: impl FnOnce(aya::maps::Map) -> Result<T, aya::maps::MapError>,
+) -> Result<T, CaptureError> {
+    let map = ebpf.take_map(name).ok_or(CaptureError::Map {
+        map: name,
+        detail: "missing from the object".to_string(),
+    })?;
+    convert(map).map_err(|e| CaptureError::Map {
+        map: name,
+        detail: e.to_string(),
+    })
+}

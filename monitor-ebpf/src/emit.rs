@@ -1,0 +1,203 @@
+//! Writing records: counters, ring-buffer wake-up batching, connect events, flood control.
+
+use aya_ebpf::{
+    EbpfContext,
+    bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
+    helpers::{
+        bpf_get_current_comm, bpf_get_current_uid_gid,
+        generated::{bpf_get_current_cgroup_id, bpf_ktime_get_boot_ns},
+    },
+};
+use aya_log_ebpf::debug;
+use monitor_common::{COMM_LEN, ConnectEvent, IPPROTO_UDP, UdpFloodKey, UdpFloodState, kind, stat};
+
+use crate::maps::{EVENTS, STATS, UDP_FLOOD, config};
+
+/// `*dst += value`, atomically. The BPF target has no Rust atomics (`atomic-cas: false`), so
+/// this uses the intrinsic; with the result unused LLVM emits a plain `BPF_XADD`, which every
+/// kernel and BPF CPU version supports (fetching variants would need cpu v3).
+#[cfg(target_arch = "bpf")]
+#[inline(always)]
+fn atomic_add<T: Copy>(dst: *mut T, value: T) {
+    use core::intrinsics::{AtomicOrdering, atomic_xadd};
+    // SAFETY: callers pass pointers to map values, valid for this program run.
+    let _ = unsafe { atomic_xadd::<T, T, { AtomicOrdering::Relaxed }>(dst, value) };
+}
+
+/// Host build (`cargo test --workspace` compiles this crate for the host too; it never runs).
+#[cfg(not(target_arch = "bpf"))]
+#[inline(always)]
+fn atomic_add<T: Copy + core::ops::Add<Output = T>>(dst: *mut T, value: T) {
+    // SAFETY: as above.
+    unsafe { *dst = *dst + value };
+}
+
+/// Adds one to a `STATS` counter.
+#[inline(always)]
+pub fn count(index: u32) {
+    if let Some(slot) = STATS.get_ptr_mut(index) {
+        // Per-CPU, but a preemptible cgroup program can be interrupted on its CPU by another
+        // program touching the same slot: keep it atomic.
+        atomic_add(slot, 1u64);
+    }
+}
+
+/// Submit flag: no wake-up (user space polls on a timer) until `wakeup_bytes` are waiting.
+/// Per-event wake-ups cost about 40% of the connect rate (ENVIRONMENT.md).
+#[inline(always)]
+pub fn wakeup_flag() -> u64 {
+    if EVENTS.query(BPF_RB_AVAIL_DATA as u64) >= config!(wakeup_bytes) {
+        BPF_RB_FORCE_WAKEUP as u64
+    } else {
+        BPF_RB_NO_WAKEUP as u64
+    }
+}
+
+/// `true` for the monitor's own threads: their traffic (syslog, ...) is never reported.
+#[inline(always)]
+pub fn is_excluded(pid_tgid: u64) -> bool {
+    (pid_tgid >> 32) as u32 == config!(exclude_tgid)
+}
+
+/// One side of a connection, as the hook saw it.
+#[derive(Clone, Copy)]
+pub struct Flow {
+    /// `AF_INET` or `AF_INET6` (of the addresses below).
+    pub family: u16,
+    /// Host byte order.
+    pub dport: u16,
+    /// Host byte order; 0 when unknown.
+    pub sport: u16,
+    /// Network byte order; IPv4 in the first 4 bytes.
+    pub daddr: [u8; 16],
+    /// Network byte order; all zero when unknown.
+    pub saddr: [u8; 16],
+}
+
+impl Flow {
+    #[inline(always)]
+    pub const fn empty(family: u16) -> Flow {
+        Flow {
+            family,
+            dport: 0,
+            sport: 0,
+            daddr: [0; 16],
+            saddr: [0; 16],
+        }
+    }
+}
+
+/// Which hook and mechanism produced an event.
+#[derive(Clone, Copy)]
+pub struct Origin {
+    /// `monitor_common::hook::*`.
+    pub hook: u32,
+    /// `monitor_common::backend::*`.
+    pub backend: u32,
+    pub protocol: u8,
+}
+
+/// Writes one `ConnectEvent` (after UDP flood control). Failures are counted in `STATS`.
+#[inline(always)]
+pub fn emit_connect(origin: Origin, flow: &Flow, pid_tgid: u64, start_time_ns: u64) {
+    let ktime_ns = unsafe { bpf_ktime_get_boot_ns() };
+    let tgid = (pid_tgid >> 32) as u32;
+    let suppressed = if origin.protocol == IPPROTO_UDP {
+        match admit_udp(tgid, flow, ktime_ns) {
+            Some(n) => n,
+            None => return,
+        }
+    } else {
+        0
+    };
+    let Some(mut entry) = EVENTS.reserve::<ConnectEvent>(0) else {
+        count(stat::RINGBUF_FULL);
+        return;
+    };
+    let uid_gid = bpf_get_current_uid_gid();
+    let comm = match bpf_get_current_comm() {
+        Ok(comm) => comm,
+        Err(_) => {
+            count(stat::READ_FAILED);
+            [0; COMM_LEN]
+        }
+    };
+    entry.write(ConnectEvent {
+        kind: kind::CONNECT,
+        hook: origin.hook,
+        ktime_ns,
+        tgid,
+        tid: pid_tgid as u32,
+        uid: uid_gid as u32,
+        gid: (uid_gid >> 32) as u32,
+        cgroup_id: unsafe { bpf_get_current_cgroup_id() },
+        start_time_ns,
+        suppressed,
+        family: flow.family,
+        protocol: origin.protocol,
+        _pad0: 0,
+        sport: flow.sport,
+        dport: flow.dport,
+        backend: origin.backend,
+        saddr: flow.saddr,
+        daddr: flow.daddr,
+        comm,
+    });
+    entry.submit(wakeup_flag());
+    count(stat::EVENTS_TCP + origin.hook);
+}
+
+/// UDP flood control. `None`: suppress this send (counted). `Some(n)`: emit it, carrying the
+/// `n` sends suppressed for the same key since the previous event.
+#[inline(always)]
+fn admit_udp(tgid: u32, flow: &Flow, now: u64) -> Option<u32> {
+    let interval = config!(udp_suppress_ns);
+    if interval == 0 {
+        return Some(0);
+    }
+    let key = UdpFloodKey {
+        tgid,
+        dport: flow.dport,
+        family: flow.family,
+        daddr: flow.daddr,
+    };
+    if let Some(state) = UDP_FLOOD.get_ptr_mut(key) {
+        // SAFETY: a value pointer from a successful lookup stays valid for this program run.
+        let last = unsafe { core::ptr::read_volatile(&raw const (*state).last_emit_ns) };
+        let suppressed = unsafe { &raw mut (*state).suppressed };
+        if now.wrapping_sub(last) < interval {
+            atomic_add(suppressed, 1u32);
+            count(stat::UDP_SUPPRESSED);
+            return None;
+        }
+        // Read-then-reset, not an atomic exchange: BPF_XCHG needs cpu v3, and the object is
+        // built for the generic BPF CPU. Two threads of one process emitting for the same key
+        // at the same instant could lose a few counts here; STATS still holds every one.
+        let carried = unsafe { core::ptr::read_volatile(suppressed) };
+        unsafe {
+            core::ptr::write_volatile(suppressed, 0);
+            core::ptr::write_volatile(&raw mut (*state).last_emit_ns, now);
+        }
+        return Some(carried);
+    }
+    let fresh = UdpFloodState {
+        last_emit_ns: now,
+        suppressed: 0,
+        _pad0: 0,
+    };
+    if UDP_FLOOD.insert(key, fresh, 0).is_err() {
+        count(stat::FLOOD_MAP_FULL);
+    }
+    Some(0)
+}
+
+/// Ends a program run: a failure (already counted in `STATS` where it happened) is also logged
+/// through aya-log at debug level, which the loader disables in the kernel unless tracing's
+/// level asks for it, so a hot failing path costs no log traffic by default.
+#[inline(always)]
+pub fn finish<C: EbpfContext>(ctx: &C, program: &'static str, result: Result<(), i64>) -> u32 {
+    if let Err(err) = result {
+        debug!(ctx, "{}: kernel read failed ({})", program, err);
+    }
+    0
+}

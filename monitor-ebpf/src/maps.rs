@@ -1,0 +1,35 @@
+//! Maps and the load-time configuration global shared by every program.
+
+use aya_ebpf::{
+    macros::map,
+    maps::{LruHashMap, PerCpuArray, RingBuf},
+};
+use monitor_common::{KernelConfig, UdpFloodKey, UdpFloodState, stat};
+
+/// Every record for user space. The size here is a placeholder: user space sets the real one
+/// at load (`EbpfLoader::map_max_entries("EVENTS", ..)`).
+#[map]
+pub static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 20, 0);
+
+/// Counters, indexed by `monitor_common::stat::*`.
+#[map]
+pub static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(stat::COUNT, 0);
+
+/// UDP flood control: last emitted event and sends suppressed since, per (tgid, destination).
+/// LRU so that a process spraying many destinations evicts old keys instead of failing.
+#[map]
+pub static UDP_FLOOD: LruHashMap<UdpFloodKey, UdpFloodState> =
+    LruHashMap::with_max_entries(16 * 1024, 0);
+
+/// Offsets and settings, written by the loader (`EbpfLoader::override_global("CONFIG", ..)`).
+#[unsafe(no_mangle)]
+pub static CONFIG: KernelConfig = KernelConfig::UNSET;
+
+/// Reads one `CONFIG` field. Volatile so the compiler cannot fold in the compiled-in default;
+/// the verifier still sees a constant, since `.rodata` is frozen at load.
+macro_rules! config {
+    ($($field:ident).+) => {
+        unsafe { core::ptr::read_volatile(&raw const $crate::maps::CONFIG.$($field).+) }
+    };
+}
+pub(crate) use config;

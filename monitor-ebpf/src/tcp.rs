@@ -1,0 +1,115 @@
+//! TCP connects: fentry or kprobe on `tcp_connect`, else the `sock:inet_sock_set_state`
+//! tracepoint.
+
+use aya_ebpf::{
+    EbpfContext,
+    helpers::bpf_get_current_pid_tgid,
+    macros::{fentry, kprobe, tracepoint},
+    programs::{FEntryContext, ProbeContext, TracePointContext},
+};
+use monitor_common::{AF_INET, AF_INET6, IPPROTO_TCP, backend, hook, stat};
+
+use crate::{
+    emit::{Flow, Origin, count, emit_connect, finish, is_excluded},
+    kernel::{current_start_time, read_at, sock_family, sock_flow},
+    maps::config,
+};
+
+/// `include/net/tcp_states.h`.
+const TCP_SYN_SENT: i32 = 2;
+const TCP_CLOSE: i32 = 7;
+
+/// `int tcp_connect(struct sock *sk)` (net/ipv4/tcp_output.c), for IPv4 and IPv6 sockets.
+/// Runs in the connecting task, with the source address and port already bound.
+#[fentry(function = "tcp_connect")]
+pub fn tcp_fentry_tcp_connect(ctx: FEntryContext) -> u32 {
+    let sk: *const u8 = ctx.arg(0);
+    finish(
+        &ctx,
+        "tcp_fentry_tcp_connect",
+        try_tcp_connect(sk, backend::FENTRY),
+    )
+}
+
+/// `int tcp_connect(struct sock *sk)`, as a kprobe for kernels that refuse fentry.
+#[kprobe]
+pub fn tcp_kprobe_tcp_connect(ctx: ProbeContext) -> u32 {
+    let Some(sk) = ctx.arg::<*const u8>(0) else {
+        count(stat::READ_FAILED);
+        return 0;
+    };
+    finish(
+        &ctx,
+        "tcp_kprobe_tcp_connect",
+        try_tcp_connect(sk, backend::KPROBE),
+    )
+}
+
+fn try_tcp_connect(sk: *const u8, backend: u32) -> Result<(), i64> {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    if is_excluded(pid_tgid) {
+        return Ok(());
+    }
+    let family = sock_family(sk)?;
+    let Some(flow) = sock_flow(sk, family)? else {
+        return Ok(());
+    };
+    let origin = Origin {
+        hook: hook::TCP_CONNECT,
+        backend,
+        protocol: IPPROTO_TCP,
+    };
+    emit_connect(origin, &flow, pid_tgid, current_start_time());
+    Ok(())
+}
+
+/// `sock:inet_sock_set_state`, `TP_PROTO(const struct sock *sk, const int oldstate,
+/// const int newstate)`. `TCP_CLOSE -> TCP_SYN_SENT` is a connect, fired from
+/// `tcp_v{4,6}_connect` in the caller's context before the source port is bound (so `sport`
+/// is usually unknown here). Field offsets come from the tracepoint's `format` file.
+#[tracepoint(category = "sock", name = "inet_sock_set_state")]
+pub fn tcp_tp_inet_sock_set_state(ctx: TracePointContext) -> u32 {
+    finish(
+        &ctx,
+        "tcp_tp_inet_sock_set_state",
+        try_tcp_tp_inet_sock_set_state(&ctx),
+    )
+}
+
+fn try_tcp_tp_inet_sock_set_state(ctx: &TracePointContext) -> Result<(), i64> {
+    let tp = ctx.as_ptr() as *const u8;
+    if read_at::<i32>(tp, config!(tp.sk_newstate))? != TCP_SYN_SENT
+        || read_at::<i32>(tp, config!(tp.sk_oldstate))? != TCP_CLOSE
+        || read_at::<u16>(tp, config!(tp.sk_protocol))? != u16::from(IPPROTO_TCP)
+    {
+        return Ok(());
+    }
+    let pid_tgid = bpf_get_current_pid_tgid();
+    if is_excluded(pid_tgid) {
+        return Ok(());
+    }
+    let family = read_at::<u16>(tp, config!(tp.sk_family))?;
+    let mut flow = Flow::empty(family);
+    if family == AF_INET {
+        let daddr = read_at::<[u8; 4]>(tp, config!(tp.sk_daddr))?;
+        flow.daddr[..4].copy_from_slice(&daddr);
+        if let Ok(saddr) = read_at::<[u8; 4]>(tp, config!(tp.sk_saddr)) {
+            flow.saddr[..4].copy_from_slice(&saddr);
+        }
+    } else if family == AF_INET6 {
+        flow.daddr = read_at::<[u8; 16]>(tp, config!(tp.sk_daddr_v6))?;
+        flow.saddr = read_at::<[u8; 16]>(tp, config!(tp.sk_saddr_v6)).unwrap_or([0; 16]);
+    } else {
+        return Ok(());
+    }
+    // The tracepoint stores both ports in host order.
+    flow.dport = read_at::<u16>(tp, config!(tp.sk_dport))?;
+    flow.sport = read_at::<u16>(tp, config!(tp.sk_sport)).unwrap_or(0);
+    let origin = Origin {
+        hook: hook::TCP_CONNECT,
+        backend: backend::TRACEPOINT,
+        protocol: IPPROTO_TCP,
+    };
+    emit_connect(origin, &flow, pid_tgid, current_start_time());
+    Ok(())
+}

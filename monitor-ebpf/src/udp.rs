@@ -1,0 +1,265 @@
+//! UDP sends: fentry or kprobe on `udp_sendmsg` / `udpv6_sendmsg`, else cgroup sock_addr
+//! programs (`sendmsg4/6` for unconnected sends, `connect4/6` for connected sockets).
+
+use aya_ebpf::{
+    helpers::bpf_get_current_pid_tgid,
+    macros::{cgroup_sock_addr, fentry, kprobe},
+    programs::{FEntryContext, ProbeContext, SockAddrContext},
+};
+use monitor_common::{AF_INET, AF_INET6, IPPROTO_UDP, backend, hook, stat};
+
+use crate::{
+    emit::{Flow, Origin, count, emit_connect, finish, is_excluded},
+    kernel::{current_start_time, read_at, sock_family, sock_flow, sock_source},
+    maps::config,
+};
+
+/// `AF_UNSPEC`: in `msg_name`, "use the connected destination" for IPv6 sockets.
+const AF_UNSPEC: u16 = 0;
+/// `sizeof(struct sockaddr_in)`; `udp_sendmsg` rejects shorter names.
+const SOCKADDR_IN_LEN: i32 = 16;
+/// `SIN6_LEN_RFC2133`; `udpv6_sendmsg` rejects shorter IPv6 names.
+const SOCKADDR_IN6_MIN_LEN: i32 = 24;
+/// `offsetof(struct sockaddr, sa_data)`.
+const SA_FAMILY_END: i32 = 2;
+
+/// `int udp_sendmsg(struct sock *sk, struct msghdr *msg, size_t len)` (net/ipv4/udp.c).
+#[fentry(function = "udp_sendmsg")]
+pub fn udp_fentry_udp_sendmsg(ctx: FEntryContext) -> u32 {
+    let sk: *const u8 = ctx.arg(0);
+    let msg: *const u8 = ctx.arg(1);
+    finish(
+        &ctx,
+        "udp_fentry_udp_sendmsg",
+        try_udp_sendmsg(sk, msg, backend::FENTRY),
+    )
+}
+
+/// `int udp_sendmsg(struct sock *sk, struct msghdr *msg, size_t len)`, as a kprobe.
+#[kprobe]
+pub fn udp_kprobe_udp_sendmsg(ctx: ProbeContext) -> u32 {
+    let (Some(sk), Some(msg)) = (ctx.arg::<*const u8>(0), ctx.arg::<*const u8>(1)) else {
+        count(stat::READ_FAILED);
+        return 0;
+    };
+    finish(
+        &ctx,
+        "udp_kprobe_udp_sendmsg",
+        try_udp_sendmsg(sk, msg, backend::KPROBE),
+    )
+}
+
+/// `int udpv6_sendmsg(struct sock *sk, struct msghdr *msg, size_t len)` (net/ipv6/udp.c).
+#[fentry(function = "udpv6_sendmsg")]
+pub fn udp_fentry_udpv6_sendmsg(ctx: FEntryContext) -> u32 {
+    let sk: *const u8 = ctx.arg(0);
+    let msg: *const u8 = ctx.arg(1);
+    finish(
+        &ctx,
+        "udp_fentry_udpv6_sendmsg",
+        try_udpv6_sendmsg(sk, msg, backend::FENTRY),
+    )
+}
+
+/// `int udpv6_sendmsg(struct sock *sk, struct msghdr *msg, size_t len)`, as a kprobe.
+#[kprobe]
+pub fn udp_kprobe_udpv6_sendmsg(ctx: ProbeContext) -> u32 {
+    let (Some(sk), Some(msg)) = (ctx.arg::<*const u8>(0), ctx.arg::<*const u8>(1)) else {
+        count(stat::READ_FAILED);
+        return 0;
+    };
+    finish(
+        &ctx,
+        "udp_kprobe_udpv6_sendmsg",
+        try_udpv6_sendmsg(sk, msg, backend::KPROBE),
+    )
+}
+
+fn try_udp_sendmsg(sk: *const u8, msg: *const u8, backend: u32) -> Result<(), i64> {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    if is_excluded(pid_tgid) {
+        return Ok(());
+    }
+    // An IPv6 socket reaches udp_sendmsg only through udpv6_sendmsg (IPv4 destination), whose
+    // hook has already reported the send: skip it here so it is not counted twice.
+    if sock_family(sk)? != AF_INET {
+        return Ok(());
+    }
+    let name = read_at::<*const u8>(msg, config!(sock.msg_name))?;
+    let flow = if name.is_null() {
+        // Connected socket: the destination is the socket's.
+        match sock_flow(sk, AF_INET)? {
+            Some(flow) => flow,
+            None => return Ok(()),
+        }
+    } else {
+        if read_at::<i32>(msg, config!(sock.msg_namelen))? < SOCKADDR_IN_LEN {
+            return Ok(()); // rejected with EINVAL: nothing is sent
+        }
+        let family = read_at::<u16>(name, config!(sock.sin_family))?;
+        if family != AF_INET && family != AF_UNSPEC {
+            return Ok(()); // rejected with EAFNOSUPPORT
+        }
+        let mut flow = sockaddr_in_flow(name)?;
+        sock_source(sk, &mut flow, false);
+        flow
+    };
+    emit_udp(hook::UDP_SEND_V4, backend, &flow, pid_tgid);
+    Ok(())
+}
+
+fn try_udpv6_sendmsg(sk: *const u8, msg: *const u8, backend: u32) -> Result<(), i64> {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    if is_excluded(pid_tgid) {
+        return Ok(());
+    }
+    let name = read_at::<*const u8>(msg, config!(sock.msg_name))?;
+    let mut namelen = 0;
+    let mut name_family = AF_UNSPEC;
+    if !name.is_null() {
+        namelen = read_at::<i32>(msg, config!(sock.msg_namelen))?;
+        if namelen < SA_FAMILY_END {
+            return Ok(()); // rejected with EINVAL
+        }
+        name_family = read_at::<u16>(name, config!(sock.sin_family))?;
+    }
+    let flow = if name_family == AF_INET6 {
+        if namelen < SOCKADDR_IN6_MIN_LEN {
+            return Ok(());
+        }
+        let mut flow = Flow::empty(AF_INET6);
+        flow.dport = u16::from_be(read_at::<u16>(name, config!(sock.sin6_port))?);
+        flow.daddr = read_at::<[u8; 16]>(name, config!(sock.sin6_addr))?;
+        sock_source(sk, &mut flow, true);
+        flow
+    } else if name_family == AF_INET {
+        // udpv6_sendmsg hands this to udp_sendmsg, whose hook skips IPv6 sockets.
+        if namelen < SOCKADDR_IN_LEN {
+            return Ok(());
+        }
+        let mut flow = sockaddr_in_flow(name)?;
+        sock_source(sk, &mut flow, true);
+        flow
+    } else if name_family == AF_UNSPEC {
+        // No name, or AF_UNSPEC: the connected destination (an IPv4 peer shows as mapped).
+        match sock_flow(sk, AF_INET6)? {
+            Some(flow) => flow,
+            None => return Ok(()),
+        }
+    } else {
+        return Ok(()); // rejected with EINVAL
+    };
+    emit_udp(hook::UDP_SEND_V6, backend, &flow, pid_tgid);
+    Ok(())
+}
+
+/// Destination from a `struct sockaddr_in` in kernel memory (`msg_name` is a kernel copy).
+#[inline(always)]
+fn sockaddr_in_flow(name: *const u8) -> Result<Flow, i64> {
+    let mut flow = Flow::empty(AF_INET);
+    flow.dport = u16::from_be(read_at::<u16>(name, config!(sock.sin_port))?);
+    let daddr = read_at::<[u8; 4]>(name, config!(sock.sin_addr))?;
+    flow.daddr[..4].copy_from_slice(&daddr);
+    Ok(flow)
+}
+
+#[inline(always)]
+fn emit_udp(hook: u32, backend: u32, flow: &Flow, pid_tgid: u64) {
+    // Port 0 is rejected by the kernel (EINVAL, or EDESTADDRREQ when not connected).
+    if flow.dport == 0 {
+        return;
+    }
+    let origin = Origin {
+        hook,
+        backend,
+        protocol: IPPROTO_UDP,
+    };
+    emit_connect(origin, flow, pid_tgid, current_start_time());
+}
+
+/// `cgroup/connect4`: `connect()` on an IPv4 socket, before it happens. Only UDP sockets are
+/// reported (a connected UDP socket's later sends pass no cgroup hook). Always returns 1: the
+/// monitor never blocks or alters traffic.
+#[cgroup_sock_addr(connect4)]
+pub fn udp_cgroup_connect4(ctx: SockAddrContext) -> i32 {
+    finish(&ctx, "udp_cgroup_connect4", try_udp_cgroup(&ctx, false));
+    1
+}
+
+/// `cgroup/connect6`: as `connect4`, for IPv6 sockets. Always returns 1.
+#[cgroup_sock_addr(connect6)]
+pub fn udp_cgroup_connect6(ctx: SockAddrContext) -> i32 {
+    finish(&ctx, "udp_cgroup_connect6", try_udp_cgroup(&ctx, true));
+    1
+}
+
+/// `cgroup/sendmsg4`: `udp_sendmsg` with an explicit destination (unconnected UDP), before
+/// routing; the source port is already bound. Always returns 1.
+#[cgroup_sock_addr(sendmsg4)]
+pub fn udp_cgroup_sendmsg4(ctx: SockAddrContext) -> i32 {
+    finish(&ctx, "udp_cgroup_sendmsg4", try_udp_cgroup(&ctx, false));
+    1
+}
+
+/// `cgroup/sendmsg6`: `udpv6_sendmsg` with an explicit IPv6 destination. Always returns 1.
+#[cgroup_sock_addr(sendmsg6)]
+pub fn udp_cgroup_sendmsg6(ctx: SockAddrContext) -> i32 {
+    finish(&ctx, "udp_cgroup_sendmsg6", try_udp_cgroup(&ctx, true));
+    1
+}
+
+/// Reads `struct bpf_sock_addr` (a stable ABI: no offsets needed). Start time is left unknown:
+/// these programs cannot read `task_struct`.
+fn try_udp_cgroup(ctx: &SockAddrContext, v6: bool) -> Result<(), i64> {
+    let sa = ctx.sock_addr;
+    // SAFETY: `sa` is the program's context; the kernel checks every field access.
+    let protocol = unsafe { core::ptr::read_volatile(&raw const (*sa).protocol) };
+    if protocol != u32::from(IPPROTO_UDP) {
+        return Ok(());
+    }
+    let pid_tgid = bpf_get_current_pid_tgid();
+    if is_excluded(pid_tgid) {
+        return Ok(());
+    }
+    let mut flow = Flow::empty(if v6 { AF_INET6 } else { AF_INET });
+    unsafe {
+        // `user_port` holds the port in network order in its low 16 bits.
+        flow.dport = u16::from_be(core::ptr::read_volatile(&raw const (*sa).user_port) as u16);
+        if v6 {
+            let w0 = core::ptr::read_volatile(&raw const (*sa).user_ip6[0]).to_ne_bytes();
+            let w1 = core::ptr::read_volatile(&raw const (*sa).user_ip6[1]).to_ne_bytes();
+            let w2 = core::ptr::read_volatile(&raw const (*sa).user_ip6[2]).to_ne_bytes();
+            let w3 = core::ptr::read_volatile(&raw const (*sa).user_ip6[3]).to_ne_bytes();
+            flow.daddr = [
+                w0[0], w0[1], w0[2], w0[3], w1[0], w1[1], w1[2], w1[3], w2[0], w2[1], w2[2], w2[3],
+                w3[0], w3[1], w3[2], w3[3],
+            ];
+        } else {
+            let w = core::ptr::read_volatile(&raw const (*sa).user_ip4).to_ne_bytes();
+            flow.daddr = [w[0], w[1], w[2], w[3], 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+        }
+        let sk = core::ptr::read_volatile(&raw const (*sa).__bindgen_anon_1.sk);
+        if !sk.is_null() {
+            // `struct bpf_sock::src_port` is in host order; 0 until the socket is bound.
+            flow.sport = core::ptr::read_volatile(&raw const (*sk).src_port) as u16;
+            if !v6 {
+                let w = core::ptr::read_volatile(&raw const (*sk).src_ip4).to_ne_bytes();
+                flow.saddr = [w[0], w[1], w[2], w[3], 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+            }
+        }
+    }
+    if flow.dport == 0 {
+        return Ok(());
+    }
+    let origin = Origin {
+        hook: if v6 {
+            hook::UDP_SEND_V6
+        } else {
+            hook::UDP_SEND_V4
+        },
+        backend: backend::CGROUP,
+        protocol: IPPROTO_UDP,
+    };
+    emit_connect(origin, &flow, pid_tgid, 0);
+    Ok(())
+}

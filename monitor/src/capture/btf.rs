@@ -1,0 +1,251 @@
+//! Kernel struct offsets from BTF (`/sys/kernel/btf/vmlinux`), for the `CONFIG` global.
+//!
+//! Rust-compiled eBPF gets no CO-RE relocations, so the fentry/kprobe programs and the exec
+//! program read `struct sock`, `task_struct` and `mm_struct` at offsets resolved here, on the
+//! running kernel, never at offsets copied from one build.
+
+use std::path::Path;
+
+use btf_rs::{Btf, Struct, Type};
+use monitor_common::{SockOffsets, TaskOffsets};
+
+/// Where the running kernel publishes its BTF.
+pub const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
+
+/// A field that could not be resolved, with the reason.
+#[derive(Debug, thiserror::Error)]
+#[error("{what}: {reason}")]
+pub struct OffsetError {
+    what: String,
+    reason: String,
+}
+
+impl OffsetError {
+    fn new(what: impl Into<String>, reason: impl Into<String>) -> Self {
+        OffsetError {
+            what: what.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// The running kernel's type information.
+pub struct KernelBtf {
+    btf: Btf,
+}
+
+impl KernelBtf {
+    pub fn load(path: &Path) -> Result<KernelBtf, OffsetError> {
+        let btf = Btf::from_file(path)
+            .map_err(|e| OffsetError::new(path.display().to_string(), e.to_string()))?;
+        Ok(KernelBtf { btf })
+    }
+
+    /// Offsets the socket hooks (fentry/kprobe on `tcp_connect`, `udp*_sendmsg`) read.
+    pub fn sock_offsets(&self) -> Result<SockOffsets, OffsetError> {
+        let sk = |field: &str, size: usize| self.field("sock", &["__sk_common", field], size);
+        Ok(SockOffsets {
+            skc_family: sk("skc_family", 2)?,
+            skc_daddr: sk("skc_daddr", 4)?,
+            skc_rcv_saddr: sk("skc_rcv_saddr", 4)?,
+            skc_dport: sk("skc_dport", 2)?,
+            skc_num: sk("skc_num", 2)?,
+            skc_v6_daddr: sk("skc_v6_daddr", 16)?,
+            skc_v6_rcv_saddr: sk("skc_v6_rcv_saddr", 16)?,
+            msg_name: self.field("msghdr", &["msg_name"], 8)?,
+            msg_namelen: self.field("msghdr", &["msg_namelen"], 4)?,
+            sin_family: self.field("sockaddr_in", &["sin_family"], 2)?,
+            sin_port: self.field("sockaddr_in", &["sin_port"], 2)?,
+            sin_addr: self.field("sockaddr_in", &["sin_addr"], 4)?,
+            sin6_port: self.field("sockaddr_in6", &["sin6_port"], 2)?,
+            sin6_addr: self.field("sockaddr_in6", &["sin6_addr"], 16)?,
+        })
+    }
+
+    /// Offsets the process programs read (and the connect hooks, for the start time).
+    pub fn task_offsets(&self) -> Result<TaskOffsets, OffsetError> {
+        let task = |field: &str, size: usize| self.field("task_struct", &[field], size);
+        // `start_boottime` since Linux 5.5; `real_start_time` (the same clock) before.
+        let start_boottime =
+            task("start_boottime", 8).or_else(|e| task("real_start_time", 8).map_err(|_| e))?;
+        Ok(TaskOffsets {
+            tgid: task("tgid", 4)?,
+            real_parent: task("real_parent", 8)?,
+            group_leader: task("group_leader", 8)?,
+            mm: task("mm", 8)?,
+            start_boottime,
+            mm_arg_start: self.field("mm_struct", &["arg_start"], 8)?,
+            mm_arg_end: self.field("mm_struct", &["arg_end"], 8)?,
+            _pad0: 0,
+        })
+    }
+
+    /// Byte offset of `root.path[0].path[1]...`, looking through anonymous structs and unions,
+    /// checking that the field is `size` bytes wide and not a bitfield.
+    pub fn field(&self, root: &str, path: &[&str], size: usize) -> Result<u32, OffsetError> {
+        let what = format!("struct {root}.{}", path.join("."));
+        let mut current = self
+            .named_struct(root)
+            .map_err(|r| OffsetError::new(&what, r))?;
+        let mut bits = 0u32;
+        let mut field_type = None;
+        for (i, name) in path.iter().enumerate() {
+            let (offset, ty) = self
+                .find_member(&current, name)
+                .map_err(|r| OffsetError::new(&what, r))?
+                .ok_or_else(|| OffsetError::new(&what, format!("no member `{name}`")))?;
+            bits += offset;
+            let ty = self.strip(ty).map_err(|r| OffsetError::new(&what, r))?;
+            if i + 1 < path.len() {
+                current = match ty {
+                    Type::Struct(s) | Type::Union(s) => s,
+                    other => {
+                        return Err(OffsetError::new(
+                            &what,
+                            format!("`{name}` is a {}, not a struct", other.name()),
+                        ));
+                    }
+                };
+            } else {
+                field_type = Some(ty);
+            }
+        }
+        if !bits.is_multiple_of(8) {
+            return Err(OffsetError::new(
+                &what,
+                format!("bit offset {bits} is not byte aligned"),
+            ));
+        }
+        let actual = self
+            .size_of(field_type.as_ref().expect("path is not empty"))
+            .map_err(|r| OffsetError::new(&what, r))?;
+        if actual != size {
+            return Err(OffsetError::new(
+                &what,
+                format!("is {actual} bytes wide, the programs read {size}"),
+            ));
+        }
+        Ok(bits / 8)
+    }
+
+    fn named_struct(&self, name: &str) -> Result<Struct, String> {
+        let types = self
+            .btf
+            .resolve_types_by_name(name)
+            .map_err(|e| e.to_string())?;
+        types
+            .into_iter()
+            .find_map(|t| match t {
+                Type::Struct(s) => Some(s),
+                _ => None,
+            })
+            .ok_or_else(|| format!("no struct `{name}` in the kernel's BTF"))
+    }
+
+    /// A member's bit offset and type, searching anonymous members recursively.
+    fn find_member(&self, st: &Struct, name: &str) -> Result<Option<(u32, Type)>, String> {
+        for member in &st.members {
+            let member_name = self.btf.resolve_name(member).map_err(|e| e.to_string())?;
+            if member_name == name {
+                if member.bitfield_size().is_some_and(|b| b != 0) {
+                    return Err(format!("`{name}` is a bitfield"));
+                }
+                let ty = self
+                    .btf
+                    .resolve_chained_type(member)
+                    .map_err(|e| e.to_string())?;
+                return Ok(Some((member.bit_offset(), ty)));
+            }
+            if member_name.is_empty() {
+                let ty = self
+                    .btf
+                    .resolve_chained_type(member)
+                    .map_err(|e| e.to_string())?;
+                if let Type::Struct(inner) | Type::Union(inner) = self.strip(ty)?
+                    && let Some((offset, ty)) = self.find_member(&inner, name)?
+                {
+                    return Ok(Some((member.bit_offset() + offset, ty)));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// Follows typedefs and qualifiers to the underlying type.
+    fn strip(&self, mut ty: Type) -> Result<Type, String> {
+        for _ in 0..32 {
+            ty = match ty {
+                Type::Typedef(t) => self.btf.resolve_chained_type(&t),
+                Type::Const(t) | Type::Volatile(t) | Type::Restrict(t) => {
+                    self.btf.resolve_chained_type(&t)
+                }
+                Type::TypeTag(t) => self.btf.resolve_chained_type(&t),
+                other => return Ok(other),
+            }
+            .map_err(|e| e.to_string())?;
+        }
+        Err("type chain too long".to_string())
+    }
+
+    fn size_of(&self, ty: &Type) -> Result<usize, String> {
+        Ok(match ty {
+            Type::Int(i) => i.size(),
+            Type::Ptr(_) => std::mem::size_of::<u64>(),
+            Type::Struct(s) | Type::Union(s) => s.size(),
+            Type::Enum(e) => e.size(),
+            Type::Enum64(e) => e.size(),
+            Type::Array(a) => {
+                let elem = self.strip(
+                    self.btf
+                        .resolve_chained_type(a)
+                        .map_err(|e| e.to_string())?,
+                )?;
+                a.len() * self.size_of(&elem)?
+            }
+            other => return Err(format!("cannot size a {}", other.name())),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kernel() -> KernelBtf {
+        KernelBtf::load(Path::new(VMLINUX_BTF))
+            .unwrap_or_else(|e| panic!("this test reads the running kernel's BTF: {e}"))
+    }
+
+    #[test]
+    fn resolves_every_sock_and_task_offset() {
+        let btf = kernel();
+        let sock = btf.sock_offsets().expect("sock offsets");
+        // The same layout facts hold on every kernel: the address pair and port pair open
+        // sock_common, IPv4 destination first; sockaddr_in is UAPI.
+        assert_eq!(sock.skc_daddr, 0);
+        assert_eq!(sock.skc_rcv_saddr, 4);
+        assert_eq!(sock.skc_num, sock.skc_dport + 2);
+        assert_eq!((sock.sin_family, sock.sin_port, sock.sin_addr), (0, 2, 4));
+        assert_eq!((sock.sin6_port, sock.sin6_addr), (2, 8));
+        assert_eq!(sock.msg_name, 0);
+        let task = btf.task_offsets().expect("task offsets");
+        assert!(task.tgid > 0 && task.real_parent > 0 && task.mm > 0);
+        assert!(task.mm_arg_end == task.mm_arg_start + 8, "{task:?}");
+    }
+
+    #[test]
+    fn reports_missing_members_and_wrong_widths() {
+        let btf = kernel();
+        let err = btf
+            .field("sock", &["__sk_common", "no_such_field"], 2)
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("no member `no_such_field`"),
+            "{err}"
+        );
+        let err = btf.field("task_struct", &["tgid"], 8).unwrap_err();
+        assert!(err.to_string().contains("is 4 bytes wide"), "{err}");
+        let err = btf.field("no_such_struct_anywhere", &["x"], 1).unwrap_err();
+        assert!(err.to_string().contains("no struct"), "{err}");
+    }
+}

@@ -1,0 +1,187 @@
+//! Checked decoding of ring-buffer records into `RawEvent`s.
+//!
+//! The kernel is trusted to write the layouts in `monitor_common`, but a reader never reads
+//! past a record: lengths are checked before every read, reads are unaligned-safe, and
+//! unknown kinds are reported, never transmuted.
+
+use monitor_common::{ARGS_LEN, ConnectEvent, EXE_LEN, ExecEvent, ExitEvent, RecordHeader, kind};
+
+use super::RawEvent;
+
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    #[error("record of {len} bytes is shorter than its {need}-byte header")]
+    NoHeader { len: usize, need: usize },
+    #[error("record kind {kind} is {len} bytes, shorter than the {need} bytes expected")]
+    Short { kind: u32, len: usize, need: usize },
+    #[error("unknown record kind {kind} ({len} bytes)")]
+    UnknownKind { kind: u32, len: usize },
+    #[error("exec record of tgid {tgid} claims {field} of {claimed} bytes (at most {max})")]
+    BadLength {
+        tgid: u32,
+        field: &'static str,
+        claimed: u32,
+        max: usize,
+    },
+}
+
+/// Decodes one record.
+pub fn decode(buf: &[u8]) -> Result<RawEvent, DecodeError> {
+    let header: RecordHeader = read(buf).map_err(|_| DecodeError::NoHeader {
+        len: buf.len(),
+        need: size_of::<RecordHeader>(),
+    })?;
+    let short = |need| DecodeError::Short {
+        kind: header.kind,
+        len: buf.len(),
+        need,
+    };
+    match header.kind {
+        kind::CONNECT => read::<ConnectEvent>(buf)
+            .map(RawEvent::Connect)
+            .map_err(short),
+        kind::EXEC => {
+            let ev = Box::new(read::<ExecEvent>(buf).map_err(short)?);
+            check_len(ev.tgid, "filename_len", ev.filename_len, EXE_LEN)?;
+            check_len(ev.tgid, "args_len", ev.args_len, ARGS_LEN)?;
+            Ok(RawEvent::Exec(ev))
+        }
+        kind::EXIT => read::<ExitEvent>(buf).map(RawEvent::Exit).map_err(short),
+        other => Err(DecodeError::UnknownKind {
+            kind: other,
+            len: buf.len(),
+        }),
+    }
+}
+
+fn check_len(tgid: u32, field: &'static str, claimed: u32, max: usize) -> Result<(), DecodeError> {
+    if claimed as usize > max {
+        return Err(DecodeError::BadLength {
+            tgid,
+            field,
+            claimed,
+            max,
+        });
+    }
+    Ok(())
+}
+
+/// Copies a `T` out of the front of `buf`; `Err(size_of::<T>())` when `buf` is too short.
+fn read<T: aya::Pod>(buf: &[u8]) -> Result<T, usize> {
+    if buf.len() < size_of::<T>() {
+        return Err(size_of::<T>());
+    }
+    // SAFETY: the length is checked above; `T: Pod` is valid for any bit pattern; the ring
+    // buffer only guarantees 8-byte alignment, so read unaligned.
+    Ok(unsafe { std::ptr::read_unaligned(buf.as_ptr().cast::<T>()) })
+}
+
+#[cfg(test)]
+mod tests {
+    use monitor_common::{AF_INET, COMM_LEN, IPPROTO_TCP, backend, hook};
+
+    use super::*;
+
+    fn bytes_of<T>(v: &T) -> Vec<u8> {
+        // SAFETY: reading the bytes of a plain-old-data value.
+        unsafe { std::slice::from_raw_parts((v as *const T).cast::<u8>(), size_of::<T>()) }.to_vec()
+    }
+
+    fn connect() -> ConnectEvent {
+        ConnectEvent {
+            kind: kind::CONNECT,
+            hook: hook::TCP_CONNECT,
+            ktime_ns: 5,
+            tgid: 42,
+            tid: 43,
+            uid: 1000,
+            gid: 1000,
+            cgroup_id: 7,
+            start_time_ns: 3,
+            suppressed: 0,
+            family: AF_INET,
+            protocol: IPPROTO_TCP,
+            _pad0: 0,
+            sport: 40000,
+            dport: 8088,
+            backend: backend::TRACEPOINT,
+            saddr: [127, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+            daddr: [127, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+            comm: *b"curl\0\0\0\0\0\0\0\0\0\0\0\0",
+        }
+    }
+
+    #[test]
+    fn decodes_a_connect_record_at_any_alignment() {
+        let mut buf = vec![0u8];
+        buf.extend(bytes_of(&connect()));
+        let Ok(RawEvent::Connect(ev)) = decode(&buf[1..]) else {
+            panic!("not a connect event");
+        };
+        assert_eq!((ev.tgid, ev.dport, ev.family), (42, 8088, AF_INET));
+        assert_eq!(&ev.comm[..4], b"curl");
+        assert_eq!(ev.comm.len(), COMM_LEN);
+    }
+
+    #[test]
+    fn short_records_and_unknown_kinds_are_errors() {
+        let full = bytes_of(&connect());
+        assert_eq!(
+            decode(&full[..100]).unwrap_err(),
+            DecodeError::Short {
+                kind: kind::CONNECT,
+                len: 100,
+                need: 112
+            }
+        );
+        assert!(matches!(
+            decode(&full[..3]),
+            Err(DecodeError::NoHeader { len: 3, .. })
+        ));
+        let mut other = full.clone();
+        other[..4].copy_from_slice(&99u32.to_ne_bytes());
+        assert_eq!(
+            decode(&other).unwrap_err(),
+            DecodeError::UnknownKind { kind: 99, len: 112 }
+        );
+    }
+
+    #[test]
+    fn exec_lengths_are_checked() {
+        // SAFETY: all-zero is a valid ExecEvent (integers and byte arrays only).
+        let mut ev: ExecEvent = unsafe { std::mem::zeroed() };
+        ev.kind = kind::EXEC;
+        ev.tgid = 9;
+        ev.filename_len = 9;
+        ev.filename[..9].copy_from_slice(b"/bin/true");
+        let Ok(RawEvent::Exec(decoded)) = decode(&bytes_of(&ev)) else {
+            panic!("not an exec event");
+        };
+        assert_eq!(
+            &decoded.filename[..decoded.filename_len as usize],
+            b"/bin/true"
+        );
+        ev.args_len = ARGS_LEN as u32 + 1;
+        assert!(matches!(
+            decode(&bytes_of(&ev)),
+            Err(DecodeError::BadLength {
+                field: "args_len",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn decodes_exit_records() {
+        let ev = ExitEvent {
+            kind: kind::EXIT,
+            tgid: 77,
+            ktime_ns: 1,
+            start_time_ns: 2,
+        };
+        let Ok(RawEvent::Exit(decoded)) = decode(&bytes_of(&ev)) else {
+            panic!("not an exit event");
+        };
+        assert_eq!(decoded.tgid, 77);
+    }
+}

@@ -1,0 +1,479 @@
+//! Loading the kernel programs and choosing, per hook, the best backend that works here.
+//!
+//! Order per hook: fentry (cheapest, BTF-typed), kprobe, then the stable-ABI fallback
+//! (`sock:inet_sock_set_state` for TCP, cgroup sock_addr programs for UDP). Each failure
+//! is kept as a one-line reason in `HookStatus::skipped`.
+
+use std::{fs::File, path::Path};
+
+use aya::{
+    Ebpf, EbpfLoader,
+    programs::{CgroupAttachMode, CgroupSockAddr, FEntry, KProbe, ProgramError, TracePoint},
+};
+use monitor_common::{KernelConfig, SockOffsets};
+
+use super::{
+    CaptureConfig, HookStatus, ProbeChoice,
+    btf::{KernelBtf, VMLINUX_BTF},
+    cgroup,
+    ebpf_log::kernel_log_level,
+    error::{CaptureError, detailed, error_chain, one_line},
+    tracefs,
+};
+
+/// The kernel programs, built by monitor/build.rs (aya-build names the object after the
+/// eBPF crate's bin, `monitor`).
+static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/monitor"));
+
+/// Name of the ring buffer and counter maps in the object.
+pub const EVENTS_MAP: &str = "EVENTS";
+pub const STATS_MAP: &str = "STATS";
+
+/// Backend names, as `HookStatus::backend` reports them.
+pub const FENTRY: &str = "fentry";
+pub const KPROBE: &str = "kprobe";
+pub const TRACEPOINT: &str = "tracepoint";
+pub const CGROUP: &str = "cgroup";
+
+/// The last resort for a hook: programs reading a stable ABI, no kernel offsets needed.
+enum Fallback {
+    Tracepoint {
+        program: &'static str,
+        category: &'static str,
+        name: &'static str,
+    },
+    /// `connect` (connected UDP) and `sendmsg` (unconnected UDP) programs.
+    Cgroup { programs: [&'static str; 2] },
+}
+
+/// One logical hook and the programs that can implement it.
+struct HookPlan {
+    hook: &'static str,
+    /// Kernel function for fentry/kprobe.
+    kernel_fn: &'static str,
+    fentry: &'static str,
+    kprobe: &'static str,
+    fallback: Fallback,
+}
+
+/// Indexed like `monitor_common::hook::*`.
+const PLANS: [HookPlan; 3] = [
+    HookPlan {
+        hook: "tcp_connect",
+        kernel_fn: "tcp_connect",
+        fentry: "tcp_fentry_tcp_connect",
+        kprobe: "tcp_kprobe_tcp_connect",
+        fallback: Fallback::Tracepoint {
+            program: "tcp_tp_inet_sock_set_state",
+            category: "sock",
+            name: "inet_sock_set_state",
+        },
+    },
+    HookPlan {
+        hook: "udp_sendmsg",
+        kernel_fn: "udp_sendmsg",
+        fentry: "udp_fentry_udp_sendmsg",
+        kprobe: "udp_kprobe_udp_sendmsg",
+        fallback: Fallback::Cgroup {
+            programs: ["udp_cgroup_connect4", "udp_cgroup_sendmsg4"],
+        },
+    },
+    HookPlan {
+        hook: "udpv6_sendmsg",
+        kernel_fn: "udpv6_sendmsg",
+        fentry: "udp_fentry_udpv6_sendmsg",
+        kprobe: "udp_kprobe_udpv6_sendmsg",
+        fallback: Fallback::Cgroup {
+            programs: ["udp_cgroup_connect6", "udp_cgroup_sendmsg6"],
+        },
+    },
+];
+
+/// Process tracking: always classic tracepoints (program, category, name).
+const PROCESS_PROGRAMS: [(&str, &str, &str); 2] = [
+    ("proc_tp_sched_process_exec", "sched", "sched_process_exec"),
+    ("proc_tp_sched_process_exit", "sched", "sched_process_exit"),
+];
+
+/// The loaded object with every chosen program attached.
+pub struct LoadedProbes {
+    pub ebpf: Ebpf,
+    pub hooks: Vec<HookStatus>,
+    pub program_ids: Vec<u32>,
+}
+
+/// What the host offers, found before the object is loaded.
+struct HostSupport {
+    /// aya's parse of the kernel BTF: fentry needs it to find the target function.
+    aya_btf: Result<aya::Btf, String>,
+    /// fentry/kprobe need the `struct sock` offsets.
+    sock: Result<SockOffsets, String>,
+    /// The TCP tracepoint fallback needs its format.
+    tcp_tracepoint: Result<(), String>,
+    /// The UDP cgroup fallback needs the cgroup v2 root.
+    cgroup_root: Result<File, String>,
+}
+
+pub fn load(cfg: &CaptureConfig) -> Result<LoadedProbes, CaptureError> {
+    let ring_bytes = ring_size(cfg.ringbuf_bytes)?;
+    let tracefs_dir = tracefs::ensure_mounted()?;
+
+    let mut config = KernelConfig::UNSET;
+    config.udp_suppress_ns = u64::try_from(cfg.udp_suppress.as_nanos()).unwrap_or(u64::MAX);
+    // Wake the reader early only when a quarter of the buffer is waiting; the poll timer
+    // collects everything else.
+    config.wakeup_bytes = u64::from(ring_bytes / 4);
+    config.exclude_tgid = cfg.exclude_tgid;
+
+    let kernel_btf = KernelBtf::load(Path::new(VMLINUX_BTF));
+    let sock = match &kernel_btf {
+        Ok(btf) => btf.sock_offsets().map_err(|e| format!("kernel BTF: {e}")),
+        Err(e) => Err(format!("kernel BTF: {e}")),
+    };
+    match kernel_btf
+        .as_ref()
+        .map_err(ToString::to_string)
+        .and_then(|btf| btf.task_offsets().map_err(|e| e.to_string()))
+    {
+        Ok(task) => {
+            config.task = task;
+            config.task_valid = 1;
+        }
+        Err(e) => tracing::warn!(
+            error = %e,
+            "no task_struct offsets from BTF: exec events will lack ppid, argv and start time"
+        ),
+    }
+    if let Ok(sock) = &sock {
+        config.sock = *sock;
+        config.sock_valid = 1;
+    }
+    tracefs::process_offsets(&tracefs_dir, &mut config.tp)?;
+    let tcp_tracepoint =
+        tracefs::sock_state_offsets(&tracefs_dir, &mut config.tp).map_err(|e| e.to_string());
+
+    let host = HostSupport {
+        aya_btf: aya::Btf::from_sys_fs().map_err(|e| format!("kernel BTF: {}", error_chain(&e))),
+        sock,
+        tcp_tracepoint,
+        cgroup_root: cgroup::cgroup2_root()
+            .and_then(|path| {
+                File::open(&path).map_err(|source| CaptureError::CgroupOpen { path, source })
+            })
+            .map_err(|e| e.to_string()),
+    };
+
+    let log_level = kernel_log_level();
+    let mut loader = EbpfLoader::new();
+    loader
+        .btf(host.aya_btf.as_ref().ok())
+        .override_global("CONFIG", &config, true)
+        .override_global("AYA_LOG_LEVEL", &log_level, false)
+        .map_max_entries(EVENTS_MAP, ring_bytes);
+    let mut ebpf = loader
+        .load(OBJECT)
+        .map_err(|e| CaptureError::Object(error_chain(&e)))?;
+
+    for (program, category, name) in PROCESS_PROGRAMS {
+        attach_tracepoint(&mut ebpf, program, category, name).map_err(|e| e.into_error(program))?;
+    }
+
+    let mut hooks = Vec::with_capacity(PLANS.len());
+    for plan in &PLANS {
+        let status = attach_hook(&mut ebpf, plan, cfg.probe, &host)?;
+        let skipped: Vec<String> = status
+            .skipped
+            .iter()
+            .map(|(backend, why)| format!("{backend}: {why}"))
+            .collect();
+        tracing::info!(
+            hook = status.hook,
+            backend = status.backend,
+            skipped = %skipped.join("; "),
+            "capture hook attached"
+        );
+        hooks.push(status);
+    }
+
+    let program_ids = ebpf
+        .programs()
+        .filter_map(|(_, program)| program.info().ok().map(|info| info.id()))
+        .collect();
+    Ok(LoadedProbes {
+        ebpf,
+        hooks,
+        program_ids,
+    })
+}
+
+/// The kernel wants a power-of-two multiple of the page size.
+fn ring_size(bytes: u32) -> Result<u32, CaptureError> {
+    // SAFETY: sysconf has no preconditions.
+    let page = u32::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096);
+    if !bytes.is_power_of_two() || bytes < page {
+        return Err(CaptureError::Map {
+            map: EVENTS_MAP,
+            detail: format!(
+                "ring buffer size {bytes} must be a power of two of at least the page size \
+                 ({page} bytes)"
+            ),
+        });
+    }
+    Ok(bytes)
+}
+
+/// Tries the backends `choice` allows for one hook, best first.
+fn attach_hook(
+    ebpf: &mut Ebpf,
+    plan: &HookPlan,
+    choice: ProbeChoice,
+    host: &HostSupport,
+) -> Result<HookStatus, CaptureError> {
+    let fallback_name = match plan.fallback {
+        Fallback::Tracepoint { .. } => TRACEPOINT,
+        Fallback::Cgroup { .. } => CGROUP,
+    };
+    let candidates: &[&'static str] = match choice {
+        ProbeChoice::Auto => &[FENTRY, KPROBE, "fallback"],
+        ProbeChoice::Fentry => &[FENTRY],
+        ProbeChoice::Kprobe => &[KPROBE],
+        ProbeChoice::Tracepoint => &["fallback"],
+    };
+    let mut skipped = Vec::new();
+    for &candidate in candidates {
+        let (backend, result) = match candidate {
+            FENTRY => (FENTRY, try_fentry(ebpf, plan, host)),
+            KPROBE => (KPROBE, try_kprobe(ebpf, plan, host)),
+            _ => (fallback_name, try_fallback(ebpf, plan, host)),
+        };
+        match result {
+            Ok(()) => {
+                return Ok(HookStatus {
+                    hook: plan.hook,
+                    backend,
+                    skipped,
+                });
+            }
+            Err(failure) if choice == ProbeChoice::Auto && backend != fallback_name => {
+                skipped.push((backend, failure.one_line()));
+            }
+            Err(failure) => {
+                return Err(CaptureError::BackendUnavailable {
+                    hook: plan.hook,
+                    backend,
+                    reason: failure.detailed(),
+                });
+            }
+        }
+    }
+    unreachable!("the last candidate either succeeds or returns an error")
+}
+
+/// Why a backend could not be used.
+enum Failure {
+    /// The host lacks something the backend needs (BTF, a cgroup v2 mount, ...).
+    Unsupported(String),
+    /// The object lacks the program, or it has another type: a build problem.
+    Missing(&'static str),
+    /// The kernel refused to load or attach the program.
+    Kernel {
+        program: &'static str,
+        error: ProgramError,
+    },
+}
+
+impl Failure {
+    fn one_line(&self) -> String {
+        match self {
+            Failure::Unsupported(why) => why.clone(),
+            Failure::Missing(program) => format!("program {program} missing from the object"),
+            Failure::Kernel { error, .. } => one_line(error),
+        }
+    }
+
+    fn detailed(&self) -> String {
+        match self {
+            Failure::Kernel { program, error } => format!("{program}: {}", detailed(error)),
+            other => other.one_line(),
+        }
+    }
+
+    fn into_error(self, program: &'static str) -> CaptureError {
+        match self {
+            Failure::Missing(program) => CaptureError::MissingProgram { program },
+            Failure::Kernel { program, error } => CaptureError::Program {
+                program,
+                detail: detailed(&error),
+            },
+            Failure::Unsupported(why) => CaptureError::Program {
+                program,
+                detail: why,
+            },
+        }
+    }
+}
+
+fn kernel(program: &'static str) -> impl FnOnce(ProgramError) -> Failure {
+    move |error| Failure::Kernel { program, error }
+}
+
+fn program_mut<'a, T>(ebpf: &'a mut Ebpf, program: &'static str) -> Result<&'a mut T, Failure>
+where
+    &'a mut T: TryFrom<&'a mut aya::programs::Program>,
+{
+    let found = ebpf.program_mut(program).ok_or(Failure::Missing(program))?;
+    found.try_into().map_err(|_| Failure::Missing(program))
+}
+
+fn try_fentry(ebpf: &mut Ebpf, plan: &HookPlan, host: &HostSupport) -> Result<(), Failure> {
+    let btf = host
+        .aya_btf
+        .as_ref()
+        .map_err(|e| Failure::Unsupported(e.clone()))?;
+    host.sock
+        .as_ref()
+        .map_err(|e| Failure::Unsupported(e.clone()))?;
+    let program: &mut FEntry = program_mut(ebpf, plan.fentry)?;
+    program
+        .load(plan.kernel_fn, btf)
+        .map_err(kernel(plan.fentry))?;
+    if let Err(error) = program.attach() {
+        unload_quietly(program.unload(), plan.fentry);
+        return Err(kernel(plan.fentry)(error));
+    }
+    Ok(())
+}
+
+fn try_kprobe(ebpf: &mut Ebpf, plan: &HookPlan, host: &HostSupport) -> Result<(), Failure> {
+    host.sock
+        .as_ref()
+        .map_err(|e| Failure::Unsupported(e.clone()))?;
+    let program: &mut KProbe = program_mut(ebpf, plan.kprobe)?;
+    program.load().map_err(kernel(plan.kprobe))?;
+    if let Err(error) = program.attach(plan.kernel_fn, 0) {
+        unload_quietly(program.unload(), plan.kprobe);
+        return Err(kernel(plan.kprobe)(error));
+    }
+    Ok(())
+}
+
+fn try_fallback(ebpf: &mut Ebpf, plan: &HookPlan, host: &HostSupport) -> Result<(), Failure> {
+    match plan.fallback {
+        Fallback::Tracepoint {
+            program,
+            category,
+            name,
+        } => {
+            host.tcp_tracepoint
+                .as_ref()
+                .map_err(|e| Failure::Unsupported(e.clone()))?;
+            attach_tracepoint(ebpf, program, category, name)
+        }
+        Fallback::Cgroup { programs } => {
+            let root = host
+                .cgroup_root
+                .as_ref()
+                .map_err(|e| Failure::Unsupported(e.clone()))?;
+            for (i, name) in programs.iter().copied().enumerate() {
+                if let Err(failure) = attach_cgroup(ebpf, name, root) {
+                    // Leave nothing half attached: the hook is all or nothing.
+                    for earlier in &programs[..i] {
+                        if let Ok(p) = program_mut::<CgroupSockAddr>(ebpf, earlier) {
+                            unload_quietly(p.unload(), earlier);
+                        }
+                    }
+                    return Err(failure);
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+fn attach_tracepoint(
+    ebpf: &mut Ebpf,
+    program: &'static str,
+    category: &str,
+    name: &str,
+) -> Result<(), Failure> {
+    let tp: &mut TracePoint = program_mut(ebpf, program)?;
+    tp.load().map_err(kernel(program))?;
+    if let Err(error) = tp.attach(category, name) {
+        unload_quietly(tp.unload(), program);
+        return Err(kernel(program)(error));
+    }
+    Ok(())
+}
+
+fn attach_cgroup(ebpf: &mut Ebpf, program: &'static str, root: &File) -> Result<(), Failure> {
+    let prog: &mut CgroupSockAddr = program_mut(ebpf, program)?;
+    prog.load().map_err(kernel(program))?;
+    // The default mode: AllowMultiple makes bpf_link_create fail with EINVAL, and links
+    // coexist with other programs on the same cgroup anyway.
+    if let Err(error) = prog.attach(root, CgroupAttachMode::default()) {
+        unload_quietly(prog.unload(), program);
+        return Err(kernel(program)(error));
+    }
+    Ok(())
+}
+
+/// Unloading a program that failed to attach; a failure here is only worth a warning since
+/// the program is not attached anywhere.
+fn unload_quietly(result: Result<(), ProgramError>, program: &str) {
+    if let Err(e) = result {
+        tracing::warn!(program, error = %one_line(&e), "unloading an unattached program failed");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ring_size_must_be_a_power_of_two_of_pages() {
+        assert_eq!(ring_size(1 << 20).unwrap(), 1 << 20);
+        let err = ring_size(5000).unwrap_err().to_string();
+        assert!(
+            err.contains("EVENTS") && err.contains("power of two"),
+            "{err}"
+        );
+        assert!(ring_size(1024).is_err());
+    }
+
+    #[test]
+    fn plans_follow_the_hook_indices() {
+        use monitor_common::hook;
+        assert_eq!(PLANS[hook::TCP_CONNECT as usize].hook, "tcp_connect");
+        assert_eq!(PLANS[hook::UDP_SEND_V4 as usize].hook, "udp_sendmsg");
+        assert_eq!(PLANS[hook::UDP_SEND_V6 as usize].hook, "udpv6_sendmsg");
+        assert_eq!(PLANS.len(), hook::COUNT);
+    }
+
+    /// Creates the object's maps (root) without loading any program.
+    #[test]
+    fn every_planned_program_is_in_the_object() {
+        let ebpf = EbpfLoader::new()
+            .load(OBJECT)
+            .unwrap_or_else(|e| panic!("parsing the object needs root: {}", error_chain(&e)));
+        let mut names: Vec<&str> = PROCESS_PROGRAMS.iter().map(|p| p.0).collect();
+        for plan in &PLANS {
+            names.extend([plan.fentry, plan.kprobe]);
+            match plan.fallback {
+                Fallback::Tracepoint { program, .. } => names.push(program),
+                Fallback::Cgroup { programs } => names.extend(programs),
+            }
+        }
+        for name in names {
+            assert!(
+                ebpf.program(name).is_some(),
+                "{name} missing from the object"
+            );
+        }
+        assert_eq!(
+            ebpf.programs().count(),
+            13,
+            "an unplanned program is in the object"
+        );
+        assert!(ebpf.map(EVENTS_MAP).is_some() && ebpf.map(STATS_MAP).is_some());
+    }
+}

@@ -1,0 +1,661 @@
+//! Live tests of the kernel capture alone (`monitor::capture::Capture`), as root: real eBPF,
+//! real curl and python3 traffic on loopback, real bpftool.
+//!
+//! Run: `cargo test -p monitor --test capture_live -- --test-threads=1`. A test that cannot
+//! run (not root, a program missing) fails with the reason; none passes silently.
+
+use std::{
+    collections::HashSet,
+    io::{BufRead, BufReader},
+    net::{Ipv4Addr, Ipv6Addr},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use monitor::capture::{
+    Capture, CaptureConfig, CaptureError, HookStatus, KernelStats, ProbeChoice, RawEvent,
+};
+use monitor_common::{
+    AF_INET, AF_INET6, ConnectEvent, ExecEvent, IPPROTO_TCP, IPPROTO_UDP, backend, hook,
+};
+
+/// Set in the child that `start_without_capabilities_fails_naming_them` runs without caps.
+const UNPRIVILEGED_CHILD: &str = "CAPTURE_LIVE_UNPRIVILEGED_CHILD";
+
+fn require_root() {
+    // SAFETY: geteuid has no preconditions.
+    let euid = unsafe { libc::geteuid() };
+    assert_eq!(
+        euid, 0,
+        "capture_live needs root (eBPF programs, tracefs, cgroup attach); run the tests as root"
+    );
+}
+
+fn require_program(name: &str) {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {name}")])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        found,
+        "capture_live needs `{name}` on PATH; install it (apt-get install -y {name})"
+    );
+}
+
+fn config(probe: ProbeChoice) -> CaptureConfig {
+    CaptureConfig {
+        probe,
+        ringbuf_bytes: 8 << 20,
+        udp_suppress: Duration::from_secs(1),
+        poll_interval: Duration::from_millis(10),
+        exclude_tgid: std::process::id(),
+    }
+}
+
+fn start(probe: ProbeChoice) -> Capture {
+    require_root();
+    Capture::start(&config(probe)).unwrap_or_else(|e| panic!("Capture::start failed: {e}"))
+}
+
+/// Reads batches until `done` holds for everything collected, or `timeout` passes.
+async fn collect_until(
+    capture: &mut Capture,
+    timeout: Duration,
+    mut done: impl FnMut(&[RawEvent]) -> bool,
+) -> Vec<RawEvent> {
+    let deadline = Instant::now() + timeout;
+    let mut events = Vec::new();
+    while Instant::now() < deadline {
+        capture.read_batch(&mut events).await.expect("read_batch");
+        if done(&events) {
+            break;
+        }
+    }
+    events
+}
+
+fn connects(events: &[RawEvent]) -> impl Iterator<Item = &ConnectEvent> {
+    events.iter().filter_map(|e| match e {
+        RawEvent::Connect(c) => Some(c),
+        _ => None,
+    })
+}
+
+fn backend_code(name: &str) -> u32 {
+    match name {
+        "fentry" => backend::FENTRY,
+        "kprobe" => backend::KPROBE,
+        "tracepoint" => backend::TRACEPOINT,
+        "cgroup" => backend::CGROUP,
+        other => panic!("unknown backend name {other}"),
+    }
+}
+
+fn hook_status<'a>(capture: &'a Capture, name: &str) -> &'a HookStatus {
+    capture
+        .hooks()
+        .iter()
+        .find(|h| h.hook == name)
+        .unwrap_or_else(|| panic!("no status for hook {name}: {:?}", capture.hooks()))
+}
+
+fn v4(addr: Ipv4Addr) -> [u8; 16] {
+    let mut out = [0; 16];
+    out[..4].copy_from_slice(&addr.octets());
+    out
+}
+
+/// A python3 http.server on `host`, port chosen by the kernel; killed on drop.
+struct HttpServer {
+    child: Child,
+    port: u16,
+}
+
+impl HttpServer {
+    fn start(host: &str) -> HttpServer {
+        require_program("python3");
+        const SCRIPT: &str = r#"
+import http.server, socket, sys
+class Server(http.server.ThreadingHTTPServer):
+    address_family = socket.AF_INET6 if ":" in sys.argv[1] else socket.AF_INET
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200); self.end_headers(); self.wfile.write(b"ok")
+    def log_message(self, *args):
+        pass
+srv = Server((sys.argv[1], 0), Handler)
+print(srv.server_address[1], flush=True)
+srv.serve_forever()
+"#;
+        let mut child = Command::new("python3")
+            .args(["-c", SCRIPT, host])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("starting python3 http.server");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("piped stdout"))
+            .read_line(&mut line)
+            .expect("reading the server's port");
+        let port = line.trim().parse().unwrap_or_else(|_| {
+            panic!("python3 http.server on {host} did not print its port: {line:?}")
+        });
+        HttpServer { child, port }
+    }
+}
+
+impl Drop for HttpServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs curl against `url`; returns curl's pid (its tgid).
+fn curl(url: &str) -> u32 {
+    require_program("curl");
+    let mut child = Command::new("curl")
+        .args([
+            "-sS",
+            "-o",
+            "/dev/null",
+            "--max-time",
+            "5",
+            "--noproxy",
+            "*",
+            url,
+        ])
+        .spawn()
+        .expect("running curl");
+    let pid = child.id();
+    let status = child.wait().expect("waiting for curl");
+    assert!(status.success(), "curl {url} failed: {status}");
+    pid
+}
+
+/// Runs a python3 snippet to completion; returns its pid.
+fn python(script: &str, args: &[&str]) -> u32 {
+    require_program("python3");
+    let mut child = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .spawn()
+        .expect("running python3");
+    let pid = child.id();
+    let status = child.wait().expect("waiting for python3");
+    assert!(status.success(), "python3 failed: {status}");
+    pid
+}
+
+/// Ports no test listens on: UDP sends to them still leave the host's UDP stack.
+fn scratch_port(offset: u16) -> u16 {
+    40000 + (std::process::id() % 10000) as u16 + offset
+}
+
+#[tokio::test]
+async fn start_reports_a_backend_per_hook_with_reasons_for_skipped_ones() {
+    let capture = start(ProbeChoice::Auto);
+    let names: Vec<&str> = capture.hooks().iter().map(|h| h.hook).collect();
+    assert_eq!(names, ["tcp_connect", "udp_sendmsg", "udpv6_sendmsg"]);
+    for status in capture.hooks() {
+        let order = ["fentry", "kprobe", "tracepoint", "cgroup"];
+        assert!(order.contains(&status.backend), "{status:?}");
+        // Every better backend is listed as skipped, with a one-line reason.
+        let better: Vec<&str> = ["fentry", "kprobe"]
+            .into_iter()
+            .take_while(|b| *b != status.backend)
+            .collect();
+        let skipped: Vec<&str> = status.skipped.iter().map(|(b, _)| *b).collect();
+        assert_eq!(skipped, better, "{status:?}");
+        for (backend, why) in &status.skipped {
+            assert!(!why.is_empty() && !why.contains('\n'), "{backend}: {why:?}");
+        }
+        let fallback = if status.hook == "tcp_connect" {
+            "tracepoint"
+        } else {
+            "cgroup"
+        };
+        assert!(
+            matches!(status.backend, "fentry" | "kprobe") || status.backend == fallback,
+            "{status:?}"
+        );
+    }
+    assert!(!capture.program_ids().is_empty());
+}
+
+#[tokio::test]
+async fn curl_tcp_connects_over_ipv4_and_ipv6_are_seen() {
+    let server4 = HttpServer::start("127.0.0.1");
+    let server6 = HttpServer::start("::1");
+    let mut capture = start(ProbeChoice::Auto);
+    let expected_backend = backend_code(hook_status(&capture, "tcp_connect").backend);
+
+    let pid4 = curl(&format!("http://127.0.0.1:{}/", server4.port));
+    let pid6 = curl(&format!("http://[::1]:{}/", server6.port));
+
+    let events = collect_until(&mut capture, Duration::from_secs(5), |evs| {
+        connects(evs).any(|c| c.tgid == pid4) && connects(evs).any(|c| c.tgid == pid6)
+    })
+    .await;
+    let c4 = connects(&events)
+        .find(|c| c.tgid == pid4 && c.protocol == IPPROTO_TCP)
+        .unwrap_or_else(|| panic!("no TCP connect event for curl pid {pid4}"));
+    assert_eq!((c4.family, c4.dport), (AF_INET, server4.port));
+    assert_eq!(c4.daddr, v4(Ipv4Addr::LOCALHOST));
+    assert_eq!((c4.hook, c4.backend), (hook::TCP_CONNECT, expected_backend));
+    assert_eq!(&c4.comm[..4], b"curl");
+    assert!(c4.ktime_ns > 0 && c4.cgroup_id > 0);
+    assert_eq!(c4.tid, c4.tgid, "curl connects from its main thread");
+    // The boot-clock timestamp maps to now, give or take the test's duration.
+    let age = monitor::record::Timestamp::now().0 - capture.timestamp_of(c4.ktime_ns).0;
+    assert!((0..30_000_000_000).contains(&age), "event is {age} ns old");
+
+    let c6 = connects(&events)
+        .find(|c| c.tgid == pid6 && c.protocol == IPPROTO_TCP)
+        .unwrap_or_else(|| panic!("no TCP connect event for curl pid {pid6}"));
+    assert_eq!((c6.family, c6.dport), (AF_INET6, server6.port));
+    assert_eq!(c6.daddr, Ipv6Addr::LOCALHOST.octets());
+    assert_eq!((c6.hook, c6.backend), (hook::TCP_CONNECT, expected_backend));
+    // Exactly one connect each: the tracepoint only fires on CLOSE -> SYN_SENT.
+    assert_eq!(connects(&events).filter(|c| c.tgid == pid4).count(), 1);
+    assert_eq!(connects(&events).filter(|c| c.tgid == pid6).count(), 1);
+}
+
+const UDP_SENDS: &str = r#"
+import socket, sys
+p = [int(a) for a in sys.argv[1:5]]
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.sendto(b"x", ("127.0.0.1", p[0]))
+c = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); c.connect(("127.0.0.1", p[1])); c.send(b"y")
+s6 = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM); s6.sendto(b"x", ("::1", p[2]))
+c6 = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM); c6.connect(("::1", p[3])); c6.send(b"y")
+"#;
+
+#[tokio::test]
+async fn python_udp_sends_over_ipv4_and_ipv6_are_seen_connected_or_not() {
+    let mut capture = start(ProbeChoice::Auto);
+    let backend4 = backend_code(hook_status(&capture, "udp_sendmsg").backend);
+    let backend6 = backend_code(hook_status(&capture, "udpv6_sendmsg").backend);
+    let ports: Vec<u16> = (0..4).map(scratch_port).collect();
+    let args: Vec<String> = ports.iter().map(u16::to_string).collect();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let pid = python(UDP_SENDS, &args);
+
+    let events = collect_until(&mut capture, Duration::from_secs(5), |evs| {
+        let seen: HashSet<u16> = connects(evs)
+            .filter(|c| c.tgid == pid)
+            .map(|c| c.dport)
+            .collect();
+        ports.iter().all(|p| seen.contains(p))
+    })
+    .await;
+    let find = |port: u16| {
+        connects(&events)
+            .find(|c| c.tgid == pid && c.dport == port)
+            .unwrap_or_else(|| panic!("no UDP event from python pid {pid} to port {port}"))
+    };
+    for (i, port) in ports.iter().enumerate() {
+        let ev = find(*port);
+        assert_eq!(ev.protocol, IPPROTO_UDP, "port {port}");
+        assert_eq!(ev.suppressed, 0);
+        if i < 2 {
+            assert_eq!((ev.family, ev.daddr), (AF_INET, v4(Ipv4Addr::LOCALHOST)));
+            assert_eq!((ev.hook, ev.backend), (hook::UDP_SEND_V4, backend4));
+        } else {
+            assert_eq!(
+                (ev.family, ev.daddr),
+                (AF_INET6, Ipv6Addr::LOCALHOST.octets())
+            );
+            assert_eq!((ev.hook, ev.backend), (hook::UDP_SEND_V6, backend6));
+        }
+        assert_eq!(&ev.comm[..6], b"python", "port {port}");
+    }
+    // The unconnected sends know their bound source port (autobind precedes the hook).
+    assert_ne!(find(ports[0]).sport, 0);
+    assert_ne!(find(ports[2]).sport, 0);
+    // No TCP from this script.
+    assert!(
+        connects(&events)
+            .filter(|c| c.tgid == pid)
+            .all(|c| c.protocol == IPPROTO_UDP)
+    );
+}
+
+/// Sends `count` datagrams to one destination, prints "flooding" first so a TCP connect can be
+/// made meanwhile, then (after the suppression interval) one more to flush the count.
+const UDP_FLOOD: &str = r#"
+import socket, sys, time
+port, count = int(sys.argv[1]), int(sys.argv[2])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+print("flooding", flush=True)
+for _ in range(count):
+    s.sendto(b"f", ("127.0.0.1", port))
+time.sleep(1.3)
+s.sendto(b"last", ("127.0.0.1", port))
+"#;
+
+#[tokio::test]
+async fn a_udp_flood_is_suppressed_in_the_kernel_and_tcp_is_still_seen() {
+    const SENDS: u64 = 100_000;
+    let server = HttpServer::start("127.0.0.1");
+    let mut capture = start(ProbeChoice::Auto);
+    let before: KernelStats = capture.kernel_stats().expect("kernel_stats");
+    let port = scratch_port(10);
+
+    let started = Instant::now();
+    let mut flood = Command::new("python3")
+        .args(["-c", UDP_FLOOD, &port.to_string(), &SENDS.to_string()])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("running the python3 flood");
+    let flood_pid = flood.id();
+    let mut line = String::new();
+    BufReader::new(flood.stdout.take().expect("piped stdout"))
+        .read_line(&mut line)
+        .expect("reading the flood's start line");
+    assert_eq!(line.trim(), "flooding");
+    let curl_pid = curl(&format!("http://127.0.0.1:{}/", server.port));
+    let status = flood.wait().expect("waiting for the flood");
+    assert!(status.success(), "python3 flood failed: {status}");
+    let elapsed = started.elapsed();
+
+    let events = collect_until(&mut capture, Duration::from_secs(5), |evs| {
+        let (n, s) = tally(evs, flood_pid, port);
+        n + s == SENDS + 1 && connects(evs).any(|c| c.tgid == curl_pid)
+    })
+    .await;
+    let after = capture.kernel_stats().expect("kernel_stats");
+
+    let (reported, suppressed) = tally(&events, flood_pid, port);
+    assert_eq!(
+        reported + suppressed,
+        SENDS + 1,
+        "every send is either reported or carried as a suppressed count"
+    );
+    // At most one event per interval (plus the first and the flush).
+    let bound = elapsed.as_secs() + 3;
+    assert!(
+        reported <= bound,
+        "{reported} events for {SENDS} sends in {elapsed:?}: flood control did not hold"
+    );
+    assert!(suppressed >= SENDS - bound);
+    // The kernel counter saw at least these (other processes may add their own).
+    assert!(after.udp_suppressed - before.udp_suppressed >= suppressed);
+    assert_eq!(after.ringbuf_lost, before.ringbuf_lost, "events were lost");
+    assert!(after.events_per_hook[hook::UDP_SEND_V4 as usize] > before.events_per_hook[1]);
+
+    let tcp = connects(&events)
+        .find(|c| c.tgid == curl_pid)
+        .unwrap_or_else(|| {
+            panic!("the TCP connect by curl pid {curl_pid} during the flood is missing")
+        });
+    assert_eq!((tcp.protocol, tcp.dport), (IPPROTO_TCP, server.port));
+}
+
+/// (events, sum of their suppressed counts) from `pid` to UDP `port`.
+fn tally(events: &[RawEvent], pid: u32, port: u16) -> (u64, u64) {
+    connects(events)
+        .filter(|c| c.tgid == pid && c.dport == port && c.protocol == IPPROTO_UDP)
+        .fold((0, 0), |(n, s), c| (n + 1, s + u64::from(c.suppressed)))
+}
+
+#[tokio::test]
+async fn exec_events_carry_filename_and_argv_and_exits_follow() {
+    let mut capture = start(ProbeChoice::Auto);
+    let mut child = Command::new("/bin/true")
+        .args(["alpha", "beta gamma"])
+        .spawn()
+        .expect("running /bin/true");
+    let pid = child.id();
+    assert!(child.wait().expect("waiting for /bin/true").success());
+
+    let events = collect_until(&mut capture, Duration::from_secs(5), |evs| {
+        let exec = evs
+            .iter()
+            .any(|e| matches!(e, RawEvent::Exec(x) if x.tgid == pid));
+        let exit = evs
+            .iter()
+            .any(|e| matches!(e, RawEvent::Exit(x) if x.tgid == pid));
+        exec && exit
+    })
+    .await;
+    let exec: &ExecEvent = events
+        .iter()
+        .find_map(|e| match e {
+            RawEvent::Exec(x) if x.tgid == pid => Some(&**x),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no exec event for /bin/true pid {pid}"));
+    assert_eq!(&exec.filename[..exec.filename_len as usize], b"/bin/true");
+    assert_eq!(
+        &exec.args[..exec.args_len as usize],
+        b"/bin/true\0alpha\0beta gamma\0"
+    );
+    assert_eq!(exec.args_truncated, 0);
+    assert_eq!(exec.ppid, std::process::id(), "the test process spawned it");
+    assert_eq!(exec.uid, 0);
+    assert_eq!(&exec.comm[..4], b"true");
+    assert!(exec.start_time_ns > 0 && exec.start_time_ns <= exec.ktime_ns);
+
+    let exit = events
+        .iter()
+        .find_map(|e| match e {
+            RawEvent::Exit(x) if x.tgid == pid => Some(x),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no exit event for /bin/true pid {pid}"));
+    assert!(exit.ktime_ns >= exec.ktime_ns);
+    assert_eq!(
+        exit.start_time_ns, exec.start_time_ns,
+        "same process, same start time"
+    );
+    let stats = capture.kernel_stats().expect("kernel_stats");
+    assert!(stats.execs >= 1 && stats.exits >= 1);
+}
+
+#[tokio::test]
+async fn long_argv_is_cut_and_flagged() {
+    let mut capture = start(ProbeChoice::Auto);
+    let long = "x".repeat(2000);
+    let mut child = Command::new("/bin/true")
+        .arg(&long)
+        .spawn()
+        .expect("running /bin/true");
+    let pid = child.id();
+    assert!(child.wait().expect("waiting").success());
+    let events = collect_until(&mut capture, Duration::from_secs(5), |evs| {
+        evs.iter()
+            .any(|e| matches!(e, RawEvent::Exec(x) if x.tgid == pid))
+    })
+    .await;
+    let exec = events
+        .iter()
+        .find_map(|e| match e {
+            RawEvent::Exec(x) if x.tgid == pid => Some(x),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no exec event for pid {pid}"));
+    assert_eq!(exec.args_truncated, 1);
+    assert_eq!(exec.args_len as usize, monitor_common::ARGS_LEN);
+    assert!(exec.args[..exec.args_len as usize].starts_with(b"/bin/true\0xxxx"));
+}
+
+#[tokio::test]
+async fn the_monitors_own_connections_are_excluded() {
+    let server = HttpServer::start("127.0.0.1");
+    // Excluding this process: its own connect is not reported, curl's is.
+    let mut capture = start(ProbeChoice::Auto);
+    let own = std::net::TcpStream::connect(("127.0.0.1", server.port)).expect("own connect");
+    drop(own);
+    let curl_pid = curl(&format!("http://127.0.0.1:{}/", server.port));
+    let events = collect_until(&mut capture, Duration::from_secs(5), |evs| {
+        connects(evs).any(|c| c.tgid == curl_pid)
+    })
+    .await;
+    assert!(
+        connects(&events).any(|c| c.tgid == curl_pid),
+        "curl's connect is missing"
+    );
+    let me = std::process::id();
+    assert!(
+        connects(&events).all(|c| c.tgid != me),
+        "the excluded process's own connect was reported"
+    );
+    drop(capture);
+
+    // Not excluded: the same connect is reported.
+    let mut cfg = config(ProbeChoice::Auto);
+    cfg.exclude_tgid = 1;
+    let mut capture = Capture::start(&cfg).expect("Capture::start");
+    let own = std::net::TcpStream::connect(("127.0.0.1", server.port)).expect("own connect");
+    drop(own);
+    let events = collect_until(&mut capture, Duration::from_secs(5), |evs| {
+        connects(evs).any(|c| c.tgid == me && c.dport == server.port)
+    })
+    .await;
+    assert!(
+        connects(&events).any(|c| c.tgid == me && c.dport == server.port),
+        "without exclusion this process's connect must be reported"
+    );
+}
+
+#[tokio::test]
+async fn forced_backends_attach_every_hook_or_fail_naming_it() {
+    require_root();
+    for (choice, name) in [
+        (ProbeChoice::Fentry, "fentry"),
+        (ProbeChoice::Kprobe, "kprobe"),
+    ] {
+        match Capture::start(&config(choice)) {
+            Ok(capture) => {
+                for status in capture.hooks() {
+                    assert_eq!(status.backend, name, "{status:?}");
+                    assert!(status.skipped.is_empty(), "{status:?}");
+                }
+            }
+            Err(err @ CaptureError::BackendUnavailable { .. }) => {
+                let text = err.to_string();
+                assert!(text.contains(&format!("--probe {name}")), "{text}");
+                assert!(
+                    text.contains("tcp_connect"),
+                    "the first hook is named: {text}"
+                );
+            }
+            Err(other) => panic!("--probe {name}: unexpected error kind: {other}"),
+        }
+    }
+    let capture = Capture::start(&config(ProbeChoice::Tracepoint)).expect("tracepoint backend");
+    let backends: Vec<&str> = capture.hooks().iter().map(|h| h.backend).collect();
+    assert_eq!(backends, ["tracepoint", "cgroup", "cgroup"]);
+    assert!(capture.hooks().iter().all(|h| h.skipped.is_empty()));
+}
+
+/// `bpftool prog show` ids.
+fn bpftool_prog_ids() -> HashSet<u32> {
+    require_program("bpftool");
+    let out = Command::new("bpftool")
+        .args(["-j", "prog", "show"])
+        .output()
+        .expect("running bpftool");
+    assert!(out.status.success(), "bpftool prog show failed: {out:?}");
+    let progs: Vec<serde_json::Value> =
+        serde_json::from_slice(&out.stdout).expect("bpftool JSON output");
+    progs
+        .iter()
+        .filter_map(|p| p["id"].as_u64())
+        .map(|id| id as u32)
+        .collect()
+}
+
+#[tokio::test]
+async fn drop_and_shutdown_leave_no_program_behind() {
+    for use_shutdown in [false, true] {
+        let capture = start(ProbeChoice::Auto);
+        let ids: Vec<u32> = capture.program_ids().to_vec();
+        // Process tracking (2) plus at least one program per hook.
+        assert!(ids.len() >= 5, "{ids:?}");
+        let listed = bpftool_prog_ids();
+        assert!(
+            ids.iter().all(|id| listed.contains(id)),
+            "bpftool lists {listed:?}, not all of {ids:?}"
+        );
+        if use_shutdown {
+            capture.shutdown().expect("shutdown");
+        } else {
+            drop(capture);
+        }
+        // Link release is deferred to a kernel work queue: give it a moment.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut left: Vec<u32>;
+        loop {
+            let listed = bpftool_prog_ids();
+            left = ids
+                .iter()
+                .copied()
+                .filter(|id| listed.contains(id))
+                .collect();
+            if left.is_empty() || Instant::now() > deadline {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(
+            left.is_empty(),
+            "bpftool still lists programs {left:?} (shutdown: {use_shutdown})"
+        );
+    }
+}
+
+#[test]
+fn start_without_capabilities_fails_naming_them() {
+    if std::env::var_os(UNPRIVILEGED_CHILD).is_some() {
+        // The child, run by the parent below with every capability dropped.
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let _guard = rt.enter();
+        let started = Instant::now();
+        match Capture::start(&config(ProbeChoice::Auto)) {
+            Err(err @ CaptureError::NotPrivileged { .. }) => {
+                let text = err.to_string();
+                for cap in [
+                    "CAP_BPF",
+                    "CAP_PERFMON",
+                    "CAP_NET_ADMIN",
+                    "CAP_SYS_ADMIN",
+                    "root",
+                ] {
+                    assert!(text.contains(cap), "{text}");
+                }
+                assert!(
+                    started.elapsed() < Duration::from_secs(1),
+                    "must fail at once"
+                );
+            }
+            Err(other) => panic!("expected NotPrivileged, got: {other}"),
+            Ok(_) => panic!("Capture::start succeeded without capabilities"),
+        }
+        return;
+    }
+    require_root();
+    require_program("setpriv");
+    let exe = std::env::current_exe().expect("test binary path");
+    let out = Command::new("setpriv")
+        .args(["--bounding-set=-all", "--inh-caps=-all"])
+        .arg(exe)
+        .args([
+            "--exact",
+            "start_without_capabilities_fails_naming_them",
+            "--test-threads=1",
+        ])
+        .env(UNPRIVILEGED_CHILD, "1")
+        .output()
+        .expect("running the test binary under setpriv");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("1 passed"),
+        "the capability-less child failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
