@@ -78,6 +78,8 @@ pub struct RunArgs {
     /// stdout | file:PATH | syslog | syslog+udp://HOST:PORT | syslog+tcp://HOST:PORT. Repeatable.
     #[arg(long = "output", value_name = "SPEC")]
     pub outputs: Vec<String>,
+    /// Syslog message format (default: RFC 5424 over the network, RFC 3164 on /dev/log,
+    /// which is what local syslog daemons parse there).
     #[arg(long, value_enum)]
     pub syslog_format: Option<SyslogFormatArg>,
     /// Seconds between metric records (0: only on SIGUSR1).
@@ -105,8 +107,9 @@ pub struct ReplayArgs {
     /// Output specs, as for `run`. Repeatable; default stdout.
     #[arg(long = "output", value_name = "SPEC")]
     pub outputs: Vec<String>,
-    #[arg(long, value_enum, default_value = "rfc5424")]
-    pub syslog_format: SyslogFormatArg,
+    /// Syslog message format (default: RFC 5424 over the network, RFC 3164 on /dev/log).
+    #[arg(long, value_enum)]
+    pub syslog_format: Option<SyslogFormatArg>,
     /// Also write every replayed event.
     #[arg(long)]
     pub events: bool,

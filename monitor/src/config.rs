@@ -13,7 +13,7 @@ use serde::Deserialize;
 
 use crate::cli::{ProbeArg, RunArgs, SyslogFormatArg};
 use crate::detect::BeaconConfig;
-use crate::output::{OutputConfig, OutputSpec, SyslogFormat};
+use crate::output::{Facility, OutputConfig, OutputSpec, SyslogFormat};
 use crate::process::ProcessTableConfig;
 use crate::rules::RuleSet;
 
@@ -33,9 +33,76 @@ pub struct ConfigFile {
     pub poll_interval_ms: Option<u64>,
     pub user: Option<String>,
     pub shutdown_deadline_secs: Option<u64>,
-    pub output: OutputConfig,
+    pub output: OutputSection,
     pub process: ProcessTableConfig,
     pub beacon: BeaconConfig,
+}
+
+/// The `[output]` table: syslog delivery settings. Each key left out keeps
+/// `OutputConfig::default()` (documented there and in packaging/monitor.toml).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OutputSection {
+    pub facility: Option<String>,
+    pub app_name: Option<String>,
+    pub hostname: Option<String>,
+    pub sd_id: Option<String>,
+    pub local_socket: Option<PathBuf>,
+    pub max_message_bytes: Option<usize>,
+    pub queue_capacity: Option<usize>,
+    pub spool_dir: Option<PathBuf>,
+    pub spool_max_bytes: Option<u64>,
+    pub spool_fsync_ms: Option<u64>,
+    pub reconnect_min_ms: Option<u64>,
+    pub reconnect_max_ms: Option<u64>,
+    pub connect_timeout_ms: Option<u64>,
+}
+
+impl OutputSection {
+    fn apply(self, mut c: OutputConfig) -> anyhow::Result<OutputConfig> {
+        if let Some(f) = self.facility {
+            c.facility = f
+                .parse::<Facility>()
+                .map_err(|e| anyhow!("[output] facility {f:?}: {e}"))?;
+        }
+        if let Some(v) = self.app_name {
+            c.app_name = v;
+        }
+        if self.hostname.is_some() {
+            c.hostname = self.hostname;
+        }
+        if let Some(v) = self.sd_id {
+            c.sd_id = v;
+        }
+        if let Some(v) = self.local_socket {
+            c.local_socket = v;
+        }
+        if let Some(v) = self.max_message_bytes {
+            c.max_message_bytes = v;
+        }
+        if let Some(v) = self.queue_capacity {
+            c.queue_capacity = v;
+        }
+        if let Some(v) = self.spool_dir {
+            c.spool_dir = v;
+        }
+        if let Some(v) = self.spool_max_bytes {
+            c.spool_max_bytes = v;
+        }
+        if let Some(v) = self.spool_fsync_ms {
+            c.spool_fsync_interval = Duration::from_millis(v);
+        }
+        if let Some(v) = self.reconnect_min_ms {
+            c.reconnect_min = Duration::from_millis(v);
+        }
+        if let Some(v) = self.reconnect_max_ms {
+            c.reconnect_max = Duration::from_millis(v);
+        }
+        if let Some(v) = self.connect_timeout_ms {
+            c.connect_timeout = Duration::from_millis(v);
+        }
+        Ok(c)
+    }
 }
 
 /// Everything `monitor run` needs, after merging file and flags.
@@ -98,12 +165,12 @@ impl RunConfig {
                     .map_err(|e| anyhow!("output {s:?}: {e}"))
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
-        let mut output = file.output;
+        let mut output = file.output.apply(OutputConfig::default())?;
         if let Some(f) = args.syslog_format.or(file.syslog_format) {
-            output.syslog_format = match f {
+            output.syslog_format = Some(match f {
                 SyslogFormatArg::Rfc5424 => SyslogFormat::Rfc5424,
                 SyslogFormatArg::Rfc3164 => SyslogFormat::Rfc3164,
-            };
+            });
         }
         let ringbuf_bytes = args
             .ringbuf_bytes

@@ -112,7 +112,7 @@ fn replay_command(args: ReplayArgs) -> Result<(), Failure> {
     let rules = Arc::new(load_rules(&args.rules)?);
     let specs = parse_outputs(&args.outputs)?;
     let cfg = OutputConfig {
-        syslog_format: syslog_format(args.syslog_format),
+        syslog_format: args.syslog_format.map(syslog_format),
         ..OutputConfig::default()
     };
     let rt = tokio::runtime::Builder::new_current_thread()

@@ -12,21 +12,10 @@ use serde_json::json;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 use crate::capture::Capture;
-use crate::output::OutputHub;
+use crate::output::{OutputHub, SinkStats};
 use crate::pipeline::Pipeline;
 use crate::process::ProcessTable;
 use crate::record::Timestamp;
-
-#[derive(Clone, Debug, Default, Serialize)]
-pub struct SinkCounters {
-    pub name: String,
-    pub sent: u64,
-    pub queued: u64,
-    pub spooled: u64,
-    pub spool_bytes: u64,
-    pub dropped: u64,
-    pub errors: u64,
-}
 
 /// One reading of every counter.
 #[derive(Clone, Debug, Default, Serialize)]
@@ -47,7 +36,7 @@ pub struct MetricsSnapshot {
     pub beacon_keys: u64,
     pub alerts: u64,
     pub alerts_by_rule: BTreeMap<String, u64>,
-    pub outputs: Vec<SinkCounters>,
+    pub outputs: Vec<SinkStats>,
 }
 
 impl MetricsSnapshot {
@@ -86,7 +75,7 @@ impl MetricsSnapshot {
         s.alerts = c.alerts;
         s.alerts_by_rule = c.alerts_by_rule.clone();
         s.beacon_keys = pipeline.beacon_keys() as u64;
-        s.outputs = hub.stats().sinks_counters();
+        s.outputs = hub.stats().outputs;
         s
     }
 
@@ -164,10 +153,10 @@ impl SharedMetrics {
                 .map(|(r, n)| (lbl("rule", r), *n))
                 .collect::<Vec<_>>(),
         );
-        let per_sink = |f: fn(&SinkCounters) -> u64| {
+        let per_sink = |f: fn(&SinkStats) -> u64| {
             s.outputs
                 .iter()
-                .map(|o| (lbl("output", &o.name), f(o)))
+                .map(|o| (lbl("output", &o.output), f(o)))
                 .collect::<Vec<_>>()
         };
         counter(&mut t, "output_sent_total", "Records delivered, per output.", &per_sink(|o| o.sent));
@@ -181,7 +170,7 @@ impl SharedMetrics {
             }
         };
         gauge(&mut t, "output_queue_depth", "Records waiting in memory, per output.", &per_sink(|o| o.queued));
-        gauge(&mut t, "output_spool_records", "Records waiting in the on-disk spool, per output.", &per_sink(|o| o.spooled));
+        gauge(&mut t, "output_spool_records", "Records waiting in the on-disk spool, per output.", &per_sink(|o| o.spool_records));
         gauge(&mut t, "process_table_entries", "Processes tracked.", &[(String::new(), s.process_table_entries)]);
         gauge(&mut t, "beacon_keys", "Keys tracked by the beacon detector.", &[(String::new(), s.beacon_keys)]);
         gauge(
