@@ -224,7 +224,7 @@ pub fn run(opts: &BenchOptions) -> Result<()> {
             opts.monitor_bin.display()
         );
     }
-    for (tool, package) in [("bpftrace", "bpftrace"), ("ip", "iproute2")] {
+    for (tool, package) in [("bpftrace", "bpftrace"), ("bpftool", "bpftool"), ("ip", "iproute2")] {
         if Command::new(tool).arg("-V").output().is_err() {
             bail!(
                 "`{tool}` is missing (Debian package {package}; `cargo xtask bootstrap --test-packages` installs it)"
