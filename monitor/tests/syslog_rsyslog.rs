@@ -253,6 +253,79 @@ async fn receiver_down_then_back_every_alert_arrives_once_in_order() {
     }
 }
 
+/// UDP is best effort, and the test says how much: while the receiver is down, each lost
+/// datagram shows up as one send error (the ICMP error comes back on the next send), the
+/// failed ones are spooled or kept and re-sent, so what arrives is in order, without
+/// duplicates, and at most `errors` records are missing. (The backlog is kept small here:
+/// a receiver's socket buffer can also overflow, which no sender can see.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn udp_across_an_outage_loses_at_most_one_datagram_per_error() {
+    let dir = tempdir();
+    let mut rs = Rsyslog::start(dir.path());
+    let cfg = config(&dir.path().join("spool"), &rs);
+    let hub = OutputHub::open(&[udp(&rs)], &cfg).await.unwrap();
+    let is_case = |l: &RsyslogLine| l.label("case").as_deref() == Some("udp-outage");
+    let seqs = |rs: &Rsyslog| -> Vec<u64> {
+        rs.lines("udp")
+            .iter()
+            .filter(|l| is_case(l))
+            .map(|l| l.label("seq").unwrap().parse().unwrap())
+            .collect()
+    };
+    for seq in 0..10 {
+        hub.send(OutputRecord::from_alert(&alert("udp-outage", seq)))
+            .await;
+    }
+    rs.wait_lines("udp", 10, WAIT, is_case);
+    rs.stop();
+    for seq in 10..60 {
+        hub.send(OutputRecord::from_alert(&alert("udp-outage", seq)))
+            .await;
+        if seq % 10 == 0 {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let during = hub.stats().outputs[0].clone();
+    rs.restart();
+    hub.send(OutputRecord::from_alert(&alert("udp-outage", 60)))
+        .await;
+    let deadline = std::time::Instant::now() + WAIT;
+    let got = loop {
+        let got = seqs(&rs);
+        if got.last() == Some(&60) {
+            break got;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} arrived: {got:?} {:?}",
+            got.len(),
+            hub.stats()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(
+        got.windows(2).all(|w| w[0] < w[1]),
+        "in order, no duplicates: {got:?}"
+    );
+    let s = hub.stats().outputs[0].clone();
+    let missing = 61 - got.len() as u64;
+    assert!(during.errors > 0 && during.queued > 0, "{during:?}");
+    assert!(
+        missing >= 1,
+        "a datagram sent into the outage is lost: {got:?}"
+    );
+    assert!(
+        missing <= s.errors,
+        "{missing} lost but only {} errors: {s:?}",
+        s.errors
+    );
+    // Backoff grows while the receiver stays down (100 ms doubling to 500 ms here), so a
+    // 2.5 s outage costs a handful of datagrams, not one per 100 ms.
+    assert!(s.errors <= 10, "{s:?}");
+    hub.shutdown(Duration::from_secs(5)).await.unwrap();
+}
+
 /// SIGTERM with the receiver down: the queue goes to the spool, and the next start sends it
 /// first, before the new records.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

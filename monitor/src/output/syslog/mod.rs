@@ -63,8 +63,8 @@
 //! - UDP: best effort. The only failure a sender sees is an ICMP error reported on the
 //!   *next* send (ECONNREFUSED), so while a receiver is down, the datagram sent just before
 //!   each error is lost (one per retry: at most one every `reconnect_max` once the backoff
-//!   has grown); the failed ones are spooled and re-sent. Loss in the network is never
-//!   seen.
+//!   has grown); the failed ones are kept and re-sent. Loss in the network, and a burst of
+//!   backlog overflowing the receiver's socket buffer, are never seen.
 
 pub mod fit;
 pub mod format;

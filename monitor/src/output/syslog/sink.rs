@@ -474,7 +474,10 @@ async fn deliver(
                 "the socket refused messages as too large (EMSGSIZE); lower max_message_bytes",
             );
         }
-        if ok > 0 {
+        // Reset only after a batch went out whole: a UDP send succeeds just before the
+        // error the receiver's ICMP causes, and resetting then would retry (and lose a
+        // datagram) every `reconnect_min` for as long as the receiver is down.
+        if ok > 0 && sent.error.is_none() {
             backoff = timing.reconnect_min;
             if let Some(since) = down_since.take() {
                 let (queued, spooled) = shared.backlog();
