@@ -12,9 +12,8 @@ use std::sync::Arc;
 use super::condition::{self, CondAst, OfTarget};
 use super::error::RuleError;
 use super::field::{Field, FieldKind};
-use super::matcher::{
-    self, CmpOp, FieldAutomaton, IpSet, NumSet, StrMode, Test, TestId, Tests,
-};
+use super::matcher::{self, CmpOp, IpSet, NumSet, Test, TestId, Tests};
+use super::strset::{self, PatternSpec, StrMode, StringSet};
 use super::yaml::{self, Node, NodeKind, Pos, Value};
 use crate::record::{Level, RuleMeta};
 
@@ -30,6 +29,8 @@ pub(crate) struct Source {
 /// A compiled condition over test ids.
 #[derive(Debug)]
 pub(crate) enum Cond {
+    /// Known at load time (a test on a field the monitor never fills, `Initiated`).
+    Const(bool),
     Test(TestId),
     And(Box<[Cond]>),
     Or(Box<[Cond]>),
@@ -45,6 +46,7 @@ impl Cond {
         s: &mut super::matcher::Scratch,
     ) -> bool {
         match self {
+            Cond::Const(b) => *b,
             Cond::Test(id) => tests.eval(*id, rec, s),
             Cond::And(c) => c.iter().all(|c| c.eval(tests, rec, s)),
             Cond::Or(c) => c.iter().any(|c| c.eval(tests, rec, s)),
@@ -64,8 +66,37 @@ impl Cond {
         }
     }
 
+    /// `and` inside `and` (and `or` inside `or`) become one level, and one-operand nodes
+    /// their operand: selections pasted into conditions nest deeply otherwise.
+    fn flatten(&mut self) {
+        match self {
+            Cond::And(c) | Cond::Or(c) | Cond::AtLeast(_, c) => {
+                c.iter_mut().for_each(Cond::flatten)
+            }
+            Cond::Not(c) => c.flatten(),
+            Cond::Test(_) | Cond::Const(_) => {}
+        }
+        let is_and = matches!(self, Cond::And(_));
+        if let Cond::And(c) | Cond::Or(c) = self {
+            let mut flat = Vec::with_capacity(c.len());
+            for x in std::mem::take(c).into_vec() {
+                match x {
+                    Cond::And(inner) if is_and => flat.extend(inner.into_vec()),
+                    Cond::Or(inner) if !is_and => flat.extend(inner.into_vec()),
+                    x => flat.push(x),
+                }
+            }
+            if flat.len() == 1 {
+                *self = flat.pop().expect("one");
+            } else {
+                *c = flat.into_boxed_slice();
+            }
+        }
+    }
+
     fn cost(&self, tests: &[Test]) -> u32 {
         match self {
+            Cond::Const(_) => 0,
             Cond::Test(id) => tests[*id as usize].cost(tests),
             Cond::And(c) | Cond::Or(c) | Cond::AtLeast(_, c) => {
                 c.iter().map(|c| c.cost(tests)).sum()
@@ -76,7 +107,68 @@ impl Cond {
 
     /// Sigma conditions have no side effects, so `and`/`or` operands may run in any
     /// order: cheap ones (port bitsets, address tables) first.
+    /// Replaces tests whose outcome is known at load time by constants, and simplifies.
+    pub fn fold(&mut self, tests: &[Test]) {
+        match self {
+            Cond::Test(id) => {
+                if let Some(b) = tests[*id as usize].constant(tests) {
+                    *self = Cond::Const(b);
+                }
+            }
+            Cond::Not(c) => {
+                c.fold(tests);
+                if let Cond::Const(b) = **c {
+                    *self = Cond::Const(!b);
+                }
+            }
+            Cond::And(c) | Cond::Or(c) | Cond::AtLeast(_, c) => {
+                c.iter_mut().for_each(|x| x.fold(tests));
+            }
+            Cond::Const(_) => {}
+        }
+        let folded = match self {
+            Cond::And(c) => {
+                if c.iter().any(|x| matches!(x, Cond::Const(false))) {
+                    Some(Cond::Const(false))
+                } else {
+                    let rest: Vec<Cond> = std::mem::take(c)
+                        .into_vec()
+                        .into_iter()
+                        .filter(|x| !matches!(x, Cond::Const(true)))
+                        .collect();
+                    Some(if rest.is_empty() {
+                        Cond::Const(true)
+                    } else {
+                        Cond::And(rest.into_boxed_slice())
+                    })
+                }
+            }
+            Cond::Or(c) => {
+                if c.iter().any(|x| matches!(x, Cond::Const(true))) {
+                    Some(Cond::Const(true))
+                } else {
+                    let rest: Vec<Cond> = std::mem::take(c)
+                        .into_vec()
+                        .into_iter()
+                        .filter(|x| !matches!(x, Cond::Const(false)))
+                        .collect();
+                    Some(if rest.is_empty() {
+                        Cond::Const(false)
+                    } else {
+                        Cond::Or(rest.into_boxed_slice())
+                    })
+                }
+            }
+            _ => None,
+        };
+        if let Some(f) = folded {
+            *self = f;
+        }
+    }
+
     fn order_by_cost(&mut self, tests: &[Test]) {
+        self.fold(tests);
+        self.flatten();
         match self {
             Cond::And(c) | Cond::Or(c) => {
                 for x in c.iter_mut() {
@@ -86,7 +178,7 @@ impl Cond {
             }
             Cond::AtLeast(_, c) => c.iter_mut().for_each(|x| x.order_by_cost(tests)),
             Cond::Not(c) => c.order_by_cost(tests),
-            Cond::Test(_) => {}
+            Cond::Test(_) | Cond::Const(_) => {}
         }
     }
 }
@@ -278,8 +370,8 @@ impl Ctx<'_> {
 struct Compiler {
     tests: Vec<Test>,
     test_keys: HashMap<String, TestId>,
-    /// Per field: patterns in automaton order, and their index.
-    patterns: BTreeMap<Field, (Vec<String>, HashMap<String, u32>)>,
+    /// Per field: patterns in string-set order, and their index.
+    patterns: BTreeMap<Field, (Vec<PatternSpec>, HashMap<String, u32>)>,
     lists: HashMap<String, Vec<ListDef>>,
 }
 
@@ -383,16 +475,16 @@ pub(crate) fn compile(sources: &[Source]) -> Compiled {
         }
     }
 
-    // One automaton per field over every rule's patterns.
+    // One string set per field over every rule's patterns.
     let mut tests = Tests {
         tests: std::mem::take(&mut c.tests),
         ..Tests::default()
     };
     for (field, (patterns, _)) in std::mem::take(&mut c.patterns) {
-        match FieldAutomaton::build(field, &patterns) {
+        match StringSet::build(field, &patterns) {
             Ok(a) => {
-                tests.automaton_of[field as usize] = Some(tests.automata.len() as u16);
-                tests.automata.push(a);
+                tests.set_of[field as usize] = Some(tests.sets.len() as u16);
+                tests.sets.push(a);
             }
             Err(e) => out.errors.push(RuleError::Read {
                 path: PathBuf::from(format!("(all rules, field {})", field.ecs_name())),
@@ -403,8 +495,33 @@ pub(crate) fn compile(sources: &[Source]) -> Compiled {
             }),
         }
     }
+    for t in &mut tests.tests {
+        if let Test::Patterns {
+            field,
+            patterns,
+            mask,
+            ..
+        } = t
+            && let Some(set) = tests.set_of[*field as usize]
+        {
+            let mut m = vec![0u64; tests.sets[set as usize].len().div_ceil(64)];
+            for &p in patterns.iter() {
+                m[(p >> 6) as usize] |= 1 << (p & 63);
+            }
+            *mask = m.into_boxed_slice();
+        }
+    }
     for r in &mut out.rules {
         r.condition.order_by_cost(&tests.tests);
+        for (_, cases) in &mut r.labels {
+            cases.iter_mut().filter_map(|c| c.when.as_mut()).for_each(|w| w.fold(&tests.tests));
+        }
+        for c in r.risk.iter_mut().filter_map(|c| c.when.as_mut()) {
+            c.fold(&tests.tests);
+        }
+        for c in r.level_cases.iter_mut().filter_map(|c| c.when.as_mut()) {
+            c.fold(&tests.tests);
+        }
     }
     out.tests = tests;
     out
@@ -973,14 +1090,15 @@ impl Compiler {
         id
     }
 
-    fn pattern(&mut self, field: Field, p: String) -> u32 {
+    fn pattern(&mut self, field: Field, p: PatternSpec) -> u32 {
         let (list, index) = self.patterns.entry(field).or_default();
-        if let Some(&i) = index.get(&p) {
+        let key = format!("{p:?}");
+        if let Some(&i) = index.get(&key) {
             return i;
         }
         let i = list.len() as u32;
-        list.push(p.clone());
-        index.insert(p, i);
+        list.push(p);
+        index.insert(key, i);
         i
     }
 
@@ -1267,17 +1385,22 @@ impl Compiler {
                 ));
             }
             let pat = if mods.re {
-                matcher::regex_pattern(&text, mods.re_i, mods.re_m, mods.re_s)
+                let re = matcher::regex_pattern(&text, mods.re_i, mods.re_m, mods.re_s);
+                if let Err(e) = strset::check_regex(&re) {
+                    return Err(ctx.err(
+                        *p,
+                        "modifier `re`",
+                        format!("`{text}` is not a regular expression this engine supports: {e}"),
+                    ));
+                }
+                PatternSpec::Regex(re)
             } else {
-                matcher::string_pattern(&text, mods.mode.unwrap_or(StrMode::Exact), mods.cased)
+                PatternSpec::Wildcard {
+                    value: text.clone(),
+                    mode: mods.mode.unwrap_or(StrMode::Exact),
+                    cased: mods.cased,
+                }
             };
-            if let Err(e) = matcher::check_pattern(&pat) {
-                return Err(ctx.err(
-                    *p,
-                    if mods.re { "modifier `re`".to_string() } else { construct.to_string() },
-                    format!("`{text}` does not compile: {}", first_line(&e)),
-                ));
-            }
             let pid = self.pattern(field, pat);
             patterns.push(pid);
             if mods.all {
@@ -1287,6 +1410,7 @@ impl Compiler {
                         field,
                         patterns: Box::new([pid]),
                         all: false,
+                        mask: Box::new([]),
                     },
                 ));
             }
@@ -1310,6 +1434,7 @@ impl Compiler {
                                 field,
                                 patterns: sorted.into_boxed_slice(),
                                 all: true,
+                                mask: Box::new([]),
                             },
                         ));
                     }
@@ -1329,6 +1454,7 @@ impl Compiler {
                     field,
                     patterns: patterns.into_boxed_slice(),
                     all: false,
+                    mask: Box::new([]),
                 },
             ));
         }
@@ -1544,10 +1670,6 @@ struct Ext {
     group: Option<GroupSpec>,
 }
 
-fn first_line(s: &str) -> String {
-    s.replace('\n', " ")
-}
-
 fn has_wildcard(s: &str) -> bool {
     s.contains(['*', '?'])
 }
@@ -1657,6 +1779,7 @@ fn parse_mods<'a>(
 /// Conditions are small trees of ids; cloning one for a second use is cheap.
 fn clone_cond(c: &Cond) -> Cond {
     match c {
+        Cond::Const(b) => Cond::Const(*b),
         Cond::Test(i) => Cond::Test(*i),
         Cond::And(x) => Cond::And(x.iter().map(clone_cond).collect()),
         Cond::Or(x) => Cond::Or(x.iter().map(clone_cond).collect()),

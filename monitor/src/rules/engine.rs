@@ -58,7 +58,7 @@ pub struct RuleEngine {
 
 impl RuleEngine {
     pub fn new(rules: Arc<RuleSet>) -> Self {
-        let scratch = Scratch::new(rules.tests.tests.len(), &rules.tests.automata);
+        let scratch = Scratch::new(rules.tests.tests.len(), &rules.tests.sets);
         RuleEngine {
             rules,
             scratch,
@@ -73,7 +73,7 @@ impl RuleEngine {
     /// Swaps in a new rule set (hot reload). Open groups stay open and keep the rule
     /// metadata they started with; new matches of a rule with the same id join them.
     pub fn set_rules(&mut self, rules: Arc<RuleSet>) {
-        self.scratch = Scratch::new(rules.tests.tests.len(), &rules.tests.automata);
+        self.scratch = Scratch::new(rules.tests.tests.len(), &rules.tests.sets);
         self.rules = rules;
     }
 
@@ -87,7 +87,7 @@ impl RuleEngine {
         self.advance(rec.timestamp, out);
         let rules = Arc::clone(&self.rules);
         self.scratch.reset();
-        for rule in &rules.rules {
+        for rule in rules.active() {
             if !rule.condition.eval(&rules.tests, rec, &mut self.scratch) {
                 continue;
             }
@@ -105,11 +105,21 @@ impl RuleEngine {
         let rules = Arc::clone(&self.rules);
         self.scratch.reset();
         rules
-            .rules
-            .iter()
+            .active()
             .filter(|r| r.condition.eval(&rules.tests, rec, &mut self.scratch))
             .map(|r| r.meta.id.clone())
             .collect()
+    }
+
+    /// How many rules match `rec`: the evaluation alone, without building alerts or
+    /// touching groups, and without allocating (for benchmarks).
+    pub fn match_count(&mut self, rec: &ConnectionRecord) -> usize {
+        let rules = &self.rules;
+        self.scratch.reset();
+        rules
+            .active()
+            .filter(|r| r.condition.eval(&rules.tests, rec, &mut self.scratch))
+            .count()
     }
 
     /// Closes every window that ends at or before `now` (event time).

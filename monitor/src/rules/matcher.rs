@@ -10,11 +10,8 @@
 
 use std::net::IpAddr;
 
-use regex_automata::meta::{self, Regex};
-use regex_automata::util::syntax;
-use regex_automata::{Input, MatchKind, PatternSet};
-
 use super::field::{Field, FieldValue, TextBuf};
+use super::strset::StringSet;
 use crate::record::ConnectionRecord;
 
 /// Index of a test in `Tests::tests`.
@@ -36,6 +33,9 @@ pub(crate) enum Test {
         field: Field,
         patterns: Box<[u32]>,
         all: bool,
+        /// `patterns` as a bitmask over the field's string set (filled in once every
+        /// rule is compiled): a test is a few word ANDs, whatever the list length.
+        mask: Box<[u64]>,
     },
     Numbers {
         field: Field,
@@ -82,6 +82,62 @@ impl Test {
             Test::AnyOf(ids) | Test::AllOf(ids) => {
                 ids.iter().map(|&i| tests[i as usize].cost(tests)).sum()
             }
+        }
+    }
+}
+
+impl Test {
+    /// The outcome when it is the same for every record: tests on fields the monitor never
+    /// fills, and on `Initiated` (every record is an outbound connection).
+    pub fn constant(&self, tests: &[Test]) -> Option<bool> {
+        let never = |f: &Field| f.never_filled();
+        match self {
+            Test::Patterns { field, .. }
+            | Test::Numbers { field, .. }
+            | Test::Compare { field, .. }
+            | Test::Addresses { field, .. }
+                if never(field) =>
+            {
+                Some(false)
+            }
+            Test::Bool { field, .. } if never(field) => Some(false),
+            Test::Bool {
+                field: Field::Initiated,
+                value,
+            } => Some(*value),
+            Test::Null { field } if never(field) => Some(true),
+            Test::Null {
+                field: Field::Initiated,
+            } => Some(false),
+            Test::Exists { field, present } if never(field) => Some(!present),
+            Test::Exists {
+                field: Field::Initiated,
+                present,
+            } => Some(*present),
+            Test::Never => Some(false),
+            Test::AnyOf(ids) => {
+                let vals: Vec<Option<bool>> =
+                    ids.iter().map(|&i| tests[i as usize].constant(tests)).collect();
+                if vals.contains(&Some(true)) {
+                    Some(true)
+                } else if vals.iter().all(|v| *v == Some(false)) {
+                    Some(false)
+                } else {
+                    None
+                }
+            }
+            Test::AllOf(ids) => {
+                let vals: Vec<Option<bool>> =
+                    ids.iter().map(|&i| tests[i as usize].constant(tests)).collect();
+                if vals.contains(&Some(false)) {
+                    Some(false)
+                } else if vals.iter().all(|v| *v == Some(true)) {
+                    Some(true)
+                } else {
+                    None
+                }
+            }
+            _ => None,
         }
     }
 }
@@ -206,62 +262,6 @@ pub(crate) fn parse_cidr(s: &str) -> Option<(IpAddr, u32)> {
     Some((ip, len))
 }
 
-/// Which string comparison a pattern makes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum StrMode {
-    Exact,
-    Contains,
-    StartsWith,
-    EndsWith,
-}
-
-/// Sigma wildcard text to a regex fragment: `*` any run, `?` any one character, `\*` `\?`
-/// `\\` literal, and a backslash before anything else is itself literal (Sigma's rule, so
-/// Windows paths need no doubling).
-pub(crate) fn wildcard_to_regex(value: &str) -> String {
-    let mut out = String::with_capacity(value.len() + 8);
-    let mut lit = String::new();
-    let flush = |lit: &mut String, out: &mut String| {
-        out.push_str(&regex_syntax::escape(lit));
-        lit.clear();
-    };
-    let mut chars = value.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            '\\' => match chars.peek() {
-                Some(&n @ ('*' | '?' | '\\')) => {
-                    chars.next();
-                    lit.push(n);
-                }
-                _ => lit.push('\\'),
-            },
-            '*' => {
-                flush(&mut lit, &mut out);
-                out.push_str(".*");
-            }
-            '?' => {
-                flush(&mut lit, &mut out);
-                out.push('.');
-            }
-            c => lit.push(c),
-        }
-    }
-    flush(&mut lit, &mut out);
-    out
-}
-
-/// A whole pattern for a wildcard value under a mode and case sensitivity.
-pub(crate) fn string_pattern(value: &str, mode: StrMode, cased: bool) -> String {
-    let body = wildcard_to_regex(value);
-    let flags = if cased { "(?s)" } else { "(?is)" };
-    match mode {
-        StrMode::Exact => format!(r"{flags}\A(?:{body})\z"),
-        StrMode::Contains => format!("{flags}(?:{body})"),
-        StrMode::StartsWith => format!(r"{flags}\A(?:{body})"),
-        StrMode::EndsWith => format!(r"{flags}(?:{body})\z"),
-    }
-}
-
 /// A Sigma `re` value with its `i`, `m`, `s` sub-modifiers. Sigma regexes are searches
 /// (unanchored) and case-sensitive unless `i`.
 pub(crate) fn regex_pattern(re: &str, i: bool, m: bool, s: bool) -> String {
@@ -282,63 +282,23 @@ pub(crate) fn regex_pattern(re: &str, i: bool, m: bool, s: bool) -> String {
     }
 }
 
-/// Checks one pattern on its own, so errors name the offending value.
-pub(crate) fn check_pattern(p: &str) -> Result<(), String> {
-    Regex::builder()
-        .syntax(syntax::Config::new())
-        .build(p)
-        .map(|_| ())
-        .map_err(|e| e.to_string())
-}
-
-/// All string patterns of one field, in one automaton.
-#[derive(Debug)]
-pub(crate) struct FieldAutomaton {
-    pub field: Field,
-    pub regex: Regex,
-    pub patterns: usize,
-}
-
-impl FieldAutomaton {
-    pub fn build(field: Field, patterns: &[String]) -> Result<FieldAutomaton, String> {
-        let regex = Regex::builder()
-            .configure(
-                Regex::config()
-                    .match_kind(MatchKind::All)
-                    .nfa_size_limit(Some(256 << 20))
-                    .hybrid_cache_capacity(8 << 20),
-            )
-            .build_many(patterns)
-            .map_err(|e| e.to_string())?;
-        Ok(FieldAutomaton {
-            field,
-            regex,
-            patterns: patterns.len(),
-        })
-    }
-}
-
 /// Per-event working memory, owned by the engine and reused for every event.
 pub(crate) struct Scratch {
     /// Per test: 0 not yet evaluated, 1 false, 2 true.
     memo: Vec<u8>,
-    /// Per automaton: has it run on this event.
+    /// Per string set: has it run on this event.
     ran: Vec<bool>,
-    sets: Vec<PatternSet>,
-    caches: Vec<meta::Cache>,
+    /// Per string set: which of its patterns matched.
+    bits: Vec<Vec<u64>>,
     text: TextBuf,
 }
 
 impl Scratch {
-    pub fn new(tests: usize, automata: &[FieldAutomaton]) -> Scratch {
+    pub fn new(tests: usize, sets: &[StringSet]) -> Scratch {
         Scratch {
             memo: vec![0; tests],
-            ran: vec![false; automata.len()],
-            sets: automata
-                .iter()
-                .map(|a| PatternSet::new(a.patterns))
-                .collect(),
-            caches: automata.iter().map(|a| a.regex.create_cache()).collect(),
+            ran: vec![false; sets.len()],
+            bits: sets.iter().map(|a| vec![0; a.len().div_ceil(64)]).collect(),
             text: TextBuf::new(),
         }
     }
@@ -351,13 +311,13 @@ impl Scratch {
     }
 }
 
-/// What a compiled rule set evaluates against: its tests and per-field automata.
+/// What a compiled rule set evaluates against: its tests and per-field string sets.
 #[derive(Debug, Default)]
 pub(crate) struct Tests {
     pub tests: Vec<Test>,
-    pub automata: Vec<FieldAutomaton>,
-    /// Automaton index per field.
-    pub automaton_of: [Option<u16>; Field::COUNT],
+    pub sets: Vec<StringSet>,
+    /// String set index per field.
+    pub set_of: [Option<u16>; Field::COUNT],
 }
 
 impl Tests {
@@ -374,26 +334,20 @@ impl Tests {
     fn eval_uncached(&self, id: TestId, rec: &ConnectionRecord, s: &mut Scratch) -> bool {
         match &self.tests[id as usize] {
             Test::Patterns {
-                field,
-                patterns,
-                all,
+                field, all, mask, ..
             } => {
-                let Some(a) = self.automaton_of[*field as usize] else {
+                let Some(a) = self.set_of[*field as usize] else {
                     return false;
                 };
                 let a = a as usize;
                 if !s.ran[a] {
-                    self.run_automaton(a, rec, s);
+                    self.run_set(a, rec, s);
                 }
-                let set = &s.sets[a];
+                let bits = &s.bits[a];
                 if *all {
-                    patterns
-                        .iter()
-                        .all(|&p| set.contains(regex_automata::PatternID::new_unchecked(p as usize)))
+                    bits.iter().zip(mask.iter()).all(|(b, m)| b & m == *m)
                 } else {
-                    patterns
-                        .iter()
-                        .any(|&p| set.contains(regex_automata::PatternID::new_unchecked(p as usize)))
+                    bits.iter().zip(mask.iter()).any(|(b, m)| b & m != 0)
                 }
             }
             Test::Numbers { field, set } => match FieldValue::of(rec, *field) {
@@ -429,29 +383,22 @@ impl Tests {
         }
     }
 
-    fn run_automaton(&self, a: usize, rec: &ConnectionRecord, s: &mut Scratch) {
-        let auto = &self.automata[a];
+    fn run_set(&self, a: usize, rec: &ConnectionRecord, s: &mut Scratch) {
+        let set = &self.sets[a];
         s.ran[a] = true;
-        let set = &mut s.sets[a];
-        set.clear();
-        let cache = &mut s.caches[a];
-        let value = FieldValue::of(rec, auto.field);
-        match value {
+        let bits = &mut s.bits[a];
+        bits.fill(0);
+        match FieldValue::of(rec, set.field) {
             FieldValue::Missing => {}
-            FieldValue::Text(t) => {
-                auto.regex
-                    .which_overlapping_matches_with(cache, &Input::new(t), set);
-            }
+            FieldValue::Text(t) => set.run(t, bits),
             FieldValue::List(items) => {
                 for t in items {
-                    auto.regex
-                        .which_overlapping_matches_with(cache, &Input::new(t.as_str()), set);
+                    set.run(t, bits);
                 }
             }
             other => {
                 if let Some(t) = s.text.format(&other) {
-                    auto.regex
-                        .which_overlapping_matches_with(cache, &Input::new(t), set);
+                    set.run(t, bits);
                 }
             }
         }
@@ -461,15 +408,6 @@ impl Tests {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn wildcards_and_escapes() {
-        assert_eq!(wildcard_to_regex("a*b?c"), "a.*b.c");
-        assert_eq!(wildcard_to_regex(r"a\*b"), r"a\*b");
-        assert_eq!(wildcard_to_regex(r"C:\Windows"), r"C:\\Windows");
-        assert_eq!(wildcard_to_regex(r"a\\*"), r"a\\.*");
-        assert_eq!(wildcard_to_regex("1.2"), r"1\.2");
-    }
 
     #[test]
     fn cidr_tables_compare_by_value() {

@@ -34,6 +34,7 @@ mod engine;
 mod error;
 mod field;
 mod matcher;
+mod strset;
 mod yaml;
 
 use std::path::PathBuf;
@@ -177,6 +178,13 @@ impl RuleSet {
         self.rules.is_empty()
     }
 
+    /// Rules that can match at all (a condition that folded to false at load is skipped).
+    fn active(&self) -> impl Iterator<Item = &Rule> {
+        self.rules
+            .iter()
+            .filter(|r| !matches!(r.condition, compile::Cond::Const(false)))
+    }
+
     pub fn summaries(&self) -> Vec<RuleSummary> {
         self.rules
             .iter()
@@ -200,21 +208,31 @@ impl RuleSet {
 fn report(c: Compiled, skipped: Vec<RuleError>) -> LoadReport {
     let mut warnings = c.warnings;
     for r in &c.rules {
-        for f in &r.unfilled_fields {
-            warnings.push(format!(
-                "{}:{}: rule {}: tests {} ({}), which the monitor never fills: those tests \
-                 never match",
-                r.file,
-                r.line,
-                r.meta.id,
-                FIELD_NAMES
+        if r.unfilled_fields.is_empty() {
+            continue;
+        }
+        let fields = r
+            .unfilled_fields
+            .iter()
+            .map(|f| {
+                let sigma = FIELD_NAMES
                     .iter()
                     .find(|(_, x)| x == f)
                     .map(|(n, _)| *n)
-                    .unwrap_or("?"),
-                f.ecs_name()
-            ));
-        }
+                    .unwrap_or("?");
+                format!("{sigma} ({})", f.ecs_name())
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        let what = if matches!(r.condition, compile::Cond::Const(false)) {
+            "so the rule can never match"
+        } else {
+            "so those tests never match"
+        };
+        warnings.push(format!(
+            "{}:{}: rule {}: tests {fields}, which the monitor never fills, {what}",
+            r.file, r.line, r.meta.id
+        ));
     }
     LoadReport {
         rules: RuleSet {

@@ -1,0 +1,439 @@
+//! Every string pattern of every rule on one field, matched in one pass.
+//!
+//! Sigma string values are literals with optional `*` / `?` wildcards under a mode
+//! (equals, contains, startswith, endswith). Each pattern is keyed by a literal it must
+//! contain (the whole value, or a wildcard value's longest literal piece); one
+//! case-insensitive Aho-Corasick pass over the field finds every key that occurs, and only
+//! the patterns behind those keys are verified (position check for literals, a glob match
+//! for wildcards). `re` values and values without any literal run on every pass. So the
+//! cost of a pass grows with the field's length and the number of candidates, not with the
+//! number of rules.
+//!
+//! (A first version put all patterns into one `regex-automata` multi-pattern regex with an
+//! overlapping search; that cost about 500 ns per field for the default classes, because
+//! an overlapping all-patterns search cannot stop early. This is about ten times faster.)
+
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
+use regex_automata::meta::Regex;
+
+use super::field::Field;
+
+/// Which string comparison a pattern makes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum StrMode {
+    Exact,
+    Contains,
+    StartsWith,
+    EndsWith,
+}
+
+/// A pattern as a rule gives it.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum PatternSpec {
+    /// A Sigma value with wildcards and escapes.
+    Wildcard {
+        value: String,
+        mode: StrMode,
+        cased: bool,
+    },
+    /// A Sigma `re` value with its flags applied (`(?i:...)` etc.).
+    Regex(String),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+enum GlobTok {
+    Lit(Box<[u8]>),
+    One,
+    Many,
+}
+
+#[derive(Debug)]
+enum Pattern {
+    Literal {
+        lit: Box<[u8]>,
+        mode: StrMode,
+        cased: bool,
+    },
+    /// Tokens with the mode folded in (leading/trailing `Many`).
+    Glob { toks: Box<[GlobTok]>, cased: bool },
+    Regex(Box<Regex>),
+}
+
+/// Sigma wildcard syntax: `*` any run, `?` one character, `\*` `\?` `\\` literal, and a
+/// backslash before anything else is itself literal (so Windows paths need no doubling).
+fn tokenize(value: &str) -> Vec<GlobTok> {
+    let mut toks = Vec::new();
+    let mut lit: Vec<u8> = Vec::new();
+    let flush = |lit: &mut Vec<u8>, toks: &mut Vec<GlobTok>| {
+        if !lit.is_empty() {
+            toks.push(GlobTok::Lit(std::mem::take(lit).into_boxed_slice()));
+        }
+    };
+    let mut chars = value.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => match chars.peek() {
+                Some(&n @ ('*' | '?' | '\\')) => {
+                    chars.next();
+                    lit.push(n as u8);
+                }
+                _ => lit.push(b'\\'),
+            },
+            '*' => {
+                flush(&mut lit, &mut toks);
+                if toks.last() != Some(&GlobTok::Many) {
+                    toks.push(GlobTok::Many);
+                }
+            }
+            '?' => {
+                flush(&mut lit, &mut toks);
+                toks.push(GlobTok::One);
+            }
+            c => {
+                let mut b = [0; 4];
+                lit.extend_from_slice(c.encode_utf8(&mut b).as_bytes());
+            }
+        }
+    }
+    flush(&mut lit, &mut toks);
+    toks
+}
+
+/// Sigma value to a regex (used for values whose case folding needs Unicode).
+fn wildcard_regex(value: &str, mode: StrMode, cased: bool) -> String {
+    let mut body = String::new();
+    for t in tokenize(value) {
+        match t {
+            GlobTok::Lit(l) => body.push_str(&regex_syntax::escape(&String::from_utf8_lossy(&l))),
+            GlobTok::One => body.push('.'),
+            GlobTok::Many => body.push_str(".*"),
+        }
+    }
+    let flags = if cased { "(?s)" } else { "(?is)" };
+    match mode {
+        StrMode::Exact => format!(r"{flags}\A(?:{body})\z"),
+        StrMode::Contains => format!("{flags}(?:{body})"),
+        StrMode::StartsWith => format!(r"{flags}\A(?:{body})"),
+        StrMode::EndsWith => format!(r"{flags}(?:{body})\z"),
+    }
+}
+
+/// Compiles a `re` pattern on its own, for an error naming the value.
+pub(crate) fn check_regex(p: &str) -> Result<(), String> {
+    Regex::new(p).map(|_| ()).map_err(|e| e.to_string().replace('\n', " "))
+}
+
+#[inline]
+fn utf8_len(b: u8) -> usize {
+    match b {
+        0..=0x7f => 1,
+        0xc0..=0xdf => 2,
+        0xe0..=0xef => 3,
+        0xf0..=0xf7 => 4,
+        _ => 1,
+    }
+}
+
+#[inline]
+fn bytes_eq(a: &[u8], b: &[u8], cased: bool) -> bool {
+    if cased { a == b } else { a.eq_ignore_ascii_case(b) }
+}
+
+/// Glob match of the whole haystack; `*` backtracks to the last star only, which is
+/// complete for patterns of literals, `?` and `*`.
+fn glob(toks: &[GlobTok], hay: &[u8], cased: bool) -> bool {
+    let (mut t, mut h) = (0usize, 0usize);
+    let mut star: Option<(usize, usize)> = None;
+    loop {
+        if t < toks.len() {
+            match &toks[t] {
+                GlobTok::Many => {
+                    star = Some((t + 1, h));
+                    t += 1;
+                    continue;
+                }
+                GlobTok::One if h < hay.len() => {
+                    h += utf8_len(hay[h]);
+                    t += 1;
+                    continue;
+                }
+                GlobTok::Lit(l)
+                    if hay.len() - h >= l.len() && bytes_eq(&hay[h..h + l.len()], l, cased) =>
+                {
+                    h += l.len();
+                    t += 1;
+                    continue;
+                }
+                _ => {}
+            }
+        } else if h >= hay.len() {
+            return true;
+        }
+        match star {
+            Some((st, sh)) if sh < hay.len() => {
+                let nh = sh + utf8_len(hay[sh]);
+                star = Some((st, nh));
+                t = st;
+                h = nh;
+            }
+            _ => return false,
+        }
+    }
+}
+
+/// A field's patterns, compiled.
+#[derive(Debug)]
+pub(crate) struct StringSet {
+    pub field: Field,
+    ac: Option<AhoCorasick>,
+    /// Aho-Corasick key id to the patterns keyed by it.
+    by_key: Vec<Vec<u32>>,
+    patterns: Vec<Pattern>,
+    /// Patterns without a key: verified on every pass.
+    always: Vec<u32>,
+}
+
+impl StringSet {
+    pub fn build(field: Field, specs: &[PatternSpec]) -> Result<StringSet, String> {
+        let mut patterns = Vec::with_capacity(specs.len());
+        let mut keys: Vec<Vec<u8>> = Vec::new();
+        let mut by_key: Vec<Vec<u32>> = Vec::new();
+        let mut always = Vec::new();
+        for (i, spec) in specs.iter().enumerate() {
+            let i = i as u32;
+            let (pattern, key) = match spec {
+                PatternSpec::Regex(p) => (
+                    Pattern::Regex(Box::new(Regex::new(p).map_err(|e| e.to_string())?)),
+                    None,
+                ),
+                // ASCII case folding is what the fast path does; values with other letters
+                // go through a Unicode case-insensitive regex.
+                PatternSpec::Wildcard { value, mode, cased } if !*cased && !value.is_ascii() => (
+                    Pattern::Regex(Box::new(
+                        Regex::new(&wildcard_regex(value, *mode, *cased))
+                            .map_err(|e| e.to_string())?,
+                    )),
+                    None,
+                ),
+                PatternSpec::Wildcard { value, mode, cased } => {
+                    let toks = tokenize(value);
+                    let wild = toks.iter().any(|t| !matches!(t, GlobTok::Lit(_)));
+                    if !wild {
+                        let lit: Box<[u8]> = match toks.into_iter().next() {
+                            Some(GlobTok::Lit(l)) => l,
+                            _ => Box::new([]),
+                        };
+                        let key = (!lit.is_empty()).then(|| lit.to_vec());
+                        (
+                            Pattern::Literal {
+                                lit,
+                                mode: *mode,
+                                cased: *cased,
+                            },
+                            key,
+                        )
+                    } else {
+                        let mut full = Vec::new();
+                        if matches!(mode, StrMode::Contains | StrMode::EndsWith) {
+                            full.push(GlobTok::Many);
+                        }
+                        full.extend(toks);
+                        if matches!(mode, StrMode::Contains | StrMode::StartsWith)
+                            && full.last() != Some(&GlobTok::Many)
+                        {
+                            full.push(GlobTok::Many);
+                        }
+                        full.dedup_by(|a, b| *a == GlobTok::Many && *b == GlobTok::Many);
+                        // The key is the literal a match must begin with (at the start of
+                        // the value, or after the leading `*`), so each occurrence found
+                        // is verified by one glob anchored there.
+                        let key = match (full.first(), full.get(1)) {
+                            (Some(GlobTok::Lit(l)), _) => Some(l.to_vec()),
+                            (Some(GlobTok::Many), Some(GlobTok::Lit(l))) => Some(l.to_vec()),
+                            _ => None,
+                        };
+                        (
+                            Pattern::Glob {
+                                toks: full.into_boxed_slice(),
+                                cased: *cased,
+                            },
+                            key,
+                        )
+                    }
+                }
+            };
+            patterns.push(pattern);
+            match key {
+                None => always.push(i),
+                Some(k) => {
+                    let lower = k.to_ascii_lowercase();
+                    match keys.iter().position(|x| x.to_ascii_lowercase() == lower) {
+                        Some(j) => by_key[j].push(i),
+                        None => {
+                            keys.push(k);
+                            by_key.push(vec![i]);
+                        }
+                    }
+                }
+            }
+        }
+        let ac = if keys.is_empty() {
+            None
+        } else {
+            Some(
+                AhoCorasickBuilder::new()
+                    .ascii_case_insensitive(true)
+                    .match_kind(MatchKind::Standard)
+                    // A few hundred short keys: the DFA is small and the fastest per byte.
+                    .kind(Some(AhoCorasickKind::DFA))
+                    .build(&keys)
+                    .map_err(|e| e.to_string())?,
+            )
+        };
+        Ok(StringSet {
+            field,
+            ac,
+            by_key,
+            patterns,
+            always,
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.patterns.len()
+    }
+
+    /// Marks in `bits` every pattern that matches `hay` (bits are OR-ed, so list fields
+    /// call this once per element).
+    pub fn run(&self, hay: &str, bits: &mut [u64]) {
+        let hb = hay.as_bytes();
+        if let Some(ac) = &self.ac {
+            for m in ac.find_overlapping_iter(hay) {
+                for &p in &self.by_key[m.pattern().as_usize()] {
+                    if is_set(bits, p) {
+                        continue;
+                    }
+                    let ok = match &self.patterns[p as usize] {
+                        Pattern::Literal { lit, mode, cased } => {
+                            (!*cased || &hb[m.start()..m.end()] == &**lit)
+                                && match mode {
+                                    StrMode::Exact => m.start() == 0 && m.end() == hb.len(),
+                                    StrMode::StartsWith => m.start() == 0,
+                                    StrMode::EndsWith => m.end() == hb.len(),
+                                    StrMode::Contains => true,
+                                }
+                        }
+                        Pattern::Glob { toks, cased } => match toks.first() {
+                            // `*KEY...`: anchored where this occurrence of KEY starts.
+                            Some(GlobTok::Many) => glob(&toks[1..], &hb[m.start()..], *cased),
+                            // `KEY...`: only an occurrence at the start can begin a match.
+                            _ => m.start() == 0 && glob(toks, hb, *cased),
+                        },
+                        Pattern::Regex(_) => unreachable!("regex patterns have no key"),
+                    };
+                    if ok {
+                        set(bits, p);
+                    }
+                }
+            }
+        }
+        for &p in &self.always {
+            if is_set(bits, p) {
+                continue;
+            }
+            let ok = match &self.patterns[p as usize] {
+                Pattern::Literal { lit, mode, .. } => lit.is_empty() && match mode {
+                    // An empty value equals only the empty string; the empty string is a
+                    // prefix, suffix and part of everything.
+                    StrMode::Exact => hb.is_empty(),
+                    _ => true,
+                },
+                Pattern::Glob { toks, cased } => glob(toks, hb, *cased),
+                Pattern::Regex(r) => r.is_match(hay),
+            };
+            if ok {
+                set(bits, p);
+            }
+        }
+    }
+}
+
+#[inline]
+pub(crate) fn is_set(bits: &[u64], p: u32) -> bool {
+    bits[(p >> 6) as usize] & (1 << (p & 63)) != 0
+}
+
+#[inline]
+fn set(bits: &mut [u64], p: u32) {
+    bits[(p >> 6) as usize] |= 1 << (p & 63);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn w(value: &str, mode: StrMode) -> PatternSpec {
+        PatternSpec::Wildcard {
+            value: value.into(),
+            mode,
+            cased: false,
+        }
+    }
+
+    fn matches(specs: &[PatternSpec], hay: &str) -> Vec<u32> {
+        let s = StringSet::build(Field::Image, specs).unwrap();
+        let mut bits = vec![0u64; s.len().div_ceil(64)];
+        s.run(hay, &mut bits);
+        (0..s.len() as u32).filter(|&p| is_set(&bits, p)).collect()
+    }
+
+    #[test]
+    fn literal_modes() {
+        let specs = [
+            w("/usr/bin/curl", StrMode::Exact),
+            w("/curl", StrMode::EndsWith),
+            w("/usr/", StrMode::StartsWith),
+            w("bin", StrMode::Contains),
+            w("/CURL", StrMode::EndsWith),
+        ];
+        assert_eq!(matches(&specs, "/usr/bin/curl"), vec![0, 1, 2, 3, 4]);
+        assert_eq!(matches(&specs, "/usr/bin/curl2"), vec![2, 3]);
+        assert_eq!(matches(&specs, "/opt/curl"), vec![1, 4]);
+    }
+
+    #[test]
+    fn globs_and_escapes() {
+        let specs = [
+            w("/python3.??", StrMode::EndsWith),
+            w("/perl5.*", StrMode::EndsWith),
+            w(r"a\*b", StrMode::Exact),
+            w("*", StrMode::Exact),
+            w("", StrMode::Exact),
+            w("x*y?z", StrMode::Contains),
+        ];
+        assert_eq!(matches(&specs, "/usr/bin/python3.11"), vec![0, 3]);
+        assert_eq!(matches(&specs, "/usr/bin/python3.111"), vec![3]);
+        assert_eq!(matches(&specs, "/usr/bin/perl5.36.0"), vec![1, 3]);
+        assert_eq!(matches(&specs, "a*b"), vec![2, 3]);
+        assert_eq!(matches(&specs, "axb"), vec![3]);
+        assert_eq!(matches(&specs, ""), vec![3, 4]);
+        assert_eq!(matches(&specs, "..xaaayéz.."), vec![3, 5]);
+    }
+
+    #[test]
+    fn cased_and_unicode() {
+        let specs = [
+            PatternSpec::Wildcard {
+                value: "Socket".into(),
+                mode: StrMode::Contains,
+                cased: true,
+            },
+            w("ÉTÉ", StrMode::Contains),
+            PatternSpec::Regex("(?i:^a.c$)".into()),
+        ];
+        assert_eq!(matches(&specs, "use Socket"), vec![0]);
+        assert_eq!(matches(&specs, "use socket"), Vec::<u32>::new());
+        assert_eq!(matches(&specs, "un été"), vec![1]);
+        assert_eq!(matches(&specs, "AbC"), vec![2]);
+    }
+}
