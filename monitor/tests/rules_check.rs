@@ -27,17 +27,83 @@ fn builtin_and_repository_rules_check_clean() {
 
 /// (file, line, rule, construct, words of the message)
 const CASES: &[(&str, u32, &str, &str, &str)] = &[
-    ("unknown_modifier.yml", 10, "inv-unknown-modifier", "modifier `contians`", "unknown modifier"),
-    ("base64_modifier.yml", 9, "inv-base64", "modifier `base64offset`", "not supported"),
-    ("unknown_field.yml", 9, "inv-unknown-field", "field `image`", "did you mean `Image`"),
-    ("unknown_selection.yml", 10, "inv-condition", "condition", "`filter`"),
-    ("aggregation.yml", 10, "inv-aggregation", "condition", "aggregation"),
-    ("keywords.yml", 9, "inv-keywords", "keyword selection", "not supported"),
-    ("unknown_placeholder.yml", 9, "inv-placeholder", "placeholder `%no_such_list%`", "no list"),
-    ("cidr_on_text.yml", 9, "inv-cidr", "modifier `cidr`", "address fields"),
-    ("regex_lookbehind.yml", 9, "inv-regex", "modifier `re`", "not a regular expression"),
-    ("monitor_unknown_key.yml", 15, "inv-monitor", "monitor.throttle", "unknown"),
-    ("correlation.yml", 4, "inv-correlation", "correlation", "not supported"),
+    (
+        "unknown_modifier.yml",
+        10,
+        "inv-unknown-modifier",
+        "modifier `contians`",
+        "unknown modifier",
+    ),
+    (
+        "base64_modifier.yml",
+        9,
+        "inv-base64",
+        "modifier `base64offset`",
+        "not supported",
+    ),
+    (
+        "unknown_field.yml",
+        9,
+        "inv-unknown-field",
+        "field `image`",
+        "did you mean `Image`",
+    ),
+    (
+        "unknown_selection.yml",
+        10,
+        "inv-condition",
+        "condition",
+        "`filter`",
+    ),
+    (
+        "aggregation.yml",
+        10,
+        "inv-aggregation",
+        "condition",
+        "aggregation",
+    ),
+    (
+        "keywords.yml",
+        9,
+        "inv-keywords",
+        "keyword selection",
+        "not supported",
+    ),
+    (
+        "unknown_placeholder.yml",
+        9,
+        "inv-placeholder",
+        "placeholder `%no_such_list%`",
+        "no list",
+    ),
+    (
+        "cidr_on_text.yml",
+        9,
+        "inv-cidr",
+        "modifier `cidr`",
+        "address fields",
+    ),
+    (
+        "regex_lookbehind.yml",
+        9,
+        "inv-regex",
+        "modifier `re`",
+        "not a regular expression",
+    ),
+    (
+        "monitor_unknown_key.yml",
+        15,
+        "inv-monitor",
+        "monitor.throttle",
+        "unknown",
+    ),
+    (
+        "correlation.yml",
+        4,
+        "inv-correlation",
+        "correlation",
+        "not supported",
+    ),
 ];
 
 #[test]
@@ -63,7 +129,10 @@ fn each_unsupported_construct_is_an_error_naming_file_line_rule_and_construct() 
         }
         // The one-line form carries all of it too.
         let text = err.to_string();
-        assert!(text.contains(&format!("{file}:{line}: rule {rule}: ")), "{text}");
+        assert!(
+            text.contains(&format!("{file}:{line}: rule {rule}: ")),
+            "{text}"
+        );
     }
 }
 
@@ -79,7 +148,9 @@ fn duplicate_keys_are_yaml_errors_with_the_line() {
 fn check_reports_every_error_of_a_directory_and_exits_2() {
     let r = check(&[fixtures().join("invalid")]);
     assert_eq!(r.exit_code(), 2);
-    let files = std::fs::read_dir(fixtures().join("invalid")).unwrap().count();
+    let files = std::fs::read_dir(fixtures().join("invalid"))
+        .unwrap()
+        .count();
     assert_eq!(r.errors.len(), files, "{:#?}", r.errors);
     for e in &r.errors {
         assert!(e.file().is_some() && e.line().is_some(), "{e}");
@@ -97,7 +168,8 @@ fn other_log_sources_are_skipped_with_a_notice() {
     assert_eq!(r.rules.summaries()[0].ruleset, "valid");
     assert_eq!(r.notices.len(), 1);
     assert!(
-        r.notices[0].contains("valid-process-creation") && r.notices[0].contains("process_creation"),
+        r.notices[0].contains("valid-process-creation")
+            && r.notices[0].contains("process_creation"),
         "{:?}",
         r.notices
     );
@@ -133,16 +205,32 @@ fn summaries_carry_what_rules_list_shows() {
 fn sigma_feature_errors_inline() {
     let bad = |detection: &str| {
         let text = support::rule_with(detection);
-        RuleSet::from_texts(&[("inline.yml", &text)]).unwrap_err().to_string()
+        RuleSet::from_texts(&[("inline.yml", &text)])
+            .unwrap_err()
+            .to_string()
     };
     assert!(bad("    sel:\n        Image|re|i|contains: x\n    condition: sel\n").contains("re"));
     assert!(bad("    sel:\n        Image|i: x\n    condition: sel\n").contains("follow `re`"));
-    assert!(bad("    sel:\n        DestinationPort|gt: abc\n    condition: sel\n").contains("not a number"));
+    assert!(
+        bad("    sel:\n        DestinationPort|gt: abc\n    condition: sel\n")
+            .contains("not a number")
+    );
     assert!(bad("    sel:\n        Image|gt: 5\n    condition: sel\n").contains("numeric field"));
-    assert!(bad("    sel:\n        DestinationIp: 'localhost'\n    condition: sel\n").contains("not an IP"));
-    assert!(bad("    sel:\n        DestinationPort: http\n    condition: sel\n").contains("whole number"));
-    assert!(bad("    sel:\n        Initiated: maybe\n    condition: sel\n").contains("true or false"));
-    assert!(bad("    sel:\n        Image: x\n    condition: 1 of nothing*\n").contains("matches no selection"));
+    assert!(
+        bad("    sel:\n        DestinationIp: 'localhost'\n    condition: sel\n")
+            .contains("not an IP")
+    );
+    assert!(
+        bad("    sel:\n        DestinationPort: http\n    condition: sel\n")
+            .contains("whole number")
+    );
+    assert!(
+        bad("    sel:\n        Initiated: maybe\n    condition: sel\n").contains("true or false")
+    );
+    assert!(
+        bad("    sel:\n        Image: x\n    condition: 1 of nothing*\n")
+            .contains("matches no selection")
+    );
     assert!(bad("    sel:\n        Image: x\n    condition: sel and\n").contains("condition"));
     assert!(bad("    sel:\n        Image: x\n").contains("no `condition`"));
 }

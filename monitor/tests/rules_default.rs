@@ -59,7 +59,14 @@ fn json(a: &Alert) -> serde_json::Value {
 #[test]
 fn t1043_python3_to_public_443_is_script_interpreter() {
     let set = builtin();
-    let a = one(&set, &ev().image("/usr/bin/python3.11").dst("203.0.113.7", 443).build(), T1043);
+    let a = one(
+        &set,
+        &ev()
+            .image("/usr/bin/python3.11")
+            .dst("203.0.113.7", 443)
+            .build(),
+        T1043,
+    );
     let j = json(&a);
     assert_eq!(j["labels"]["suspicion"], "ScriptInterpreter");
     assert_eq!(j["labels"]["is_internal"], "false");
@@ -74,8 +81,16 @@ fn t1043_python3_to_public_443_is_script_interpreter() {
 fn t1043_seed_test1_shell_c2_over_443() {
     // Seed test 1: PowerShell TcpClient to a public address on 443.
     let set = builtin();
-    for exe in ["/opt/microsoft/powershell/7/pwsh", "/usr/bin/bash", "/usr/bin/dash"] {
-        let a = one(&set, &ev().image(exe).dst("203.0.113.7", 443).build(), T1043);
+    for exe in [
+        "/opt/microsoft/powershell/7/pwsh",
+        "/usr/bin/bash",
+        "/usr/bin/dash",
+    ] {
+        let a = one(
+            &set,
+            &ev().image(exe).dst("203.0.113.7", 443).build(),
+            T1043,
+        );
         assert_eq!(a.labels["suspicion"], "ScriptInterpreter", "{exe}");
     }
 }
@@ -94,7 +109,11 @@ fn t1043_seed_tests_2_and_4_download_tools_are_lolbins() {
         ("/usr/bin/nc.openbsd", 25),
         ("/usr/bin/socat", 135),
     ] {
-        let a = one(&set, &ev().image(exe).dst("203.0.113.7", port).build(), T1043);
+        let a = one(
+            &set,
+            &ev().image(exe).dst("203.0.113.7", port).build(),
+            T1043,
+        );
         assert_eq!(a.labels["suspicion"], "LOLBin", "{exe}:{port}");
     }
 }
@@ -102,8 +121,17 @@ fn t1043_seed_tests_2_and_4_download_tools_are_lolbins() {
 #[test]
 fn t1043_editors_pagers_calculators_are_unusual_system_processes() {
     let set = builtin();
-    for exe in ["/usr/bin/vim.basic", "/usr/bin/nano", "/usr/bin/less", "/usr/bin/bc"] {
-        let a = one(&set, &ev().image(exe).dst("203.0.113.7", 53).udp().build(), T1043);
+    for exe in [
+        "/usr/bin/vim.basic",
+        "/usr/bin/nano",
+        "/usr/bin/less",
+        "/usr/bin/bc",
+    ] {
+        let a = one(
+            &set,
+            &ev().image(exe).dst("203.0.113.7", 53).udp().build(),
+            T1043,
+        );
         assert_eq!(a.labels["suspicion"], "UnusualSystemProcess", "{exe}");
     }
 }
@@ -112,10 +140,18 @@ fn t1043_editors_pagers_calculators_are_unusual_system_processes() {
 fn t1043_every_seed_port_and_only_those() {
     let set = builtin();
     for port in [80, 443, 53, 25, 22, 3389, 135] {
-        one(&set, &ev().image("/usr/bin/curl").dst("203.0.113.7", port).build(), T1043);
+        one(
+            &set,
+            &ev().image("/usr/bin/curl").dst("203.0.113.7", port).build(),
+            T1043,
+        );
     }
     for port in [21, 8080, 8443, 8088, 110, 445] {
-        none(&set, &ev().image("/usr/bin/curl").dst("203.0.113.7", port).build(), T1043);
+        none(
+            &set,
+            &ev().image("/usr/bin/curl").dst("203.0.113.7", port).build(),
+            T1043,
+        );
     }
 }
 
@@ -133,7 +169,11 @@ fn t1043_is_internal_for_rfc1918_by_value() {
         ("2001:db8::5", "false"),
         ("198.51.100.9", "false"),
     ] {
-        let a = one(&set, &ev().image("/usr/bin/bash").dst(ip, 3389).build(), T1043);
+        let a = one(
+            &set,
+            &ev().image("/usr/bin/bash").dst(ip, 3389).build(),
+            T1043,
+        );
         assert_eq!(a.labels["is_internal"], internal, "{ip}");
     }
 }
@@ -152,7 +192,11 @@ fn t1043_browsers_package_managers_and_daemons_are_not_alerts() {
         "/usr/bin/thunderbird",
         "/usr/bin/freshclam",
     ] {
-        none(&set, &ev().image(exe).dst("203.0.113.7", 443).build(), T1043);
+        none(
+            &set,
+            &ev().image(exe).dst("203.0.113.7", 443).build(),
+            T1043,
+        );
     }
 }
 
@@ -161,13 +205,22 @@ fn t1043_python_system_tools_are_excluded_but_not_by_a_trailing_argument() {
     let set = builtin();
     let uu = ev()
         .image("/usr/bin/python3.11")
-        .args(&["/usr/bin/python3", "/usr/bin/unattended-upgrade", "--download-only"])
+        .args(&[
+            "/usr/bin/python3",
+            "/usr/bin/unattended-upgrade",
+            "--download-only",
+        ])
         .dst("203.0.113.7", 443)
         .build();
     none(&set, &uu, T1043);
     let dnf = ev()
         .image("/usr/libexec/platform-python3.6")
-        .args(&["/usr/libexec/platform-python", "-s", "/usr/bin/dnf", "makecache"])
+        .args(&[
+            "/usr/libexec/platform-python",
+            "-s",
+            "/usr/bin/dnf",
+            "makecache",
+        ])
         .dst("203.0.113.7", 443)
         .build();
     none(&set, &dnf, T1043);
@@ -180,7 +233,12 @@ fn t1043_python_system_tools_are_excluded_but_not_by_a_trailing_argument() {
     // The same script path given as a later argument is no exclusion.
     let evasion = ev()
         .image("/usr/bin/python3.11")
-        .args(&["/usr/bin/python3", "-c", "import socket", "/usr/bin/unattended-upgrade"])
+        .args(&[
+            "/usr/bin/python3",
+            "-c",
+            "import socket",
+            "/usr/bin/unattended-upgrade",
+        ])
         .dst("203.0.113.7", 443)
         .build();
     one(&set, &evasion, T1043);
@@ -192,7 +250,11 @@ fn t1043_seed_test3_dns_client_is_outside_the_seed_lists() {
     // match; the translation keeps the lists, so a DNS client is not an alert.
     let set = builtin();
     for exe in ["/usr/bin/nslookup", "/usr/bin/dig", "/usr/bin/host"] {
-        none(&set, &ev().image(exe).dst("192.0.2.53", 53).udp().build(), T1043);
+        none(
+            &set,
+            &ev().image(exe).dst("192.0.2.53", 53).udp().build(),
+            T1043,
+        );
     }
 }
 
@@ -200,7 +262,11 @@ fn t1043_seed_test3_dns_client_is_outside_the_seed_lists() {
 fn t1043_ssh_client_is_not_an_alert() {
     // Seed false positive: SSH utilities over their own port.
     let set = builtin();
-    none(&set, &ev().image("/usr/bin/ssh").dst("203.0.113.7", 22).build(), T1043);
+    none(
+        &set,
+        &ev().image("/usr/bin/ssh").dst("203.0.113.7", 22).build(),
+        T1043,
+    );
 }
 
 // ---- T1571 non-standard port ------------------------------------------------------------
@@ -210,7 +276,11 @@ fn t1571_curl_and_python3_to_8088_are_high() {
     // Seed test 2: HTTPS beacon simulation over 8088 with curl or python3.
     let set = builtin();
     for exe in ["/usr/bin/curl", "/usr/bin/python3.11"] {
-        let a = one(&set, &ev().image(exe).dst("203.0.113.7", 8088).build(), T1571);
+        let a = one(
+            &set,
+            &ev().image(exe).dst("203.0.113.7", 8088).build(),
+            T1571,
+        );
         assert_eq!(a.level, Level::High, "{exe}");
         assert_eq!(a.risk_score, Some(3), "{exe}");
         let j = json(&a);
@@ -218,7 +288,11 @@ fn t1571_curl_and_python3_to_8088_are_high() {
         assert_eq!(j["event"]["risk_score"], 3);
         assert_eq!(j["threat"]["technique"]["id"], serde_json::json!(["T1571"]));
         // 8088 is not a T1043 port.
-        none(&set, &ev().image(exe).dst("203.0.113.7", 8088).build(), T1043);
+        none(
+            &set,
+            &ev().image(exe).dst("203.0.113.7", 8088).build(),
+            T1043,
+        );
     }
 }
 
@@ -232,15 +306,30 @@ fn t1571_seed_tests_1_and_4_shells_on_4444_and_9001() {
         ("/usr/bin/python3.12", 9001),
         ("/usr/bin/busybox", 31337),
     ] {
-        let a = one(&set, &ev().image(exe).dst("203.0.113.7", port).build(), T1571);
-        assert_eq!((a.level, a.risk_score), (Level::High, Some(3)), "{exe}:{port}");
+        let a = one(
+            &set,
+            &ev().image(exe).dst("203.0.113.7", port).build(),
+            T1571,
+        );
+        assert_eq!(
+            (a.level, a.risk_score),
+            (Level::High, Some(3)),
+            "{exe}:{port}"
+        );
     }
 }
 
 #[test]
 fn t1571_high_risk_process_on_other_high_port_is_medium() {
     let set = builtin();
-    let a = one(&set, &ev().image("/usr/bin/python3.11").dst("203.0.113.7", 5555).build(), T1571);
+    let a = one(
+        &set,
+        &ev()
+            .image("/usr/bin/python3.11")
+            .dst("203.0.113.7", 5555)
+            .build(),
+        T1571,
+    );
     assert_eq!((a.level, a.risk_score), (Level::Medium, Some(2)));
     assert_eq!(json(&a)["event"]["severity"], 47);
 }
@@ -248,12 +337,27 @@ fn t1571_high_risk_process_on_other_high_port_is_medium() {
 #[test]
 fn t1571_any_process_on_known_c2_port_is_low() {
     let set = builtin();
-    let a = one(&set, &ev().image("/usr/sbin/sshd").dst("203.0.113.7", 4444).build(), T1571);
+    let a = one(
+        &set,
+        &ev()
+            .image("/usr/sbin/sshd")
+            .dst("203.0.113.7", 4444)
+            .build(),
+        T1571,
+    );
     assert_eq!((a.level, a.risk_score), (Level::Low, Some(1)));
-    let a = one(&set, &ev().image("/usr/bin/java").dst("203.0.113.7", 587).build(), T1571);
+    let a = one(
+        &set,
+        &ev().image("/usr/bin/java").dst("203.0.113.7", 587).build(),
+        T1571,
+    );
     assert_eq!((a.level, a.risk_score), (Level::Low, Some(1)));
     // Unknown executable (enrichment failed): still a known C2 port.
-    let a = one(&set, &ev().no_image().dst("203.0.113.7", 6667).build(), T1571);
+    let a = one(
+        &set,
+        &ev().no_image().dst("203.0.113.7", 6667).build(),
+        T1571,
+    );
     assert_eq!(a.risk_score, Some(1));
 }
 
@@ -261,7 +365,10 @@ fn t1571_any_process_on_known_c2_port_is_low() {
 fn t1571_one_connection_yields_only_its_highest_tier() {
     // curl on 8088 satisfies tier 3, tier 2 (non-standard, > 1024) and tier 1 (C2 port).
     let set = builtin();
-    let all = alerts(&set, &ev().image("/usr/bin/curl").dst("203.0.113.7", 8088).build());
+    let all = alerts(
+        &set,
+        &ev().image("/usr/bin/curl").dst("203.0.113.7", 8088).build(),
+    );
     let t = of_rule(&all, T1571);
     assert_eq!(t.len(), 1);
     assert_eq!(t[0].risk_score, Some(3));
@@ -271,13 +378,31 @@ fn t1571_one_connection_yields_only_its_highest_tier() {
 fn t1571_standard_low_and_unlisted_ports_are_not_alerts() {
     let set = builtin();
     for port in [80, 443, 8080, 8443, 53, 25, 3000, 5000, 9000, 1000, 1024] {
-        none(&set, &ev().image("/usr/bin/python3.11").dst("203.0.113.7", port).build(), T1571);
+        none(
+            &set,
+            &ev()
+                .image("/usr/bin/python3.11")
+                .dst("203.0.113.7", port)
+                .build(),
+            T1571,
+        );
     }
     // Not high-risk, not a C2 port.
-    none(&set, &ev().image("/usr/bin/java").dst("203.0.113.7", 5555).build(), T1571);
+    none(
+        &set,
+        &ev().image("/usr/bin/java").dst("203.0.113.7", 5555).build(),
+        T1571,
+    );
     // Seed test 3 (RDP moved to 33890) is a listener change; an RDP client to it is not
     // high-risk and 33890 is no known C2 port.
-    none(&set, &ev().image("/usr/bin/xfreerdp").dst("203.0.113.7", 33890).build(), T1571);
+    none(
+        &set,
+        &ev()
+            .image("/usr/bin/xfreerdp")
+            .dst("203.0.113.7", 33890)
+            .build(),
+        T1571,
+    );
 }
 
 #[test]
@@ -294,14 +419,26 @@ fn t1571_private_and_loopback_destinations_are_excluded() {
         "::ffff:10.0.0.5",
         "fd12:3456::1",
     ] {
-        none(&set, &ev().image("/usr/bin/bash").dst(ip, 4444).build(), T1571);
+        none(
+            &set,
+            &ev().image("/usr/bin/bash").dst(ip, 4444).build(),
+            T1571,
+        );
     }
     // 172.32/16 is outside 172.16/12.
-    one(&set, &ev().image("/usr/bin/bash").dst("172.32.0.1", 4444).build(), T1571);
+    one(
+        &set,
+        &ev().image("/usr/bin/bash").dst("172.32.0.1", 4444).build(),
+        T1571,
+    );
     // The seed also drops connections whose local address is loopback.
     none(
         &set,
-        &ev().image("/usr/bin/bash").src("127.0.0.1", 50000).dst("203.0.113.7", 4444).build(),
+        &ev()
+            .image("/usr/bin/bash")
+            .src("127.0.0.1", 50000)
+            .dst("203.0.113.7", 4444)
+            .build(),
         T1571,
     );
 }
@@ -309,8 +446,16 @@ fn t1571_private_and_loopback_destinations_are_excluded() {
 #[test]
 fn t1571_bash_to_private_4444_is_not_an_alert_but_public_is() {
     let set = builtin();
-    none(&set, &ev().image("/usr/bin/bash").dst("10.0.0.5", 4444).build(), T1571);
-    one(&set, &ev().image("/usr/bin/bash").dst("203.0.113.7", 4444).build(), T1571);
+    none(
+        &set,
+        &ev().image("/usr/bin/bash").dst("10.0.0.5", 4444).build(),
+        T1571,
+    );
+    one(
+        &set,
+        &ev().image("/usr/bin/bash").dst("203.0.113.7", 4444).build(),
+        T1571,
+    );
 }
 
 // ---- classes, exclusions, metadata --------------------------------------------------------
@@ -319,7 +464,12 @@ fn t1571_bash_to_private_4444_is_not_an_alert_but_public_is() {
 fn process_classes_match_real_distribution_executable_names() {
     let set = builtin();
     let label = |exe: &str| {
-        one(&set, &ev().image(exe).dst("203.0.113.7", 443).build(), T1043).labels["suspicion"]
+        one(
+            &set,
+            &ev().image(exe).dst("203.0.113.7", 443).build(),
+            T1043,
+        )
+        .labels["suspicion"]
             .clone()
     };
     for exe in [
@@ -353,12 +503,26 @@ fn process_classes_match_real_distribution_executable_names() {
     ] {
         assert_eq!(label(exe), "LOLBin", "{exe}");
     }
-    for exe in ["/usr/bin/vim.basic", "/usr/bin/vim.tiny", "/usr/bin/nvim", "/bin/ed"] {
+    for exe in [
+        "/usr/bin/vim.basic",
+        "/usr/bin/vim.tiny",
+        "/usr/bin/nvim",
+        "/bin/ed",
+    ] {
         assert_eq!(label(exe), "UnusualSystemProcess", "{exe}");
     }
     // Near names are not members: ssh is not sh, sync is not nc, pythonista is not python.
-    for exe in ["/usr/bin/ssh", "/usr/bin/sync", "/usr/bin/pythonista", "/usr/bin/ncdu"] {
-        none(&set, &ev().image(exe).dst("203.0.113.7", 443).build(), T1043);
+    for exe in [
+        "/usr/bin/ssh",
+        "/usr/bin/sync",
+        "/usr/bin/pythonista",
+        "/usr/bin/ncdu",
+    ] {
+        none(
+            &set,
+            &ev().image(exe).dst("203.0.113.7", 443).build(),
+            T1043,
+        );
     }
 }
 
@@ -380,7 +544,11 @@ fn process_classes_match_this_hosts_real_executables() {
             .unwrap_or_else(|| panic!("{cmd} is not installed; install it to run this test"));
         let real = std::fs::canonicalize(&path).unwrap();
         let real = real.to_str().unwrap();
-        let a = one(&set, &ev().image(real).dst("203.0.113.7", 443).build(), T1043);
+        let a = one(
+            &set,
+            &ev().image(real).dst("203.0.113.7", 443).build(),
+            T1043,
+        );
         assert_eq!(a.labels["suspicion"], class, "{cmd} -> {real}");
     }
 }
@@ -399,21 +567,53 @@ fn operators_extend_exclusions_with_a_list_file_of_their_own() {
     .unwrap();
     let rep = RuleSet::load(&[repo_rules_dir(), local.clone()]).expect("rules/ + local list");
     let set = Arc::new(rep.rules);
-    none(&set, &ev().image("/opt/edr/bin/agent").dst("203.0.113.7", 4444).build(), T1571);
-    none(&set, &ev().image("/usr/bin/curl").dst("198.51.100.7", 8088).build(), T1571);
-    none(&set, &ev().image("/usr/bin/curl").dst("203.0.113.7", 443).build(), T1043);
+    none(
+        &set,
+        &ev()
+            .image("/opt/edr/bin/agent")
+            .dst("203.0.113.7", 4444)
+            .build(),
+        T1571,
+    );
+    none(
+        &set,
+        &ev()
+            .image("/usr/bin/curl")
+            .dst("198.51.100.7", 8088)
+            .build(),
+        T1571,
+    );
+    none(
+        &set,
+        &ev().image("/usr/bin/curl").dst("203.0.113.7", 443).build(),
+        T1043,
+    );
     // Everything else still alerts.
-    one(&set, &ev().image("/usr/bin/curl").dst("203.0.113.7", 8088).build(), T1571);
-    one(&set, &ev().image("/usr/bin/curl").dst("192.0.2.7", 443).build(), T1043);
+    one(
+        &set,
+        &ev().image("/usr/bin/curl").dst("203.0.113.7", 8088).build(),
+        T1571,
+    );
+    one(
+        &set,
+        &ev().image("/usr/bin/curl").dst("192.0.2.7", 443).build(),
+        T1043,
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
 fn builtin_and_rules_directory_are_the_same_rules() {
     let b = RuleSet::builtin().unwrap().summaries();
-    let d = RuleSet::load(&[repo_rules_dir()]).unwrap().rules.summaries();
+    let d = RuleSet::load(&[repo_rules_dir()])
+        .unwrap()
+        .rules
+        .summaries();
     let ids = |s: &[monitor::rules::RuleSummary]| {
-        let mut v: Vec<_> = s.iter().map(|r| (r.id.clone(), r.level, r.group.clone())).collect();
+        let mut v: Vec<_> = s
+            .iter()
+            .map(|r| (r.id.clone(), r.level, r.group.clone()))
+            .collect();
         v.sort_by(|a, b| a.0.cmp(&b.0));
         v
     };
@@ -425,30 +625,83 @@ fn builtin_and_rules_directory_are_the_same_rules() {
 #[test]
 fn seed_false_positives_are_in_each_rule() {
     let s = RuleSet::builtin().unwrap().summaries();
-    let fp = |id: &str| s.iter().find(|r| r.id == id).unwrap().falsepositives.join("\n");
+    let fp = |id: &str| {
+        s.iter()
+            .find(|r| r.id == id)
+            .unwrap()
+            .falsepositives
+            .join("\n")
+    };
     let t1043 = fp(T1043);
-    for needle in ["SIEM or SOAR", "Windows Update or WSUS", "NuGet", "remediation", "msiexec"] {
-        assert!(t1043.contains(needle), "T1043 falsepositives lack {needle:?}");
+    for needle in [
+        "SIEM or SOAR",
+        "Windows Update or WSUS",
+        "NuGet",
+        "remediation",
+        "msiexec",
+    ] {
+        assert!(
+            t1043.contains(needle),
+            "T1043 falsepositives lack {needle:?}"
+        );
     }
     let t1571 = fp(T1571);
     for needle in ["EDR", "SCCM or Intune", "8088"] {
-        assert!(t1571.contains(needle), "T1571 falsepositives lack {needle:?}");
+        assert!(
+            t1571.contains(needle),
+            "T1571 falsepositives lack {needle:?}"
+        );
     }
 }
 
 #[test]
 fn t1571_groups_by_host_executable_user_and_parent() {
     let s = RuleSet::builtin().unwrap().summaries();
-    let g = s.iter().find(|r| r.id == T1571).unwrap().group.clone().unwrap();
+    let g = s
+        .iter()
+        .find(|r| r.id == T1571)
+        .unwrap()
+        .group
+        .clone()
+        .unwrap();
     use monitor::rules::Field;
-    assert_eq!(g.fields, vec![Field::HostName, Field::Image, Field::User, Field::ParentImage]);
+    assert_eq!(
+        g.fields,
+        vec![
+            Field::HostName,
+            Field::Image,
+            Field::User,
+            Field::ParentImage
+        ]
+    );
     // One immediate alert per group; the second curl connection in the window is counted.
     let set = builtin();
     let mut e = RuleEngine::new(Arc::clone(&set));
     let mut out = Vec::new();
-    e.process(&ev().image("/usr/bin/curl").dst("203.0.113.7", 8088).at(0).build(), &mut out);
-    e.process(&ev().image("/usr/bin/curl").dst("203.0.113.8", 8088).at(60).build(), &mut out);
-    e.process(&ev().image("/usr/bin/python3.11").dst("203.0.113.7", 8088).at(61).build(), &mut out);
+    e.process(
+        &ev()
+            .image("/usr/bin/curl")
+            .dst("203.0.113.7", 8088)
+            .at(0)
+            .build(),
+        &mut out,
+    );
+    e.process(
+        &ev()
+            .image("/usr/bin/curl")
+            .dst("203.0.113.8", 8088)
+            .at(60)
+            .build(),
+        &mut out,
+    );
+    e.process(
+        &ev()
+            .image("/usr/bin/python3.11")
+            .dst("203.0.113.7", 8088)
+            .at(61)
+            .build(),
+        &mut out,
+    );
     assert_eq!(of_rule(&out, T1571).len(), 2, "curl once, python3 once");
     e.finish(&mut out);
     let summaries: Vec<_> = out.iter().filter(|a| a.aggregate.is_some()).collect();

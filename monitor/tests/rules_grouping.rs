@@ -66,7 +66,11 @@ fn first_alert_at_once_then_counted_then_summarized_at_window_end() {
     assert_eq!(out[0].labels["kind"], "grouped");
     e.process(&curl(10, "203.0.113.2", 5001), &mut out);
     e.process(&curl(20, "203.0.113.2", 5000), &mut out);
-    assert_eq!(out.len(), 1, "further matches in the window are only counted");
+    assert_eq!(
+        out.len(),
+        1,
+        "further matches in the window are only counted"
+    );
     e.advance(t(59), &mut out);
     assert_eq!(out.len(), 1, "the window is still open");
     e.advance(t(60), &mut out);
@@ -78,11 +82,18 @@ fn first_alert_at_once_then_counted_then_summarized_at_window_end() {
     assert_eq!(agg.last_seen, "2026-11-23T10:00:20Z");
     assert_eq!(agg.destination_ips, vec!["203.0.113.1", "203.0.113.2"]);
     assert_eq!(agg.destination_ports, vec![5000, 5001]);
-    assert_eq!(s.timestamp, t(60), "a summary is stamped with the window's end");
+    assert_eq!(
+        s.timestamp,
+        t(60),
+        "a summary is stamped with the window's end"
+    );
     assert_eq!(s.rule.id, "grouped-1");
     let j: serde_json::Value = serde_json::from_str(&s.to_json_line()).unwrap();
     assert_eq!(j["monitor"]["aggregate"]["count"], 3);
-    assert_eq!(j["monitor"]["aggregate"]["destination_ports"], serde_json::json!([5000, 5001]));
+    assert_eq!(
+        j["monitor"]["aggregate"]["destination_ports"],
+        serde_json::json!([5000, 5001])
+    );
     assert_eq!(e.open_groups(), 0);
 }
 
@@ -91,18 +102,39 @@ fn groups_are_separate_per_key_and_windows_restart() {
     let mut e = engine();
     let mut out = Vec::new();
     e.process(&curl(0, "203.0.113.1", 5000), &mut out);
-    e.process(&ev().image("/usr/bin/wget").dst("203.0.113.1", 5000).at(1).build(), &mut out);
-    e.process(&ev().image("/usr/bin/curl").host("h2").dst("203.0.113.1", 5000).at(2).build(), &mut out);
+    e.process(
+        &ev()
+            .image("/usr/bin/wget")
+            .dst("203.0.113.1", 5000)
+            .at(1)
+            .build(),
+        &mut out,
+    );
+    e.process(
+        &ev()
+            .image("/usr/bin/curl")
+            .host("h2")
+            .dst("203.0.113.1", 5000)
+            .at(2)
+            .build(),
+        &mut out,
+    );
     assert_eq!(out.len(), 3, "image and host are part of the key");
     assert_eq!(e.open_groups(), 3);
     // A match after the window's end (event time) closes the old window first.
     e.process(&curl(30, "203.0.113.1", 5000), &mut out);
     e.process(&curl(100, "203.0.113.9", 5000), &mut out);
-    let tail: Vec<_> = out[3..].iter().map(|a| a.aggregate.as_ref().map(|g| g.count)).collect();
+    let tail: Vec<_> = out[3..]
+        .iter()
+        .map(|a| a.aggregate.as_ref().map(|g| g.count))
+        .collect();
     // h1/curl summary (count 2), then wget and h2/curl windows closed without a summary
     // (a single match each), then a new h1/curl first alert.
     assert_eq!(tail, vec![Some(2), None]);
-    assert_eq!(out.last().unwrap().event.destination.ip.to_string(), "203.0.113.9");
+    assert_eq!(
+        out.last().unwrap().event.destination.ip.to_string(),
+        "203.0.113.9"
+    );
 }
 
 #[test]
@@ -121,12 +153,29 @@ fn finish_closes_every_open_window_at_the_last_event_time() {
     let mut out = Vec::new();
     e.process(&curl(0, "203.0.113.1", 5000), &mut out);
     e.process(&curl(5, "203.0.113.1", 5000), &mut out);
-    e.process(&ev().image("/usr/bin/wget").dst("203.0.113.1", 5000).at(6).build(), &mut out);
-    e.process(&ev().image("/usr/bin/wget").dst("203.0.113.1", 5000).at(7).build(), &mut out);
+    e.process(
+        &ev()
+            .image("/usr/bin/wget")
+            .dst("203.0.113.1", 5000)
+            .at(6)
+            .build(),
+        &mut out,
+    );
+    e.process(
+        &ev()
+            .image("/usr/bin/wget")
+            .dst("203.0.113.1", 5000)
+            .at(7)
+            .build(),
+        &mut out,
+    );
     out.clear();
     e.finish(&mut out);
     assert_eq!(out.len(), 2);
-    assert!(out.iter().all(|a| a.timestamp == t(7)), "end of input, not the window end");
+    assert!(
+        out.iter().all(|a| a.timestamp == t(7)),
+        "end of input, not the window end"
+    );
     assert_eq!(e.open_groups(), 0);
 }
 
@@ -135,7 +184,10 @@ fn aggregates_keep_at_most_10_addresses_and_20_ports() {
     let mut e = engine();
     let mut out = Vec::new();
     for i in 0..30u16 {
-        e.process(&curl(i as i64, &format!("203.0.113.{}", i + 1), 5000 + i), &mut out);
+        e.process(
+            &curl(i as i64, &format!("203.0.113.{}", i + 1), 5000 + i),
+            &mut out,
+        );
     }
     e.finish(&mut out);
     let agg = out.last().unwrap().aggregate.as_ref().unwrap();
@@ -152,7 +204,11 @@ fn escalation_in_a_window_is_alerted_at_once_and_the_summary_has_the_highest_tie
     e.process(&curl(0, "203.0.113.1", 5000), &mut out);
     assert_eq!((out[0].level, out[0].risk_score), (Level::Low, Some(1)));
     e.process(&curl(1, "203.0.113.1", 4444), &mut out);
-    assert_eq!(out.len(), 2, "a higher level is not held back until the window ends");
+    assert_eq!(
+        out.len(),
+        2,
+        "a higher level is not held back until the window ends"
+    );
     assert_eq!((out[1].level, out[1].risk_score), (Level::High, Some(3)));
     e.process(&curl(2, "203.0.113.1", 5002), &mut out);
     e.process(&curl(3, "203.0.113.1", 4444), &mut out);
@@ -161,7 +217,10 @@ fn escalation_in_a_window_is_alerted_at_once_and_the_summary_has_the_highest_tie
     let s = out.last().unwrap();
     assert_eq!(s.aggregate.as_ref().unwrap().count, 4);
     assert_eq!((s.level, s.risk_score), (Level::High, Some(3)));
-    assert_eq!(s.event.destination.port, 4444, "the summary shows the latest match");
+    assert_eq!(
+        s.event.destination.port, 4444,
+        "the summary shows the latest match"
+    );
 }
 
 #[test]
@@ -170,8 +229,16 @@ fn replay_is_deterministic() {
         let mut e = engine();
         let mut out = Vec::new();
         for i in 0..50i64 {
-            let exe = if i % 3 == 0 { "/usr/bin/curl" } else { "/usr/bin/python3.11" };
-            let rec = ev().image(exe).dst("203.0.113.5", 4000 + (i % 7) as u16).at(i * 17).build();
+            let exe = if i % 3 == 0 {
+                "/usr/bin/curl"
+            } else {
+                "/usr/bin/python3.11"
+            };
+            let rec = ev()
+                .image(exe)
+                .dst("203.0.113.5", 4000 + (i % 7) as u16)
+                .at(i * 17)
+                .build();
             e.process(&rec, &mut out);
         }
         e.finish(&mut out);
@@ -187,7 +254,9 @@ fn reloading_rules_keeps_open_windows() {
     let mut e = engine();
     let mut out = Vec::new();
     e.process(&curl(0, "203.0.113.1", 5000), &mut out);
-    e.set_rules(Arc::new(RuleSet::from_texts(&[("g.yml", RULE)]).unwrap().rules));
+    e.set_rules(Arc::new(
+        RuleSet::from_texts(&[("g.yml", RULE)]).unwrap().rules,
+    ));
     e.process(&curl(1, "203.0.113.1", 5000), &mut out);
     assert_eq!(out.len(), 1, "the reloaded rule joins the open group");
     e.finish(&mut out);
@@ -200,7 +269,14 @@ fn ungrouped_rules_alert_every_match() {
     let mut e = RuleEngine::new(set);
     let mut out = Vec::new();
     for i in 0..3 {
-        e.process(&ev().image("/usr/bin/python3.11").dst("203.0.113.7", 443).at(i).build(), &mut out);
+        e.process(
+            &ev()
+                .image("/usr/bin/python3.11")
+                .dst("203.0.113.7", 443)
+                .at(i)
+                .build(),
+            &mut out,
+        );
     }
     assert_eq!(out.len(), 3, "T1043 does not group (its seeds do not)");
 }

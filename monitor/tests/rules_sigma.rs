@@ -92,17 +92,35 @@ fn lists_are_or_and_all_makes_them_and() {
 #[test]
 fn map_entries_are_and_and_list_of_maps_is_or() {
     let and = sel("        Image|endswith: '/curl'\n        DestinationPort: 8088\n");
-    assert!(hit(&and, &ev().image("/usr/bin/curl").dst("203.0.113.7", 8088).build()));
-    assert!(!hit(&and, &ev().image("/usr/bin/curl").dst("203.0.113.7", 443).build()));
-    assert!(!hit(&and, &ev().image("/usr/bin/wget").dst("203.0.113.7", 8088).build()));
+    assert!(hit(
+        &and,
+        &ev().image("/usr/bin/curl").dst("203.0.113.7", 8088).build()
+    ));
+    assert!(!hit(
+        &and,
+        &ev().image("/usr/bin/curl").dst("203.0.113.7", 443).build()
+    ));
+    assert!(!hit(
+        &and,
+        &ev().image("/usr/bin/wget").dst("203.0.113.7", 8088).build()
+    ));
     let or = rule_with(
         "    selection:\n        - Image|endswith: '/curl'\n          DestinationPort: 8088\n        \
          - Image|endswith: '/wget'\n    condition: selection\n",
     );
-    assert!(hit(&or, &ev().image("/usr/bin/curl").dst("203.0.113.7", 8088).build()));
-    assert!(hit(&or, &ev().image("/usr/bin/wget").dst("203.0.113.7", 1).build()));
+    assert!(hit(
+        &or,
+        &ev().image("/usr/bin/curl").dst("203.0.113.7", 8088).build()
+    ));
+    assert!(hit(
+        &or,
+        &ev().image("/usr/bin/wget").dst("203.0.113.7", 1).build()
+    ));
     // Not a flat OR of all entries: curl on another port matches neither map.
-    assert!(!hit(&or, &ev().image("/usr/bin/curl").dst("203.0.113.7", 443).build()));
+    assert!(!hit(
+        &or,
+        &ev().image("/usr/bin/curl").dst("203.0.113.7", 443).build()
+    ));
 }
 
 #[test]
@@ -143,7 +161,8 @@ fn cidr_ipv4_ipv6_and_mapped_addresses() {
 
 #[test]
 fn addresses_compare_by_value() {
-    let r = sel("        DestinationIp:\n            - '2001:DB8:0::7'\n            - '203.0.113.7'\n");
+    let r =
+        sel("        DestinationIp:\n            - '2001:DB8:0::7'\n            - '203.0.113.7'\n");
     assert!(hit(&r, &ev().dst("2001:db8::7", 80).build()));
     assert!(hit(&r, &ev().dst("::ffff:203.0.113.7", 80).build()));
     assert!(!hit(&r, &ev().dst("203.0.113.70", 80).build()));
@@ -210,10 +229,17 @@ fn list_fields_match_when_any_element_matches() {
     assert!(hit(&r, &ev().args(&["python3", "-c", "print(1)"]).build()));
     assert!(!hit(&r, &ev().args(&["python3", "-cx"]).build()));
     // With |all, every value must match some element (not necessarily the same one).
-    let all = sel("        ProcessArgs|contains|all:\n            - 'Socket'\n            - '$p='\n");
-    assert!(hit(&all, &ev().args(&["perl", "-e", "use Socket;$p=4444"]).build()));
+    let all =
+        sel("        ProcessArgs|contains|all:\n            - 'Socket'\n            - '$p='\n");
+    assert!(hit(
+        &all,
+        &ev().args(&["perl", "-e", "use Socket;$p=4444"]).build()
+    ));
     assert!(hit(&all, &ev().args(&["perl", "Socket", "x$p=1"]).build()));
-    assert!(!hit(&all, &ev().args(&["perl", "-e", "use Socket"]).build()));
+    assert!(!hit(
+        &all,
+        &ev().args(&["perl", "-e", "use Socket"]).build()
+    ));
 }
 
 #[test]
@@ -224,21 +250,39 @@ fn condition_precedence_not_and_or() {
          Image|endswith: '/curl'\n    condition: a or b and not c\n",
     );
     // a alone: true under the right precedence; ((a or b) and not c) would be false.
-    assert!(hit(&r, &ev().image("/usr/bin/curl").dst("203.0.113.7", 1).build()));
-    assert!(!hit(&r, &ev().image("/usr/bin/curl").dst("203.0.113.7", 2).build()));
-    assert!(hit(&r, &ev().image("/usr/bin/wget").dst("203.0.113.7", 2).build()));
+    assert!(hit(
+        &r,
+        &ev().image("/usr/bin/curl").dst("203.0.113.7", 1).build()
+    ));
+    assert!(!hit(
+        &r,
+        &ev().image("/usr/bin/curl").dst("203.0.113.7", 2).build()
+    ));
+    assert!(hit(
+        &r,
+        &ev().image("/usr/bin/wget").dst("203.0.113.7", 2).build()
+    ));
     let p = rule_with(
         "    a:\n        DestinationPort: 1\n    b:\n        DestinationPort: 2\n    c:\n        \
          Image|endswith: '/curl'\n    condition: (a or b) and not c\n",
     );
-    assert!(!hit(&p, &ev().image("/usr/bin/curl").dst("203.0.113.7", 1).build()));
+    assert!(!hit(
+        &p,
+        &ev().image("/usr/bin/curl").dst("203.0.113.7", 1).build()
+    ));
     // not binds tighter than and.
     let n = rule_with(
         "    a:\n        DestinationPort: 1\n    c:\n        Image|endswith: '/curl'\n    \
          condition: not a and c\n",
     );
-    assert!(hit(&n, &ev().image("/usr/bin/curl").dst("203.0.113.7", 2).build()));
-    assert!(!hit(&n, &ev().image("/usr/bin/curl").dst("203.0.113.7", 1).build()));
+    assert!(hit(
+        &n,
+        &ev().image("/usr/bin/curl").dst("203.0.113.7", 2).build()
+    ));
+    assert!(!hit(
+        &n,
+        &ev().image("/usr/bin/curl").dst("203.0.113.7", 1).build()
+    ));
 }
 
 #[test]
@@ -246,17 +290,39 @@ fn of_quantifiers_and_them() {
     let det = "    sel_a:\n        DestinationPort: 1\n    sel_b:\n        Image|endswith: '/curl'\n    \
                _helper:\n        User: nobody\n";
     let one = rule_with(&format!("{det}    condition: 1 of sel_*\n"));
-    assert!(hit(&one, &ev().image("/usr/bin/wget").dst("203.0.113.7", 1).build()));
-    assert!(!hit(&one, &ev().image("/usr/bin/wget").dst("203.0.113.7", 2).build()));
+    assert!(hit(
+        &one,
+        &ev().image("/usr/bin/wget").dst("203.0.113.7", 1).build()
+    ));
+    assert!(!hit(
+        &one,
+        &ev().image("/usr/bin/wget").dst("203.0.113.7", 2).build()
+    ));
     let all = rule_with(&format!("{det}    condition: all of sel_*\n"));
-    assert!(!hit(&all, &ev().image("/usr/bin/wget").dst("203.0.113.7", 1).build()));
-    assert!(hit(&all, &ev().image("/usr/bin/curl").dst("203.0.113.7", 1).build()));
+    assert!(!hit(
+        &all,
+        &ev().image("/usr/bin/wget").dst("203.0.113.7", 1).build()
+    ));
+    assert!(hit(
+        &all,
+        &ev().image("/usr/bin/curl").dst("203.0.113.7", 1).build()
+    ));
     // `them` leaves out `_`-prefixed selections: all of them holds without User nobody.
     let them = rule_with(&format!("{det}    condition: all of them\n"));
-    assert!(hit(&them, &ev().image("/usr/bin/curl").dst("203.0.113.7", 1).user("root").build()));
+    assert!(hit(
+        &them,
+        &ev()
+            .image("/usr/bin/curl")
+            .dst("203.0.113.7", 1)
+            .user("root")
+            .build()
+    ));
     let one_them = rule_with(&format!("{det}    condition: 1 of them and not _helper\n"));
     assert!(hit(&one_them, &ev().dst("203.0.113.7", 1).build()));
-    assert!(!hit(&one_them, &ev().dst("203.0.113.7", 1).user("nobody").build()));
+    assert!(!hit(
+        &one_them,
+        &ev().dst("203.0.113.7", 1).user("nobody").build()
+    ));
 }
 
 #[test]
@@ -281,7 +347,11 @@ fn expand_placeholders_come_from_list_files() {
         .rules;
     let set = std::sync::Arc::new(set);
     for exe in ["/usr/bin/curl", "/usr/bin/wget", "/bin/nc"] {
-        assert_eq!(support::matches(&set, &ev().image(exe).build()).len(), 1, "{exe}");
+        assert_eq!(
+            support::matches(&set, &ev().image(exe).build()).len(),
+            1,
+            "{exe}"
+        );
     }
     assert!(support::matches(&set, &ev().image("/bin/ncat").build()).is_empty());
     // Lists of one name in two files are joined: an operator adds, never edits.
@@ -294,7 +364,10 @@ fn expand_placeholders_come_from_list_files() {
     .unwrap()
     .rules;
     let set = std::sync::Arc::new(set);
-    assert_eq!(support::matches(&set, &ev().image("/bin/ncat").build()).len(), 1);
+    assert_eq!(
+        support::matches(&set, &ev().image("/bin/ncat").build()).len(),
+        1
+    );
     // An empty list matches nothing (so an empty exclusion excludes nothing).
     let empty = "lists:\n  none: []\n";
     let r2 = rule_with(
@@ -304,7 +377,10 @@ fn expand_placeholders_come_from_list_files() {
     let set = monitor::rules::RuleSet::from_texts(&[("l.yml", empty), ("r.yml", &r2)])
         .unwrap()
         .rules;
-    assert_eq!(support::matches(&std::sync::Arc::new(set), &ev().build()).len(), 1);
+    assert_eq!(
+        support::matches(&std::sync::Arc::new(set), &ev().build()).len(),
+        1
+    );
 }
 
 #[test]

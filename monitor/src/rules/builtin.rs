@@ -57,6 +57,9 @@ mod tests {
         walk(&root, &root, &mut found);
         found.sort();
         let embedded: Vec<String> = super::FILES.iter().map(|(n, _)| n.to_string()).collect();
-        assert_eq!(found, embedded, "update FILES in monitor/src/rules/builtin.rs");
+        assert_eq!(
+            found, embedded,
+            "update FILES in monitor/src/rules/builtin.rs"
+        );
     }
 }

@@ -262,7 +262,11 @@ pub(crate) fn read_paths(paths: &[PathBuf]) -> (Vec<Source>, Vec<RuleError>) {
 
 fn ruleset_of(file: &Path) -> String {
     file.parent()
-        .and_then(|d| std::fs::canonicalize(d).ok().or_else(|| Some(d.to_path_buf())))
+        .and_then(|d| {
+            std::fs::canonicalize(d)
+                .ok()
+                .or_else(|| Some(d.to_path_buf()))
+        })
         .and_then(|d| d.file_name().map(|n| n.to_string_lossy().into_owned()))
         .unwrap_or_else(|| "local".into())
 }
@@ -283,10 +287,7 @@ fn walk(dir: &Path, files: &mut Vec<PathBuf>, errors: &mut Vec<RuleError>) {
     for p in paths {
         if p.is_dir() {
             walk(&p, files, errors);
-        } else if matches!(
-            p.extension().and_then(|e| e.to_str()),
-            Some("yml" | "yaml")
-        ) {
+        } else if matches!(p.extension().and_then(|e| e.to_str()), Some("yml" | "yaml")) {
             files.push(p);
         }
     }
@@ -514,7 +515,10 @@ pub(crate) fn compile(sources: &[Source]) -> Compiled {
     for r in &mut out.rules {
         r.condition.order_by_cost(&tests.tests);
         for (_, cases) in &mut r.labels {
-            cases.iter_mut().filter_map(|c| c.when.as_mut()).for_each(|w| w.fold(&tests.tests));
+            cases
+                .iter_mut()
+                .filter_map(|c| c.when.as_mut())
+                .for_each(|w| w.fold(&tests.tests));
         }
         for c in r.risk.iter_mut().filter_map(|c| c.when.as_mut()) {
             c.fold(&tests.tests);
@@ -592,7 +596,10 @@ impl Compiler {
                 if item.as_scalar().is_none() {
                     return Err(yaml_err(
                         item.pos,
-                        format!("list `{name}` may hold only scalar values, not {}", item.kind_name()),
+                        format!(
+                            "list `{name}` may hold only scalar values, not {}",
+                            item.kind_name()
+                        ),
                     ));
                 }
             }
@@ -605,21 +612,24 @@ impl Compiler {
     }
 
     /// The values of list `name`, with whole-value `%other%` references expanded.
-    fn list_values(
-        &self,
-        name: &str,
-        stack: &mut Vec<String>,
-    ) -> Result<Vec<Val>, String> {
+    fn list_values(&self, name: &str, stack: &mut Vec<String>) -> Result<Vec<Val>, String> {
         if stack.iter().any(|s| s == name) {
             stack.push(name.to_string());
-            return Err(format!("lists refer to each other in a cycle: {}", stack.join(" -> ")));
+            return Err(format!(
+                "lists refer to each other in a cycle: {}",
+                stack.join(" -> ")
+            ));
         }
         let Some(defs) = self.lists.get(name) else {
             let mut known: Vec<&str> = self.lists.keys().map(|s| s.as_str()).collect();
             known.sort();
             return Err(format!(
                 "no list named `{name}` (lists loaded: {})",
-                if known.is_empty() { "none".to_string() } else { known.join(", ") }
+                if known.is_empty() {
+                    "none".to_string()
+                } else {
+                    known.join(", ")
+                }
             ));
         };
         stack.push(name.to_string());
@@ -647,7 +657,10 @@ impl Compiler {
         notices: &mut Vec<String>,
         warnings: &mut Vec<String>,
     ) -> Result<Option<Rule>, Vec<RuleError>> {
-        let title = doc.get("title").and_then(|t| t.as_text()).map(str::to_string);
+        let title = doc
+            .get("title")
+            .and_then(|t| t.as_text())
+            .map(str::to_string);
         let id = doc.get("id").and_then(|t| t.as_text()).map(str::to_string);
         let label = match (&id, &title) {
             (Some(id), _) => id.clone(),
@@ -690,7 +703,11 @@ impl Compiler {
             return Err(one(ctx.err(doc.pos, "title", "a rule needs a `title`")));
         };
         let Some(logsource) = doc.get("logsource") else {
-            return Err(one(ctx.err(doc.pos, "logsource", "a rule needs a `logsource`")));
+            return Err(one(ctx.err(
+                doc.pos,
+                "logsource",
+                "a rule needs a `logsource`",
+            )));
         };
         let category = logsource.get("category").and_then(|n| n.as_text());
         let product = logsource.get("product").and_then(|n| n.as_text());
@@ -706,7 +723,9 @@ impl Compiler {
                 logsource.pos.line,
                 category.unwrap_or("none"),
                 product.unwrap_or("none"),
-                service.map(|s| format!(", service {s}")).unwrap_or_default(),
+                service
+                    .map(|s| format!(", service {s}"))
+                    .unwrap_or_default(),
             ));
             return Ok(None);
         }
@@ -766,7 +785,10 @@ impl Compiler {
         let tags = strings("tags");
         let mut techniques: Vec<String> = Vec::new();
         for t in &tags {
-            if let Some(rest) = t.strip_prefix("attack.t").or_else(|| t.strip_prefix("attack.T")) {
+            if let Some(rest) = t
+                .strip_prefix("attack.t")
+                .or_else(|| t.strip_prefix("attack.T"))
+            {
                 let num = rest.split('.').next().unwrap_or("");
                 if num.len() == 4 && num.bytes().all(|b| b.is_ascii_digit()) {
                     let tid = format!("T{num}");
@@ -790,7 +812,11 @@ impl Compiler {
         });
 
         let Some(detection) = doc.get("detection") else {
-            return Err(one(ctx.err(doc.pos, "detection", "a rule needs a `detection`")));
+            return Err(one(ctx.err(
+                doc.pos,
+                "detection",
+                "a rule needs a `detection`",
+            )));
         };
         let Some(det) = detection.as_map() else {
             return Err(one(ctx.err(
@@ -880,7 +906,10 @@ impl Compiler {
             Cond::Or(alternatives.into_boxed_slice())
         };
         let falsepositives = strings("falsepositives");
-        let status = doc.get("status").and_then(|n| n.as_text()).map(str::to_string);
+        let status = doc
+            .get("status")
+            .and_then(|n| n.as_text())
+            .map(str::to_string);
         Ok(Some(Rule {
             meta,
             level,
@@ -1017,7 +1046,9 @@ impl Compiler {
     ) -> Result<Cond, Vec<RuleError>> {
         match &node.kind {
             NodeKind::Map(entries) => self.selection_map(ctx, node.pos, entries, unfilled),
-            NodeKind::Seq(items) if !items.is_empty() && items.iter().all(|i| i.as_map().is_some()) => {
+            NodeKind::Seq(items)
+                if !items.is_empty() && items.iter().all(|i| i.as_map().is_some()) =>
+            {
                 let mut alts = Vec::new();
                 let mut errors = Vec::new();
                 for i in items {
@@ -1214,10 +1245,7 @@ impl Compiler {
             };
             return Ok(self.intern(
                 format!("exists|{field:?}|{b}"),
-                Test::Exists {
-                    field,
-                    present: *b,
-                },
+                Test::Exists { field, present: *b },
             ));
         }
         if let Some(op) = mods.cmp {
@@ -1236,20 +1264,25 @@ impl Compiler {
                 let n = match v {
                     Val::Int(i) => *i as f64,
                     Val::Float(f, _) => *f,
-                    Val::Str(s) => s.trim().parse::<f64>().map_err(|_| {
-                        ctx.err(*p, construct, format!("`{s}` is not a number"))
-                    })?,
+                    Val::Str(s) => s
+                        .trim()
+                        .parse::<f64>()
+                        .map_err(|_| ctx.err(*p, construct, format!("`{s}` is not a number")))?,
                     _ => return Err(ctx.err(*p, construct, "comparison needs a number")),
                 };
                 ids.push(self.intern(
                     format!("cmp|{field:?}|{op:?}|{n}"),
-                    Test::Compare { field, op, value: n },
+                    Test::Compare {
+                        field,
+                        op,
+                        value: n,
+                    },
                 ));
             }
             return Ok(self.combine(ids, mods.all));
         }
 
-        // One part per value, then merged by kind (one automaton pattern set, one number
+        // One part per value, then merged by kind (one string-set pattern list, one number
         // set, one address table) unless `all` needs them separately.
         let mut patterns: Vec<u32> = Vec::new();
         let mut numbers: Vec<u64> = Vec::new();
@@ -1381,7 +1414,10 @@ impl Compiler {
                 return Err(ctx.err(
                     *p,
                     "modifier `cidr`",
-                    format!("`cidr` applies to address fields; {} is not one", field.ecs_name()),
+                    format!(
+                        "`cidr` applies to address fields; {} is not one",
+                        field.ecs_name()
+                    ),
                 ));
             }
             let pat = if mods.re {
@@ -1519,13 +1555,21 @@ impl Compiler {
                 match key {
                     "group_by" => {
                         let NodeKind::Seq(items) = &v.kind else {
-                            return Err(ctx.err(v.pos, "monitor.group_by", "must be a list of field names"));
+                            return Err(ctx.err(
+                                v.pos,
+                                "monitor.group_by",
+                                "must be a list of field names",
+                            ));
                         };
                         let mut fields = Vec::new();
                         for i in items {
                             let name = i.as_text().unwrap_or("");
                             let f = Field::from_name(name).ok_or_else(|| {
-                                ctx.err(i.pos, "monitor.group_by", format!("unknown field `{name}`"))
+                                ctx.err(
+                                    i.pos,
+                                    "monitor.group_by",
+                                    format!("unknown field `{name}`"),
+                                )
                             })?;
                             fields.push(f);
                         }
@@ -1543,7 +1587,11 @@ impl Compiler {
                     }
                     "labels" => {
                         let Some(m) = v.as_map() else {
-                            return Err(ctx.err(v.pos, "monitor.labels", "must map label names to values"));
+                            return Err(ctx.err(
+                                v.pos,
+                                "monitor.labels",
+                                "must map label names to values",
+                            ));
                         };
                         for (lk, lv) in m {
                             let name = lk.as_text().unwrap_or("").to_string();
@@ -1553,28 +1601,33 @@ impl Compiler {
                                 return Err(ctx.err(
                                     lk.pos,
                                     "monitor.labels",
-                                    format!("label name `{name}` may hold only letters, digits and `_`"),
+                                    format!(
+                                        "label name `{name}` may hold only letters, digits and `_`"
+                                    ),
                                 ));
                             }
                             let cases = self.cases(ctx, lv, "monitor.labels", sel, used, |n| {
-                                n.as_text().map(str::to_string).ok_or("a label value is text")
+                                n.as_text()
+                                    .map(str::to_string)
+                                    .ok_or("a label value is text")
                             })?;
                             ext.labels.push((name, cases));
                         }
                     }
                     "risk_score" => {
-                        ext.risk = self.cases(ctx, v, "monitor.risk_score", sel, used, |n| {
-                            match n.as_scalar().map(|s| s.resolve()) {
-                                Some(Value::Int(i)) if (0..=100).contains(&i) => Ok(i as u32),
-                                _ => Err("a risk score is a whole number from 0 to 100"),
-                            }
-                        })?;
+                        ext.risk =
+                            self.cases(ctx, v, "monitor.risk_score", sel, used, |n| {
+                                match n.as_scalar().map(|s| s.resolve()) {
+                                    Some(Value::Int(i)) if (0..=100).contains(&i) => Ok(i as u32),
+                                    _ => Err("a risk score is a whole number from 0 to 100"),
+                                }
+                            })?;
                     }
                     "level" => {
                         ext.level = self.cases(ctx, v, "monitor.level", sel, used, |n| {
-                            n.as_text().and_then(Level::parse).ok_or(
-                                "a level is informational, low, medium, high or critical",
-                            )
+                            n.as_text()
+                                .and_then(Level::parse)
+                                .ok_or("a level is informational, low, medium, high or critical")
                         })?;
                     }
                     other => {
@@ -1593,7 +1646,12 @@ impl Compiler {
             }
         }
         match (group_fields, window) {
-            (Some(fields), Some(w)) => ext.group = Some(GroupSpec { fields, window_ns: w }),
+            (Some(fields), Some(w)) => {
+                ext.group = Some(GroupSpec {
+                    fields,
+                    window_ns: w,
+                })
+            }
             (None, None) => {}
             _ => errors.push(ctx.err(
                 node.pos,
@@ -1601,7 +1659,11 @@ impl Compiler {
                 "`group_by` and `window` go together",
             )),
         }
-        if errors.is_empty() { Ok(ext) } else { Err(errors) }
+        if errors.is_empty() {
+            Ok(ext)
+        } else {
+            Err(errors)
+        }
     }
 
     /// A constant, or a list of `{when: CONDITION, value: X}` with an optional last
@@ -1620,14 +1682,21 @@ impl Compiler {
                 let mut out = Vec::new();
                 for (i, item) in items.iter().enumerate() {
                     let Some(m) = item.as_map() else {
-                        return Err(ctx.err(item.pos, construct, "each case is `{when: ..., value: ...}`"));
+                        return Err(ctx.err(
+                            item.pos,
+                            construct,
+                            "each case is `{when: ..., value: ...}`",
+                        ));
                     };
                     for (k, _) in m {
                         if !matches!(k.as_text(), Some("when" | "value")) {
                             return Err(ctx.err(
                                 k.pos,
                                 construct,
-                                format!("unknown key `{}` in a case (when, value)", k.as_text().unwrap_or("")),
+                                format!(
+                                    "unknown key `{}` in a case (when, value)",
+                                    k.as_text().unwrap_or("")
+                                ),
                             ));
                         }
                     }
@@ -1695,13 +1764,17 @@ fn parse_mods<'a>(
     parts: impl Iterator<Item = &'a str>,
 ) -> Result<Mods, RuleError> {
     let mut m = Mods::default();
-    let err = |construct: String, msg: &str| ctx.err(pos, construct, format!("{msg} (in `{spec}`)"));
+    let err =
+        |construct: String, msg: &str| ctx.err(pos, construct, format!("{msg} (in `{spec}`)"));
     for p in parts {
         let c = || format!("modifier `{p}`");
         match p {
             "contains" | "startswith" | "endswith" => {
                 if m.mode.is_some() || m.re || m.cidr {
-                    return Err(err(c(), "only one of contains, startswith, endswith, re, cidr"));
+                    return Err(err(
+                        c(),
+                        "only one of contains, startswith, endswith, re, cidr",
+                    ));
                 }
                 m.mode = Some(match p {
                     "contains" => StrMode::Contains,
@@ -1712,7 +1785,10 @@ fn parse_mods<'a>(
             "all" => m.all = true,
             "re" => {
                 if m.mode.is_some() || m.cidr {
-                    return Err(err(c(), "`re` does not combine with contains/startswith/endswith/cidr"));
+                    return Err(err(
+                        c(),
+                        "`re` does not combine with contains/startswith/endswith/cidr",
+                    ));
                 }
                 m.re = true;
             }
@@ -1763,7 +1839,11 @@ fn parse_mods<'a>(
             _ => return Err(err(c(), "unknown modifier")),
         }
     }
-    let exclusive = [m.exists, m.cmp.is_some(), m.mode.is_some() || m.re || m.cidr];
+    let exclusive = [
+        m.exists,
+        m.cmp.is_some(),
+        m.mode.is_some() || m.re || m.cidr,
+    ];
     if exclusive.iter().filter(|&&x| x).count() > 1 {
         return Err(err(
             "modifiers".into(),
@@ -1771,7 +1851,10 @@ fn parse_mods<'a>(
         ));
     }
     if m.cased && (m.re || m.cidr || m.cmp.is_some() || m.exists) {
-        return Err(err("modifier `cased`".into(), "`cased` applies to plain string matching"));
+        return Err(err(
+            "modifier `cased`".into(),
+            "`cased` applies to plain string matching",
+        ));
     }
     Ok(m)
 }

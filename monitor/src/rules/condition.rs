@@ -118,7 +118,10 @@ impl P {
         self.toks.get(self.i).map(|(t, _)| t)
     }
     fn offset(&self) -> usize {
-        self.toks.get(self.i).map(|&(_, o)| o + 1).unwrap_or(self.len + 1)
+        self.toks
+            .get(self.i)
+            .map(|&(_, o)| o + 1)
+            .unwrap_or(self.len + 1)
     }
     fn err<T>(&self, message: impl Into<String>) -> Result<T, CondError> {
         Err(CondError {

@@ -145,7 +145,11 @@ impl RuleEngine {
         let by_end = std::mem::take(&mut self.by_end);
         for (_, key) in by_end {
             if let Some(g) = self.groups.remove(&key) {
-                let at = if g.end < now { g.end } else { now.max(g.last_seen) };
+                let at = if g.end < now {
+                    g.end
+                } else {
+                    now.max(g.last_seen)
+                };
                 push_summary(g, at, out);
             }
         }

@@ -1,10 +1,10 @@
 //! Compiled field tests and the per-event scratch space they run in.
 //!
 //! Every string comparison of every rule on one field (exact, wildcard, contains,
-//! startswith, endswith, re) becomes one pattern of a single multi-pattern automaton for
-//! that field. On an event, a field's automaton runs at most once (lazily, the first time a
-//! rule needs it) with an overlapping search that marks every pattern that matched; each
-//! test then reads its patterns' bits. So adding rules adds patterns, not passes over the
+//! startswith, endswith, re) becomes one pattern of that field's string set
+//! (`strset.rs`). On an event, a field's set runs at most once (lazily, the first time a
+//! rule needs it) and marks every pattern that matched; each test then reads its patterns'
+//! bits through a precomputed mask. So adding rules adds patterns, not passes over the
 //! data. Numbers use bitsets (ports) or sorted tables, addresses use per-prefix-length
 //! sorted tables, and nothing on the evaluation path allocates.
 
@@ -27,7 +27,7 @@ pub(crate) enum CmpOp {
 
 #[derive(Debug)]
 pub(crate) enum Test {
-    /// Patterns (ids in the field's automaton): any matched, or with `all`, every one
+    /// Patterns (ids in the field's string set): any matched, or with `all`, every one
     /// matched (for list fields, each by some element).
     Patterns {
         field: Field,
@@ -116,8 +116,10 @@ impl Test {
             } => Some(*present),
             Test::Never => Some(false),
             Test::AnyOf(ids) => {
-                let vals: Vec<Option<bool>> =
-                    ids.iter().map(|&i| tests[i as usize].constant(tests)).collect();
+                let vals: Vec<Option<bool>> = ids
+                    .iter()
+                    .map(|&i| tests[i as usize].constant(tests))
+                    .collect();
                 if vals.contains(&Some(true)) {
                     Some(true)
                 } else if vals.iter().all(|v| *v == Some(false)) {
@@ -127,8 +129,10 @@ impl Test {
                 }
             }
             Test::AllOf(ids) => {
-                let vals: Vec<Option<bool>> =
-                    ids.iter().map(|&i| tests[i as usize].constant(tests)).collect();
+                let vals: Vec<Option<bool>> = ids
+                    .iter()
+                    .map(|&i| tests[i as usize].constant(tests))
+                    .collect();
                 if vals.contains(&Some(false)) {
                     Some(false)
                 } else if vals.iter().all(|v| *v == Some(true)) {
@@ -205,7 +209,11 @@ fn mask4(len: u32) -> u32 {
     if len == 0 { 0 } else { u32::MAX << (32 - len) }
 }
 fn mask6(len: u32) -> u128 {
-    if len == 0 { 0 } else { u128::MAX << (128 - len) }
+    if len == 0 {
+        0
+    } else {
+        u128::MAX << (128 - len)
+    }
 }
 
 /// Addresses and networks, compared by value. IPv4-mapped IPv6 entries are stored as IPv4,
@@ -412,7 +420,12 @@ mod tests {
     #[test]
     fn cidr_tables_compare_by_value() {
         let mut s = IpSet::default();
-        for c in ["10.0.0.0/8", "fc00::/7", "::ffff:192.168.0.0/112", "203.0.113.7"] {
+        for c in [
+            "10.0.0.0/8",
+            "fc00::/7",
+            "::ffff:192.168.0.0/112",
+            "203.0.113.7",
+        ] {
             let (ip, len) = parse_cidr(c).unwrap();
             s.insert(ip, len);
         }

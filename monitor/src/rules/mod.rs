@@ -14,9 +14,11 @@
 //!   (`get_field(&str)`) on every evaluation. Here field names resolve once, at load, to
 //!   `field::Field`, and evaluation reads the `ConnectionRecord` directly.
 //! - **Cost independent of rule count.** Here all string tests of all rules on one field
-//!   form a single multi-pattern automaton that runs at most once per event; ports are
+//!   form one string set, matched with a single case-insensitive Aho-Corasick pass that
+//!   runs at most once per event and verifies only the candidates it finds; ports are
 //!   bitsets, networks are per-prefix-length tables, tests shared by rules are evaluated
-//!   once per event (memoized), and nothing allocates per evaluation (`matcher.rs`).
+//!   once per event (memoized), tests on fields never filled fold to constants at load,
+//!   and nothing allocates per evaluation (`matcher.rs`, `strset.rs`).
 //!
 //! Sigma correlation rules are not supported (an error names them); the grouping the seeds
 //! need is the `monitor.group_by` extension (`engine.rs`, rules/README.md).

@@ -55,7 +55,10 @@ enum Pattern {
         cased: bool,
     },
     /// Tokens with the mode folded in (leading/trailing `Many`).
-    Glob { toks: Box<[GlobTok]>, cased: bool },
+    Glob {
+        toks: Box<[GlobTok]>,
+        cased: bool,
+    },
     Regex(Box<Regex>),
 }
 
@@ -120,7 +123,9 @@ fn wildcard_regex(value: &str, mode: StrMode, cased: bool) -> String {
 
 /// Compiles a `re` pattern on its own, for an error naming the value.
 pub(crate) fn check_regex(p: &str) -> Result<(), String> {
-    Regex::new(p).map(|_| ()).map_err(|e| e.to_string().replace('\n', " "))
+    Regex::new(p)
+        .map(|_| ())
+        .map_err(|e| e.to_string().replace('\n', " "))
 }
 
 #[inline]
@@ -136,7 +141,11 @@ fn utf8_len(b: u8) -> usize {
 
 #[inline]
 fn bytes_eq(a: &[u8], b: &[u8], cased: bool) -> bool {
-    if cased { a == b } else { a.eq_ignore_ascii_case(b) }
+    if cased {
+        a == b
+    } else {
+        a.eq_ignore_ascii_case(b)
+    }
 }
 
 /// Glob match of the whole haystack; `*` backtracks to the last star only, which is
@@ -315,7 +324,7 @@ impl StringSet {
                     }
                     let ok = match &self.patterns[p as usize] {
                         Pattern::Literal { lit, mode, cased } => {
-                            (!*cased || &hb[m.start()..m.end()] == &**lit)
+                            (!*cased || hb[m.start()..m.end()] == **lit)
                                 && match mode {
                                     StrMode::Exact => m.start() == 0 && m.end() == hb.len(),
                                     StrMode::StartsWith => m.start() == 0,
@@ -342,12 +351,15 @@ impl StringSet {
                 continue;
             }
             let ok = match &self.patterns[p as usize] {
-                Pattern::Literal { lit, mode, .. } => lit.is_empty() && match mode {
-                    // An empty value equals only the empty string; the empty string is a
-                    // prefix, suffix and part of everything.
-                    StrMode::Exact => hb.is_empty(),
-                    _ => true,
-                },
+                Pattern::Literal { lit, mode, .. } => {
+                    lit.is_empty()
+                        && match mode {
+                            // An empty value equals only the empty string; the empty string is a
+                            // prefix, suffix and part of everything.
+                            StrMode::Exact => hb.is_empty(),
+                            _ => true,
+                        }
+                }
                 Pattern::Glob { toks, cased } => glob(toks, hb, *cased),
                 Pattern::Regex(r) => r.is_match(hay),
             };
