@@ -93,6 +93,13 @@ pub fn run(opts: &VmOptions) -> Result<()> {
     for v in &verdicts {
         if v.problems.is_empty() {
             eprintln!("vm: {}: OK", v.probe);
+            let start = format!("START {}", v.probe);
+            let end = format!("END {}", v.probe);
+            for line in section(&console, &start, &end).unwrap_or_default() {
+                if line.starts_with("uptime ") {
+                    eprintln!("vm:   guest {line}");
+                }
+            }
             for line in &v.hook_lines {
                 eprintln!("vm:   log: {line}");
             }
@@ -769,6 +776,16 @@ fn check_probe(console: &str, probe: &str) -> Verdict {
         }
     }
     let seen = format!("output had {kinds:?} records and {unparsed} non-JSON lines");
+    for (record, program) in [(&v.tcp_record, "nc"), (&v.udp_record, "nslookup")] {
+        if let Some(line) = record
+            && !made_by(line, program)
+        {
+            v.problems.push(format!(
+                "the event is not attributed to busybox {program} (process.args[0] or \
+                 process.command_line): {line}"
+            ));
+        }
+    }
     if v.tcp_record.is_none() {
         v.problems.push(format!(
             "no connection event (event.kind event, network.transport tcp, destination \
@@ -831,6 +848,21 @@ fn log_fields(line: &str) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// Whether a record's process is `program`: by argv[0], since busybox's shell runs applets
+/// through /proc/self/exe, which makes the kernel's process name "exe".
+fn made_by(line: &str, program: &str) -> bool {
+    let Ok(doc) = serde_json::from_str::<serde_json::Value>(line) else {
+        return false;
+    };
+    let process = &doc["process"];
+    let argv0 = process["args"][0].as_str().or_else(|| {
+        process["command_line"]
+            .as_str()
+            .and_then(|c| c.split_whitespace().next())
+    });
+    argv0.is_some_and(|a| a.rsplit('/').next() == Some(program))
+}
+
 fn is_connection(doc: &serde_json::Value, transport: &str, port: u16, probe: &str) -> bool {
     doc["event"]["kind"] == "event"
         && doc["network"]["transport"] == transport
@@ -844,8 +876,8 @@ fn is_connection(doc: &serde_json::Value, transport: &str, port: u16, probe: &st
 mod tests {
     use super::*;
 
-    const TCP: &str = r#"{"@timestamp":"2025-01-01T00:00:00Z","event":{"kind":"event","action":"connect"},"destination":{"ip":"127.0.0.1","port":40123},"network":{"transport":"tcp","type":"ipv4"},"monitor":{"probe":"fentry"}}"#;
-    const UDP: &str = r#"{"@timestamp":"2025-01-01T00:00:00Z","event":{"kind":"event","action":"send"},"destination":{"ip":"127.0.0.1","port":53},"network":{"transport":"udp","type":"ipv4"},"monitor":{"probe":"fentry"}}"#;
+    const TCP: &str = r#"{"@timestamp":"2025-01-01T00:00:00Z","event":{"kind":"event","action":"connect"},"process":{"pid":180,"name":"exe","args":["nc","127.0.0.1","40123"]},"destination":{"ip":"127.0.0.1","port":40123},"network":{"transport":"tcp","type":"ipv4"},"monitor":{"probe":"fentry"}}"#;
+    const UDP: &str = r#"{"@timestamp":"2025-01-01T00:00:00Z","event":{"kind":"event","action":"send"},"process":{"pid":183,"command_line":"/bin/nslookup example.test 127.0.0.1"},"destination":{"ip":"127.0.0.1","port":53},"network":{"transport":"udp","type":"ipv4"},"monitor":{"probe":"fentry"}}"#;
 
     fn console(log: &str, records: &[&str], status: u32) -> String {
         format!(
@@ -923,6 +955,26 @@ mod tests {
 
         let c = console(GOOD_LOG, &[TCP, UDP], 0).replace("=== VM DONE ===", "");
         assert!(check_console(&c, &["fentry".to_string()]).is_err());
+    }
+
+    #[test]
+    fn fails_when_event_is_attributed_to_another_process() {
+        let curl_tcp = TCP.replace(r#"["nc","#, r#"["curl","#);
+        let v = verdict(&console(GOOD_LOG, &[&curl_tcp, UDP], 0));
+        assert_eq!(v.problems.len(), 1, "{:?}", v.problems);
+        assert!(v.problems[0].contains("busybox nc"), "{:?}", v.problems);
+
+        let anonymous_udp = UDP.replace(
+            r#""command_line":"/bin/nslookup example.test 127.0.0.1""#,
+            r#""name":"nslookup""#,
+        );
+        let v = verdict(&console(GOOD_LOG, &[TCP, &anonymous_udp], 0));
+        assert_eq!(v.problems.len(), 1, "{:?}", v.problems);
+        assert!(
+            v.problems[0].contains("busybox nslookup"),
+            "{:?}",
+            v.problems
+        );
     }
 
     #[test]

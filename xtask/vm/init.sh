@@ -51,6 +51,7 @@ run_probe() {
     out=/tmp/$probe.json
     log=/tmp/$probe.log
     echo "=== START $probe ==="
+    echo "uptime $(cut -d' ' -f1 /proc/uptime) s: starting monitor run --probe $probe"
     /monitor run --probe "$probe" --events --rules /empty-rules >"$out" 2>"$log" &
     MONITOR_PID=$!
     # The start-up log names each hook's backend once its program is attached.
@@ -59,7 +60,9 @@ run_probe() {
     else
         echo "=== NOT ATTACHED $probe (monitor gone or no hook lines within 60 s) ==="
     fi
-    sleep 1
+    # Attached programs queue events in the ring buffer even while the monitor is still
+    # priming its process table; the pause only keeps the traffic clear of start-up.
+    usleep 500000
 
     # TCP: a full connect to a loopback listener, which closes it at once (-e true).
     nc -l -p "$TCP_PORT" -e true &
@@ -74,8 +77,9 @@ run_probe() {
     timeout 3 nslookup example.test 127.0.0.1 >/dev/null 2>&1
     echo "=== UDP $probe sent ==="
 
-    # Give the monitor time to drain its ring buffer (it polls on a timer) before stopping it.
-    sleep 2
+    # The monitor flushes each record as it is written: wait for both (the host checks them
+    # properly; this only avoids stopping the monitor before it has drained its ring buffer).
+    wait_for_words "$out" 150 '"port":40123} "port":53}'
     kill -TERM "$MONITOR_PID" 2>/dev/null
     tries=0
     while kill -0 "$MONITOR_PID" 2>/dev/null && [ "$tries" -lt 150 ]; do
@@ -87,7 +91,9 @@ run_probe() {
         kill -KILL "$MONITOR_PID"
     fi
     wait "$MONITOR_PID"
-    echo "=== STATUS $probe $? ==="
+    status=$?
+    echo "uptime $(cut -d' ' -f1 /proc/uptime) s: monitor stopped"
+    echo "=== STATUS $probe $status ==="
     echo "=== BEGIN $probe log ==="
     cat "$log"
     echo "=== END $probe log ==="
