@@ -170,3 +170,86 @@ async fn a_file_that_cannot_be_opened_fails_at_start_naming_it() {
     assert!(text.contains("/nonexistent-dir/alerts.json"), "{text}");
     assert!(text.contains("No such file"), "{text}");
 }
+
+/// Unmounts the test's tmpfs when the test ends, however it ends.
+struct Mount(std::path::PathBuf);
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// A disk that fills up: the file output counts what it could not write, the line cut by
+/// the full disk is ended before the next records, and writing resumes once there is room.
+/// Needs root, to mount a small tmpfs.
+#[tokio::test]
+async fn a_full_disk_costs_records_but_not_the_file_format() {
+    // SAFETY: geteuid has no preconditions.
+    assert_eq!(
+        unsafe { libc::geteuid() },
+        0,
+        "this test needs root: it mounts a 256 KiB tmpfs to fill up"
+    );
+    let dir = tempdir();
+    let mnt = dir.path().join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    let status = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=256k", "tmpfs"])
+        .arg(&mnt)
+        .status()
+        .expect("run mount");
+    assert!(status.success(), "mount -t tmpfs failed: {status}");
+    let _mount = Mount(mnt.clone());
+    // Leave about 12 KiB free: room for some records, not for all 40.
+    let filler = mnt.join("filler");
+    std::fs::write(&filler, vec![0u8; 256 * 1024 - 12 * 1024]).unwrap();
+
+    let path = mnt.join("alerts.json");
+    let hub = OutputHub::open(&[OutputSpec::File(path.clone())], &OutputConfig::default())
+        .await
+        .unwrap();
+    for seq in 0..40 {
+        hub.send(OutputRecord::from_alert(&alert("full-disk", seq)))
+            .await;
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let stats = loop {
+        let s = hub.stats().outputs[0].clone();
+        if s.sent + s.dropped == 40 {
+            break s;
+        }
+        assert!(std::time::Instant::now() < deadline, "{s:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(
+        stats.sent > 0 && stats.dropped > 0 && stats.errors > 0,
+        "{stats:?}"
+    );
+
+    std::fs::remove_file(&filler).unwrap();
+    for seq in 100..105 {
+        hub.send(OutputRecord::from_alert(&alert("full-disk", seq)))
+            .await;
+    }
+    hub.shutdown(Duration::from_secs(5)).await.unwrap();
+
+    let text = std::fs::read_to_string(&path).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let parsed: Vec<Option<serde_json::Value>> =
+        lines.iter().map(|l| serde_json::from_str(l).ok()).collect();
+    let broken = parsed.iter().filter(|p| p.is_none()).count();
+    assert!(
+        broken <= 1,
+        "at most the one line the full disk cut: {lines:?}"
+    );
+    let seqs: Vec<String> = parsed
+        .iter()
+        .flatten()
+        .map(|v| v["labels"]["seq"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(seqs.len() as u64, stats.sent + 5, "{seqs:?}");
+    assert_eq!(&seqs[seqs.len() - 5..], ["100", "101", "102", "103", "104"]);
+    let want: Vec<String> = (0..stats.sent).map(|s| s.to_string()).collect();
+    assert_eq!(&seqs[..stats.sent as usize], want.as_slice());
+}

@@ -5,7 +5,7 @@ use std::io::{self, Write};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use super::line::LineTarget;
+use super::line::{LineTarget, PartialWrite, write_counted};
 
 /// Appends to `path`. The file is created `0640`: records hold command lines, which may
 /// hold secrets. After a failed write the file is closed and opened again for the next
@@ -37,24 +37,25 @@ fn open_append(path: &Path) -> io::Result<File> {
 }
 
 impl LineTarget for FileSink {
-    fn write_lines(&mut self, buf: &[u8]) -> io::Result<()> {
+    fn write_lines(&mut self, buf: &[u8]) -> Result<(), PartialWrite> {
+        let failed = |error| PartialWrite { written: 0, error };
         let file = match &mut self.file {
             Some(f) => f,
             None => {
-                let f = open_append(&self.path)?;
+                let f = open_append(&self.path).map_err(failed)?;
                 self.file.insert(f)
             }
         };
         if self.cut_line {
             // An earlier write failed part-way (disk full): end that line first, so the
             // records after it stay whole lines.
-            if !ends_with_newline(&self.path)? {
-                file.write_all(b"\n")?;
+            if !ends_with_newline(&self.path).map_err(failed)? {
+                file.write_all(b"\n").map_err(failed)?;
             }
             self.cut_line = false;
         }
         // O_APPEND: each write lands at the end, even if another writer appends too.
-        let r = file.write_all(buf).and_then(|()| file.flush());
+        let r = write_counted(file, buf);
         if r.is_err() {
             self.file = None;
             self.cut_line = true;

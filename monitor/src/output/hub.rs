@@ -267,6 +267,13 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_hub_can_be_shared_between_tasks() {
+        fn shared<T: Send + Sync>() {}
+        shared::<OutputHub>();
+        shared::<OutputRecord>();
+    }
+
+    #[test]
     fn spool_keys_are_file_names() {
         assert_eq!(
             spool_key(&"syslog+tcp://127.0.0.1:514".parse().unwrap()),

@@ -15,10 +15,35 @@ use tokio::sync::{mpsc, oneshot};
 use super::output_record::OutputRecord;
 use super::{LogEvery, OutputError, SinkStats};
 
+/// A write that failed after `written` bytes of the buffer went out.
+pub(crate) struct PartialWrite {
+    pub written: usize,
+    pub error: io::Error,
+}
+
+/// Writes all of `buf`, counting what went out before an error.
+pub(crate) fn write_counted(w: &mut impl io::Write, buf: &[u8]) -> Result<(), PartialWrite> {
+    let mut written = 0;
+    while written < buf.len() {
+        match w.write(&buf[written..]) {
+            Ok(0) => {
+                return Err(PartialWrite {
+                    written,
+                    error: io::ErrorKind::WriteZero.into(),
+                });
+            }
+            Ok(n) => written += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(error) => return Err(PartialWrite { written, error }),
+        }
+    }
+    w.flush().map_err(|error| PartialWrite { written, error })
+}
+
 /// Where lines go.
 pub(crate) trait LineTarget: Send + 'static {
     /// Writes and flushes `buf` (whole lines).
-    fn write_lines(&mut self, buf: &[u8]) -> io::Result<()>;
+    fn write_lines(&mut self, buf: &[u8]) -> Result<(), PartialWrite>;
     /// Reopens the destination (files: SIGHUP after log rotation).
     fn reopen(&mut self) -> io::Result<()>;
 }
@@ -119,12 +144,7 @@ impl LineSink {
     /// A writer still blocked then is left behind (it cannot be interrupted), so a reader
     /// that stopped reading cannot hold up exit.
     pub async fn shutdown(self, deadline: tokio::time::Instant) -> Result<(), OutputError> {
-        let LineSink {
-            name,
-            tx,
-            done,
-            ..
-        } = self;
+        let LineSink { name, tx, done, .. } = self;
         let queued = tx.max_capacity() - tx.capacity();
         drop(tx);
         let Some(done) = done else { return Ok(()) };
@@ -156,26 +176,32 @@ fn write_loop(
     let error_log = LogEvery::new(Duration::from_secs(10));
     let mut generation = 0u64;
     let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024);
-    let mut lines = 0u64;
-    let flush = |target: &mut Box<dyn LineTarget>, buf: &mut Vec<u8>, lines: &mut u64| {
+    // End offset of each line in `buf`, to count the lines a failed write still wrote.
+    let mut lines: Vec<usize> = Vec::new();
+    let flush = |target: &mut Box<dyn LineTarget>, buf: &mut Vec<u8>, lines: &mut Vec<usize>| {
         if buf.is_empty() {
             return;
         }
         match target.write_lines(buf) {
             Ok(()) => {
-                counters.sent.fetch_add(*lines, Ordering::Relaxed);
+                counters
+                    .sent
+                    .fetch_add(lines.len() as u64, Ordering::Relaxed);
             }
-            Err(e) => {
+            Err(PartialWrite { written, error }) => {
+                let whole = lines.iter().take_while(|&&end| end <= written).count();
+                let lost = (lines.len() - whole) as u64;
+                counters.sent.fetch_add(whole as u64, Ordering::Relaxed);
                 counters.errors.fetch_add(1, Ordering::Relaxed);
-                counters.dropped.fetch_add(*lines, Ordering::Relaxed);
-                if let Some(n) = error_log.ready(*lines) {
-                    tracing::error!(output = %name, error = %e, dropped = n,
+                counters.dropped.fetch_add(lost, Ordering::Relaxed);
+                if let Some(n) = error_log.ready(lost) {
+                    tracing::error!(output = %name, %error, dropped = n,
                         "cannot write output; records dropped for this output (the others go on)");
                 }
             }
         }
         buf.clear();
-        *lines = 0;
+        lines.clear();
     };
     let reopen = |target: &mut Box<dyn LineTarget>| {
         if let Err(e) = target.reopen() {
@@ -196,7 +222,7 @@ fn write_loop(
                     }
                     buf.extend_from_slice(rec.json().as_bytes());
                     buf.push(b'\n');
-                    lines += 1;
+                    lines.push(buf.len());
                 }
                 LineMsg::Reopen(g) => {
                     if g > generation {

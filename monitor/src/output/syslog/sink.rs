@@ -415,7 +415,15 @@ async fn deliver(
             if shutting_down {
                 return; // everything delivered
             }
-            let sleep = tokio::time::sleep_until(next_sync);
+            // With fsync after every write there is no timer to wait for.
+            let periodic = !timing.fsync_interval.is_zero();
+            let sleep = async {
+                if periodic {
+                    tokio::time::sleep_until(next_sync).await
+                } else {
+                    std::future::pending().await
+                }
+            };
             tokio::select! {
                 () = shared.wake.notified() => {}
                 _ = deadline.changed() => {}
