@@ -53,7 +53,9 @@ pub struct RecordHeader {
 /// What "send" means depends on the backend: fentry and kprobe see every `udp_sendmsg` /
 /// `udpv6_sendmsg`; the cgroup fallback sees `sendmsg` on unconnected sockets
 /// (`cgroup/sendmsg4/6`) and the `connect` of connected UDP sockets (`cgroup/connect4/6`),
-/// not their later sends. Repeats are suppressed in the kernel (see `suppressed`).
+/// not their later sends; an IPv6 socket's sends to an IPv4-mapped peer show there as IPv4
+/// sends (`sendmsg4`, hook `UDP_SEND_V4`), each one, connected or not. Repeats are suppressed
+/// in the kernel (see `suppressed`).
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct ConnectEvent {

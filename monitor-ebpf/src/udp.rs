@@ -186,7 +186,8 @@ pub fn udp_cgroup_connect4(ctx: SockAddrContext) -> i32 {
     1
 }
 
-/// `cgroup/connect6`: as `connect4`, for IPv6 sockets. Always returns 1.
+/// `cgroup/connect6`: as `connect4`, for IPv6 sockets; IPv4-mapped peers are left to
+/// `sendmsg4`, which sees each of their sends. Always returns 1.
 #[cgroup_sock_addr(connect6)]
 pub fn udp_cgroup_connect6(ctx: SockAddrContext) -> i32 {
     finish(&ctx, "udp_cgroup_connect6", try_udp_cgroup(&ctx, true));
@@ -206,6 +207,12 @@ pub fn udp_cgroup_sendmsg4(ctx: SockAddrContext) -> i32 {
 pub fn udp_cgroup_sendmsg6(ctx: SockAddrContext) -> i32 {
     finish(&ctx, "udp_cgroup_sendmsg6", try_udp_cgroup(&ctx, true));
     1
+}
+
+/// `::ffff:a.b.c.d`.
+#[inline(always)]
+fn is_v4_mapped(addr: &[u8; 16]) -> bool {
+    addr[..10] == [0; 10] && addr[10] == 0xff && addr[11] == 0xff
 }
 
 /// Reads `struct bpf_sock_addr` (a stable ABI: no offsets needed). Start time is left unknown:
@@ -249,6 +256,12 @@ fn try_udp_cgroup(ctx: &SockAddrContext, v6: bool) -> Result<(), i64> {
         }
     }
     if flow.dport == 0 {
+        return Ok(());
+    }
+    // An IPv6 socket's sends to an IPv4-mapped peer are diverted to udp_sendmsg, which runs
+    // `sendmsg4` for each of them (connected or not): report them there, once, not also here
+    // at connect time (`sendmsg6` never sees mapped peers).
+    if v6 && is_v4_mapped(&flow.daddr) {
         return Ok(());
     }
     let origin = Origin {

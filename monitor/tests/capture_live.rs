@@ -321,6 +321,188 @@ async fn python_udp_sends_over_ipv4_and_ipv6_are_seen_connected_or_not() {
     );
 }
 
+const MAPPED_SENDS: &str = r#"
+import socket, sys
+udp_port, connected_port, tcp_port = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM); s.sendto(b"x", ("::ffff:127.0.0.1", udp_port))
+c = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM); c.connect(("::ffff:127.0.0.1", connected_port)); c.send(b"y")
+t = socket.socket(socket.AF_INET6, socket.SOCK_STREAM); t.connect(("::ffff:127.0.0.1", tcp_port)); t.close()
+"#;
+
+/// IPv4 as the kernel may report it from an IPv6 socket: plain, or `::ffff:a.b.c.d`.
+fn is_ipv4_localhost(ev: &ConnectEvent) -> bool {
+    let mapped: [u8; 16] = Ipv4Addr::LOCALHOST.to_ipv6_mapped().octets();
+    (ev.family == AF_INET && ev.daddr == v4(Ipv4Addr::LOCALHOST))
+        || (ev.family == AF_INET6 && ev.daddr == mapped)
+}
+
+#[tokio::test]
+async fn ipv6_sockets_to_ipv4_mapped_peers_are_reported_once_each() {
+    let server = HttpServer::start("127.0.0.1");
+    let mut capture = start(ProbeChoice::Auto);
+    let (udp_port, connected_port) = (scratch_port(20), scratch_port(21));
+    let args = [
+        udp_port.to_string(),
+        connected_port.to_string(),
+        server.port.to_string(),
+    ];
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let pid = python(MAPPED_SENDS, &args);
+    let ports = [udp_port, connected_port, server.port];
+    let events = collect_until(&mut capture, Duration::from_secs(5), |evs| {
+        ports
+            .iter()
+            .all(|p| connects(evs).any(|c| c.tgid == pid && c.dport == *p))
+    })
+    .await;
+    for (port, protocol) in [
+        (udp_port, IPPROTO_UDP),
+        (connected_port, IPPROTO_UDP),
+        (server.port, IPPROTO_TCP),
+    ] {
+        let seen: Vec<&ConnectEvent> = connects(&events)
+            .filter(|c| c.tgid == pid && c.dport == port)
+            .collect();
+        assert_eq!(
+            seen.len(),
+            1,
+            "port {port}: one event per send or connect, got {seen:?}"
+        );
+        assert_eq!(seen[0].protocol, protocol, "port {port}");
+        assert!(is_ipv4_localhost(seen[0]), "port {port}: {:?}", seen[0]);
+    }
+}
+
+#[tokio::test]
+async fn with_suppression_off_every_udp_send_is_reported() {
+    const SENDS: u64 = 50;
+    require_root();
+    let mut cfg = config(ProbeChoice::Auto);
+    cfg.udp_suppress = Duration::ZERO;
+    let mut capture = Capture::start(&cfg).expect("Capture::start");
+    let before = capture.kernel_stats().expect("kernel_stats");
+    let port = scratch_port(30);
+    let script = format!(
+        "import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+         for _ in range({SENDS}): s.sendto(b'x', ('127.0.0.1', {port}))\n"
+    );
+    let pid = python(&script, &[]);
+    let events = collect_until(&mut capture, Duration::from_secs(5), |evs| {
+        tally(evs, pid, port).0 == SENDS
+    })
+    .await;
+    assert_eq!(
+        tally(&events, pid, port),
+        (SENDS, 0),
+        "every send is its own event"
+    );
+    let after = capture.kernel_stats().expect("kernel_stats");
+    assert!(after.events_per_hook[hook::UDP_SEND_V4 as usize] - before.events_per_hook[1] >= SENDS);
+}
+
+/// Runs `/bin/true`; returns its pid.
+fn run_true() -> u32 {
+    let mut child = Command::new("/bin/true")
+        .spawn()
+        .expect("running /bin/true");
+    let pid = child.id();
+    assert!(child.wait().expect("waiting").success());
+    pid
+}
+
+fn exec_pids(events: &[RawEvent]) -> HashSet<u32> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            RawEvent::Exec(x) => Some(x.tgid),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn below_the_wakeup_threshold_events_wait_for_the_poll_timer() {
+    require_root();
+    let interval = Duration::from_millis(1500);
+    let mut cfg = config(ProbeChoice::Auto);
+    cfg.poll_interval = interval;
+    let mut capture = Capture::start(&cfg).expect("Capture::start");
+    // Reach the steady state: a call that waited for the timer (the first tick is immediate,
+    // and the fd may start out readable).
+    let mut scratch = Vec::new();
+    let mut settled = false;
+    for _ in 0..5 {
+        let t = Instant::now();
+        capture.read_batch(&mut scratch).await.expect("read_batch");
+        if t.elapsed() >= interval / 2 {
+            settled = true;
+            break;
+        }
+    }
+    assert!(settled, "read_batch never waited for the poll timer");
+
+    let t = Instant::now();
+    let pid = run_true();
+    let mut events = Vec::new();
+    capture.read_batch(&mut events).await.expect("read_batch");
+    let waited = t.elapsed();
+    // One exec is far below the threshold (a quarter of 8 MiB): the kernel did not wake us,
+    // the timer did.
+    assert!(
+        waited >= interval / 2,
+        "woken after {waited:?}, before the poll timer"
+    );
+    assert!(
+        exec_pids(&events).contains(&pid),
+        "the exec event came with the timer"
+    );
+}
+
+#[tokio::test]
+async fn past_the_wakeup_threshold_the_kernel_wakes_the_reader() {
+    require_root();
+    // 64 KiB ring: the kernel forces a wake-up once 16 KiB wait; an exec record is ~850 bytes,
+    // so 30 execs pass the threshold.
+    let mut cfg = config(ProbeChoice::Auto);
+    cfg.ringbuf_bytes = 64 << 10;
+    cfg.poll_interval = Duration::from_secs(60);
+    let mut capture = Capture::start(&cfg).expect("Capture::start");
+    let marker = format!("wakeup-test-{}", std::process::id());
+    let load_marker = marker.clone();
+    let load = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(500));
+        for _ in 0..30 {
+            let status = Command::new("/bin/true").arg(&load_marker).status();
+            assert!(status.expect("running /bin/true").success());
+        }
+    });
+    let ours = |events: &[RawEvent]| {
+        events.iter().any(|e| {
+            matches!(e, RawEvent::Exec(x)
+                if x.args[..x.args_len as usize].ends_with(format!("{marker}\0").as_bytes()))
+        })
+    };
+    let started = Instant::now();
+    let mut events = Vec::new();
+    // The poll timer is 60 s away: once the load runs, only the kernel can end a wait.
+    while !ours(&events) {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no wake-up carried the load"
+        );
+        tokio::time::timeout(Duration::from_secs(20), capture.read_batch(&mut events))
+            .await
+            .expect("read_batch waited for the poll timer: no kernel wake-up")
+            .expect("read_batch");
+    }
+    load.join().expect("load thread");
+    let stats = capture.kernel_stats().expect("kernel_stats");
+    assert_eq!(
+        stats.ringbuf_lost, 0,
+        "the wake-up came too late to save every record"
+    );
+}
+
 /// Sends `count` datagrams to one destination, prints "flooding" first so a TCP connect can be
 /// made meanwhile, then (after the suppression interval) one more to flush the count.
 const UDP_FLOOD: &str = r#"
