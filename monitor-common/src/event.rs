@@ -96,6 +96,10 @@ pub struct ConnectEvent {
 const _: () = assert!(core::mem::size_of::<ConnectEvent>() == 112);
 
 /// A successful execve: the new image's path and the first `ARGS_LEN` bytes of its argv.
+///
+/// Only `filename[..filename_len]` and `args[..args_len]` are meaningful: the kernel fills the
+/// record in place in the ring buffer, so bytes past those lengths are left over from earlier
+/// records. User space checks both lengths against the array sizes when it decodes.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct ExecEvent {
