@@ -322,3 +322,55 @@ fn check_exits_2_on_the_broken_file_and_names_it() {
         "{e}"
     );
 }
+
+#[test]
+fn rule_index_never_drops_a_matching_rule() {
+    // The index picks candidate rules by destination port and string anchors; evaluating
+    // every rule must give the same result on a varied set of events.
+    let mut paths = rule_files();
+    paths.push(support::repo_rules_dir());
+    let set = Arc::new(RuleSet::load(&paths).unwrap().rules);
+    let mut engine = monitor::rules::RuleEngine::new(Arc::clone(&set));
+    let images = [
+        "/usr/bin/bash",
+        "/usr/bin/python3.11",
+        "/usr/bin/curl",
+        "/usr/bin/nc.openbsd",
+        "/usr/bin/vim.basic",
+        "/usr/sbin/sshd",
+        "/usr/lib/firefox-esr/firefox-esr",
+        "/usr/local/bin/node",
+    ];
+    let args: [&[&str]; 4] = [
+        &["x"],
+        &["bash", "-i"],
+        &["python3", "-c", "s.connect(('203.0.113.7',4444))"],
+        &["nc", "-e", "/bin/sh"],
+    ];
+    let dsts = [
+        ("203.0.113.7", 443),
+        ("203.0.113.7", 4444),
+        ("203.0.113.7", 8088),
+        ("203.0.113.7", 5555),
+        ("10.0.0.5", 22),
+        ("169.254.169.254", 80),
+        ("127.0.0.1", 4444),
+        ("2001:db8::7", 31337),
+    ];
+    let mut fired = 0;
+    for img in images {
+        for a in args {
+            for (ip, port) in dsts {
+                let rec = ev().image(img).args(a).dst(ip, port).build();
+                let indexed = engine.matching_rule_ids(&rec);
+                let full = engine.matching_rule_ids_unindexed(&rec);
+                assert_eq!(indexed, full, "{img} {a:?} {ip}:{port}");
+                fired += full.len();
+            }
+        }
+    }
+    assert!(
+        fired > 100,
+        "the events exercise the rules ({fired} matches)"
+    );
+}

@@ -54,6 +54,9 @@ pub struct RuleEngine {
     seq: u64,
     now: Timestamp,
     text: TextBuf,
+    /// Rules to evaluate for the current event (reused buffers).
+    candidates: Vec<u32>,
+    seen: Vec<u64>,
 }
 
 impl RuleEngine {
@@ -67,6 +70,8 @@ impl RuleEngine {
             seq: 0,
             now: Timestamp(i64::MIN),
             text: TextBuf::new(),
+            candidates: Vec::new(),
+            seen: Vec::new(),
         }
     }
 
@@ -86,8 +91,10 @@ impl RuleEngine {
     pub fn process(&mut self, rec: &ConnectionRecord, out: &mut Vec<Alert>) {
         self.advance(rec.timestamp, out);
         let rules = Arc::clone(&self.rules);
-        self.scratch.reset();
-        for rule in rules.active() {
+        self.select(rec);
+        let candidates = std::mem::take(&mut self.candidates);
+        for &i in &candidates {
+            let rule = &rules.rules[i as usize];
             if !rule.condition.eval(&rules.tests, rec, &mut self.scratch) {
                 continue;
             }
@@ -97,15 +104,43 @@ impl RuleEngine {
                 Some(spec) => self.grouped(spec, alert, out),
             }
         }
+        self.candidates = candidates;
+    }
+
+    /// Resets the per-event scratch space and picks the rules that can match `rec`.
+    fn select(&mut self, rec: &ConnectionRecord) {
+        self.scratch.reset();
+        let rules = &self.rules;
+        rules.index.candidates(
+            &rules.tests,
+            rec,
+            &mut self.scratch,
+            &mut self.candidates,
+            &mut self.seen,
+        );
     }
 
     /// Names of the rules that match `rec`, without alerts or grouping (for tests and
     /// `rules` tooling).
     pub fn matching_rule_ids(&mut self, rec: &ConnectionRecord) -> Vec<String> {
-        let rules = Arc::clone(&self.rules);
+        self.select(rec);
+        let rules = &self.rules;
+        self.candidates
+            .iter()
+            .map(|&i| &rules.rules[i as usize])
+            .filter(|r| r.condition.eval(&rules.tests, rec, &mut self.scratch))
+            .map(|r| r.meta.id.clone())
+            .collect()
+    }
+
+    /// Like `matching_rule_ids`, but evaluating every rule instead of the candidates the
+    /// rule index picks: the reference the index is tested against.
+    pub fn matching_rule_ids_unindexed(&mut self, rec: &ConnectionRecord) -> Vec<String> {
         self.scratch.reset();
+        let rules = &self.rules;
         rules
-            .active()
+            .rules
+            .iter()
             .filter(|r| r.condition.eval(&rules.tests, rec, &mut self.scratch))
             .map(|r| r.meta.id.clone())
             .collect()
@@ -114,11 +149,15 @@ impl RuleEngine {
     /// How many rules match `rec`: the evaluation alone, without building alerts or
     /// touching groups, and without allocating (for benchmarks).
     pub fn match_count(&mut self, rec: &ConnectionRecord) -> usize {
+        self.select(rec);
         let rules = &self.rules;
-        self.scratch.reset();
-        rules
-            .active()
-            .filter(|r| r.condition.eval(&rules.tests, rec, &mut self.scratch))
+        self.candidates
+            .iter()
+            .filter(|&&i| {
+                rules.rules[i as usize]
+                    .condition
+                    .eval(&rules.tests, rec, &mut self.scratch)
+            })
             .count()
     }
 

@@ -391,6 +391,15 @@ impl Tests {
         }
     }
 
+    /// The patterns of string set `a` that match `rec` (running the set if it has not run
+    /// on this event yet).
+    pub fn set_bits<'s>(&self, a: usize, rec: &ConnectionRecord, s: &'s mut Scratch) -> &'s [u64] {
+        if !s.ran[a] {
+            self.run_set(a, rec, s);
+        }
+        &s.bits[a]
+    }
+
     fn run_set(&self, a: usize, rec: &ConnectionRecord, s: &mut Scratch) {
         let set = &self.sets[a];
         s.ran[a] = true;

@@ -35,6 +35,7 @@ mod condition;
 mod engine;
 mod error;
 mod field;
+mod index;
 mod matcher;
 mod strset;
 mod yaml;
@@ -59,6 +60,7 @@ pub const BUILTIN_RULESET: &str = "default";
 pub struct RuleSet {
     rules: Vec<Rule>,
     tests: Tests,
+    index: index::RuleIndex,
 }
 
 /// What loading produced besides the rules.
@@ -117,10 +119,7 @@ impl RuleSet {
         let c = compile::compile(&builtin::sources());
         match RuleError::from_list(c.errors) {
             Some(e) => Err(e),
-            None => Ok(RuleSet {
-                rules: c.rules,
-                tests: c.tests,
-            }),
+            None => Ok(RuleSet::new(c.rules, c.tests)),
         }
     }
 
@@ -166,9 +165,15 @@ impl RuleSet {
 
     /// No rules at all.
     pub fn empty() -> RuleSet {
+        RuleSet::new(Vec::new(), Tests::default())
+    }
+
+    fn new(rules: Vec<Rule>, tests: Tests) -> RuleSet {
+        let index = index::RuleIndex::build(&rules, &tests);
         RuleSet {
-            rules: Vec::new(),
-            tests: Tests::default(),
+            rules,
+            tests,
+            index,
         }
     }
 
@@ -178,13 +183,6 @@ impl RuleSet {
 
     pub fn is_empty(&self) -> bool {
         self.rules.is_empty()
-    }
-
-    /// Rules that can match at all (a condition that folded to false at load is skipped).
-    fn active(&self) -> impl Iterator<Item = &Rule> {
-        self.rules
-            .iter()
-            .filter(|r| !matches!(r.condition, compile::Cond::Const(false)))
     }
 
     pub fn summaries(&self) -> Vec<RuleSummary> {
@@ -237,10 +235,7 @@ fn report(c: Compiled, skipped: Vec<RuleError>) -> LoadReport {
         ));
     }
     LoadReport {
-        rules: RuleSet {
-            rules: c.rules,
-            tests: c.tests,
-        },
+        rules: RuleSet::new(c.rules, c.tests),
         notices: c.notices,
         warnings,
         skipped,
