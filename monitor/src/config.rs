@@ -282,6 +282,21 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_config_file_parses_and_matches_the_defaults() {
+        let text = include_str!("../../packaging/monitor.toml");
+        let file: ConfigFile = toml::from_str(text).expect("packaging/monitor.toml parses");
+        let cfg = RunConfig::merge(file, &args(&[])).unwrap();
+        let defaults = RunConfig::merge(ConfigFile::default(), &args(&[])).unwrap();
+        assert_eq!(cfg.ringbuf_bytes, defaults.ringbuf_bytes);
+        assert_eq!(cfg.udp_suppress, defaults.udp_suppress);
+        assert_eq!(cfg.poll_interval, defaults.poll_interval);
+        assert_eq!(cfg.metrics_interval, defaults.metrics_interval);
+        assert_eq!(cfg.output, defaults.output, "[output] documents the defaults");
+        assert_eq!(cfg.process, defaults.process, "[process] documents the defaults");
+        assert_eq!(cfg.beacon, defaults.beacon, "[beacon] documents the defaults");
+    }
+
+    #[test]
     fn unknown_keys_and_bad_values_are_errors() {
         let err = toml::from_str::<ConfigFile>("prob = \"auto\"\n").unwrap_err();
         assert!(err.to_string().contains("prob"), "{err}");

@@ -78,19 +78,7 @@ async fn run_async(cfg: RunConfig, rules: Arc<RuleSet>) -> Result<(), RunFailure
     // are learned from /proc below, and new ones arrive as exec events queued in the ring
     // buffer meanwhile.
     let mut capture = Capture::start(&capture_cfg).context("starting capture")?;
-    for h in capture.hooks() {
-        let skipped: Vec<String> = h
-            .skipped
-            .iter()
-            .map(|(b, why)| format!("{b}: {why}"))
-            .collect();
-        tracing::info!(
-            hook = h.hook,
-            backend = h.backend,
-            skipped = %skipped.join("; "),
-            "hook attached"
-        );
-    }
+    // Capture logs each hook's backend, and why better ones were skipped, as it attaches.
     // Programs are attached and the ring buffer is mapped: shed what is no longer needed,
     // before any output is opened or any other thread exists.
     privileges::drop_after_attach(cfg.user.as_deref()).context("dropping privileges")?;

@@ -257,9 +257,39 @@ impl Entry {
     }
 }
 
-/// What the kernel reports as the path of an `execveat(fd, "", AT_EMPTY_PATH)`.
+/// An exec path that names a descriptor or another process's image rather than a program:
+/// `/dev/fd/N` (what the kernel reports for `execveat(fd, "", AT_EMPTY_PATH)`), and
+/// `/proc/self/exe`, `/proc/PID/exe`, `/proc/*/fd/N` (busybox re-running itself; a payload
+/// launched through a magic link to hide its name from Image-based rules). /proc/PID/exe
+/// resolves each of them to the real file.
 fn is_fd_path(path: &str) -> bool {
-    path.starts_with("/dev/fd/")
+    if path.starts_with("/dev/fd/") {
+        return true;
+    }
+    let Some(rest) = path.strip_prefix("/proc/") else {
+        return false;
+    };
+    let mut parts = rest.splitn(3, '/');
+    let (Some(who), Some(what)) = (parts.next(), parts.next()) else {
+        return false;
+    };
+    let is_process = who == "self" || who == "thread-self" || who.bytes().all(|b| b.is_ascii_digit());
+    is_process && (what == "exe" || what == "fd")
+}
+
+#[cfg(test)]
+mod indirect_path_tests {
+    use super::is_fd_path;
+
+    #[test]
+    fn magic_links_are_not_program_paths() {
+        for p in ["/dev/fd/3", "/proc/self/exe", "/proc/1234/exe", "/proc/self/fd/5", "/proc/thread-self/exe"] {
+            assert!(is_fd_path(p), "{p}");
+        }
+        for p in ["/usr/bin/curl", "/proc/sys/x", "/procfs/self/exe", "/proc/self/cwd/bin/sh"] {
+            assert!(!is_fd_path(p), "{p}");
+        }
+    }
 }
 
 /// Start times agree unless both are known and differ.
@@ -724,7 +754,8 @@ impl ProcessTable {
     ///   if /proc's argv continues what the kernel saw, because a process can rewrite its
     ///   argv after exec and the exec-time one is the truth;
     /// - an executable path that is not absolute or names a descriptor (`/dev/fd/N` from
-    ///   `fexecve`, how fileless payloads run from a memfd): /proc/PID/exe says what it is
+    ///   `fexecve`, how fileless payloads run from a memfd; `/proc/self/exe`, see
+    ///   `is_fd_path`): /proc/PID/exe says what it is
     ///   (`/memfd:x (deleted)`), and the name comes from the kernel's comm instead of `N`.
     fn complete_from_proc(&mut self, slot: Slot, pid: u32) {
         let Some(e) = self.peek_mut(slot, pid) else {
