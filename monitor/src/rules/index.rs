@@ -11,7 +11,7 @@ use std::collections::HashMap;
 
 use super::compile::{Cond, Rule};
 use super::field::{Field, FieldValue};
-use super::matcher::{NumSet, Scratch, Test, Tests};
+use super::matcher::{Scratch, Test, Tests};
 use crate::record::ConnectionRecord;
 
 #[derive(Debug, Default)]
@@ -41,10 +41,12 @@ fn anchor_of(cond: &Cond, tests: &Tests) -> Option<Anchor> {
         let candidate = match &tests.tests[*id as usize] {
             Test::Numbers {
                 field: Field::DestinationPort,
-                set: NumSet::Bits(bits),
+                set,
             } => {
-                let ports: Vec<u16> = (0..=u16::MAX)
-                    .filter(|&p| bits[(p >> 6) as usize] & (1 << (p & 63)) != 0)
+                let ports: Vec<u16> = set
+                    .values()
+                    .into_iter()
+                    .filter_map(|v| u16::try_from(v).ok())
                     .collect();
                 // A long port list is a weak anchor; keep the index small.
                 (ports.len() <= 256).then_some((0, Anchor::Ports(ports)))

@@ -146,7 +146,8 @@ impl Test {
     }
 }
 
-/// A set of numbers: a 65,536-bit bitset when every value fits a port, else a sorted table.
+/// A set of numbers: a 65,536-bit (8 KiB) bitset for longer lists of port-sized values,
+/// else a sorted table (a few values are as fast to binary-search and take no memory).
 #[derive(Debug)]
 pub(crate) enum NumSet {
     Bits(Box<[u64; 1024]>),
@@ -155,7 +156,7 @@ pub(crate) enum NumSet {
 
 impl NumSet {
     pub fn new(mut values: Vec<u64>) -> NumSet {
-        if values.iter().all(|&v| v <= u16::MAX as u64) {
+        if values.len() > 16 && values.iter().all(|&v| v <= u16::MAX as u64) {
             let mut bits = Box::new([0u64; 1024]);
             for v in values {
                 bits[(v >> 6) as usize] |= 1 << (v & 63);
@@ -165,6 +166,16 @@ impl NumSet {
             values.sort_unstable();
             values.dedup();
             NumSet::Sorted(values.into_boxed_slice())
+        }
+    }
+
+    /// Every member (for the rule index).
+    pub fn values(&self) -> Vec<u64> {
+        match self {
+            NumSet::Bits(b) => (0..=u16::MAX as u64)
+                .filter(|&v| b[(v >> 6) as usize] & (1 << (v & 63)) != 0)
+                .collect(),
+            NumSet::Sorted(s) => s.to_vec(),
         }
     }
 
@@ -454,6 +465,9 @@ mod tests {
         let s = NumSet::new(vec![22, 8088, 65535]);
         assert!(s.contains(8088) && s.contains(65535) && !s.contains(8089));
         assert!(!s.contains(70000));
+        let many = NumSet::new((1000..1020).collect());
+        assert!(matches!(many, NumSet::Bits(_)) && many.contains(1019) && !many.contains(1020));
+        assert_eq!(many.values().len(), 20);
         let big = NumSet::new(vec![1, 100_000]);
         assert!(big.contains(100_000) && !big.contains(2));
     }

@@ -205,6 +205,14 @@ impl RuleSet {
     }
 }
 
+/// The pipeline moves engines into tasks and shares rule sets between them.
+const _: () = {
+    const fn send_sync<T: Send + Sync>() {}
+    const fn send<T: Send>() {}
+    send_sync::<RuleSet>();
+    send::<RuleEngine>();
+};
+
 fn report(c: Compiled, skipped: Vec<RuleError>) -> LoadReport {
     let mut warnings = c.warnings;
     for r in &c.rules {

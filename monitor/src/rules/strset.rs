@@ -13,7 +13,9 @@
 //! overlapping search; that cost about 500 ns per field for the default classes, because
 //! an overlapping all-patterns search cannot stop early. This is about ten times faster.)
 
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
+use aho_corasick::automaton::Automaton;
+use aho_corasick::dfa::DFA;
+use aho_corasick::{Anchored, MatchKind, StartKind};
 use regex_automata::meta::Regex;
 
 use super::field::Field;
@@ -194,7 +196,11 @@ fn glob(toks: &[GlobTok], hay: &[u8], cased: bool) -> bool {
 #[derive(Debug)]
 pub(crate) struct StringSet {
     pub field: Field,
-    ac: Option<AhoCorasick>,
+    /// Aho-Corasick DFA over the keys, stepped by hand so every key ending at every
+    /// position is seen without iterator overhead.
+    ac: Option<DFA>,
+    /// Byte length of each key (a match's start is its end minus this).
+    key_len: Vec<usize>,
     /// Aho-Corasick key id to the patterns keyed by it.
     by_key: Vec<Vec<u32>>,
     patterns: Vec<Pattern>,
@@ -290,11 +296,10 @@ impl StringSet {
             None
         } else {
             Some(
-                AhoCorasickBuilder::new()
+                DFA::builder()
                     .ascii_case_insensitive(true)
                     .match_kind(MatchKind::Standard)
-                    // A few hundred short keys: the DFA is small and the fastest per byte.
-                    .kind(Some(AhoCorasickKind::DFA))
+                    .start_kind(StartKind::Unanchored)
                     .build(&keys)
                     .map_err(|e| e.to_string())?,
             )
@@ -302,6 +307,7 @@ impl StringSet {
         Ok(StringSet {
             field,
             ac,
+            key_len: keys.iter().map(Vec::len).collect(),
             by_key,
             patterns,
             always,
@@ -312,37 +318,54 @@ impl StringSet {
         self.patterns.len()
     }
 
+    /// Verifies the patterns keyed by `key`, which occurs at `start..end` of `hb`.
+    #[inline]
+    fn verify(&self, key: usize, start: usize, end: usize, hb: &[u8], bits: &mut [u64]) {
+        for &p in &self.by_key[key] {
+            if is_set(bits, p) {
+                continue;
+            }
+            let ok = match &self.patterns[p as usize] {
+                Pattern::Literal { lit, mode, cased } => {
+                    (!*cased || hb[start..end] == **lit)
+                        && match mode {
+                            StrMode::Exact => start == 0 && end == hb.len(),
+                            StrMode::StartsWith => start == 0,
+                            StrMode::EndsWith => end == hb.len(),
+                            StrMode::Contains => true,
+                        }
+                }
+                Pattern::Glob { toks, cased } => match toks.first() {
+                    // `*KEY...`: anchored where this occurrence of KEY starts.
+                    Some(GlobTok::Many) => glob(&toks[1..], &hb[start..], *cased),
+                    // `KEY...`: only an occurrence at the start can begin a match.
+                    _ => start == 0 && glob(toks, hb, *cased),
+                },
+                Pattern::Regex(_) => unreachable!("regex patterns have no key"),
+            };
+            if ok {
+                set(bits, p);
+            }
+        }
+    }
+
     /// Marks in `bits` every pattern that matches `hay` (bits are OR-ed, so list fields
     /// call this once per element).
     pub fn run(&self, hay: &str, bits: &mut [u64]) {
         let hb = hay.as_bytes();
         if let Some(ac) = &self.ac {
-            for m in ac.find_overlapping_iter(hay) {
-                for &p in &self.by_key[m.pattern().as_usize()] {
-                    if is_set(bits, p) {
-                        continue;
-                    }
-                    let ok = match &self.patterns[p as usize] {
-                        Pattern::Literal { lit, mode, cased } => {
-                            (!*cased || hb[m.start()..m.end()] == **lit)
-                                && match mode {
-                                    StrMode::Exact => m.start() == 0 && m.end() == hb.len(),
-                                    StrMode::StartsWith => m.start() == 0,
-                                    StrMode::EndsWith => m.end() == hb.len(),
-                                    StrMode::Contains => true,
-                                }
-                        }
-                        Pattern::Glob { toks, cased } => match toks.first() {
-                            // `*KEY...`: anchored where this occurrence of KEY starts.
-                            Some(GlobTok::Many) => glob(&toks[1..], &hb[m.start()..], *cased),
-                            // `KEY...`: only an occurrence at the start can begin a match.
-                            _ => m.start() == 0 && glob(toks, hb, *cased),
-                        },
-                        Pattern::Regex(_) => unreachable!("regex patterns have no key"),
-                    };
-                    if ok {
-                        set(bits, p);
-                    }
+            let Ok(mut sid) = ac.start_state(Anchored::No) else {
+                return;
+            };
+            for (i, &byte) in hb.iter().enumerate() {
+                sid = ac.next_state(Anchored::No, sid, byte);
+                if !ac.is_special(sid) || !ac.is_match(sid) {
+                    continue;
+                }
+                let end = i + 1;
+                for k in 0..ac.match_len(sid) {
+                    let key = ac.match_pattern(sid, k).as_usize();
+                    self.verify(key, end - self.key_len[key], end, hb, bits);
                 }
             }
         }
