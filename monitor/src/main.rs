@@ -56,7 +56,7 @@ fn main() -> ExitCode {
 }
 
 /// Loads `--rules` (or the built-in set), printing notices and warnings to stderr.
-pub fn load_rules(args: &RulesArgs) -> Result<RuleSet, Failure> {
+fn load_rules(args: &RulesArgs) -> Result<RuleSet, Failure> {
     if args.rules.is_empty() {
         return RuleSet::builtin()
             .map_err(|e| Failure::Other(anyhow!("the built-in rule set does not load: {e}")));
@@ -74,14 +74,43 @@ pub fn load_rules(args: &RulesArgs) -> Result<RuleSet, Failure> {
 fn rules_command(cmd: RulesCommand) -> Result<(), Failure> {
     match cmd {
         RulesCommand::Check(args) => {
-            let rules = load_rules(&args)?;
-            println!("{} rules OK", rules.len());
-            Ok(())
+            // `check` collects every error (not only the first) and the warnings about
+            // fields the monitor never fills.
+            let report = monitor::rules::check(&args.rules);
+            for n in &report.notices {
+                eprintln!("monitor: notice: {n}");
+            }
+            for w in &report.warnings {
+                eprintln!("monitor: warning: {w}");
+            }
+            for e in &report.errors {
+                eprintln!("monitor: error: {e}");
+            }
+            if report.errors.is_empty() {
+                println!("{} rules OK", report.rules.len());
+                Ok(())
+            } else {
+                Err(Failure::Invalid(anyhow!(
+                    "{} rule error(s); {} rules loaded",
+                    report.errors.len(),
+                    report.rules.len()
+                )))
+            }
         }
         RulesCommand::List(args) => {
             let rules = load_rules(&args)?;
+            println!("ID\tLEVEL\tTECHNIQUES\tGROUPED\tTITLE\tSOURCE");
             for s in rules.summaries() {
-                println!("{s}");
+                println!(
+                    "{}\t{}\t{}\t{}\t{}\t{}:{}",
+                    s.id,
+                    s.level.as_str(),
+                    s.techniques.join(","),
+                    if s.group.is_some() { "yes" } else { "no" },
+                    s.title,
+                    s.file,
+                    s.line
+                );
             }
             Ok(())
         }
@@ -95,7 +124,7 @@ fn syslog_format(f: SyslogFormatArg) -> SyslogFormat {
     }
 }
 
-pub fn parse_outputs(specs: &[String]) -> Result<Vec<OutputSpec>, Failure> {
+fn parse_outputs(specs: &[String]) -> Result<Vec<OutputSpec>, Failure> {
     if specs.is_empty() {
         return Ok(vec![OutputSpec::Stdout]);
     }

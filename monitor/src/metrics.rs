@@ -121,12 +121,18 @@ impl SharedMetrics {
         use std::fmt::Write as _;
         let s = self.get();
         let mut t = String::new();
-        let mut counter = |t: &mut String, name: &str, help: &str, samples: &[(String, u64)]| {
+        let family = |t: &mut String, kind: &str, name: &str, help: &str, samples: &[(String, u64)]| {
             let _ = writeln!(t, "# HELP monitor_{name} {help}");
-            let _ = writeln!(t, "# TYPE monitor_{name} counter");
+            let _ = writeln!(t, "# TYPE monitor_{name} {kind}");
             for (labels, v) in samples {
                 let _ = writeln!(t, "monitor_{name}{labels} {v}");
             }
+        };
+        let counter = |t: &mut String, name: &str, help: &str, samples: &[(String, u64)]| {
+            family(t, "counter", name, help, samples)
+        };
+        let gauge = |t: &mut String, name: &str, help: &str, samples: &[(String, u64)]| {
+            family(t, "gauge", name, help, samples)
         };
         let lbl = |k: &str, v: &str| format!("{{{k}=\"{}\"}}", prom_escape(v));
         counter(
@@ -162,13 +168,6 @@ impl SharedMetrics {
         counter(&mut t, "output_sent_total", "Records delivered, per output.", &per_sink(|o| o.sent));
         counter(&mut t, "output_dropped_total", "Records dropped because the spool was full.", &per_sink(|o| o.dropped));
         counter(&mut t, "output_errors_total", "Delivery errors, per output.", &per_sink(|o| o.errors));
-        let mut gauge = |t: &mut String, name: &str, help: &str, samples: &[(String, u64)]| {
-            let _ = writeln!(t, "# HELP monitor_{name} {help}");
-            let _ = writeln!(t, "# TYPE monitor_{name} gauge");
-            for (labels, v) in samples {
-                let _ = writeln!(t, "monitor_{name}{labels} {v}");
-            }
-        };
         gauge(&mut t, "output_queue_depth", "Records waiting in memory, per output.", &per_sink(|o| o.queued));
         gauge(&mut t, "output_spool_records", "Records waiting in the on-disk spool, per output.", &per_sink(|o| o.spool_records));
         gauge(&mut t, "process_table_entries", "Processes tracked.", &[(String::new(), s.process_table_entries)]);
