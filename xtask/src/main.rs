@@ -6,6 +6,7 @@
 //! - `test`: bootstrap, then the whole suite: unit and integration tests (live eBPF tests as
 //!   root), the VM kernel test, the attack simulations and the benchmark smoke run.
 
+mod atomic;
 mod bench;
 mod bootstrap;
 mod vm;
@@ -40,6 +41,19 @@ enum Cmd {
     },
     /// Run the whole test suite (needs root, like CI).
     Test,
+    /// The seeds' attack simulations, live: a network-namespace test host, the monitor with
+    /// its default rules, real curl/python3/wget/nc/dig, alerts asserted.
+    Atomic {
+        /// Run only this simulation (e.g. `beacon-8088`); default all.
+        #[arg(long)]
+        only: Option<String>,
+        /// Seconds between beacon check-ins (the seed uses 60).
+        #[arg(long, default_value_t = 6)]
+        interval: u64,
+        /// Check-ins per beacon (the seed uses 10).
+        #[arg(long, default_value_t = 10)]
+        count: u32,
+    },
     /// Boot Debian's stock cloud kernel under qemu and check that `--probe fentry` and
     /// `--probe kprobe` capture a TCP connect and a UDP send there.
     Vm {
@@ -70,6 +84,18 @@ fn main() -> Result<()> {
         Cmd::Bootstrap { test_packages } => bootstrap::run(test_packages),
         Cmd::Run { args } => run_monitor(&root, &args),
         Cmd::Test => test_all(&root),
+        Cmd::Atomic {
+            only,
+            interval,
+            count,
+        } => {
+            bootstrap::run(true)?;
+            atomic::run(&atomic::AtomicOptions {
+                only,
+                interval_secs: interval,
+                count,
+            })
+        }
         Cmd::Vm { probes, timeout } => {
             bootstrap::run(false)?;
             let bin = build_release(&root)?;
@@ -175,6 +201,22 @@ fn test_all(root: &Path) -> Result<()> {
             vec!["fentry".to_string(), "kprobe".to_string()],
             240,
         ))
+    });
+    stage("attack simulations (cargo xtask atomic)", &mut || {
+        atomic::run(&atomic::AtomicOptions {
+            only: None,
+            interval_secs: 6,
+            count: 10,
+        })
+    });
+    stage("benchmark harness smoke run (cargo xtask bench --smoke)", &mut || {
+        let bin = build_release(root)?;
+        bench::run(&bench::BenchOptions {
+            smoke: true,
+            soak: false,
+            monitor_bin: bin,
+            out: root.join("target/bench-smoke"),
+        })
     });
     eprintln!("\n==== xtask test summary ====");
     let mut failed = 0;
