@@ -224,7 +224,10 @@ impl Monitor {
             self.ensure_alive()?;
             std::thread::sleep(Duration::from_millis(250));
             let now = self.counters()?;
-            if now.0.processed == last.0.processed && now.0.kernel_events == last.0.kernel_events {
+            // Each scrape is itself a TCP connect the daemon sees: allow that one.
+            if now.0.processed <= last.0.processed + 1
+                && now.0.kernel_events <= last.0.kernel_events + 1
+            {
                 return Ok(now);
             }
             if t.elapsed() > Duration::from_secs(120) {
@@ -322,7 +325,10 @@ impl Bpftrace {
         let t = Instant::now();
         loop {
             if let Some(st) = b.child.try_wait()? {
-                bail!("bpftrace exited during start-up ({st}):\n{}", tail(&err, 20));
+                bail!(
+                    "bpftrace exited during start-up ({st}):\n{}",
+                    tail(&err, 20)
+                );
             }
             if attached_tracepoints(b.pid)? >= 2 {
                 break;
@@ -396,7 +402,11 @@ fn attached_tracepoints(pid: u32) -> Result<usize> {
         .args(["perf", "show", "-j"])
         .output()
         .context("running bpftool (Debian package bpftool)")?;
-    ensure!(out.status.success(), "bpftool perf show failed ({})", out.status);
+    ensure!(
+        out.status.success(),
+        "bpftool perf show failed ({})",
+        out.status
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
     Ok(v.as_array()
         .map(|a| {

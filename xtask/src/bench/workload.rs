@@ -763,6 +763,7 @@ pub fn generate(cfg: &WorkloadConfig, out: &mut dyn Write) -> io::Result<Workloa
 
 #[cfg(test)]
 mod tests {
+    #[allow(unused_imports)] // unused where a bench includes this file without its tests
     use super::*;
 
     #[test]
