@@ -1,0 +1,413 @@
+//! How periodic a series of check-in intervals is.
+//!
+//! A beacon sleeps for a period, optionally randomised ("jitter"), and checks in; sometimes a
+//! check-in fails and the next interval spans two or three periods. Other traffic (people,
+//! request-driven services) has intervals spread over orders of magnitude. The analysis
+//! reads the intervals in two ways and keeps the one that explains more of them:
+//!
+//! - **steady**: the largest group of intervals that agree with one period within
+//!   ±`tolerance` (the share of intervals "within a tolerance of the period").
+//! - **with missed check-ins**: a period `c` such that each interval is within
+//!   ±`fold_tolerance` of c, or of k × c with k − 1 check-ins missed (k ≤ `max_missed` + 1).
+//!   The band is narrower than the steady one because a wide band around every multiple
+//!   would cover almost any interval. A reading that assumes missed check-ins must rest on
+//!   at least `missed_margin` more on-time intervals than check-ins it assumes missed:
+//!   with few intervals, "mostly multiples of some period" fits random traffic too. The
+//!   margin drops by one for every `MARGIN_RELIEF` intervals beyond `min_intervals`, down
+//!   to "no more missed than on time", because chance fits thin out as intervals accrue.
+//!
+//! On the intervals so explained (multiples divided by k) it computes RITA's timestamp
+//! statistics (Active Countermeasures, `pkg/beacon/analyzer.go`): the Bowley skew from the
+//! quartiles and the median absolute deviation relative to the median, and combines them
+//! with the share explained into one score.
+//!
+//! Everything works on fixed-size stack buffers: no allocation per evaluation, and a
+//! bounded amount of work (at most `RING` intervals).
+
+/// Most intervals one key keeps (the ring in `beacon::Series`).
+pub const RING: usize = 32;
+
+/// Intervals beyond `min_intervals` that lower the missed-check-in margin by one.
+pub const MARGIN_RELIEF: usize = 4;
+
+/// The knobs of the analysis (from `BeaconConfig`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ScoreParams {
+    /// Half-width of the steady band around the period, as a fraction of it.
+    pub tolerance: f64,
+    /// Half-width, per period, of the bands around c, 2c, 3c ... when reading missed
+    /// check-ins.
+    pub fold_tolerance: f64,
+    /// Most consecutive missed check-ins one interval may stand for; 0 reads none.
+    pub max_missed: u32,
+    /// On-time intervals a reading with missed check-ins needs beyond the number missed,
+    /// at `min_intervals`.
+    pub missed_margin: u32,
+    /// The fewest intervals a key is scored with (the margin's reference point).
+    pub min_intervals: usize,
+}
+
+impl ScoreParams {
+    /// The missed-check-in margin with `n` intervals.
+    pub fn margin(&self, n: usize) -> usize {
+        (self.missed_margin as usize)
+            .saturating_sub(n.saturating_sub(self.min_intervals) / MARGIN_RELIEF)
+    }
+}
+
+/// The periodicity statistics of one series of intervals.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Periodicity {
+    /// Intervals analysed.
+    pub intervals: usize,
+    /// Intervals explained by the period (on time, or a whole number of periods).
+    pub explained: usize,
+    /// Explained intervals that span missed check-ins.
+    pub folded: usize,
+    /// Check-ins missed in total (sum of k − 1 over the folded intervals).
+    pub missed: usize,
+    /// Median of the explained intervals, each divided by its number of periods (ms):
+    /// the period estimate.
+    pub median_ms: f64,
+    /// Mean of the same (ms).
+    pub mean_ms: f64,
+    /// Median absolute deviation of the same from their median (ms).
+    pub mad_ms: f64,
+    /// Bowley (quartile) skew of the same, in [-1, 1]; 0 for a symmetric spread.
+    pub skew: f64,
+    /// `explained / intervals`.
+    pub share: f64,
+    /// `((1 - |skew|) + max(0, 1 - MAD/median) + share) / 3`, in [0, 1].
+    pub score: f64,
+}
+
+impl Periodicity {
+    /// MAD relative to the median (RITA's dispersion): 0 for a perfect period, about 0.1
+    /// for ±20 % uniform jitter.
+    pub fn jitter(&self) -> f64 {
+        if self.median_ms > 0.0 {
+            self.mad_ms / self.median_ms
+        } else {
+            0.0
+        }
+    }
+
+    /// Explained intervals that were on time (not spanning missed check-ins).
+    pub fn on_time(&self) -> usize {
+        self.explained - self.folded
+    }
+}
+
+/// Analyses `intervals` (milliseconds, any order). `None` when there are none or more than
+/// `RING`.
+pub fn analyze(intervals: &[u32], p: &ScoreParams) -> Option<Periodicity> {
+    let n = intervals.len();
+    if n == 0 || n > RING {
+        return None;
+    }
+    let mut sorted = [0f64; RING];
+    for (x, &v) in sorted.iter_mut().zip(intervals) {
+        *x = f64::from(v);
+    }
+    let xs = &mut sorted[..n];
+    sort(xs);
+
+    // The explained intervals, each as one period, for the statistics.
+    let mut periods = [0f64; RING];
+    let (explained, folded, missed) = {
+        let (start, count) = steady_window(xs, p.tolerance);
+        let steady = Fit {
+            on_time: count,
+            folded: 0,
+            missed: 0,
+        };
+        // Ties go to the steady reading, which assumes nothing missed.
+        match best_fold(xs, p) {
+            Some((c, fit)) if fit.explained() > steady.explained() => {
+                let mut m = 0;
+                for &x in xs.iter() {
+                    if let Some(k) = fold_k(x, c, p) {
+                        periods[m] = x / f64::from(k);
+                        m += 1;
+                    }
+                }
+                (fit.explained(), fit.folded, fit.missed)
+            }
+            _ => {
+                periods[..count].copy_from_slice(&xs[start..start + count]);
+                (count, 0, 0)
+            }
+        }
+    };
+    let ps = &mut periods[..explained];
+    sort(ps);
+
+    let median = median_of_sorted(ps);
+    let mean = ps.iter().sum::<f64>() / explained as f64;
+    let (q1, q3) = (nearest_rank(ps, 0.25), nearest_rank(ps, 0.75));
+    // RITA's guard: a skew from coinciding quartiles says nothing about the shape.
+    let skew = if q3 - q1 <= 0.0 || median == q1 || median == q3 {
+        0.0
+    } else {
+        ((q1 + q3 - 2.0 * median) / (q3 - q1)).clamp(-1.0, 1.0)
+    };
+    let mut dev = [0f64; RING];
+    for (d, &x) in dev.iter_mut().zip(ps.iter()) {
+        *d = (x - median).abs();
+    }
+    let dev = &mut dev[..explained];
+    sort(dev);
+    let mad = median_of_sorted(dev);
+    let madm_score = if median > 0.0 {
+        (1.0 - mad / median).max(0.0)
+    } else {
+        0.0
+    };
+    let share = explained as f64 / n as f64;
+    Some(Periodicity {
+        intervals: n,
+        explained,
+        folded,
+        missed,
+        median_ms: median,
+        mean_ms: mean,
+        mad_ms: mad,
+        skew,
+        share,
+        score: ((1.0 - skew.abs()) + madm_score + share) / 3.0,
+    })
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Fit {
+    on_time: usize,
+    folded: usize,
+    missed: usize,
+}
+
+impl Fit {
+    fn explained(&self) -> usize {
+        self.on_time + self.folded
+    }
+
+    /// Enough on-time intervals to back the check-ins assumed missed.
+    fn admissible(&self, margin: usize) -> bool {
+        self.missed == 0 || self.missed + margin <= self.on_time
+    }
+}
+
+/// The largest run of sorted intervals that fits in [c(1 − t), c(1 + t)] for some c, as
+/// (start, count); among equal counts the narrowest.
+fn steady_window(xs: &[f64], t: f64) -> (usize, usize) {
+    let ratio = (1.0 + t) / (1.0 - t);
+    let (mut best_start, mut best_count, mut best_spread) = (0, 0, f64::INFINITY);
+    let mut end = 0;
+    for start in 0..xs.len() {
+        end = end.max(start);
+        while end < xs.len() && xs[end] <= ratio * xs[start] {
+            end += 1;
+        }
+        let count = end - start;
+        let spread = xs[end - 1] / xs[start].max(f64::MIN_POSITIVE);
+        if count > best_count || (count == best_count && spread < best_spread) {
+            (best_start, best_count, best_spread) = (start, count, spread);
+        }
+    }
+    (best_start, best_count)
+}
+
+/// How many periods of `c` the interval `x` spans, if it is within the fold band of a whole
+/// number of them (1 = on time).
+fn fold_k(x: f64, c: f64, p: &ScoreParams) -> Option<u32> {
+    let k = (x / c).round();
+    (k >= 1.0 && k <= f64::from(p.max_missed + 1) && (x - k * c).abs() <= p.fold_tolerance * k * c)
+        .then_some(k as u32)
+}
+
+fn fit_with(xs: &[f64], c: f64, p: &ScoreParams) -> (Fit, f64, u32) {
+    let mut fit = Fit::default();
+    let (mut total, mut periods) = (0.0, 0u32);
+    for &x in xs {
+        match fold_k(x, c, p) {
+            Some(1) => fit.on_time += 1,
+            Some(k) => {
+                fit.folded += 1;
+                fit.missed += (k - 1) as usize;
+            }
+            None => continue,
+        }
+        total += x;
+        periods += fold_k(x, c, p).unwrap_or(1);
+    }
+    (fit, total, periods)
+}
+
+/// The period that explains the most intervals when missed check-ins are allowed, and its
+/// fit, among admissible fits. Candidates are the intervals themselves (one of them is on
+/// time if any is), each refined once to total time / total periods of what it explains.
+fn best_fold(xs: &[f64], p: &ScoreParams) -> Option<(f64, Fit)> {
+    if p.max_missed == 0 {
+        return None;
+    }
+    let margin = p.margin(xs.len());
+    let mut best: Option<(f64, Fit)> = None;
+    for (i, &candidate) in xs.iter().enumerate() {
+        // Equal neighbours give the same candidate.
+        if candidate <= 0.0 || (i > 0 && xs[i - 1] == candidate) {
+            continue;
+        }
+        let (_, total, periods) = fit_with(xs, candidate, p);
+        let c = if periods > 0 {
+            total / f64::from(periods)
+        } else {
+            candidate
+        };
+        let (fit, _, _) = fit_with(xs, c, p);
+        if !fit.admissible(margin) {
+            continue;
+        }
+        let better = match &best {
+            None => true,
+            Some((_, b)) => {
+                (fit.explained(), fit.on_time, usize::MAX - fit.missed)
+                    > (b.explained(), b.on_time, usize::MAX - b.missed)
+            }
+        };
+        if better {
+            best = Some((c, fit));
+        }
+    }
+    best
+}
+
+fn sort(xs: &mut [f64]) {
+    xs.sort_unstable_by(f64::total_cmp);
+}
+
+fn median_of_sorted(xs: &[f64]) -> f64 {
+    let n = xs.len();
+    if n == 0 {
+        0.0
+    } else if n % 2 == 1 {
+        xs[n / 2]
+    } else {
+        (xs[n / 2 - 1] + xs[n / 2]) / 2.0
+    }
+}
+
+/// RITA's quartile: the element at index round(q × (n − 1)) of the sorted values.
+fn nearest_rank(xs: &[f64], q: f64) -> f64 {
+    if xs.is_empty() {
+        return 0.0;
+    }
+    let i = (q * (xs.len() - 1) as f64).round() as usize;
+    xs[i.min(xs.len() - 1)]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const P: ScoreParams = ScoreParams {
+        tolerance: 0.35,
+        fold_tolerance: 0.22,
+        max_missed: 3,
+        missed_margin: 2,
+        min_intervals: 9,
+    };
+
+    #[test]
+    fn perfect_period_scores_one() {
+        let p = analyze(&[60_000; 9], &P).unwrap();
+        assert_eq!(p.median_ms, 60_000.0);
+        assert_eq!(p.mad_ms, 0.0);
+        assert_eq!(p.skew, 0.0);
+        assert_eq!((p.explained, p.folded, p.missed), (9, 0, 0));
+        assert_eq!(p.share, 1.0);
+        assert_eq!(p.score, 1.0);
+        assert_eq!(p.jitter(), 0.0);
+    }
+
+    #[test]
+    fn one_sided_jitter_fits_the_steady_band() {
+        // Cobalt Strike style: 60 s minus up to 50 %.
+        let xs = [
+            30_500, 59_000, 45_000, 33_000, 52_000, 41_000, 57_500, 38_000, 49_000,
+        ];
+        let p = analyze(&xs, &P).unwrap();
+        assert_eq!((p.explained, p.folded), (9, 0));
+        assert!((p.median_ms - 45_000.0).abs() < 1.0, "{p:?}");
+    }
+
+    #[test]
+    fn missed_check_ins_count_as_whole_periods() {
+        let xs = [
+            60_000, 59_000, 121_000, 61_000, 60_500, 180_500, 59_500, 60_000, 60_000,
+        ];
+        let p = analyze(&xs, &P).unwrap();
+        assert_eq!((p.explained, p.folded, p.missed), (9, 2, 3));
+        assert!((p.median_ms - 60_000.0).abs() < 600.0, "{p:?}");
+        assert!(p.score > 0.9, "{p:?}");
+    }
+
+    #[test]
+    fn missed_check_ins_need_on_time_evidence() {
+        // Five on time, four triples: 8 missed + 2 > 5, so the folded reading is refused
+        // and only the steady one (the five) remains.
+        let xs = [
+            60_000, 61_000, 59_000, 60_500, 59_500, 180_000, 181_000, 179_000, 180_500,
+        ];
+        let p = analyze(&xs, &P).unwrap();
+        assert_eq!((p.explained, p.folded, p.missed), (5, 0, 0));
+        // Seven on time and two triples: 4 + 2 <= 7.
+        let xs = [
+            60_000, 61_000, 59_000, 60_500, 59_500, 60_200, 60_800, 181_000, 179_000,
+        ];
+        let p = analyze(&xs, &P).unwrap();
+        assert_eq!((p.explained, p.folded, p.missed), (9, 2, 4));
+        assert!((p.median_ms - 60_000.0).abs() < 600.0, "{p:?}");
+        // With 8 more intervals on time the margin is gone: 8 missed against 13 on time
+        // passes, where 8 + 2 against 5 did not.
+        assert_eq!(P.margin(9), 2);
+        assert_eq!(P.margin(13), 1);
+        assert_eq!(P.margin(17), 0);
+    }
+
+    #[test]
+    fn an_interval_far_from_the_period_is_not_explained() {
+        // A third of the period: outside the steady band's factor of two and no multiple.
+        let xs = [60_000, 60_000, 60_000, 60_000, 20_000];
+        let p = analyze(&xs, &P).unwrap();
+        assert_eq!((p.explained, p.folded), (4, 0));
+        assert_eq!(p.share, 0.8);
+    }
+
+    #[test]
+    fn irregular_intervals_are_mostly_unexplained() {
+        // Exponential-looking spread: short and long gaps mixed.
+        let xs = [
+            5_200, 81_000, 33_000, 140_000, 12_000, 47_000, 9_000, 66_000, 200_000,
+        ];
+        let p = analyze(&xs, &P).unwrap();
+        assert!(p.share < 0.6, "{p:?}");
+    }
+
+    #[test]
+    fn bowley_skew_sign_follows_the_long_tail() {
+        let wide = ScoreParams {
+            tolerance: 0.9,
+            max_missed: 0,
+            ..P
+        };
+        let right = analyze(&[100, 110, 120, 130, 400, 600, 800], &wide).unwrap();
+        assert!(right.skew > 0.0, "{right:?}");
+        let left = analyze(&[100, 300, 500, 670, 680, 690, 700], &wide).unwrap();
+        assert!(left.skew < 0.0, "{left:?}");
+    }
+
+    #[test]
+    fn empty_or_oversized_input_has_no_analysis() {
+        assert_eq!(analyze(&[], &P), None);
+        assert_eq!(analyze(&[1; RING + 1], &P), None);
+    }
+}

@@ -1,0 +1,333 @@
+//! Labelled connection traces for evaluating the beacon detector.
+//!
+//! `generate(class, connections, seed)` returns the records one process would produce for a
+//! traffic class: beacons with the jitter models C2 frameworks use, and benign or
+//! non-periodic traffic that must not alert. The generator is seeded and self-contained
+//! (xoshiro256++ seeded through SplitMix64, both written out here), so a seed gives the same
+//! trace on every machine and with every dependency version.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+
+use crate::record::{ConnectionRecord, Endpoint, ProcessInfo, Timestamp, Transport};
+
+/// Nominal beacon period of every class, seconds.
+pub const PERIOD_SECS: f64 = 60.0;
+/// Destination port of every trace: non-standard, in the T1571 seed's known C2 list.
+pub const PORT: u16 = 8088;
+/// Destination of the single-destination classes.
+pub const DESTINATION: IpAddr = IpAddr::V4(Ipv4Addr::new(203, 0, 113, 7));
+
+/// What the detector must do with a class.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Expectation {
+    Detect,
+    Ignore,
+    /// Reported in the evaluation, no bar.
+    Report,
+}
+
+/// A kind of traffic.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TraceClass {
+    /// Exactly every 60 s (the T1571 seed's beacon test).
+    Periodic,
+    /// 60 s × (1 + U(−0.2, 0.2)).
+    Jitter20,
+    /// Cobalt Strike's jitter: 60 s × (1 − U(0, 0.5)), only ever shorter.
+    OneSidedJitter50,
+    /// 60 s × (1 + U(−0.2, 0.2)), each check-in missed with probability 0.2.
+    Jitter20Missed20,
+    /// Exponential intervals with a 60 s mean.
+    Poisson,
+    /// All connections at random within 20 s, then silence.
+    Burst,
+    /// One connection to each of many destinations (same port), every 60 s ± 20 %.
+    ManyDestinations,
+    /// 60 s × (1 + U(−0.5, 0.5)).
+    Jitter50,
+    /// Two beacons on one key: 60 s and 84 s, each ± 10 %, independent phases.
+    Interleaved,
+    /// 60 s × (1 + U(−0.2, 0.2)), each check-in to one of three addresses at random: C2
+    /// behind rotating redirectors (the port key's case). Not in the list.
+    Rotating,
+}
+
+impl TraceClass {
+    pub const ALL: [TraceClass; 10] = [
+        TraceClass::Periodic,
+        TraceClass::Jitter20,
+        TraceClass::OneSidedJitter50,
+        TraceClass::Jitter20Missed20,
+        TraceClass::Poisson,
+        TraceClass::Burst,
+        TraceClass::ManyDestinations,
+        TraceClass::Jitter50,
+        TraceClass::Interleaved,
+        TraceClass::Rotating,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            TraceClass::Periodic => "periodic 60 s",
+            TraceClass::Jitter20 => "jitter ±20 %",
+            TraceClass::OneSidedJitter50 => "one-sided jitter 50 % (Cobalt Strike)",
+            TraceClass::Jitter20Missed20 => "jitter ±20 %, 20 % missed",
+            TraceClass::Poisson => "Poisson, 60 s mean",
+            TraceClass::Burst => "burst within 20 s, then silence",
+            TraceClass::ManyDestinations => "many destinations once each",
+            TraceClass::Jitter50 => "jitter ±50 %",
+            TraceClass::Interleaved => "two interleaved beacons, one key",
+            TraceClass::Rotating => "jitter ±20 %, 3 rotating addresses",
+        }
+    }
+
+    pub fn expectation(self) -> Expectation {
+        match self {
+            TraceClass::Periodic
+            | TraceClass::Jitter20
+            | TraceClass::OneSidedJitter50
+            | TraceClass::Jitter20Missed20
+            | TraceClass::Rotating => Expectation::Detect,
+            TraceClass::Poisson | TraceClass::Burst | TraceClass::ManyDestinations => {
+                Expectation::Ignore
+            }
+            TraceClass::Jitter50 | TraceClass::Interleaved => Expectation::Report,
+        }
+    }
+}
+
+/// A generated trace: the records in time order and what produced them.
+#[derive(Clone, Debug)]
+pub struct Trace {
+    pub class: TraceClass,
+    pub seed: u64,
+    pub records: Vec<ConnectionRecord>,
+}
+
+/// The records of `connections` connections of `class`, from `seed`.
+pub fn generate(class: TraceClass, connections: usize, seed: u64) -> Trace {
+    let mut rng = Rng::new(seed);
+    // Start somewhere in 2026 so timestamps look like real ones.
+    let start = 1_767_225_600.0 + rng.uniform(0.0, 365.0 * 86_400.0);
+    let times: Vec<f64> = match class {
+        TraceClass::Periodic => (0..connections).map(|i| i as f64 * PERIOD_SECS).collect(),
+        TraceClass::Jitter20 => jittered(&mut rng, connections, -0.2, 0.2, 0.0),
+        TraceClass::OneSidedJitter50 => jittered(&mut rng, connections, -0.5, 0.0, 0.0),
+        TraceClass::Jitter20Missed20 => jittered(&mut rng, connections, -0.2, 0.2, 0.2),
+        TraceClass::Jitter50 => jittered(&mut rng, connections, -0.5, 0.5, 0.0),
+        TraceClass::ManyDestinations | TraceClass::Rotating => {
+            jittered(&mut rng, connections, -0.2, 0.2, 0.0)
+        }
+        TraceClass::Poisson => {
+            let mut t = 0.0;
+            (0..connections)
+                .map(|_| {
+                    let now = t;
+                    t += rng.exponential(PERIOD_SECS);
+                    now
+                })
+                .collect()
+        }
+        TraceClass::Burst => {
+            let mut ts: Vec<f64> = (0..connections).map(|_| rng.uniform(0.0, 20.0)).collect();
+            ts.sort_by(f64::total_cmp);
+            ts
+        }
+        TraceClass::Interleaved => {
+            let mut a = beacon_times(&mut rng, PERIOD_SECS, 0.1, connections);
+            let mut b = beacon_times(&mut rng, 84.0, 0.1, connections);
+            let phase = rng.uniform(0.0, 84.0);
+            b.iter_mut().for_each(|t| *t += phase);
+            a.append(&mut b);
+            a.sort_by(f64::total_cmp);
+            a.truncate(connections);
+            a
+        }
+    };
+
+    let process = Arc::new(ProcessInfo {
+        pid: 1000 + (rng.next_u64() % 30_000) as u32,
+        name: Some("python3".into()),
+        executable: Some("/usr/bin/python3.11".into()),
+        command_line: Some("python3 /tmp/.cache/agent.py".into()),
+        args: vec!["python3".into(), "/tmp/.cache/agent.py".into()],
+        user_id: Some(1000),
+        user_name: Some("alice".into()),
+        ..ProcessInfo::default()
+    });
+    let host: Arc<str> = Arc::from("sim-host");
+    let records = times
+        .iter()
+        .enumerate()
+        .map(|(i, &t)| {
+            let ip = match class {
+                // A new address every time: 198.51.100.1, .2, ... then 192.0.2.x.
+                TraceClass::ManyDestinations => {
+                    let i = i as u32;
+                    if i < 254 {
+                        IpAddr::V4(Ipv4Addr::new(198, 51, 100, 1 + i as u8))
+                    } else {
+                        IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1 + ((i - 254) % 254) as u8))
+                    }
+                }
+                TraceClass::Rotating => {
+                    IpAddr::V4(Ipv4Addr::new(203, 0, 113, 20 + (rng.next_u64() % 3) as u8))
+                }
+                _ => DESTINATION,
+            };
+            ConnectionRecord {
+                timestamp: Timestamp::from_secs_f64(start + t),
+                host_name: host.clone(),
+                process: process.clone(),
+                source: Some(Endpoint {
+                    ip: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 10)),
+                    port: 32_768 + (rng.next_u64() % 28_000) as u16,
+                }),
+                destination: Endpoint { ip, port: PORT },
+                transport: Transport::Tcp,
+                partial: false,
+                suppressed: 0,
+                probe: None,
+            }
+        })
+        .collect();
+    Trace {
+        class,
+        seed,
+        records,
+    }
+}
+
+/// `connections` check-in times: each interval is PERIOD × (1 + U(lo, hi)); each scheduled
+/// check-in is missed with probability `miss` (the first is always made).
+fn jittered(rng: &mut Rng, connections: usize, lo: f64, hi: f64, miss: f64) -> Vec<f64> {
+    let mut out = Vec::with_capacity(connections);
+    let mut t = 0.0;
+    while out.len() < connections {
+        if out.is_empty() || rng.next_f64() >= miss {
+            out.push(t);
+        }
+        t += PERIOD_SECS * (1.0 + rng.uniform(lo, hi));
+    }
+    out
+}
+
+fn beacon_times(rng: &mut Rng, period: f64, jitter: f64, n: usize) -> Vec<f64> {
+    let mut t = 0.0;
+    (0..n)
+        .map(|_| {
+            let now = t;
+            t += period * (1.0 + rng.uniform(-jitter, jitter));
+            now
+        })
+        .collect()
+}
+
+/// xoshiro256++ (Blackman and Vigna), seeded through SplitMix64: small, fast, and fixed
+/// here so traces never change with a dependency update.
+pub struct Rng([u64; 4]);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        let mut sm = seed;
+        let mut next = || {
+            sm = sm.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = sm;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^ (z >> 31)
+        };
+        Rng([next(), next(), next(), next()])
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        let s = &mut self.0;
+        let result = s[0].wrapping_add(s[3]).rotate_left(23).wrapping_add(s[0]);
+        let t = s[1] << 17;
+        s[2] ^= s[0];
+        s[3] ^= s[1];
+        s[1] ^= s[2];
+        s[0] ^= s[3];
+        s[2] ^= t;
+        s[3] = s[3].rotate_left(45);
+        result
+    }
+
+    /// Uniform in [0, 1).
+    pub fn next_f64(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
+    }
+
+    pub fn uniform(&mut self, lo: f64, hi: f64) -> f64 {
+        lo + (hi - lo) * self.next_f64()
+    }
+
+    pub fn exponential(&mut self, mean: f64) -> f64 {
+        -mean * (1.0 - self.next_f64()).ln()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn same_seed_same_trace() {
+        for class in TraceClass::ALL {
+            let a = generate(class, 20, 7);
+            let b = generate(class, 20, 7);
+            assert_eq!(a.records, b.records, "{}", class.name());
+            assert_eq!(a.records.len(), 20);
+            let c = generate(class, 20, 8);
+            assert_ne!(a.records, c.records, "{}", class.name());
+        }
+    }
+
+    #[test]
+    fn traces_are_in_time_order() {
+        for class in TraceClass::ALL {
+            let t = generate(class, 20, 3);
+            assert!(
+                t.records
+                    .windows(2)
+                    .all(|w| w[0].timestamp <= w[1].timestamp),
+                "{}",
+                class.name()
+            );
+        }
+    }
+
+    #[test]
+    fn xoshiro_matches_the_reference_sequence() {
+        // SplitMix64 from seed 0 gives 0xe220a8397b1dcdaf first (Vigna's reference).
+        let mut sm = Rng::new(0);
+        assert_eq!(sm.0[0], 0xe220_a839_7b1d_cdaf);
+        // xoshiro256++ outputs from that state, computed independently (Python).
+        let xs: Vec<u64> = (0..3).map(|_| sm.next_u64()).collect();
+        assert_eq!(
+            xs,
+            [
+                0x5317_5d61_490b_23df,
+                0x61da_6f3d_c380_d507,
+                0x5c0f_df91_ec9a_7bfc
+            ]
+        );
+        let u = Rng::new(1).next_f64();
+        assert!((0.0..1.0).contains(&u));
+    }
+
+    #[test]
+    fn jitter_classes_stay_in_their_bands() {
+        let t = generate(TraceClass::OneSidedJitter50, 30, 11);
+        for w in t.records.windows(2) {
+            let d = (w[1].timestamp.0 - w[0].timestamp.0) as f64 / 1e9;
+            assert!((29.9..=60.1).contains(&d), "{d}");
+        }
+        let t = generate(TraceClass::ManyDestinations, 30, 11);
+        let mut ips: Vec<_> = t.records.iter().map(|r| r.destination.ip).collect();
+        ips.sort();
+        ips.dedup();
+        assert_eq!(ips.len(), 30);
+    }
+}
