@@ -603,6 +603,31 @@ fn operators_extend_exclusions_with_a_list_file_of_their_own() {
 }
 
 #[test]
+fn builtin_rules_take_local_lists_on_top() {
+    let dir = std::env::temp_dir().join(format!("rules-on-builtin-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let local = dir.join("local.yml");
+    std::fs::write(
+        &local,
+        "lists:\n  t1571_excluded_images:\n    - /usr/bin/curl\n",
+    )
+    .unwrap();
+    let set = Arc::new(RuleSet::load_with_builtin(&[local]).unwrap().rules);
+    assert_eq!(set.len(), 2);
+    none(
+        &set,
+        &ev().image("/usr/bin/curl").dst("203.0.113.7", 8088).build(),
+        T1571,
+    );
+    one(
+        &set,
+        &ev().image("/usr/bin/wget").dst("203.0.113.7", 8088).build(),
+        T1571,
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
 fn builtin_and_rules_directory_are_the_same_rules() {
     let b = RuleSet::builtin().unwrap().summaries();
     let d = RuleSet::load(&[repo_rules_dir()])

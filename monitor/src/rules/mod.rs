@@ -135,6 +135,20 @@ impl RuleSet {
         }
     }
 
+    /// The built-in rules plus `paths`, as one set: for an operator who keeps the default
+    /// rules and adds list files (exclusions) or rules of their own.
+    pub fn load_with_builtin(paths: &[PathBuf]) -> Result<LoadReport, RuleError> {
+        let (mut sources, mut errors) = compile::read_paths(paths);
+        let mut all = builtin::sources();
+        all.append(&mut sources);
+        let mut c = compile::compile(&all);
+        errors.append(&mut c.errors);
+        match RuleError::from_list(errors) {
+            Some(e) => Err(e),
+            None => Ok(report(c, Vec::new())),
+        }
+    }
+
     /// Like `load`, but files and rules with errors are left out (their errors in
     /// `LoadReport::skipped`) and the rest load: for operators who prefer running with
     /// the valid rules to not starting.
