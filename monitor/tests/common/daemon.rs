@@ -28,7 +28,10 @@ impl MonitorProcess {
         let stderr_path = dir.join("stderr.log");
         let stdout = std::fs::File::create(&stdout_path).expect("create monitor stdout file");
         let stderr = std::fs::File::create(&stderr_path).expect("create monitor stderr file");
-        let child = Command::new(MONITOR)
+        let mut cmd = Command::new(MONITOR);
+        // SIGTERM, like an operator's stop: the monitor detaches its programs on the way out.
+        super::die_with_parent(&mut cmd, libc::SIGTERM);
+        let child = cmd
             .arg("run")
             .args(args)
             .env("RUST_LOG", "info")

@@ -148,6 +148,22 @@ pub fn wait_or_kill(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
     }
 }
 
+/// Makes a child get `signal` when the test thread that started it dies, so a test killed
+/// outright (Ctrl-C, a CI timeout) leaves no monitor or listener running. Survives the exec
+/// (and `ip netns exec`'s own exec).
+pub fn die_with_parent(cmd: &mut Command, signal: libc::c_int) -> &mut Command {
+    use std::os::unix::process::CommandExt as _;
+    // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, signal as libc::c_ulong, 0, 0, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        })
+    }
+}
+
 /// Sends `signal` to `pid`.
 pub fn send_signal(pid: u32, signal: libc::c_int) {
     // SAFETY: kill has no memory preconditions; a stale pid only yields ESRCH.

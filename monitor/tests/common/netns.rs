@@ -166,8 +166,9 @@ impl NetNsGuard {
             .dir
             .join(&format!("listeners-{}.err", self.listeners.len()));
         let stderr = std::fs::File::create(&stderr_path).expect("create listener stderr file");
-        let mut child = self
-            .exec(&python3())
+        let mut cmd = self.exec(&python3());
+        super::die_with_parent(&mut cmd, libc::SIGKILL);
+        let mut child = cmd
             .arg("-u")
             .arg(&script)
             .args(&specs)
