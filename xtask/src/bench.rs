@@ -42,6 +42,7 @@ pub struct BenchOptions {
 
 /// Durations and sizes of each stage.
 pub struct Plan {
+    smoke: bool,
     live_secs: f64,
     live_rounds: usize,
     threshold_secs: f64,
@@ -59,6 +60,7 @@ impl Plan {
         let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
         if smoke {
             Plan {
+                smoke: true,
                 live_secs: 1.0,
                 live_rounds: 1,
                 threshold_secs: 2.0,
@@ -79,6 +81,7 @@ impl Plan {
             }
         } else {
             Plan {
+                smoke: false,
                 live_secs: 5.0,
                 live_rounds: 3,
                 threshold_secs: 30.0,
@@ -224,7 +227,11 @@ pub fn run(opts: &BenchOptions) -> Result<()> {
             opts.monitor_bin.display()
         );
     }
-    for (tool, package) in [("bpftrace", "bpftrace"), ("bpftool", "bpftool"), ("ip", "iproute2")] {
+    for (tool, package) in [
+        ("bpftrace", "bpftrace"),
+        ("bpftool", "bpftool"),
+        ("ip", "iproute2"),
+    ] {
         if Command::new(tool).arg("-V").output().is_err() {
             bail!(
                 "`{tool}` is missing (Debian package {package}; `cargo xtask bootstrap --test-packages` installs it)"

@@ -2,7 +2,8 @@
 //! reads its estimates back as nanoseconds per event.
 
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 
 use anyhow::{Context as _, Result, ensure};
 use serde_json::{Value, json};
@@ -127,5 +128,103 @@ pub fn rule_evaluation(ctx: &Ctx) -> Result<(Value, String)> {
         .iter()
         .map(|e| json!({"id": e.id, "rules": e.rules, "ns_per_event": e.ns_per_event, "ci_low": e.ci.0, "ci_high": e.ci.1}))
         .collect();
-    Ok((json!({ "rows": rows }), md))
+    let (icount, icount_md) = instruction_counts(ctx)?;
+    md.push('\n');
+    md.push_str(&icount_md);
+    Ok((json!({ "rows": rows, "instructions": icount }), md))
+}
+
+/// Events per pass of `rules_icount` (common::BATCH in monitor/benches).
+const ICOUNT_BATCH: u64 = 10_000;
+
+/// Builds `monitor/benches/rules_icount.rs` and returns its path.
+fn icount_binary() -> Result<PathBuf> {
+    let out = cargo()
+        .args([
+            "bench",
+            "-p",
+            "monitor",
+            "--bench",
+            "rules_icount",
+            "--no-run",
+            "--message-format=json",
+        ])
+        .stderr(Stdio::inherit())
+        .output()
+        .context("building the rules_icount bench")?;
+    ensure!(
+        out.status.success(),
+        "building the rules_icount bench failed ({})",
+        out.status
+    );
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let Ok(v) = serde_json::from_str::<Value>(line) else {
+            continue;
+        };
+        if v["reason"] == "compiler-artifact"
+            && v["target"]["name"] == "rules_icount"
+            && let Some(exe) = v["executable"].as_str()
+        {
+            return Ok(PathBuf::from(exe));
+        }
+    }
+    anyhow::bail!("cargo did not report the rules_icount executable")
+}
+
+/// Instructions callgrind counts for `rules_icount SET PASSES`.
+fn callgrind_instructions(exe: &Path, set: &str, passes: u32) -> Result<u64> {
+    let out = Command::new("valgrind")
+        .args(["--tool=callgrind", "--callgrind-out-file=/dev/null"])
+        .arg(exe)
+        .args([set, &passes.to_string()])
+        .stdin(Stdio::null())
+        .output()
+        .context("running valgrind (Debian package valgrind)")?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    ensure!(
+        out.status.success(),
+        "valgrind rules_icount {set} {passes} failed ({}): {err}",
+        out.status
+    );
+    err.lines()
+        .find_map(|l| l.split_once("Collected :").map(|x| x.1.trim().to_string()))
+        .and_then(|n| n.parse::<u64>().ok())
+        .with_context(|| format!("no \"Collected :\" line in callgrind's output: {err}"))
+}
+
+/// Instructions per event under callgrind: (3 passes - 1 pass) / (2 batches), so set-up
+/// cancels out. Repeatable where timings on a shared machine are not.
+fn instruction_counts(ctx: &Ctx) -> Result<(Value, String)> {
+    if Command::new("valgrind").arg("--version").output().is_err() {
+        if ctx.plan.smoke {
+            return Ok((Value::Null, "Instruction counts: skipped, valgrind is not installed (the full run requires it: Debian package valgrind).\n".into()));
+        }
+        anyhow::bail!(
+            "valgrind is missing (Debian package valgrind); the full run counts instructions with callgrind"
+        );
+    }
+    let exe = icount_binary()?;
+    let sets: Vec<&str> = if ctx.plan.smoke {
+        vec!["rules/default+sigmahq"]
+    } else {
+        vec![
+            "rules/default",
+            "rules/default+sigmahq",
+            "scaling/default+sigmahq+90",
+            "scaling/default+sigmahq+990",
+        ]
+    };
+    let mut md = String::from(
+        "Instructions per event (valgrind callgrind, `monitor/benches/rules_icount.rs`: (3 passes − 1 pass) / 20,000 events, so rule compilation and event parsing cancel out):\n\n| rule set | instructions per event |\n| --- | ---: |\n",
+    );
+    let mut rows = Vec::new();
+    for set in sets {
+        eprintln!("bench: callgrind {set}");
+        let one = callgrind_instructions(&exe, set, 1)?;
+        let three = callgrind_instructions(&exe, set, 3)?;
+        let per_event = three.saturating_sub(one) as f64 / (2 * ICOUNT_BATCH) as f64;
+        md.push_str(&format!("| {set} | {per_event:.0} |\n"));
+        rows.push(json!({ "set": set, "instructions_per_event": per_event }));
+    }
+    Ok((Value::Array(rows), md))
 }
