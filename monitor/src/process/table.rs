@@ -396,9 +396,34 @@ impl ProcessTable {
         if pid == 0 {
             return;
         }
-        let entry = Entry::from_exec(ev, self.ticks(ev.start_time_ns), self.generation());
+        let mut entry = Entry::from_exec(ev, self.ticks(ev.start_time_ns), self.generation());
+        self.resolve_executable(pid, &mut entry);
         self.learned.pop(&pid);
         self.put_live(pid, entry);
+    }
+
+    /// Replaces the path execve was given with the file the kernel ran. A symlink must not
+    /// decide what rules see: `/usr/bin/python3` is `/usr/bin/python3.11`, and a link named
+    /// `firefox` to python3 would otherwise pass as a browser and escape T1043's exclusion.
+    /// /proc/PID/exe is read once per exec (not per connection), and only while the process
+    /// is alive and still the one that exec'd (same start time). When it is already gone the
+    /// kernel's path stays: resolving that path here could name a different file, since the
+    /// process may have lived in another mount namespace.
+    fn resolve_executable(&mut self, pid: u32, entry: &mut Entry) {
+        let Ok(stat) = self.proc.stat(pid) else {
+            return;
+        };
+        if !same_start(Some(stat.start_ticks), entry.start) {
+            return;
+        }
+        let Ok(exe) = self.proc.exe(pid) else {
+            return;
+        };
+        let exe = text_from_bytes(&exe);
+        if entry.exe.as_deref() != Some(exe.as_str()) {
+            entry.name = name_from(Some(&exe), entry.name.take());
+            entry.exe = Some(exe);
+        }
     }
 
     /// A process exited: it moves to the recently-exited map.

@@ -326,6 +326,14 @@ fn exec_events_outlive_the_process_and_text_is_escaped() {
     let pid = kid.pid();
     let start = start_ns(pid);
     let argv = b"curl\0-s\0http://203.0.113.7:8088/\xff\xfe\0line\nbreak\0{\"forged\":1}\0";
+    // Gone before user space handles its exec event, like a curl that exits in
+    // milliseconds: the kernel's exec data is all there is (and /proc/PID/exe cannot
+    // replace the path).
+    kid.stop();
+    assert!(
+        !Path::new(&format!("/proc/{pid}")).exists(),
+        "child {pid} should be gone from /proc"
+    );
     t.on_exec(&exec_event(
         pid,
         std::process::id(),
@@ -333,11 +341,6 @@ fn exec_events_outlive_the_process_and_text_is_escaped() {
         b"/usr/bin/curl",
         argv,
     ));
-    kid.stop();
-    assert!(
-        !Path::new(&format!("/proc/{pid}")).exists(),
-        "child {pid} should be gone from /proc"
-    );
 
     let rec = enrich(&mut t, &connect_v4(pid, start, [203, 0, 113, 7], 8088));
     let p = &rec.process;
@@ -768,4 +771,35 @@ fn exec_paths_that_name_no_file_are_completed_from_proc() {
     );
     assert_eq!(rec.process.args, ["sleep", "30", tag.as_str()]);
     assert!(!rec.partial, "{rec:?}");
+}
+
+#[test]
+fn exec_through_a_symlink_reports_the_file_the_kernel_ran() {
+    require_root();
+    let mut t = ProcessTable::new(ProcessTableConfig::default());
+    // A link named like a browser to a real program: rules must see the real file.
+    let dir = std::env::temp_dir().join(format!("monitor-symlink-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let link = dir.join("firefox");
+    let _ = std::fs::remove_file(&link);
+    std::os::unix::fs::symlink("/usr/bin/sleep", &link).unwrap();
+    let mut kid = Kid::spawn(Command::new(&link).arg("30"));
+    let pid = kid.pid();
+    let start = start_ns(pid);
+    t.on_exec(&exec_event(
+        pid,
+        std::process::id(),
+        start,
+        link.as_os_str().as_encoded_bytes(),
+        b"firefox\x0030\0",
+    ));
+    let rec = enrich(&mut t, &connect_v4(pid, start, [203, 0, 113, 7], 443));
+    let real = std::fs::canonicalize("/usr/bin/sleep").unwrap();
+    assert_eq!(rec.process.executable.as_deref(), real.to_str());
+    assert_eq!(
+        rec.process.name.as_deref(),
+        real.file_name().and_then(|n| n.to_str())
+    );
+    kid.stop();
+    let _ = std::fs::remove_dir_all(&dir);
 }
