@@ -215,7 +215,7 @@ fn sigma_feature_errors_inline() {
         bad("    sel:\n        DestinationPort|gt: abc\n    condition: sel\n")
             .contains("not a number")
     );
-    assert!(bad("    sel:\n        Image|gt: 5\n    condition: sel\n").contains("numeric field"));
+    assert!(bad("    sel:\n        Image|gt: 5\n    condition: sel\n").contains("number field"));
     assert!(
         bad("    sel:\n        DestinationIp: 'localhost'\n    condition: sel\n")
             .contains("not an IP")

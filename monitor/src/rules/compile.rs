@@ -1240,8 +1240,11 @@ impl Compiler {
         }
         let kind = field.kind();
         if mods.exists {
-            let [(Val::Bool(b), _)] = values else {
-                return Err(ctx.err(pos, construct, "`exists` takes `true` or `false`"));
+            let b = match values {
+                [(Val::Bool(b), _)] => b,
+                [(Val::Str(s), _)] if s.eq_ignore_ascii_case("true") => &true,
+                [(Val::Str(s), _)] if s.eq_ignore_ascii_case("false") => &false,
+                _ => return Err(ctx.err(pos, construct, "`exists` takes `true` or `false`")),
             };
             return Ok(self.intern(
                 format!("exists|{field:?}|{b}"),
@@ -1254,7 +1257,7 @@ impl Compiler {
                     pos,
                     construct,
                     format!(
-                        "numeric comparison needs a numeric field; {} is text",
+                        "numeric comparison needs a number field; {} is not one",
                         field.ecs_name()
                     ),
                 ));

@@ -163,6 +163,7 @@ pub enum FieldValue<'a> {
 }
 
 impl<'a> FieldValue<'a> {
+    #[inline]
     pub fn of(rec: &'a ConnectionRecord, field: Field) -> FieldValue<'a> {
         let p = &*rec.process;
         let text = |o: &'a Option<String>| match o {

@@ -340,6 +340,7 @@ pub(crate) struct Tests {
 }
 
 impl Tests {
+    #[inline]
     pub fn eval(&self, id: TestId, rec: &ConnectionRecord, s: &mut Scratch) -> bool {
         let m = s.memo[id as usize];
         if m != 0 {
@@ -350,6 +351,7 @@ impl Tests {
         r
     }
 
+    #[inline(never)]
     fn eval_uncached(&self, id: TestId, rec: &ConnectionRecord, s: &mut Scratch) -> bool {
         match &self.tests[id as usize] {
             Test::Patterns {
