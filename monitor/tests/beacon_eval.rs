@@ -12,9 +12,14 @@
 //!   n = 10, where the bar is 0.80: with 9 intervals of which several span missed
 //!   check-ins, every reading that explains them also explains enough random traffic to
 //!   break the Poisson bar at n = 20 (DETECTION.md has the trade-off).
-//! - must not detect: Poisson at most 2 % at n = 10 and none at n = 20; the burst and the
-//!   many-destinations process none at either size.
+//! - must not detect: Poisson at most 2 % at n = 10; below 1 in 1,000 (so none in the
+//!   default 1,000 runs) for Poisson at n = 20 and for the burst and the many-destinations
+//!   process at either size.
 //! - report only: no bar.
+//!
+//! Two variables change what is measured (the bars stay): `BEACON_EVAL_RUNS` (default
+//! 1000) for tighter estimates, and `BEACON_EVAL_CONFIG`, a TOML `[beacon]` body applied
+//! over the defaults, to see what a setting trades (DETECTION.md uses both).
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -25,11 +30,35 @@ use monitor::detect::simulate::{self, Expectation, TraceClass};
 use monitor::detect::{BeaconConfig, BeaconDetector};
 use monitor::record::{ConnectionRecord, Endpoint, ProcessInfo, Timestamp, Transport};
 
-const RUNS: u64 = 1000;
+const DEFAULT_RUNS: u64 = 1000;
 const SIZES: [usize; 2] = [10, 20];
 const RECALL_BAR: f64 = 0.99;
 const MISSED_AT_10_BAR: f64 = 0.80;
 const POISSON_AT_10_BAR: f64 = 0.02;
+/// "None in 1,000 runs", as a rate that holds at any number of runs.
+const NONE_BAR: f64 = 0.001;
+
+fn runs() -> u64 {
+    match std::env::var("BEACON_EVAL_RUNS") {
+        Ok(v) => v
+            .parse()
+            .unwrap_or_else(|_| panic!("BEACON_EVAL_RUNS={v:?}: expected a whole number")),
+        Err(_) => DEFAULT_RUNS,
+    }
+}
+
+fn config() -> BeaconConfig {
+    match std::env::var("BEACON_EVAL_CONFIG") {
+        Ok(body) => {
+            let cfg: BeaconConfig = toml::from_str(&body)
+                .unwrap_or_else(|e| panic!("BEACON_EVAL_CONFIG is not a [beacon] body: {e}"));
+            cfg.validate()
+                .unwrap_or_else(|e| panic!("BEACON_EVAL_CONFIG: {e}"));
+            cfg
+        }
+        Err(_) => BeaconConfig::default(),
+    }
+}
 
 /// Fixed before the first evaluation and never tuned: a new seed set would be a new
 /// sample, not a fix.
@@ -53,7 +82,7 @@ impl Row {
     }
 }
 
-fn evaluate() -> (Vec<Row>, u64, std::time::Duration) {
+fn evaluate(runs: u64, cfg: &BeaconConfig) -> (Vec<Row>, u64, std::time::Duration) {
     let started = std::time::Instant::now();
     let mut records = 0u64;
     let mut rows = Vec::new();
@@ -63,13 +92,13 @@ fn evaluate() -> (Vec<Row>, u64, std::time::Duration) {
             let mut row = Row {
                 class,
                 n,
-                runs: RUNS,
+                runs,
                 detected: 0,
                 max_alerts: 0,
             };
-            for run in 0..RUNS {
+            for run in 0..runs {
                 let trace = simulate::generate(class, n, run_seed(ci, n, run));
-                let mut det = BeaconDetector::new(BeaconConfig::default());
+                let mut det = BeaconDetector::new(cfg.clone());
                 out.clear();
                 for rec in &trace.records {
                     det.process(rec, &mut out);
@@ -95,12 +124,13 @@ fn evaluate() -> (Vec<Row>, u64, std::time::Duration) {
 }
 
 fn fmt(v: Option<f64>) -> String {
-    v.map_or("—".to_string(), |v| format!("{v:.3}"))
+    v.map_or("—".to_string(), |v| format!("{v:.4}"))
 }
 
 #[test]
 fn labelled_traces_meet_the_bars() {
-    let (rows, records, elapsed) = evaluate();
+    let cfg = config();
+    let (rows, records, elapsed) = evaluate(runs(), &cfg);
 
     // Precision of a must-detect class at n: its detections against every false alarm of
     // the must-not-detect classes at the same n (equal numbers of runs per class).
@@ -151,7 +181,7 @@ fn labelled_traces_meet_the_bars() {
         }
         let fp = false_alarms(n);
         println!(
-            "| **all must-detect vs all must-not** | | {n} | {} | {tp} | {:.3} | {:.3} | |",
+            "| **all must-detect vs all must-not** | | {n} | {} | {tp} | {:.4} | {:.4} | |",
             positives,
             tp as f64 / (tp + fp) as f64,
             tp as f64 / positives as f64
@@ -191,14 +221,19 @@ fn labelled_traces_meet_the_bars() {
                 }
             }
             Expectation::Ignore => {
-                let bar = if r.class == TraceClass::Poisson && r.n == 10 {
-                    POISSON_AT_10_BAR
+                let within = if r.class == TraceClass::Poisson && r.n == 10 {
+                    r.rate() <= POISSON_AT_10_BAR
                 } else {
-                    0.0
+                    r.rate() < NONE_BAR
                 };
-                if r.rate() > bar {
+                let bar = if r.class == TraceClass::Poisson && r.n == 10 {
+                    format!("{POISSON_AT_10_BAR}")
+                } else {
+                    format!("below {NONE_BAR}")
+                };
+                if !within {
                     failures.push(format!(
-                        "{} at n = {}: false-positive rate {:.3} above {bar}",
+                        "{} at n = {}: false-positive rate {:.4}; bar {bar}",
                         r.class.name(),
                         r.n,
                         r.rate()

@@ -639,6 +639,9 @@ struct RotatingSeries {
     destinations: [u32; RING],
     next: u8,
     len: u8,
+    /// Time (ns) a destination key under this port key last alerted, `i64::MIN` if none:
+    /// that beacon is reported, so the port key stays quiet for the window.
+    destination_alert: i64,
 }
 
 impl RotatingSeries {
@@ -648,6 +651,7 @@ impl RotatingSeries {
             destinations: [0; RING],
             next: 0,
             len: 0,
+            destination_alert: i64::MIN,
         };
         r.push_destination(dest);
         r
@@ -835,6 +839,7 @@ impl BeaconDetector {
             port: dest.port,
             transport: rec.transport,
         };
+        // The destination key's last alert, if its window is open.
         let destination_reported = match self.destinations.get_mut(&key) {
             Some(series) => {
                 if series.observe(t, &self.s) == Step::Recorded
@@ -847,16 +852,16 @@ impl BeaconDetector {
                     let labels = BTreeMap::from([("beacon_key".into(), "destination".into())]);
                     let rule = self.rule_destination.clone();
                     out.push(self.alert(rec, rule, &p, checkins, labels));
-                    true
+                    Some(t)
                 } else {
-                    series.in_window(t, &self.s)
+                    series.in_window(t, &self.s).then_some(series.last_alert)
                 }
             }
             None => {
                 if self.destinations.push(key, Series::new(t)).is_some() {
                     self.counters.evicted_full += 1;
                 }
-                false
+                None
             }
         };
 
@@ -875,9 +880,14 @@ impl BeaconDetector {
                     }
                     Step::TooShort | Step::Recorded => r.push_destination(dest_hash),
                 }
+                if let Some(at) = destination_reported {
+                    r.destination_alert = r.destination_alert.max(at);
+                }
+                let destination_quiet = r.destination_alert == i64::MIN
+                    || t.saturating_sub(r.destination_alert) >= self.s.suppress_ns;
                 if step == Step::Recorded
                     && r.series.due(t, &self.s)
-                    && !destination_reported
+                    && destination_quiet
                     && let Some(distinct) = r.rotates(self.s.min_intervals + 1)
                     && let Some(p) = self.s.beacon(&r.series)
                 {
@@ -1420,6 +1430,36 @@ mod tests {
         let alerts = run(&mut detector(), &recs);
         assert_eq!(alerts.len(), 1);
         assert_eq!(alerts[0].rule.id, RULE_ID_DESTINATION);
+    }
+
+    #[test]
+    fn a_reported_destination_keeps_its_port_key_quiet() {
+        // Ten check-ins to A (its destination key alerts), then twenty alternating B and A:
+        // the port key sees a balanced two-address rotation every 60 s, but that beacon is
+        // already reported. B's own key, every 120 s, is a second destination and alerts.
+        let p = process("/tmp/.x/implant", 1000, 1);
+        let recs: Vec<_> = (0..30)
+            .map(|i| {
+                let ip = if i >= 10 && i % 2 == 0 {
+                    "203.0.113.31"
+                } else {
+                    "203.0.113.30"
+                };
+                rec(&p, ip, 8088, Transport::Tcp, f64::from(i) * 60.0)
+            })
+            .collect();
+        let alerts = run(&mut detector(), &recs);
+        let got: Vec<(&str, String)> = alerts
+            .iter()
+            .map(|a| (a.rule.id.as_str(), a.event.destination.ip.to_string()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (RULE_ID_DESTINATION, "203.0.113.30".to_string()),
+                (RULE_ID_DESTINATION, "203.0.113.31".to_string()),
+            ]
+        );
     }
 
     #[test]
