@@ -49,7 +49,7 @@ pub fn init_logging() {
 
 pub fn run(args: RunArgs) -> Result<(), RunFailure> {
     // Fail at once, before anything else, when the programs cannot possibly load.
-    privileges::require_load_capabilities().map_err(RunFailure::Other)?;
+    crate::capture::check_capabilities().map_err(|e| RunFailure::Other(anyhow!(e)))?;
     let cfg = RunConfig::from_args(&args).map_err(RunFailure::Invalid)?;
     let rules = Arc::new(cfg.load_rules().map_err(RunFailure::Invalid)?);
     // One thread: capabilities are per thread in Linux, so the drop after attach must not

@@ -14,7 +14,7 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use crate::capture::Capture;
 use crate::output::{OutputHub, SinkStats};
 use crate::pipeline::Pipeline;
-use crate::process::ProcessTable;
+use crate::process::{ProcessStats, ProcessTable};
 use crate::record::Timestamp;
 
 /// One reading of every counter.
@@ -29,10 +29,16 @@ pub struct MetricsSnapshot {
     pub kernel_read_failed: u64,
     pub execs: u64,
     pub exits: u64,
+    /// The kernel's UDP flood-control map was full (an entry could not be added).
+    pub flood_map_full: u64,
+    /// Ring-buffer records user space could not decode (counted, skipped).
+    pub decode_errors: u64,
     pub events_processed: u64,
     pub enrichment_partial: u64,
     pub process_table_entries: u64,
     pub proc_reads: u64,
+    /// Every process-table counter (misses, evictions, stale entries, ...).
+    pub process: ProcessStats,
     pub beacon_keys: u64,
     pub alerts: u64,
     pub alerts_by_rule: BTreeMap<String, u64>,
@@ -63,12 +69,15 @@ impl MetricsSnapshot {
                 s.kernel_read_failed = k.read_failed;
                 s.execs = k.execs;
                 s.exits = k.exits;
+                s.flood_map_full = k.flood_map_full;
+                s.decode_errors = k.decode_errors;
             }
             Err(e) => tracing::warn!(error = %e, "reading kernel counters failed"),
         }
         let p = table.stats();
         s.process_table_entries = p.entries as u64;
         s.proc_reads = p.proc_reads;
+        s.process = p;
         let c = pipeline.counters();
         s.events_processed = c.events;
         s.enrichment_partial = c.partial_events;
@@ -150,6 +159,8 @@ impl SharedMetrics {
         counter(&mut t, "events_processed_total", "Connection records through the pipeline.", &[(String::new(), s.events_processed)]);
         counter(&mut t, "enrichment_partial_total", "Records with monitor.enrichment=partial.", &[(String::new(), s.enrichment_partial)]);
         counter(&mut t, "proc_reads_total", "Process lookups that read /proc.", &[(String::new(), s.proc_reads)]);
+        counter(&mut t, "decode_errors_total", "Ring-buffer records that could not be decoded.", &[(String::new(), s.decode_errors)]);
+        counter(&mut t, "process_evictions_total", "Process-table entries evicted at the size cap.", &[(String::new(), s.process.evictions)]);
         counter(
             &mut t,
             "alerts_total",

@@ -1,9 +1,9 @@
 //! Least privilege for the daemon.
 //!
-//! Loading and attaching eBPF programs needs broad capabilities; reading the ring buffer
-//! afterwards needs none (the map is already mapped and its fd open). So `monitor run` checks
-//! up front that it can load (and fails at once, naming what is missing), and right after
-//! attaching keeps only what the per-event path still uses:
+//! Loading and attaching eBPF programs needs broad capabilities (checked up front by
+//! `capture::check_capabilities`); reading the ring buffer afterwards needs none (the map is
+//! already mapped and its fd open). So right after attaching the daemon keeps only what the
+//! per-event path still uses:
 //! - `CAP_SYS_PTRACE`: `readlink /proc/PID/exe` of processes of other users (ptrace access
 //!   mode check);
 //! - `CAP_DAC_READ_SEARCH`: read /proc entries and rule files regardless of mode bits.
@@ -16,37 +16,8 @@
 use anyhow::{Context as _, anyhow, bail};
 use caps::{CapSet, Capability, CapsHashSet};
 
-/// Capabilities `monitor run` needs to load and attach its programs.
-pub const LOAD_CAPS: &[Capability] = &[
-    Capability::CAP_BPF,
-    Capability::CAP_PERFMON,
-    Capability::CAP_NET_ADMIN,
-    Capability::CAP_SYS_ADMIN,
-];
-
 /// Capabilities kept after attach.
 pub const KEPT_CAPS: &[Capability] = &[Capability::CAP_SYS_PTRACE, Capability::CAP_DAC_READ_SEARCH];
-
-pub fn require_load_capabilities() -> anyhow::Result<()> {
-    let effective = caps::read(None, CapSet::Effective).context("reading capabilities")?;
-    let missing: Vec<String> = LOAD_CAPS
-        .iter()
-        .filter(|c| !effective.contains(c))
-        .map(|c| c.to_string())
-        .collect();
-    if missing.is_empty() {
-        return Ok(());
-    }
-    bail!(
-        "monitor run loads eBPF programs and needs root or the capabilities {} (missing: {}); run it with sudo or as the systemd service in packaging/",
-        LOAD_CAPS
-            .iter()
-            .map(|c| c.to_string())
-            .collect::<Vec<_>>()
-            .join(", "),
-        missing.join(", ")
-    )
-}
 
 /// Drops every capability but `KEPT_CAPS`, optionally switching to `user`.
 pub fn drop_after_attach(user: Option<&str>) -> anyhow::Result<()> {

@@ -28,6 +28,9 @@ use monitor_common::{hook, stat};
 pub use clock::BootClock;
 pub use decode::{DecodeError, decode};
 pub use error::CaptureError;
+/// The capability check `Capture::start` runs first, for callers that want to fail before
+/// doing anything else.
+pub use privileges::check as check_capabilities;
 
 use crate::record::Timestamp;
 
