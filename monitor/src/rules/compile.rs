@@ -48,13 +48,13 @@ impl Cond {
         match self {
             Cond::Const(b) => *b,
             Cond::Test(id) => tests.eval(*id, rec, s),
-            Cond::And(c) => c.iter().all(|c| c.eval(tests, rec, s)),
-            Cond::Or(c) => c.iter().any(|c| c.eval(tests, rec, s)),
-            Cond::Not(c) => !c.eval(tests, rec, s),
+            Cond::And(c) => c.iter().all(|c| c.eval_leaf(tests, rec, s)),
+            Cond::Or(c) => c.iter().any(|c| c.eval_leaf(tests, rec, s)),
+            Cond::Not(c) => !c.eval_leaf(tests, rec, s),
             Cond::AtLeast(n, c) => {
                 let mut hits = 0;
                 for x in c.iter() {
-                    if x.eval(tests, rec, s) {
+                    if x.eval_leaf(tests, rec, s) {
                         hits += 1;
                         if hits >= *n {
                             return true;
@@ -63,6 +63,21 @@ impl Cond {
                 }
                 false
             }
+        }
+    }
+
+    /// Most operands are tests: evaluate those in place and recurse only into subtrees.
+    #[inline(always)]
+    fn eval_leaf(
+        &self,
+        tests: &Tests,
+        rec: &crate::record::ConnectionRecord,
+        s: &mut super::matcher::Scratch,
+    ) -> bool {
+        match self {
+            Cond::Test(id) => tests.eval(*id, rec, s),
+            Cond::Const(b) => *b,
+            other => other.eval(tests, rec, s),
         }
     }
 

@@ -16,12 +16,13 @@ use crate::record::ConnectionRecord;
 
 #[derive(Debug, Default)]
 pub(crate) struct RuleIndex {
-    /// Rules evaluated on every event, by index.
-    always: Vec<u32>,
-    by_port: HashMap<u16, Vec<u32>>,
+    /// Rules evaluated on every event, as a bitset over rule indexes: each event's
+    /// candidate set starts as a copy of it.
+    always: Vec<u64>,
+    /// Anchored destination ports, sorted, with their rules.
+    by_port: Vec<(u16, Box<[u32]>)>,
     /// (string set, per pattern id: the rules anchored on a test holding it).
     by_pattern: Vec<(usize, Vec<Vec<u32>>)>,
-    rules: usize,
 }
 
 enum Anchor {
@@ -80,20 +81,21 @@ fn anchor_of(cond: &Cond, tests: &Tests) -> Option<Anchor> {
 impl RuleIndex {
     pub fn build(rules: &[Rule], tests: &Tests) -> RuleIndex {
         let mut idx = RuleIndex {
-            rules: rules.len(),
+            always: vec![0; rules.len().div_ceil(64)],
             ..RuleIndex::default()
         };
         let mut by_set: HashMap<usize, Vec<Vec<u32>>> = HashMap::new();
+        let mut by_port: HashMap<u16, Vec<u32>> = HashMap::new();
         for (i, r) in rules.iter().enumerate() {
             let i = i as u32;
             if matches!(r.condition, Cond::Const(false)) {
                 continue; // can never match
             }
             match anchor_of(&r.condition, tests) {
-                None => idx.always.push(i),
+                None => idx.always[(i >> 6) as usize] |= 1 << (i & 63),
                 Some(Anchor::Ports(ports)) => {
                     for p in ports {
-                        idx.by_port.entry(p).or_default().push(i);
+                        by_port.entry(p).or_default().push(i);
                     }
                 }
                 Some(Anchor::Patterns { set, patterns }) => {
@@ -106,6 +108,11 @@ impl RuleIndex {
                 }
             }
         }
+        idx.by_port = by_port
+            .into_iter()
+            .map(|(p, rs)| (p, rs.into_boxed_slice()))
+            .collect();
+        idx.by_port.sort_by_key(|(p, _)| *p);
         idx.by_pattern = by_set.into_iter().collect();
         idx.by_pattern.sort_by_key(|(s, _)| *s);
         idx
@@ -122,24 +129,17 @@ impl RuleIndex {
     ) {
         out.clear();
         seen.clear();
-        seen.resize(self.rules.div_ceil(64), 0);
-        let mut push = |r: u32, out: &mut Vec<u32>| {
-            let (w, b) = ((r >> 6) as usize, 1u64 << (r & 63));
-            if seen[w] & b == 0 {
-                seen[w] |= b;
-                out.push(r);
+        seen.extend_from_slice(&self.always);
+        let mut mark = |rs: &[u32]| {
+            for &r in rs {
+                seen[(r >> 6) as usize] |= 1 << (r & 63);
             }
         };
-        for &r in &self.always {
-            push(r, out);
-        }
         if !self.by_port.is_empty()
             && let FieldValue::Number(p) = FieldValue::of(rec, Field::DestinationPort)
-            && let Some(rs) = self.by_port.get(&(p as u16))
+            && let Ok(i) = self.by_port.binary_search_by_key(&(p as u16), |(q, _)| *q)
         {
-            for &r in rs {
-                push(r, out);
-            }
+            mark(&self.by_port[i].1);
         }
         for (set, per) in &self.by_pattern {
             let bits = tests.set_bits(*set, rec, s);
@@ -148,12 +148,17 @@ impl RuleIndex {
                 while word != 0 {
                     let p = w * 64 + word.trailing_zeros() as usize;
                     word &= word - 1;
-                    for &r in &per[p] {
-                        push(r, out);
-                    }
+                    mark(&per[p]);
                 }
             }
         }
-        out.sort_unstable();
+        // In rule order, so alerts come out in the order rules were loaded.
+        for (w, &word) in seen.iter().enumerate() {
+            let mut word = word;
+            while word != 0 {
+                out.push((w * 64) as u32 + word.trailing_zeros());
+                word &= word - 1;
+            }
+        }
     }
 }
