@@ -22,10 +22,8 @@ pub const KEPT_CAPS: &[Capability] = &[Capability::CAP_SYS_PTRACE, Capability::C
 /// Drops every capability but `KEPT_CAPS`, optionally switching to `user`.
 pub fn drop_after_attach(user: Option<&str>) -> anyhow::Result<()> {
     let keep: CapsHashSet = KEPT_CAPS.iter().copied().collect();
-    if let Some(name) = user {
-        switch_user(name)?;
-    }
-    // Bounding set first (needs CAP_SETPCAP, which we still hold until the permitted set is cut).
+    // Bounding set first, while still holding CAP_SETPCAP (a uid change below clears the
+    // effective set even with keep-caps).
     for cap in caps::all() {
         if !keep.contains(&cap) && caps::has_cap(None, CapSet::Bounding, cap).unwrap_or(false) {
             caps::drop(None, CapSet::Bounding, cap)
@@ -35,6 +33,10 @@ pub fn drop_after_attach(user: Option<&str>) -> anyhow::Result<()> {
     caps::clear(None, CapSet::Ambient).context("clearing ambient capabilities")?;
     caps::set(None, CapSet::Inheritable, &CapsHashSet::new())
         .context("clearing inheritable capabilities")?;
+    if let Some(name) = user {
+        switch_user(name)?;
+    }
+    // The kept ones are still permitted (keep-caps), so they can be made effective again.
     caps::set(None, CapSet::Effective, &keep).context("setting effective capabilities")?;
     caps::set(None, CapSet::Permitted, &keep).context("setting permitted capabilities")?;
     // SAFETY: prctl with PR_SET_NO_NEW_PRIVS takes integer arguments only.

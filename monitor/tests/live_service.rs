@@ -149,6 +149,35 @@ fn capabilities_are_reduced_after_start_and_capture_still_works() {
     });
 }
 
+#[test]
+fn runs_as_an_unprivileged_user_after_attach_and_still_captures() {
+    require_root("live_service");
+    let m = MonitorProcess::start(&["--events".into(), "--user".into(), "nobody".into()]);
+    let status = std::fs::read_to_string(format!("/proc/{}/status", m.pid())).unwrap();
+    let ids = |key: &str| -> Vec<u32> {
+        status
+            .lines()
+            .find(|l| l.starts_with(key))
+            .unwrap()[key.len()..]
+            .split_whitespace()
+            .map(|v| v.parse().unwrap())
+            .collect()
+    };
+    // nobody is 65534 on Debian: real, effective, saved and file-system ids all switched.
+    assert_eq!(ids("Uid:"), vec![65534; 4], "{status}");
+    assert_eq!(ids("Gid:"), vec![65534; 4], "{status}");
+    assert_eq!(cap_bits(&status, "CapEff:"), (1 << 2) | (1 << 19), "{status}");
+    let port = free_tcp_port();
+    let curl_pid = curl_connect(port);
+    m.wait_for("curl's connect as nobody", Duration::from_secs(10), |r| {
+        r.iter().any(|e| {
+            pid(e) == Some(curl_pid)
+                && str_field(e, "process.executable").is_some()
+                && field(e, "destination.port").and_then(Value::as_u64) == Some(port as u64)
+        })
+    });
+}
+
 /// Reads RFC 6587 octet-counted frames (`LEN SP MSG`) from a stream.
 fn octet_frames(mut data: &[u8]) -> Vec<Vec<u8>> {
     let mut out = Vec::new();
@@ -175,7 +204,20 @@ fn hostile_command_line_gives_one_well_formed_record_per_output() {
     let dir = common::TempDir::new("injection");
     let file_out = dir.join("out.jsonl");
     let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
-    udp.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    let udp_addr = udp.local_addr().unwrap();
+    // With --events every connection on the machine becomes a datagram: drain from the start
+    // so the socket buffer cannot overflow (UDP loss at the receiver is invisible to the
+    // sender, which is why TCP is the no-loss transport).
+    let udp_frames = Arc::new(Mutex::new(Vec::<Vec<u8>>::new()));
+    {
+        let udp_frames = udp_frames.clone();
+        std::thread::spawn(move || {
+            let mut buf = vec![0u8; 65536];
+            while let Ok(n) = udp.recv(&mut buf) {
+                udp_frames.lock().unwrap().push(buf[..n].to_vec());
+            }
+        });
+    }
     let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
     let tcp_addr = tcp.local_addr().unwrap();
     let tcp_data = Arc::new(Mutex::new(Vec::new()));
@@ -201,7 +243,7 @@ fn hostile_command_line_gives_one_well_formed_record_per_output() {
         "--output".into(),
         format!("file:{}", file_out.display()),
         "--output".into(),
-        format!("syslog+udp://{}", udp.local_addr().unwrap()),
+        format!("syslog+udp://{udp_addr}"),
         "--output".into(),
         format!("syslog+tcp://{tcp_addr}"),
     ]);
@@ -237,13 +279,10 @@ fn hostile_command_line_gives_one_well_formed_record_per_output() {
     });
     // Let the syslog outputs deliver, then stop the monitor so everything is flushed.
     std::thread::sleep(Duration::from_secs(1));
-    let mut udp_frames = Vec::new();
-    let mut buf = [0u8; 65536];
     let (status, _) = m.stop(Duration::from_secs(10));
     assert!(status.success(), "monitor exit: {status:?}");
-    while let Ok(n) = udp.recv(&mut buf) {
-        udp_frames.push(buf[..n].to_vec());
-    }
+    std::thread::sleep(Duration::from_millis(300));
+    let udp_frames = udp_frames.lock().unwrap().clone();
 
     let mine = |v: &Value| pid(v) == Some(child_pid);
     let check = |v: &Value, output: &str| {

@@ -245,17 +245,25 @@ fn t1043_python_system_tools_are_excluded_but_not_by_a_trailing_argument() {
 }
 
 #[test]
-fn t1043_seed_test3_dns_client_is_outside_the_seed_lists() {
-    // Seed test 3 (nslookup to port 53) exercises telemetry the seed's process lists do not
-    // match; the translation keeps the lists, so a DNS client is not an alert.
+fn t1043_seed_test3_dns_lookup_tools_on_53_are_lolbins() {
+    // Seed test 3: DNS tunnelling, high-entropy labels resolved with nslookup against port
+    // 53. The seeds' lists leave nslookup.exe out but their own test expects the alert, so
+    // the LOLBin class carries the DNS lookup tools (nslookup is a LOLBAS binary).
     let set = builtin();
-    for exe in ["/usr/bin/nslookup", "/usr/bin/dig", "/usr/bin/host"] {
-        none(
+    for exe in ["/usr/bin/nslookup", "/usr/bin/dig", "/usr/bin/host", "/usr/bin/drill"] {
+        let a = one(
             &set,
-            &ev().image(exe).dst("192.0.2.53", 53).udp().build(),
+            &ev().image(exe).dst("203.0.113.53", 53).udp().build(),
             T1043,
         );
+        assert_eq!(a.labels["suspicion"], "LOLBin", "{exe}");
     }
+    // Not on other ports: a lookup tool is only T1043 on the commonly used ones.
+    none(
+        &set,
+        &ev().image("/usr/bin/dig").dst("203.0.113.53", 5353).udp().build(),
+        T1043,
+    );
 }
 
 #[test]
