@@ -275,6 +275,11 @@ pub fn run(opts: &BenchOptions) -> Result<()> {
         ("rules", "1. Rule evaluation", rules::rule_evaluation),
         ("replay", "2. Replay end to end", replay::replay),
         ("live", "3. Live capture cost", live::capture_cost),
+        (
+            "kernel",
+            "3b. Live capture cost in the kernel",
+            live::kernel_cost,
+        ),
         ("threshold", "4. Loss threshold", live::loss_threshold),
         (
             "memory",
