@@ -74,6 +74,8 @@ struct Row {
     detected: u64,
     /// Most alerts in one run.
     max_alerts: usize,
+    /// Lowest `monitor.beacon.score` of any alert.
+    min_score: Option<f64>,
 }
 
 impl Row {
@@ -95,6 +97,7 @@ fn evaluate(runs: u64, cfg: &BeaconConfig) -> (Vec<Row>, u64, std::time::Duratio
                 runs,
                 detected: 0,
                 max_alerts: 0,
+                min_score: None,
             };
             for run in 0..runs {
                 let trace = simulate::generate(class, n, run_seed(ci, n, run));
@@ -113,6 +116,8 @@ fn evaluate(runs: u64, cfg: &BeaconConfig) -> (Vec<Row>, u64, std::time::Duratio
                         a.techniques.iter().any(|t| t == "T1571"),
                         "8088 is non-standard"
                     );
+                    let score = a.beacon.as_ref().expect("beacon alerts carry stats").score;
+                    row.min_score = Some(row.min_score.map_or(score, |m: f64| m.min(score)));
                 }
                 row.detected += u64::from(!out.is_empty());
                 row.max_alerts = row.max_alerts.max(out.len());
@@ -143,9 +148,9 @@ fn labelled_traces_meet_the_bars() {
 
     println!();
     println!(
-        "| class | expected | n | runs | detected | precision | recall | false-positive rate |"
+        "| class | expected | n | runs | detected | precision | recall | false-positive rate | lowest score |"
     );
-    println!("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |");
+    println!("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
     for r in &rows {
         let (expected, precision, recall, fpr) = match r.class.expectation() {
             Expectation::Detect => {
@@ -161,7 +166,7 @@ fn labelled_traces_meet_the_bars() {
             Expectation::Report => ("report", None, Some(r.rate()), None),
         };
         println!(
-            "| {} | {expected} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {expected} | {} | {} | {} | {} | {} | {} | {} |",
             r.class.name(),
             r.n,
             r.runs,
@@ -169,6 +174,7 @@ fn labelled_traces_meet_the_bars() {
             fmt(precision),
             fmt(recall),
             fmt(fpr),
+            r.min_score.map_or("—".to_string(), |v| format!("{v:.3}")),
         );
     }
     for n in SIZES {
@@ -181,7 +187,7 @@ fn labelled_traces_meet_the_bars() {
         }
         let fp = false_alarms(n);
         println!(
-            "| **all must-detect vs all must-not** | | {n} | {} | {tp} | {:.4} | {:.4} | |",
+            "| **all must-detect vs all must-not** | | {n} | {} | {tp} | {:.4} | {:.4} | | |",
             positives,
             tp as f64 / (tp + fp) as f64,
             tp as f64 / positives as f64
