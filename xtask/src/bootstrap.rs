@@ -28,6 +28,8 @@ pub const TEST_PACKAGES: &[(&str, &str)] = &[
     ("qemu-system-x86", "/usr/bin/qemu-system-x86_64"),
     ("busybox-static", "/bin/busybox"),
     ("libcap2-bin", "/usr/sbin/capsh"),
+    // Benchmarks: instruction counts (callgrind), repeatable on a busy machine.
+    ("valgrind", "/usr/bin/valgrind"),
 ];
 
 pub fn run(with_test_packages: bool) -> Result<()> {

@@ -147,7 +147,10 @@ fn vm_options(root: &Path, monitor_bin: PathBuf, probes: Vec<String>, timeout: u
 
 fn build_release(root: &Path) -> Result<PathBuf> {
     check(cargo().args(["build", "--release", "-p", "monitor"]))?;
-    Ok(root.join("target/release/monitor"))
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
+    Ok(target.join("release/monitor"))
 }
 
 fn run_monitor(root: &Path, args: &[String]) -> Result<()> {
