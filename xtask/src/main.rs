@@ -196,6 +196,8 @@ fn test_all(root: &Path) -> Result<()> {
                     "test",
                     "--release",
                     "--workspace",
+                    // Every test binary runs, so one failure does not hide another.
+                    "--no-fail-fast",
                     "--",
                     "--test-threads=1",
                     // The live simulations run in their own stage below.
