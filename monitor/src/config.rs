@@ -182,7 +182,9 @@ impl RunConfig {
         if let Some(addr) = args.metrics_listen.or(file.metrics_listen)
             && !addr.ip().is_loopback()
         {
-            bail!("--metrics-listen {addr}: the metrics endpoint has no authentication, so it only listens on a loopback address");
+            bail!(
+                "--metrics-listen {addr}: the metrics endpoint has no authentication, so it only listens on a loopback address"
+            );
         }
         Ok(RunConfig {
             rules: if args.rules.rules.is_empty() {
@@ -207,7 +209,9 @@ impl RunConfig {
                     .unwrap_or(defaults::UDP_SUPPRESS_MS),
             ),
             poll_interval: Duration::from_millis(
-                file.poll_interval_ms.unwrap_or(defaults::POLL_INTERVAL_MS).max(1),
+                file.poll_interval_ms
+                    .unwrap_or(defaults::POLL_INTERVAL_MS)
+                    .max(1),
             ),
             user: args.user.clone().or(file.user),
             shutdown_deadline: Duration::from_secs(
@@ -291,9 +295,18 @@ mod tests {
         assert_eq!(cfg.udp_suppress, defaults.udp_suppress);
         assert_eq!(cfg.poll_interval, defaults.poll_interval);
         assert_eq!(cfg.metrics_interval, defaults.metrics_interval);
-        assert_eq!(cfg.output, defaults.output, "[output] documents the defaults");
-        assert_eq!(cfg.process, defaults.process, "[process] documents the defaults");
-        assert_eq!(cfg.beacon, defaults.beacon, "[beacon] documents the defaults");
+        assert_eq!(
+            cfg.output, defaults.output,
+            "[output] documents the defaults"
+        );
+        assert_eq!(
+            cfg.process, defaults.process,
+            "[process] documents the defaults"
+        );
+        assert_eq!(
+            cfg.beacon, defaults.beacon,
+            "[beacon] documents the defaults"
+        );
     }
 
     #[test]

@@ -110,8 +110,7 @@ async fn run_async(cfg: RunConfig, rules: Arc<RuleSet>) -> Result<(), RunFailure
     let mut sigterm = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
     let mut sigint = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
     let mut sighup = signal(SignalKind::hangup()).context("installing SIGHUP handler")?;
-    let mut sigusr1 =
-        signal(SignalKind::user_defined1()).context("installing SIGUSR1 handler")?;
+    let mut sigusr1 = signal(SignalKind::user_defined1()).context("installing SIGUSR1 handler")?;
     let mut clock = tokio::time::interval(Duration::from_secs(1));
     clock.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let metrics_every = (cfg.metrics_interval > Duration::ZERO).then_some(cfg.metrics_interval);

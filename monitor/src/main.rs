@@ -194,4 +194,3 @@ fn replay_command(args: ReplayArgs) -> Result<(), Failure> {
         }
     })
 }
-

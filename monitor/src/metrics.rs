@@ -91,12 +91,7 @@ impl MetricsSnapshot {
     /// Spool drops since the snapshot currently published, if any.
     pub fn output_dropped_new(&self, published: &SharedMetrics) -> Option<u64> {
         let now: u64 = self.outputs.iter().map(|o| o.dropped).sum();
-        let before: u64 = published
-            .get()
-            .outputs
-            .iter()
-            .map(|o| o.dropped)
-            .sum();
+        let before: u64 = published.get().outputs.iter().map(|o| o.dropped).sum();
         (now > before).then_some(now - before)
     }
 }
@@ -130,13 +125,14 @@ impl SharedMetrics {
         use std::fmt::Write as _;
         let s = self.get();
         let mut t = String::new();
-        let family = |t: &mut String, kind: &str, name: &str, help: &str, samples: &[(String, u64)]| {
-            let _ = writeln!(t, "# HELP monitor_{name} {help}");
-            let _ = writeln!(t, "# TYPE monitor_{name} {kind}");
-            for (labels, v) in samples {
-                let _ = writeln!(t, "monitor_{name}{labels} {v}");
-            }
-        };
+        let family =
+            |t: &mut String, kind: &str, name: &str, help: &str, samples: &[(String, u64)]| {
+                let _ = writeln!(t, "# HELP monitor_{name} {help}");
+                let _ = writeln!(t, "# TYPE monitor_{name} {kind}");
+                for (labels, v) in samples {
+                    let _ = writeln!(t, "monitor_{name}{labels} {v}");
+                }
+            };
         let counter = |t: &mut String, name: &str, help: &str, samples: &[(String, u64)]| {
             family(t, "counter", name, help, samples)
         };
@@ -153,14 +149,54 @@ impl SharedMetrics {
                 .map(|(h, n)| (lbl("hook", h), *n))
                 .collect::<Vec<_>>(),
         );
-        counter(&mut t, "ringbuf_lost_total", "Events lost because the ring buffer was full.", &[(String::new(), s.ringbuf_lost)]);
-        counter(&mut t, "udp_suppressed_total", "UDP sends suppressed in the kernel by flood control.", &[(String::new(), s.udp_suppressed)]);
-        counter(&mut t, "kernel_read_failed_total", "Kernel reads that failed (field left unknown).", &[(String::new(), s.kernel_read_failed)]);
-        counter(&mut t, "events_processed_total", "Connection records through the pipeline.", &[(String::new(), s.events_processed)]);
-        counter(&mut t, "enrichment_partial_total", "Records with monitor.enrichment=partial.", &[(String::new(), s.enrichment_partial)]);
-        counter(&mut t, "proc_reads_total", "Process lookups that read /proc.", &[(String::new(), s.proc_reads)]);
-        counter(&mut t, "decode_errors_total", "Ring-buffer records that could not be decoded.", &[(String::new(), s.decode_errors)]);
-        counter(&mut t, "process_evictions_total", "Process-table entries evicted at the size cap.", &[(String::new(), s.process.evictions)]);
+        counter(
+            &mut t,
+            "ringbuf_lost_total",
+            "Events lost because the ring buffer was full.",
+            &[(String::new(), s.ringbuf_lost)],
+        );
+        counter(
+            &mut t,
+            "udp_suppressed_total",
+            "UDP sends suppressed in the kernel by flood control.",
+            &[(String::new(), s.udp_suppressed)],
+        );
+        counter(
+            &mut t,
+            "kernel_read_failed_total",
+            "Kernel reads that failed (field left unknown).",
+            &[(String::new(), s.kernel_read_failed)],
+        );
+        counter(
+            &mut t,
+            "events_processed_total",
+            "Connection records through the pipeline.",
+            &[(String::new(), s.events_processed)],
+        );
+        counter(
+            &mut t,
+            "enrichment_partial_total",
+            "Records with monitor.enrichment=partial.",
+            &[(String::new(), s.enrichment_partial)],
+        );
+        counter(
+            &mut t,
+            "proc_reads_total",
+            "Process lookups that read /proc.",
+            &[(String::new(), s.proc_reads)],
+        );
+        counter(
+            &mut t,
+            "decode_errors_total",
+            "Ring-buffer records that could not be decoded.",
+            &[(String::new(), s.decode_errors)],
+        );
+        counter(
+            &mut t,
+            "process_evictions_total",
+            "Process-table entries evicted at the size cap.",
+            &[(String::new(), s.process.evictions)],
+        );
         counter(
             &mut t,
             "alerts_total",
@@ -176,13 +212,48 @@ impl SharedMetrics {
                 .map(|o| (lbl("output", &o.output), f(o)))
                 .collect::<Vec<_>>()
         };
-        counter(&mut t, "output_sent_total", "Records delivered, per output.", &per_sink(|o| o.sent));
-        counter(&mut t, "output_dropped_total", "Records dropped because the spool was full.", &per_sink(|o| o.dropped));
-        counter(&mut t, "output_errors_total", "Delivery errors, per output.", &per_sink(|o| o.errors));
-        gauge(&mut t, "output_queue_depth", "Records waiting in memory, per output.", &per_sink(|o| o.queued));
-        gauge(&mut t, "output_spool_records", "Records waiting in the on-disk spool, per output.", &per_sink(|o| o.spool_records));
-        gauge(&mut t, "process_table_entries", "Processes tracked.", &[(String::new(), s.process_table_entries)]);
-        gauge(&mut t, "beacon_keys", "Keys tracked by the beacon detector.", &[(String::new(), s.beacon_keys)]);
+        counter(
+            &mut t,
+            "output_sent_total",
+            "Records delivered, per output.",
+            &per_sink(|o| o.sent),
+        );
+        counter(
+            &mut t,
+            "output_dropped_total",
+            "Records dropped because the spool was full.",
+            &per_sink(|o| o.dropped),
+        );
+        counter(
+            &mut t,
+            "output_errors_total",
+            "Delivery errors, per output.",
+            &per_sink(|o| o.errors),
+        );
+        gauge(
+            &mut t,
+            "output_queue_depth",
+            "Records waiting in memory, per output.",
+            &per_sink(|o| o.queued),
+        );
+        gauge(
+            &mut t,
+            "output_spool_records",
+            "Records waiting in the on-disk spool, per output.",
+            &per_sink(|o| o.spool_records),
+        );
+        gauge(
+            &mut t,
+            "process_table_entries",
+            "Processes tracked.",
+            &[(String::new(), s.process_table_entries)],
+        );
+        gauge(
+            &mut t,
+            "beacon_keys",
+            "Keys tracked by the beacon detector.",
+            &[(String::new(), s.beacon_keys)],
+        );
         gauge(
             &mut t,
             "probe_backend",
@@ -191,7 +262,11 @@ impl SharedMetrics {
                 .iter()
                 .map(|(h, b)| {
                     (
-                        format!("{{hook=\"{}\",backend=\"{}\"}}", prom_escape(h), prom_escape(b)),
+                        format!(
+                            "{{hook=\"{}\",backend=\"{}\"}}",
+                            prom_escape(h),
+                            prom_escape(b)
+                        ),
                         1,
                     )
                 })
@@ -202,7 +277,9 @@ impl SharedMetrics {
 }
 
 fn prom_escape(v: &str) -> String {
-    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 /// A minimal HTTP/1.0 responder for `GET /metrics` on a loopback address. It reads one
@@ -273,7 +350,10 @@ mod tests {
         m.update(s);
         let t = m.prometheus_text();
         assert!(t.contains("monitor_ringbuf_lost_total 3\n"), "{t}");
-        assert!(t.contains("monitor_alerts_total{rule=\"rule\\\"x\"} 2\n"), "{t}");
+        assert!(
+            t.contains("monitor_alerts_total{rule=\"rule\\\"x\"} 2\n"),
+            "{t}"
+        );
         assert!(
             t.contains("monitor_probe_backend{hook=\"tcp_connect\",backend=\"tracepoint\"} 1"),
             "{t}"

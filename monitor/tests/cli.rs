@@ -57,9 +57,13 @@ fn rules_check_accepts_the_default_set_and_the_repository_rules() {
 
 #[test]
 fn rules_check_rejects_the_broken_sigma_file_with_file_and_line() {
-    let broken =
-        shared().join("sigma-linux-network/broken/net_connection_lnx_localtonet_tunnel_tab_indent.yml");
-    assert!(broken.exists(), "conformance data missing: {}", broken.display());
+    let broken = shared()
+        .join("sigma-linux-network/broken/net_connection_lnx_localtonet_tunnel_tab_indent.yml");
+    assert!(
+        broken.exists(),
+        "conformance data missing: {}",
+        broken.display()
+    );
     let out = monitor(&["rules", "check", "--rules", broken.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2), "stdout: {}", text(&out.stdout));
     let err = text(&out.stderr);
@@ -94,14 +98,27 @@ fn rules_list_names_the_default_rules() {
     let out = monitor(&["rules", "list"]);
     assert_eq!(out.status.code(), Some(0), "stderr: {}", text(&out.stderr));
     let listing = text(&out.stdout);
-    assert!(listing.contains("T1571") || listing.to_lowercase().contains("non-standard"), "{listing}");
-    assert!(listing.contains("T1043") || listing.to_lowercase().contains("commonly used"), "{listing}");
+    assert!(
+        listing.contains("T1571") || listing.to_lowercase().contains("non-standard"),
+        "{listing}"
+    );
+    assert!(
+        listing.contains("T1043") || listing.to_lowercase().contains("commonly used"),
+        "{listing}"
+    );
 }
 
 #[test]
 fn replay_error_names_the_line_and_keeps_what_came_before() {
-    let good = event("2026-11-23T10:00:00Z", "/usr/bin/nc.openbsd", "203.0.113.7", 4444);
-    let input = format!("{good}\n{{\"@timestamp\":\"2026-11-23T10:00:01Z\",\"destination\":{{\"ip\":\"203.0.113.7\"}}}}\n{good}\n");
+    let good = event(
+        "2026-11-23T10:00:00Z",
+        "/usr/bin/nc.openbsd",
+        "203.0.113.7",
+        4444,
+    );
+    let input = format!(
+        "{good}\n{{\"@timestamp\":\"2026-11-23T10:00:01Z\",\"destination\":{{\"ip\":\"203.0.113.7\"}}}}\n{good}\n"
+    );
     let out = monitor_stdin(&["replay", "-"], &input);
     assert_eq!(out.status.code(), Some(2));
     let err = text(&out.stderr);
@@ -120,7 +137,11 @@ fn replay_error_names_the_line_and_keeps_what_came_before() {
 
     let out = monitor_stdin(&["replay", "-"], "this is not json\n");
     assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out.stderr).contains("line 1"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("line 1"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 #[test]
@@ -137,20 +158,29 @@ fn replay_is_deterministic_and_uses_event_time() {
     assert_eq!(a.status.code(), Some(0), "{}", text(&a.stderr));
     assert_eq!(a.stdout, b.stdout, "same input, same output");
     let out = text(&a.stdout);
-    let recs: Vec<serde_json::Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let recs: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert!(!recs.is_empty(), "curl beaconing to 8088 must alert");
     for r in &recs {
         let ts = r["@timestamp"].as_str().unwrap();
-        assert!(ts.starts_with("2020-01-01T"), "alert time comes from events: {ts}");
+        assert!(
+            ts.starts_with("2020-01-01T"),
+            "alert time comes from events: {ts}"
+        );
     }
     assert!(
         recs.iter().any(|r| r["monitor"]["detector"] == "beacon"),
         "a perfect 60 s beacon is detected: {out}"
     );
     assert!(
-        recs.iter()
-            .any(|r| r["threat"]["technique"]["id"].as_array().unwrap().iter().any(|t| t == "T1571")
-                && r["monitor"]["level"] == "high"),
+        recs.iter().any(|r| r["threat"]["technique"]["id"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t == "T1571")
+            && r["monitor"]["level"] == "high"),
         "curl to 8088 is T1571 high: {out}"
     );
 }
@@ -171,12 +201,24 @@ fn run_without_capabilities_fails_at_once_naming_them() {
     // Drop every capability for the child with setpriv (util-linux, always on Debian), so
     // this checks the message even when the test itself runs as root.
     let setpriv = Path::new("/usr/bin/setpriv");
-    assert!(setpriv.exists(), "setpriv (util-linux) is needed for this test");
+    assert!(
+        setpriv.exists(),
+        "setpriv (util-linux) is needed for this test"
+    );
     let out = Command::new(setpriv)
-        .args(["--inh-caps=-all", "--bounding-set=-all", "--", MONITOR, "run"])
+        .args([
+            "--inh-caps=-all",
+            "--bounding-set=-all",
+            "--",
+            MONITOR,
+            "run",
+        ])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
     let err = text(&out.stderr);
-    assert!(err.contains("CAP_BPF") && err.contains("CAP_PERFMON"), "{err}");
+    assert!(
+        err.contains("CAP_BPF") && err.contains("CAP_PERFMON"),
+        "{err}"
+    );
 }

@@ -19,7 +19,11 @@ use serde_json::Value;
 const CURL: &[&str] = &["/usr/bin/curl"];
 
 fn free_tcp_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A TCP connect attempt to 127.0.0.1:`port` by curl; returns curl's pid. Nothing needs to
@@ -78,7 +82,10 @@ fn sighup_keeps_the_old_rules_when_the_new_set_is_broken_and_applies_a_valid_one
         std::thread::sleep(Duration::from_millis(100));
     }
     let err = m.stderr();
-    assert!(err.contains("broken.yml"), "the rejection names the file: {err}");
+    assert!(
+        err.contains("broken.yml"),
+        "the rejection names the file: {err}"
+    );
     // The old set still works.
     curl_connect(port_a);
     m.wait_for("rule A still active", Duration::from_secs(10), |r| {
@@ -92,7 +99,11 @@ fn sighup_keeps_the_old_rules_when_the_new_set_is_broken_and_applies_a_valid_one
     send_signal(m.pid(), libc::SIGHUP);
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while !m.stderr().contains("rules reloaded") {
-        assert!(std::time::Instant::now() < deadline, "no reload logged:\n{}", m.stderr());
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no reload logged:\n{}",
+            m.stderr()
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     curl_connect(port_b);
@@ -128,25 +139,47 @@ fn capabilities_are_reduced_after_start_and_capture_still_works() {
     for t in tasks {
         let status = std::fs::read_to_string(t.unwrap().path().join("status")).unwrap();
         threads += 1;
-        assert_eq!(cap_bits(&status, "CapEff:"), kept, "effective set:\n{status}");
-        assert_eq!(cap_bits(&status, "CapPrm:"), kept, "permitted set:\n{status}");
-        assert_eq!(cap_bits(&status, "CapInh:"), 0, "inheritable set:\n{status}");
+        assert_eq!(
+            cap_bits(&status, "CapEff:"),
+            kept,
+            "effective set:\n{status}"
+        );
+        assert_eq!(
+            cap_bits(&status, "CapPrm:"),
+            kept,
+            "permitted set:\n{status}"
+        );
+        assert_eq!(
+            cap_bits(&status, "CapInh:"),
+            0,
+            "inheritable set:\n{status}"
+        );
         assert_eq!(cap_bits(&status, "CapAmb:"), 0, "ambient set:\n{status}");
-        assert_eq!(cap_bits(&status, "CapBnd:"), kept, "bounding set:\n{status}");
+        assert_eq!(
+            cap_bits(&status, "CapBnd:"),
+            kept,
+            "bounding set:\n{status}"
+        );
         assert!(
-            status.lines().any(|l| l.starts_with("NoNewPrivs:") && l.ends_with('1')),
+            status
+                .lines()
+                .any(|l| l.starts_with("NoNewPrivs:") && l.ends_with('1')),
             "no_new_privs:\n{status}"
         );
     }
     assert!(threads >= 1);
     let port = free_tcp_port();
     let curl_pid = curl_connect(port);
-    m.wait_for("curl's connect after the drop", Duration::from_secs(10), |r| {
-        r.iter().any(|e| {
-            pid(e) == Some(curl_pid)
-                && field(e, "destination.port").and_then(Value::as_u64) == Some(port as u64)
-        })
-    });
+    m.wait_for(
+        "curl's connect after the drop",
+        Duration::from_secs(10),
+        |r| {
+            r.iter().any(|e| {
+                pid(e) == Some(curl_pid)
+                    && field(e, "destination.port").and_then(Value::as_u64) == Some(port as u64)
+            })
+        },
+    );
 }
 
 #[test]
@@ -155,10 +188,7 @@ fn runs_as_an_unprivileged_user_after_attach_and_still_captures() {
     let m = MonitorProcess::start(&["--events".into(), "--user".into(), "nobody".into()]);
     let status = std::fs::read_to_string(format!("/proc/{}/status", m.pid())).unwrap();
     let ids = |key: &str| -> Vec<u32> {
-        status
-            .lines()
-            .find(|l| l.starts_with(key))
-            .unwrap()[key.len()..]
+        status.lines().find(|l| l.starts_with(key)).unwrap()[key.len()..]
             .split_whitespace()
             .map(|v| v.parse().unwrap())
             .collect()
@@ -166,7 +196,11 @@ fn runs_as_an_unprivileged_user_after_attach_and_still_captures() {
     // nobody is 65534 on Debian: real, effective, saved and file-system ids all switched.
     assert_eq!(ids("Uid:"), vec![65534; 4], "{status}");
     assert_eq!(ids("Gid:"), vec![65534; 4], "{status}");
-    assert_eq!(cap_bits(&status, "CapEff:"), (1 << 2) | (1 << 19), "{status}");
+    assert_eq!(
+        cap_bits(&status, "CapEff:"),
+        (1 << 2) | (1 << 19),
+        "{status}"
+    );
     let port = free_tcp_port();
     let curl_pid = curl_connect(port);
     m.wait_for("curl's connect as nobody", Duration::from_secs(10), |r| {
@@ -193,7 +227,10 @@ fn octet_frames(mut data: &[u8]) -> Vec<Vec<u8>> {
 /// The JSON message of an RFC 5424 frame: everything after the structured data.
 fn rfc5424_json(frame: &[u8]) -> Value {
     let text = std::str::from_utf8(frame).expect("syslog frames are UTF-8");
-    assert!(!text.contains('\n') && !text.contains('\r'), "raw line break in a frame: {text:?}");
+    assert!(
+        !text.contains('\n') && !text.contains('\r'),
+        "raw line break in a frame: {text:?}"
+    );
     let start = text.find(" {").expect("JSON message after the header");
     serde_json::from_str(&text[start + 1..]).unwrap_or_else(|e| panic!("{e}: {text}"))
 }
@@ -274,9 +311,11 @@ fn hostile_command_line_gives_one_well_formed_record_per_output() {
         c.wait().unwrap();
         id
     };
-    m.wait_for("the hostile process's event", Duration::from_secs(10), |r| {
-        r.iter().any(|e| pid(e) == Some(child_pid))
-    });
+    m.wait_for(
+        "the hostile process's event",
+        Duration::from_secs(10),
+        |r| r.iter().any(|e| pid(e) == Some(child_pid)),
+    );
     // Let the syslog outputs deliver, then stop the monitor so everything is flushed.
     std::thread::sleep(Duration::from_secs(1));
     let (status, _) = m.stop(Duration::from_secs(10));
@@ -287,13 +326,26 @@ fn hostile_command_line_gives_one_well_formed_record_per_output() {
     let mine = |v: &Value| pid(v) == Some(child_pid);
     let check = |v: &Value, output: &str| {
         let cmdline = str_field(v, "process.command_line").unwrap_or_default();
-        assert!(cmdline.contains("line1\nline2"), "{output}: newline kept as data: {cmdline:?}");
-        assert!(cmdline.contains("bad\\xff\\xfeutf8"), "{output}: invalid UTF-8 escaped: {cmdline:?}");
-        assert_ne!(field(v, "forged"), Some(&Value::Bool(true)), "{output}: forged record");
+        assert!(
+            cmdline.contains("line1\nline2"),
+            "{output}: newline kept as data: {cmdline:?}"
+        );
+        assert!(
+            cmdline.contains("bad\\xff\\xfeutf8"),
+            "{output}: invalid UTF-8 escaped: {cmdline:?}"
+        );
+        assert_ne!(
+            field(v, "forged"),
+            Some(&Value::Bool(true)),
+            "{output}: forged record"
+        );
     };
 
     // stdout and file: every line is one JSON object; exactly one event for the process.
-    for (name, path) in [("stdout", m.stdout_path().to_path_buf()), ("file", file_out.clone())] {
+    for (name, path) in [
+        ("stdout", m.stdout_path().to_path_buf()),
+        ("file", file_out.clone()),
+    ] {
         let text = std::fs::read(&path).unwrap();
         let text = String::from_utf8(text).expect("JSON lines are UTF-8");
         let recs: Vec<Value> = text
@@ -317,7 +369,11 @@ fn hostile_command_line_gives_one_well_formed_record_per_output() {
         check(hits[0], name);
         let frame = frames
             .iter()
-            .find(|f| rfc5424_json(f).get("process").is_some_and(|_| mine(&rfc5424_json(f))))
+            .find(|f| {
+                rfc5424_json(f)
+                    .get("process")
+                    .is_some_and(|_| mine(&rfc5424_json(f)))
+            })
             .unwrap();
         let text = String::from_utf8_lossy(frame);
         assert!(text.starts_with('<'), "{name}: RFC 5424 frame: {text}");
@@ -339,7 +395,8 @@ fn metric_record_on_sigusr1_and_prometheus_text_on_loopback() {
     std::thread::sleep(Duration::from_millis(1500));
     send_signal(m.pid(), libc::SIGUSR1);
     m.wait_for("a metric record", Duration::from_secs(10), |r| {
-        r.iter().any(|v| str_field(v, "event.kind") == Some("metric"))
+        r.iter()
+            .any(|v| str_field(v, "event.kind") == Some("metric"))
     });
     let recs = m.records();
     let metric = recs
@@ -349,9 +406,15 @@ fn metric_record_on_sigusr1_and_prometheus_text_on_loopback() {
     let stats = field(metric, "monitor.stats").expect("monitor.stats");
     assert_eq!(stats["probes"]["tcp_connect"], "tracepoint", "{stats}");
     assert_eq!(stats["probes"]["udp_sendmsg"], "cgroup", "{stats}");
-    assert!(stats["events_by_hook"]["tcp_connect"].as_u64().unwrap() >= 1, "{stats}");
+    assert!(
+        stats["events_by_hook"]["tcp_connect"].as_u64().unwrap() >= 1,
+        "{stats}"
+    );
     assert_eq!(stats["ringbuf_lost"], 0, "{stats}");
-    assert!(stats["outputs"].as_array().is_some_and(|o| !o.is_empty()), "{stats}");
+    assert!(
+        stats["outputs"].as_array().is_some_and(|o| !o.is_empty()),
+        "{stats}"
+    );
 
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
@@ -368,5 +431,10 @@ fn metric_record_on_sigusr1_and_prometheus_text_on_loopback() {
         .args(["run", "--metrics-listen", "0.0.0.0:9"])
         .output()
         .unwrap();
-    assert_eq!(bad.status.code(), Some(2), "{}", String::from_utf8_lossy(&bad.stderr));
+    assert_eq!(
+        bad.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
 }

@@ -250,7 +250,12 @@ fn t1043_seed_test3_dns_lookup_tools_on_53_are_lolbins() {
     // 53. The seeds' lists leave nslookup.exe out but their own test expects the alert, so
     // the LOLBin class carries the DNS lookup tools (nslookup is a LOLBAS binary).
     let set = builtin();
-    for exe in ["/usr/bin/nslookup", "/usr/bin/dig", "/usr/bin/host", "/usr/bin/drill"] {
+    for exe in [
+        "/usr/bin/nslookup",
+        "/usr/bin/dig",
+        "/usr/bin/host",
+        "/usr/bin/drill",
+    ] {
         let a = one(
             &set,
             &ev().image(exe).dst("203.0.113.53", 53).udp().build(),
@@ -261,7 +266,11 @@ fn t1043_seed_test3_dns_lookup_tools_on_53_are_lolbins() {
     // Not on other ports: a lookup tool is only T1043 on the commonly used ones.
     none(
         &set,
-        &ev().image("/usr/bin/dig").dst("203.0.113.53", 5353).udp().build(),
+        &ev()
+            .image("/usr/bin/dig")
+            .dst("203.0.113.53", 5353)
+            .udp()
+            .build(),
         T1043,
     );
 }

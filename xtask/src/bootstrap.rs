@@ -42,9 +42,7 @@ pub fn run(with_test_packages: bool) -> Result<()> {
 }
 
 fn output(cmd: &mut Command) -> Result<String> {
-    let out = cmd
-        .output()
-        .with_context(|| format!("running {cmd:?}"))?;
+    let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
     if !out.status.success() {
         bail!(
             "{cmd:?} failed ({}): {}",
@@ -70,8 +68,16 @@ fn ensure_nightly_rust_src() -> Result<()> {
     )?;
     if !toolchains.lines().any(|l| l.starts_with("nightly")) {
         eprintln!("bootstrap: installing the nightly toolchain (for the eBPF build)");
-        status(Command::new("rustup").args(["toolchain", "install", "nightly", "--profile", "minimal"]))
-            .context("installing nightly failed; run `rustup toolchain install nightly --profile minimal`")?;
+        status(Command::new("rustup").args([
+            "toolchain",
+            "install",
+            "nightly",
+            "--profile",
+            "minimal",
+        ]))
+        .context(
+            "installing nightly failed; run `rustup toolchain install nightly --profile minimal`",
+        )?;
     }
     let installed = output(Command::new("rustup").args([
         "component",
@@ -82,8 +88,16 @@ fn ensure_nightly_rust_src() -> Result<()> {
     ]))?;
     if !installed.lines().any(|l| l.starts_with("rust-src")) {
         eprintln!("bootstrap: adding rust-src to nightly (for -Z build-std=core)");
-        status(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", "nightly"]))
-            .context("could not obtain rust-src; run `rustup component add rust-src --toolchain nightly`")?;
+        status(Command::new("rustup").args([
+            "component",
+            "add",
+            "rust-src",
+            "--toolchain",
+            "nightly",
+        ]))
+        .context(
+            "could not obtain rust-src; run `rustup component add rust-src --toolchain nightly`",
+        )?;
     }
     Ok(())
 }
@@ -195,9 +209,11 @@ pub fn ensure_debian_packages(packages: &[(&str, &str)]) -> Result<()> {
             missing.join(" ")
         );
     }
-    eprintln!("bootstrap: installing Debian packages {}", missing.join(" "));
-    status(Command::new("apt-get").args(["update", "-qq"]))
-        .context("`apt-get update` failed")?;
+    eprintln!(
+        "bootstrap: installing Debian packages {}",
+        missing.join(" ")
+    );
+    status(Command::new("apt-get").args(["update", "-qq"])).context("`apt-get update` failed")?;
     status(
         Command::new("apt-get")
             .args(["install", "-y", "-qq", "--no-install-recommends"])

@@ -134,7 +134,12 @@ fn check(cmd: &mut Command) -> Result<()> {
     Ok(())
 }
 
-fn vm_options(root: &Path, monitor_bin: PathBuf, probes: Vec<String>, timeout: u64) -> vm::VmOptions {
+fn vm_options(
+    root: &Path,
+    monitor_bin: PathBuf,
+    probes: Vec<String>,
+    timeout: u64,
+) -> vm::VmOptions {
     vm::VmOptions {
         monitor_bin,
         // Kept across runs (the kernel package download), outside `target/` so `cargo clean`
@@ -223,15 +228,18 @@ fn test_all(root: &Path) -> Result<()> {
             count: 10,
         })
     });
-    stage("benchmark harness smoke run (cargo xtask bench --smoke)", &mut || {
-        let bin = build_release(root)?;
-        bench::run(&bench::BenchOptions {
-            smoke: true,
-            soak: false,
-            monitor_bin: bin,
-            out: root.join("target/bench-smoke"),
-        })
-    });
+    stage(
+        "benchmark harness smoke run (cargo xtask bench --smoke)",
+        &mut || {
+            let bin = build_release(root)?;
+            bench::run(&bench::BenchOptions {
+                smoke: true,
+                soak: false,
+                monitor_bin: bin,
+                out: root.join("target/bench-smoke"),
+            })
+        },
+    );
     eprintln!("\n==== xtask test summary ====");
     let mut failed = 0;
     for (name, r, secs) in &results {

@@ -273,7 +273,8 @@ fn is_fd_path(path: &str) -> bool {
     let (Some(who), Some(what)) = (parts.next(), parts.next()) else {
         return false;
     };
-    let is_process = who == "self" || who == "thread-self" || who.bytes().all(|b| b.is_ascii_digit());
+    let is_process =
+        who == "self" || who == "thread-self" || who.bytes().all(|b| b.is_ascii_digit());
     is_process && (what == "exe" || what == "fd")
 }
 
@@ -283,10 +284,21 @@ mod indirect_path_tests {
 
     #[test]
     fn magic_links_are_not_program_paths() {
-        for p in ["/dev/fd/3", "/proc/self/exe", "/proc/1234/exe", "/proc/self/fd/5", "/proc/thread-self/exe"] {
+        for p in [
+            "/dev/fd/3",
+            "/proc/self/exe",
+            "/proc/1234/exe",
+            "/proc/self/fd/5",
+            "/proc/thread-self/exe",
+        ] {
             assert!(is_fd_path(p), "{p}");
         }
-        for p in ["/usr/bin/curl", "/proc/sys/x", "/procfs/self/exe", "/proc/self/cwd/bin/sh"] {
+        for p in [
+            "/usr/bin/curl",
+            "/proc/sys/x",
+            "/procfs/self/exe",
+            "/proc/self/cwd/bin/sh",
+        ] {
             assert!(!is_fd_path(p), "{p}");
         }
     }
