@@ -144,7 +144,7 @@ async fn run_async(cfg: RunConfig, rules: Arc<RuleSet>) -> Result<(), RunFailure
                 for r in pending.drain(..) {
                     hub.send(r).await;
                 }
-                let snap = snapshot(&capture, &table, &pipeline, &hub);
+                let snap = MetricsSnapshot::collect(&capture, &table, &pipeline, &hub);
                 if snap.ringbuf_lost > last_lost {
                     tracing::warn!(
                         lost = snap.ringbuf_lost - last_lost,
@@ -165,7 +165,7 @@ async fn run_async(cfg: RunConfig, rules: Arc<RuleSet>) -> Result<(), RunFailure
                 }
             }
             _ = sigusr1.recv() => {
-                metrics.update(snapshot(&capture, &table, &pipeline, &hub));
+                metrics.update(MetricsSnapshot::collect(&capture, &table, &pipeline, &hub));
                 hub.send(OutputRecord::from_metric(metrics.record(&host))).await;
             }
             _ = sighup.recv() => {
@@ -205,13 +205,4 @@ fn pipeline_rule_count(cfg: &RunConfig) -> String {
             .collect::<Vec<_>>()
             .join(",")
     }
-}
-
-fn snapshot(
-    capture: &Capture,
-    table: &ProcessTable,
-    pipeline: &Pipeline,
-    hub: &OutputHub,
-) -> MetricsSnapshot {
-    MetricsSnapshot::collect(capture, table, pipeline, hub)
 }

@@ -143,40 +143,8 @@ impl Connection {
     /// an error counts as not sent (it is sent again after reconnecting).
     pub async fn send_batch(&mut self, msgs: &[Vec<u8>], scratch: &mut Vec<u8>) -> Sent {
         match self {
-            Connection::UnixDgram(s) => {
-                let mut sent = Sent::default();
-                for m in msgs {
-                    match s.send(m).await {
-                        Ok(_) => sent.count += 1,
-                        Err(e) if e.raw_os_error() == Some(libc::EMSGSIZE) => {
-                            sent.count += 1;
-                            sent.too_big += 1;
-                        }
-                        Err(e) => {
-                            sent.error = Some(e);
-                            break;
-                        }
-                    }
-                }
-                sent
-            }
-            Connection::Udp(s) => {
-                let mut sent = Sent::default();
-                for m in msgs {
-                    match s.send(m).await {
-                        Ok(_) => sent.count += 1,
-                        Err(e) if e.raw_os_error() == Some(libc::EMSGSIZE) => {
-                            sent.count += 1;
-                            sent.too_big += 1;
-                        }
-                        Err(e) => {
-                            sent.error = Some(e);
-                            break;
-                        }
-                    }
-                }
-                sent
-            }
+            Connection::UnixDgram(s) => send_datagrams(msgs, |m| s.send(m)).await,
+            Connection::Udp(s) => send_datagrams(msgs, |m| s.send(m)).await,
             Connection::Tcp(s) => {
                 scratch.clear();
                 let mut ends = Vec::with_capacity(msgs.len());
@@ -228,4 +196,29 @@ async fn write_counted<W: AsyncWriteExt + Unpin>(w: &mut W, buf: &[u8], ends: &[
         too_big: 0,
         error,
     }
+}
+
+/// Sends each message as one datagram, in order, until an error. A datagram the kernel
+/// refuses as too large (EMSGSIZE) cannot succeed on a retry: it counts as handled and as
+/// `too_big`, so one oversized record never blocks the ones behind it.
+async fn send_datagrams<'a, F, Fut>(msgs: &'a [Vec<u8>], mut send: F) -> Sent
+where
+    F: FnMut(&'a [u8]) -> Fut,
+    Fut: std::future::Future<Output = std::io::Result<usize>>,
+{
+    let mut sent = Sent::default();
+    for m in msgs {
+        match send(m).await {
+            Ok(_) => sent.count += 1,
+            Err(e) if e.raw_os_error() == Some(libc::EMSGSIZE) => {
+                sent.count += 1;
+                sent.too_big += 1;
+            }
+            Err(e) => {
+                sent.error = Some(e);
+                break;
+            }
+        }
+    }
+    sent
 }
