@@ -34,6 +34,8 @@ pub struct BenchOptions {
     pub smoke: bool,
     /// Add the 10-minute memory flatness run.
     pub soak: bool,
+    /// Run only the stages with these keys (all when empty).
+    pub only: Vec<String>,
     /// The monitor binary under test (a release build).
     pub monitor_bin: PathBuf,
     /// Where results (JSON, markdown) and scratch files go.
@@ -244,7 +246,10 @@ pub fn run(opts: &BenchOptions) -> Result<()> {
         loadgen: target_dir(&root).join("release/loadgen"),
         monitor_bin: opts.monitor_bin.clone(),
         out: opts.out.clone(),
-        plan: Plan::new(opts.smoke, opts.soak),
+        plan: Plan::new(
+            opts.smoke,
+            opts.soak || opts.only.iter().any(|k| k == "soak"),
+        ),
         root,
     };
     let started = Instant::now();
@@ -294,6 +299,16 @@ pub fn run(opts: &BenchOptions) -> Result<()> {
             memory::flatness,
         ));
     }
+    if let Some(unknown) = opts
+        .only
+        .iter()
+        .find(|k| *k != "soak" && !stages.iter().any(|(key, _, _)| key == k))
+    {
+        bail!(
+            "unknown bench stage `{unknown}` (rules, replay, live, kernel, threshold, memory, soak)"
+        );
+    }
+    stages.retain(|(key, _, _)| opts.only.is_empty() || opts.only.iter().any(|k| k == key));
     let mut failed = Vec::new();
     for (key, title, f) in stages {
         eprintln!("\n==== bench: {title} ====");

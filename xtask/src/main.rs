@@ -73,6 +73,10 @@ enum Cmd {
         /// Add the 10-minute memory flatness run.
         #[arg(long)]
         soak: bool,
+        /// Run only these stages (repeatable): rules, replay, live, kernel, threshold,
+        /// memory, soak.
+        #[arg(long = "only")]
+        only: Vec<String>,
     },
 }
 
@@ -101,12 +105,13 @@ fn main() -> Result<()> {
             let bin = build_release(&root)?;
             vm::run(&vm_options(&root, bin, probes, timeout))
         }
-        Cmd::Bench { smoke, soak } => {
+        Cmd::Bench { smoke, soak, only } => {
             bootstrap::run(false)?;
             let bin = build_release(&root)?;
             bench::run(&bench::BenchOptions {
                 smoke,
                 soak,
+                only,
                 monitor_bin: bin,
                 out: root.join("target/bench"),
             })
@@ -235,6 +240,7 @@ fn test_all(root: &Path) -> Result<()> {
             bench::run(&bench::BenchOptions {
                 smoke: true,
                 soak: false,
+                only: Vec::new(),
                 monitor_bin: bin,
                 out: root.join("target/bench-smoke"),
             })
