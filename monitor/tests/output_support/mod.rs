@@ -3,7 +3,6 @@
 #![allow(dead_code)] // each test file uses a different part
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::net::{TcpListener, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -294,15 +293,22 @@ ruleset(name="unix") {{
     }
 
     /// The lines rsyslog wrote for `input` (`udp`, `tcp`, `unix`), parsed.
+    ///
+    /// omfile writes through a 4 KiB buffer, so a long line can be seen half-written while
+    /// rsyslog is still flushing it: a last line without its newline is not complete yet
+    /// and is left for the next read.
     pub fn lines(&self, input: &str) -> Vec<RsyslogLine> {
-        let Ok(f) = std::fs::File::open(self.file(input)) else {
+        let Ok(text) = std::fs::read_to_string(self.file(input)) else {
             return Vec::new();
         };
-        BufReader::new(f)
-            .lines()
+        let complete = match text.rfind('\n') {
+            Some(end) => &text[..end],
+            None => return Vec::new(),
+        };
+        complete
+            .split('\n')
             .map(|l| {
-                let l = l.unwrap();
-                serde_json::from_str::<RsyslogLine>(&l)
+                serde_json::from_str::<RsyslogLine>(l)
                     .unwrap_or_else(|e| panic!("rsyslog wrote a line that is not JSON ({e}): {l}"))
             })
             .collect()
