@@ -32,7 +32,7 @@ pub mod stat {
 pub const OFFSET_ABSENT: u32 = u32::MAX;
 
 /// Byte offsets into `struct sock`, `struct msghdr` and the `sockaddr_in{,6}` the
-/// fentry/kprobe programs read. From BTF.
+/// fentry, kprobe and raw tracepoint programs read. From BTF.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SockOffsets {
@@ -57,8 +57,12 @@ pub struct SockOffsets {
     /// `sockaddr_in6.sin6_port`, `sin6_addr`.
     pub sin6_port: u32,
     pub sin6_addr: u32,
+    /// `sock.sk_protocol` (u16; a bitfield before Linux 5.6, then `OFFSET_ABSENT`). Only the
+    /// raw tracepoint needs it: `inet_sock_set_state` also fires for MPTCP and SCTP sockets.
+    pub sk_protocol: u32,
+    pub _pad0: u32,
 }
-const _: () = assert!(core::mem::size_of::<SockOffsets>() == 14 * 4);
+const _: () = assert!(core::mem::size_of::<SockOffsets>() == 16 * 4);
 
 /// Byte offsets into `struct task_struct` and `struct mm_struct`. From BTF.
 #[repr(C)]
@@ -115,7 +119,8 @@ pub struct KernelConfig {
     pub wakeup_bytes: u64,
     /// The monitor's own tgid: its connections are never reported.
     pub exclude_tgid: u32,
-    /// Non-zero when `sock` holds offsets resolved from BTF (fentry/kprobe need them).
+    /// Non-zero when `sock` holds offsets resolved from BTF (fentry, kprobe and the raw
+    /// tracepoint need them).
     pub sock_valid: u32,
     /// Non-zero when `task` holds offsets resolved from BTF. Without them, exec events carry no
     /// ppid, argv or start time, and connect events no start time.
@@ -125,7 +130,7 @@ pub struct KernelConfig {
     pub task: TaskOffsets,
     pub tp: TracepointOffsets,
 }
-const _: () = assert!(core::mem::size_of::<KernelConfig>() == 32 + 56 + 32 + 48);
+const _: () = assert!(core::mem::size_of::<KernelConfig>() == 32 + 64 + 32 + 48);
 
 impl KernelConfig {
     /// The value compiled into the object: nothing resolved, nothing excluded. The non-zero
@@ -152,6 +157,8 @@ impl KernelConfig {
             sin_addr: 0,
             sin6_port: 0,
             sin6_addr: 0,
+            sk_protocol: OFFSET_ABSENT,
+            _pad0: 0,
         },
         task: TaskOffsets {
             tgid: 0,

@@ -30,8 +30,23 @@ pub mod hook {
 pub mod backend {
     pub const FENTRY: u32 = 1;
     pub const KPROBE: u32 = 2;
+    /// The classic (perf) tracepoint `sock:inet_sock_set_state`.
     pub const TRACEPOINT: u32 = 3;
     pub const CGROUP: u32 = 4;
+    /// The raw tracepoint `inet_sock_set_state` (no trace record is built for it).
+    pub const RAW_TRACEPOINT: u32 = 5;
+
+    /// `monitor.probe` for a backend id; `None` for an id this build does not know.
+    pub const fn name(id: u32) -> Option<&'static str> {
+        match id {
+            FENTRY => Some("fentry"),
+            KPROBE => Some("kprobe"),
+            TRACEPOINT => Some("tracepoint"),
+            CGROUP => Some("cgroup"),
+            RAW_TRACEPOINT => Some("raw_tracepoint"),
+            _ => None,
+        }
+    }
 }
 
 /// Address families as the kernel numbers them.

@@ -1,11 +1,11 @@
-//! TCP connects: fentry or kprobe on `tcp_connect`, else the `sock:inet_sock_set_state`
-//! tracepoint.
+//! TCP connects: fentry or kprobe on `tcp_connect`, else `inet_sock_set_state` as a raw
+//! tracepoint, else as a classic tracepoint (`sock:inet_sock_set_state`).
 
 use aya_ebpf::{
     EbpfContext,
     helpers::bpf_get_current_pid_tgid,
-    macros::{fentry, kprobe, tracepoint},
-    programs::{FEntryContext, ProbeContext, TracePointContext},
+    macros::{fentry, kprobe, raw_tracepoint, tracepoint},
+    programs::{FEntryContext, ProbeContext, RawTracePointContext, TracePointContext},
 };
 use monitor_common::{AF_INET, AF_INET6, IPPROTO_TCP, backend, hook, stat};
 
@@ -61,6 +61,39 @@ fn try_tcp_connect(sk: *const u8, backend: u32) -> Result<(), i64> {
     };
     emit_connect(origin, &flow, pid_tgid, current_start_time());
     Ok(())
+}
+
+/// `inet_sock_set_state` as a raw tracepoint: `args` are `TP_PROTO(const struct sock *sk,
+/// const int oldstate, const int newstate)` as passed, so the kernel builds no trace record
+/// (the classic tracepoint below copies every field, addresses included, on each of the six
+/// state changes of a loopback connect before its program can look at `newstate`). The
+/// `struct sock` fields come from BTF offsets, as for fentry/kprobe.
+#[raw_tracepoint(tracepoint = "inet_sock_set_state")]
+pub fn tcp_raw_tp_inet_sock_set_state(ctx: RawTracePointContext) -> u32 {
+    // Filter on the argument first: every state change of every TCP socket lands here.
+    if ctx.arg::<i32>(2) != TCP_SYN_SENT {
+        return 0;
+    }
+    finish(
+        &ctx,
+        "tcp_raw_tp_inet_sock_set_state",
+        try_tcp_raw_tp_inet_sock_set_state(&ctx),
+    )
+}
+
+fn try_tcp_raw_tp_inet_sock_set_state(ctx: &RawTracePointContext) -> Result<(), i64> {
+    if ctx.arg::<i32>(1) != TCP_CLOSE {
+        return Ok(());
+    }
+    let sk: *const u8 = ctx.arg(0);
+    // MPTCP (and SCTP) sockets change state through the same tracepoint; an MPTCP connect's
+    // TCP subflow is reported on its own.
+    if read_at::<u16>(sk, config!(sock.sk_protocol))? != u16::from(IPPROTO_TCP) {
+        return Ok(());
+    }
+    // Like the classic tracepoint, this fires in the caller's context before the source port
+    // is bound: `sport` is usually 0 (unknown).
+    try_tcp_connect(sk, backend::RAW_TRACEPOINT)
 }
 
 /// `sock:inet_sock_set_state`, `TP_PROTO(const struct sock *sk, const int oldstate,

@@ -86,6 +86,7 @@ fn backend_code(name: &str) -> u32 {
     match name {
         "fentry" => backend::FENTRY,
         "kprobe" => backend::KPROBE,
+        "raw_tracepoint" => backend::RAW_TRACEPOINT,
         "tracepoint" => backend::TRACEPOINT,
         "cgroup" => backend::CGROUP,
         other => panic!("unknown backend name {other}"),
@@ -199,11 +200,17 @@ async fn start_reports_a_backend_per_hook_with_reasons_for_skipped_ones() {
     let names: Vec<&str> = capture.hooks().iter().map(|h| h.hook).collect();
     assert_eq!(names, ["tcp_connect", "udp_sendmsg", "udpv6_sendmsg"]);
     for status in capture.hooks() {
-        let order = ["fentry", "kprobe", "tracepoint", "cgroup"];
+        // Best first, per hook.
+        let order: &[&str] = if status.hook == "tcp_connect" {
+            &["fentry", "kprobe", "raw_tracepoint", "tracepoint"]
+        } else {
+            &["fentry", "kprobe", "cgroup"]
+        };
         assert!(order.contains(&status.backend), "{status:?}");
         // Every better backend is listed as skipped, with a one-line reason.
-        let better: Vec<&str> = ["fentry", "kprobe"]
-            .into_iter()
+        let better: Vec<&str> = order
+            .iter()
+            .copied()
             .take_while(|b| *b != status.backend)
             .collect();
         let skipped: Vec<&str> = status.skipped.iter().map(|(b, _)| *b).collect();
@@ -211,14 +218,15 @@ async fn start_reports_a_backend_per_hook_with_reasons_for_skipped_ones() {
         for (backend, why) in &status.skipped {
             assert!(!why.is_empty() && !why.contains('\n'), "{backend}: {why:?}");
         }
-        let fallback = if status.hook == "tcp_connect" {
-            "tracepoint"
-        } else {
-            "cgroup"
-        };
-        assert!(
-            matches!(status.backend, "fentry" | "kprobe") || status.backend == fallback,
-            "{status:?}"
+    }
+    // This host (../shared/ENVIRONMENT.md) refuses fentry and has no kprobes, but has BTF
+    // and raw tracepoints: TCP must land on the raw tracepoint, not the classic one.
+    let tcp = hook_status(&capture, "tcp_connect");
+    if !matches!(tcp.backend, "fentry" | "kprobe") {
+        assert_eq!(
+            tcp.backend, "raw_tracepoint",
+            "with kernel BTF present the raw tracepoint must be chosen before the classic \
+             one: {tcp:?}"
         );
     }
     assert!(!capture.program_ids().is_empty());
@@ -226,10 +234,23 @@ async fn start_reports_a_backend_per_hook_with_reasons_for_skipped_ones() {
 
 #[tokio::test]
 async fn curl_tcp_connects_over_ipv4_and_ipv6_are_seen() {
+    curl_connects_are_seen(ProbeChoice::Auto).await;
+}
+
+/// The last resort, which nothing on this host would pick by itself: it must still work.
+#[tokio::test]
+async fn curl_tcp_connects_are_seen_on_the_classic_tracepoint() {
+    curl_connects_are_seen(ProbeChoice::ClassicTracepoint).await;
+}
+
+async fn curl_connects_are_seen(probe: ProbeChoice) {
     let server4 = HttpServer::start("127.0.0.1");
     let server6 = HttpServer::start("::1");
-    let mut capture = start(ProbeChoice::Auto);
+    let mut capture = start(probe);
     let expected_backend = backend_code(hook_status(&capture, "tcp_connect").backend);
+    if probe == ProbeChoice::ClassicTracepoint {
+        assert_eq!(expected_backend, backend::TRACEPOINT);
+    }
 
     let pid4 = curl(&format!("http://127.0.0.1:{}/", server4.port));
     let pid6 = curl(&format!("http://[::1]:{}/", server6.port));
@@ -257,7 +278,7 @@ async fn curl_tcp_connects_over_ipv4_and_ipv6_are_seen() {
     assert_eq!((c6.family, c6.dport), (AF_INET6, server6.port));
     assert_eq!(c6.daddr, Ipv6Addr::LOCALHOST.octets());
     assert_eq!((c6.hook, c6.backend), (hook::TCP_CONNECT, expected_backend));
-    // Exactly one connect each: the tracepoint only fires on CLOSE -> SYN_SENT.
+    // Exactly one connect each: the tracepoints only report CLOSE -> SYN_SENT.
     assert_eq!(connects(&events).filter(|c| c.tgid == pid4).count(), 1);
     assert_eq!(connects(&events).filter(|c| c.tgid == pid6).count(), 1);
 }
@@ -728,7 +749,14 @@ async fn forced_backends_attach_every_hook_or_fail_naming_it() {
             Err(other) => panic!("--probe {name}: unexpected error kind: {other}"),
         }
     }
+    // The tracepoint family: raw first (this host has BTF and raw tracepoints).
     let capture = Capture::start(&config(ProbeChoice::Tracepoint)).expect("tracepoint backend");
+    let backends: Vec<&str> = capture.hooks().iter().map(|h| h.backend).collect();
+    assert_eq!(backends, ["raw_tracepoint", "cgroup", "cgroup"]);
+    assert!(capture.hooks().iter().all(|h| h.skipped.is_empty()));
+    drop(capture);
+    let capture =
+        Capture::start(&config(ProbeChoice::ClassicTracepoint)).expect("classic tracepoint");
     let backends: Vec<&str> = capture.hooks().iter().map(|h| h.backend).collect();
     assert_eq!(backends, ["tracepoint", "cgroup", "cgroup"]);
     assert!(capture.hooks().iter().all(|h| h.skipped.is_empty()));

@@ -1,7 +1,10 @@
-//! The VM kernel test: fentry and kprobe capture on a stock distribution kernel.
+//! The VM kernel test: fentry and kprobe capture on a stock distribution kernel, and the
+//! choice between backends there.
 //!
 //! The CI host's kernel refuses fentry and has no kprobes (../shared/ENVIRONMENT.md), so these
-//! backends are exercised in a qemu guest running Debian's stock cloud kernel under TCG.
+//! backends are exercised in a qemu guest running Debian's stock cloud kernel under TCG. The
+//! guest also checks `--probe tracepoint` (TCP on the raw tracepoint, UDP on cgroup programs)
+//! and `--probe auto`, which must pick fentry there, never a fallback.
 //! The guest's /init (xtask/vm/init.sh) runs `monitor run --probe <backend> --events` for
 //! each backend, makes one TCP connect and a few UDP sends on loopback, stops the monitor
 //! with SIGTERM and prints its log and JSON output between markers on the serial console.
@@ -26,14 +29,14 @@ pub struct VmOptions {
     /// Where the downloaded kernel is kept between runs, and where the initramfs and the
     /// console log of the last run are written.
     pub cache_dir: PathBuf,
-    /// Probe backends to test in the guest: "fentry", "kprobe".
+    /// `--probe` values to test in the guest: "fentry", "kprobe", "tracepoint", "auto".
     pub probes: Vec<String>,
     /// Limit for the whole guest run, boot to power-off.
     pub timeout: Duration,
 }
 
-/// Backends the guest can be asked to force; both attach every connection hook themselves.
-const PROBES: [&str; 2] = ["fentry", "kprobe"];
+/// `--probe` values the guest can run; `expected_backend` says what each must attach.
+pub const PROBES: [&str; 4] = ["fentry", "kprobe", "tracepoint", "auto"];
 /// Hooks whose start-up log line must name the forced backend.
 const REQUIRED_HOOKS: [&str; 2] = ["tcp_connect", "udp_sendmsg"];
 /// Hooks that, when logged, must use the forced backend too.
@@ -768,10 +771,12 @@ fn check_probe(console: &str, probe: &str) -> Verdict {
         };
         let kind = doc["event"]["kind"].as_str().unwrap_or("?").to_string();
         *kinds.entry(kind).or_default() += 1;
-        if v.tcp_record.is_none() && is_connection(&doc, "tcp", TCP_PORT, probe) {
+        let tcp_backend = expected_backend(probe, "tcp_connect");
+        let udp_backend = expected_backend(probe, "udp_sendmsg");
+        if v.tcp_record.is_none() && is_connection(&doc, "tcp", TCP_PORT, tcp_backend) {
             v.tcp_record = Some(line.to_string());
         }
-        if v.udp_record.is_none() && is_connection(&doc, "udp", UDP_PORT, probe) {
+        if v.udp_record.is_none() && is_connection(&doc, "udp", UDP_PORT, udp_backend) {
             v.udp_record = Some(line.to_string());
         }
     }
@@ -801,8 +806,20 @@ fn check_probe(console: &str, probe: &str) -> Verdict {
     v
 }
 
-/// Start-up log: every connection hook that is logged must use `v.probe`, and the TCP and
-/// UDPv4 hooks must be logged.
+/// The backend a connection hook must use under `--probe <probe>` on the guest's kernel, a
+/// stock kernel where fentry and kprobes work.
+fn expected_backend(probe: &str, hook: &str) -> &'static str {
+    match (probe, hook) {
+        ("kprobe", _) => "kprobe",
+        ("tracepoint", "tcp_connect") => "raw_tracepoint",
+        ("tracepoint", _) => "cgroup",
+        // "fentry", and "auto": with fentry working nothing lower may be chosen.
+        _ => "fentry",
+    }
+}
+
+/// Start-up log: every connection hook that is logged must use its expected backend, and the
+/// TCP and UDPv4 hooks must be logged.
 fn check_hooks(v: &mut Verdict, log: &[&str]) {
     let mut backends = BTreeMap::<String, BTreeSet<String>>::new();
     for line in log {
@@ -827,9 +844,10 @@ fn check_hooks(v: &mut Verdict, log: &[&str]) {
         }
     }
     for (hook, used) in &backends {
-        if used.iter().any(|b| *b != v.probe) {
+        let expected = expected_backend(&v.probe, hook);
+        if used.iter().any(|b| b != expected) {
             v.problems.push(format!(
-                "hook {hook} uses backend {used:?}, expected {}: {}",
+                "hook {hook} uses backend {used:?}, expected {expected} under --probe {}: {}",
                 v.probe,
                 v.hook_lines.join(" | ")
             ));
@@ -863,13 +881,13 @@ fn made_by(line: &str, program: &str) -> bool {
     argv0.is_some_and(|a| a.rsplit('/').next() == Some(program))
 }
 
-fn is_connection(doc: &serde_json::Value, transport: &str, port: u16, probe: &str) -> bool {
+fn is_connection(doc: &serde_json::Value, transport: &str, port: u16, backend: &str) -> bool {
     doc["event"]["kind"] == "event"
         && doc["network"]["transport"] == transport
         && doc["destination"]["port"] == port
         && doc["destination"]["ip"] == "127.0.0.1"
         // Records name the backend that saw them; when they do, it must be the forced one.
-        && doc["monitor"]["probe"].as_str().is_none_or(|p| p == probe)
+        && doc["monitor"]["probe"].as_str().is_none_or(|p| p == backend)
 }
 
 #[cfg(test)]
@@ -880,10 +898,14 @@ mod tests {
     const UDP: &str = r#"{"@timestamp":"2025-01-01T00:00:00Z","event":{"kind":"event","action":"send"},"process":{"pid":183,"command_line":"/bin/nslookup example.test 127.0.0.1"},"destination":{"ip":"127.0.0.1","port":53},"network":{"transport":"udp","type":"ipv4"},"monitor":{"probe":"fentry"}}"#;
 
     fn console(log: &str, records: &[&str], status: u32) -> String {
+        console_for("fentry", log, records, status)
+    }
+
+    fn console_for(probe: &str, log: &str, records: &[&str], status: u32) -> String {
         format!(
-            "boot noise\n=== VM READY kernel=6.1.0 ===\n=== START fentry ===\n\
-             === STATUS fentry {status} ===\n=== BEGIN fentry log ===\n{log}\n\
-             === END fentry log ===\n=== BEGIN fentry ===\n{}\n=== END fentry ===\n\
+            "boot noise\n=== VM READY kernel=6.1.0 ===\n=== START {probe} ===\n\
+             === STATUS {probe} {status} ===\n=== BEGIN {probe} log ===\n{log}\n\
+             === END {probe} log ===\n=== BEGIN {probe} ===\n{}\n=== END {probe} ===\n\
              === VM DONE ===\n",
             records.join("\n")
         )
@@ -944,6 +966,40 @@ mod tests {
             v.problems[0].contains("hook=udp_sendmsg"),
             "{:?}",
             v.problems
+        );
+    }
+
+    #[test]
+    fn tracepoint_means_raw_tracepoint_for_tcp_and_auto_means_fentry() {
+        let check = |probe: &str, log: &str, records: &[&str]| {
+            let mut v =
+                check_console(&console_for(probe, log, records, 0), &[probe.to_string()]).unwrap();
+            v.remove(0).problems
+        };
+        let tp_log = GOOD_LOG
+            .replacen("backend=fentry", "backend=raw_tracepoint", 1)
+            .replace("backend=\"fentry\"", "backend=\"cgroup\"");
+        let tp_tcp = TCP.replace(r#""probe":"fentry""#, r#""probe":"raw_tracepoint""#);
+        let tp_udp = UDP.replace(r#""probe":"fentry""#, r#""probe":"cgroup""#);
+        let problems = check("tracepoint", &tp_log, &[&tp_tcp, &tp_udp]);
+        assert!(problems.is_empty(), "{problems:?}");
+        // The classic tracepoint where the raw one works is a failure.
+        let classic = tp_log.replace("backend=raw_tracepoint", "backend=tracepoint");
+        let problems = check("tracepoint", &classic, &[&tp_tcp, &tp_udp]);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(
+            problems[0].contains("expected raw_tracepoint"),
+            "{problems:?}"
+        );
+
+        let problems = check("auto", GOOD_LOG, &[TCP, UDP]);
+        assert!(problems.is_empty(), "{problems:?}");
+        // auto must not settle for a fallback when fentry works.
+        let problems = check("auto", &tp_log, &[TCP, UDP]);
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(
+            problems.iter().all(|p| p.contains("expected fentry")),
+            "{problems:?}"
         );
     }
 

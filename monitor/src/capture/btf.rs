@@ -6,8 +6,8 @@
 
 use std::path::Path;
 
-use btf_rs::{Btf, Struct, Type};
-use monitor_common::{SockOffsets, TaskOffsets};
+use btf_rs::{Backend, Btf, Struct, Type};
+use monitor_common::{OFFSET_ABSENT, SockOffsets, TaskOffsets};
 
 /// Where the running kernel publishes its BTF.
 pub const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
@@ -35,10 +35,21 @@ pub struct KernelBtf {
 }
 
 impl KernelBtf {
+    /// Maps the file rather than parsing every type into the heap: a handful of structs is
+    /// looked up, once, at start-up, and the parsed form (tens of MiB for vmlinux) would be the
+    /// daemon's peak RSS. Kernels before 6.16 cannot mmap /sys/kernel/btf/vmlinux; then the
+    /// file is parsed.
     pub fn load(path: &Path) -> Result<KernelBtf, OffsetError> {
-        let btf = Btf::from_file(path)
+        let btf = Btf::from_file_with_backend(path, Backend::Mmap)
+            .or_else(|_| Btf::from_file(path))
             .map_err(|e| OffsetError::new(path.display().to_string(), e.to_string()))?;
         Ok(KernelBtf { btf })
+    }
+
+    /// `struct sock.sk_protocol`, which the raw tracepoint checks. A bitfield before Linux
+    /// 5.6: then this fails and the classic tracepoint is used.
+    pub fn sock_protocol_offset(&self) -> Result<u32, OffsetError> {
+        self.field("sock", &["sk_protocol"], 2)
     }
 
     /// Offsets the socket hooks (fentry/kprobe on `tcp_connect`, `udp*_sendmsg`) read.
@@ -59,6 +70,10 @@ impl KernelBtf {
             sin_addr: self.field("sockaddr_in", &["sin_addr"], 4)?,
             sin6_port: self.field("sockaddr_in6", &["sin6_port"], 2)?,
             sin6_addr: self.field("sockaddr_in6", &["sin6_addr"], 16)?,
+            // Resolved on its own (`sock_protocol_offset`): only the raw tracepoint needs it,
+            // and older kernels cannot give it.
+            sk_protocol: OFFSET_ABSENT,
+            _pad0: 0,
         })
     }
 
@@ -231,6 +246,9 @@ mod tests {
         let task = btf.task_offsets().expect("task offsets");
         assert!(task.tgid > 0 && task.real_parent > 0 && task.mm > 0);
         assert!(task.mm_arg_end == task.mm_arg_start + 8, "{task:?}");
+        // sk_protocol is in struct sock proper, after the embedded sock_common.
+        let protocol = btf.sock_protocol_offset().expect("sk_protocol");
+        assert!(protocol > sock.skc_v6_rcv_saddr, "{protocol}");
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Live capture: the kernel programs (monitor-ebpf), their loader, and the ring-buffer source.
 //!
-//! - `probes`: loads the object and picks a backend per hook (fentry, kprobe, tracepoint or
-//!   cgroup), falling back automatically.
+//! - `probes`: loads the object and picks a backend per hook (fentry, kprobe, raw
+//!   tracepoint, tracepoint or cgroup), falling back automatically.
 //! - `btf`, `tracefs`: kernel struct and tracepoint offsets, resolved at load time.
 //! - `ringbuf`, `decode`: batched reading and checked decoding of records.
 //! - `clock`: kernel boot-clock timestamps to wall-clock time.
@@ -37,16 +37,20 @@ use crate::record::Timestamp;
 /// Which kernel mechanism to capture connects with.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum ProbeChoice {
-    /// Per hook, the best that works: fentry, then kprobe, then tracepoint/cgroup.
+    /// Per hook, the best that works: fentry, then kprobe, then the tracepoint family
+    /// (TCP: raw, then classic) or cgroup (UDP).
     #[default]
     Auto,
     /// fentry for every hook, or fail.
     Fentry,
     /// kprobe for every hook, or fail.
     Kprobe,
-    /// The stable-ABI fallback for every hook: `sock:inet_sock_set_state` for TCP, cgroup
-    /// sock_addr programs for UDP.
+    /// The fallbacks without fentry/kprobe: for TCP `inet_sock_set_state` as a raw
+    /// tracepoint, else as a classic tracepoint; cgroup sock_addr programs for UDP.
     Tracepoint,
+    /// As `Tracepoint`, but TCP only on the classic tracepoint (`sock:inet_sock_set_state`,
+    /// the stable-ABI last resort, which needs no kernel BTF).
+    ClassicTracepoint,
 }
 
 #[derive(Clone, Debug)]
@@ -80,7 +84,7 @@ impl Default for CaptureConfig {
 pub struct HookStatus {
     /// `"tcp_connect"` | `"udp_sendmsg"` | `"udpv6_sendmsg"`.
     pub hook: &'static str,
-    /// `"fentry"` | `"kprobe"` | `"tracepoint"` | `"cgroup"`.
+    /// `"fentry"` | `"kprobe"` | `"raw_tracepoint"` | `"tracepoint"` | `"cgroup"`.
     pub backend: &'static str,
     /// Better backends tried, each with the one-line aya error.
     pub skipped: Vec<(&'static str, String)>,
@@ -157,6 +161,7 @@ impl Capture {
                 map: probes::EVENTS_MAP,
                 detail: format!("registering with the tokio reactor: {e}"),
             })?;
+        release_freed_heap();
         Ok(Capture {
             source,
             stats,
@@ -237,6 +242,18 @@ impl Capture {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+}
+
+/// Hands the heap freed after loading back to the kernel. Start-up parses the kernel's BTF
+/// (aya's loader and fentry need it; tens of MiB) and frees it; glibc keeps freed memory below
+/// the top of the heap mapped, so without this the daemon would carry that much idle RSS for
+/// its whole life. Once, at start-up: not on any hot path.
+fn release_freed_heap() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim has no preconditions; it only returns free pages to the kernel.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 

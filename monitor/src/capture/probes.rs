@@ -1,14 +1,17 @@
 //! Loading the kernel programs and choosing, per hook, the best backend that works here.
 //!
-//! Order per hook: fentry (cheapest, BTF-typed), kprobe, then the stable-ABI fallback
-//! (`sock:inet_sock_set_state` for TCP, cgroup sock_addr programs for UDP). Each failure
-//! is kept as a one-line reason in `HookStatus::skipped`.
+//! Order per hook: fentry (cheapest, BTF-typed), kprobe, then the fallbacks: for TCP the
+//! `inet_sock_set_state` tracepoint, as a raw tracepoint (BTF offsets) and, as the last
+//! resort, as a classic tracepoint (stable-ABI record); for UDP the cgroup sock_addr
+//! programs. Each failure is kept as a one-line reason in `HookStatus::skipped`.
 
 use std::{fs::File, path::Path};
 
 use aya::{
     Ebpf, EbpfLoader,
-    programs::{CgroupAttachMode, CgroupSockAddr, FEntry, KProbe, ProgramError, TracePoint},
+    programs::{
+        CgroupAttachMode, CgroupSockAddr, FEntry, KProbe, ProgramError, RawTracePoint, TracePoint,
+    },
 };
 use monitor_common::{KernelConfig, SockOffsets};
 
@@ -32,12 +35,16 @@ pub const STATS_MAP: &str = "STATS";
 /// Backend names, as `HookStatus::backend` reports them.
 pub const FENTRY: &str = "fentry";
 pub const KPROBE: &str = "kprobe";
+pub const RAW_TRACEPOINT: &str = "raw_tracepoint";
 pub const TRACEPOINT: &str = "tracepoint";
 pub const CGROUP: &str = "cgroup";
 
-/// The last resort for a hook: programs reading a stable ABI, no kernel offsets needed.
+/// The fallbacks after fentry and kprobe.
 enum Fallback {
+    /// TCP: one tracepoint, raw first (no trace record is built, but `struct sock` is read at
+    /// BTF offsets), then classic (its record is a stable ABI: no kernel offsets needed).
     Tracepoint {
+        raw_program: &'static str,
         program: &'static str,
         category: &'static str,
         name: &'static str,
@@ -64,6 +71,7 @@ const PLANS: [HookPlan; 3] = [
         fentry: "tcp_fentry_tcp_connect",
         kprobe: "tcp_kprobe_tcp_connect",
         fallback: Fallback::Tracepoint {
+            raw_program: "tcp_raw_tp_inet_sock_set_state",
             program: "tcp_tp_inet_sock_set_state",
             category: "sock",
             name: "inet_sock_set_state",
@@ -108,7 +116,9 @@ struct HostSupport {
     aya_btf: Result<aya::Btf, String>,
     /// fentry/kprobe need the `struct sock` offsets.
     sock: Result<SockOffsets, String>,
-    /// The TCP tracepoint fallback needs its format.
+    /// The raw tracepoint needs them too, `sk_protocol` included.
+    raw_tracepoint: Result<(), String>,
+    /// The classic TCP tracepoint needs its format.
     tcp_tracepoint: Result<(), String>,
     /// The UDP cgroup fallback needs the cgroup v2 root.
     cgroup_root: Result<File, String>,
@@ -125,36 +135,67 @@ pub fn load(cfg: &CaptureConfig) -> Result<LoadedProbes, CaptureError> {
     config.wakeup_bytes = u64::from(ring_bytes / 4);
     config.exclude_tgid = cfg.exclude_tgid;
 
-    let kernel_btf = KernelBtf::load(Path::new(VMLINUX_BTF));
-    let sock = match &kernel_btf {
-        Ok(btf) => btf.sock_offsets().map_err(|e| format!("kernel BTF: {e}")),
-        Err(e) => Err(format!("kernel BTF: {e}")),
-    };
-    match kernel_btf
-        .as_ref()
-        .map_err(ToString::to_string)
-        .and_then(|btf| btf.task_offsets().map_err(|e| e.to_string()))
-    {
-        Ok(task) => {
-            config.task = task;
-            config.task_valid = 1;
+    let log_level = kernel_log_level();
+    // `EbpfLoader::new` parses all of /sys/kernel/btf/vmlinux (tens of MiB of heap) for CO-RE
+    // relocations, which Rust-built programs do not have. Drop that copy before anything else
+    // is parsed, so that start-up holds one parsed kernel BTF at a time (the peak RSS).
+    let mut loader = EbpfLoader::new();
+    loader.btf(None);
+
+    // Offsets first, from a memory-mapped BTF (no parse of every type); dropped at the end
+    // of this block.
+    let (sock, raw_tracepoint) = {
+        let kernel_btf = KernelBtf::load(Path::new(VMLINUX_BTF));
+        let sock = match &kernel_btf {
+            Ok(btf) => btf.sock_offsets().map_err(|e| format!("kernel BTF: {e}")),
+            Err(e) => Err(format!("kernel BTF: {e}")),
+        };
+        match kernel_btf
+            .as_ref()
+            .map_err(ToString::to_string)
+            .and_then(|btf| btf.task_offsets().map_err(|e| e.to_string()))
+        {
+            Ok(task) => {
+                config.task = task;
+                config.task_valid = 1;
+            }
+            Err(e) => tracing::warn!(
+                error = %e,
+                "no task_struct offsets from BTF: exec events will lack ppid, argv and start time"
+            ),
         }
-        Err(e) => tracing::warn!(
-            error = %e,
-            "no task_struct offsets from BTF: exec events will lack ppid, argv and start time"
-        ),
-    }
-    if let Ok(sock) = &sock {
-        config.sock = *sock;
-        config.sock_valid = 1;
-    }
+        if let Ok(sock) = &sock {
+            config.sock = *sock;
+            config.sock_valid = 1;
+        }
+        let raw_tracepoint = match (&kernel_btf, &sock) {
+            (Ok(btf), Ok(_)) => match btf.sock_protocol_offset() {
+                Ok(offset) => {
+                    config.sock.sk_protocol = offset;
+                    Ok(())
+                }
+                Err(e) => Err(format!("kernel BTF: {e}")),
+            },
+            (_, Err(e)) => Err(e.clone()),
+            (Err(e), _) => Err(format!("kernel BTF: {e}")),
+        };
+        (sock, raw_tracepoint)
+    };
     tracefs::process_offsets(&tracefs_dir, &mut config.tp)?;
     let tcp_tracepoint =
         tracefs::sock_state_offsets(&tracefs_dir, &mut config.tp).map_err(|e| e.to_string());
 
+    // aya's own parse of the kernel BTF is only for loading fentry programs (the target
+    // function's BTF id); it is dropped with `host` once every hook is attached.
+    let aya_btf = if matches!(cfg.probe, ProbeChoice::Auto | ProbeChoice::Fentry) {
+        aya::Btf::from_sys_fs().map_err(|e| format!("kernel BTF: {}", error_chain(&e)))
+    } else {
+        Err("not tried (--probe excludes fentry)".to_string())
+    };
     let host = HostSupport {
-        aya_btf: aya::Btf::from_sys_fs().map_err(|e| format!("kernel BTF: {}", error_chain(&e))),
+        aya_btf,
         sock,
+        raw_tracepoint,
         tcp_tracepoint,
         cgroup_root: cgroup::cgroup2_root()
             .and_then(|path| {
@@ -163,10 +204,7 @@ pub fn load(cfg: &CaptureConfig) -> Result<LoadedProbes, CaptureError> {
             .map_err(|e| e.to_string()),
     };
 
-    let log_level = kernel_log_level();
-    let mut loader = EbpfLoader::new();
     loader
-        .btf(host.aya_btf.as_ref().ok())
         .override_global("CONFIG", &config, true)
         .override_global("AYA_LOG_LEVEL", &log_level, false)
         .map_max_entries(EVENTS_MAP, ring_bytes);
@@ -194,6 +232,8 @@ pub fn load(cfg: &CaptureConfig) -> Result<LoadedProbes, CaptureError> {
         );
         hooks.push(status);
     }
+    // aya's parsed BTF goes now, before the capture loop allocates anything long-lived.
+    drop(host);
 
     let program_ids = ebpf
         .programs()
@@ -222,29 +262,39 @@ fn ring_size(bytes: u32) -> Result<u32, CaptureError> {
     Ok(bytes)
 }
 
-/// Tries the backends `choice` allows for one hook, best first.
+/// The backends `choice` allows for one hook, best first.
+fn candidates(plan: &HookPlan, choice: ProbeChoice) -> &'static [&'static str] {
+    match (&plan.fallback, choice) {
+        (_, ProbeChoice::Fentry) => &[FENTRY],
+        (_, ProbeChoice::Kprobe) => &[KPROBE],
+        (Fallback::Tracepoint { .. }, ProbeChoice::Auto) => {
+            &[FENTRY, KPROBE, RAW_TRACEPOINT, TRACEPOINT]
+        }
+        (Fallback::Tracepoint { .. }, ProbeChoice::Tracepoint) => &[RAW_TRACEPOINT, TRACEPOINT],
+        (Fallback::Tracepoint { .. }, ProbeChoice::ClassicTracepoint) => &[TRACEPOINT],
+        (Fallback::Cgroup { .. }, ProbeChoice::Auto) => &[FENTRY, KPROBE, CGROUP],
+        (Fallback::Cgroup { .. }, ProbeChoice::Tracepoint | ProbeChoice::ClassicTracepoint) => {
+            &[CGROUP]
+        }
+    }
+}
+
+/// Tries the backends `choice` allows for one hook, best first; every one but the last may
+/// fail (it is listed in `skipped`), the last one's failure is the error.
 fn attach_hook(
     ebpf: &mut Ebpf,
     plan: &HookPlan,
     choice: ProbeChoice,
     host: &HostSupport,
 ) -> Result<HookStatus, CaptureError> {
-    let fallback_name = match plan.fallback {
-        Fallback::Tracepoint { .. } => TRACEPOINT,
-        Fallback::Cgroup { .. } => CGROUP,
-    };
-    let candidates: &[&'static str] = match choice {
-        ProbeChoice::Auto => &[FENTRY, KPROBE, "fallback"],
-        ProbeChoice::Fentry => &[FENTRY],
-        ProbeChoice::Kprobe => &[KPROBE],
-        ProbeChoice::Tracepoint => &["fallback"],
-    };
+    let candidates = candidates(plan, choice);
     let mut skipped = Vec::new();
-    for &candidate in candidates {
-        let (backend, result) = match candidate {
-            FENTRY => (FENTRY, try_fentry(ebpf, plan, host)),
-            KPROBE => (KPROBE, try_kprobe(ebpf, plan, host)),
-            _ => (fallback_name, try_fallback(ebpf, plan, host)),
+    for (i, &backend) in candidates.iter().enumerate() {
+        let result = match backend {
+            FENTRY => try_fentry(ebpf, plan, host),
+            KPROBE => try_kprobe(ebpf, plan, host),
+            RAW_TRACEPOINT => try_raw_tracepoint(ebpf, plan, host),
+            _ => try_fallback(ebpf, plan, host),
         };
         match result {
             Ok(()) => {
@@ -254,14 +304,18 @@ fn attach_hook(
                     skipped,
                 });
             }
-            Err(failure) if choice == ProbeChoice::Auto && backend != fallback_name => {
+            Err(failure) if i + 1 < candidates.len() => {
                 skipped.push((backend, failure.one_line()));
             }
             Err(failure) => {
+                let mut reason = failure.detailed();
+                for (earlier, why) in &skipped {
+                    reason.push_str(&format!("; before it, {earlier}: {why}"));
+                }
                 return Err(CaptureError::BackendUnavailable {
                     hook: plan.hook,
                     backend,
-                    reason: failure.detailed(),
+                    reason,
                 });
             }
         }
@@ -357,12 +411,36 @@ fn try_kprobe(ebpf: &mut Ebpf, plan: &HookPlan, host: &HostSupport) -> Result<()
     Ok(())
 }
 
+fn try_raw_tracepoint(ebpf: &mut Ebpf, plan: &HookPlan, host: &HostSupport) -> Result<(), Failure> {
+    let Fallback::Tracepoint {
+        raw_program, name, ..
+    } = plan.fallback
+    else {
+        return Err(Failure::Unsupported(format!(
+            "no raw tracepoint program for {}",
+            plan.hook
+        )));
+    };
+    host.raw_tracepoint
+        .as_ref()
+        .map_err(|e| Failure::Unsupported(e.clone()))?;
+    let program: &mut RawTracePoint = program_mut(ebpf, raw_program)?;
+    program.load().map_err(kernel(raw_program))?;
+    if let Err(error) = program.attach(name) {
+        unload_quietly(program.unload(), raw_program);
+        return Err(kernel(raw_program)(error));
+    }
+    Ok(())
+}
+
+/// The classic tracepoint (TCP) or the cgroup programs (UDP).
 fn try_fallback(ebpf: &mut Ebpf, plan: &HookPlan, host: &HostSupport) -> Result<(), Failure> {
     match plan.fallback {
         Fallback::Tracepoint {
             program,
             category,
             name,
+            ..
         } => {
             host.tcp_tracepoint
                 .as_ref()
@@ -459,7 +537,11 @@ mod tests {
         for plan in &PLANS {
             names.extend([plan.fentry, plan.kprobe]);
             match plan.fallback {
-                Fallback::Tracepoint { program, .. } => names.push(program),
+                Fallback::Tracepoint {
+                    raw_program,
+                    program,
+                    ..
+                } => names.extend([raw_program, program]),
                 Fallback::Cgroup { programs } => names.extend(programs),
             }
         }
@@ -471,7 +553,7 @@ mod tests {
         }
         assert_eq!(
             ebpf.programs().count(),
-            13,
+            14,
             "an unplanned program is in the object"
         );
         assert!(ebpf.map(EVENTS_MAP).is_some() && ebpf.map(STATS_MAP).is_some());
