@@ -161,7 +161,6 @@ impl Capture {
                 map: probes::EVENTS_MAP,
                 detail: format!("registering with the tokio reactor: {e}"),
             })?;
-        release_freed_heap();
         Ok(Capture {
             source,
             stats,
@@ -245,10 +244,10 @@ impl Capture {
     }
 }
 
-/// Hands the heap freed after loading back to the kernel. Start-up parses the kernel's BTF
-/// (aya's loader and fentry need it; tens of MiB) and frees it; glibc keeps freed memory below
+/// Hands freed heap back to the kernel. Start-up parses the kernel's BTF twice (aya's loader,
+/// then aya again for fentry; about 20 MiB each) and frees it; glibc keeps freed memory below
 /// the top of the heap mapped, so without this the daemon would carry that much idle RSS for
-/// its whole life. Once, at start-up: not on any hot path.
+/// its whole life. Called at those two points of start-up only: never on a hot path.
 fn release_freed_heap() {
     #[cfg(target_env = "gnu")]
     // SAFETY: malloc_trim has no preconditions; it only returns free pages to the kernel.

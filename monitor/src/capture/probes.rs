@@ -141,6 +141,9 @@ pub fn load(cfg: &CaptureConfig) -> Result<LoadedProbes, CaptureError> {
     // is parsed, so that start-up holds one parsed kernel BTF at a time (the peak RSS).
     let mut loader = EbpfLoader::new();
     loader.btf(None);
+    // Give those pages back before the next parse (aya's, for fentry) rather than let the two
+    // parses' heaps interleave.
+    super::release_freed_heap();
 
     // Offsets first, from a memory-mapped BTF (no parse of every type); dropped at the end
     // of this block.
@@ -232,8 +235,10 @@ pub fn load(cfg: &CaptureConfig) -> Result<LoadedProbes, CaptureError> {
         );
         hooks.push(status);
     }
-    // aya's parsed BTF goes now, before the capture loop allocates anything long-lived.
+    // aya's parsed BTF goes now, and its pages back to the kernel before the ring buffer is
+    // mapped: otherwise both count in the daemon's peak RSS.
     drop(host);
+    super::release_freed_heap();
 
     let program_ids = ebpf
         .programs()
