@@ -1,6 +1,8 @@
 //! Rule evaluation cost (BENCHMARKS.md, item 1): nanoseconds per event on one core, for each
 //! rule set of `common::set_ids` (default; default + SigmaHQ; plus generated rules).
 //! Each iteration runs the rule engine (matching and grouping) over one batch of the mix.
+//! The `-fresh` row gives every event a process of its own, so the engine's per-process
+//! cache of string verdicts never hits (see `common::records_fresh`).
 //!
 //! Run through `cargo xtask bench`, or alone: `cargo bench -p monitor --bench rules`.
 
@@ -12,7 +14,8 @@ use monitor::rules::RuleEngine;
 mod common;
 
 fn bench(c: &mut Criterion) {
-    let recs = common::records();
+    let shared = common::records();
+    let fresh = common::records_fresh();
     let sets: Vec<_> = common::set_ids()
         .into_iter()
         .map(|id| {
@@ -33,14 +36,19 @@ fn bench(c: &mut Criterion) {
 
     for group_name in ["rules", "scaling"] {
         let mut group = c.benchmark_group(group_name);
-        group.throughput(Throughput::Elements(recs.len() as u64));
+        group.throughput(Throughput::Elements(shared.len() as u64));
         for (id, set) in sets.iter().filter(|(id, _)| id.starts_with(group_name)) {
             let name = id.split_once('/').map(|x| x.1).unwrap_or(id);
+            let recs = if id.ends_with(common::FRESH) {
+                &fresh
+            } else {
+                &shared
+            };
             let mut engine = RuleEngine::new(set.clone());
             let mut alerts = Vec::new();
             group.bench_function(BenchmarkId::from_parameter(name), |b| {
                 b.iter(|| {
-                    for r in &recs {
+                    for r in recs {
                         engine.process(black_box(r), &mut alerts);
                         alerts.clear();
                     }

@@ -4,6 +4,8 @@
 //! by the events of the extra passes, so set-up (rule compilation, event parsing) cancels out.
 //!
 //! Usage: `rules_icount [RULE-SET-ID] [PASSES]` (default: rules/default+sigmahq, 1 pass).
+//! `rules/default+sigmahq-fresh` runs that set on events that each have a process of their
+//! own, so the engine's per-process cache never hits (`common::records_fresh`).
 
 use std::hint::black_box;
 
@@ -20,7 +22,11 @@ fn main() {
         .next()
         .map(|p| p.parse().expect("PASSES is a number"))
         .unwrap_or(1);
-    let recs = common::records();
+    let recs = if id.ends_with(common::FRESH) {
+        common::records_fresh()
+    } else {
+        common::records()
+    };
     let set = common::rule_set(&id);
     let mut engine = RuleEngine::new(set.clone());
     let mut alerts = Vec::new();

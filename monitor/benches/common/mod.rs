@@ -4,11 +4,17 @@
 //! managers and daemons; about 0.5 % hits), parsed with the code replay uses. Rule sets: the
 //! default rules, the default rules plus every SigmaHQ rule in ../shared/sigma-linux-network/,
 //! and that set plus generated rules, to see how the cost grows with the number of rules.
+//!
+//! Two forms of the same events: `records` shares one `Arc<ProcessInfo>` between the events of
+//! one process, as the live pipeline (the process table keeps one per process and thread) and
+//! replay do, so the rule engine's per-process cache sees what it sees in production;
+//! `records_fresh` gives every event a process of its own, so that cache never hits and the
+//! full string matching runs on every event.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use monitor::record::ConnectionRecord;
+use monitor::record::{ConnectionRecord, ProcessInfo};
 use monitor::rules::RuleSet;
 
 #[path = "../../../xtask/src/bench/workload.rs"]
@@ -20,11 +26,16 @@ pub const BATCH: usize = 10_000;
 /// Generated rules added to default + SigmaHQ for the growth figures.
 const SYNTHETIC: [usize; 3] = [0, 90, 990];
 
-/// Every rule set the benchmarks measure, by id.
+/// Suffix of a benchmark id whose events each have a process of their own (`records_fresh`).
+pub const FRESH: &str = "-fresh";
+
+/// Every rule set the benchmarks measure, by id. An id ending in `FRESH` is the same rule
+/// set as without the suffix, run on `records_fresh`.
 pub fn set_ids() -> Vec<String> {
     let mut v = vec![
         "rules/default".to_string(),
         "rules/default+sigmahq".to_string(),
+        format!("rules/default+sigmahq{FRESH}"),
     ];
     v.extend(
         SYNTHETIC
@@ -93,6 +104,7 @@ fn load(paths: &[PathBuf]) -> Arc<RuleSet> {
 
 /// The rule set with this id (see `set_ids`).
 pub fn rule_set(id: &str) -> Arc<RuleSet> {
+    let id = id.strip_suffix(FRESH).unwrap_or(id);
     if id == "rules/default" {
         return Arc::new(RuleSet::builtin().expect("the built-in rules load"));
     }
@@ -123,8 +135,29 @@ pub fn rule_set(id: &str) -> Arc<RuleSet> {
     set
 }
 
-/// One batch of the event mix.
+/// One batch of the event mix, the events of one process sharing its `Arc<ProcessInfo>`.
 pub fn records() -> Vec<ConnectionRecord> {
+    let mut known: Vec<Arc<ProcessInfo>> = Vec::new();
+    let mut recs = parsed();
+    for r in &mut recs {
+        match known.iter().find(|p| **p == r.process) {
+            Some(p) => r.process = Arc::clone(p),
+            None => known.push(Arc::clone(&r.process)),
+        }
+    }
+    recs
+}
+
+/// One batch of the event mix, every event with a process of its own.
+pub fn records_fresh() -> Vec<ConnectionRecord> {
+    let mut recs = parsed();
+    for r in &mut recs {
+        r.process = Arc::new(ProcessInfo::clone(&r.process));
+    }
+    recs
+}
+
+fn parsed() -> Vec<ConnectionRecord> {
     let mut buf = Vec::new();
     let cfg = workload::WorkloadConfig {
         events: BATCH as u64,

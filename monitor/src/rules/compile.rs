@@ -66,6 +66,61 @@ impl Cond {
         }
     }
 
+    /// The outcome as far as the process's own fields decide it, `None` where it depends
+    /// on fields of the event (destination, source, ...). Evaluates process tests the
+    /// condition may have skipped.
+    pub fn eval_process(
+        &self,
+        tests: &Tests,
+        rec: &crate::record::ConnectionRecord,
+        s: &mut super::matcher::Scratch,
+    ) -> Option<bool> {
+        match self {
+            Cond::Const(b) => Some(*b),
+            Cond::Test(id) => tests.process_only[*id as usize].then(|| tests.eval(*id, rec, s)),
+            Cond::And(c) => {
+                let mut known = true;
+                for x in c.iter() {
+                    match x.eval_process(tests, rec, s) {
+                        Some(false) => return Some(false),
+                        Some(true) => {}
+                        None => known = false,
+                    }
+                }
+                known.then_some(true)
+            }
+            Cond::Or(c) => {
+                let mut known = true;
+                for x in c.iter() {
+                    match x.eval_process(tests, rec, s) {
+                        Some(true) => return Some(true),
+                        Some(false) => {}
+                        None => known = false,
+                    }
+                }
+                known.then_some(false)
+            }
+            Cond::Not(c) => c.eval_process(tests, rec, s).map(|b| !b),
+            Cond::AtLeast(n, c) => {
+                let (mut yes, mut unknown) = (0u32, 0u32);
+                for x in c.iter() {
+                    match x.eval_process(tests, rec, s) {
+                        Some(true) => yes += 1,
+                        Some(false) => {}
+                        None => unknown += 1,
+                    }
+                }
+                if yes >= *n {
+                    Some(true)
+                } else if yes + unknown < *n {
+                    Some(false)
+                } else {
+                    None
+                }
+            }
+        }
+    }
+
     /// Most operands are tests: evaluate those in place and recurse only into subtrees.
     #[inline(always)]
     fn eval_leaf(
@@ -184,12 +239,20 @@ impl Cond {
     fn order_by_cost(&mut self, tests: &[Test]) {
         self.fold(tests);
         self.flatten();
+        let is_and = matches!(self, Cond::And(_));
         match self {
             Cond::And(c) | Cond::Or(c) => {
                 for x in c.iter_mut() {
                     x.order_by_cost(tests);
                 }
-                c.sort_by_cached_key(|x| x.cost(tests));
+                // Expected cost before the operator is decided: cost over the chance that an
+                // operand decides it (false for `and`, true for `or`). Selections rarely
+                // hold and filters (`not ...`) nearly always do, so a filter goes after
+                // positive tests of similar cost in an `and` and before them in an `or`.
+                c.sort_by_cached_key(|x| {
+                    let likely_true = matches!(x, Cond::Not(_));
+                    x.cost(tests) * if likely_true == is_and { 10 } else { 1 }
+                });
             }
             Cond::AtLeast(_, c) => c.iter_mut().for_each(|x| x.order_by_cost(tests)),
             Cond::Not(c) => c.order_by_cost(tests),

@@ -61,7 +61,11 @@ pub struct RuleEngine {
 
 impl RuleEngine {
     pub fn new(rules: Arc<RuleSet>) -> Self {
-        let scratch = Scratch::new(rules.tests.tests.len(), &rules.tests.sets);
+        let scratch = Scratch::new(
+            rules.tests.tests.len(),
+            &rules.tests.sets,
+            rules.rules.len(),
+        );
         RuleEngine {
             rules,
             scratch,
@@ -78,7 +82,11 @@ impl RuleEngine {
     /// Swaps in a new rule set (hot reload). Open groups stay open and keep the rule
     /// metadata they started with; new matches of a rule with the same id join them.
     pub fn set_rules(&mut self, rules: Arc<RuleSet>) {
-        self.scratch = Scratch::new(rules.tests.tests.len(), &rules.tests.sets);
+        self.scratch = Scratch::new(
+            rules.tests.tests.len(),
+            &rules.tests.sets,
+            rules.rules.len(),
+        );
         self.rules = rules;
     }
 
@@ -90,47 +98,73 @@ impl RuleEngine {
     /// `rec`'s time) go to `out`.
     pub fn process(&mut self, rec: &ConnectionRecord, out: &mut Vec<Alert>) {
         self.advance(rec.timestamp, out);
-        let rules = Arc::clone(&self.rules);
         self.select(rec);
-        let candidates = std::mem::take(&mut self.candidates);
-        for &i in &candidates {
-            let rule = &rules.rules[i as usize];
-            if !rule.condition.eval(&rules.tests, rec, &mut self.scratch) {
+        for k in 0..self.candidates.len() {
+            let i = self.candidates[k];
+            if !self.rule_matches(i, rec) {
                 continue;
             }
+            // A match (rare): the rule set is cloned only here, not on every event.
+            let rules = Arc::clone(&self.rules);
+            let rule = &rules.rules[i as usize];
             let alert = self.alert(&rules.tests, rule, rec);
             match &rule.group {
                 None => out.push(alert),
                 Some(spec) => self.grouped(spec, alert, out),
             }
         }
-        self.candidates = candidates;
     }
 
-    /// Resets the per-event scratch space and picks the rules that can match `rec`.
+    /// Resets the per-event scratch space and picks the rules that can match `rec`: those
+    /// the index selects, less those `rec`'s process is known never to match.
     fn select(&mut self, rec: &ConnectionRecord) {
         self.scratch.reset();
         let rules = &self.rules;
-        rules.index.candidates(
-            &rules.tests,
-            rec,
-            &mut self.scratch,
-            &mut self.candidates,
-            &mut self.seen,
-        );
+        rules
+            .index
+            .candidates(&rules.tests, rec, &mut self.scratch, &mut self.seen);
+        self.scratch.drop_excluded(&rec.process, &mut self.seen);
+        // In rule order, so alerts come out in the order rules were loaded.
+        self.candidates.clear();
+        for (w, &word) in self.seen.iter().enumerate() {
+            let mut word = word;
+            while word != 0 {
+                self.candidates
+                    .push((w * 64) as u32 + word.trailing_zeros());
+                word &= word - 1;
+            }
+        }
+    }
+
+    /// Evaluates candidate rule `i` on `rec`. On a process seen before, a rule not yet
+    /// checked against it is first evaluated on the process's fields alone: when those
+    /// already make it false, the process's later events skip the rule (`select`).
+    #[inline]
+    fn rule_matches(&mut self, i: u32, rec: &ConnectionRecord) -> bool {
+        let set = &*self.rules;
+        let cond = &set.rules[i as usize].condition;
+        if self.scratch.should_learn(i)
+            && cond.eval_process(&set.tests, rec, &mut self.scratch) == Some(false)
+        {
+            self.scratch.exclude(i);
+            return false;
+        }
+        cond.eval(&set.tests, rec, &mut self.scratch)
     }
 
     /// Names of the rules that match `rec`, without alerts or grouping (for tests and
     /// `rules` tooling).
     pub fn matching_rule_ids(&mut self, rec: &ConnectionRecord) -> Vec<String> {
         self.select(rec);
-        let rules = &self.rules;
-        self.candidates
-            .iter()
-            .map(|&i| &rules.rules[i as usize])
-            .filter(|r| r.condition.eval(&rules.tests, rec, &mut self.scratch))
-            .map(|r| r.meta.id.clone())
-            .collect()
+        let candidates = std::mem::take(&mut self.candidates);
+        let mut ids = Vec::new();
+        for &i in &candidates {
+            if self.rule_matches(i, rec) {
+                ids.push(self.rules.rules[i as usize].meta.id.clone());
+            }
+        }
+        self.candidates = candidates;
+        ids
     }
 
     /// Like `matching_rule_ids`, but evaluating every rule instead of the candidates the
@@ -150,15 +184,13 @@ impl RuleEngine {
     /// touching groups, and without allocating (for benchmarks).
     pub fn match_count(&mut self, rec: &ConnectionRecord) -> usize {
         self.select(rec);
-        let rules = &self.rules;
-        self.candidates
+        let candidates = std::mem::take(&mut self.candidates);
+        let n = candidates
             .iter()
-            .filter(|&&i| {
-                rules.rules[i as usize]
-                    .condition
-                    .eval(&rules.tests, rec, &mut self.scratch)
-            })
-            .count()
+            .filter(|&&i| self.rule_matches(i, rec))
+            .count();
+        self.candidates = candidates;
+        n
     }
 
     /// Closes every window that ends at or before `now` (event time).
@@ -332,4 +364,157 @@ fn push_summary(g: Group, at: Timestamp, out: &mut Vec<Alert>) {
         destination_ports: g.ports,
     });
     out.push(a);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::{Endpoint, ProcessInfo, Transport};
+
+    const RULES: &str = r#"
+title: Interpreter to a C2 port
+id: 11111111-1111-4111-8111-111111111111
+logsource:
+    category: network_connection
+    product: linux
+detection:
+    selection:
+        Image|endswith:
+            - '/python3'
+            - '/curl'
+        DestinationPort: 8088
+    filter:
+        CommandLine|contains: '--allowed'
+    condition: selection and not filter
+level: high
+---
+title: Shell with an interactive flag
+id: 22222222-2222-4222-8222-222222222222
+logsource:
+    category: network_connection
+    product: linux
+detection:
+    selection:
+        Image|endswith: '/bash'
+        ProcessArgs: '-i'
+        User|startswith: 'ro'
+    condition: selection
+level: high
+"#;
+
+    fn set() -> Arc<RuleSet> {
+        Arc::new(
+            RuleSet::from_texts(&[("r.yml", RULES)])
+                .expect("the test rules load")
+                .rules,
+        )
+    }
+
+    fn process(i: u32) -> ProcessInfo {
+        let (exe, args, user): (&str, &[&str], &str) = match i % 5 {
+            0 => ("/usr/bin/python3", &["python3", "-c", "x"], "bob"),
+            1 => ("/usr/bin/curl", &["curl", "--allowed", "x"], "bob"),
+            2 => ("/usr/bin/bash", &["bash", "-i"], "root"),
+            3 => ("/usr/bin/bash", &["bash", "-i"], "alice"),
+            _ => ("/usr/bin/firefox", &["firefox"], "bob"),
+        };
+        ProcessInfo {
+            pid: 100 + i,
+            executable: Some(exe.into()),
+            command_line: Some(args.join(" ")),
+            args: args.iter().map(|a| a.to_string()).collect(),
+            user_name: Some(user.into()),
+            ..ProcessInfo::default()
+        }
+    }
+
+    fn record(p: Arc<ProcessInfo>, port: u16) -> ConnectionRecord {
+        ConnectionRecord {
+            timestamp: Timestamp(1),
+            host_name: "h".into(),
+            process: p,
+            source: None,
+            destination: Endpoint {
+                ip: "203.0.113.9".parse().expect("an address"),
+                port,
+            },
+            transport: Transport::Tcp,
+            partial: false,
+            suppressed: 0,
+            probe: None,
+        }
+    }
+
+    /// The per-process cache gives every event the outcome a fresh engine gives it: with
+    /// processes reused across events, dropped, and replaced by others (whose `Arc` may
+    /// get a freed process's address).
+    #[test]
+    fn process_cache_matches_a_fresh_engine() {
+        let set = set();
+        let mut cached = RuleEngine::new(Arc::clone(&set));
+        let mut live: Vec<Arc<ProcessInfo>> = Vec::new();
+        let mut x = 0x2545_f491_4f6c_dd1d_u64;
+        let mut hits = 0;
+        for n in 0..20_000u32 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let p = match x % 4 {
+                // A process seen before (the common case).
+                0 | 1 if !live.is_empty() => Arc::clone(&live[(x >> 8) as usize % live.len()]),
+                // A new process; sometimes one that ends.
+                _ => {
+                    let p = Arc::new(process((x >> 16) as u32));
+                    if live.len() < 40 {
+                        live.push(Arc::clone(&p));
+                    } else {
+                        live[(x >> 24) as usize % 40] = Arc::clone(&p);
+                    }
+                    p
+                }
+            };
+            let port = if n % 3 == 0 { 443 } else { 8088 };
+            let rec = record(p, port);
+            let got = cached.matching_rule_ids(&rec);
+            let want = RuleEngine::new(Arc::clone(&set)).matching_rule_ids(&rec);
+            assert_eq!(got, want, "event {n}: {:?} port {port}", rec.process);
+            hits += got.len();
+        }
+        assert!(hits > 1_000, "the rules matched only {hits} times");
+    }
+
+    /// Each event of one process gets the same outcome, and another process with the same
+    /// address-free content gets its own.
+    #[test]
+    fn process_cache_keeps_processes_apart() {
+        let mut e = RuleEngine::new(set());
+        let python = Arc::new(process(0));
+        let curl = Arc::new(process(1));
+        let root_shell = Arc::new(process(2));
+        let user_shell = Arc::new(process(3));
+        for _ in 0..3 {
+            assert_eq!(
+                e.matching_rule_ids(&record(Arc::clone(&python), 8088))
+                    .len(),
+                1
+            );
+            assert!(
+                e.matching_rule_ids(&record(Arc::clone(&python), 443))
+                    .is_empty()
+            );
+            assert!(
+                e.matching_rule_ids(&record(Arc::clone(&curl), 8088))
+                    .is_empty()
+            );
+            assert_eq!(
+                e.matching_rule_ids(&record(Arc::clone(&root_shell), 22))
+                    .len(),
+                1
+            );
+            assert!(
+                e.matching_rule_ids(&record(Arc::clone(&user_shell), 22))
+                    .is_empty()
+            );
+        }
+    }
 }

@@ -142,6 +142,28 @@ impl Field {
         }
     }
 
+    /// Fields read from `ConnectionRecord::process`: the same for every event that shares
+    /// one `Arc<ProcessInfo>` (`FieldValue::of` reads nothing else for them).
+    pub fn is_process(self) -> bool {
+        use Field::*;
+        matches!(
+            self,
+            Image
+                | ProcessName
+                | CommandLine
+                | ProcessArgs
+                | ProcessId
+                | ParentImage
+                | ParentName
+                | ParentCommandLine
+                | ParentProcessId
+                | User
+                | UserId
+                | GroupId
+                | ContainerId
+        )
+    }
+
     /// Fields the monitor never fills today: rules on them load, never match, and
     /// `rules check` warns.
     pub fn never_filled(self) -> bool {

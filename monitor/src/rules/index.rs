@@ -118,16 +118,14 @@ impl RuleIndex {
         idx
     }
 
-    /// Fills `out` with the indexes of the rules to evaluate for `rec`, in rule order.
+    /// Fills `seen` with the rules to evaluate for `rec`, as a bitset over rule indexes.
     pub fn candidates(
         &self,
         tests: &Tests,
         rec: &ConnectionRecord,
         s: &mut Scratch,
-        out: &mut Vec<u32>,
         seen: &mut Vec<u64>,
     ) {
-        out.clear();
         seen.clear();
         seen.extend_from_slice(&self.always);
         let mut mark = |rs: &[u32]| {
@@ -150,14 +148,6 @@ impl RuleIndex {
                     word &= word - 1;
                     mark(&per[p]);
                 }
-            }
-        }
-        // In rule order, so alerts come out in the order rules were loaded.
-        for (w, &word) in seen.iter().enumerate() {
-            let mut word = word;
-            while word != 0 {
-                out.push((w * 64) as u32 + word.trailing_zeros());
-                word &= word - 1;
             }
         }
     }

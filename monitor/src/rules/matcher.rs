@@ -9,10 +9,11 @@
 //! sorted tables, and nothing on the evaluation path allocates.
 
 use std::net::IpAddr;
+use std::sync::{Arc, Weak};
 
 use super::field::{Field, FieldValue, TextBuf};
 use super::strset::StringSet;
-use crate::record::ConnectionRecord;
+use crate::record::{ConnectionRecord, ProcessInfo};
 
 /// Index of a test in `Tests::tests`.
 pub(crate) type TestId = u32;
@@ -87,6 +88,23 @@ impl Test {
 }
 
 impl Test {
+    /// Whether the outcome depends only on fields of `ConnectionRecord::process`.
+    fn process_only(&self, tests: &[Test]) -> bool {
+        match self {
+            Test::Patterns { field, .. }
+            | Test::Numbers { field, .. }
+            | Test::Compare { field, .. }
+            | Test::Addresses { field, .. }
+            | Test::Bool { field, .. }
+            | Test::Null { field }
+            | Test::Exists { field, .. } => field.is_process(),
+            Test::Never => true,
+            Test::AnyOf(ids) | Test::AllOf(ids) => {
+                ids.iter().all(|&i| tests[i as usize].process_only(tests))
+            }
+        }
+    }
+
     /// The outcome when it is the same for every record: tests on fields the monitor never
     /// fills, and on `Initiated` (every record is an outbound connection).
     pub fn constant(&self, tests: &[Test]) -> Option<bool> {
@@ -302,31 +320,191 @@ pub(crate) fn regex_pattern(re: &str, i: bool, m: bool, s: bool) -> String {
 }
 
 /// Per-event working memory, owned by the engine and reused for every event.
+///
+/// Nothing is cleared between events: the memo and the per-set "has run" marks carry the
+/// event number (`epoch`) they were written for, so starting an event is one increment,
+/// whatever the number of tests.
 pub(crate) struct Scratch {
-    /// Per test: 0 not yet evaluated, 1 false, 2 true.
-    memo: Vec<u8>,
-    /// Per string set: has it run on this event.
-    ran: Vec<bool>,
+    /// Per test: `epoch << 1 | outcome` once evaluated on the current event.
+    memo: Vec<u32>,
+    /// Per string set: the epoch of the event it last ran on.
+    ran: Vec<u32>,
+    /// The current event's number; 0 is never current, so zeroed marks are stale.
+    epoch: u32,
     /// Per string set: which of its patterns matched.
     bits: Vec<Vec<u64>>,
     text: TextBuf,
+    procs: ProcessCache,
+    /// The current event's slot in `procs`, valid when `slot_epoch == epoch`.
+    slot: usize,
+    slot_epoch: u32,
+    /// The slot already held the current event's process (it was seen before).
+    slot_hit: bool,
 }
 
 impl Scratch {
-    pub fn new(tests: usize, sets: &[StringSet]) -> Scratch {
+    pub fn new(tests: usize, sets: &[StringSet], rules: usize) -> Scratch {
         Scratch {
             memo: vec![0; tests],
-            ran: vec![false; sets.len()],
+            ran: vec![0; sets.len()],
+            epoch: 1,
             bits: sets.iter().map(|a| vec![0; a.len().div_ceil(64)]).collect(),
             text: TextBuf::new(),
+            procs: ProcessCache::new(sets, rules),
+            slot: 0,
+            slot_epoch: 0,
+            slot_hit: false,
         }
     }
 
     /// Forget the previous event.
     #[inline]
     pub fn reset(&mut self) {
-        self.memo.fill(0);
-        self.ran.fill(false);
+        // The memo keeps the epoch in its upper 31 bits.
+        if self.epoch >= u32::MAX >> 1 {
+            self.memo.fill(0);
+            self.ran.fill(0);
+            self.slot_epoch = 0;
+            self.epoch = 0;
+        }
+        self.epoch += 1;
+    }
+
+    /// Finds (or takes) the cache slot of the current event's process.
+    #[inline]
+    fn enter(&mut self, p: &Arc<ProcessInfo>) {
+        if self.slot_epoch != self.epoch {
+            (self.slot, self.slot_hit) = self.procs.slot_of(p);
+            self.slot_epoch = self.epoch;
+        }
+    }
+
+    /// Removes from `candidates` (a bitset over rules) the rules this process can never
+    /// match, as learned on its earlier events.
+    #[inline]
+    pub fn drop_excluded(&mut self, p: &Arc<ProcessInfo>, candidates: &mut [u64]) {
+        self.enter(p);
+        if !self.slot_hit || self.procs.rule_words == 0 {
+            return;
+        }
+        let w = self.procs.rule_words;
+        let excluded = &self.procs.excluded[self.slot * w..(self.slot + 1) * w];
+        for (c, x) in candidates.iter_mut().zip(excluded) {
+            *c &= !x;
+        }
+    }
+
+    /// Whether rule `rule` should be checked against the process alone now: the process
+    /// was seen before and this rule has not been checked for it. Marks it checked.
+    /// (Not on a process's first event, so a process seen once costs nothing extra.)
+    #[inline]
+    pub fn should_learn(&mut self, rule: u32) -> bool {
+        if !self.slot_hit || self.slot_epoch != self.epoch {
+            return false;
+        }
+        let i = self.slot * self.procs.rule_words + (rule >> 6) as usize;
+        let bit = 1u64 << (rule & 63);
+        let new = self.procs.learned[i] & bit == 0;
+        self.procs.learned[i] |= bit;
+        new
+    }
+
+    /// Records that the current process can never match rule `rule`.
+    #[inline]
+    pub fn exclude(&mut self, rule: u32) {
+        let i = self.slot * self.procs.rule_words + (rule >> 6) as usize;
+        self.procs.excluded[i] |= 1u64 << (rule & 63);
+    }
+}
+
+/// Slots of the per-process cache (a power of two): more than the processes a host has
+/// talking at once, so collisions between live processes are rare.
+const PROCESS_SLOTS: usize = 256;
+
+/// What is known per process. Every field of `ConnectionRecord::process` is the same for
+/// all events that share the `Arc<ProcessInfo>` (the process table and replay hand out one
+/// per process), so
+/// - a string set on such a field runs once per process, not once per event;
+/// - a rule whose condition is false on the process's fields alone (a browser for a rule on
+///   shells) is dropped from the process's later events without being evaluated.
+///
+/// Direct-mapped by the `Arc`'s address. A slot holds a `Weak` to the process it was
+/// filled for: while it exists the allocation cannot be freed and reused for another
+/// process, and the value cannot change (`Arc::get_mut` fails while a `Weak` exists;
+/// `Arc::make_mut` moves the value to a new allocation), so an equal address means the same
+/// process. A `Weak` does not keep the process's strings alive.
+struct ProcessCache {
+    owners: Box<[Weak<ProcessInfo>]>,
+    /// Per slot: bit `a` set when string set `a`'s outcome is stored.
+    stored: Box<[u32]>,
+    /// Per string set on a process field: where its words start in a slot; `u32::MAX` for
+    /// sets on other fields.
+    offset: Box<[u32]>,
+    /// Words per slot.
+    words: usize,
+    bits: Box<[u64]>,
+    /// Words of a bitset over rules.
+    rule_words: usize,
+    /// Per slot, bitsets over rules: checked against the process alone; never matches it.
+    learned: Box<[u64]>,
+    excluded: Box<[u64]>,
+}
+
+impl ProcessCache {
+    fn new(sets: &[StringSet], rules: usize) -> ProcessCache {
+        let mut words = 0usize;
+        let offset: Box<[u32]> = sets
+            .iter()
+            .enumerate()
+            .map(|(i, set)| {
+                // `stored` is a u32 mask over sets; there is one set per field.
+                if set.field.is_process() && i < 32 {
+                    let o = words;
+                    words += set.len().div_ceil(64);
+                    o as u32
+                } else {
+                    u32::MAX
+                }
+            })
+            .collect();
+        let rule_words = rules.div_ceil(64);
+        let slots = if words == 0 && rule_words == 0 {
+            0
+        } else {
+            PROCESS_SLOTS
+        };
+        ProcessCache {
+            owners: (0..slots).map(|_| Weak::new()).collect(),
+            stored: vec![0; slots].into_boxed_slice(),
+            offset,
+            words,
+            bits: vec![0; slots * words].into_boxed_slice(),
+            rule_words,
+            learned: vec![0; slots * rule_words].into_boxed_slice(),
+            excluded: vec![0; slots * rule_words].into_boxed_slice(),
+        }
+    }
+
+    /// The slot of `p`, and whether it already held `p`; emptied first if it held another
+    /// process.
+    #[inline]
+    fn slot_of(&mut self, p: &Arc<ProcessInfo>) -> (usize, bool) {
+        if self.owners.is_empty() {
+            return (0, false);
+        }
+        let ptr = Arc::as_ptr(p);
+        // Fibonacci hashing of the address (allocations are at least 8-aligned).
+        let h = (ptr as usize >> 3).wrapping_mul(0x9e37_79b9_7f4a_7c15_u64 as usize);
+        let i = h >> (usize::BITS - PROCESS_SLOTS.trailing_zeros());
+        if std::ptr::eq(self.owners[i].as_ptr(), ptr) {
+            return (i, true);
+        }
+        self.owners[i] = Arc::downgrade(p);
+        self.stored[i] = 0;
+        let w = self.rule_words;
+        self.learned[i * w..(i + 1) * w].fill(0);
+        self.excluded[i * w..(i + 1) * w].fill(0);
+        (i, false)
     }
 }
 
@@ -337,17 +515,29 @@ pub(crate) struct Tests {
     pub sets: Vec<StringSet>,
     /// String set index per field.
     pub set_of: [Option<u16>; Field::COUNT],
+    /// Per test: its outcome depends on `ConnectionRecord::process` alone (filled by
+    /// `find_process_only`).
+    pub process_only: Vec<bool>,
 }
 
 impl Tests {
+    /// Fills `process_only`, once every test is compiled.
+    pub fn find_process_only(&mut self) {
+        self.process_only = self
+            .tests
+            .iter()
+            .map(|t| t.process_only(&self.tests))
+            .collect();
+    }
+
     #[inline]
     pub fn eval(&self, id: TestId, rec: &ConnectionRecord, s: &mut Scratch) -> bool {
         let m = s.memo[id as usize];
-        if m != 0 {
-            return m == 2;
+        if m >> 1 == s.epoch {
+            return m & 1 != 0;
         }
         let r = self.eval_uncached(id, rec, s);
-        s.memo[id as usize] = if r { 2 } else { 1 };
+        s.memo[id as usize] = s.epoch << 1 | u32::from(r);
         r
     }
 
@@ -360,11 +550,7 @@ impl Tests {
                 let Some(a) = self.set_of[*field as usize] else {
                     return false;
                 };
-                let a = a as usize;
-                if !s.ran[a] {
-                    self.run_set(a, rec, s);
-                }
-                let bits = &s.bits[a];
+                let bits = self.set_bits(a as usize, rec, s);
                 if *all {
                     bits.iter().zip(mask.iter()).all(|(b, m)| b & m == *m)
                 } else {
@@ -406,16 +592,39 @@ impl Tests {
 
     /// The patterns of string set `a` that match `rec` (running the set if it has not run
     /// on this event yet).
+    #[inline]
     pub fn set_bits<'s>(&self, a: usize, rec: &ConnectionRecord, s: &'s mut Scratch) -> &'s [u64] {
-        if !s.ran[a] {
+        if s.ran[a] != s.epoch {
             self.run_set(a, rec, s);
         }
         &s.bits[a]
     }
 
+    #[inline(never)]
     fn run_set(&self, a: usize, rec: &ConnectionRecord, s: &mut Scratch) {
+        s.ran[a] = s.epoch;
+        let off = s.procs.offset[a];
+        if off == u32::MAX {
+            self.match_set(a, rec, s);
+            return;
+        }
+        // A set on a process field: its outcome is the process's, cached per process.
+        s.enter(&rec.process);
+        let (slot, words) = (s.slot, s.procs.words);
+        let at = slot * words + off as usize;
+        let n = s.bits[a].len();
+        if s.procs.stored[slot] & (1 << a) != 0 {
+            s.bits[a].copy_from_slice(&s.procs.bits[at..at + n]);
+        } else {
+            self.match_set(a, rec, s);
+            s.procs.bits[at..at + n].copy_from_slice(&s.bits[a]);
+            s.procs.stored[slot] |= 1 << a;
+        }
+    }
+
+    /// Runs string set `a` on `rec`'s field into `s.bits[a]`.
+    fn match_set(&self, a: usize, rec: &ConnectionRecord, s: &mut Scratch) {
         let set = &self.sets[a];
-        s.ran[a] = true;
         let bits = &mut s.bits[a];
         bits.fill(0);
         match FieldValue::of(rec, set.field) {

@@ -182,7 +182,8 @@ impl RuleSet {
         RuleSet::new(Vec::new(), Tests::default())
     }
 
-    fn new(rules: Vec<Rule>, tests: Tests) -> RuleSet {
+    fn new(rules: Vec<Rule>, mut tests: Tests) -> RuleSet {
+        tests.find_process_only();
         let index = index::RuleIndex::build(&rules, &tests);
         RuleSet {
             rules,
