@@ -21,7 +21,9 @@ pub mod stat {
     /// Exec and exit records written.
     pub const EXECS: u32 = 6;
     pub const EXITS: u32 = 7;
-    /// The UDP flood-control map could not take a new key (the event still went out).
+    /// A new UDP flood-control key took the slot of another key still inside its suppression
+    /// window (the table is too small for the live keys; the events still went out, the
+    /// displaced key's next send is reported instead of suppressed).
     pub const FLOOD_MAP_FULL: u32 = 8;
     /// Size of the array.
     pub const COUNT: u32 = 9;
@@ -125,7 +127,9 @@ pub struct KernelConfig {
     /// Non-zero when `task` holds offsets resolved from BTF. Without them, exec events carry no
     /// ppid, argv or start time, and connect events no start time.
     pub task_valid: u32,
-    pub _pad0: u32,
+    /// Seed of the flood-control hash, random per start, so that nobody can pick keys that
+    /// collide in the table on purpose.
+    pub flood_seed: u32,
     pub sock: SockOffsets,
     pub task: TaskOffsets,
     pub tp: TracepointOffsets,
@@ -141,7 +145,7 @@ impl KernelConfig {
         exclude_tgid: 0,
         sock_valid: 0,
         task_valid: 0,
-        _pad0: 0,
+        flood_seed: 0,
         sock: SockOffsets {
             skc_family: 0,
             skc_daddr: 0,

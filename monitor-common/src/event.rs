@@ -154,9 +154,12 @@ pub struct ExitEvent {
 }
 const _: () = assert!(core::mem::size_of::<ExitEvent>() == 24);
 
-/// Key of the in-kernel UDP flood-control LRU map.
+/// Slots of the in-kernel UDP flood-control table (a power of two).
+pub const UDP_FLOOD_SLOTS: u32 = 32 * 1024;
+
+/// What UDP flood control counts sends by: (process, destination, port).
 #[repr(C)]
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct UdpFloodKey {
     pub tgid: u32,
     pub dport: u16,
@@ -165,17 +168,23 @@ pub struct UdpFloodKey {
 }
 const _: () = assert!(core::mem::size_of::<UdpFloodKey>() == 24);
 
-/// Value of the UDP flood-control map.
+/// One slot of the flood-control table: a direct-mapped cache indexed by a seeded hash of the
+/// key, so that a new key costs a hash and an overwrite (an LRU hash map's insert, which
+/// evicts under a key storm, cost most of an unsuppressed send). A key that loses its slot
+/// to another only means one more event, never a missed one.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
-pub struct UdpFloodState {
+pub struct UdpFloodSlot {
+    pub key: UdpFloodKey,
+    /// The key's full 32-bit hash (the index uses its low bits). Written last and compared
+    /// with the key, so a slot caught half-written by another CPU reads as a miss.
+    pub check: u32,
+    /// Sends suppressed since `last_emit_ns`.
+    pub suppressed: u32,
     /// ktime of the last event emitted for the key.
     pub last_emit_ns: u64,
-    /// Sends suppressed since then.
-    pub suppressed: u32,
-    pub _pad0: u32,
 }
-const _: () = assert!(core::mem::size_of::<UdpFloodState>() == 16);
+const _: () = assert!(core::mem::size_of::<UdpFloodSlot>() == 40);
 
 #[cfg(feature = "user")]
 mod user {
@@ -185,5 +194,5 @@ mod user {
     unsafe impl aya::Pod for ExecEvent {}
     unsafe impl aya::Pod for ExitEvent {}
     unsafe impl aya::Pod for UdpFloodKey {}
-    unsafe impl aya::Pod for UdpFloodState {}
+    unsafe impl aya::Pod for UdpFloodSlot {}
 }

@@ -9,7 +9,9 @@ use aya_ebpf::{
     },
 };
 use aya_log_ebpf::debug;
-use monitor_common::{COMM_LEN, ConnectEvent, IPPROTO_UDP, UdpFloodKey, UdpFloodState, kind, stat};
+use monitor_common::{
+    COMM_LEN, ConnectEvent, IPPROTO_UDP, UDP_FLOOD_SLOTS, UdpFloodKey, kind, stat,
+};
 
 use crate::maps::{EVENTS, STATS, UDP_FLOOD, config};
 
@@ -155,40 +157,79 @@ fn admit_udp(tgid: u32, flow: &Flow, now: u64) -> Option<u32> {
     if interval == 0 {
         return Some(0);
     }
-    let key = UdpFloodKey {
+    let words = key_words(&UdpFloodKey {
         tgid,
         dport: flow.dport,
         family: flow.family,
         daddr: flow.daddr,
+    });
+    let hash = flood_hash(&words);
+    let Some(slot) = UDP_FLOOD.get_ptr_mut(hash & (UDP_FLOOD_SLOTS - 1)) else {
+        return Some(0); // unreachable: the index is masked to the array's size
     };
-    if let Some(state) = UDP_FLOOD.get_ptr_mut(key) {
-        // SAFETY: a value pointer from a successful lookup stays valid for this program run.
-        let last = unsafe { core::ptr::read_volatile(&raw const (*state).last_emit_ns) };
-        let suppressed = unsafe { &raw mut (*state).suppressed };
-        if now.wrapping_sub(last) < interval {
-            atomic_add(suppressed, 1u32);
-            count(stat::UDP_SUPPRESSED);
-            return None;
+    // SAFETY: a value pointer from a successful lookup stays valid for this program run.
+    // Other CPUs may write the slot meanwhile: volatile accesses, and a torn read only ever
+    // looks like a different key (a miss), see `UdpFloodSlot::check`.
+    unsafe {
+        let last = core::ptr::read_volatile(&raw const (*slot).last_emit_ns);
+        let suppressed = &raw mut (*slot).suppressed;
+        // The key as 32-bit words (UdpFloodKey is 4-byte aligned): compared and written word
+        // by word, since the BPF target has no memcmp.
+        let slot_key = (&raw mut (*slot).key).cast::<[u32; 6]>();
+        let stored = core::ptr::read_volatile(slot_key);
+        let mut same = core::ptr::read_volatile(&raw const (*slot).check) == hash;
+        for i in 0..6 {
+            same &= stored[i] == words[i];
         }
-        // Read-then-reset, not an atomic exchange: BPF_XCHG needs cpu v3, and the object is
-        // built for the generic BPF CPU. Two threads of one process emitting for the same key
-        // at the same instant could lose a few counts here; STATS still holds every one.
-        let carried = unsafe { core::ptr::read_volatile(suppressed) };
-        unsafe {
+        if same {
+            if now.wrapping_sub(last) < interval {
+                atomic_add(suppressed, 1u32);
+                count(stat::UDP_SUPPRESSED);
+                return None;
+            }
+            // Read-then-reset, not an atomic exchange: BPF_XCHG needs cpu v3, and the object
+            // is built for the generic BPF CPU. Two threads of one process emitting for the
+            // same key at the same instant could lose a few counts here; STATS holds them all.
+            let carried = core::ptr::read_volatile(suppressed);
             core::ptr::write_volatile(suppressed, 0);
-            core::ptr::write_volatile(&raw mut (*state).last_emit_ns, now);
+            core::ptr::write_volatile(&raw mut (*slot).last_emit_ns, now);
+            return Some(carried);
         }
-        return Some(carried);
-    }
-    let fresh = UdpFloodState {
-        last_emit_ns: now,
-        suppressed: 0,
-        _pad0: 0,
-    };
-    if UDP_FLOOD.insert(key, fresh, 0).is_err() {
-        count(stat::FLOOD_MAP_FULL);
+        // A new key (or one displaced earlier): take the slot. Displacing a key still inside
+        // its window costs it one extra event later; count it so an operator can see the table
+        // is too small.
+        if core::ptr::read_volatile(&raw const (*slot).check) != 0
+            && now.wrapping_sub(last) < interval
+        {
+            count(stat::FLOOD_MAP_FULL);
+        }
+        core::ptr::write_volatile(&raw mut (*slot).check, 0);
+        core::ptr::write_volatile(slot_key, words);
+        core::ptr::write_volatile(suppressed, 0);
+        core::ptr::write_volatile(&raw mut (*slot).last_emit_ns, now);
+        core::ptr::write_volatile(&raw mut (*slot).check, hash);
     }
     Some(0)
+}
+
+/// A key as the six 32-bit words of its memory layout (`#[repr(C)]`, no padding).
+#[inline(always)]
+fn key_words(key: &UdpFloodKey) -> [u32; 6] {
+    // SAFETY: UdpFloodKey is 24 bytes of plain integers, 4-byte aligned.
+    unsafe { core::mem::transmute::<UdpFloodKey, [u32; 6]>(*key) }
+}
+
+/// 32-bit hash of a flood-control key, seeded per start (`KernelConfig::flood_seed`): one
+/// multiply-xorshift round per 32-bit word of the key, then a final mix.
+#[inline(always)]
+fn flood_hash(words: &[u32; 6]) -> u32 {
+    let mut h = config!(flood_seed) ^ 0x9e37_79b9;
+    for &w in words {
+        h = (h ^ w).wrapping_mul(0x85eb_ca6b);
+        h ^= h >> 13;
+    }
+    h = h.wrapping_mul(0xc2b2_ae35);
+    h ^ (h >> 16)
 }
 
 /// Ends a program run: a failure (already counted in `STATS` where it happened) is also logged

@@ -2,9 +2,9 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{LruHashMap, PerCpuArray, RingBuf},
+    maps::{Array, PerCpuArray, RingBuf},
 };
-use monitor_common::{KernelConfig, UdpFloodKey, UdpFloodState, stat};
+use monitor_common::{KernelConfig, UDP_FLOOD_SLOTS, UdpFloodSlot, stat};
 
 /// Every record for user space. The size here is a placeholder: user space sets the real one
 /// at load (`EbpfLoader::map_max_entries("EVENTS", ..)`).
@@ -15,11 +15,11 @@ pub static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 20, 0);
 #[map]
 pub static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(stat::COUNT, 0);
 
-/// UDP flood control: last emitted event and sends suppressed since, per (tgid, destination).
-/// LRU so that a process spraying many destinations evicts old keys instead of failing.
+/// UDP flood control: last emitted event and sends suppressed since, per (tgid, destination,
+/// port), in a direct-mapped table (see `UdpFloodSlot`). An array lookup is inlined by the
+/// verifier and a new key is an overwrite: no allocation or eviction on the send path.
 #[map]
-pub static UDP_FLOOD: LruHashMap<UdpFloodKey, UdpFloodState> =
-    LruHashMap::with_max_entries(16 * 1024, 0);
+pub static UDP_FLOOD: Array<UdpFloodSlot> = Array::with_max_entries(UDP_FLOOD_SLOTS, 0);
 
 /// Offsets and settings, written by the loader (`EbpfLoader::override_global("CONFIG", ..)`).
 #[unsafe(no_mangle)]

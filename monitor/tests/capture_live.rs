@@ -597,6 +597,73 @@ async fn a_udp_flood_is_suppressed_in_the_kernel_and_tcp_is_still_seen() {
     assert_eq!((tcp.protocol, tcp.dport), (IPPROTO_TCP, server.port));
 }
 
+/// Sends one datagram to each of `count` destinations 127.0.x.y on one port, then, once all
+/// are out, one more to the first `repeat` of them.
+const UDP_SPRAY: &str = r#"
+import socket, sys
+port, count, repeat = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+dests = [("127.%d.%d.%d" % (1 + i // 65536, (i // 256) % 256, i % 256), port) for i in range(count)]
+for d in dests:
+    s.sendto(b"s", d)
+for d in dests[:repeat]:
+    s.sendto(b"r", d)
+"#;
+
+/// Flood control keeps one slot per (process, destination, port) in a table of
+/// `UDP_FLOOD_SLOTS`: more live keys than that must still each be reported (a key that
+/// loses its slot is reported again, never hidden), and every send is accounted for.
+#[tokio::test]
+async fn more_udp_destinations_than_flood_slots_are_each_reported() {
+    let count = u64::from(monitor_common::UDP_FLOOD_SLOTS) * 5 / 4;
+    const REPEAT: u64 = 1000;
+    let mut capture = start(ProbeChoice::Auto);
+    let before = capture.kernel_stats().expect("kernel_stats");
+    let port = scratch_port(20);
+    let pid = python(
+        UDP_SPRAY,
+        &[&port.to_string(), &count.to_string(), &REPEAT.to_string()],
+    );
+    let events = collect_until(&mut capture, Duration::from_secs(10), |evs| {
+        let seen: HashSet<[u8; 16]> = connects(evs)
+            .filter(|c| c.tgid == pid && c.dport == port)
+            .map(|c| c.daddr)
+            .collect();
+        seen.len() as u64 == count
+    })
+    .await;
+    let after = capture.kernel_stats().expect("kernel_stats");
+    let mine: Vec<&ConnectEvent> = connects(&events)
+        .filter(|c| c.tgid == pid && c.dport == port)
+        .collect();
+    let distinct: HashSet<[u8; 16]> = mine.iter().map(|c| c.daddr).collect();
+    assert_eq!(
+        distinct.len() as u64,
+        count,
+        "every destination must be reported at least once"
+    );
+    let (reported, suppressed) = tally(&events, pid, port);
+    assert!(
+        reported >= count && reported <= count + REPEAT,
+        "{reported} events"
+    );
+    // The repeats were either suppressed (their key still held its slot) or reported again
+    // (displaced); all are accounted for, except a repeat whose count is still waiting in
+    // the table for a next send that never comes.
+    let pending = count + REPEAT - reported - suppressed;
+    assert!(pending <= REPEAT, "{pending} sends unaccounted for");
+    assert!(
+        after.udp_suppressed - before.udp_suppressed >= suppressed + pending,
+        "the kernel counter holds every suppressed send"
+    );
+    assert!(
+        after.flood_map_full > before.flood_map_full,
+        "{count} keys in {} slots within a second must displace live keys",
+        monitor_common::UDP_FLOOD_SLOTS
+    );
+    assert_eq!(after.ringbuf_lost, before.ringbuf_lost, "events were lost");
+}
+
 /// (events, sum of their suppressed counts) from `pid` to UDP `port`.
 fn tally(events: &[RawEvent], pid: u32, port: u16) -> (u64, u64) {
     connects(events)

@@ -134,6 +134,7 @@ pub fn load(cfg: &CaptureConfig) -> Result<LoadedProbes, CaptureError> {
     // collects everything else.
     config.wakeup_bytes = u64::from(ring_bytes / 4);
     config.exclude_tgid = cfg.exclude_tgid;
+    config.flood_seed = flood_seed();
 
     let log_level = kernel_log_level();
     // `EbpfLoader::new` parses all of /sys/kernel/btf/vmlinux (tens of MiB of heap) for CO-RE
@@ -249,6 +250,23 @@ pub fn load(cfg: &CaptureConfig) -> Result<LoadedProbes, CaptureError> {
         hooks,
         program_ids,
     })
+}
+
+/// A random seed for the kernel's flood-control hash. From getrandom(2); should that fail (it
+/// does not block for 4 bytes once the pool is initialised), the clock and pid still make it
+/// differ per start.
+fn flood_seed() -> u32 {
+    let mut seed = [0u8; 4];
+    // SAFETY: the buffer is valid for 4 bytes.
+    let n = unsafe { libc::getrandom(seed.as_mut_ptr().cast(), seed.len(), 0) };
+    if n == 4 {
+        return u32::from_ne_bytes(seed);
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    now ^ std::process::id().rotate_left(16)
 }
 
 /// The kernel wants a power-of-two multiple of the page size.
