@@ -113,11 +113,15 @@ impl Pipeline {
     fn drain(&mut self, out: &mut dyn FnMut(Emitted<'_>)) {
         for alert in self.alerts.drain(..) {
             self.counters.alerts += 1;
-            *self
-                .counters
-                .alerts_by_rule
-                .entry(alert.rule.id.clone())
-                .or_default() += 1;
+            // The id is copied only the first time a rule fires.
+            match self.counters.alerts_by_rule.get_mut(alert.rule.id.as_str()) {
+                Some(n) => *n += 1,
+                None => {
+                    self.counters
+                        .alerts_by_rule
+                        .insert(alert.rule.id.clone(), 1);
+                }
+            }
             out(Emitted::Alert(&alert));
         }
     }

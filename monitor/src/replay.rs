@@ -9,7 +9,7 @@ use std::io::BufRead;
 
 use thiserror::Error;
 
-use crate::record::{ConnectionRecord, RecordError};
+use crate::record::{ConnectionRecord, RecordDecoder, RecordError};
 
 #[derive(Debug, Error)]
 pub enum ReplayError {
@@ -32,7 +32,9 @@ pub struct ReplaySource<R> {
     /// Name used in errors (`-` for standard input is written as `<stdin>`).
     input: String,
     line: u64,
-    buf: String,
+    /// A line that straddles refills of the reader's buffer; empty otherwise.
+    buf: Vec<u8>,
+    decoder: RecordDecoder,
 }
 
 impl<R: BufRead> ReplaySource<R> {
@@ -41,7 +43,8 @@ impl<R: BufRead> ReplaySource<R> {
             reader,
             input: input.into(),
             line: 0,
-            buf: String::with_capacity(1024),
+            buf: Vec::new(),
+            decoder: RecordDecoder::new(),
         }
     }
 
@@ -53,24 +56,39 @@ impl<R: BufRead> ReplaySource<R> {
     /// The next connection event, `Ok(None)` at the end of input.
     pub fn next_record(&mut self) -> Result<Option<ConnectionRecord>, ReplayError> {
         loop {
-            self.buf.clear();
-            let n = self
-                .reader
-                .read_line(&mut self.buf)
-                .map_err(|error| ReplayError::Io {
-                    input: self.input.clone(),
-                    line: self.line + 1,
-                    error,
-                })?;
-            if n == 0 {
-                return Ok(None);
-            }
+            // A line wholly inside the reader's buffer is decoded where it lies; one that
+            // straddles a refill is gathered in `buf` first.
+            let available = self.reader.fill_buf().map_err(|error| ReplayError::Io {
+                input: self.input.clone(),
+                line: self.line + 1,
+                error,
+            })?;
+            let (end, consumed) = match memchr::memchr(b'\n', available) {
+                Some(i) => (i, i + 1),
+                None if available.is_empty() => {
+                    if self.buf.is_empty() {
+                        return Ok(None);
+                    }
+                    // The last line, without a newline.
+                    (0, 0)
+                }
+                None => {
+                    self.buf.extend_from_slice(available);
+                    let n = available.len();
+                    self.reader.consume(n);
+                    continue;
+                }
+            };
             self.line += 1;
-            let text = self.buf.trim();
-            if text.is_empty() {
-                continue;
-            }
-            match ConnectionRecord::from_json_line(text) {
+            let result = if self.buf.is_empty() {
+                decode_line(&mut self.decoder, &available[..end])
+            } else {
+                self.buf.extend_from_slice(&available[..end]);
+                decode_line(&mut self.decoder, &self.buf)
+            };
+            self.reader.consume(consumed);
+            self.buf.clear();
+            match result {
                 Ok(Some(rec)) => return Ok(Some(rec)),
                 Ok(None) => continue,
                 Err(error) => {
@@ -83,6 +101,26 @@ impl<R: BufRead> ReplaySource<R> {
             }
         }
     }
+}
+
+/// One line: `Ok(None)` for a blank line or a record of another kind.
+fn decode_line(
+    decoder: &mut RecordDecoder,
+    line: &[u8],
+) -> Result<Option<ConnectionRecord>, RecordError> {
+    // The one UTF-8 check of the line; the decoder reads it as text from here on.
+    let text = std::str::from_utf8(line)
+        .map_err(|e| {
+            RecordError::Json(format!(
+                "not UTF-8 text (byte {} of the line)",
+                e.valid_up_to() + 1
+            ))
+        })?
+        .trim();
+    if text.is_empty() {
+        return Ok(None);
+    }
+    decoder.decode(text)
 }
 
 #[cfg(test)]
@@ -115,5 +153,28 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert_eq!(err, "x: line 1: missing field `destination.ip`");
+    }
+
+    #[test]
+    fn a_line_that_is_not_utf8_is_an_error_naming_it() {
+        let mut input = format!("{GOOD}\n").into_bytes();
+        input.extend_from_slice(b"{\"@timestamp\":\"\xff\"}\n");
+        let mut src = ReplaySource::new(&input[..], "t.jsonl");
+        src.next_record().unwrap().unwrap();
+        let err = src.next_record().unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "t.jsonl: line 2: not a JSON object: not UTF-8 text (byte 16 of the line)"
+        );
+    }
+
+    #[test]
+    fn records_of_one_process_share_its_process_info() {
+        let input = format!("{GOOD}\n{}\n", GOOD.replace("10:00:00Z", "10:00:30Z"));
+        let mut src = ReplaySource::new(input.as_bytes(), "t.jsonl");
+        let a = src.next_record().unwrap().unwrap();
+        let b = src.next_record().unwrap().unwrap();
+        assert_ne!(a.timestamp, b.timestamp);
+        assert!(std::sync::Arc::ptr_eq(&a.process, &b.process));
     }
 }

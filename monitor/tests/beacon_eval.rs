@@ -371,13 +371,14 @@ fn memory_stays_bounded_at_100k_active_keys() {
     assert!(c.evicted_full > 0);
     let (series, rotating) = BeaconDetector::state_bytes();
     println!(
-        "\n{} destination keys + {} port keys: {:.1} MiB of heap held, {:.1} MiB peak \
-         (state {series} B per destination key, {rotating} B per port key; \
+        "\n{} destination keys + {} port keys: {:.1} MiB of heap held, {:.1} MiB peak, \
+         {:.0} B per key (state {series} B per destination key, {rotating} B per port key; \
          malloc's own overhead not included)",
         c.destination_keys,
         c.port_keys,
         held as f64 / MIB,
-        peak as f64 / MIB
+        peak as f64 / MIB,
+        held as f64 / det.key_count() as f64
     );
     assert!(
         (peak as f64) < 48.0 * MIB,
@@ -387,4 +388,72 @@ fn memory_stays_bounded_at_100k_active_keys() {
     drop(det);
     let after = detector_bytes();
     assert!(after.abs() < 4096, "{after} bytes still held after drop");
+}
+
+#[test]
+fn bytes_per_destination_key_seen_once_and_with_intervals() {
+    // Destination keys only (no port keys), one process, 20,000 addresses: heap bytes per
+    // key after one check-in each, then after two more (60 s apart: two intervals held).
+    let cfg = BeaconConfig {
+        rotating_ip_key: false,
+        ..BeaconConfig::default()
+    };
+    let keys = 20_000u32;
+    let process = Arc::new(ProcessInfo {
+        pid: 100,
+        executable: Some("/usr/bin/agent".into()),
+        user_id: Some(1000),
+        ..ProcessInfo::default()
+    });
+    let host: Arc<str> = Arc::from("h");
+    let record = |i: u32, round: u32| ConnectionRecord {
+        timestamp: Timestamp::from_secs_f64(
+            1_780_000_000.0 + f64::from(round) * 60.0 + f64::from(i) * 1e-3,
+        ),
+        host_name: host.clone(),
+        process: process.clone(),
+        source: None,
+        destination: Endpoint {
+            ip: IpAddr::V6(Ipv6Addr::new(
+                0x2001,
+                0xdb8,
+                0,
+                0,
+                0,
+                0,
+                (i >> 16) as u16,
+                i as u16,
+            )),
+            port: 8088,
+        },
+        transport: Transport::Tcp,
+        partial: false,
+        suppressed: 0,
+        probe: None,
+    };
+    let rounds: Vec<Vec<ConnectionRecord>> = (0..3)
+        .map(|round| (0..keys).map(|i| record(i, round)).collect())
+        .collect();
+    let mut out = Vec::new();
+    let before = live_bytes();
+    let mut det = BeaconDetector::new(cfg);
+    for r in &rounds[0] {
+        det.process(r, &mut out);
+    }
+    let once = (live_bytes() - before) as f64 / f64::from(keys);
+    for r in rounds[1..].iter().flatten() {
+        det.process(r, &mut out);
+    }
+    let with_intervals = (live_bytes() - before) as f64 / f64::from(keys);
+    assert!(out.is_empty());
+    assert_eq!(det.key_count(), keys as usize);
+    println!(
+        "\nheap per destination key (detector included, malloc's own overhead not): \
+         {once:.0} B seen once, {with_intervals:.0} B with intervals"
+    );
+    assert!(once < 200.0, "{once:.0} B per key seen once");
+    assert!(
+        with_intervals < 400.0,
+        "{with_intervals:.0} B per key with intervals"
+    );
 }

@@ -6,11 +6,12 @@
 //! - the **port key** (process identity, destination port, transport), which catches C2
 //!   that rotates over a small pool of server addresses.
 //!
-//! A key holds a fixed-size `Series`: the last `RING` check-in intervals in milliseconds and
-//! a few timestamps, 160 bytes. Sends closer together than the coalescing gap are one
-//! check-in. On each new check-in, once enough intervals are held and the key is not in its
-//! suppression window, the intervals are scored (`periodicity::analyze`) and a periodic key
-//! raises one alert. Only event timestamps are used, so a replay of a capture raises the same
+//! A key holds a `Series`: a few timestamps inline (32 bytes) and, from its first recorded
+//! interval on, a heap ring of the last `RING` check-in intervals in milliseconds; most keys
+//! never get that far. Sends closer together than the coalescing gap are one check-in. On
+//! each new check-in, once enough intervals are held and the key is not in its suppression
+//! window, the intervals are scored (`periodicity::analyze`, skipped when a cheap bound shows
+//! the share bar cannot be met) and a periodic key raises one alert. Only event timestamps are used, so a replay of a capture raises the same
 //! alerts as the live run did.
 //!
 //! Memory is bounded: each key table is an LRU with a configurable cap, and keys with no
@@ -19,7 +20,7 @@
 //! gap, so when `advance` is called does not change which alerts are raised.
 
 use std::collections::BTreeMap;
-use std::hash::{DefaultHasher, Hash, Hasher};
+use std::hash::{BuildHasher as _, DefaultHasher, Hash, Hasher};
 use std::net::IpAddr;
 use std::num::NonZeroUsize;
 use std::str::FromStr;
@@ -517,7 +518,9 @@ impl Settings {
 
     /// The periodicity of `series` if it is a beacon by the configured bars.
     fn beacon(&self, series: &Series) -> Option<Periodicity> {
-        let p = periodicity::analyze(series.intervals(), &self.score)?;
+        // Skips the full analysis where the share bar cannot be met (most busy keys).
+        let p =
+            periodicity::analyze_if_share(series.intervals(), &self.score, self.min_share - 1e-9)?;
         let is_beacon = p.median_ms >= self.min_interval_ms
             && p.median_ms <= self.max_interval_ms
             && p.share >= self.min_share - 1e-9
@@ -557,9 +560,25 @@ enum Step {
     Recorded,
 }
 
-/// One key's check-in history. Fixed size (no heap): the ring of intervals and a few times.
+/// One key's check-in history: a few times inline, and the ring of intervals on the heap
+/// from the first recorded interval on. Most keys never get one (a destination reached
+/// once, or only in bursts), and those cost 32 bytes instead of 160.
 #[derive(Clone, Debug)]
 struct Series {
+    /// Start of the current check-in (ns).
+    checkin_start: i64,
+    /// Latest send seen (ns); the coalescing gap runs from here.
+    last_send: i64,
+    /// Check-ins since the series (re)started.
+    checkins: u32,
+    /// Intervals and the last alert, once there is an interval.
+    ring: Option<Box<IntervalRing>>,
+}
+
+/// A key's recorded intervals. Kept (emptied) when the series restarts, so the last
+/// alert's suppression window survives the restart.
+#[derive(Clone, Debug)]
+struct IntervalRing {
     /// Interval between consecutive check-in starts, milliseconds; a ring, oldest
     /// overwritten. Order does not matter to the statistics.
     intervals: [u32; RING],
@@ -567,12 +586,6 @@ struct Series {
     next: u8,
     /// Filled ring slots.
     len: u8,
-    /// Check-ins since the series (re)started.
-    checkins: u32,
-    /// Start of the current check-in (ns).
-    checkin_start: i64,
-    /// Latest send seen (ns); the coalescing gap runs from here.
-    last_send: i64,
     /// Time of the last alert (ns), `i64::MIN` if none.
     last_alert: i64,
 }
@@ -580,18 +593,29 @@ struct Series {
 impl Series {
     fn new(t: i64) -> Series {
         Series {
-            intervals: [0; RING],
-            next: 0,
-            len: 0,
-            checkins: 1,
             checkin_start: t,
             last_send: t,
-            last_alert: i64::MIN,
+            checkins: 1,
+            ring: None,
         }
     }
 
     fn intervals(&self) -> &[u32] {
-        &self.intervals[..usize::from(self.len)]
+        self.ring
+            .as_deref()
+            .map_or(&[], |r| &r.intervals[..usize::from(r.len)])
+    }
+
+    /// Time of the last alert (ns), `i64::MIN` if none.
+    fn last_alert(&self) -> i64 {
+        self.ring.as_deref().map_or(i64::MIN, |r| r.last_alert)
+    }
+
+    /// Records an alert at `t`. Only a key with intervals alerts, so the ring exists.
+    fn set_last_alert(&mut self, t: i64) {
+        if let Some(r) = self.ring.as_deref_mut() {
+            r.last_alert = t;
+        }
     }
 
     fn observe(&mut self, t: i64, s: &Settings) -> Step {
@@ -605,8 +629,10 @@ impl Series {
         self.last_send = t;
         self.checkin_start = t;
         if interval > s.max_interval_ns {
-            self.len = 0;
-            self.next = 0;
+            if let Some(r) = self.ring.as_deref_mut() {
+                r.len = 0;
+                r.next = 0;
+            }
             self.checkins = 1;
             return Step::Restarted;
         }
@@ -614,58 +640,105 @@ impl Series {
         if interval < s.min_interval_ns {
             return Step::TooShort;
         }
+        let r = self.ring.get_or_insert_with(|| {
+            Box::new(IntervalRing {
+                intervals: [0; RING],
+                next: 0,
+                len: 0,
+                last_alert: i64::MIN,
+            })
+        });
         // max_interval is at most 7 days, so the milliseconds fit a u32.
-        self.intervals[usize::from(self.next)] = (interval / 1_000_000) as u32;
-        self.next = ((usize::from(self.next) + 1) % RING) as u8;
-        self.len = (usize::from(self.len) + 1).min(RING) as u8;
+        r.intervals[usize::from(r.next)] = (interval / 1_000_000) as u32;
+        r.next = ((usize::from(r.next) + 1) % RING) as u8;
+        r.len = (usize::from(r.len) + 1).min(RING) as u8;
         Step::Recorded
     }
 
     /// Within the suppression window of its last alert.
     fn in_window(&self, t: i64, s: &Settings) -> bool {
-        self.last_alert != i64::MIN && t.saturating_sub(self.last_alert) < s.suppress_ns
+        let last_alert = self.last_alert();
+        last_alert != i64::MIN && t.saturating_sub(last_alert) < s.suppress_ns
     }
 
     /// Enough intervals to score, and not in a suppression window.
     fn due(&self, t: i64, s: &Settings) -> bool {
-        usize::from(self.len) >= s.min_intervals && !self.in_window(t, s)
+        self.intervals().len() >= s.min_intervals && !self.in_window(t, s)
     }
 }
 
-/// The port key's series plus which destination each recent check-in went to.
+/// The port key's series plus which destination each recent check-in went to. Like the
+/// intervals, the destination ring is allocated on the second check-in.
 #[derive(Clone, Debug)]
 struct RotatingSeries {
     series: Series,
-    /// Hash of the destination IP of each of the last `RING` check-ins.
-    destinations: [u32; RING],
-    next: u8,
-    len: u8,
+    /// Hashes of the destination IPs of the last `RING` check-ins, once there are two.
+    destinations: Option<Box<DestinationRing>>,
+    /// The destination of the only check-in while `destinations` is `None`.
+    first_destination: u32,
     /// Time (ns) a destination key under this port key last alerted, `i64::MIN` if none:
     /// that beacon is reported, so the port key stays quiet for the window.
     destination_alert: i64,
 }
 
-impl RotatingSeries {
-    fn new(t: i64, dest: u32) -> Self {
-        let mut r = RotatingSeries {
-            series: Series::new(t),
-            destinations: [0; RING],
-            next: 0,
-            len: 0,
-            destination_alert: i64::MIN,
-        };
-        r.push_destination(dest);
-        r
-    }
+#[derive(Clone, Debug)]
+struct DestinationRing {
+    hashes: [u32; RING],
+    next: u8,
+    len: u8,
+}
 
-    fn push_destination(&mut self, dest: u32) {
-        self.destinations[usize::from(self.next)] = dest;
+impl DestinationRing {
+    fn push(&mut self, dest: u32) {
+        self.hashes[usize::from(self.next)] = dest;
         self.next = ((usize::from(self.next) + 1) % RING) as u8;
         self.len = (usize::from(self.len) + 1).min(RING) as u8;
     }
+}
+
+impl RotatingSeries {
+    fn new(t: i64, dest: u32) -> Self {
+        RotatingSeries {
+            series: Series::new(t),
+            destinations: None,
+            first_destination: dest,
+            destination_alert: i64::MIN,
+        }
+    }
+
+    fn push_destination(&mut self, dest: u32) {
+        match self.destinations.as_deref_mut() {
+            Some(r) => r.push(dest),
+            None => {
+                let mut r = Box::new(DestinationRing {
+                    hashes: [0; RING],
+                    next: 0,
+                    len: 0,
+                });
+                r.push(self.first_destination);
+                r.push(dest);
+                self.destinations = Some(r);
+            }
+        }
+    }
+
+    /// The series started over: `dest` is its only check-in.
+    fn restart_destinations(&mut self, dest: u32) {
+        match self.destinations.as_deref_mut() {
+            Some(r) => {
+                r.len = 0;
+                r.next = 0;
+                r.push(dest);
+            }
+            None => self.first_destination = dest,
+        }
+    }
 
     fn destinations(&self) -> &[u32] {
-        &self.destinations[..usize::from(self.len)]
+        match self.destinations.as_deref() {
+            Some(r) => &r.hashes[..usize::from(r.len)],
+            None => std::slice::from_ref(&self.first_destination),
+        }
     }
 
     /// Distinct destinations among the recent check-ins, and the most check-ins any one
@@ -691,7 +764,7 @@ impl RotatingSeries {
     /// quarters).
     fn rotates(&self, min_checkins: usize) -> Option<usize> {
         let (distinct, top) = self.destination_spread();
-        let n = usize::from(self.len);
+        let n = self.destinations().len();
         (distinct >= 2 && distinct * 2 <= n && (top < min_checkins || top * 4 <= n * 3))
             .then_some(distinct)
     }
@@ -729,10 +802,49 @@ fn process_identity(p: &ProcessInfo) -> u64 {
     h.finish()
 }
 
+/// 32 bits of the destination address for the port key's destination ring (fixed seed:
+/// the same in every run).
 fn destination_hash(ip: IpAddr) -> u32 {
-    let mut h = DefaultHasher::new();
-    ip.hash(&mut h);
-    h.finish() as u32
+    foldhash::fast::FixedState::with_seed(0x6465_7374).hash_one(ip) as u32
+}
+
+/// Slots of the identity cache: more than the processes a busy host interleaves.
+const IDENTITY_SLOTS: usize = 64;
+
+/// `process_identity` per shared `ProcessInfo`: records of one process share one `Arc`
+/// (the process table and the replay decoder hand out the same one), so the identity is
+/// hashed once per process rather than once per record. Each slot holds its `Arc`, so
+/// the address cannot be reused by another process while it is cached.
+struct IdentityCache {
+    slots: Box<[Option<CachedIdentity>]>,
+}
+
+/// A process and its identity.
+type CachedIdentity = (Arc<ProcessInfo>, u64);
+
+impl IdentityCache {
+    fn new() -> Self {
+        IdentityCache {
+            slots: (0..IDENTITY_SLOTS).map(|_| None).collect(),
+        }
+    }
+
+    fn identity(&mut self, p: &Arc<ProcessInfo>) -> u64 {
+        let addr = Arc::as_ptr(p) as usize;
+        let slot = ((addr >> 4) ^ (addr >> 12)) % IDENTITY_SLOTS;
+        if let Some((q, id)) = &self.slots[slot]
+            && Arc::ptr_eq(q, p)
+        {
+            return *id;
+        }
+        let id = process_identity(p);
+        self.slots[slot] = Some((p.clone(), id));
+        id
+    }
+
+    fn clear(&mut self) {
+        self.slots.iter_mut().for_each(|s| *s = None);
+    }
 }
 
 /// Finds periodic check-ins per key in a stream of connection records.
@@ -742,6 +854,7 @@ pub struct BeaconDetector {
     ports: Option<LruCache<PortKey, RotatingSeries>>,
     rule_destination: Arc<RuleMeta>,
     rule_rotating: Arc<RuleMeta>,
+    identities: IdentityCache,
     counters: BeaconCounters,
     /// Latest event time seen (ns); idle eviction runs when it moves forward.
     latest: i64,
@@ -795,6 +908,7 @@ impl BeaconDetector {
                 ],
                 ruleset: "detector".into(),
             }),
+            identities: IdentityCache::new(),
             counters: BeaconCounters::default(),
             latest: i64::MIN,
         }
@@ -818,7 +932,7 @@ impl BeaconDetector {
             self.counters.allowlisted += 1;
             return;
         }
-        let process = process_identity(&rec.process);
+        let process = self.identities.identity(&rec.process);
         let dest = rec.destination;
         let port_key = PortKey {
             process,
@@ -848,14 +962,14 @@ impl BeaconDetector {
                     && !rotation_reported
                     && let Some(p) = self.s.beacon(series)
                 {
-                    series.last_alert = t;
+                    series.set_last_alert(t);
                     let checkins = series.checkins;
                     let labels = BTreeMap::from([("beacon_key".into(), "destination".into())]);
                     let rule = self.rule_destination.clone();
                     out.push(self.alert(rec, rule, &p, checkins, labels));
                     Some(t)
                 } else {
-                    series.in_window(t, &self.s).then_some(series.last_alert)
+                    series.in_window(t, &self.s).then_some(series.last_alert())
                 }
             }
             None => {
@@ -874,11 +988,7 @@ impl BeaconDetector {
                 let step = r.series.observe(t, &self.s);
                 match step {
                     Step::Coalesced => {}
-                    Step::Restarted => {
-                        r.len = 0;
-                        r.next = 0;
-                        r.push_destination(dest_hash);
-                    }
+                    Step::Restarted => r.restart_destinations(dest_hash),
                     Step::TooShort | Step::Recorded => r.push_destination(dest_hash),
                 }
                 if let Some(at) = destination_reported {
@@ -892,7 +1002,7 @@ impl BeaconDetector {
                     && let Some(distinct) = r.rotates(self.s.min_intervals + 1)
                     && let Some(p) = self.s.beacon(&r.series)
                 {
-                    r.series.last_alert = t;
+                    r.series.set_last_alert(t);
                     let checkins = r.series.checkins;
                     let labels = BTreeMap::from([
                         ("beacon_key".into(), "process_port".into()),
@@ -927,6 +1037,7 @@ impl BeaconDetector {
         if let Some(p) = self.ports.as_mut() {
             p.clear();
         }
+        self.identities.clear();
     }
 
     /// Keys held: destination keys plus port keys.
@@ -942,10 +1053,17 @@ impl BeaconDetector {
         }
     }
 
-    /// Bytes of per-key state for one destination key and one port key (the values, not
-    /// counting the LRU's links, key copy and index entry).
+    /// Bytes of per-key state held inline for one destination key and one port key (the
+    /// values, not counting the LRU's links, key copy and index entry). A key with a
+    /// recorded interval also holds the rings of `ring_bytes`.
     pub fn state_bytes() -> (usize, usize) {
         (size_of::<Series>(), size_of::<RotatingSeries>())
+    }
+
+    /// Bytes of the heap rings a key allocates from its second check-in on: the interval
+    /// ring (destination and port keys) and the destination ring (port keys).
+    pub fn ring_bytes() -> (usize, usize) {
+        (size_of::<IntervalRing>(), size_of::<DestinationRing>())
     }
 
     fn evict_idle(&mut self, now: i64) {
@@ -1549,9 +1667,16 @@ mod tests {
 
     #[test]
     fn per_key_state_is_a_few_hundred_bytes() {
+        // Inline: what a key seen once holds.
         let (series, rotating) = BeaconDetector::state_bytes();
-        assert!(series <= 192, "Series is {series} bytes");
-        assert!(rotating <= 320, "RotatingSeries is {rotating} bytes");
+        assert!(series <= 32, "Series is {series} bytes");
+        assert!(rotating <= 56, "RotatingSeries is {rotating} bytes");
+        let (intervals, destinations) = BeaconDetector::ring_bytes();
+        assert!(intervals <= 144, "IntervalRing is {intervals} bytes");
+        assert!(
+            destinations <= 136,
+            "DestinationRing is {destinations} bytes"
+        );
         assert!(size_of::<DestinationKey>() <= 32);
         assert!(size_of::<PortKey>() <= 16);
     }

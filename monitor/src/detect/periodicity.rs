@@ -101,42 +101,109 @@ impl Periodicity {
 /// Analyses `intervals` (milliseconds, any order). `None` when there are none or more than
 /// `RING`.
 pub fn analyze(intervals: &[u32], p: &ScoreParams) -> Option<Periodicity> {
+    let mut sorted = [0f64; RING];
+    let xs = sorted_intervals(intervals, &mut sorted)?;
+    analyze_sorted(xs, p, 0)
+}
+
+/// `analyze`, or `None` when its share would be below `min_share`, found without the full
+/// analysis where bounds show it (most irregular series: the common case for a busy key,
+/// which is checked on every new interval).
+pub fn analyze_if_share(intervals: &[u32], p: &ScoreParams, min_share: f64) -> Option<Periodicity> {
+    let mut sorted = [0f64; RING];
+    let xs = sorted_intervals(intervals, &mut sorted)?;
+    let n = xs.len();
+    // The fewest explained intervals that meet the bar, compared as `share` is computed.
+    let floor = (0..=n)
+        .find(|&e| e as f64 / n as f64 >= min_share)
+        .unwrap_or(n + 1);
+    analyze_sorted(xs, p, floor)
+}
+
+/// Most intervals a reading with missed check-ins can explain. It explains on-time
+/// intervals, all within [c(1 − f), c(1 + f)], and folded ones; all of them lie within
+/// [c(1 − f), (m + 1)·c(1 + f)] (f the fold tolerance, m the most missed check-ins), and an
+/// admissible reading has no more folded intervals than on-time ones minus the margin.
+/// Counting the fullest run of sorted intervals that spans each ratio bounds both,
+/// whatever c is.
+fn fold_bound(xs: &[f64], p: &ScoreParams) -> usize {
+    if p.max_missed == 0 {
+        return 0;
+    }
+    let f = p.fold_tolerance;
+    let on_time = fullest_run(xs, (1.0 + f) / (1.0 - f));
+    let banded = fullest_run(xs, f64::from(p.max_missed + 1) * (1.0 + f) / (1.0 - f));
+    // All on time (nothing missed), or on time plus at most on time − margin folded.
+    let folded = on_time.max((2 * on_time).saturating_sub(p.margin(xs.len())));
+    folded.min(banded)
+}
+
+/// The most sorted intervals within a factor `ratio` of the smallest of them. Widened by a
+/// relative 1e-9 so rounding in `fold_k` cannot put an explained interval outside it.
+fn fullest_run(xs: &[f64], ratio: f64) -> usize {
+    let ratio = ratio * (1.0 + 1e-9);
+    let mut widest = 0;
+    let mut end = 0;
+    for start in 0..xs.len() {
+        end = end.max(start);
+        while end < xs.len() && xs[end] <= ratio * xs[start] {
+            end += 1;
+        }
+        widest = widest.max(end - start);
+    }
+    widest
+}
+
+/// `intervals` as sorted floats in `buf`; `None` when there are none or more than `RING`.
+fn sorted_intervals<'b>(intervals: &[u32], buf: &'b mut [f64; RING]) -> Option<&'b [f64]> {
     let n = intervals.len();
     if n == 0 || n > RING {
         return None;
     }
-    let mut sorted = [0f64; RING];
-    for (x, &v) in sorted.iter_mut().zip(intervals) {
+    for (x, &v) in buf.iter_mut().zip(intervals) {
         *x = f64::from(v);
     }
-    let xs = &mut sorted[..n];
+    let xs = &mut buf[..n];
     sort(xs);
+    Some(xs)
+}
 
+/// The analysis of `xs` (sorted, 1 to `RING` of them), or `None` when it would explain
+/// fewer than `floor` intervals (0: always the analysis).
+///
+/// The reading with missed check-ins wins only when it explains more than the steady one,
+/// so it is searched only when its bound allows that, and among fits that would win.
+fn analyze_sorted(xs: &[f64], p: &ScoreParams, floor: usize) -> Option<Periodicity> {
+    let n = xs.len();
+    let (start, count) = steady_window(xs, p.tolerance);
+    let fold_most = fold_bound(xs, p);
+    if count.max(fold_most) < floor {
+        return None;
+    }
     // The explained intervals, each as one period, for the statistics.
     let mut periods = [0f64; RING];
-    let (explained, folded, missed) = {
-        let (start, count) = steady_window(xs, p.tolerance);
-        let steady = Fit {
-            on_time: count,
-            folded: 0,
-            missed: 0,
-        };
-        // Ties go to the steady reading, which assumes nothing missed.
-        match best_fold(xs, p) {
-            Some((c, fit)) if fit.explained() > steady.explained() => {
-                let mut m = 0;
-                for &x in xs.iter() {
-                    if let Some(k) = fold_k(x, c, p) {
-                        periods[m] = x / f64::from(k);
-                        m += 1;
-                    }
+    // Ties go to the steady reading, which assumes nothing missed.
+    let fold = if fold_most > count {
+        best_fold(xs, p, floor.max(count + 1))
+    } else {
+        None
+    };
+    let (explained, folded, missed) = match fold {
+        Some((c, fit)) => {
+            let mut m = 0;
+            for &x in xs.iter() {
+                if let Some(k) = fold_k(x, c, p) {
+                    periods[m] = x / f64::from(k);
+                    m += 1;
                 }
-                (fit.explained(), fit.folded, fit.missed)
             }
-            _ => {
-                periods[..count].copy_from_slice(&xs[start..start + count]);
-                (count, 0, 0)
-            }
+            (fit.explained(), fit.folded, fit.missed)
+        }
+        // The best fold, if any, explained fewer than `floor`.
+        None if count < floor => return None,
+        None => {
+            periods[..count].copy_from_slice(&xs[start..start + count]);
+            (count, 0, 0)
         }
     };
     let ps = &mut periods[..explained];
@@ -219,50 +286,92 @@ fn steady_window(xs: &[f64], t: f64) -> (usize, usize) {
 /// How many periods of `c` the interval `x` spans, if it is within the fold band of a whole
 /// number of them (1 = on time).
 fn fold_k(x: f64, c: f64, p: &ScoreParams) -> Option<u32> {
-    let k = (x / c).round();
-    (k >= 1.0 && k <= f64::from(p.max_missed + 1) && (x - k * c).abs() <= p.fold_tolerance * k * c)
-        .then_some(k as u32)
+    let y = x / c;
+    // k = round(y) (half away from zero) must be 1 to max_missed + 1; NaN fails too.
+    if !(y >= 0.5 && y < f64::from(p.max_missed) + 1.5) {
+        return None;
+    }
+    // `round` is a libm call on baseline x86_64; truncation by cast is one instruction, and
+    // `y - t` is exact, so this is the same k.
+    let t = f64::from(y as u32);
+    let k = if y - t >= 0.5 { t + 1.0 } else { t };
+    ((x - k * c).abs() <= p.fold_tolerance * k * c).then_some(k as u32)
 }
 
-fn fit_with(xs: &[f64], c: f64, p: &ScoreParams) -> (Fit, f64, u32) {
+/// The fit of period `c`, with the sum and period count of what it explains; `None` as
+/// soon as it cannot explain `at_least` intervals.
+fn fit_with(xs: &[f64], c: f64, p: &ScoreParams, at_least: usize) -> Option<(Fit, f64, u32)> {
     let mut fit = Fit::default();
     let (mut total, mut periods) = (0.0, 0u32);
-    for &x in xs {
-        match fold_k(x, c, p) {
-            Some(1) => fit.on_time += 1,
-            Some(k) => {
-                fit.folded += 1;
-                fit.missed += (k - 1) as usize;
-            }
-            None => continue,
+    for (i, &x) in xs.iter().enumerate() {
+        if fit.explained() + (xs.len() - i) < at_least {
+            return None;
+        }
+        let Some(k) = fold_k(x, c, p) else {
+            continue;
+        };
+        if k == 1 {
+            fit.on_time += 1;
+        } else {
+            fit.folded += 1;
+            fit.missed += (k - 1) as usize;
         }
         total += x;
-        periods += fold_k(x, c, p).unwrap_or(1);
+        periods += k;
     }
-    (fit, total, periods)
+    (fit.explained() >= at_least).then_some((fit, total, periods))
 }
 
 /// The period that explains the most intervals when missed check-ins are allowed, and its
-/// fit, among admissible fits. Candidates are the intervals themselves (one of them is on
-/// time if any is), each refined once to total time / total periods of what it explains.
-fn best_fold(xs: &[f64], p: &ScoreParams) -> Option<(f64, Fit)> {
+/// fit, among admissible fits, if it explains at least `at_least` (the best among those is
+/// the best of all then). Candidates are the intervals themselves (one of them is on time
+/// if any is), each refined once to total time / total periods of what it explains.
+fn best_fold(xs: &[f64], p: &ScoreParams, at_least: usize) -> Option<(f64, Fit)> {
     if p.max_missed == 0 {
         return None;
     }
     let margin = p.margin(xs.len());
+    let f = p.fold_tolerance;
+    // Widened so rounding cannot move an interval across a bound.
+    let (widen_lo, widen_hi) = (
+        (1.0 - f) * (1.0 - f) * (1.0 - 1e-9),
+        (1.0 + f) * (1.0 + f) * (1.0 + 1e-9),
+    );
+    let most = f64::from(p.max_missed + 1);
+    let within =
+        |lo: f64, hi: f64| xs.partition_point(|&x| x <= hi) - xs.partition_point(|&x| x < lo);
     let mut best: Option<(f64, Fit)> = None;
     for (i, &candidate) in xs.iter().enumerate() {
         // Equal neighbours give the same candidate.
         if candidate <= 0.0 || (i > 0 && xs[i - 1] == candidate) {
             continue;
         }
-        let (_, total, periods) = fit_with(xs, candidate, p);
+        // The refined period is a weighted mean of intervals / periods that the candidate
+        // explains, so within [cand(1 − f), cand(1 + f)]; the refined fit's on-time
+        // intervals are then within [cand(1 − f)², cand(1 + f)²] and all it explains
+        // within (m + 1)·cand(1 + f)². A candidate whose admissible fit cannot reach
+        // `at_least` by those counts is skipped without computing it.
+        let on_time = within(candidate * widen_lo, candidate * widen_hi);
+        let banded = within(candidate * widen_lo, most * candidate * widen_hi);
+        if on_time
+            .max((2 * on_time).saturating_sub(margin))
+            .min(banded)
+            < at_least
+        {
+            continue;
+        }
+        // At least 0: always a fit.
+        let Some((_, total, periods)) = fit_with(xs, candidate, p, 0) else {
+            continue;
+        };
         let c = if periods > 0 {
             total / f64::from(periods)
         } else {
             candidate
         };
-        let (fit, _, _) = fit_with(xs, c, p);
+        let Some((fit, _, _)) = fit_with(xs, c, p, at_least) else {
+            continue;
+        };
         if !fit.admissible(margin) {
             continue;
         }
@@ -409,5 +518,150 @@ mod tests {
     fn empty_or_oversized_input_has_no_analysis() {
         assert_eq!(analyze(&[], &P), None);
         assert_eq!(analyze(&[1; RING + 1], &P), None);
+    }
+
+    #[test]
+    fn the_share_bound_never_hides_a_reading_that_meets_the_bar() {
+        // Seeded series of every kind the detector meets (steady with jitter, missed
+        // check-ins, irregular, a mix), under several parameter sets and bars: the bounded
+        // analysis is either the full one or refused where the full one misses the bar.
+        let mut x = 0xB0_0517_u64;
+        let mut next = move || {
+            x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = x;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^ (z >> 31)
+        };
+        let params = [
+            P,
+            ScoreParams { max_missed: 0, ..P },
+            ScoreParams {
+                tolerance: 0.1,
+                fold_tolerance: 0.3,
+                max_missed: 10,
+                missed_margin: 0,
+                min_intervals: 3,
+            },
+        ];
+        let (mut refused, mut passed) = (0, 0);
+        for case in 0..6000u64 {
+            let n = 3 + (case % 30) as usize;
+            let period = 5_000.0 + (next() % 600_000) as f64;
+            let mut unit = || (next() >> 11) as f64 / (1u64 << 53) as f64;
+            let xs: Vec<u32> = (0..n)
+                .map(|_| {
+                    let v = match case % 4 {
+                        0 => period * (1.0 + 0.8 * (unit() - 0.5)),
+                        1 => period * (1.0 + (unit() * 3.0).floor()) * (1.0 + 0.4 * (unit() - 0.5)),
+                        2 => 5_000.0 - period * (1.0 - unit()).ln(),
+                        _ if unit() < 0.8 => period * (1.0 + 0.2 * (unit() - 0.5)),
+                        _ => 5_000.0 + unit() * 4.0 * period,
+                    };
+                    v as u32
+                })
+                .collect();
+            for p in &params {
+                let full = analyze(&xs, p).unwrap();
+                for bar in [0.93 - 1e-9, 0.8, 0.5] {
+                    match analyze_if_share(&xs, p, bar) {
+                        Some(q) => {
+                            assert_eq!(q, full, "{xs:?}");
+                            passed += 1;
+                        }
+                        None => {
+                            assert!(full.share < bar, "refused {full:?} for {xs:?}");
+                            refused += 1;
+                        }
+                    }
+                }
+            }
+        }
+        assert!(
+            refused > 1000 && passed > 1000,
+            "{refused} refused, {passed} passed"
+        );
+    }
+
+    #[test]
+    fn skipping_the_fold_search_keeps_the_reading_the_full_search_picks() {
+        // The reading `analyze` reports is the one the unpruned search picks: every
+        // candidate period, no bound, no early exit.
+        let mut x = 0x5ca1_ab1e_u64;
+        let mut next = move || {
+            x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = x;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^ (z >> 31)
+        };
+        let mut folded_readings = 0;
+        for case in 0..20_000u64 {
+            let n = 1 + (case % RING as u64) as usize;
+            let period = 5_000 + next() % 300_000;
+            let xs: Vec<u32> = (0..n)
+                .map(|_| {
+                    let k = if case % 3 == 0 { 1 } else { 1 + next() % 4 };
+                    let jitter = (next() % 400) as i64 - 200;
+                    let v = (period * k) as i64 * (1000 + jitter) / 1000;
+                    if next() % 8 == 0 {
+                        (5_000 + next() % 900_000) as u32
+                    } else {
+                        v as u32
+                    }
+                })
+                .collect();
+            let mut buf = [0f64; RING];
+            let sorted = sorted_intervals(&xs, &mut buf).unwrap();
+            let (_, count) = steady_window(sorted, P.tolerance);
+            let expected = match best_fold(sorted, &P, 0) {
+                Some((_, fit)) if fit.explained() > count => {
+                    folded_readings += 1;
+                    (fit.explained(), fit.folded, fit.missed)
+                }
+                _ => (count, 0, 0),
+            };
+            let got = analyze(&xs, &P).unwrap();
+            assert_eq!((got.explained, got.folded, got.missed), expected, "{xs:?}");
+        }
+        assert!(folded_readings > 1000, "{folded_readings}");
+    }
+
+    #[test]
+    fn fold_k_rounds_as_f64_round_does() {
+        let reference = |x: f64, c: f64, p: &ScoreParams| {
+            let k = (x / c).round();
+            (k >= 1.0
+                && k <= f64::from(p.max_missed + 1)
+                && (x - k * c).abs() <= p.fold_tolerance * k * c)
+                .then_some(k as u32)
+        };
+        let mut x = 0x0f01d_u64;
+        let mut next = move || {
+            x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = x;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^ (z >> 31)
+        };
+        let wide = ScoreParams {
+            fold_tolerance: 0.3,
+            max_missed: 10,
+            ..P
+        };
+        for _ in 0..200_000 {
+            let c = 1.0 + (next() % 3_600_000) as f64;
+            // Half-way points between multiples, and anything up to 14 periods.
+            let xs = [
+                (next() % 28) as f64 * c / 2.0,
+                c * (next() % 14_000) as f64 / 1000.0,
+                (1 + next() % 50_000_000) as f64,
+            ];
+            for x in xs {
+                for p in [&P, &wide] {
+                    assert_eq!(fold_k(x, c, p), reference(x, c, p), "x {x} c {c}");
+                }
+            }
+        }
     }
 }
