@@ -57,6 +57,7 @@ pub struct RuleEngine {
     /// Rules to evaluate for the current event (reused buffers).
     candidates: Vec<u32>,
     seen: Vec<u64>,
+    fired: Vec<u64>,
 }
 
 impl RuleEngine {
@@ -76,6 +77,7 @@ impl RuleEngine {
             text: TextBuf::new(),
             candidates: Vec::new(),
             seen: Vec::new(),
+            fired: Vec::new(),
         }
     }
 
@@ -120,9 +122,13 @@ impl RuleEngine {
     fn select(&mut self, rec: &ConnectionRecord) {
         self.scratch.reset();
         let rules = &self.rules;
-        rules
-            .index
-            .candidates(&rules.tests, rec, &mut self.scratch, &mut self.seen);
+        rules.index.candidates(
+            &rules.tests,
+            rec,
+            &mut self.scratch,
+            &mut self.seen,
+            &mut self.fired,
+        );
         self.scratch.drop_excluded(&rec.process, &mut self.seen);
         // In rule order, so alerts come out in the order rules were loaded.
         self.candidates.clear();

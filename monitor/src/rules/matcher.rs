@@ -409,6 +409,27 @@ impl Scratch {
         new
     }
 
+    /// The current process's anchor bits from string sets on process fields (see
+    /// `RuleIndex::candidates`), when stored by `store_fired` on an earlier event.
+    #[inline]
+    pub fn cached_fired(&mut self, p: &Arc<ProcessInfo>) -> Option<&[u64]> {
+        self.enter(p);
+        let w = self.procs.fired_words;
+        (self.slot_hit && self.procs.fired_stored[self.slot])
+            .then(|| &self.procs.fired[self.slot * w..(self.slot + 1) * w])
+    }
+
+    /// Stores the current process's anchor bits (after `cached_fired` found none).
+    #[inline]
+    pub fn store_fired(&mut self, bits: &[u64]) {
+        let w = self.procs.fired_words;
+        if self.slot_epoch != self.epoch || bits.len() != w || self.procs.owners.is_empty() {
+            return;
+        }
+        self.procs.fired[self.slot * w..(self.slot + 1) * w].copy_from_slice(bits);
+        self.procs.fired_stored[self.slot] = true;
+    }
+
     /// Records that the current process can never match rule `rule`.
     #[inline]
     pub fn exclude(&mut self, rule: u32) {
@@ -448,6 +469,11 @@ struct ProcessCache {
     /// Per slot, bitsets over rules: checked against the process alone; never matches it.
     learned: Box<[u64]>,
     excluded: Box<[u64]>,
+    /// Words of the index's anchor bits (two bitsets over rules), and per slot: those bits
+    /// as set by the process's own fields, and whether they are stored.
+    fired_words: usize,
+    fired: Box<[u64]>,
+    fired_stored: Box<[bool]>,
 }
 
 impl ProcessCache {
@@ -482,6 +508,9 @@ impl ProcessCache {
             rule_words,
             learned: vec![0; slots * rule_words].into_boxed_slice(),
             excluded: vec![0; slots * rule_words].into_boxed_slice(),
+            fired_words: 2 * rule_words,
+            fired: vec![0; slots * 2 * rule_words].into_boxed_slice(),
+            fired_stored: vec![false; slots].into_boxed_slice(),
         }
     }
 
@@ -501,6 +530,7 @@ impl ProcessCache {
         }
         self.owners[i] = Arc::downgrade(p);
         self.stored[i] = 0;
+        self.fired_stored[i] = false;
         let w = self.rule_words;
         self.learned[i * w..(i + 1) * w].fill(0);
         self.excluded[i * w..(i + 1) * w].fill(0);
