@@ -585,6 +585,10 @@ const PROCESS_COMBINATION_MAX_BYTES: usize = 4096;
 /// whole line; a value parsed on its own starts at depth 0, so deep ones go to the general
 /// path, which applies the limit as it always has.
 const MAX_BRACKETS_IN_PART: usize = 64;
+/// Slots of the address cache, and the longest address text it keeps (an IPv6 address
+/// with an embedded IPv4 one is at most 45 characters).
+const ADDRESS_SLOTS: usize = 256;
+const ADDRESS_MAX_BYTES: usize = 45;
 
 /// The top-level objects the decoder remembers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -783,6 +787,10 @@ pub(crate) struct RecordDecoder {
     objects: KnownObjects,
     /// Known-object ids of `process`, `user`, `group`, `container` (0: absent) -> process.
     processes: HashMap<[u64; 4], Arc<ProcessInfo>, foldhash::fast::FixedState>,
+    /// Recent addresses that are not dotted quads (IPv6), by their text: std's parser is
+    /// the slowest step of a line, and a host talks to the same few again and again.
+    /// Direct-mapped; empty when caching is off.
+    addresses: Vec<Option<(Box<str>, IpAddr)>>,
 }
 
 impl RecordDecoder {
@@ -791,6 +799,7 @@ impl RecordDecoder {
         RecordDecoder {
             objects: KnownObjects::new(true),
             processes: HashMap::default(),
+            addresses: (0..ADDRESS_SLOTS).map(|_| None).collect(),
         }
     }
 
@@ -799,6 +808,7 @@ impl RecordDecoder {
         RecordDecoder {
             objects: KnownObjects::new(false),
             processes: HashMap::default(),
+            addresses: Vec::new(),
         }
     }
 
@@ -875,12 +885,12 @@ impl RecordDecoder {
         }
 
         let (dip, dport) = destination?;
-        let dip = parse_ip(dip?)?;
+        let dip = self.address(dip?)?;
         let dport = u16::try_from(dport?).ok()?;
         let timestamp = parse_timestamp(ts?)?;
         let source = match source {
             Some((Some(ip), port)) => Some(Endpoint {
-                ip: normalize_ip(parse_ip(ip)?),
+                ip: normalize_ip(self.address(ip)?),
                 port: u16::try_from(port.unwrap_or(0)).ok()?,
             }),
             // The general path still checks a port without an address.
@@ -906,6 +916,25 @@ impl RecordDecoder {
             suppressed,
             probe: None,
         })
+    }
+
+    /// An address as `IpAddr::from_str` reads it.
+    fn address(&mut self, text: &str) -> Option<IpAddr> {
+        if let Some(v4) = parse_ipv4(text.as_bytes()) {
+            return Some(IpAddr::V4(v4));
+        }
+        if self.addresses.is_empty() || text.len() > ADDRESS_MAX_BYTES {
+            return text.parse().ok();
+        }
+        let slot = (self.objects.hasher.hash_one(text) as usize) % ADDRESS_SLOTS;
+        if let Some((known, ip)) = &self.addresses[slot]
+            && **known == *text
+        {
+            return Some(*ip);
+        }
+        let ip: IpAddr = text.parse().ok()?;
+        self.addresses[slot] = Some((text.into(), ip));
+        Some(ip)
     }
 
     /// The process of a line's `process`, `user`, `group` and `container` objects: the
@@ -1011,14 +1040,6 @@ fn string_stop(b: &[u8]) -> Option<usize> {
         .iter()
         .position(|&c| c == b'"' || c == b'\\' || c < 0x20)
         .map(|p| i + p)
-}
-
-/// An IP address as `IpAddr::from_str` reads it, dotted-quad IPv4 without its parser.
-fn parse_ip(s: &str) -> Option<IpAddr> {
-    match parse_ipv4(s.as_bytes()) {
-        Some(v4) => Some(IpAddr::V4(v4)),
-        None => s.parse().ok(),
-    }
 }
 
 /// `a.b.c.d`, each 0 to 255 in one to three digits without a leading zero (what std
@@ -1870,6 +1891,7 @@ mod tests {
             assert_eq!(string_stop(&b), naive, "{b:?}");
         }
         // Addresses and near-addresses: what std accepts, this accepts the same way.
+        let mut dec = RecordDecoder::new();
         let parts = [
             "0", "1", "01", "00", "9", "10", "99", "100", "199", "255", "256", "999", "1000", "",
             "a",
@@ -1887,7 +1909,8 @@ mod tests {
             if let Some(fast) = parse_ipv4(s.as_bytes()) {
                 assert_eq!(Some(fast), std, "{s}");
             }
-            assert_eq!(parse_ip(&s), s.parse::<IpAddr>().ok(), "{s}");
+            assert_eq!(dec.address(&s), s.parse::<IpAddr>().ok(), "{s}");
+            assert_eq!(dec.address(&s), s.parse::<IpAddr>().ok(), "cached: {s}");
         }
         for s in [
             "203.0.113.7",
@@ -1896,8 +1919,14 @@ mod tests {
             "2001:db8::1",
             "::ffff:192.0.2.1",
         ] {
-            assert_eq!(parse_ip(s), s.parse().ok(), "{s}");
+            assert_eq!(dec.address(s), s.parse().ok(), "{s}");
+            assert_eq!(dec.address(s), s.parse().ok(), "cached: {s}");
         }
         assert!(parse_ipv4(b"192.0.2.1").is_some());
+        // More IPv6 addresses than cache slots, each seen several times.
+        for i in 0..3000 {
+            let s = format!("2001:db8::{:x}", (i * 7) % 1000);
+            assert_eq!(dec.address(&s), s.parse().ok(), "{s}");
+        }
     }
 }

@@ -341,6 +341,9 @@ fn best_fold(xs: &[f64], p: &ScoreParams, at_least: usize) -> Option<(f64, Fit)>
     let within =
         |lo: f64, hi: f64| xs.partition_point(|&x| x <= hi) - xs.partition_point(|&x| x < lo);
     let mut best: Option<(f64, Fit)> = None;
+    // The last few refined periods tried (NaN never equals one).
+    let mut refined = [f64::NAN; 4];
+    let mut next_refined = 0u8;
     for (i, &candidate) in xs.iter().enumerate() {
         // Equal neighbours give the same candidate.
         if candidate <= 0.0 || (i > 0 && xs[i - 1] == candidate) {
@@ -369,6 +372,13 @@ fn best_fold(xs: &[f64], p: &ScoreParams, at_least: usize) -> Option<(f64, Fit)>
         } else {
             candidate
         };
+        // Neighbouring candidates in a cluster often refine to the same period, whose fit
+        // is then the same and cannot be strictly better.
+        if refined.contains(&c) {
+            continue;
+        }
+        refined[usize::from(next_refined)] = c;
+        next_refined = (next_refined + 1) % 4;
         let Some((fit, _, _)) = fit_with(xs, c, p, at_least) else {
             continue;
         };

@@ -40,6 +40,8 @@ pub fn replay(ctx: &Ctx) -> Result<(Value, String)> {
 
     // Which alerts the mix raises (one untimed run with the output in a file).
     let alerts_path = ctx.out.join("replay-alerts.jsonl");
+    // `file:` outputs append: a file left by an earlier run would be counted again.
+    let _ = std::fs::remove_file(&alerts_path);
     let st = Command::new(&ctx.monitor_bin)
         .args(["replay", "--output"])
         .arg(format!("file:{}", alerts_path.display()))
