@@ -489,6 +489,93 @@ level: high
         assert!(hits > 1_000, "the rules matched only {hits} times");
     }
 
+    /// The default rules and every SigmaHQ rule, on processes reused across events in a
+    /// varied order: the indexed, per-process cached evaluation gives what evaluating every
+    /// rule from scratch gives.
+    #[test]
+    fn cached_and_indexed_evaluation_matches_the_full_evaluation() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../shared/sigma-linux-network");
+        let mut paths: Vec<std::path::PathBuf> = std::fs::read_dir(&dir)
+            .unwrap_or_else(|e| panic!("reading the SigmaHQ rules in {}: {e}", dir.display()))
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "yml"))
+            .collect();
+        paths.sort();
+        assert!(!paths.is_empty(), "no SigmaHQ rules in {}", dir.display());
+        let set = Arc::new(
+            RuleSet::load_with_builtin(&paths)
+                .expect("default + SigmaHQ rules load")
+                .rules,
+        );
+        let images = [
+            "/usr/bin/bash",
+            "/usr/bin/python3.11",
+            "/usr/bin/curl",
+            "/usr/bin/nc.openbsd",
+            "/usr/bin/vim.basic",
+            "/usr/sbin/sshd",
+            "/usr/lib/firefox-esr/firefox-esr",
+            "/usr/local/bin/node",
+            "/usr/bin/perl",
+        ];
+        let args: [&[&str]; 5] = [
+            &["x"],
+            &["bash", "-i"],
+            &["python3", "-c", "s.connect(('203.0.113.7',4444))"],
+            &["nc", "-e", "/bin/sh"],
+            &["/usr/bin/python3", "/usr/bin/unattended-upgrade"],
+        ];
+        let dsts = [
+            ("203.0.113.7", 443),
+            ("203.0.113.7", 4444),
+            ("203.0.113.7", 8088),
+            ("203.0.113.7", 5555),
+            ("10.0.0.5", 22),
+            ("169.254.169.254", 80),
+            ("127.0.0.1", 4444),
+            ("2001:db8::7", 31337),
+            ("198.51.100.3", 53),
+        ];
+        let procs: Vec<Arc<ProcessInfo>> = images
+            .iter()
+            .flat_map(|img| {
+                args.iter().map(move |a| {
+                    Arc::new(ProcessInfo {
+                        pid: 4242,
+                        executable: Some(img.to_string()),
+                        name: img.rsplit('/').next().map(str::to_string),
+                        command_line: Some(a.join(" ")),
+                        args: a.iter().map(|x| x.to_string()).collect(),
+                        user_name: Some("bob".into()),
+                        ..ProcessInfo::default()
+                    })
+                })
+            })
+            .collect();
+        let mut cached = RuleEngine::new(Arc::clone(&set));
+        let mut reference = RuleEngine::new(Arc::clone(&set));
+        let mut x = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut fired = 0;
+        for n in 0..20_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let p = &procs[(x % procs.len() as u64) as usize];
+            let (ip, port) = dsts[(x >> 32) as usize % dsts.len()];
+            let mut rec = record(Arc::clone(p), port);
+            rec.destination.ip = ip.parse().expect("an address");
+            let got = cached.matching_rule_ids(&rec);
+            // The reference sees a copy of the process, new each time: nothing cached.
+            let mut copy = rec.clone();
+            copy.process = Arc::new(ProcessInfo::clone(p));
+            let want = reference.matching_rule_ids_unindexed(&copy);
+            assert_eq!(got, want, "event {n}: {:?} {ip}:{port}", p.args);
+            fired += want.len();
+        }
+        assert!(fired > 1_000, "the rules matched only {fired} times");
+    }
+
     /// Each event of one process gets the same outcome, and another process with the same
     /// address-free content gets its own.
     #[test]
