@@ -71,7 +71,7 @@ impl Default for CaptureConfig {
     fn default() -> Self {
         CaptureConfig {
             probe: ProbeChoice::Auto,
-            ringbuf_bytes: 8 << 20,
+            ringbuf_bytes: 4 << 20,
             udp_suppress: Duration::from_secs(1),
             poll_interval: Duration::from_millis(10),
             exclude_tgid: std::process::id(),
