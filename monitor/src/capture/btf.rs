@@ -37,8 +37,8 @@ pub struct KernelBtf {
 impl KernelBtf {
     /// Maps the file rather than parsing every type into the heap: a handful of structs is
     /// looked up, once, at start-up, and the parsed form (tens of MiB for vmlinux) would be the
-    /// daemon's peak RSS. Kernels before 6.16 cannot mmap /sys/kernel/btf/vmlinux; then the
-    /// file is parsed.
+    /// daemon's peak RSS. Where the kernel refuses to mmap /sys/kernel/btf/vmlinux (older
+    /// kernels, e.g. Debian's 6.1 in `cargo xtask vm`), the file is parsed instead.
     pub fn load(path: &Path) -> Result<KernelBtf, OffsetError> {
         let btf = Btf::from_file_with_backend(path, Backend::Mmap)
             .or_else(|_| Btf::from_file(path))
