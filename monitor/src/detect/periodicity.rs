@@ -141,7 +141,11 @@ fn fold_bound(xs: &[f64], p: &ScoreParams) -> usize {
 /// The most sorted intervals within a factor `ratio` of the smallest of them. Widened by a
 /// relative 1e-9 so rounding in `fold_k` cannot put an explained interval outside it.
 fn fullest_run(xs: &[f64], ratio: f64) -> usize {
-    let ratio = ratio * (1.0 + 1e-9);
+    longest_run(xs, ratio * (1.0 + 1e-9))
+}
+
+/// The most sorted intervals with the largest at most `ratio` times the smallest.
+fn longest_run(xs: &[f64], ratio: f64) -> usize {
     let mut widest = 0;
     let mut end = 0;
     for start in 0..xs.len() {
@@ -160,12 +164,14 @@ fn sorted_intervals<'b>(intervals: &[u32], buf: &'b mut [f64; RING]) -> Option<&
     if n == 0 || n > RING {
         return None;
     }
-    for (x, &v) in buf.iter_mut().zip(intervals) {
+    // Sorted as integers (cheaper compares); u32 -> f64 is exact and keeps the order.
+    let mut ints = [0u32; RING];
+    ints[..n].copy_from_slice(intervals);
+    ints[..n].sort_unstable();
+    for (x, &v) in buf.iter_mut().zip(&ints[..n]) {
         *x = f64::from(v);
     }
-    let xs = &mut buf[..n];
-    sort(xs);
-    Some(xs)
+    Some(&buf[..n])
 }
 
 /// The analysis of `xs` (sorted, 1 to `RING` of them), or `None` when it would explain
@@ -175,11 +181,14 @@ fn sorted_intervals<'b>(intervals: &[u32], buf: &'b mut [f64; RING]) -> Option<&
 /// so it is searched only when its bound allows that, and among fits that would win.
 fn analyze_sorted(xs: &[f64], p: &ScoreParams, floor: usize) -> Option<Periodicity> {
     let n = xs.len();
-    let (start, count) = steady_window(xs, p.tolerance);
+    // The steady window's size first (what `steady_window` counts, without its spreads).
+    let steady = longest_run(xs, (1.0 + p.tolerance) / (1.0 - p.tolerance));
     let fold_most = fold_bound(xs, p);
-    if count.max(fold_most) < floor {
+    if steady.max(fold_most) < floor {
         return None;
     }
+    let (start, count) = steady_window(xs, p.tolerance);
+    debug_assert_eq!(count, steady);
     // The explained intervals, each as one period, for the statistics.
     let mut periods = [0f64; RING];
     // Ties go to the steady reading, which assumes nothing missed.
