@@ -29,7 +29,8 @@ pub struct MetricsSnapshot {
     pub kernel_read_failed: u64,
     pub execs: u64,
     pub exits: u64,
-    /// The kernel's UDP flood-control map was full (an entry could not be added).
+    /// A new key in the kernel's UDP flood-control table displaced one still inside its
+    /// suppression window (that destination's next send is reported, not suppressed).
     pub flood_map_full: u64,
     /// Ring-buffer records user space could not decode (counted, skipped).
     pub decode_errors: u64,

@@ -58,7 +58,7 @@ enum Cmd {
     /// `--probe kprobe` capture a TCP connect and a UDP send there.
     Vm {
         /// Backends to test.
-        #[arg(long = "probe", default_values = ["fentry", "kprobe"])]
+        #[arg(long = "probe", default_values = vm::PROBES)]
         probes: Vec<String>,
         /// Give up on the guest after this many seconds.
         #[arg(long, default_value_t = 240)]
@@ -217,12 +217,12 @@ fn test_all(root: &Path) -> Result<()> {
                 .env("RUST_BACKTRACE", "1"),
         )
     });
-    stage("VM kernel test (fentry, kprobe)", &mut || {
+    stage("VM kernel test (fentry, kprobe, tracepoint, auto)", &mut || {
         let bin = build_release(root)?;
         vm::run(&vm_options(
             root,
             bin,
-            vec!["fentry".to_string(), "kprobe".to_string()],
+            vm::PROBES.iter().map(|p| p.to_string()).collect(),
             240,
         ))
     });

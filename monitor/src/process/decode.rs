@@ -109,13 +109,7 @@ fn source_of(ev: &ConnectEvent) -> Option<Endpoint> {
 
 /// `monitor.probe` for a `backend::*` id; `None` for an id this build does not know.
 pub fn probe_name(backend_id: u32) -> Option<&'static str> {
-    match backend_id {
-        backend::FENTRY => Some("fentry"),
-        backend::KPROBE => Some("kprobe"),
-        backend::TRACEPOINT => Some("tracepoint"),
-        backend::CGROUP => Some("cgroup"),
-        _ => None,
-    }
+    backend::name(backend_id)
 }
 
 /// A fixed-size kernel string (`comm`, a path) up to its first NUL, or `None` when empty.
@@ -246,6 +240,7 @@ mod tests {
         assert_eq!(exe_basename("/tmp/x (deleted)"), "x");
         assert_eq!(exe_basename("curl"), "curl");
         assert_eq!(probe_name(backend::CGROUP), Some("cgroup"));
+        assert_eq!(probe_name(backend::RAW_TRACEPOINT), Some("raw_tracepoint"));
         assert_eq!(probe_name(77), None);
     }
 }

@@ -613,8 +613,10 @@ pub fn kernel_cost(ctx: &Ctx) -> Result<(Value, String)> {
     let mut md = String::from(
         "In-kernel cost of the monitor's programs, from the kernel's accounting (`kernel.bpf_stats_enabled=1`, \
          `bpftool prog show`): these run in the generator's context, on CPU 1, and are the part of the monitor's \
-         cost that no other core can absorb. Runs per op above 1: the TCP tracepoint fires on every state change of \
-         both ends and filters on SYN_SENT; cgroup `connect4` also runs for TCP connects.\n\n\
+         cost that no other core can absorb. Runs per op above 1: the TCP (raw) tracepoint fires on every state change of \
+         both ends and filters on SYN_SENT first; cgroup `connect4` also runs for TCP connects. The kernel's \
+         accounting covers the program only: what the kernel does around it (for a classic tracepoint, filling \
+         the trace record on every state change) shows in the live ratio instead.\n\n\
          | workload | program | runs per op | ns per run | ns per op |\n| --- | --- | ---: | ---: | ---: |\n",
     );
     let mut rows = Vec::new();
