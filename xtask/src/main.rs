@@ -217,15 +217,18 @@ fn test_all(root: &Path) -> Result<()> {
                 .env("RUST_BACKTRACE", "1"),
         )
     });
-    stage("VM kernel test (fentry, kprobe, tracepoint, auto)", &mut || {
-        let bin = build_release(root)?;
-        vm::run(&vm_options(
-            root,
-            bin,
-            vm::PROBES.iter().map(|p| p.to_string()).collect(),
-            240,
-        ))
-    });
+    stage(
+        "VM kernel test (fentry, kprobe, tracepoint, auto)",
+        &mut || {
+            let bin = build_release(root)?;
+            vm::run(&vm_options(
+                root,
+                bin,
+                vm::PROBES.iter().map(|p| p.to_string()).collect(),
+                240,
+            ))
+        },
+    );
     stage("attack simulations (cargo xtask atomic)", &mut || {
         atomic::run(&atomic::AtomicOptions {
             only: None,
