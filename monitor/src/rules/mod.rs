@@ -18,7 +18,12 @@
 //!   runs at most once per event and verifies only the candidates it finds; ports are
 //!   bitsets, networks are per-prefix-length tables, tests shared by rules are evaluated
 //!   once per event (memoized), tests on fields never filled fold to constants at load,
-//!   and nothing allocates per evaluation (`matcher.rs`, `strset.rs`).
+//!   and nothing allocates per evaluation (`matcher.rs`, `strset.rs`). A rule index picks
+//!   the rules an event can match from destination ports and string anchors (`index.rs`).
+//! - **Per-process work done once.** Events of one process share its `Arc<ProcessInfo>`;
+//!   string-set outcomes on process fields, the index's anchors from them, and which rules
+//!   the process can never match are kept per process (`matcher::ProcessCache`), so a
+//!   process's later events cost a port lookup and the rules still open for it.
 //!
 //! Sigma correlation rules are not supported (an error names them); the grouping the seeds
 //! need is the `monitor.group_by` extension (`engine.rs`, rules/README.md).
