@@ -96,17 +96,23 @@ pub fn rule_evaluation(ctx: &Ctx) -> Result<(Value, String)> {
             e.ci.1
         ));
     }
-    let full = est.iter().find(|e| e.id.ends_with("default+sigmahq"));
-    if let Some(f) = full {
-        md.push_str(&format!(
-            "\nTarget: < 1 µs per event with the default plus SigmaHQ rules → {:.0} ns → **{}**.\n",
-            f.ns_per_event,
-            if f.ns_per_event < 1000.0 {
-                "met"
-            } else {
-                "missed"
-            }
-        ));
+    // The target, for events that share their process's record as in the pipeline and for
+    // events that each bring a new process (no per-process cache hit).
+    for (suffix, what) in [
+        ("default+sigmahq", "events of the mix's processes"),
+        ("default+sigmahq-fresh", "a new process on every event"),
+    ] {
+        if let Some(f) = est.iter().find(|e| e.id.ends_with(suffix)) {
+            md.push_str(&format!(
+                "\nTarget: < 1 µs per event with the default plus SigmaHQ rules ({what}) → {:.0} ns → **{}**.\n",
+                f.ns_per_event,
+                if f.ns_per_event < 1000.0 {
+                    "met"
+                } else {
+                    "missed"
+                }
+            ));
+        }
     }
     // Growth with the number of rules: the synthetic sets.
     let scaling: Vec<&Estimate> = est
@@ -210,6 +216,7 @@ fn instruction_counts(ctx: &Ctx) -> Result<(Value, String)> {
         vec![
             "rules/default",
             "rules/default+sigmahq",
+            "rules/default+sigmahq-fresh",
             "scaling/default+sigmahq+90",
             "scaling/default+sigmahq+990",
         ]
