@@ -111,7 +111,8 @@ pub struct KernelStats {
     pub events_per_hook: [u64; 3],
     pub execs: u64,
     pub exits: u64,
-    /// New UDP flood-control keys the LRU map could not take (the send was still reported).
+    /// New UDP flood-control keys that displaced a key still inside its suppression window
+    /// (that destination's next send is reported, not folded).
     pub flood_map_full: u64,
     /// Records user space could not decode and skipped.
     pub decode_errors: u64,
