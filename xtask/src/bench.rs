@@ -36,6 +36,8 @@ pub struct BenchOptions {
     pub soak: bool,
     /// Run only the stages with these keys (all when empty).
     pub only: Vec<String>,
+    /// Rounds of the live capture-cost stage instead of the plan's.
+    pub live_rounds: Option<usize>,
     /// The monitor binary under test (a release build).
     pub monitor_bin: PathBuf,
     /// Where results (JSON, markdown) and scratch files go.
@@ -242,14 +244,18 @@ pub fn run(opts: &BenchOptions) -> Result<()> {
     }
     fs::create_dir_all(&opts.out).with_context(|| format!("creating {}", opts.out.display()))?;
     check(cargo().args(["build", "--release", "-p", "xtask", "--bin", "loadgen"]))?;
+    let mut plan = Plan::new(
+        opts.smoke,
+        opts.soak || opts.only.iter().any(|k| k == "soak"),
+    );
+    if let Some(n) = opts.live_rounds {
+        plan.live_rounds = n.max(1);
+    }
     let ctx = Ctx {
         loadgen: target_dir(&root).join("release/loadgen"),
         monitor_bin: opts.monitor_bin.clone(),
         out: opts.out.clone(),
-        plan: Plan::new(
-            opts.smoke,
-            opts.soak || opts.only.iter().any(|k| k == "soak"),
-        ),
+        plan,
         root,
     };
     let started = Instant::now();

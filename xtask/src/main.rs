@@ -77,6 +77,10 @@ enum Cmd {
         /// memory, soak.
         #[arg(long = "only")]
         only: Vec<String>,
+        /// Rounds of the live capture-cost stage (default 3; more rounds narrow the median
+        /// on a machine whose bare rate drifts).
+        #[arg(long)]
+        live_rounds: Option<usize>,
     },
 }
 
@@ -105,13 +109,19 @@ fn main() -> Result<()> {
             let bin = build_release(&root)?;
             vm::run(&vm_options(&root, bin, probes, timeout))
         }
-        Cmd::Bench { smoke, soak, only } => {
+        Cmd::Bench {
+            smoke,
+            soak,
+            only,
+            live_rounds,
+        } => {
             bootstrap::run(false)?;
             let bin = build_release(&root)?;
             bench::run(&bench::BenchOptions {
                 smoke,
                 soak,
                 only,
+                live_rounds,
                 monitor_bin: bin,
                 out: root.join("target/bench"),
             })
@@ -244,6 +254,7 @@ fn test_all(root: &Path) -> Result<()> {
                 smoke: true,
                 soak: false,
                 only: Vec::new(),
+                live_rounds: None,
                 monitor_bin: bin,
                 out: root.join("target/bench-smoke"),
             })
