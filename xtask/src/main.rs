@@ -64,6 +64,19 @@ enum Cmd {
         #[arg(long, default_value_t = 240)]
         timeout: u64,
     },
+    /// Write the benchmarks' realistic event mix (BENCHMARKS.md, "Method") as JSON lines,
+    /// the input `monitor replay` reads: for profiling and replay experiments.
+    Workload {
+        /// Number of connection events.
+        #[arg(long, default_value_t = 1_000_000)]
+        events: u64,
+        /// Seed of the pseudo-random choices (the benchmarks use the default).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Output file (`-` for standard output).
+        #[arg(long, default_value = "-")]
+        out: PathBuf,
+    },
     /// Benchmarks (BENCHMARKS.md): rule evaluation, replay, live capture cost against no
     /// monitor and bpftrace, loss threshold, memory. Needs root.
     Bench {
@@ -109,6 +122,7 @@ fn main() -> Result<()> {
             let bin = build_release(&root)?;
             vm::run(&vm_options(&root, bin, probes, timeout))
         }
+        Cmd::Workload { events, seed, out } => write_workload(events, seed, &out),
         Cmd::Bench {
             smoke,
             soak,
@@ -127,6 +141,35 @@ fn main() -> Result<()> {
             })
         }
     }
+}
+
+fn write_workload(events: u64, seed: Option<u64>, out: &Path) -> Result<()> {
+    let mut cfg = bench::workload::WorkloadConfig {
+        events,
+        ..Default::default()
+    };
+    if let Some(seed) = seed {
+        cfg.seed = seed;
+    }
+    let stats = if out == Path::new("-") {
+        let mut w = std::io::BufWriter::new(std::io::stdout().lock());
+        let stats = bench::workload::generate(&cfg, &mut w)?;
+        std::io::Write::flush(&mut w)?;
+        stats
+    } else {
+        let mut w = std::io::BufWriter::new(
+            std::fs::File::create(out).with_context(|| format!("creating {}", out.display()))?,
+        );
+        let stats = bench::workload::generate(&cfg, &mut w)
+            .with_context(|| format!("writing {}", out.display()))?;
+        std::io::Write::flush(&mut w).with_context(|| format!("writing {}", out.display()))?;
+        stats
+    };
+    eprintln!(
+        "workload: {} events, {} bytes, {:.0} s of event time, {} hits, {} beacon connections",
+        stats.events, stats.bytes, stats.span_s, stats.hits, stats.beacon_events
+    );
+    Ok(())
 }
 
 fn workspace_root() -> PathBuf {
