@@ -1,0 +1,371 @@
+//! The enriched connection record and the alert built on it, and their ECS JSON form.
+//!
+//! `ConnectionRecord` is what every source (live capture, replay) produces and what rules
+//! and detectors read. It is deliberately separate from the raw kernel event
+//! (`monitor_common::ConnectEvent`): enrichment turns one into the other.
+//!
+//! JSON is written with serde_json, whose string escaping covers every control character,
+//! so attacker-controlled names and command lines cannot break a record or forge another.
+//! Bytes that are not UTF-8 never reach a `String` unescaped: `text_from_bytes` writes them
+//! as `\xNN`.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::Serialize;
+use thiserror::Error;
+
+mod decode;
+mod ecs;
+
+pub(crate) use decode::RecordDecoder;
+
+/// The unspecified IPv4 address, for a destination whose family the kernel did not report.
+pub const UNSPECIFIED_V4: IpAddr = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
+
+/// Nanoseconds since the Unix epoch, UTC.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Timestamp(pub i64);
+
+impl Timestamp {
+    pub const NANOS_PER_SEC: i64 = 1_000_000_000;
+
+    pub fn now() -> Self {
+        let d = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        Timestamp(d.as_nanos() as i64)
+    }
+
+    pub fn from_secs_f64(s: f64) -> Self {
+        Timestamp((s * Self::NANOS_PER_SEC as f64) as i64)
+    }
+
+    pub fn as_secs_f64(self) -> f64 {
+        self.0 as f64 / Self::NANOS_PER_SEC as f64
+    }
+
+    /// RFC 3339, UTC, with as many fractional digits as needed (at most 9).
+    pub fn to_rfc3339(self) -> String {
+        DateTime::<Utc>::from_timestamp_nanos(self.0).to_rfc3339_opts(SecondsFormat::AutoSi, true)
+    }
+
+    pub fn parse_rfc3339(s: &str) -> Result<Self, chrono::ParseError> {
+        let dt = DateTime::parse_from_rfc3339(s)?;
+        Ok(Timestamp(dt.timestamp_nanos_opt().unwrap_or(i64::MAX)))
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Transport {
+    Tcp,
+    Udp,
+}
+
+impl Transport {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::Tcp => "tcp",
+            Transport::Udp => "udp",
+        }
+    }
+    /// ECS `event.action`.
+    pub fn action(self) -> &'static str {
+        match self {
+            Transport::Tcp => "connect",
+            Transport::Udp => "send",
+        }
+    }
+}
+
+/// Writes an IPv4-mapped IPv6 address (`::ffff:a.b.c.d`) as the IPv4 address it carries,
+/// so one address has one spelling in records, lists and CIDR checks.
+pub fn normalize_ip(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(v6),
+        },
+        v4 => v4,
+    }
+}
+
+/// Converts kernel or /proc bytes to text without losing or smuggling anything: valid UTF-8
+/// is kept, every invalid byte becomes the four characters `\xNN`, and a literal backslash
+/// followed by `x` stays as it is (the JSON writer escapes the backslash itself).
+pub fn text_from_bytes(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    for chunk in bytes.utf8_chunks() {
+        out.push_str(chunk.valid());
+        for b in chunk.invalid() {
+            let _ = write!(out, "\\x{b:02x}");
+        }
+    }
+    out
+}
+
+/// The parent of the process that made the connection.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ParentInfo {
+    pub pid: Option<u32>,
+    pub name: Option<String>,
+    pub executable: Option<String>,
+    pub command_line: Option<String>,
+}
+
+/// The process that made the connection, as far as it could be learned.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ProcessInfo {
+    pub pid: u32,
+    /// Thread id of the connecting thread (live capture only).
+    pub tid: Option<u32>,
+    pub name: Option<String>,
+    pub executable: Option<String>,
+    pub command_line: Option<String>,
+    pub args: Vec<String>,
+    pub parent: ParentInfo,
+    pub user_id: Option<u32>,
+    pub user_name: Option<String>,
+    pub group_id: Option<u32>,
+    pub container_id: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Endpoint {
+    pub ip: IpAddr,
+    pub port: u16,
+}
+
+/// One outbound TCP connect or UDP send, enriched.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ConnectionRecord {
+    pub timestamp: Timestamp,
+    pub host_name: Arc<str>,
+    /// Shared: consecutive events of one process reuse the same enrichment.
+    pub process: Arc<ProcessInfo>,
+    /// Source address and port when the hook knows them.
+    pub source: Option<Endpoint>,
+    pub destination: Endpoint,
+    pub transport: Transport,
+    /// Some field could not be learned (process gone, /proc unreadable, ...).
+    pub partial: bool,
+    /// UDP sends to the same destination suppressed in the kernel before this one.
+    pub suppressed: u32,
+    /// Probe backend that saw the event (`fentry`, `kprobe`, `tracepoint`, `cgroup`).
+    pub probe: Option<&'static str>,
+}
+
+impl ConnectionRecord {
+    /// ECS `network.type`.
+    pub fn network_type(&self) -> &'static str {
+        match self.destination.ip {
+            IpAddr::V4(_) => "ipv4",
+            IpAddr::V6(_) => "ipv6",
+        }
+    }
+
+    /// Parses one line of `monitor run --events` output. Lines of other kinds (alerts,
+    /// metrics) are `Ok(None)` so a whole output stream can be replayed.
+    pub fn from_json_line(line: &str) -> Result<Option<Self>, RecordError> {
+        RecordDecoder::uncached().decode(line)
+    }
+}
+
+#[derive(Debug, Error, PartialEq)]
+pub enum RecordError {
+    #[error("not a JSON object: {0}")]
+    Json(String),
+    #[error("missing field `{0}`")]
+    Missing(&'static str),
+    #[error("invalid `{0}`: {1:?}")]
+    Invalid(&'static str, String),
+}
+
+/// Sigma `level`, ECS `event.severity`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Level {
+    Informational,
+    Low,
+    Medium,
+    High,
+    Critical,
+}
+
+impl Level {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::Informational => "informational",
+            Level::Low => "low",
+            Level::Medium => "medium",
+            Level::High => "high",
+            Level::Critical => "critical",
+        }
+    }
+    /// ECS `event.severity` as ../shared/INTERFACE.md fixes it.
+    pub fn severity(self) -> u32 {
+        match self {
+            Level::Informational => 0,
+            Level::Low => 21,
+            Level::Medium => 47,
+            Level::High => 73,
+            Level::Critical => 99,
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s.to_ascii_lowercase().as_str() {
+            "informational" => Level::Informational,
+            "low" => Level::Low,
+            "medium" => Level::Medium,
+            "high" => Level::High,
+            "critical" => Level::Critical,
+            _ => return None,
+        })
+    }
+}
+
+/// Which detector raised an alert (`monitor.detector`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Detector {
+    Rule,
+    Beacon,
+}
+
+impl Detector {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Detector::Rule => "rule",
+            Detector::Beacon => "beacon",
+        }
+    }
+}
+
+/// The rule (or detector) an alert comes from.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RuleMeta {
+    pub id: String,
+    pub name: String,
+    pub description: String,
+    pub reference: Vec<String>,
+    pub ruleset: String,
+}
+
+/// `monitor.aggregate.*` of a grouped alert's window summary.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Aggregate {
+    pub count: u64,
+    pub first_seen: String,
+    pub last_seen: String,
+    pub destination_ips: Vec<String>,
+    pub destination_ports: Vec<u16>,
+}
+
+/// `monitor.beacon.*`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct BeaconStats {
+    pub connections: u64,
+    pub median_interval_s: f64,
+    pub mean_interval_s: f64,
+    pub jitter: f64,
+    pub score: f64,
+}
+
+/// An alert: the triggering connection plus what fired and why.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Alert {
+    /// Event time of the alert (the trigger's, or the window end for a group summary).
+    pub timestamp: Timestamp,
+    pub event: ConnectionRecord,
+    pub rule: Arc<RuleMeta>,
+    pub techniques: Vec<String>,
+    pub detector: Detector,
+    pub level: Level,
+    pub risk_score: Option<u32>,
+    pub labels: BTreeMap<String, String>,
+    pub aggregate: Option<Aggregate>,
+    pub beacon: Option<BeaconStats>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(super) fn sample() -> ConnectionRecord {
+        ConnectionRecord {
+            timestamp: Timestamp::parse_rfc3339("2026-11-23T10:00:00.5Z").unwrap(),
+            host_name: "h1".into(),
+            process: Arc::new(ProcessInfo {
+                pid: 42,
+                tid: Some(43),
+                name: Some("curl".into()),
+                executable: Some("/usr/bin/curl".into()),
+                command_line: Some("curl -s http://203.0.113.7:8088/\n{\"forged\":1}".into()),
+                args: vec!["curl".into(), "-s".into()],
+                parent: ParentInfo {
+                    pid: Some(1),
+                    name: Some("bash".into()),
+                    executable: Some("/usr/bin/bash".into()),
+                    command_line: None,
+                },
+                user_id: Some(0),
+                user_name: Some("root".into()),
+                group_id: Some(0),
+                container_id: None,
+            }),
+            source: None,
+            destination: Endpoint {
+                ip: "203.0.113.7".parse().unwrap(),
+                port: 8088,
+            },
+            transport: Transport::Tcp,
+            partial: false,
+            suppressed: 0,
+            probe: None,
+        }
+    }
+
+    #[test]
+    fn json_round_trip_keeps_fields_and_one_line() {
+        let r = sample();
+        let line = r.to_json_line();
+        assert_eq!(line.matches('\n').count(), 1, "exactly one line: {line}");
+        let back = ConnectionRecord::from_json_line(line.trim_end())
+            .unwrap()
+            .unwrap();
+        assert_eq!(back, r);
+    }
+
+    #[test]
+    fn mapped_ipv6_is_written_as_ipv4() {
+        let ip: IpAddr = "::ffff:203.0.113.9".parse().unwrap();
+        assert_eq!(normalize_ip(ip).to_string(), "203.0.113.9");
+        let ip6: IpAddr = "2001:db8::1".parse().unwrap();
+        assert_eq!(normalize_ip(ip6), ip6);
+    }
+
+    #[test]
+    fn invalid_utf8_becomes_escaped_text() {
+        assert_eq!(text_from_bytes(b"ab\xffc"), "ab\\xffc");
+        assert_eq!(text_from_bytes("é".as_bytes()), "é");
+    }
+
+    #[test]
+    fn replay_errors_name_the_field() {
+        let e = ConnectionRecord::from_json_line(
+            r#"{"@timestamp":"2026-01-01T00:00:00Z","destination":{"ip":"1.2.3.4"}}"#,
+        )
+        .unwrap_err();
+        assert_eq!(e, RecordError::Missing("destination.port"));
+        assert!(matches!(
+            ConnectionRecord::from_json_line("not json"),
+            Err(RecordError::Json(_))
+        ));
+        // Other record kinds are skipped, not errors.
+        assert_eq!(
+            ConnectionRecord::from_json_line(r#"{"event":{"kind":"metric"}}"#).unwrap(),
+            None
+        );
+    }
+}
