@@ -4,7 +4,7 @@
 //! Data flows one way: a source (`capture` live, `replay` from JSON lines) yields
 //! `ConnectionRecord`s (`record`), enriched by `process` when live; `pipeline` runs the rules
 //! (`rules`) and detectors (`detect`) on them; `output` delivers events, alerts and
-//! `metrics`. `daemon` wires the live path, `cli` and `config` say how it is set up, and
+//! `metrics`; `mapped` reads replay files through memory maps. `daemon` wires the live path, `cli` and `config` say how it is set up, and
 //! `privileges` sheds capabilities after attach.
 
 pub mod capture;
@@ -12,6 +12,7 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod detect;
+pub mod mapped;
 pub mod metrics;
 pub mod output;
 pub mod pipeline;

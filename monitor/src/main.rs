@@ -12,6 +12,7 @@ use clap::Parser as _;
 use monitor::cli::{Cli, Command, ReplayArgs, RulesArgs, RulesCommand, SyslogFormatArg};
 use monitor::daemon;
 use monitor::detect::BeaconConfig;
+use monitor::mapped::MappedFile;
 use monitor::output::{OutputConfig, OutputHub, OutputRecord, OutputSpec, SyslogFormat};
 use monitor::pipeline::Pipeline;
 use monitor::replay::ReplaySource;
@@ -137,6 +138,9 @@ fn parse_outputs(specs: &[String]) -> Result<Vec<OutputSpec>, Failure> {
         .collect()
 }
 
+/// Records a replay of a regular file hands to the outputs at once.
+const REPLAY_FILE_BATCH: usize = 256;
+
 fn replay_command(args: ReplayArgs) -> Result<(), Failure> {
     let rules = Arc::new(load_rules(&args.rules)?);
     let specs = parse_outputs(&args.outputs)?;
@@ -152,16 +156,25 @@ fn replay_command(args: ReplayArgs) -> Result<(), Failure> {
         let hub = OutputHub::open(&specs, &cfg)
             .await
             .map_err(|e| Failure::Invalid(anyhow!("opening outputs: {e}")))?;
-        let (reader, name): (Box<dyn BufRead>, String) = if args.input == "-" {
-            (Box::new(std::io::stdin().lock()), "<stdin>".to_string())
+        // Records waiting before they are handed to the outputs. A regular file is read
+        // without blocking, so its records go out in batches (one writer wake-up per batch
+        // instead of per record); from a pipe each goes out as soon as it is found, since
+        // the next read may wait for a long time.
+        let (reader, name, batch): (Box<dyn BufRead>, String, usize) = if args.input == "-" {
+            (Box::new(std::io::stdin().lock()), "<stdin>".to_string(), 1)
         } else {
             let f = std::fs::File::open(&args.input)
                 .with_context(|| format!("opening {}", args.input))
                 .map_err(Failure::Invalid)?;
-            (
-                Box::new(std::io::BufReader::with_capacity(1 << 16, f)),
-                args.input.clone(),
-            )
+            match MappedFile::new(f) {
+                Ok(mapped) => (Box::new(mapped), args.input.clone(), REPLAY_FILE_BATCH),
+                // A FIFO or device given as FILE: read it the ordinary way.
+                Err(f) => (
+                    Box::new(std::io::BufReader::with_capacity(1 << 16, f)),
+                    args.input.clone(),
+                    1,
+                ),
+            }
         };
         let mut source = ReplaySource::new(reader, name);
         let mut pipeline = Pipeline::new(rules, BeaconConfig::default(), args.events);
@@ -177,8 +190,10 @@ fn replay_command(args: ReplayArgs) -> Result<(), Failure> {
                     break;
                 }
             }
-            for r in pending.drain(..) {
-                hub.send(r).await;
+            if pending.len() >= batch {
+                for r in pending.drain(..) {
+                    hub.send(r).await;
+                }
             }
         }
         pipeline.finish(&mut |e| pending.push(e.to_output()));
