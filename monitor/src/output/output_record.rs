@@ -1,10 +1,11 @@
 //! One record on its way to the outputs: its JSON line plus what syslog needs for the
 //! header and structured data.
 
+use std::cell::RefCell;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use crate::record::{Alert, ConnectionRecord, Level, Timestamp, Transport};
+use crate::record::{Alert, ConnectionRecord, Level, ProcessInfo, RuleMeta, Timestamp, Transport};
 
 /// ECS `event.kind` of a record; it is also the RFC 5424 MSGID.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -32,22 +33,17 @@ pub struct OutputRecord(Arc<Inner>);
 struct Inner {
     kind: RecordKind,
     timestamp: Timestamp,
-    /// One JSON object, no trailing newline. serde_json escapes every control character,
-    /// so it holds no byte below 0x20.
+    /// One JSON object, no trailing newline. Every control character is escaped, so it
+    /// holds no byte below 0x20.
     json: String,
     level: Option<Level>,
-    rule_id: Option<String>,
+    /// The alert's rule, shared with the rule set rather than copied.
+    rule: Option<Arc<RuleMeta>>,
     techniques: Vec<String>,
-    process: Option<ProcessSummary>,
+    /// The connecting process (syslog's structured data repeats pid, name, executable),
+    /// shared with the record rather than copied.
+    process: Option<Arc<ProcessInfo>>,
     destination: Option<DestinationSummary>,
-}
-
-/// The process fields syslog's structured data repeats.
-#[derive(Clone, Debug, PartialEq)]
-pub(crate) struct ProcessSummary {
-    pub pid: u32,
-    pub name: Option<String>,
-    pub executable: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -57,60 +53,61 @@ pub(crate) struct DestinationSummary {
     pub transport: Transport,
 }
 
-fn json_without_newline(mut v: Vec<u8>) -> String {
-    if v.last() == Some(&b'\n') {
-        v.pop();
+/// Longest JSON text the per-thread scratch buffer keeps its memory for; a record with a
+/// huge command line does not pin that much memory for the thread's lifetime.
+const SCRATCH_KEEP: usize = 64 * 1024;
+
+/// The JSON that `write` produces, in a `String` of exactly its size: it is written into a
+/// reused per-thread buffer first, so there is one allocation and no regrowth per record.
+fn json_of(write: impl FnOnce(&mut String)) -> String {
+    thread_local! {
+        static SCRATCH: RefCell<String> = const { RefCell::new(String::new()) };
     }
-    String::from_utf8(v).expect("serde_json writes UTF-8")
+    SCRATCH.with_borrow_mut(|buf| {
+        buf.clear();
+        write(buf);
+        let json = buf.as_str().to_owned();
+        if buf.capacity() > SCRATCH_KEEP {
+            *buf = String::new();
+        }
+        json
+    })
 }
 
-fn summaries(r: &ConnectionRecord) -> (ProcessSummary, DestinationSummary) {
-    (
-        ProcessSummary {
-            pid: r.process.pid,
-            name: r.process.name.clone(),
-            executable: r.process.executable.clone(),
-        },
-        DestinationSummary {
-            ip: r.destination.ip,
-            port: r.destination.port,
-            transport: r.transport,
-        },
-    )
+fn destination(r: &ConnectionRecord) -> DestinationSummary {
+    DestinationSummary {
+        ip: r.destination.ip,
+        port: r.destination.port,
+        transport: r.transport,
+    }
 }
 
 impl OutputRecord {
     /// A connection event (`event.kind: event`).
     pub fn from_event(r: &ConnectionRecord) -> Self {
-        let mut buf = Vec::with_capacity(768);
-        r.write_json(&mut buf);
-        let (process, destination) = summaries(r);
         OutputRecord(Arc::new(Inner {
             kind: RecordKind::Event,
             timestamp: r.timestamp,
-            json: json_without_newline(buf),
+            json: json_of(|buf| r.write_json_object(buf)),
             level: None,
-            rule_id: None,
+            rule: None,
             techniques: Vec::new(),
-            process: Some(process),
-            destination: Some(destination),
+            process: Some(r.process.clone()),
+            destination: Some(destination(r)),
         }))
     }
 
     /// An alert (`event.kind: alert`).
     pub fn from_alert(a: &Alert) -> Self {
-        let mut buf = Vec::with_capacity(1024);
-        a.write_json(&mut buf);
-        let (process, destination) = summaries(&a.event);
         OutputRecord(Arc::new(Inner {
             kind: RecordKind::Alert,
             timestamp: a.timestamp,
-            json: json_without_newline(buf),
+            json: json_of(|buf| a.write_json_object(buf)),
             level: Some(a.level),
-            rule_id: Some(a.rule.id.clone()),
+            rule: Some(a.rule.clone()),
             techniques: a.techniques.clone(),
-            process: Some(process),
-            destination: Some(destination),
+            process: Some(a.event.process.clone()),
+            destination: Some(destination(&a.event)),
         }))
     }
 
@@ -129,7 +126,7 @@ impl OutputRecord {
             timestamp,
             json,
             level: None,
-            rule_id: None,
+            rule: None,
             techniques: Vec::new(),
             process: None,
             destination: None,
@@ -155,15 +152,15 @@ impl OutputRecord {
     }
 
     pub(crate) fn rule_id(&self) -> Option<&str> {
-        self.0.rule_id.as_deref()
+        self.0.rule.as_deref().map(|r| r.id.as_str())
     }
 
     pub(crate) fn techniques(&self) -> &[String] {
         &self.0.techniques
     }
 
-    pub(crate) fn process(&self) -> Option<&ProcessSummary> {
-        self.0.process.as_ref()
+    pub(crate) fn process(&self) -> Option<&ProcessInfo> {
+        self.0.process.as_deref()
     }
 
     pub(crate) fn destination(&self) -> Option<&DestinationSummary> {
