@@ -31,7 +31,7 @@ use lru::LruCache;
 use serde::{Deserialize, Deserializer, Serialize};
 use thiserror::Error;
 
-use super::periodicity::{self, Periodicity, RING, ScoreParams};
+use super::periodicity::{self, Periodicity, RING, ScoreParams, ShareBar};
 use crate::record::{
     Alert, BeaconStats, ConnectionRecord, Detector, Level, ProcessInfo, RuleMeta, Timestamp,
     Transport, normalize_ip,
@@ -456,11 +456,16 @@ struct Settings {
     max_interval_ms: f64,
     score: ScoreParams,
     min_share: f64,
+    /// `min_share` as the fewest explained intervals per count of intervals.
+    share_bar: ShareBar,
     max_jitter: f64,
     min_score: f64,
     standard_ports: PortSet,
     known_c2_ports: PortSet,
     allow: Vec<AllowEntry>,
+    /// The ports of `allow` when every entry names one: a record to any other port is not
+    /// allowlisted, found without trying each entry.
+    allow_ports: Option<PortSet>,
 }
 
 fn secs_to_ns(s: f64) -> i64 {
@@ -484,6 +489,12 @@ impl Settings {
         if c.builtin_allow {
             allow.extend(builtin_allowlist());
         }
+        let allow_ports = allow
+            .iter()
+            .map(|e| e.port)
+            .collect::<Option<Vec<u16>>>()
+            .map(|ports| PortSet::from(&ports));
+        let min_share = fraction(c.min_share, d.min_share);
         Settings {
             enabled: c.enabled,
             min_intervals,
@@ -503,24 +514,31 @@ impl Settings {
                 missed_margin: c.missed_margin.min(RING as u32),
                 min_intervals,
             },
-            min_share: fraction(c.min_share, d.min_share),
+            min_share,
+            // The bar as `beacon` applies it.
+            share_bar: ShareBar::new(min_share - 1e-9),
             max_jitter: fraction(c.max_jitter, d.max_jitter),
             min_score: fraction(c.min_score, d.min_score),
             standard_ports: PortSet::from(&c.standard_ports),
             known_c2_ports: PortSet::from(&c.known_c2_ports),
             allow,
+            allow_ports,
         }
     }
 
     fn allowed(&self, rec: &ConnectionRecord) -> bool {
+        if let Some(ports) = &self.allow_ports
+            && !ports.contains(rec.destination.port)
+        {
+            return false;
+        }
         self.allow.iter().any(|e| e.matches(rec))
     }
 
     /// The periodicity of `series` if it is a beacon by the configured bars.
     fn beacon(&self, series: &Series) -> Option<Periodicity> {
         // Skips the full analysis where the share bar cannot be met (most busy keys).
-        let p =
-            periodicity::analyze_if_share(series.intervals(), &self.score, self.min_share - 1e-9)?;
+        let p = periodicity::analyze_if_bar(series.intervals(), &self.score, &self.share_bar)?;
         let is_beacon = p.median_ms >= self.min_interval_ms
             && p.median_ms <= self.max_interval_ms
             && p.share >= self.min_share - 1e-9
@@ -618,6 +636,7 @@ impl Series {
         }
     }
 
+    #[inline]
     fn observe(&mut self, t: i64, s: &Settings) -> Step {
         // Out-of-order sends (several CPUs feed the ring buffer) land in the current
         // check-in rather than moving time backwards.
@@ -770,7 +789,7 @@ impl RotatingSeries {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct DestinationKey {
     process: u64,
     ip: IpAddr,
@@ -778,11 +797,47 @@ struct DestinationKey {
     transport: Transport,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct PortKey {
     process: u64,
     port: u16,
     transport: Transport,
+}
+
+/// Process identity, port, transport and address family packed into one word without
+/// loss (64 + 16 + 1 + 1 bits), for the key hashes.
+fn key_word(process: u64, port: u16, transport: Transport, v6: bool) -> u128 {
+    let transport: u128 = match transport {
+        Transport::Tcp => 0,
+        Transport::Udp => 1,
+    };
+    u128::from(process) | u128::from(port) << 64 | transport << 80 | u128::from(v6) << 81
+}
+
+// The tables' hasher is seeded at random (destinations are chosen by whoever connects).
+// These feed it whole words, packed without loss so that distinct keys stay distinct
+// inputs, instead of field by field (the derived impls hash each enum's discriminant and
+// each small field apart): one 128-bit word per port key and IPv4 destination key, two
+// per IPv6 destination key.
+impl Hash for DestinationKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        match self.ip {
+            IpAddr::V4(a) => state.write_u128(
+                key_word(self.process, self.port, self.transport, false)
+                    | u128::from(a.to_bits()) << 96,
+            ),
+            IpAddr::V6(a) => {
+                state.write_u128(a.to_bits());
+                state.write_u128(key_word(self.process, self.port, self.transport, true));
+            }
+        }
+    }
+}
+
+impl Hash for PortKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u128(key_word(self.process, self.port, self.transport, false));
+    }
 }
 
 /// The process identity of a key: executable and user, and the container (the same path in
@@ -809,7 +864,8 @@ fn destination_hash(ip: IpAddr) -> u32 {
 }
 
 /// Slots of the identity cache: more than the processes a busy host interleaves.
-const IDENTITY_SLOTS: usize = 64;
+const IDENTITY_SLOTS: usize = 1 << IDENTITY_SLOT_BITS;
+const IDENTITY_SLOT_BITS: u32 = 6;
 
 /// `process_identity` per shared `ProcessInfo`: records of one process share one `Arc`
 /// (the process table and the replay decoder hand out the same one), so the identity is
@@ -831,7 +887,10 @@ impl IdentityCache {
 
     fn identity(&mut self, p: &Arc<ProcessInfo>) -> u64 {
         let addr = Arc::as_ptr(p) as usize;
-        let slot = ((addr >> 4) ^ (addr >> 12)) % IDENTITY_SLOTS;
+        // Fibonacci hashing: allocations are aligned and spaced alike, so their low bits
+        // alone would crowd a few slots.
+        let slot = (addr as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - IDENTITY_SLOT_BITS);
+        let slot = slot as usize;
         if let Some((q, id)) = &self.slots[slot]
             && Arc::ptr_eq(q, p)
         {
@@ -934,90 +993,58 @@ impl BeaconDetector {
         }
         let process = self.identities.identity(&rec.process);
         let dest = rec.destination;
-        let port_key = PortKey {
-            process,
-            port: dest.port,
-            transport: rec.transport,
-        };
-        let dest_hash = destination_hash(dest.ip);
-        // One beacon, one alert per window: a rotation the port key has just reported
-        // covers the keys of its destinations, and the reverse below.
-        let rotation_reported = self.ports.as_ref().is_some_and(|ports| {
-            ports.peek(&port_key).is_some_and(|r| {
-                r.series.in_window(t, &self.s) && r.destinations().contains(&dest_hash)
-            })
-        });
-
         let key = DestinationKey {
             process,
             ip: dest.ip,
             port: dest.port,
             transport: rec.transport,
         };
-        // The destination key's last alert, if its window is open.
-        let destination_reported = match self.destinations.get_mut(&key) {
-            Some(series) => {
-                if series.observe(t, &self.s) == Step::Recorded
-                    && series.due(t, &self.s)
-                    && !rotation_reported
-                    && let Some(p) = self.s.beacon(series)
-                {
-                    series.set_last_alert(t);
-                    let checkins = series.checkins;
-                    let labels = BTreeMap::from([("beacon_key".into(), "destination".into())]);
-                    let rule = self.rule_destination.clone();
-                    out.push(self.alert(rec, rule, &p, checkins, labels));
-                    Some(t)
-                } else {
-                    series.in_window(t, &self.s).then_some(series.last_alert())
-                }
-            }
-            None => {
-                if self.destinations.push(key, Series::new(t)).is_some() {
-                    self.counters.evicted_full += 1;
-                }
-                None
-            }
+        let BeaconDetector {
+            s,
+            destinations,
+            ports,
+            rule_destination,
+            rule_rotating,
+            counters,
+            ..
+        } = self;
+        let mut keys = KeyStep {
+            s,
+            counters,
+            rec,
+            t,
+            out,
         };
-
-        let Some(ports) = self.ports.as_mut() else {
+        let Some(ports) = ports.as_mut() else {
+            keys.destination(destinations, key, false, rule_destination);
             return;
         };
+        let port_key = PortKey {
+            process,
+            port: dest.port,
+            transport: rec.transport,
+        };
+        let dest_hash = destination_hash(dest.ip);
+        // One lookup of the port key: `get_mut` moves it to the front of its table before
+        // the destination key is handled rather than after, which leaves that table in the
+        // same order (nothing else touches it in between).
         match ports.get_mut(&port_key) {
             Some(r) => {
-                let step = r.series.observe(t, &self.s);
-                match step {
-                    Step::Coalesced => {}
-                    Step::Restarted => r.restart_destinations(dest_hash),
-                    Step::TooShort | Step::Recorded => r.push_destination(dest_hash),
-                }
-                if let Some(at) = destination_reported {
-                    r.destination_alert = r.destination_alert.max(at);
-                }
-                let destination_quiet = r.destination_alert == i64::MIN
-                    || t.saturating_sub(r.destination_alert) >= self.s.suppress_ns;
-                if step == Step::Recorded
-                    && r.series.due(t, &self.s)
-                    && destination_quiet
-                    && let Some(distinct) = r.rotates(self.s.min_intervals + 1)
-                    && let Some(p) = self.s.beacon(&r.series)
-                {
-                    r.series.set_last_alert(t);
-                    let checkins = r.series.checkins;
-                    let labels = BTreeMap::from([
-                        ("beacon_key".into(), "process_port".into()),
-                        ("beacon_destinations".into(), distinct.to_string()),
-                    ]);
-                    let rule = self.rule_rotating.clone();
-                    out.push(self.alert(rec, rule, &p, checkins, labels));
-                }
+                // One beacon, one alert per window: a rotation the port key has just
+                // reported covers the keys of its destinations, and the reverse below.
+                let rotation_reported =
+                    r.series.in_window(t, s) && r.destinations().contains(&dest_hash);
+                let destination_reported =
+                    keys.destination(destinations, key, rotation_reported, rule_destination);
+                keys.rotating(r, dest_hash, destination_reported, rule_rotating);
             }
             None => {
+                keys.destination(destinations, key, false, rule_destination);
                 if ports
                     .push(port_key, RotatingSeries::new(t, dest_hash))
                     .is_some()
                 {
-                    self.counters.evicted_full += 1;
+                    keys.counters.evicted_full += 1;
                 }
             }
         }
@@ -1089,15 +1116,91 @@ impl BeaconDetector {
             }
         }
     }
+}
+
+/// One record's work on its keys: what the key steps share.
+struct KeyStep<'a> {
+    s: &'a Settings,
+    counters: &'a mut BeaconCounters,
+    rec: &'a ConnectionRecord,
+    t: i64,
+    out: &'a mut Vec<Alert>,
+}
+
+impl KeyStep<'_> {
+    /// Updates the destination key (adding it if new) and alerts if it has become
+    /// periodic. Returns the key's last alert if its window is open.
+    fn destination(
+        &mut self,
+        table: &mut LruCache<DestinationKey, Series>,
+        key: DestinationKey,
+        rotation_reported: bool,
+        rule: &Arc<RuleMeta>,
+    ) -> Option<i64> {
+        let (s, t) = (self.s, self.t);
+        let Some(series) = table.get_mut(&key) else {
+            if table.push(key, Series::new(t)).is_some() {
+                self.counters.evicted_full += 1;
+            }
+            return None;
+        };
+        if series.observe(t, s) == Step::Recorded
+            && series.due(t, s)
+            && !rotation_reported
+            && let Some(p) = s.beacon(series)
+        {
+            series.set_last_alert(t);
+            let labels = BTreeMap::from([("beacon_key".into(), "destination".into())]);
+            self.alert(rule.clone(), &p, series.checkins, labels);
+            Some(t)
+        } else {
+            series.in_window(t, s).then_some(series.last_alert())
+        }
+    }
+
+    /// Updates a held port key and alerts if it has become a periodic rotation.
+    fn rotating(
+        &mut self,
+        r: &mut RotatingSeries,
+        dest_hash: u32,
+        destination_reported: Option<i64>,
+        rule: &Arc<RuleMeta>,
+    ) {
+        let (s, t) = (self.s, self.t);
+        let step = r.series.observe(t, s);
+        match step {
+            Step::Coalesced => {}
+            Step::Restarted => r.restart_destinations(dest_hash),
+            Step::TooShort | Step::Recorded => r.push_destination(dest_hash),
+        }
+        if let Some(at) = destination_reported {
+            r.destination_alert = r.destination_alert.max(at);
+        }
+        let destination_quiet = r.destination_alert == i64::MIN
+            || t.saturating_sub(r.destination_alert) >= s.suppress_ns;
+        if step == Step::Recorded
+            && r.series.due(t, s)
+            && destination_quiet
+            && let Some(distinct) = r.rotates(s.min_intervals + 1)
+            && let Some(p) = s.beacon(&r.series)
+        {
+            r.series.set_last_alert(t);
+            let labels = BTreeMap::from([
+                ("beacon_key".into(), "process_port".into()),
+                ("beacon_destinations".into(), distinct.to_string()),
+            ]);
+            self.alert(rule.clone(), &p, r.series.checkins, labels);
+        }
+    }
 
     fn alert(
         &mut self,
-        rec: &ConnectionRecord,
         rule: Arc<RuleMeta>,
         p: &Periodicity,
         checkins: u32,
         labels: BTreeMap<String, String>,
-    ) -> Alert {
+    ) {
+        let rec = self.rec;
         self.counters.alerts += 1;
         let port = rec.destination.port;
         let technique = if self.s.standard_ports.contains(port) {
@@ -1111,7 +1214,7 @@ impl BeaconDetector {
             Level::Medium
         };
         let round3 = |v: f64| (v * 1000.0).round() / 1000.0;
-        Alert {
+        self.out.push(Alert {
             timestamp: rec.timestamp,
             event: rec.clone(),
             rule,
@@ -1128,7 +1231,7 @@ impl BeaconDetector {
                 jitter: round3(p.jitter()),
                 score: round3(p.score),
             }),
-        }
+        });
     }
 }
 

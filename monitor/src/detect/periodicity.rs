@@ -53,6 +53,51 @@ impl ScoreParams {
         (self.missed_margin as usize)
             .saturating_sub(n.saturating_sub(self.min_intervals) / MARGIN_RELIEF)
     }
+
+    /// Largest over smallest interval of a steady window.
+    fn steady_ratio(&self) -> f64 {
+        (1.0 + self.tolerance) / (1.0 - self.tolerance)
+    }
+
+    /// Largest over smallest on-time interval of a reading with missed check-ins, widened
+    /// by a relative 1e-9 so rounding in `fold_k` cannot put an explained interval outside.
+    fn on_time_ratio(&self) -> f64 {
+        let f = self.fold_tolerance;
+        (1.0 + f) / (1.0 - f) * (1.0 + 1e-9)
+    }
+
+    /// Largest over smallest explained interval of a reading with missed check-ins,
+    /// widened likewise.
+    fn banded_ratio(&self) -> f64 {
+        let f = self.fold_tolerance;
+        f64::from(self.max_missed + 1) * (1.0 + f) / (1.0 - f) * (1.0 + 1e-9)
+    }
+}
+
+/// The fewest explained intervals that meet a share bar, for every count of intervals:
+/// worked out once per configuration instead of on every analysis.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ShareBar {
+    /// `floor[n]`: the fewest of `n` intervals whose share meets the bar (n + 1 if none).
+    floor: [u8; RING + 1],
+}
+
+impl ShareBar {
+    pub fn new(min_share: f64) -> ShareBar {
+        let mut floor = [0u8; RING + 1];
+        for (n, slot) in floor.iter_mut().enumerate() {
+            // Compared as `Periodicity::share` is computed.
+            let e = (0..=n)
+                .find(|&e| e as f64 / n as f64 >= min_share)
+                .unwrap_or(n + 1);
+            *slot = e as u8;
+        }
+        ShareBar { floor }
+    }
+
+    fn floor(&self, n: usize) -> usize {
+        usize::from(self.floor[n])
+    }
 }
 
 /// The periodicity statistics of one series of intervals.
@@ -110,14 +155,116 @@ pub fn analyze(intervals: &[u32], p: &ScoreParams) -> Option<Periodicity> {
 /// analysis where bounds show it (most irregular series: the common case for a busy key,
 /// which is checked on every new interval).
 pub fn analyze_if_share(intervals: &[u32], p: &ScoreParams, min_share: f64) -> Option<Periodicity> {
+    analyze_if_bar(intervals, p, &ShareBar::new(min_share))
+}
+
+/// `analyze_if_share` with the bar worked out beforehand. Most series are refused from
+/// their few smallest and largest intervals, before any sorting.
+pub fn analyze_if_bar(intervals: &[u32], p: &ScoreParams, bar: &ShareBar) -> Option<Periodicity> {
+    let n = intervals.len();
+    if n == 0 || n > RING {
+        return None;
+    }
+    let floor = bar.floor(n);
+    if !extremes_may_reach(intervals, p, floor) {
+        return None;
+    }
     let mut sorted = [0f64; RING];
     let xs = sorted_intervals(intervals, &mut sorted)?;
-    let n = xs.len();
-    // The fewest explained intervals that meet the bar, compared as `share` is computed.
-    let floor = (0..=n)
-        .find(|&e| e as f64 / n as f64 >= min_share)
-        .unwrap_or(n + 1);
     analyze_sorted(xs, p, floor)
+}
+
+/// False when neither reading can explain `floor` of `intervals` (unsorted), judged from
+/// their few smallest and largest values; true when one may, or when `floor` leaves too
+/// many window starts to judge this way.
+///
+/// Both runs that bound the readings (`steady_window`'s and `fold_bound`'s widest) hold
+/// `floor` values only if, for some start j, the sorted values s[j] and s[j + floor − 1]
+/// are within their ratio (`runs_reach`). With j < n − floor + 1 (the starts) those are
+/// the smallest and the largest few values.
+fn extremes_may_reach(intervals: &[u32], p: &ScoreParams, floor: usize) -> bool {
+    let n = intervals.len();
+    if floor == 0 {
+        return true;
+    }
+    if floor > n {
+        return false;
+    }
+    // s[j] is lo[j] and s[j + floor − 1] = s[n − starts + j] is hi[j] (each ascending).
+    // Compared as `longest_run` compares.
+    let fits = |lo: &[u32], hi: &[u32], ratio: f64| {
+        lo.iter()
+            .zip(hi)
+            .any(|(&l, &h)| f64::from(h) <= ratio * f64::from(l))
+    };
+    let reach = |lo: &[u32], hi: &[u32]| {
+        fits(lo, hi, p.steady_ratio()) || (p.max_missed > 0 && fits(lo, hi, p.banded_ratio()))
+    };
+    match n - floor + 1 {
+        1 => {
+            let (mut lo, mut hi) = (u32::MAX, 0);
+            for &v in intervals {
+                lo = lo.min(v);
+                hi = hi.max(v);
+            }
+            reach(&[lo], &[hi])
+        }
+        2 => {
+            let (lo, hi) = extremes::<2>(intervals);
+            reach(&lo, &hi)
+        }
+        3 => {
+            let (lo, hi) = extremes::<3>(intervals);
+            reach(&lo, &hi)
+        }
+        4 => {
+            let (lo, hi) = extremes::<4>(intervals);
+            reach(&lo, &hi)
+        }
+        // Too many starts to judge this way: the sorted check decides.
+        _ => true,
+    }
+}
+
+/// The `K` smallest and the `K` largest of `xs` (at least `K` values), each ascending.
+fn extremes<const K: usize>(xs: &[u32]) -> ([u32; K], [u32; K]) {
+    let mut lo = [u32::MAX; K];
+    let mut hi = [0u32; K];
+    for &v in xs {
+        if v < lo[K - 1] {
+            let mut j = K - 1;
+            while j > 0 && lo[j - 1] > v {
+                lo[j] = lo[j - 1];
+                j -= 1;
+            }
+            lo[j] = v;
+        }
+        if v > hi[0] {
+            let mut j = 0;
+            while j + 1 < K && hi[j + 1] < v {
+                hi[j] = hi[j + 1];
+                j += 1;
+            }
+            hi[j] = v;
+        }
+    }
+    (lo, hi)
+}
+
+/// Whether `longest_run(xs, ratio) >= len`, in `xs.len() − len + 1` comparisons. For
+/// sorted `xs` and `ratio` ≥ 1 the run from start s covers exactly the values up to
+/// `ratio · xs[s]`, so it holds `len` values when `xs[s + len − 1]` is among them.
+fn runs_reach(xs: &[f64], ratio: f64, len: usize) -> bool {
+    len == 0 || (len <= xs.len() && (0..=xs.len() - len).any(|s| xs[s + len - 1] <= ratio * xs[s]))
+}
+
+/// Whether `fold_bound(xs, p) >= floor` (floor ≥ 1), without counting the runs: the bound
+/// is min(max(on time, 2 · on time − margin), banded).
+fn fold_may_reach(xs: &[f64], p: &ScoreParams, floor: usize) -> bool {
+    let on_time_needed = floor.min((floor + p.margin(xs.len())).div_ceil(2));
+    p.max_missed > 0
+        && runs_reach(xs, p.banded_ratio(), floor)
+        && runs_reach(xs, p.on_time_ratio(), on_time_needed)
 }
 
 /// Most intervals a reading with missed check-ins can explain. It explains on-time
@@ -130,18 +277,11 @@ fn fold_bound(xs: &[f64], p: &ScoreParams) -> usize {
     if p.max_missed == 0 {
         return 0;
     }
-    let f = p.fold_tolerance;
-    let on_time = fullest_run(xs, (1.0 + f) / (1.0 - f));
-    let banded = fullest_run(xs, f64::from(p.max_missed + 1) * (1.0 + f) / (1.0 - f));
+    let on_time = longest_run(xs, p.on_time_ratio());
+    let banded = longest_run(xs, p.banded_ratio());
     // All on time (nothing missed), or on time plus at most on time − margin folded.
     let folded = on_time.max((2 * on_time).saturating_sub(p.margin(xs.len())));
     folded.min(banded)
-}
-
-/// The most sorted intervals within a factor `ratio` of the smallest of them. Widened by a
-/// relative 1e-9 so rounding in `fold_k` cannot put an explained interval outside it.
-fn fullest_run(xs: &[f64], ratio: f64) -> usize {
-    longest_run(xs, ratio * (1.0 + 1e-9))
 }
 
 /// The most sorted intervals with the largest at most `ratio` times the smallest.
@@ -181,14 +321,14 @@ fn sorted_intervals<'b>(intervals: &[u32], buf: &'b mut [f64; RING]) -> Option<&
 /// so it is searched only when its bound allows that, and among fits that would win.
 fn analyze_sorted(xs: &[f64], p: &ScoreParams, floor: usize) -> Option<Periodicity> {
     let n = xs.len();
-    // The steady window's size first (what `steady_window` counts, without its spreads).
-    let steady = longest_run(xs, (1.0 + p.tolerance) / (1.0 - p.tolerance));
-    let fold_most = fold_bound(xs, p);
-    if steady.max(fold_most) < floor {
+    // Neither the steady window nor the fold bound reaches `floor`: found by comparing a
+    // few pairs rather than counting the runs.
+    if floor > 0 && !runs_reach(xs, p.steady_ratio(), floor) && !fold_may_reach(xs, p, floor) {
         return None;
     }
+    let fold_most = fold_bound(xs, p);
     let (start, count) = steady_window(xs, p.tolerance);
-    debug_assert_eq!(count, steady);
+    debug_assert_eq!(count, longest_run(xs, p.steady_ratio()));
     // The explained intervals, each as one period, for the statistics.
     let mut periods = [0f64; RING];
     // Ties go to the steady reading, which assumes nothing missed.
@@ -275,6 +415,7 @@ impl Fit {
 /// The largest run of sorted intervals that fits in [c(1 − t), c(1 + t)] for some c, as
 /// (start, count); among equal counts the narrowest.
 fn steady_window(xs: &[f64], t: f64) -> (usize, usize) {
+    // As `ScoreParams::steady_ratio` computes it.
     let ratio = (1.0 + t) / (1.0 - t);
     let (mut best_start, mut best_count, mut best_spread) = (0, 0, f64::INFINITY);
     let mut end = 0;
@@ -331,6 +472,105 @@ fn fit_with(xs: &[f64], c: f64, p: &ScoreParams, at_least: usize) -> Option<(Fit
     (fit.explained() >= at_least).then_some((fit, total, periods))
 }
 
+/// Most periods `Bands` follows (`max_missed` is at most 10); beyond, `fit_with` scans.
+const MAX_BANDS: usize = 11;
+
+/// Where, in the sorted intervals, each number of periods k of a period c explains
+/// intervals: `fold_k(x, c) == Some(k)` holds exactly for the intervals from `start[k − 1]`
+/// up to `end[k − 1]`. The set is contiguous because, for a fixed c, both parts of that test
+/// only ever turn from false to true as x grows, rounding included: x / c ≥ k − ½ (what
+/// `fold_k`'s rounding to k needs, and x / c < k + ½) and x − k·c ≥ −tol (with x − k·c ≤
+/// tol). The search starts from the previous period's positions, so for neighbouring
+/// candidates it is a few steps rather than a pass over every interval.
+struct Bands {
+    start: [usize; MAX_BANDS],
+    end: [usize; MAX_BANDS],
+}
+
+impl Bands {
+    fn new() -> Self {
+        Bands {
+            start: [0; MAX_BANDS],
+            end: [0; MAX_BANDS],
+        }
+    }
+
+    /// The intervals `k` periods of `c` explain: `start..end` of sorted `xs` (empty when
+    /// `end <= start`).
+    fn band(&mut self, xs: &[f64], c: f64, k: u32, p: &ScoreParams) -> (usize, usize) {
+        let i = (k - 1) as usize;
+        let kf = f64::from(k);
+        // The terms of `fold_k`, computed as it computes them.
+        let kc = kf * c;
+        let tol = p.fold_tolerance * kf * c;
+        let start = first_where(xs, self.start[i], |x| x / c >= kf - 0.5 && x - kc >= -tol);
+        let end = first_where(xs, self.end[i].max(start), |x| {
+            x / c >= kf + 0.5 || x - kc > tol
+        });
+        self.start[i] = start;
+        self.end[i] = end;
+        (start, end)
+    }
+
+    /// What `fit_with(xs, c, p, 0)` sums: the explained intervals' total and their number
+    /// of periods. `prefix[i]` is the sum of `xs[..i]`; the intervals are whole
+    /// milliseconds below 2^32 and at most `RING` of them, so every sum is an exact
+    /// integer and the total is the one `fit_with` adds up in order.
+    fn sums(&mut self, xs: &[f64], prefix: &[f64], c: f64, p: &ScoreParams) -> (f64, u32) {
+        let (mut total, mut periods) = (0.0, 0u32);
+        for k in 1..=p.max_missed + 1 {
+            let (start, end) = self.band(xs, c, k, p);
+            if end > start {
+                total += prefix[end] - prefix[start];
+                periods += k * (end - start) as u32;
+            }
+            // Every later band lies above this one's start.
+            if start == xs.len() {
+                break;
+            }
+        }
+        (total, periods)
+    }
+
+    /// `fit_with(xs, c, p, at_least)`'s fit (`None` alike), band by band: the bands lie in
+    /// order of k, so what lies below a band's start and in no earlier band is
+    /// unexplained, and the search stops once too much is.
+    fn fit(&mut self, xs: &[f64], c: f64, p: &ScoreParams, at_least: usize) -> Option<Fit> {
+        let n = xs.len();
+        let mut fit = Fit::default();
+        for k in 1..=p.max_missed + 1 {
+            let (start, end) = self.band(xs, c, k, p);
+            if fit.explained() + (n - start) < at_least {
+                return None;
+            }
+            let count = end.saturating_sub(start);
+            if k == 1 {
+                fit.on_time += count;
+            } else {
+                fit.folded += count;
+                fit.missed += (k - 1) as usize * count;
+            }
+            if start == n {
+                break;
+            }
+        }
+        (fit.explained() >= at_least).then_some(fit)
+    }
+}
+
+/// The first index of sorted `xs` where `pred` holds (`xs.len()` if none), for a `pred`
+/// that holds from some index on; searched from `from` in either direction.
+fn first_where(xs: &[f64], from: usize, pred: impl Fn(f64) -> bool) -> usize {
+    let mut i = from.min(xs.len());
+    while i > 0 && pred(xs[i - 1]) {
+        i -= 1;
+    }
+    while i < xs.len() && !pred(xs[i]) {
+        i += 1;
+    }
+    i
+}
+
 /// The period that explains the most intervals when missed check-ins are allowed, and its
 /// fit, among admissible fits, if it explains at least `at_least` (the best among those is
 /// the best of all then). Candidates are the intervals themselves (one of them is on time
@@ -339,7 +579,8 @@ fn best_fold(xs: &[f64], p: &ScoreParams, at_least: usize) -> Option<(f64, Fit)>
     if p.max_missed == 0 {
         return None;
     }
-    let margin = p.margin(xs.len());
+    let n = xs.len();
+    let margin = p.margin(n);
     let f = p.fold_tolerance;
     // Widened so rounding cannot move an interval across a bound.
     let (widen_lo, widen_hi) = (
@@ -347,8 +588,14 @@ fn best_fold(xs: &[f64], p: &ScoreParams, at_least: usize) -> Option<(f64, Fit)>
         (1.0 + f) * (1.0 + f) * (1.0 + 1e-9),
     );
     let most = f64::from(p.max_missed + 1);
-    let within =
-        |lo: f64, hi: f64| xs.partition_point(|&x| x <= hi) - xs.partition_point(|&x| x < lo);
+    let mut prefix = [0f64; RING + 1];
+    for (i, &x) in xs.iter().enumerate() {
+        prefix[i + 1] = prefix[i] + x;
+    }
+    let mut bands = ((p.max_missed as usize) < MAX_BANDS).then(Bands::new);
+    // Intervals below the candidate's lower bound, and at most its upper bounds: the bounds
+    // grow with the candidate, so the counts only move forward.
+    let (mut below, mut on_time_end, mut banded_end) = (0, 0, 0);
     let mut best: Option<(f64, Fit)> = None;
     // The last few refined periods tried (NaN never equals one).
     let mut refined = [f64::NAN; 4];
@@ -363,8 +610,22 @@ fn best_fold(xs: &[f64], p: &ScoreParams, at_least: usize) -> Option<(f64, Fit)>
         // intervals are then within [cand(1 − f)², cand(1 + f)²] and all it explains
         // within (m + 1)·cand(1 + f)². A candidate whose admissible fit cannot reach
         // `at_least` by those counts is skipped without computing it.
-        let on_time = within(candidate * widen_lo, candidate * widen_hi);
-        let banded = within(candidate * widen_lo, most * candidate * widen_hi);
+        let (lo, hi, band_hi) = (
+            candidate * widen_lo,
+            candidate * widen_hi,
+            most * candidate * widen_hi,
+        );
+        while below < n && xs[below] < lo {
+            below += 1;
+        }
+        while on_time_end < n && xs[on_time_end] <= hi {
+            on_time_end += 1;
+        }
+        while banded_end < n && xs[banded_end] <= band_hi {
+            banded_end += 1;
+        }
+        let on_time = on_time_end - below;
+        let banded = banded_end - below;
         if on_time
             .max((2 * on_time).saturating_sub(margin))
             .min(banded)
@@ -372,9 +633,13 @@ fn best_fold(xs: &[f64], p: &ScoreParams, at_least: usize) -> Option<(f64, Fit)>
         {
             continue;
         }
-        // At least 0: always a fit.
-        let Some((_, total, periods)) = fit_with(xs, candidate, p, 0) else {
-            continue;
+        let (total, periods) = match bands.as_mut() {
+            Some(b) => b.sums(xs, &prefix, candidate, p),
+            // At least 0: always a fit.
+            None => match fit_with(xs, candidate, p, 0) {
+                Some((_, total, periods)) => (total, periods),
+                None => continue,
+            },
         };
         let c = if periods > 0 {
             total / f64::from(periods)
@@ -388,7 +653,11 @@ fn best_fold(xs: &[f64], p: &ScoreParams, at_least: usize) -> Option<(f64, Fit)>
         }
         refined[usize::from(next_refined)] = c;
         next_refined = (next_refined + 1) % 4;
-        let Some((fit, _, _)) = fit_with(xs, c, p, at_least) else {
+        let fit = match bands.as_mut() {
+            Some(b) => b.fit(xs, c, p, at_least),
+            None => fit_with(xs, c, p, at_least).map(|(fit, _, _)| fit),
+        };
+        let Some(fit) = fit else {
             continue;
         };
         if !fit.admissible(margin) {
