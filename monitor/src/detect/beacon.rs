@@ -636,7 +636,7 @@ impl Series {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn observe(&mut self, t: i64, s: &Settings) -> Step {
         // Out-of-order sends (several CPUs feed the ring buffer) land in the current
         // check-in rather than moving time backwards.
@@ -1093,10 +1093,14 @@ impl BeaconDetector {
         (size_of::<IntervalRing>(), size_of::<DestinationRing>())
     }
 
+    #[inline]
     fn evict_idle(&mut self, now: i64) {
-        if now <= self.latest {
-            return;
+        if now > self.latest {
+            self.evict_idle_at(now);
         }
+    }
+
+    fn evict_idle_at(&mut self, now: i64) {
         self.latest = now;
         let cutoff = now.saturating_sub(self.s.idle_ns);
         while let Some((_, s)) = self.destinations.peek_lru() {
@@ -1536,6 +1540,61 @@ mod tests {
         }
         assert_eq!(det.key_count(), 3);
         assert_eq!(det.counters().evicted_full, 2);
+    }
+
+    #[test]
+    fn port_key_cap_drops_the_least_recently_used_port_key() {
+        // The port key is looked up once, before the destination key: the port table must
+        // keep the order a lookup after the destination key gave it.
+        let cfg = BeaconConfig {
+            max_port_keys: 2,
+            ..BeaconConfig::default()
+        };
+        let mut det = BeaconDetector::new(cfg);
+        let p = process("/usr/bin/python3", 0, 1);
+        let mut out = Vec::new();
+        // (port, evictions after the record): 1001 and 1002 fill the table, 1001 again
+        // makes 1002 the least recently used, 1003 evicts it, 1001 is still held, 1002
+        // comes back by evicting 1003.
+        let steps = [
+            (1001, 0),
+            (1002, 0),
+            (1001, 0),
+            (1003, 1),
+            (1001, 1),
+            (1002, 2),
+        ];
+        for (i, (port, evicted)) in steps.into_iter().enumerate() {
+            det.process(
+                &rec(&p, "192.0.2.60", port, Transport::Tcp, i as f64),
+                &mut out,
+            );
+            assert_eq!(det.counters().evicted_full, evicted, "after port {port}");
+            assert!(det.counters().port_keys <= 2);
+        }
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn key_hash_words_keep_every_field() {
+        // The key hashes feed packed words to a seeded hasher: distinct keys must stay
+        // distinct words, or an attacker could make them collide whatever the seed.
+        let mut words = std::collections::HashSet::new();
+        for process in [0, 1, u64::MAX] {
+            for port in [0, 1, 8088, u16::MAX] {
+                for transport in [Transport::Tcp, Transport::Udp] {
+                    for v6 in [false, true] {
+                        assert!(words.insert(key_word(process, port, transport, v6)));
+                    }
+                }
+            }
+        }
+        let v4 = |ip: &str| {
+            let a: std::net::Ipv4Addr = ip.parse().unwrap();
+            key_word(7, 443, Transport::Tcp, false) | u128::from(a.to_bits()) << 96
+        };
+        assert_ne!(v4("192.0.2.1"), v4("192.0.2.2"));
+        assert_ne!(v4("0.0.0.1"), key_word(7, 443, Transport::Tcp, false));
     }
 
     #[test]

@@ -251,20 +251,31 @@ fn extremes<const K: usize>(xs: &[u32]) -> ([u32; K], [u32; K]) {
     (lo, hi)
 }
 
-/// Whether `longest_run(xs, ratio) >= len`, in `xs.len() − len + 1` comparisons. For
-/// sorted `xs` and `ratio` ≥ 1 the run from start s covers exactly the values up to
-/// `ratio · xs[s]`, so it holds `len` values when `xs[s + len − 1]` is among them.
+/// Whether `longest_run(xs, ratio) >= len`, in `xs.len() − len + 1` comparisons.
 fn runs_reach(xs: &[f64], ratio: f64, len: usize) -> bool {
-    len == 0 || (len <= xs.len() && (0..=xs.len() - len).any(|s| xs[s + len - 1] <= ratio * xs[s]))
+    run_starts_by(xs, ratio, len, xs.len())
 }
 
-/// Whether `fold_bound(xs, p) >= floor` (floor ≥ 1), without counting the runs: the bound
-/// is min(max(on time, 2 · on time − margin), banded).
+/// Whether a run of `len` sorted values within a factor `ratio` starts at index `last` or
+/// before. For sorted `xs` and `ratio` ≥ 1 the run from start s covers exactly the values
+/// up to `ratio · xs[s]` (as `longest_run` compares), so it holds `len` values when
+/// `xs[s + len − 1]` is among them.
+fn run_starts_by(xs: &[f64], ratio: f64, len: usize, last: usize) -> bool {
+    len == 0
+        || (len <= xs.len()
+            && (0..=last.min(xs.len() - len)).any(|s| xs[s + len - 1] <= ratio * xs[s]))
+}
+
+/// False when no admissible reading with missed check-ins can explain `floor` (≥ 1)
+/// intervals, by the counts `fold_bound` bounds it with, the on-time ones placed as in
+/// `best_fold`: among the first n − floor + 1.
 fn fold_may_reach(xs: &[f64], p: &ScoreParams, floor: usize) -> bool {
-    let on_time_needed = floor.min((floor + p.margin(xs.len())).div_ceil(2));
+    let n = xs.len();
+    let on_time_needed = floor.min((floor + p.margin(n)).div_ceil(2));
     p.max_missed > 0
+        && floor <= n
         && runs_reach(xs, p.banded_ratio(), floor)
-        && runs_reach(xs, p.on_time_ratio(), on_time_needed)
+        && run_starts_by(xs, p.on_time_ratio(), on_time_needed, n - floor)
 }
 
 /// Most intervals a reading with missed check-ins can explain. It explains on-time
@@ -321,8 +332,8 @@ fn sorted_intervals<'b>(intervals: &[u32], buf: &'b mut [f64; RING]) -> Option<&
 /// so it is searched only when its bound allows that, and among fits that would win.
 fn analyze_sorted(xs: &[f64], p: &ScoreParams, floor: usize) -> Option<Periodicity> {
     let n = xs.len();
-    // Neither the steady window nor the fold bound reaches `floor`: found by comparing a
-    // few pairs rather than counting the runs.
+    // Neither the steady window nor a reading with missed check-ins can reach `floor`:
+    // found by comparing a few pairs rather than counting the runs.
     if floor > 0 && !runs_reach(xs, p.steady_ratio(), floor) && !fold_may_reach(xs, p, floor) {
         return None;
     }
@@ -497,6 +508,7 @@ impl Bands {
 
     /// The intervals `k` periods of `c` explain: `start..end` of sorted `xs` (empty when
     /// `end <= start`).
+    #[inline]
     fn band(&mut self, xs: &[f64], c: f64, k: u32, p: &ScoreParams) -> (usize, usize) {
         let i = (k - 1) as usize;
         let kf = f64::from(k);
@@ -581,6 +593,17 @@ fn best_fold(xs: &[f64], p: &ScoreParams, at_least: usize) -> Option<(f64, Fit)>
     }
     let n = xs.len();
     let margin = p.margin(n);
+    // The intervals a fit may leave unexplained.
+    let spare = n.checked_sub(at_least)?;
+    // An admissible fit that explains `at_least` has that many on time if it assumes no
+    // missed check-ins, else at least (at_least + margin) / 2. Its on-time intervals come
+    // first among those it explains (fewer periods each) and lie within `on_time_ratio`
+    // of each other, so what lies below them is unexplained: they start among the first
+    // `spare + 1`.
+    let on_time_needed = at_least.min((at_least + margin).div_ceil(2));
+    if !run_starts_by(xs, p.on_time_ratio(), on_time_needed, spare) {
+        return None;
+    }
     let f = p.fold_tolerance;
     // Widened so rounding cannot move an interval across a bound.
     let (widen_lo, widen_hi) = (
@@ -617,6 +640,10 @@ fn best_fold(xs: &[f64], p: &ScoreParams, at_least: usize) -> Option<(f64, Fit)>
         );
         while below < n && xs[below] < lo {
             below += 1;
+        }
+        // The bound below needs `below <= spare`, and `below` only grows.
+        if below > spare {
+            break;
         }
         while on_time_end < n && xs[on_time_end] <= hi {
             on_time_end += 1;
@@ -874,7 +901,7 @@ mod tests {
     #[test]
     fn skipping_the_fold_search_keeps_the_reading_the_full_search_picks() {
         // The reading `analyze` reports is the one the unpruned search picks: every
-        // candidate period, no bound, no early exit.
+        // candidate period, no bound, no early exit (`reference_best_fold`).
         let mut x = 0x5ca1_ab1e_u64;
         let mut next = move || {
             x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
@@ -902,7 +929,7 @@ mod tests {
             let mut buf = [0f64; RING];
             let sorted = sorted_intervals(&xs, &mut buf).unwrap();
             let (_, count) = steady_window(sorted, P.tolerance);
-            let expected = match best_fold(sorted, &P, 0) {
+            let expected = match reference_best_fold(sorted, &P, 0) {
                 Some((_, fit)) if fit.explained() > count => {
                     folded_readings += 1;
                     (fit.explained(), fit.folded, fit.missed)
@@ -949,6 +976,299 @@ mod tests {
                 for p in [&P, &wide] {
                     assert_eq!(fold_k(x, c, p), reference(x, c, p), "x {x} c {c}");
                 }
+            }
+        }
+    }
+
+    /// SplitMix64: seeded, so every run sees the same cases.
+    fn rng(seed: u64) -> impl FnMut() -> u64 {
+        let mut x = seed;
+        move || {
+            x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = x;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^ (z >> 31)
+        }
+    }
+
+    /// Interval series of every kind the detector meets: steady with jitter, missed
+    /// check-ins, irregular, a mix with strays, repeated values, the odd zero.
+    fn series(next: &mut impl FnMut() -> u64, case: u64) -> Vec<u32> {
+        let n = 1 + (next() % RING as u64) as usize;
+        let period = 5_000 + next() % 600_000;
+        (0..n)
+            .map(|_| {
+                let jitter = |next: &mut dyn FnMut() -> u64, per_mille: u64| {
+                    1000 + (next() % (2 * per_mille + 1)) as i64 - per_mille as i64
+                };
+                let v = match case % 6 {
+                    0 => period as i64 * jitter(next, 250) / 1000,
+                    1 => (period * (1 + next() % 4)) as i64 * jitter(next, 200) / 1000,
+                    2 => (5_000 + next() % 900_000) as i64,
+                    3 if next().is_multiple_of(6) => (5_000 + next() % (4 * period)) as i64,
+                    3 => period as i64 * jitter(next, 100) / 1000,
+                    4 => (period + 1000 * (next() % 3)) as i64,
+                    _ if next().is_multiple_of(40) => 0,
+                    _ => (period * (1 + next() % 2)) as i64 * jitter(next, 300) / 1000,
+                };
+                v as u32
+            })
+            .collect()
+    }
+
+    /// Parameter sets: the defaults, folding off, wide folding with many missed check-ins,
+    /// more missed check-ins than `Bands` follows (the scan fallback), a narrow fold band.
+    fn param_sets() -> [ScoreParams; 5] {
+        [
+            P,
+            ScoreParams { max_missed: 0, ..P },
+            ScoreParams {
+                tolerance: 0.1,
+                fold_tolerance: 0.3,
+                max_missed: 10,
+                missed_margin: 0,
+                min_intervals: 3,
+            },
+            ScoreParams {
+                max_missed: 12,
+                missed_margin: 1,
+                ..P
+            },
+            ScoreParams {
+                tolerance: 0.5,
+                fold_tolerance: 0.001,
+                max_missed: 2,
+                missed_margin: 5,
+                min_intervals: 20,
+            },
+        ]
+    }
+
+    /// `fit_with` as first written: every interval, no early exit.
+    fn reference_fit(xs: &[f64], c: f64, p: &ScoreParams) -> (Fit, f64, u32) {
+        let mut fit = Fit::default();
+        let (mut total, mut periods) = (0.0, 0u32);
+        for &x in xs {
+            let Some(k) = fold_k(x, c, p) else {
+                continue;
+            };
+            if k == 1 {
+                fit.on_time += 1;
+            } else {
+                fit.folded += 1;
+                fit.missed += (k - 1) as usize;
+            }
+            total += x;
+            periods += k;
+        }
+        (fit, total, periods)
+    }
+
+    /// `best_fold` without any pruning: every candidate refined and fitted in full, the
+    /// first strictly best admissible fit that explains `at_least` kept.
+    fn reference_best_fold(xs: &[f64], p: &ScoreParams, at_least: usize) -> Option<(f64, Fit)> {
+        if p.max_missed == 0 {
+            return None;
+        }
+        let margin = p.margin(xs.len());
+        let mut best: Option<(f64, Fit)> = None;
+        for (i, &candidate) in xs.iter().enumerate() {
+            if candidate <= 0.0 || (i > 0 && xs[i - 1] == candidate) {
+                continue;
+            }
+            let (_, total, periods) = reference_fit(xs, candidate, p);
+            let c = if periods > 0 {
+                total / f64::from(periods)
+            } else {
+                candidate
+            };
+            let (fit, _, _) = reference_fit(xs, c, p);
+            if fit.explained() < at_least || !fit.admissible(margin) {
+                continue;
+            }
+            let better = best.as_ref().is_none_or(|(_, b)| {
+                (fit.explained(), fit.on_time, usize::MAX - fit.missed)
+                    > (b.explained(), b.on_time, usize::MAX - b.missed)
+            });
+            if better {
+                best = Some((c, fit));
+            }
+        }
+        best
+    }
+
+    #[test]
+    fn the_pruned_fold_search_finds_what_the_full_search_finds() {
+        // Every bar `analyze_sorted` asks for (0, the share floor, one more than the
+        // steady window) and a few more, under every parameter set: the same period, to
+        // the bit, and the same fit as the unpruned search.
+        let mut next = rng(0xf01d_5ea5);
+        let mut found = 0;
+        for case in 0..12_000u64 {
+            let xs = series(&mut next, case);
+            let mut buf = [0f64; RING];
+            let sorted = sorted_intervals(&xs, &mut buf).unwrap();
+            let n = sorted.len();
+            for p in &param_sets() {
+                let (_, count) = steady_window(sorted, p.tolerance);
+                let floor = ShareBar::new(0.93 - 1e-9).floor(n);
+                for at_least in [0, 1, n / 2, n.saturating_sub(2), floor, count + 1, n, n + 1] {
+                    let got = best_fold(sorted, p, at_least).map(|(c, f)| (c.to_bits(), f));
+                    let want =
+                        reference_best_fold(sorted, p, at_least).map(|(c, f)| (c.to_bits(), f));
+                    assert_eq!(got, want, "{xs:?} at least {at_least} {p:?}");
+                    found += usize::from(got.is_some());
+                }
+            }
+        }
+        assert!(found > 10_000, "{found}");
+    }
+
+    #[test]
+    fn band_positions_give_the_scan_s_fit_from_any_previous_period() {
+        // One `Bands` carried across periods in no particular order (as candidates and
+        // refined periods alternate), including periods that put intervals exactly on a
+        // rounding boundary (x / c = k ± 1/2) or a band's edge (x = k·c(1 ± f)).
+        let mut next = rng(0xba_4d5);
+        for case in 0..6_000u64 {
+            let xs = series(&mut next, case);
+            let mut buf = [0f64; RING];
+            let sorted = sorted_intervals(&xs, &mut buf).unwrap();
+            let mut prefix = [0f64; RING + 1];
+            for (i, &x) in sorted.iter().enumerate() {
+                prefix[i + 1] = prefix[i] + x;
+            }
+            for p in param_sets() {
+                if p.max_missed as usize >= MAX_BANDS {
+                    continue;
+                }
+                let mut bands = Bands::new();
+                for _ in 0..24 {
+                    let x = sorted[(next() % sorted.len() as u64) as usize].max(1.0);
+                    let k = f64::from(1 + (next() % u64::from(p.max_missed + 2)) as u32);
+                    let f = p.fold_tolerance;
+                    let c = match next() % 6 {
+                        0 => x,
+                        1 => x / (k + 0.5),
+                        2 => x / (k - 0.5),
+                        3 => x / (k * (1.0 + f)),
+                        4 => x / (k * (1.0 - f)),
+                        _ => x * (0.5 + (next() % 1000) as f64 / 500.0),
+                    };
+                    let (fit, total, periods) = reference_fit(sorted, c, &p);
+                    let (got_total, got_periods) = bands.sums(sorted, &prefix, c, &p);
+                    assert_eq!(
+                        (got_total.to_bits(), got_periods),
+                        (total.to_bits(), periods),
+                        "{xs:?} c {c}"
+                    );
+                    for at_least in [0, fit.explained(), fit.explained() + 1, sorted.len()] {
+                        let want = (fit.explained() >= at_least).then_some(fit);
+                        assert_eq!(bands.fit(sorted, c, &p, at_least), want, "{xs:?} c {c}");
+                        let scan = fit_with(sorted, c, &p, at_least).map(|(f, _, _)| f);
+                        assert_eq!(scan, want, "{xs:?} c {c}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn pair_checks_agree_with_counted_runs() {
+        // `runs_reach` and `run_starts_by` compare a few pairs where `longest_run` counts.
+        let mut next = rng(0x2a115);
+        let ratios = [
+            1.0,
+            1.0 + 1e-9,
+            1.2,
+            2.077,
+            P.on_time_ratio(),
+            P.banded_ratio(),
+            40.0,
+        ];
+        for case in 0..20_000u64 {
+            let xs = series(&mut next, case);
+            let mut buf = [0f64; RING];
+            let sorted = sorted_intervals(&xs, &mut buf).unwrap();
+            let n = sorted.len();
+            let ratio = ratios[(case % ratios.len() as u64) as usize];
+            let widest = longest_run(sorted, ratio);
+            // The run from each start, counted.
+            let from = |s: usize| {
+                sorted[s..]
+                    .iter()
+                    .take_while(|&&x| x <= ratio * sorted[s])
+                    .count()
+            };
+            for len in 0..=n + 1 {
+                assert_eq!(
+                    runs_reach(sorted, ratio, len),
+                    widest >= len,
+                    "{xs:?} {len}"
+                );
+                let last = (next() % (n as u64 + 2)) as usize;
+                let want = len == 0 || (0..n.min(last + 1)).any(|s| from(s) >= len);
+                assert_eq!(
+                    run_starts_by(sorted, ratio, len, last),
+                    want,
+                    "{xs:?} {len} {last}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_extremes_refuse_exactly_what_the_sorted_runs_refuse() {
+        // Before any sorting: refused exactly when neither run bound reaches `floor`,
+        // wherever the few smallest and largest values decide (at most 4 window starts).
+        let mut next = rng(0xe7_7e3e5);
+        for case in 0..20_000u64 {
+            let xs = series(&mut next, case);
+            let n = xs.len();
+            let mut sorted = xs.clone();
+            sorted.sort_unstable();
+            let sorted: Vec<f64> = sorted.into_iter().map(f64::from).collect();
+            for p in &param_sets() {
+                let steady = longest_run(&sorted, p.steady_ratio());
+                let banded = if p.max_missed > 0 {
+                    longest_run(&sorted, p.banded_ratio())
+                } else {
+                    0
+                };
+                for floor in 0..=n + 1 {
+                    let want = match floor {
+                        0 => true,
+                        f if f > n => false,
+                        f if n - f + 1 > 4 => true,
+                        f => steady >= f || banded >= f,
+                    };
+                    assert_eq!(
+                        extremes_may_reach(&xs, p, floor),
+                        want,
+                        "{xs:?} floor {floor} {p:?}"
+                    );
+                }
+            }
+            let (lo, hi) = extremes::<4>(&xs);
+            if n >= 4 {
+                let s: Vec<u32> = sorted.iter().map(|&x| x as u32).collect();
+                assert_eq!((lo.as_slice(), hi.as_slice()), (&s[..4], &s[n - 4..]));
+            }
+        }
+    }
+
+    #[test]
+    fn the_share_bar_is_the_fewest_intervals_meeting_the_share() {
+        for share in [0.0, 0.5, 0.8, 0.93 - 1e-9, 0.93, 1.0 - 1e-9, 1.0] {
+            let bar = ShareBar::new(share);
+            for n in 1..=RING {
+                let floor = bar.floor(n);
+                assert!(floor as f64 / n as f64 >= share, "{share} {n}");
+                assert!(
+                    floor == 0 || ((floor - 1) as f64 / n as f64) < share,
+                    "{share} {n}"
+                );
             }
         }
     }
