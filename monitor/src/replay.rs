@@ -56,13 +56,21 @@ impl<R: BufRead> ReplaySource<R> {
     /// The next connection event, `Ok(None)` at the end of input.
     pub fn next_record(&mut self) -> Result<Option<ConnectionRecord>, ReplayError> {
         loop {
-            // A line wholly inside the reader's buffer is decoded where it lies; one that
-            // straddles a refill is gathered in `buf` first.
             let available = self.reader.fill_buf().map_err(|error| ReplayError::Io {
                 input: self.input.clone(),
                 line: self.line + 1,
                 error,
             })?;
+            // The common case: the decoder reads the line where it lies and finds its end.
+            let whole_line_refused = self.buf.is_empty();
+            if whole_line_refused && let Some((rec, read)) = self.decoder.decode_in_place(available)
+            {
+                self.reader.consume(read);
+                self.line += 1;
+                return Ok(Some(rec));
+            }
+            // Otherwise a line wholly inside the reader's buffer is decoded where it lies;
+            // one that straddles a refill is gathered in `buf` first.
             let (end, consumed) = match memchr::memchr(b'\n', available) {
                 Some(i) => (i, i + 1),
                 None if available.is_empty() => {
@@ -80,11 +88,12 @@ impl<R: BufRead> ReplaySource<R> {
                 }
             };
             self.line += 1;
-            let result = if self.buf.is_empty() {
-                decode_line(&mut self.decoder, &available[..end])
+            let result = if whole_line_refused {
+                // The fast path has seen this whole line and refused it.
+                RecordDecoder::decode_line_general(&available[..end])
             } else {
                 self.buf.extend_from_slice(&available[..end]);
-                decode_line(&mut self.decoder, &self.buf)
+                self.decoder.decode_line(&self.buf)
             };
             self.reader.consume(consumed);
             self.buf.clear();
@@ -101,26 +110,6 @@ impl<R: BufRead> ReplaySource<R> {
             }
         }
     }
-}
-
-/// One line: `Ok(None)` for a blank line or a record of another kind.
-fn decode_line(
-    decoder: &mut RecordDecoder,
-    line: &[u8],
-) -> Result<Option<ConnectionRecord>, RecordError> {
-    // The one UTF-8 check of the line; the decoder reads it as text from here on.
-    let text = std::str::from_utf8(line)
-        .map_err(|e| {
-            RecordError::Json(format!(
-                "not UTF-8 text (byte {} of the line)",
-                e.valid_up_to() + 1
-            ))
-        })?
-        .trim();
-    if text.is_empty() {
-        return Ok(None);
-    }
-    decoder.decode(text)
 }
 
 #[cfg(test)]
