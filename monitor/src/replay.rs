@@ -166,4 +166,87 @@ mod tests {
         assert_ne!(a.timestamp, b.timestamp);
         assert!(std::sync::Arc::ptr_eq(&a.process, &b.process));
     }
+
+    /// A line as the bench workload writes it: the decoder reads `event` to `user` as one
+    /// known run, `network` and `monitor` as another.
+    fn workload_line(pid: u32, user: &str, sport: u16) -> String {
+        format!(
+            r#"{{"@timestamp":"2026-11-23T00:00:01.000000005Z","event":{{"kind":"event","category":["network"],"type":["connection","start"],"action":"connect"}},"host":{{"hostname":"bench-host"}},"group":{{"id":"1000"}},"process":{{"args":["curl","-s"],"command_line":"curl -s","executable":"/usr/bin/curl","name":"curl","parent":{{"executable":"/usr/bin/bash","name":"bash","pid":1}},"pid":{pid},"thread":{{"id":{pid}}}}},"user":{{"id":"1000","name":"{user}"}},"source":{{"ip":"192.0.2.200","port":{sport}}},"destination":{{"ip":"203.0.113.88","port":8088}},"network":{{"transport":"tcp","type":"ipv4","direction":"egress"}},"monitor":{{"enrichment":"full","probe":"tracepoint"}}}}"#
+        )
+    }
+
+    /// Everything a source reads: records, the error (if any) and the last line number.
+    fn read_all<R: BufRead>(reader: R) -> (Vec<ConnectionRecord>, Option<String>, u64) {
+        let mut src = ReplaySource::new(reader, "t.jsonl");
+        let mut records = Vec::new();
+        loop {
+            match src.next_record() {
+                Ok(Some(rec)) => records.push(rec),
+                Ok(None) => return (records, None, src.line()),
+                Err(e) => return (records, Some(e.to_string()), src.line()),
+            }
+        }
+    }
+
+    #[test]
+    fn lines_across_buffer_refills_read_as_from_one_buffer() {
+        // Known runs (the second line of a process on), other kinds, blank and padded
+        // lines, a CRLF line, and a last line without a line feed; then the same with a
+        // line that is not UTF-8 after a known run.
+        let lines = [
+            workload_line(42, "alice", 40000),
+            workload_line(42, "alice", 40001),
+            workload_line(43, "bob", 40002),
+            String::new(),
+            r#"{"event":{"kind":"alert"},"rule":{"id":"x"}}"#.to_string(),
+            format!("{}\r", workload_line(43, "bob", 40003)),
+            format!("  {}\t", workload_line(42, "alice", 40004)),
+            workload_line(44, "alice", 40005),
+        ];
+        let good = lines.join("\n").into_bytes();
+        let mut bad = good.clone();
+        bad.push(b'\n');
+        let mut broken = workload_line(42, "alice", 40006).into_bytes();
+        let at = broken.len() - 10;
+        broken[at] = 0xff;
+        bad.extend_from_slice(&broken);
+        bad.extend_from_slice(format!("\n{}\n", GOOD).as_bytes());
+
+        let whole = read_all(&good[..]);
+        assert_eq!(whole.0.len(), 6);
+        assert_eq!(whole.1, None);
+        assert_eq!(whole.2, 8);
+        for (rec, line) in whole.0.iter().zip([0, 1, 2, 5, 6, 7]) {
+            let text = lines[line].trim();
+            assert_eq!(
+                Some(rec),
+                ConnectionRecord::from_json_line(text).unwrap().as_ref()
+            );
+        }
+        assert!(std::sync::Arc::ptr_eq(
+            &whole.0[0].process,
+            &whole.0[1].process
+        ));
+        let whole_bad = read_all(&bad[..]);
+        assert_eq!(
+            whole_bad.1.as_deref(),
+            Some(
+                format!(
+                    "t.jsonl: line 9: not a JSON object: not UTF-8 text (byte {} of the line)",
+                    at + 1
+                )
+                .as_str()
+            )
+        );
+        assert_eq!(whole_bad.0, whole.0);
+        // Buffers of every size from one byte to longer than a line: each line, and each
+        // known run in it, straddles refills at every place.
+        let longest = lines.iter().map(String::len).max().unwrap();
+        for capacity in (1..=64).chain((65..longest + 64).step_by(7)) {
+            let reader = std::io::BufReader::with_capacity(capacity, &good[..]);
+            assert_eq!(read_all(reader), whole, "buffer of {capacity}");
+            let reader = std::io::BufReader::with_capacity(capacity, &bad[..]);
+            assert_eq!(read_all(reader), whole_bad, "buffer of {capacity}");
+        }
+    }
 }

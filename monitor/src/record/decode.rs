@@ -1845,6 +1845,59 @@ mod tests {
             general,
             "uncached: {line}"
         );
+        assert_bytes_agree(dec, line.as_bytes());
+    }
+
+    /// What replay made of a line before the decoder read bytes: the whole line checked as
+    /// UTF-8, trimmed, then the general path.
+    fn reference_line(line: &[u8]) -> Result<Option<ConnectionRecord>, RecordError> {
+        match std::str::from_utf8(line) {
+            Err(e) => Err(RecordError::Json(format!(
+                "not UTF-8 text (byte {} of the line)",
+                e.valid_up_to() + 1
+            ))),
+            Ok(t) if t.trim().is_empty() => Ok(None),
+            Ok(t) => decode_general(t.trim()),
+        }
+    }
+
+    /// A valid line that follows the one under test in place: the decoder must not read
+    /// into it.
+    const NEXT_LINE: &[u8] =
+        br#"{"@timestamp":"2026-11-23T10:00:00Z","destination":{"ip":"203.0.113.9","port":80}}"#;
+
+    /// A line as replay hands it over (bytes, and in place with the next line after it),
+    /// warm and uncached, gives what `reference_line` gives.
+    fn assert_bytes_agree(dec: &mut RecordDecoder, line: &[u8]) {
+        let expected = reference_line(line);
+        let shown = line.escape_ascii();
+        assert_eq!(dec.decode_line(line), expected, "bytes: {shown}");
+        assert_eq!(dec.decode_line(line), expected, "bytes, again: {shown}");
+        assert_eq!(
+            RecordDecoder::uncached().decode_line(line),
+            expected,
+            "bytes, uncached: {shown}"
+        );
+        // Replay's lines hold no line feed; in place one ends the line.
+        if memchr::memchr(b'\n', line).is_some() {
+            return;
+        }
+        let fast = dec.decode_fast(line, false).map(|(rec, _)| rec);
+        let mut input = line.to_vec();
+        input.push(b'\n');
+        input.extend_from_slice(NEXT_LINE);
+        let in_place = dec.decode_in_place(&input);
+        if let Some((rec, read)) = &in_place {
+            assert_eq!(*read, line.len() + 1, "in place, read: {shown}");
+            assert_eq!(Ok(Some(rec.clone())), expected, "in place: {shown}");
+        }
+        assert_eq!(
+            in_place.map(|(rec, _)| rec),
+            fast,
+            "in place and on its own, the fast path reads the same lines: {shown}"
+        );
+        // Without a line feed after it, in place, a line is left to the caller.
+        assert!(dec.decode_in_place(line).is_none(), "no line feed: {shown}");
     }
 
     #[test]
@@ -1891,20 +1944,24 @@ mod tests {
             let b = line.as_bytes();
             for i in 0..b.len() {
                 let mut variants = vec![b[..i].to_vec(), [&b[..i], &b[i + 1..]].concat()];
-                for r in *b"\"\\{}[],: 0x-.\x01" {
+                // ... and bytes that are not UTF-8 on their own, and a line feed.
+                for r in *b"\"\\{}[],: 0x-.\x01\xff\xc3\n" {
                     let mut m = b.to_vec();
                     m[i] = r;
                     variants.push(m);
                 }
                 for v in &variants {
-                    if let Ok(s) = std::str::from_utf8(v) {
-                        assert_paths_agree(&mut dec, s);
-                        checked += 1;
+                    match std::str::from_utf8(v) {
+                        Ok(s) => assert_paths_agree(&mut dec, s),
+                        Err(_) => assert_bytes_agree(&mut dec, v),
                     }
+                    checked += 1;
                 }
             }
         }
         assert!(checked > 10_000, "{checked}");
+        // The lines' runs were remembered, and used for the damage around them.
+        assert!(dec.runs.runs.iter().flatten().count() >= 2);
     }
 
     #[test]
@@ -1936,6 +1993,7 @@ mod tests {
 
     #[test]
     fn timestamp_fast_path_matches_chrono() {
+        let mut dec = RecordDecoder::new();
         let mut x = 0x5eed_u64;
         let mut next = || {
             x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
@@ -1962,6 +2020,23 @@ mod tests {
             let fast = parse_utc_timestamp(s.as_bytes());
             assert!(fast.is_some(), "{s}");
             assert_eq!(fast, Timestamp::parse_rfc3339(&s).ok(), "{s}");
+            // The decoder's way (the minute from its last timestamp when it is the same),
+            // here with a closing quote after the timestamp as in a line.
+            let quoted = format!("{s}\"");
+            let cached = dec.utc_timestamp_prefix(quoted.as_bytes());
+            assert_eq!(cached, fast.map(|t| (t, s.len())), "{s}");
+            // The next second, often in the same minute.
+            let next = DateTime::<Utc>::from_timestamp(secs + 1, nanos)
+                .unwrap()
+                .to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
+            let cached = dec.utc_timestamp_prefix(format!("{next}\"").as_bytes());
+            assert_eq!(
+                cached,
+                Timestamp::parse_rfc3339(&next)
+                    .ok()
+                    .map(|t| (t, next.len())),
+                "{next}"
+            );
         }
         for s in [
             "2024-02-29T00:00:00Z",
@@ -1986,6 +2061,16 @@ mod tests {
             "+2026-11-23T10:00:00Z",
             "2026-1-23T10:00:00Z",
             "2026-11-23T10:00:0aZ",
+            "2026-11-23T10:00:60Z",
+            "2026-11-23T10:00:5Z",
+            "2026-11-23T10:00:00.123456789",
+            "2026-11-23T10:00:00.12345678Z",
+            "2026-11-23T10:00:00.12345678aZ",
+            "2026-11-23T10:00:00.1234567a9Z",
+            "2026-11-23T10:00:00.123456789ZZ",
+            "2026-11-23T10:00:00.999999999Z",
+            "2026-11-23T10:00:00.000000000Z",
+            "2026-11-23T10:00:00.0Z",
             "",
         ] {
             assert_eq!(
@@ -1993,6 +2078,14 @@ mod tests {
                 Timestamp::parse_rfc3339(s).ok(),
                 "{s}"
             );
+            // In a line, after a line of the same minute.
+            let line =
+                format!(r#"{{"@timestamp":"{s}","destination":{{"ip":"203.0.113.9","port":80}}}}"#);
+            dec.decode(
+                r#"{"@timestamp":"2026-11-23T10:00:00Z","destination":{"ip":"203.0.113.9","port":80}}"#,
+            )
+            .unwrap();
+            assert_paths_agree(&mut dec, &line);
         }
     }
 
@@ -2060,6 +2153,31 @@ mod tests {
             assert_eq!(dec.address(s.as_bytes()), s.parse().ok(), "cached: {s}");
         }
         assert!(parse_ipv4(b"192.0.2.1").is_some());
+        // Eight digits at once, and the words of an address's text: as plainly computed.
+        for _ in 0..50_000 {
+            let mut b = [0u8; 8];
+            for c in &mut b {
+                let r = next();
+                *c = if r % 32 == 0 {
+                    alphabet[(r >> 8) as usize % alphabet.len()]
+                } else {
+                    b'0' + (r >> 8) as u8 % 10
+                };
+            }
+            let naive = b.iter().try_fold(0u32, |n, &c| {
+                c.is_ascii_digit().then(|| n * 10 + u32::from(c - b'0'))
+            });
+            assert_eq!(eight_digits(&b), naive, "{b:?}");
+            let len = (next() % (ADDRESS_MAX_BYTES as u64 + 1)) as usize;
+            let text: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+            let mut padded = [0u8; 8 * ADDRESS_WORDS];
+            padded[..len].copy_from_slice(&text);
+            let words: Vec<u64> = padded
+                .chunks_exact(8)
+                .map(|c| u64::from_le_bytes(c.try_into().unwrap()))
+                .collect();
+            assert_eq!(address_words(&text)[..], words[..], "{text:?}");
+        }
         // More addresses than the cache holds (4,096), of every length it keeps, each seen
         // several times.
         for i in 0..30_000u32 {
@@ -2071,6 +2189,222 @@ mod tests {
                 _ => format!("203.0.{}.{}", n % 256, n / 256),
             };
             assert_eq!(dec.address(s.as_bytes()), s.parse().ok(), "{s}");
+        }
+    }
+
+    /// The bench workload's line for one process: `event` to `user` make one run,
+    /// `network` and `monitor` another.
+    fn workload_line(pid: u32, user: &str, sport: u16) -> String {
+        format!(
+            r#"{{"@timestamp":"2026-11-23T00:00:01.000000005Z","event":{{"kind":"event","category":["network"],"type":["connection","start"],"action":"connect"}},"host":{{"hostname":"bench-host"}},"group":{{"id":"1000"}},"process":{{"args":["curl","-s"],"command_line":"curl -s","executable":"/usr/bin/curl","name":"curl","parent":{{"executable":"/usr/bin/bash","name":"bash","pid":1}},"pid":{pid},"thread":{{"id":{pid}}}}},"user":{{"id":"1000","name":"{user}"}},"source":{{"ip":"192.0.2.200","port":{sport}}},"destination":{{"ip":"203.0.113.88","port":8088}},"network":{{"transport":"tcp","type":"ipv4","direction":"egress"}},"monitor":{{"enrichment":"full","probe":"tracepoint"}}}}"#
+        )
+    }
+
+    #[test]
+    fn known_runs_decode_as_the_general_path_decodes_them() {
+        let mut dec = RecordDecoder::new();
+        let line = workload_line(42, "alice", 40000);
+        let head = line.find(r#""event""#).unwrap();
+        let tail = line.find(r#","network":"#).unwrap() + 1;
+        assert_paths_agree(&mut dec, &line);
+        // Both runs are known now, and the next line of the process is read through them,
+        // sharing the process.
+        assert!(dec.runs.find(&line.as_bytes()[head..]).is_some());
+        assert!(dec.runs.find(&line.as_bytes()[tail..]).is_some());
+        let first = dec.decode(&line).unwrap().unwrap();
+        let next = workload_line(42, "alice", 40001);
+        let second = dec.decode(&next).unwrap().unwrap();
+        assert_eq!(second.source.unwrap().port, 40001);
+        assert!(Arc::ptr_eq(&first.process, &second.process));
+
+        let user = r#""user":{"id":"1000","name":"alice"}"#;
+        let cases = [
+            // The same process with another user: another run, another process.
+            line.replace(user, r#""user":{"id":"1001","name":"bob"}"#),
+            // Every byte of the run up to one short: the name after it differs.
+            line.replace(r#","source":{"#, r#","sourcf":{"ip":"1.2.3.4"},"source":{"#),
+            line.replace(r#","source":"#, r#","source" :"#),
+            line.replace(r#""},"source""#, r#""} ,"source""#),
+            // The tail run one byte short of the closing brace.
+            format!("{},", &line[..line.len() - 1]),
+            format!("{} ", &line[..line.len() - 1]),
+            format!("{}}}}}", &line[..line.len() - 1]),
+            // A known run followed by a duplicate of one of its members.
+            line.replace(r#","network""#, &format!(",{user},\"network\"")),
+            line.replace(
+                r#","network""#,
+                r#","host":{"hostname":"bench-host"},"network""#,
+            ),
+            format!(
+                "{},{}}}",
+                &line[..line.len() - 1],
+                &line[tail..line.len() - 1]
+            ),
+            // Process objects in a known run and elsewhere: read object by object.
+            format!(
+                "{},\"container\":{{\"id\":\"c1\"}}}}",
+                &line[..line.len() - 1]
+            ),
+            format!("{},\"container\":null}}", &line[..line.len() - 1]),
+            // Known runs cut differently, and at other places in the line.
+            line.replace(r#","source":{"ip":"192.0.2.200","port":40000}"#, "")
+                .replace(
+                    r#","network""#,
+                    r#","source":{"ip":"192.0.2.200","port":40000},"network""#,
+                ),
+            line.replace(r#","host":{"hostname":"bench-host"}"#, "")
+                .replace(
+                    r#""destination""#,
+                    r#""host":{"hostname":"bench-host"},"destination""#,
+                ),
+            format!("{{{},{}}}", &line[tail..line.len() - 1], &line[1..tail - 1]),
+            // Other record kinds around known runs.
+            line.replace(r#""kind":"event""#, r#""kind":"alert""#),
+        ];
+        for (i, case) in cases.iter().enumerate() {
+            assert_ne!(case, &line, "case {i}");
+            assert_paths_agree(&mut dec, case);
+        }
+        assert_eq!(
+            dec.decode(&cases[0])
+                .unwrap()
+                .unwrap()
+                .process
+                .user_name
+                .as_deref(),
+            Some("bob")
+        );
+        // The cases went through the known runs: a duplicate after one is refused for the
+        // general path, process objects in one and outside it are read object by object
+        // (a `null` one goes the general way).
+        let refusal = |dec: &mut RecordDecoder, case: &str| {
+            dec.decode_fast_with(case.as_bytes(), true, false).err()
+        };
+        assert!(matches!(
+            refusal(&mut dec, &cases[7]),
+            Some(Refusal::General)
+        ));
+        assert!(matches!(
+            refusal(&mut dec, &cases[10]),
+            Some(Refusal::PerObject)
+        ));
+        assert!(matches!(
+            refusal(&mut dec, &cases[11]),
+            Some(Refusal::General)
+        ));
+        assert!(refusal(&mut dec, &line).is_none());
+        // A known run followed by bytes that are not UTF-8 elsewhere in the line: the error
+        // names the first of them, as the whole-line check did.
+        for (from, to) in [
+            (r#""port":8088}"#, "\"port\":8088,\"x\":\"\u{e9}\u{ff}\"}"),
+            (r#""probe":"tracepoint""#, "\"probe\":\"trac\u{e9}point\""),
+        ] {
+            let good = line.replace(from, to);
+            assert_paths_agree(&mut dec, &good);
+            let mut bad = good.into_bytes();
+            let e9 = bad.windows(2).position(|w| w == [0xc3, 0xa9]).unwrap();
+            bad[e9 + 1] = b'x';
+            assert_bytes_agree(&mut dec, &bad);
+            assert_eq!(
+                dec.decode_line(&bad),
+                Err(RecordError::Json(format!(
+                    "not UTF-8 text (byte {} of the line)",
+                    e9 + 1
+                )))
+            );
+        }
+        for ip in ["192.0.\u{e9}.1", "2001:db8::\u{ff}"] {
+            let mut bad = line.replace("192.0.2.200", ip).into_bytes();
+            let at = bad.iter().position(|&b| b >= 0x80).unwrap();
+            bad[at + 1] = b'1';
+            assert_bytes_agree(&mut dec, &bad);
+        }
+    }
+
+    #[test]
+    fn more_processes_than_the_caches_hold_decode_as_the_general_path() {
+        // 3,000 processes in two users: more runs (1,024), objects (2,048) and combinations
+        // (1,024) than the caches keep, seen three times in an interleaved order.
+        let mut dec = RecordDecoder::new();
+        for round in 0..3u32 {
+            for i in 0..3000u32 {
+                let pid = 1000 + (i * 7 + round * 13) % 3000;
+                let line = workload_line(pid, ["alice", "bob"][(pid % 2) as usize], 40000);
+                let rec = dec.decode(&line).unwrap().unwrap();
+                assert_eq!(Ok(Some(rec)), decode_general(&line), "{line}");
+            }
+        }
+        let runs = dec.runs.runs.iter().flatten().count();
+        assert_eq!(runs, RUNS);
+        // Every run held is found, and the tree's nodes are all accounted for.
+        for run in dec.runs.runs.iter().flatten() {
+            let found = dec.runs.find(&run.bytes).unwrap();
+            assert_eq!(found.bytes, run.bytes);
+        }
+        assert_eq!(dec.runs.free_nodes.len(), RUNS - (runs - 1));
+    }
+
+    #[test]
+    fn run_tree_finds_what_it_holds_and_only_that() {
+        let mut x = 0x7265_6164_u64;
+        let mut next = move || {
+            x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = x;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^ (z >> 31)
+        };
+        let run = |bytes: Vec<u8>| KnownRun {
+            bytes: bytes.into(),
+            seen: 0,
+            host: None,
+            transport: None,
+            monitor: None,
+            process: None,
+            end: RunEnd::Close,
+        };
+        // Distinct runs that share long prefixes and differ in a few bytes, each ending in
+        // the one `"}` it holds (so none is a prefix of another), three times as many as
+        // the tree holds.
+        let mut tree = KnownRuns::new(true);
+        let mut inserted: Vec<Vec<u8>> = Vec::new();
+        for n in 0..3 * RUNS {
+            let mut key = br#""event":{"x":"#.to_vec();
+            for _ in 0..(next() % 40) {
+                key.push(b"0123456789abcdef"[(next() % 16) as usize]);
+            }
+            key.extend_from_slice(format!("-{n}\"}}").as_bytes());
+            tree.insert(run(key.clone()));
+            // Known already: left as it is.
+            tree.insert(run(key.clone()));
+            inserted.push(key);
+        }
+        let kept: Vec<&[u8]> = tree.runs.iter().flatten().map(|r| &r.bytes[..]).collect();
+        assert_eq!(kept.len(), RUNS);
+        // The oldest are the ones forgotten.
+        let mut newest: Vec<&[u8]> = inserted[2 * RUNS..].iter().map(|k| &k[..]).collect();
+        let mut sorted = kept.clone();
+        newest.sort();
+        sorted.sort();
+        assert_eq!(sorted, newest);
+        for old in &inserted[..2 * RUNS] {
+            assert!(tree.find(old).is_none());
+        }
+        for k in &kept {
+            // Found alone and followed by more of a line.
+            assert_eq!(tree.find(k).map(|r| &r.bytes[..]), Some(*k));
+            let mut longer = k.to_vec();
+            longer.extend_from_slice(br#","source":{}"#);
+            assert_eq!(tree.find(&longer).map(|r| &r.bytes[..]), Some(*k));
+            // One byte short, or one byte changed: nothing.
+            assert!(tree.find(&k[..k.len() - 1]).is_none());
+            let mut changed = k.to_vec();
+            let i = (next() as usize) % changed.len();
+            changed[i] ^= 0x20;
+            assert!(
+                tree.find(&changed)
+                    .is_none_or(|r| r.bytes[..] == changed[..])
+            );
         }
     }
 }
