@@ -697,8 +697,7 @@ impl RecordDecoder {
             c.ws();
             let key_start = c.pos;
             let (mut bit, mut member) = c.top_level_key().general()?;
-            c.ws();
-            c.eat(b':').general()?;
+            c.eat_after_ws(b':').general()?;
             if let TopLevel::Object(_) = member {
                 if use_runs && open_run.is_none() {
                     match self.runs.find(&line[key_start..]) {
@@ -765,8 +764,7 @@ impl RecordDecoder {
                     }
                 }
             }
-            c.ws();
-            match c.peek().general()? {
+            match c.peek_after_ws().general()? {
                 b',' => c.pos += 1,
                 b'}' => {
                     c.pos += 1;
@@ -1198,6 +1196,29 @@ impl<'a> Cursor<'a> {
         (self.peek()? == b).then(|| self.pos += 1)
     }
 
+    /// `ws` then `eat`, testing for `b` first (compact JSON has no whitespace).
+    #[inline(always)]
+    fn eat_after_ws(&mut self, b: u8) -> Option<()> {
+        if self.peek() == Some(b) {
+            self.pos += 1;
+            return Some(());
+        }
+        self.ws();
+        self.eat(b)
+    }
+
+    /// `ws` then `peek`, testing the byte once when it is not whitespace.
+    #[inline(always)]
+    fn peek_after_ws(&mut self) -> Option<u8> {
+        match self.peek() {
+            Some(c) if c > b' ' => Some(c),
+            _ => {
+                self.ws();
+                self.peek()
+            }
+        }
+    }
+
     /// A string without escapes or control characters, borrowed as bytes (not checked as
     /// UTF-8: see `text`). The cursor moves only when it is one.
     fn plain_str(&mut self) -> Option<&'a [u8]> {
@@ -1435,17 +1456,9 @@ impl<'a> Cursor<'a> {
             return None;
         }
         let digits = &rest[9..];
-        let mut port = 0u64;
-        let mut n = 0;
-        while n < 5
-            && let Some(&c) = digits.get(n)
-            && c.is_ascii_digit()
-        {
-            port = port * 10 + u64::from(c - b'0');
-            n += 1;
-        }
+        let (port, n) = short_number(digits)?;
         // Anything else (a leading zero, more digits, a fraction) goes the general way.
-        if n == 0 || (n > 1 && digits[0] == b'0') || digits.get(n) != Some(&b'}') {
+        if n > 5 || (n > 1 && digits[0] == b'0') || digits.get(n) != Some(&b'}') {
             return None;
         }
         self.pos = start + 7 + len + 9 + n + 1;
@@ -1548,6 +1561,25 @@ fn seconds_of_minute(s: &[u8]) -> Option<(i64, i64, usize)> {
         }
         _ => None,
     }
+}
+
+/// The one to seven digits `b` starts with (it has eight bytes or more) as a number, and
+/// how many there are.
+#[inline(always)]
+fn short_number(b: &[u8]) -> Option<(u64, usize)> {
+    let v = u64::from_le_bytes(*b.first_chunk::<8>()?);
+    // A byte's high bit is set in one of these when it is not a digit: above `9` (adding
+    // 0x46 reaches 0x80), below `0` (subtracting borrows), or 0x80 and up. A carry or
+    // borrow only moves up from a byte that is not a digit, so the lowest mark is exact.
+    let marks = (v.wrapping_add(0x4646_4646_4646_4646) | v.wrapping_sub(0x3030_3030_3030_3030) | v)
+        & 0x8080_8080_8080_8080;
+    let n = (marks.trailing_zeros() / 8) as usize;
+    if n == 0 || n == 8 {
+        return None;
+    }
+    // The digits at the end of eight, after `0`s.
+    let padded = (v << (8 * (8 - n))) | (0x3030_3030_3030_3030 >> (8 * n));
+    Some((u64::from(eight_digits(&padded.to_le_bytes())?), n))
 }
 
 /// Eight ASCII digits as a number, `None` if any byte is not a digit. Each step halves the
@@ -2168,6 +2200,14 @@ mod tests {
                 c.is_ascii_digit().then(|| n * 10 + u32::from(c - b'0'))
             });
             assert_eq!(eight_digits(&b), naive, "{b:?}");
+            let digits = b.iter().take_while(|c| c.is_ascii_digit()).count();
+            let naive = (1..8).contains(&digits).then(|| {
+                let n = b[..digits]
+                    .iter()
+                    .fold(0u64, |n, &c| n * 10 + u64::from(c - b'0'));
+                (n, digits)
+            });
+            assert_eq!(short_number(&b), naive, "{b:?}");
             let len = (next() % (ADDRESS_MAX_BYTES as u64 + 1)) as usize;
             let text: Vec<u8> = (0..len).map(|_| next() as u8).collect();
             let mut padded = [0u8; 8 * ADDRESS_WORDS];
