@@ -157,6 +157,40 @@ async fn file_output_appends_and_reopens_after_rotation() {
     assert_eq!(mode & 0o007, 0, "not world-readable: {mode:o}");
 }
 
+/// Batches (`send_all`, what replay of a file uses) reach every line output whole and in
+/// order, mixed with single records, with a queue of one slot that makes the sender wait.
+#[tokio::test]
+async fn batches_reach_every_line_output_in_order() {
+    let dir = tempdir();
+    let paths = [dir.path().join("a.json"), dir.path().join("b.json")];
+    let specs: Vec<OutputSpec> = paths.iter().cloned().map(OutputSpec::File).collect();
+    let cfg = OutputConfig {
+        line_queue_capacity: 1,
+        ..OutputConfig::default()
+    };
+    let hub = OutputHub::open(&specs, &cfg).await.unwrap();
+    let mut seq = 0u64;
+    for round in 0..50u64 {
+        let batch: Vec<OutputRecord> = (0..round % 7)
+            .map(|i| OutputRecord::from_alert(&alert("batch", seq + i)))
+            .collect();
+        seq += batch.len() as u64;
+        hub.send_all(batch).await;
+        hub.send(OutputRecord::from_alert(&alert("one", seq))).await;
+        seq += 1;
+    }
+    hub.shutdown(Duration::from_secs(5)).await.unwrap();
+    let want: Vec<String> = (0..seq).map(|s| s.to_string()).collect();
+    for p in &paths {
+        let got: Vec<String> = std::fs::read_to_string(p)
+            .unwrap()
+            .lines()
+            .map(|l| json_of(l)["labels"]["seq"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(got, want, "{}", p.display());
+    }
+}
+
 #[tokio::test]
 async fn a_file_that_cannot_be_opened_fails_at_start_naming_it() {
     let err = OutputHub::open(

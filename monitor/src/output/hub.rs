@@ -171,6 +171,36 @@ impl OutputHub {
         }
     }
 
+    /// Sends `recs` to every output, in order, as `send` would one by one, but handing
+    /// them to each stdout/file writer as one message: one wake-up of its thread for the
+    /// lot. The message takes one slot of the writer's queue however many records it holds,
+    /// so a caller sending batches of N records opens the hub with `line_queue_capacity`
+    /// scaled down by N to keep the same bound on records held in memory.
+    pub async fn send_all(&self, recs: Vec<OutputRecord>) {
+        for sink in &self.sinks {
+            if let Sink::Syslog(s) = sink {
+                for rec in &recs {
+                    s.push(rec);
+                }
+            }
+        }
+        let generation = self.generation.load(Ordering::Acquire);
+        let lines: Vec<&LineSink> = self
+            .sinks
+            .iter()
+            .filter_map(|s| match s {
+                Sink::Line(l) => Some(l),
+                Sink::Syslog(_) => None,
+            })
+            .collect();
+        if let Some((last, rest)) = lines.split_last() {
+            for l in rest {
+                l.send_all(recs.clone(), generation).await;
+            }
+            last.send_all(recs, generation).await;
+        }
+    }
+
     /// Reopens file outputs (SIGHUP after logrotate moved them). Records sent before this
     /// call go to the old file, records sent after it to the new one.
     pub fn reopen_files(&self) {

@@ -51,6 +51,9 @@ pub(crate) trait LineTarget: Send + 'static {
 pub(crate) enum LineMsg {
     /// A record and the reopen generation current when it was sent.
     Record(OutputRecord, u64),
+    /// Several records, in order, sent together (one queue slot, one wake-up of the
+    /// writer thread).
+    Records(Vec<OutputRecord>, u64),
     /// Reopen now if the generation is newer than the open file's.
     Reopen(u64),
 }
@@ -120,6 +123,24 @@ impl LineSink {
             self.counters.errors.fetch_add(1, Ordering::Relaxed);
             self.counters.dropped.fetch_add(1, Ordering::Relaxed);
             tracing::error!(output = %self.name, "output writer has stopped; record dropped");
+        }
+    }
+
+    /// Queues `recs` as one message (one slot of the queue), waiting while the queue is full.
+    pub async fn send_all(&self, recs: Vec<OutputRecord>, generation: u64) {
+        let n = recs.len() as u64;
+        if n == 0 {
+            return;
+        }
+        if self
+            .tx
+            .send(LineMsg::Records(recs, generation))
+            .await
+            .is_err()
+        {
+            self.counters.errors.fetch_add(1, Ordering::Relaxed);
+            self.counters.dropped.fetch_add(n, Ordering::Relaxed);
+            tracing::error!(output = %self.name, dropped = n, "output writer has stopped; records dropped");
         }
     }
 
@@ -223,6 +244,18 @@ fn write_loop(
                     buf.extend_from_slice(rec.json().as_bytes());
                     buf.push(b'\n');
                     lines.push(buf.len());
+                }
+                LineMsg::Records(recs, g) => {
+                    if g > generation {
+                        flush(&mut target, &mut buf, &mut lines);
+                        reopen(&mut target);
+                        generation = g;
+                    }
+                    for rec in recs {
+                        buf.extend_from_slice(rec.json().as_bytes());
+                        buf.push(b'\n');
+                        lines.push(buf.len());
+                    }
                 }
                 LineMsg::Reopen(g) => {
                     if g > generation {
