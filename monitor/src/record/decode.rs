@@ -26,6 +26,9 @@ use super::*;
 // serde_json). So a line it decodes needs no separate UTF-8 pass; one it gives up on gets
 // the whole-line check (and its error) before the general path.
 //
+// Replay hands it the rest of the reader's buffer (`decode_in_place`): it finds the line's
+// end itself, so a line it decodes is never searched for its line feed.
+//
 // Most of a line is objects that repeat from line to line: `process`, `user`, `group` and
 // `container` for every event of a process, and `event`, `host`, `network` and `monitor`
 // in a handful of variants. Two caches recognise repeats by comparing bytes instead of
