@@ -4,7 +4,8 @@
 //! 1. rule evaluation: criterion bench `monitor/benches/rules.rs` (`rules.rs` here);
 //! 2. replay end to end: generated events through `monitor replay` (`replay.rs`);
 //! 3. live capture cost: the load generator (`src/bin/loadgen.rs`) with no monitor, with the
-//!    monitor, with `--events`, and with bpftrace, interleaved (`live.rs`);
+//!    monitor, with `--events`, and with bpftrace, interleaved (`live.rs`); then the TCP
+//!    target alone in short adjacent trials, bare / monitor / bpftrace (`live.rs`);
 //! 4. loss threshold (`live.rs`);
 //! 5. memory with 100,000 keys and 10,000 processes, and flatness over a soak (`memory.rs`).
 //!
@@ -38,6 +39,8 @@ pub struct BenchOptions {
     pub only: Vec<String>,
     /// Rounds of the live capture-cost stage instead of the plan's.
     pub live_rounds: Option<usize>,
+    /// Rounds of the paired TCP stage instead of the plan's.
+    pub paired_rounds: Option<usize>,
     /// The monitor binary under test (a release build).
     pub monitor_bin: PathBuf,
     /// Where results (JSON, markdown) and scratch files go.
@@ -49,6 +52,8 @@ pub struct Plan {
     smoke: bool,
     live_secs: f64,
     live_rounds: usize,
+    paired_secs: f64,
+    paired_rounds: usize,
     threshold_secs: f64,
     bisect_steps: usize,
     replay_events: u64,
@@ -67,6 +72,8 @@ impl Plan {
                 smoke: true,
                 live_secs: 1.0,
                 live_rounds: 1,
+                paired_secs: 0.5,
+                paired_rounds: 1,
                 threshold_secs: 2.0,
                 bisect_steps: 1,
                 replay_events: 20_000,
@@ -88,6 +95,8 @@ impl Plan {
                 smoke: false,
                 live_secs: 5.0,
                 live_rounds: 3,
+                paired_secs: 2.0,
+                paired_rounds: 30,
                 threshold_secs: 30.0,
                 bisect_steps: 4,
                 replay_events: 1_000_000,
@@ -251,6 +260,9 @@ pub fn run(opts: &BenchOptions) -> Result<()> {
     if let Some(n) = opts.live_rounds {
         plan.live_rounds = n.max(1);
     }
+    if let Some(n) = opts.paired_rounds {
+        plan.paired_rounds = n.max(1);
+    }
     let ctx = Ctx {
         loadgen: target_dir(&root).join("release/loadgen"),
         monitor_bin: opts.monitor_bin.clone(),
@@ -287,6 +299,11 @@ pub fn run(opts: &BenchOptions) -> Result<()> {
         ("replay", "2. Replay end to end", replay::replay),
         ("live", "3. Live capture cost", live::capture_cost),
         (
+            "paired",
+            "3c. Live TCP cost in paired trials",
+            live::paired_tcp,
+        ),
+        (
             "kernel",
             "3b. Live capture cost in the kernel",
             live::kernel_cost,
@@ -311,7 +328,7 @@ pub fn run(opts: &BenchOptions) -> Result<()> {
         .find(|k| *k != "soak" && !stages.iter().any(|(key, _, _)| key == k))
     {
         bail!(
-            "unknown bench stage `{unknown}` (rules, replay, live, kernel, threshold, memory, soak)"
+            "unknown bench stage `{unknown}` (rules, replay, live, paired, kernel, threshold, memory, soak)"
         );
     }
     stages.retain(|(key, _, _)| opts.only.is_empty() || opts.only.iter().any(|k| k == key));

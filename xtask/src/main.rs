@@ -86,14 +86,18 @@ enum Cmd {
         /// Add the 10-minute memory flatness run.
         #[arg(long)]
         soak: bool,
-        /// Run only these stages (repeatable): rules, replay, live, kernel, threshold,
-        /// memory, soak.
+        /// Run only these stages (repeatable): rules, replay, live, paired, kernel,
+        /// threshold, memory, soak.
         #[arg(long = "only")]
         only: Vec<String>,
         /// Rounds of the live capture-cost stage (default 3; more rounds narrow the median
         /// on a machine whose bare rate drifts).
         #[arg(long)]
         live_rounds: Option<usize>,
+        /// Rounds of the paired TCP stage (default 30: bare, monitor and bpftrace trials of
+        /// 2 s back to back per round).
+        #[arg(long)]
+        paired_rounds: Option<usize>,
     },
 }
 
@@ -128,6 +132,7 @@ fn main() -> Result<()> {
             soak,
             only,
             live_rounds,
+            paired_rounds,
         } => {
             bootstrap::run(false)?;
             let bin = build_release(&root)?;
@@ -136,6 +141,7 @@ fn main() -> Result<()> {
                 soak,
                 only,
                 live_rounds,
+                paired_rounds,
                 monitor_bin: bin,
                 out: root.join("target/bench"),
             })
@@ -298,6 +304,7 @@ fn test_all(root: &Path) -> Result<()> {
                 soak: false,
                 only: Vec::new(),
                 live_rounds: None,
+                paired_rounds: None,
                 monitor_bin: bin,
                 out: root.join("target/bench-smoke"),
             })

@@ -664,3 +664,216 @@ pub fn kernel_cost(ctx: &Ctx) -> Result<(Value, String)> {
     m.stop()?;
     Ok((json!({ "rows": rows }), md))
 }
+
+/// Item 3, the TCP target alone, with adjacent short trials: each round runs the bare
+/// generator, the monitor (alerts only) and bpftrace back to back, a few seconds apart, in
+/// an order that cycles through all six permutations. A round's ratio compares trials
+/// seconds apart, so the host's drift (the bare rate moves by a third within an hour here)
+/// cancels; the interleaved stage above puts 15-20 s and two other workloads between them.
+pub fn paired_tcp(ctx: &Ctx) -> Result<(Value, String)> {
+    const CONFIGS: [Config; 3] = [Config::Bare, Config::MonitorAlerts, Config::Bpftrace];
+    const ORDERS: [[usize; 3]; 6] = [
+        [0, 1, 2],
+        [1, 2, 0],
+        [2, 0, 1],
+        [0, 2, 1],
+        [2, 1, 0],
+        [1, 0, 2],
+    ];
+    let rounds = ctx.plan.paired_rounds;
+    let secs = ctx.plan.paired_secs;
+    let mut trials: Vec<Trial> = Vec::new();
+    for round in 0..rounds {
+        for &i in &ORDERS[round % ORDERS.len()] {
+            let config = CONFIGS[i];
+            eprintln!(
+                "bench: paired round {} / {rounds}: {}",
+                round + 1,
+                config.name()
+            );
+            let mut w = Watcher::start(ctx, config)?;
+            let before = w.before()?;
+            let load = run_loadgen(
+                &ctx.loadgen,
+                &load_args(Workload::Tcp, secs, None, LOAD_CPU),
+            )?;
+            let d = w.after(&before)?;
+            w.stop()?;
+            trials.push(Trial {
+                config,
+                workload: Workload::Tcp,
+                round,
+                load,
+                seen: d.processed,
+                lost: d.lost,
+                suppressed: d.udp_suppressed,
+                cpu_ns: d.cpu_ns,
+            });
+        }
+    }
+    ensure!(
+        trials.iter().all(|t| t.load.ops > 0),
+        "a paired trial made no operations"
+    );
+    ensure!(
+        trials
+            .iter()
+            .filter(|t| t.config != Config::Bare)
+            .all(|t| t.seen > 0),
+        "a watcher saw no TCP connects during a paired trial"
+    );
+
+    let bare_rate = |round: usize| {
+        trials
+            .iter()
+            .find(|t| t.config == Config::Bare && t.round == round)
+            .map(|t| t.load.rate)
+    };
+    let mut md = format!(
+        "TCP connect+accept+close on CPU {LOAD_CPU}, watchers on CPU {TOOL_CPU}; {rounds} rounds, each one trial of {secs} s \
+         per configuration back to back, the order cycling through all six permutations. \
+         Ratio: a trial's rate over the bare rate of its own round. \
+         95 % interval: the distribution-free confidence interval of the median ratio (order statistics, binomial).\n\n\
+         | configuration | rate (median) | ratio: median | 95 % interval of the median | quartiles | rounds ≥ 0.95 | watcher CPU per op | seen | lost |\n\
+         | --- | ---: | ---: | --- | --- | ---: | ---: | ---: | ---: |\n"
+    );
+    let mut rows = Vec::new();
+    let mut medians = Vec::new();
+    for config in CONFIGS {
+        let ts: Vec<&Trial> = trials.iter().filter(|t| t.config == config).collect();
+        let rates: Vec<f64> = ts.iter().map(|t| t.load.rate).collect();
+        let mut ratios: Vec<f64> = ts
+            .iter()
+            .filter_map(|t| bare_rate(t.round).map(|b| t.load.rate / b))
+            .collect();
+        ratios.sort_by(f64::total_cmp);
+        let ratio = median(&ratios);
+        let (lo, hi) = median_interval(&ratios, 0.95);
+        let (q1, q3) = (quantile(&ratios, 0.25), quantile(&ratios, 0.75));
+        let at_least = ratios.iter().filter(|&&r| r >= 0.95).count();
+        let seen: u64 = ts.iter().map(|t| t.seen).sum();
+        let lost: u64 = ts.iter().map(|t| t.lost).sum();
+        let cpu_ns: u64 = ts.iter().map(|t| t.cpu_ns).sum();
+        let ops: u64 = ts.iter().map(|t| t.load.ops).sum();
+        let bare = config == Config::Bare;
+        let dash = |s: String| if bare { "–".to_string() } else { s };
+        md.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            config.name(),
+            fmt_rate(median(&rates)),
+            dash(format!("{ratio:.3}")),
+            dash(match (lo, hi) {
+                (Some(lo), Some(hi)) => format!("{lo:.3} – {hi:.3}"),
+                _ => "too few rounds".into(),
+            }),
+            dash(format!("{q1:.3} – {q3:.3}")),
+            dash(format!("{at_least} of {}", ratios.len())),
+            dash(format!(
+                "{:.2} µs",
+                cpu_ns as f64 / ops.max(1) as f64 / 1000.0
+            )),
+            dash(seen.to_string()),
+            dash(lost.to_string()),
+        ));
+        medians.push((config, ratio, lo));
+        rows.push(json!({
+            "config": config.key(),
+            "rates": rates,
+            "ratios_sorted": ratios,
+            "ratio_median": ratio,
+            "ratio_median_ci95": [lo, hi],
+            "rounds_at_least_0_95": at_least,
+            "seen": seen,
+            "lost": lost,
+            "watcher_cpu_ns": cpu_ns,
+            "ops": ops,
+        }));
+    }
+    let get = |c: Config| {
+        medians
+            .iter()
+            .find(|(k, _, _)| *k == c)
+            .map(|&(_, m, lo)| (m, lo))
+            .unwrap_or((f64::NAN, None))
+    };
+    let ((alerts, alerts_lo), (bt, _)) = (get(Config::MonitorAlerts), get(Config::Bpftrace));
+    md.push_str(&format!(
+        "\nTarget: TCP connect rate with the monitor (alerts only) ≥ 0.95 of the rate without it, and closer to it than bpftrace: \
+         median {alerts:.3} (lower end of its 95 % interval: {}) vs bpftrace {bt:.3} → **{}**.\n",
+        alerts_lo.map_or("–".into(), |v| format!("{v:.3}")),
+        if alerts >= 0.95 && alerts > bt {
+            "met"
+        } else {
+            "missed"
+        }
+    ));
+    Ok((json!({ "rounds": rounds, "secs": secs, "rows": rows }), md))
+}
+
+/// Linear-interpolated quantile of a sorted list.
+fn quantile(sorted: &[f64], q: f64) -> f64 {
+    match sorted.len() {
+        0 => f64::NAN,
+        1 => sorted[0],
+        n => {
+            let pos = q * (n - 1) as f64;
+            let (i, frac) = (pos.floor() as usize, pos.fract());
+            sorted[i] + (sorted[(i + 1).min(n - 1)] - sorted[i]) * frac
+        }
+    }
+}
+
+/// The distribution-free confidence interval of the median of a sorted sample: the k-th
+/// smallest and k-th largest values, with k the largest index such that a Binomial(n, 1/2)
+/// falls below k with probability at most (1 - level) / 2. `None` when the sample is too
+/// small for that level (n < 6 at 95 %).
+fn median_interval(sorted: &[f64], level: f64) -> (Option<f64>, Option<f64>) {
+    let n = sorted.len();
+    let tail = (1.0 - level) / 2.0;
+    // P(B <= j) for B ~ Binomial(n, 1/2), accumulated term by term.
+    let mut term = 0.5f64.powi(n as i32);
+    let mut cdf = 0.0;
+    let mut k = 0;
+    for j in 0..n {
+        cdf += term;
+        if cdf > tail {
+            break;
+        }
+        // P(B < j + 1) <= tail: the (j + 1)-th order statistic is a valid lower bound.
+        k = j + 1;
+        term *= (n - j) as f64 / (j + 1) as f64;
+    }
+    if k == 0 {
+        return (None, None);
+    }
+    (Some(sorted[k - 1]), Some(sorted[n - k]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{median_interval, quantile};
+
+    #[test]
+    fn median_interval_matches_binomial_tables() {
+        let v: Vec<f64> = (1..=30).map(f64::from).collect();
+        // n = 30: P(B <= 9) = 0.0214, P(B <= 10) = 0.0494 -> the 10th and 21st values.
+        assert_eq!(median_interval(&v, 0.95), (Some(10.0), Some(21.0)));
+        let v: Vec<f64> = (1..=10).map(f64::from).collect();
+        // n = 10: P(B <= 1) = 0.0107, P(B <= 2) = 0.0547 -> the 2nd and 9th values.
+        assert_eq!(median_interval(&v, 0.95), (Some(2.0), Some(9.0)));
+        // n = 5: P(B = 0) = 0.031 > 0.025: no 95 % interval.
+        assert_eq!(
+            median_interval(&[1.0, 2.0, 3.0, 4.0, 5.0], 0.95),
+            (None, None)
+        );
+    }
+
+    #[test]
+    fn quantiles_interpolate() {
+        let v = [1.0, 2.0, 3.0, 4.0, 5.0];
+        assert_eq!(quantile(&v, 0.5), 3.0);
+        assert_eq!(quantile(&v, 0.25), 2.0);
+        assert_eq!(quantile(&[1.0, 2.0], 0.5), 1.5);
+        assert!(quantile(&[], 0.5).is_nan());
+    }
+}
