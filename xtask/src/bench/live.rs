@@ -211,10 +211,12 @@ impl Watcher {
         })
     }
 
-    fn stop(self) -> Result<()> {
+    /// Stops the watcher; a note when it had to be forced (bpftrace only: the monitor must
+    /// stop on SIGTERM, or it is an error).
+    fn stop(self) -> Result<Option<String>> {
         match self {
-            Watcher::None => Ok(()),
-            Watcher::Monitor(m) => m.stop(),
+            Watcher::None => Ok(None),
+            Watcher::Monitor(m) => m.stop().map(|()| None),
             Watcher::Bpftrace(b) => b.stop(),
         }
     }
@@ -223,6 +225,7 @@ impl Watcher {
 /// Item 3: the interleaved comparison.
 pub fn capture_cost(ctx: &Ctx) -> Result<(Value, String)> {
     let mut trials: Vec<Trial> = Vec::new();
+    let mut notes: Vec<String> = Vec::new();
     for round in 0..ctx.plan.live_rounds {
         for i in 0..Config::ALL.len() {
             let config = Config::ALL[(i + round) % Config::ALL.len()];
@@ -251,7 +254,7 @@ pub fn capture_cost(ctx: &Ctx) -> Result<(Value, String)> {
                     cpu_ns: d.cpu_ns,
                 });
             }
-            w.stop()?;
+            notes.extend(w.stop()?.map(|n| format!("round {}: {n}", round + 1)));
         }
     }
 
@@ -368,7 +371,8 @@ pub fn capture_cost(ctx: &Ctx) -> Result<(Value, String)> {
          {alerts:.3} vs bpftrace {bt:.3} → **{}**. (`--events`: {events:.3}.)\n",
         if alerts >= 0.95 && alerts > bt { "met" } else { "missed" }
     ));
-    Ok((json!({ "rows": json_rows }), md))
+    md.push_str(&notes_md(&notes));
+    Ok((json!({ "rows": json_rows, "notes": notes }), md))
 }
 
 /// Item 4: the highest connect rate the monitor keeps up with over a full trial, and what
@@ -683,6 +687,7 @@ pub fn paired_tcp(ctx: &Ctx) -> Result<(Value, String)> {
     let rounds = ctx.plan.paired_rounds;
     let secs = ctx.plan.paired_secs;
     let mut trials: Vec<Trial> = Vec::new();
+    let mut notes: Vec<String> = Vec::new();
     for round in 0..rounds {
         for &i in &ORDERS[round % ORDERS.len()] {
             let config = CONFIGS[i];
@@ -698,7 +703,7 @@ pub fn paired_tcp(ctx: &Ctx) -> Result<(Value, String)> {
                 &load_args(Workload::Tcp, secs, None, LOAD_CPU),
             )?;
             let d = w.after(&before)?;
-            w.stop()?;
+            notes.extend(w.stop()?.map(|n| format!("round {}: {n}", round + 1)));
             trials.push(Trial {
                 config,
                 workload: Workload::Tcp,
@@ -807,7 +812,16 @@ pub fn paired_tcp(ctx: &Ctx) -> Result<(Value, String)> {
             "missed"
         }
     ));
-    Ok((json!({ "rounds": rounds, "secs": secs, "rows": rows }), md))
+    md.push_str(&notes_md(&notes));
+    Ok((
+        json!({ "rounds": rounds, "secs": secs, "rows": rows, "notes": notes }),
+        md,
+    ))
+}
+
+/// The report's lines for watchers that had to be forced to stop (none in a clean run).
+fn notes_md(notes: &[String]) -> String {
+    notes.iter().map(|n| format!("\nNote: {n}.\n")).collect()
 }
 
 /// Linear-interpolated quantile of a sorted list.

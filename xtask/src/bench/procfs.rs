@@ -105,6 +105,27 @@ pub fn signal(pid: u32, sig: i32) -> Result<()> {
     Ok(())
 }
 
+/// Where a process is, for a report on why it did not exit: its state, kernel wait channel
+/// and (as root) kernel stack. Best effort: whatever cannot be read is left out.
+pub fn where_stuck(pid: u32) -> String {
+    let read = |f: &str| std::fs::read_to_string(format!("/proc/{pid}/{f}")).unwrap_or_default();
+    let state = read("status")
+        .lines()
+        .find_map(|l| l.strip_prefix("State:").map(|s| s.trim().to_string()))
+        .unwrap_or_else(|| "state unknown".into());
+    let wchan = read("wchan");
+    let stack: Vec<String> = read("stack")
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(1).map(str::to_string))
+        .take(6)
+        .collect();
+    format!(
+        "state {state}, wchan {}, kernel stack [{}]",
+        if wchan.is_empty() { "?" } else { wchan.trim() },
+        stack.join(" < ")
+    )
+}
+
 /// SIGTERM, then waits up to `grace`; SIGKILL after that. Returns the exit status, or an
 /// error if the process had to be killed.
 pub fn stop(child: &mut Child, what: &str, grace: Duration) -> Result<std::process::ExitStatus> {
