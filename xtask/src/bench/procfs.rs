@@ -109,10 +109,22 @@ pub fn signal(pid: u32, sig: i32) -> Result<()> {
 /// and (as root) kernel stack. Best effort: whatever cannot be read is left out.
 pub fn where_stuck(pid: u32) -> String {
     let read = |f: &str| std::fs::read_to_string(format!("/proc/{pid}/{f}")).unwrap_or_default();
-    let state = read("status")
-        .lines()
-        .find_map(|l| l.strip_prefix("State:").map(|s| s.trim().to_string()))
-        .unwrap_or_else(|| "state unknown".into());
+    let status = read("status");
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name).map(|s| s.trim().to_string()))
+            .unwrap_or_else(|| "?".into())
+    };
+    // Pending, blocked and ignored signal masks: a SIGINT (bit 2) that is pending and
+    // blocked was never seen by the process.
+    let state = format!(
+        "{}, signals pending {} blocked {} ignored {}",
+        field("State:"),
+        field("ShdPnd:"),
+        field("SigBlk:"),
+        field("SigIgn:")
+    );
     let wchan = read("wchan");
     let stack: Vec<String> = read("stack")
         .lines()
