@@ -1,8 +1,8 @@
 //! The monitor's kernel programs.
 //!
 //! Connect capture, best backend first (user space picks per hook at load):
-//! - TCP: `tcp_fentry_tcp_connect`, `tcp_kprobe_tcp_connect`, `tcp_raw_tp_inet_sock_set_state`,
-//!   `tcp_tp_inet_sock_set_state`.
+//! - TCP: `tcp_fentry_tcp_connect`, `tcp_kprobe_tcp_connect`, `tcp_cgroup_connect{4,6}`,
+//!   `tcp_raw_tp_inet_sock_set_state`, `tcp_tp_inet_sock_set_state`.
 //! - UDP: `udp_{fentry,kprobe}_udp_sendmsg`, `udp_{fentry,kprobe}_udpv6_sendmsg`, else
 //!   `udp_cgroup_{connect,sendmsg}{4,6}`.
 //!
@@ -21,6 +21,7 @@ mod emit;
 mod kernel;
 mod maps;
 mod process;
+mod sock_addr;
 mod tcp;
 mod udp;
 

@@ -1,11 +1,14 @@
-//! TCP connects: fentry or kprobe on `tcp_connect`, else `inet_sock_set_state` as a raw
-//! tracepoint, else as a classic tracepoint (`sock:inet_sock_set_state`).
+//! TCP connects: fentry or kprobe on `tcp_connect`, else cgroup `connect4/6`, else
+//! `inet_sock_set_state` as a raw tracepoint, else as a classic tracepoint
+//! (`sock:inet_sock_set_state`).
 
 use aya_ebpf::{
     EbpfContext,
     helpers::bpf_get_current_pid_tgid,
-    macros::{fentry, kprobe, raw_tracepoint, tracepoint},
-    programs::{FEntryContext, ProbeContext, RawTracePointContext, TracePointContext},
+    macros::{cgroup_sock_addr, fentry, kprobe, raw_tracepoint, tracepoint},
+    programs::{
+        FEntryContext, ProbeContext, RawTracePointContext, SockAddrContext, TracePointContext,
+    },
 };
 use monitor_common::{AF_INET, AF_INET6, IPPROTO_TCP, backend, hook, stat};
 
@@ -13,6 +16,7 @@ use crate::{
     emit::{Flow, Origin, count, emit_connect, finish, is_excluded},
     kernel::{current_start_time, read_at, sock_family, sock_flow},
     maps::config,
+    sock_addr,
 };
 
 /// `include/net/tcp_states.h`.
@@ -57,6 +61,47 @@ fn try_tcp_connect(sk: *const u8, backend: u32) -> Result<(), i64> {
     let origin = Origin {
         hook: hook::TCP_CONNECT,
         backend,
+        protocol: IPPROTO_TCP,
+    };
+    emit_connect(origin, &flow, pid_tgid, current_start_time());
+    Ok(())
+}
+
+/// `cgroup/connect4`: `connect()` (or a TCP Fast Open `sendmsg`) on an IPv4 socket, in the
+/// caller's context, once per connect. The tracepoints below run on every state change of
+/// every TCP socket (six per loopback connect) to find the one that is a connect; this hook
+/// runs only on connects, so it is preferred when fentry and kprobes are unavailable. It sees
+/// the destination the caller asked for, before routing: a connect that then fails to route
+/// is still reported (as an attempt). The source port is known only if the socket was bound.
+/// Always returns 1: the monitor never blocks or alters traffic.
+#[cgroup_sock_addr(connect4)]
+pub fn tcp_cgroup_connect4(ctx: SockAddrContext) -> i32 {
+    finish(&ctx, "tcp_cgroup_connect4", try_tcp_cgroup(&ctx, false));
+    1
+}
+
+/// `cgroup/connect6`: as `connect4`, for IPv6 sockets. A dual-stack socket's connect to an
+/// IPv4-mapped peer is reported here with the mapped address, as the tracepoints and
+/// `tcp_connect` report it (the kernel runs no `connect4` for it). Always returns 1.
+#[cgroup_sock_addr(connect6)]
+pub fn tcp_cgroup_connect6(ctx: SockAddrContext) -> i32 {
+    finish(&ctx, "tcp_cgroup_connect6", try_tcp_cgroup(&ctx, true));
+    1
+}
+
+fn try_tcp_cgroup(ctx: &SockAddrContext, v6: bool) -> Result<(), i64> {
+    // The same hooks see UDP connects (`udp_cgroup_connect4/6` report those).
+    if sock_addr::protocol(ctx) != u32::from(IPPROTO_TCP) {
+        return Ok(());
+    }
+    let pid_tgid = bpf_get_current_pid_tgid();
+    if is_excluded(pid_tgid) {
+        return Ok(());
+    }
+    let flow = sock_addr::flow(ctx, v6);
+    let origin = Origin {
+        hook: hook::TCP_CONNECT,
+        backend: backend::CGROUP,
         protocol: IPPROTO_TCP,
     };
     emit_connect(origin, &flow, pid_tgid, current_start_time());

@@ -12,6 +12,7 @@ use crate::{
     emit::{Flow, Origin, count, emit_connect, finish, is_excluded},
     kernel::{current_start_time, read_at, sock_family, sock_flow, sock_source},
     maps::config,
+    sock_addr,
 };
 
 /// `AF_UNSPEC`: in `msg_name`, "use the connected destination" for IPv6 sockets.
@@ -209,59 +210,24 @@ pub fn udp_cgroup_sendmsg6(ctx: SockAddrContext) -> i32 {
     1
 }
 
-/// `::ffff:a.b.c.d`.
-#[inline(always)]
-fn is_v4_mapped(addr: &[u8; 16]) -> bool {
-    addr[..10] == [0; 10] && addr[10] == 0xff && addr[11] == 0xff
-}
-
-/// Reads `struct bpf_sock_addr` (a stable ABI: no offsets needed). Start time is left unknown:
-/// these programs cannot read `task_struct`.
+/// Unconnected sends and UDP connects, from the cgroup hooks. Start time is left unknown
+/// (the process table fills it from /proc): reading `task_struct` would cost every send.
 fn try_udp_cgroup(ctx: &SockAddrContext, v6: bool) -> Result<(), i64> {
-    let sa = ctx.sock_addr;
-    // SAFETY: `sa` is the program's context; the kernel checks every field access.
-    let protocol = unsafe { core::ptr::read_volatile(&raw const (*sa).protocol) };
-    if protocol != u32::from(IPPROTO_UDP) {
+    if sock_addr::protocol(ctx) != u32::from(IPPROTO_UDP) {
         return Ok(());
     }
     let pid_tgid = bpf_get_current_pid_tgid();
     if is_excluded(pid_tgid) {
         return Ok(());
     }
-    let mut flow = Flow::empty(if v6 { AF_INET6 } else { AF_INET });
-    unsafe {
-        // `user_port` holds the port in network order in its low 16 bits.
-        flow.dport = u16::from_be(core::ptr::read_volatile(&raw const (*sa).user_port) as u16);
-        if v6 {
-            let w0 = core::ptr::read_volatile(&raw const (*sa).user_ip6[0]).to_ne_bytes();
-            let w1 = core::ptr::read_volatile(&raw const (*sa).user_ip6[1]).to_ne_bytes();
-            let w2 = core::ptr::read_volatile(&raw const (*sa).user_ip6[2]).to_ne_bytes();
-            let w3 = core::ptr::read_volatile(&raw const (*sa).user_ip6[3]).to_ne_bytes();
-            flow.daddr = [
-                w0[0], w0[1], w0[2], w0[3], w1[0], w1[1], w1[2], w1[3], w2[0], w2[1], w2[2], w2[3],
-                w3[0], w3[1], w3[2], w3[3],
-            ];
-        } else {
-            let w = core::ptr::read_volatile(&raw const (*sa).user_ip4).to_ne_bytes();
-            flow.daddr = [w[0], w[1], w[2], w[3], 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
-        }
-        let sk = core::ptr::read_volatile(&raw const (*sa).__bindgen_anon_1.sk);
-        if !sk.is_null() {
-            // `struct bpf_sock::src_port` is in host order; 0 until the socket is bound.
-            flow.sport = core::ptr::read_volatile(&raw const (*sk).src_port) as u16;
-            if !v6 {
-                let w = core::ptr::read_volatile(&raw const (*sk).src_ip4).to_ne_bytes();
-                flow.saddr = [w[0], w[1], w[2], w[3], 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
-            }
-        }
-    }
+    let flow = sock_addr::flow(ctx, v6);
     if flow.dport == 0 {
         return Ok(());
     }
     // An IPv6 socket's sends to an IPv4-mapped peer are diverted to udp_sendmsg, which runs
     // `sendmsg4` for each of them (connected or not): report them there, once, not also here
     // at connect time (`sendmsg6` never sees mapped peers).
-    if v6 && is_v4_mapped(&flow.daddr) {
+    if v6 && sock_addr::is_v4_mapped(&flow.daddr) {
         return Ok(());
     }
     let origin = Origin {

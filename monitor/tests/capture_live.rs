@@ -202,7 +202,7 @@ async fn start_reports_a_backend_per_hook_with_reasons_for_skipped_ones() {
     for status in capture.hooks() {
         // Best first, per hook.
         let order: &[&str] = if status.hook == "tcp_connect" {
-            &["fentry", "kprobe", "raw_tracepoint", "tracepoint"]
+            &["fentry", "kprobe", "cgroup", "raw_tracepoint", "tracepoint"]
         } else {
             &["fentry", "kprobe", "cgroup"]
         };
@@ -219,14 +219,15 @@ async fn start_reports_a_backend_per_hook_with_reasons_for_skipped_ones() {
             assert!(!why.is_empty() && !why.contains('\n'), "{backend}: {why:?}");
         }
     }
-    // This host (../shared/ENVIRONMENT.md) refuses fentry and has no kprobes, but has BTF
-    // and raw tracepoints: TCP must land on the raw tracepoint, not the classic one.
+    // This host (../shared/ENVIRONMENT.md) refuses fentry and has no kprobes, but has a
+    // cgroup v2 root: TCP must land on the cgroup connect programs (one run per connect), not
+    // on a tracepoint (one run per state change of every TCP socket).
     let tcp = hook_status(&capture, "tcp_connect");
     if !matches!(tcp.backend, "fentry" | "kprobe") {
         assert_eq!(
-            tcp.backend, "raw_tracepoint",
-            "with kernel BTF present the raw tracepoint must be chosen before the classic \
-             one: {tcp:?}"
+            tcp.backend, "cgroup",
+            "with a cgroup v2 root the cgroup connect programs must be chosen before the \
+             tracepoints: {tcp:?}"
         );
     }
     assert!(!capture.program_ids().is_empty());
@@ -235,6 +236,12 @@ async fn start_reports_a_backend_per_hook_with_reasons_for_skipped_ones() {
 #[tokio::test]
 async fn curl_tcp_connects_over_ipv4_and_ipv6_are_seen() {
     curl_connects_are_seen(ProbeChoice::Auto).await;
+}
+
+/// The fallback after the cgroup programs, for hosts without a cgroup v2 mount.
+#[tokio::test]
+async fn curl_tcp_connects_are_seen_on_the_raw_tracepoint() {
+    curl_connects_are_seen(ProbeChoice::RawTracepoint).await;
 }
 
 /// The last resort, which nothing on this host would pick by itself: it must still work.
@@ -248,8 +255,10 @@ async fn curl_connects_are_seen(probe: ProbeChoice) {
     let server6 = HttpServer::start("::1");
     let mut capture = start(probe);
     let expected_backend = backend_code(hook_status(&capture, "tcp_connect").backend);
-    if probe == ProbeChoice::ClassicTracepoint {
-        assert_eq!(expected_backend, backend::TRACEPOINT);
+    match probe {
+        ProbeChoice::ClassicTracepoint => assert_eq!(expected_backend, backend::TRACEPOINT),
+        ProbeChoice::RawTracepoint => assert_eq!(expected_backend, backend::RAW_TRACEPOINT),
+        _ => {}
     }
 
     let pid4 = curl(&format!("http://127.0.0.1:{}/", server4.port));
@@ -267,6 +276,8 @@ async fn curl_connects_are_seen(probe: ProbeChoice) {
     assert_eq!((c4.hook, c4.backend), (hook::TCP_CONNECT, expected_backend));
     assert_eq!(&c4.comm[..4], b"curl");
     assert!(c4.ktime_ns > 0 && c4.cgroup_id > 0);
+    // Every TCP backend reads the task's start time (process identity across pid reuse).
+    assert!(c4.start_time_ns > 0, "{c4:?}");
     assert_eq!(c4.tid, c4.tgid, "curl connects from its main thread");
     // The boot-clock timestamp maps to now, give or take the test's duration.
     let age = monitor::record::Timestamp::now().0 - capture.timestamp_of(c4.ktime_ns).0;
@@ -278,7 +289,8 @@ async fn curl_connects_are_seen(probe: ProbeChoice) {
     assert_eq!((c6.family, c6.dport), (AF_INET6, server6.port));
     assert_eq!(c6.daddr, Ipv6Addr::LOCALHOST.octets());
     assert_eq!((c6.hook, c6.backend), (hook::TCP_CONNECT, expected_backend));
-    // Exactly one connect each: the tracepoints only report CLOSE -> SYN_SENT.
+    // Exactly one connect each: the tracepoints only report CLOSE -> SYN_SENT, the cgroup
+    // programs only run on connect().
     assert_eq!(connects(&events).filter(|c| c.tgid == pid4).count(), 1);
     assert_eq!(connects(&events).filter(|c| c.tgid == pid6).count(), 1);
 }
@@ -391,6 +403,57 @@ async fn ipv6_sockets_to_ipv4_mapped_peers_are_reported_once_each() {
         );
         assert_eq!(seen[0].protocol, protocol, "port {port}");
         assert!(is_ipv4_localhost(seen[0]), "port {port}: {:?}", seen[0]);
+    }
+}
+
+const REFUSED_THEN_SERVED: &str = r#"
+import socket, sys
+closed, served = int(sys.argv[1]), int(sys.argv[2])
+r = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+try:
+    r.connect(("127.0.0.1", closed))
+    sys.exit("connect to a closed port succeeded")
+except ConnectionRefusedError:
+    pass
+s = socket.create_connection(("127.0.0.1", served), timeout=5)
+s.sendall(b"GET / HTTP/1.0\r\n\r\n")
+if not s.recv(64).startswith(b"HTTP/"):
+    sys.exit("no HTTP answer")
+"#;
+
+/// A connect that is refused is still a connect attempt (reported once, like any other), and
+/// the capture programs never deny or alter one: the second connect gets its answer. On both
+/// this host's default (cgroup) and the raw tracepoint.
+#[tokio::test]
+async fn refused_connects_are_reported_and_none_is_blocked() {
+    for probe in [ProbeChoice::Auto, ProbeChoice::RawTracepoint] {
+        let server = HttpServer::start("127.0.0.1");
+        let mut capture = start(probe);
+        let backend = backend_code(hook_status(&capture, "tcp_connect").backend);
+        let closed = scratch_port(30);
+        let pid = python(
+            REFUSED_THEN_SERVED,
+            &[&closed.to_string(), &server.port.to_string()],
+        );
+        let ports = [closed, server.port];
+        let events = collect_until(&mut capture, Duration::from_secs(5), |evs| {
+            ports
+                .iter()
+                .all(|p| connects(evs).any(|c| c.tgid == pid && c.dport == *p))
+        })
+        .await;
+        for port in ports {
+            let seen: Vec<&ConnectEvent> = connects(&events)
+                .filter(|c| c.tgid == pid && c.dport == port)
+                .collect();
+            assert_eq!(seen.len(), 1, "{probe:?} port {port}: {seen:?}");
+            assert_eq!(
+                (seen[0].protocol, seen[0].hook, seen[0].backend),
+                (IPPROTO_TCP, hook::TCP_CONNECT, backend),
+                "{probe:?} port {port}"
+            );
+            assert_eq!(seen[0].daddr, v4(Ipv4Addr::LOCALHOST));
+        }
     }
 }
 
@@ -816,8 +879,13 @@ async fn forced_backends_attach_every_hook_or_fail_naming_it() {
             Err(other) => panic!("--probe {name}: unexpected error kind: {other}"),
         }
     }
-    // The tracepoint family: raw first (this host has BTF and raw tracepoints).
+    // The fallback family: cgroup first for TCP too (this host has a cgroup v2 root).
     let capture = Capture::start(&config(ProbeChoice::Tracepoint)).expect("tracepoint backend");
+    let backends: Vec<&str> = capture.hooks().iter().map(|h| h.backend).collect();
+    assert_eq!(backends, ["cgroup", "cgroup", "cgroup"]);
+    assert!(capture.hooks().iter().all(|h| h.skipped.is_empty()));
+    drop(capture);
+    let capture = Capture::start(&config(ProbeChoice::RawTracepoint)).expect("raw tracepoint");
     let backends: Vec<&str> = capture.hooks().iter().map(|h| h.backend).collect();
     assert_eq!(backends, ["raw_tracepoint", "cgroup", "cgroup"]);
     assert!(capture.hooks().iter().all(|h| h.skipped.is_empty()));

@@ -37,17 +37,20 @@ use crate::record::Timestamp;
 /// Which kernel mechanism to capture connects with.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum ProbeChoice {
-    /// Per hook, the best that works: fentry, then kprobe, then the tracepoint family
-    /// (TCP: raw, then classic) or cgroup (UDP).
+    /// Per hook, the best that works: fentry, then kprobe, then the fallbacks (TCP: cgroup
+    /// `connect4/6`, then the raw, then the classic tracepoint; UDP: cgroup).
     #[default]
     Auto,
     /// fentry for every hook, or fail.
     Fentry,
     /// kprobe for every hook, or fail.
     Kprobe,
-    /// The fallbacks without fentry/kprobe: for TCP `inet_sock_set_state` as a raw
-    /// tracepoint, else as a classic tracepoint; cgroup sock_addr programs for UDP.
+    /// The fallbacks without fentry/kprobe: for TCP cgroup `connect4/6`, else
+    /// `inet_sock_set_state` as a raw tracepoint, else as a classic tracepoint; cgroup
+    /// sock_addr programs for UDP.
     Tracepoint,
+    /// As `Tracepoint`, but TCP only on the raw tracepoint `inet_sock_set_state`.
+    RawTracepoint,
     /// As `Tracepoint`, but TCP only on the classic tracepoint (`sock:inet_sock_set_state`,
     /// the stable-ABI last resort, which needs no kernel BTF).
     ClassicTracepoint,

@@ -1,9 +1,11 @@
 //! Loading the kernel programs and choosing, per hook, the best backend that works here.
 //!
 //! Order per hook: fentry (cheapest, BTF-typed), kprobe, then the fallbacks: for TCP the
-//! `inet_sock_set_state` tracepoint, as a raw tracepoint (BTF offsets) and, as the last
-//! resort, as a classic tracepoint (stable-ABI record); for UDP the cgroup sock_addr
-//! programs. Each failure is kept as a one-line reason in `HookStatus::skipped`.
+//! cgroup `connect4/6` programs (one run per connect), then the `inet_sock_set_state`
+//! tracepoint (one run per state change of any TCP socket), as a raw tracepoint (BTF
+//! offsets) and, as the last resort, as a classic tracepoint (stable-ABI record); for UDP the
+//! cgroup sock_addr programs. Each failure is kept as a one-line reason in
+//! `HookStatus::skipped`.
 
 use std::{fs::File, path::Path};
 
@@ -41,9 +43,11 @@ pub const CGROUP: &str = "cgroup";
 
 /// The fallbacks after fentry and kprobe.
 enum Fallback {
-    /// TCP: one tracepoint, raw first (no trace record is built, but `struct sock` is read at
-    /// BTF offsets), then classic (its record is a stable ABI: no kernel offsets needed).
+    /// TCP: the cgroup `connect4`/`connect6` programs, else one tracepoint, raw first (no
+    /// trace record is built, but `struct sock` is read at BTF offsets), then classic (its
+    /// record is a stable ABI: no kernel offsets needed).
     Tracepoint {
+        cgroup_programs: [&'static str; 2],
         raw_program: &'static str,
         program: &'static str,
         category: &'static str,
@@ -71,6 +75,7 @@ const PLANS: [HookPlan; 3] = [
         fentry: "tcp_fentry_tcp_connect",
         kprobe: "tcp_kprobe_tcp_connect",
         fallback: Fallback::Tracepoint {
+            cgroup_programs: ["tcp_cgroup_connect4", "tcp_cgroup_connect6"],
             raw_program: "tcp_raw_tp_inet_sock_set_state",
             program: "tcp_tp_inet_sock_set_state",
             category: "sock",
@@ -120,7 +125,7 @@ struct HostSupport {
     raw_tracepoint: Result<(), String>,
     /// The classic TCP tracepoint needs its format.
     tcp_tracepoint: Result<(), String>,
-    /// The UDP cgroup fallback needs the cgroup v2 root.
+    /// The cgroup fallbacks need the cgroup v2 root.
     cgroup_root: Result<File, String>,
 }
 
@@ -291,14 +296,18 @@ fn candidates(plan: &HookPlan, choice: ProbeChoice) -> &'static [&'static str] {
         (_, ProbeChoice::Fentry) => &[FENTRY],
         (_, ProbeChoice::Kprobe) => &[KPROBE],
         (Fallback::Tracepoint { .. }, ProbeChoice::Auto) => {
-            &[FENTRY, KPROBE, RAW_TRACEPOINT, TRACEPOINT]
+            &[FENTRY, KPROBE, CGROUP, RAW_TRACEPOINT, TRACEPOINT]
         }
-        (Fallback::Tracepoint { .. }, ProbeChoice::Tracepoint) => &[RAW_TRACEPOINT, TRACEPOINT],
+        (Fallback::Tracepoint { .. }, ProbeChoice::Tracepoint) => {
+            &[CGROUP, RAW_TRACEPOINT, TRACEPOINT]
+        }
+        (Fallback::Tracepoint { .. }, ProbeChoice::RawTracepoint) => &[RAW_TRACEPOINT],
         (Fallback::Tracepoint { .. }, ProbeChoice::ClassicTracepoint) => &[TRACEPOINT],
         (Fallback::Cgroup { .. }, ProbeChoice::Auto) => &[FENTRY, KPROBE, CGROUP],
-        (Fallback::Cgroup { .. }, ProbeChoice::Tracepoint | ProbeChoice::ClassicTracepoint) => {
-            &[CGROUP]
-        }
+        (
+            Fallback::Cgroup { .. },
+            ProbeChoice::Tracepoint | ProbeChoice::RawTracepoint | ProbeChoice::ClassicTracepoint,
+        ) => &[CGROUP],
     }
 }
 
@@ -317,7 +326,8 @@ fn attach_hook(
             FENTRY => try_fentry(ebpf, plan, host),
             KPROBE => try_kprobe(ebpf, plan, host),
             RAW_TRACEPOINT => try_raw_tracepoint(ebpf, plan, host),
-            _ => try_fallback(ebpf, plan, host),
+            CGROUP => try_cgroup(ebpf, plan, host),
+            _ => try_tracepoint(ebpf, plan, host),
         };
         match result {
             Ok(()) => {
@@ -456,39 +466,50 @@ fn try_raw_tracepoint(ebpf: &mut Ebpf, plan: &HookPlan, host: &HostSupport) -> R
     Ok(())
 }
 
-/// The classic tracepoint (TCP) or the cgroup programs (UDP).
-fn try_fallback(ebpf: &mut Ebpf, plan: &HookPlan, host: &HostSupport) -> Result<(), Failure> {
-    match plan.fallback {
+/// The classic tracepoint (TCP only).
+fn try_tracepoint(ebpf: &mut Ebpf, plan: &HookPlan, host: &HostSupport) -> Result<(), Failure> {
+    let Fallback::Tracepoint {
+        program,
+        category,
+        name,
+        ..
+    } = plan.fallback
+    else {
+        return Err(Failure::Unsupported(format!(
+            "no tracepoint program for {}",
+            plan.hook
+        )));
+    };
+    host.tcp_tracepoint
+        .as_ref()
+        .map_err(|e| Failure::Unsupported(e.clone()))?;
+    attach_tracepoint(ebpf, program, category, name)
+}
+
+/// The hook's cgroup programs on the cgroup v2 root: both or neither.
+fn try_cgroup(ebpf: &mut Ebpf, plan: &HookPlan, host: &HostSupport) -> Result<(), Failure> {
+    let programs = match plan.fallback {
         Fallback::Tracepoint {
-            program,
-            category,
-            name,
-            ..
-        } => {
-            host.tcp_tracepoint
-                .as_ref()
-                .map_err(|e| Failure::Unsupported(e.clone()))?;
-            attach_tracepoint(ebpf, program, category, name)
-        }
-        Fallback::Cgroup { programs } => {
-            let root = host
-                .cgroup_root
-                .as_ref()
-                .map_err(|e| Failure::Unsupported(e.clone()))?;
-            for (i, name) in programs.iter().copied().enumerate() {
-                if let Err(failure) = attach_cgroup(ebpf, name, root) {
-                    // Leave nothing half attached: the hook is all or nothing.
-                    for earlier in &programs[..i] {
-                        if let Ok(p) = program_mut::<CgroupSockAddr>(ebpf, earlier) {
-                            unload_quietly(p.unload(), earlier);
-                        }
-                    }
-                    return Err(failure);
+            cgroup_programs, ..
+        } => cgroup_programs,
+        Fallback::Cgroup { programs } => programs,
+    };
+    let root = host
+        .cgroup_root
+        .as_ref()
+        .map_err(|e| Failure::Unsupported(e.clone()))?;
+    for (i, name) in programs.iter().copied().enumerate() {
+        if let Err(failure) = attach_cgroup(ebpf, name, root) {
+            // Leave nothing half attached: the hook is all or nothing.
+            for earlier in &programs[..i] {
+                if let Ok(p) = program_mut::<CgroupSockAddr>(ebpf, earlier) {
+                    unload_quietly(p.unload(), earlier);
                 }
             }
-            Ok(())
+            return Err(failure);
         }
     }
+    Ok(())
 }
 
 fn attach_tracepoint(
@@ -561,10 +582,11 @@ mod tests {
             names.extend([plan.fentry, plan.kprobe]);
             match plan.fallback {
                 Fallback::Tracepoint {
+                    cgroup_programs,
                     raw_program,
                     program,
                     ..
-                } => names.extend([raw_program, program]),
+                } => names.extend(cgroup_programs.into_iter().chain([raw_program, program])),
                 Fallback::Cgroup { programs } => names.extend(programs),
             }
         }
@@ -576,7 +598,7 @@ mod tests {
         }
         assert_eq!(
             ebpf.programs().count(),
-            14,
+            16,
             "an unplanned program is in the object"
         );
         assert!(ebpf.map(EVENTS_MAP).is_some() && ebpf.map(STATS_MAP).is_some());
