@@ -617,8 +617,9 @@ pub fn kernel_cost(ctx: &Ctx) -> Result<(Value, String)> {
     let mut md = String::from(
         "In-kernel cost of the monitor's programs, from the kernel's accounting (`kernel.bpf_stats_enabled=1`, \
          `bpftool prog show`): these run in the generator's context, on CPU 1, and are the part of the monitor's \
-         cost that no other core can absorb. Runs per op above 1: the TCP (raw) tracepoint fires on every state change of \
-         both ends and filters on SYN_SENT first; cgroup `connect4` also runs for TCP connects. The kernel's \
+         cost that no other core can absorb. On a host without fentry and kprobes TCP connects are caught by \
+         `tcp_cgroup_connect4` (once per connect; `udp_cgroup_connect4` runs on them too and returns at once); \
+         were a TCP tracepoint chosen, it would run on every state change of both ends (six per op). The kernel's \
          accounting covers the program only: what the kernel does around it (for a classic tracepoint, filling \
          the trace record on every state change) shows in the live ratio instead.\n\n\
          | workload | program | runs per op | ns per run | ns per op |\n| --- | --- | ---: | ---: | ---: |\n",
