@@ -4,9 +4,11 @@
 //! Data flows one way: a source (`capture` live, `replay` from JSON lines) yields
 //! `ConnectionRecord`s (`record`), enriched by `process` when live; `pipeline` runs the rules
 //! (`rules`) and detectors (`detect`) on them; `output` delivers events, alerts and
-//! `metrics`; `mapped` reads replay files through memory maps. `daemon` wires the live path, `cli` and `config` say how it is set up, and
+//! `metrics`; `mapped` reads replay files through memory maps; `arc_slots` are the caches
+//! keyed by a shared process. `daemon` wires the live path, `cli` and `config` say how it is set up, and
 //! `privileges` sheds capabilities after attach.
 
+pub(crate) mod arc_slots;
 pub mod capture;
 pub mod cli;
 pub mod config;

@@ -110,7 +110,16 @@ impl Pipeline {
         self.drain(out);
     }
 
+    /// Hands the alerts raised so far to `out`. Called twice per record and nearly always
+    /// with none, so that case is a length test, not a `Vec::drain` set up and dropped.
+    #[inline]
     fn drain(&mut self, out: &mut dyn FnMut(Emitted<'_>)) {
+        if !self.alerts.is_empty() {
+            self.drain_alerts(out);
+        }
+    }
+
+    fn drain_alerts(&mut self, out: &mut dyn FnMut(Emitted<'_>)) {
         for alert in self.alerts.drain(..) {
             self.counters.alerts += 1;
             // The id is copied only the first time a rule fires.

@@ -32,6 +32,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use thiserror::Error;
 
 use super::periodicity::{self, Periodicity, RING, ScoreParams, ShareBar};
+use crate::arc_slots::ArcSlots;
 use crate::record::{
     Alert, BeaconStats, ConnectionRecord, Detector, Level, ProcessInfo, RuleMeta, Timestamp,
     Transport, normalize_ip,
@@ -863,46 +864,35 @@ fn destination_hash(ip: IpAddr) -> u32 {
     foldhash::fast::FixedState::with_seed(0x6465_7374).hash_one(ip) as u32
 }
 
-/// Slots of the identity cache: more than the processes a busy host interleaves.
-const IDENTITY_SLOTS: usize = 1 << IDENTITY_SLOT_BITS;
-const IDENTITY_SLOT_BITS: u32 = 6;
+/// log2 of the identity cache's sets (two slots each): more than the processes a busy
+/// host interleaves.
+const IDENTITY_SET_BITS: u32 = 8;
 
 /// `process_identity` per shared `ProcessInfo`: records of one process share one `Arc`
 /// (the process table and the replay decoder hand out the same one), so the identity is
-/// hashed once per process rather than once per record. Each slot holds its `Arc`, so
-/// the address cannot be reused by another process while it is cached.
+/// hashed once per process rather than once per record.
 struct IdentityCache {
-    slots: Box<[Option<CachedIdentity>]>,
+    slots: ArcSlots<ProcessInfo>,
+    ids: Box<[u64]>,
 }
-
-/// A process and its identity.
-type CachedIdentity = (Arc<ProcessInfo>, u64);
 
 impl IdentityCache {
     fn new() -> Self {
-        IdentityCache {
-            slots: (0..IDENTITY_SLOTS).map(|_| None).collect(),
-        }
+        let slots = ArcSlots::new(IDENTITY_SET_BITS);
+        let ids = vec![0; slots.len()].into_boxed_slice();
+        IdentityCache { slots, ids }
     }
 
     fn identity(&mut self, p: &Arc<ProcessInfo>) -> u64 {
-        let addr = Arc::as_ptr(p) as usize;
-        // Fibonacci hashing: allocations are aligned and spaced alike, so their low bits
-        // alone would crowd a few slots.
-        let slot = (addr as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - IDENTITY_SLOT_BITS);
-        let slot = slot as usize;
-        if let Some((q, id)) = &self.slots[slot]
-            && Arc::ptr_eq(q, p)
-        {
-            return *id;
+        let (slot, hit) = self.slots.slot_of(p);
+        if !hit {
+            self.ids[slot] = process_identity(p);
         }
-        let id = process_identity(p);
-        self.slots[slot] = Some((p.clone(), id));
-        id
+        self.ids[slot]
     }
 
     fn clear(&mut self) {
-        self.slots.iter_mut().for_each(|s| *s = None);
+        self.slots.clear();
     }
 }
 

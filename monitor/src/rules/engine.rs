@@ -200,10 +200,24 @@ impl RuleEngine {
     }
 
     /// Closes every window that ends at or before `now` (event time).
+    #[inline]
     pub fn advance(&mut self, now: Timestamp, out: &mut Vec<Alert>) {
         if now > self.now {
             self.now = now;
         }
+        // Called twice per record, and nearly always no window is due: one comparison
+        // with the earliest end, the loop out of line.
+        if self
+            .by_end
+            .first_key_value()
+            .is_some_and(|(&(end, _), _)| end <= self.now)
+        {
+            self.close_due(out);
+        }
+    }
+
+    /// Summarizes and drops the groups whose window ends at or before `self.now`.
+    fn close_due(&mut self, out: &mut Vec<Alert>) {
         while let Some((&(end, seq), _)) = self.by_end.first_key_value() {
             if end > self.now {
                 break;

@@ -9,10 +9,11 @@
 //! sorted tables, and nothing on the evaluation path allocates.
 
 use std::net::IpAddr;
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 
 use super::field::{Field, FieldValue, TextBuf};
 use super::strset::StringSet;
+use crate::arc_slots::ArcSlots;
 use crate::record::{ConnectionRecord, ProcessInfo};
 
 /// Index of a test in `Tests::tests`.
@@ -423,7 +424,7 @@ impl Scratch {
     #[inline]
     pub fn store_fired(&mut self, bits: &[u64]) {
         let w = self.procs.fired_words;
-        if self.slot_epoch != self.epoch || bits.len() != w || self.procs.owners.is_empty() {
+        if self.slot_epoch != self.epoch || bits.len() != w || self.procs.owners.is_none() {
             return;
         }
         self.procs.fired[self.slot * w..(self.slot + 1) * w].copy_from_slice(bits);
@@ -438,9 +439,9 @@ impl Scratch {
     }
 }
 
-/// Slots of the per-process cache (a power of two): more than the processes a host has
-/// talking at once, so collisions between live processes are rare.
-const PROCESS_SLOTS: usize = 256;
+/// log2 of the per-process cache's sets (two slots each): more than the processes a host
+/// has talking at once, so evictions of live processes are rare.
+const PROCESS_SET_BITS: u32 = 8;
 
 /// What is known per process. Every field of `ConnectionRecord::process` is the same for
 /// all events that share the `Arc<ProcessInfo>` (the process table and replay hand out one
@@ -449,13 +450,11 @@ const PROCESS_SLOTS: usize = 256;
 /// - a rule whose condition is false on the process's fields alone (a browser for a rule on
 ///   shells) is dropped from the process's later events without being evaluated.
 ///
-/// Direct-mapped by the `Arc`'s address. A slot holds a `Weak` to the process it was
-/// filled for: while it exists the allocation cannot be freed and reused for another
-/// process, and the value cannot change (`Arc::get_mut` fails while a `Weak` exists;
-/// `Arc::make_mut` moves the value to a new allocation), so an equal address means the same
-/// process. A `Weak` does not keep the process's strings alive.
+/// Slots are found by the `Arc`'s address (`ArcSlots`: an equal address is the same
+/// process); `None` when nothing is cached per process (no sets on process fields, no
+/// rules).
 struct ProcessCache {
-    owners: Box<[Weak<ProcessInfo>]>,
+    owners: Option<ArcSlots<ProcessInfo>>,
     /// Per slot: bit `a` set when string set `a`'s outcome is stored.
     stored: Box<[u32]>,
     /// Per string set on a process field: where its words start in a slot; `u32::MAX` for
@@ -494,13 +493,10 @@ impl ProcessCache {
             })
             .collect();
         let rule_words = rules.div_ceil(64);
-        let slots = if words == 0 && rule_words == 0 {
-            0
-        } else {
-            PROCESS_SLOTS
-        };
+        let owners = (words != 0 || rule_words != 0).then(|| ArcSlots::new(PROCESS_SET_BITS));
+        let slots = owners.as_ref().map_or(0, ArcSlots::len);
         ProcessCache {
-            owners: (0..slots).map(|_| Weak::new()).collect(),
+            owners,
             stored: vec![0; slots].into_boxed_slice(),
             offset,
             words,
@@ -518,17 +514,13 @@ impl ProcessCache {
     /// process.
     #[inline]
     fn slot_of(&mut self, p: &Arc<ProcessInfo>) -> (usize, bool) {
-        if self.owners.is_empty() {
+        let Some(owners) = self.owners.as_mut() else {
             return (0, false);
-        }
-        let ptr = Arc::as_ptr(p);
-        // Fibonacci hashing of the address (allocations are at least 8-aligned).
-        let h = (ptr as usize >> 3).wrapping_mul(0x9e37_79b9_7f4a_7c15_u64 as usize);
-        let i = h >> (usize::BITS - PROCESS_SLOTS.trailing_zeros());
-        if std::ptr::eq(self.owners[i].as_ptr(), ptr) {
+        };
+        let (i, hit) = owners.slot_of(p);
+        if hit {
             return (i, true);
         }
-        self.owners[i] = Arc::downgrade(p);
         self.stored[i] = 0;
         self.fired_stored[i] = false;
         let w = self.rule_words;

@@ -1,0 +1,163 @@
+//! Cache slots for what is derived from a shared value (`Arc<ProcessInfo>`), found by the
+//! `Arc`'s address: records of one process share one `Arc`, so a pointer comparison stands
+//! for comparing every field.
+//!
+//! Two ways per set, the less recently used one replaced. A direct-mapped table thrashes
+//! as soon as two busy processes share a slot: with 50 processes in 64 slots about 19
+//! pairs do (the birthday bound), which made the beacon detector hash a process's identity
+//! again on one event in seven. With two ways, three processes must meet in one set.
+//!
+//! A slot holds a `Weak` to the value it was filled for: while it exists the allocation is
+//! not freed, so no other value can get that address, and the value cannot change
+//! (`Arc::get_mut` fails while a `Weak` exists; `Arc::make_mut` moves the value to a new
+//! allocation). So an equal address means the same value. A `Weak` does not keep the
+//! value's own heap data (strings) alive.
+
+use std::sync::{Arc, Weak};
+
+pub(crate) struct ArcSlots<T> {
+    /// Slot `2 * set + way`.
+    owners: Box<[Weak<T>]>,
+    /// Per set: the way used last.
+    recent: Box<[u8]>,
+    /// log2 of the number of sets.
+    set_bits: u32,
+}
+
+impl<T> ArcSlots<T> {
+    /// `2 << set_bits` slots (`set_bits` from 1 to 30).
+    pub(crate) fn new(set_bits: u32) -> Self {
+        assert!((1..=30).contains(&set_bits), "set_bits out of range");
+        let sets = 1usize << set_bits;
+        ArcSlots {
+            owners: (0..2 * sets).map(|_| Weak::new()).collect(),
+            recent: vec![0; sets].into_boxed_slice(),
+            set_bits,
+        }
+    }
+
+    /// Number of slots: what `slot_of` returns is below it.
+    pub(crate) fn len(&self) -> usize {
+        self.owners.len()
+    }
+
+    /// The slot of `p` and whether it already held `p`. When it did not, the slot is now
+    /// `p`'s and whatever the caller keeps for it is stale: the caller resets it.
+    #[inline]
+    pub(crate) fn slot_of(&mut self, p: &Arc<T>) -> (usize, bool) {
+        let ptr = Arc::as_ptr(p);
+        // Fibonacci hashing of the address: allocations are aligned and spaced alike, so
+        // their low bits alone would crowd a few sets.
+        let h = ((ptr.addr() >> 3) as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        let set = (h >> (64 - self.set_bits)) as usize;
+        let first = 2 * set;
+        for way in 0..2 {
+            if std::ptr::eq(self.owners[first + way].as_ptr(), ptr) {
+                self.recent[set] = way as u8;
+                return (first + way, true);
+            }
+        }
+        let way = usize::from(1 - self.recent[set]);
+        self.recent[set] = way as u8;
+        self.owners[first + way] = Arc::downgrade(p);
+        (first + way, false)
+    }
+
+    /// Forgets every value.
+    pub(crate) fn clear(&mut self) {
+        self.owners.iter_mut().for_each(|w| *w = Weak::new());
+        self.recent.fill(0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_value_keeps_its_slot_and_others_get_other_slots() {
+        let mut slots = ArcSlots::new(4);
+        let values: Vec<Arc<u32>> = (0..8).map(Arc::new).collect();
+        let mut first = Vec::new();
+        for v in &values {
+            let (slot, hit) = slots.slot_of(v);
+            assert!(slot < slots.len());
+            // Eight values in 16 sets: a third one in a set would evict, then this fails.
+            first.push((slot, hit));
+        }
+        for (v, &(slot, _)) in values.iter().zip(&first) {
+            assert_eq!(slots.slot_of(v), (slot, true));
+        }
+        let mut distinct: Vec<usize> = first.iter().map(|&(s, _)| s).collect();
+        distinct.sort_unstable();
+        distinct.dedup();
+        assert_eq!(distinct.len(), values.len());
+        assert!(first.iter().all(|&(_, hit)| !hit));
+    }
+
+    #[test]
+    fn an_equal_value_in_another_allocation_is_another_value() {
+        let mut slots = ArcSlots::new(1);
+        let a = Arc::new(String::from("same"));
+        let b = Arc::new(String::from("same"));
+        assert!(!slots.slot_of(&a).1);
+        assert!(!slots.slot_of(&b).1);
+        assert!(slots.slot_of(&a).1);
+        assert!(slots.slot_of(&b).1);
+    }
+
+    #[test]
+    fn two_ways_hold_two_values_of_one_set_and_evict_the_least_recent() {
+        // One set: every value lands in it.
+        let mut slots = ArcSlots::new(1);
+        let mut same_set = Vec::new();
+        while same_set.len() < 3 {
+            let v = Arc::new(same_set.len());
+            let ptr = Arc::as_ptr(&v);
+            let h = ((ptr.addr() >> 3) as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            if h >> 63 == 0 {
+                same_set.push(v);
+            } else {
+                std::mem::forget(v); // keep its address out of the way
+            }
+        }
+        let [a, b, c] = [&same_set[0], &same_set[1], &same_set[2]];
+        let (sa, _) = slots.slot_of(a);
+        let (sb, _) = slots.slot_of(b);
+        assert_ne!(sa, sb);
+        assert_eq!(slots.slot_of(a), (sa, true));
+        // `b` is the less recently used: `c` takes its slot.
+        assert_eq!(slots.slot_of(c), (sb, false));
+        assert_eq!(slots.slot_of(a), (sa, true));
+        assert_eq!(slots.slot_of(b), (sb, false));
+        assert_eq!(slots.slot_of(c), (sa, false));
+    }
+
+    #[test]
+    fn a_new_value_is_never_found_before_it_is_stored() {
+        let mut slots = ArcSlots::new(2);
+        let a = Arc::new(1u64);
+        slots.slot_of(&a);
+        drop(a);
+        // Slots hold `Weak`s, so a new value never gets an address a slot still names:
+        // the first lookup of each is a miss, even as old ones are evicted and freed.
+        let mut live = Vec::new();
+        for i in 0..100u64 {
+            let v = Arc::new(i);
+            assert!(!slots.slot_of(&v).1);
+            if i % 2 == 0 {
+                live.push(v);
+            }
+        }
+    }
+
+    #[test]
+    fn clear_forgets_everything() {
+        let mut slots = ArcSlots::new(3);
+        let a = Arc::new(7u8);
+        slots.slot_of(&a);
+        slots.clear();
+        assert!(!slots.slot_of(&a).1);
+        assert!(slots.slot_of(&a).1);
+    }
+}
