@@ -216,9 +216,11 @@ impl RuleIndex {
         fired: &mut Vec<u64>,
     ) {
         let words = self.always.len();
-        // fired[..words]: first anchor fired; fired[words..]: second anchor fired.
-        fired.clear();
+        // fired[..words]: first anchor fired; fired[words..]: second anchor fired. Both
+        // buffers keep their length from event to event (`resize` does nothing then), and
+        // every word is written below.
         fired.resize(2 * words, 0);
+        seen.resize(words, 0);
         let mark = |fired: &mut Vec<u64>, es: &[Entry]| {
             for &Entry(e) in es {
                 let (rule, anchor) = ((e >> 1) as usize, (e & 1) as usize);
@@ -237,14 +239,21 @@ impl RuleIndex {
             }
         };
         // What the process's own fields fire is the same on each of its events.
-        if !self.by_pattern.is_empty() {
-            if let Some(cached) = s.cached_fired(&rec.process) {
-                fired.copy_from_slice(cached);
-            } else {
+        let cached = match self.by_pattern.is_empty() {
+            true => None,
+            false => s.cached_fired(&rec.process),
+        };
+        match cached {
+            // Word by word: a copy of a slice of unknown length is a call to memcpy.
+            Some(c) => fired.iter_mut().zip(c).for_each(|(f, &c)| *f = c),
+            None => {
+                fired.fill(0);
                 for (set, per) in &self.by_pattern {
                     mark_set(fired, s, *set, per);
                 }
-                s.store_fired(fired);
+                if !self.by_pattern.is_empty() {
+                    s.store_fired(fired);
+                }
             }
         }
         for (set, per) in &self.by_pattern_event {
@@ -256,8 +265,6 @@ impl RuleIndex {
         {
             mark(fired, &self.by_port[i].1);
         }
-        seen.clear();
-        seen.resize(words, 0);
         let (first, second) = fired.split_at(words);
         // Zipped slices: no bounds checks, and the compiler vectorizes it.
         for ((s, (&always, &single)), (&f1, &f2)) in seen
