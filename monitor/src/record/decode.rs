@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
+use super::addresses::AddressCache;
 use super::*;
 
 // ---- ECS input (replay) ----------------------------------------------------------------
@@ -62,12 +63,8 @@ const RUN_MAX_BYTES: usize = 4096;
 /// whole line; a value parsed on its own starts at depth 0, so deep ones go to the general
 /// path, which applies the limit as it always has.
 const MAX_BRACKETS_IN_PART: usize = 64;
-/// Sets of the address cache (two addresses each: 4,096 in about 300 KiB), and the longest
-/// address text it keeps (an IPv6 address with an embedded IPv4 one is at most 45
-/// characters), in eight-byte words.
+/// Sets of the address cache (two addresses each: 4,096 in about 380 KiB).
 const ADDRESS_SETS_LOG2: u32 = 11;
-const ADDRESS_MAX_BYTES: usize = 45;
-const ADDRESS_WORDS: usize = 6;
 
 /// `decode_fast`'s bit for each top-level member (duplicate check); unknown names share
 /// bit 11 and may repeat.
@@ -575,10 +572,8 @@ pub(crate) struct RecordDecoder {
     runs: KnownRuns,
     /// Known-object ids of `process`, `user`, `group`, `container` (0: absent) -> process.
     processes: HashMap<[u64; 4], Arc<ProcessInfo>, foldhash::fast::FixedState>,
-    /// Recent addresses by their text: reading one (std's parser for IPv6) costs more
-    /// than finding it, and a host talks to the same ones again and again. Two per set,
-    /// the more recently used first; empty when caching is off.
-    addresses: Vec<Option<KnownAddress>>,
+    /// Recent addresses by their text; `None` when caching is off.
+    addresses: Option<AddressCache>,
     /// Timestamps of a replay mostly share their minute with the one before.
     minute: LastMinute,
 }
@@ -590,7 +585,7 @@ impl RecordDecoder {
             objects: KnownObjects::new(true),
             runs: KnownRuns::new(true),
             processes: HashMap::default(),
-            addresses: vec![None; 2 << ADDRESS_SETS_LOG2],
+            addresses: Some(AddressCache::new(ADDRESS_SETS_LOG2)),
             minute: LastMinute::default(),
         }
     }
@@ -601,7 +596,7 @@ impl RecordDecoder {
             objects: KnownObjects::new(false),
             runs: KnownRuns::new(false),
             processes: HashMap::default(),
-            addresses: Vec::new(),
+            addresses: None,
             minute: LastMinute::default(),
         }
     }
@@ -895,40 +890,12 @@ impl RecordDecoder {
     }
 
     /// An address as `IpAddr::from_str` reads it.
+    #[inline]
     fn address(&mut self, text: &[u8]) -> Option<IpAddr> {
-        if self.addresses.is_empty() || text.len() > ADDRESS_MAX_BYTES {
-            return parse_address(text);
+        match self.addresses.as_mut() {
+            Some(cache) => cache.get(text, parse_address),
+            None => parse_address(text),
         }
-        let words = address_words(text);
-        let len = text.len();
-        let mut h = len as u64;
-        for w in &words[..len.div_ceil(8)] {
-            h = (h ^ w).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        }
-        let set = 2 * (h >> (64 - ADDRESS_SETS_LOG2)) as usize;
-        let ways = &mut self.addresses[set..set + 2];
-        // Word by word, without a branch (the arrays' `==` is a call to memcmp).
-        let known = |a: &Option<KnownAddress>| {
-            a.as_ref().is_some_and(|a| {
-                let diff = (a.words.iter().zip(&words)).fold(0, |d, (x, y)| d | (x ^ y));
-                usize::from(a.len) == len && diff == 0
-            })
-        };
-        if known(&ways[0]) {
-            return ways[0].as_ref().map(|a| a.ip);
-        }
-        if known(&ways[1]) {
-            ways.swap(0, 1);
-            return ways[0].as_ref().map(|a| a.ip);
-        }
-        let ip = parse_address(text)?;
-        ways[1] = ways[0].take();
-        ways[0] = Some(KnownAddress {
-            words,
-            len: len as u8,
-            ip,
-        });
-        Some(ip)
     }
 
     /// The process of a line's `process`, `user`, `group` and `container` objects: the
@@ -975,36 +942,6 @@ impl RecordDecoder {
         }
         Some(info)
     }
-}
-
-/// An address in the address cache, by its text as `address_words` gives it.
-#[derive(Clone, Copy)]
-struct KnownAddress {
-    words: [u64; ADDRESS_WORDS],
-    len: u8,
-    ip: IpAddr,
-}
-
-/// An address's text (at most `ADDRESS_MAX_BYTES`) as little-endian words, zero past its
-/// end: compared and hashed a word at a time.
-#[inline(always)]
-fn address_words(t: &[u8]) -> [u64; ADDRESS_WORDS] {
-    let mut words = [0u64; ADDRESS_WORDS];
-    let mut chunks = t.chunks_exact(8);
-    for (w, chunk) in words.iter_mut().zip(&mut chunks) {
-        *w = u64::from_le_bytes(chunk.try_into().unwrap_or_default());
-    }
-    let rest = chunks.remainder().len();
-    if rest != 0 {
-        let last = t.len() / 8;
-        words[last] = if let Some(tail) = t.last_chunk::<8>() {
-            // The last eight bytes, shifted down to the `rest` that are not in a word yet.
-            u64::from_le_bytes(*tail) >> (8 * (8 - rest))
-        } else {
-            t.iter().rev().fold(0u64, |w, &b| (w << 8) | u64::from(b))
-        };
-    }
-    words
 }
 
 /// An address as `IpAddr::from_str` reads it, dotted quads without it.
@@ -2211,15 +2148,6 @@ mod tests {
                 (n, digits)
             });
             assert_eq!(short_number(&b), naive, "{b:?}");
-            let len = (next() % (ADDRESS_MAX_BYTES as u64 + 1)) as usize;
-            let text: Vec<u8> = (0..len).map(|_| next() as u8).collect();
-            let mut padded = [0u8; 8 * ADDRESS_WORDS];
-            padded[..len].copy_from_slice(&text);
-            let words: Vec<u64> = padded
-                .chunks_exact(8)
-                .map(|c| u64::from_le_bytes(c.try_into().unwrap()))
-                .collect();
-            assert_eq!(address_words(&text)[..], words[..], "{text:?}");
         }
         // More addresses than the cache holds (4,096), of every length it keeps, each seen
         // several times.

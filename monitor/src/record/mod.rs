@@ -20,6 +20,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 use thiserror::Error;
 
+mod addresses;
 mod decode;
 mod ecs;
 
