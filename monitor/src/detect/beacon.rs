@@ -1212,7 +1212,7 @@ impl KeyStep<'_> {
             timestamp: rec.timestamp,
             event: rec.clone(),
             rule,
-            techniques: vec![technique.to_string()],
+            techniques: Arc::from([technique.to_string()]),
             detector: Detector::Beacon,
             level,
             risk_score: None,
@@ -1311,7 +1311,7 @@ mod tests {
         assert_eq!(a.detector, Detector::Beacon);
         assert_eq!(a.rule.id, RULE_ID_DESTINATION);
         assert_eq!(a.rule.ruleset, "detector");
-        assert_eq!(a.techniques, vec!["T1571".to_string()]);
+        assert_eq!(a.techniques[..], ["T1571".to_string()]);
         assert_eq!(a.level, Level::High, "9001 is in the seed's known C2 ports");
         assert_eq!(a.event, recs[9]);
         assert_eq!(a.timestamp, recs[9].timestamp);
@@ -1361,8 +1361,8 @@ mod tests {
             let alerts = run(&mut detector(), &beacon(&p, "198.51.100.4", port, 30.0, 10));
             assert_eq!(alerts.len(), 1, "port {port}");
             assert_eq!(
-                alerts[0].techniques,
-                vec![technique.to_string()],
+                alerts[0].techniques[..],
+                [technique.to_string()],
                 "port {port}"
             );
             assert_eq!(alerts[0].level, level, "port {port}");

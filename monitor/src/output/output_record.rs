@@ -39,7 +39,8 @@ struct Inner {
     level: Option<Level>,
     /// The alert's rule, shared with the rule set rather than copied.
     rule: Option<Arc<RuleMeta>>,
-    techniques: Vec<String>,
+    /// The alert's techniques, shared with the rule.
+    techniques: Option<Arc<[String]>>,
     /// The connecting process (syslog's structured data repeats pid, name, executable),
     /// shared with the record rather than copied.
     process: Option<Arc<ProcessInfo>>,
@@ -91,7 +92,7 @@ impl OutputRecord {
             json: json_of(|buf| r.write_json_object(buf)),
             level: None,
             rule: None,
-            techniques: Vec::new(),
+            techniques: None,
             process: Some(r.process.clone()),
             destination: Some(destination(r)),
         }))
@@ -105,7 +106,7 @@ impl OutputRecord {
             json: json_of(|buf| a.write_json_object(buf)),
             level: Some(a.level),
             rule: Some(a.rule.clone()),
-            techniques: a.techniques.clone(),
+            techniques: Some(a.techniques.clone()),
             process: Some(a.event.process.clone()),
             destination: Some(destination(&a.event)),
         }))
@@ -127,7 +128,7 @@ impl OutputRecord {
             json,
             level: None,
             rule: None,
-            techniques: Vec::new(),
+            techniques: None,
             process: None,
             destination: None,
         }))
@@ -156,7 +157,7 @@ impl OutputRecord {
     }
 
     pub(crate) fn techniques(&self) -> &[String] {
-        &self.0.techniques
+        self.0.techniques.as_deref().unwrap_or(&[])
     }
 
     pub(crate) fn process(&self) -> Option<&ProcessInfo> {

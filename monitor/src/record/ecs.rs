@@ -1223,7 +1223,7 @@ mod tests {
                     reference: self.list(3),
                     ruleset: self.hostile(),
                 }),
-                techniques: self.list(3),
+                techniques: self.list(3).into(),
                 detector,
                 level,
                 risk_score: self.chance(50).then(|| self.number()),

@@ -282,7 +282,8 @@ pub struct Alert {
     pub timestamp: Timestamp,
     pub event: ConnectionRecord,
     pub rule: Arc<RuleMeta>,
-    pub techniques: Vec<String>,
+    /// Shared with the rule: an alert copies no strings for them.
+    pub techniques: Arc<[String]>,
     pub detector: Detector,
     pub level: Level,
     pub risk_score: Option<u32>,

@@ -278,7 +278,7 @@ pub struct GroupSpec {
 pub(crate) struct Rule {
     pub meta: Arc<RuleMeta>,
     pub level: Level,
-    pub techniques: Vec<String>,
+    pub techniques: Arc<[String]>,
     pub tags: Vec<String>,
     pub status: Option<String>,
     pub falsepositives: Vec<String>,
@@ -991,7 +991,7 @@ impl Compiler {
         Ok(Some(Rule {
             meta,
             level,
-            techniques,
+            techniques: techniques.into(),
             tags,
             status,
             falsepositives,

@@ -215,7 +215,7 @@ impl RuleSet {
                 ruleset: r.meta.ruleset.clone(),
                 file: r.file.clone(),
                 line: r.line,
-                techniques: r.techniques.clone(),
+                techniques: r.techniques.to_vec(),
                 tags: r.tags.clone(),
                 status: r.status.clone(),
                 falsepositives: r.falsepositives.clone(),

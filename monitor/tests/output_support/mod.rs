@@ -69,7 +69,7 @@ pub fn alert_on(ev: ConnectionRecord, case: &str, seq: u64, level: Level) -> Ale
             reference: vec!["https://attack.mitre.org/techniques/T1571/".into()],
             ruleset: "builtin".into(),
         }),
-        techniques: vec!["T1571".into(), "T1071.001".into()],
+        techniques: vec!["T1571".into(), "T1071.001".into()].into(),
         detector: Detector::Rule,
         level,
         risk_score: Some(73),
