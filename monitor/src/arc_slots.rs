@@ -46,10 +46,7 @@ impl<T> ArcSlots<T> {
     #[inline]
     pub(crate) fn slot_of(&mut self, p: &Arc<T>) -> (usize, bool) {
         let ptr = Arc::as_ptr(p);
-        // Fibonacci hashing of the address: allocations are aligned and spaced alike, so
-        // their low bits alone would crowd a few sets.
-        let h = ((ptr.addr() >> 3) as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        let set = (h >> (64 - self.set_bits)) as usize;
+        let set = self.set_of(ptr);
         let first = 2 * set;
         for way in 0..2 {
             if std::ptr::eq(self.owners[first + way].as_ptr(), ptr) {
@@ -63,6 +60,14 @@ impl<T> ArcSlots<T> {
         (first + way, false)
     }
 
+    /// The set of the value at `ptr`. Fibonacci hashing of the address: allocations are
+    /// aligned and spaced alike, so their low bits alone would crowd a few sets.
+    #[inline]
+    fn set_of(&self, ptr: *const T) -> usize {
+        let h = ((ptr.addr() >> 3) as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        (h >> (64 - self.set_bits)) as usize
+    }
+
     /// Forgets every value.
     pub(crate) fn clear(&mut self) {
         self.owners.iter_mut().for_each(|w| *w = Weak::new());
@@ -74,25 +79,45 @@ impl<T> ArcSlots<T> {
 mod tests {
     use super::*;
 
+    /// Values, at most two per set of `slots` (the others are kept alive elsewhere, so
+    /// their addresses are not reused).
+    fn two_per_set(slots: &ArcSlots<u32>, n: usize, spare: &mut Vec<Arc<u32>>) -> Vec<Arc<u32>> {
+        let mut per_set = std::collections::HashMap::new();
+        let mut values = Vec::new();
+        let mut i = 0;
+        while values.len() < n {
+            let v = Arc::new(i);
+            i += 1;
+            let count = per_set.entry(slots.set_of(Arc::as_ptr(&v))).or_insert(0);
+            if *count < 2 {
+                *count += 1;
+                values.push(v);
+            } else {
+                spare.push(v);
+            }
+        }
+        values
+    }
+
     #[test]
     fn a_value_keeps_its_slot_and_others_get_other_slots() {
         let mut slots = ArcSlots::new(4);
-        let values: Vec<Arc<u32>> = (0..8).map(Arc::new).collect();
+        let mut spare = Vec::new();
+        let values = two_per_set(&slots, 20, &mut spare);
         let mut first = Vec::new();
         for v in &values {
             let (slot, hit) = slots.slot_of(v);
             assert!(slot < slots.len());
-            // Eight values in 16 sets: a third one in a set would evict, then this fails.
-            first.push((slot, hit));
+            assert!(!hit);
+            first.push(slot);
         }
-        for (v, &(slot, _)) in values.iter().zip(&first) {
+        for (v, &slot) in values.iter().zip(&first) {
             assert_eq!(slots.slot_of(v), (slot, true));
         }
-        let mut distinct: Vec<usize> = first.iter().map(|&(s, _)| s).collect();
+        let mut distinct = first.clone();
         distinct.sort_unstable();
         distinct.dedup();
         assert_eq!(distinct.len(), values.len());
-        assert!(first.iter().all(|&(_, hit)| !hit));
     }
 
     #[test]
@@ -108,17 +133,16 @@ mod tests {
 
     #[test]
     fn two_ways_hold_two_values_of_one_set_and_evict_the_least_recent() {
-        // One set: every value lands in it.
+        // Two sets: three values of set 0 compete for its two ways.
         let mut slots = ArcSlots::new(1);
         let mut same_set = Vec::new();
+        let mut spare = Vec::new();
         while same_set.len() < 3 {
             let v = Arc::new(same_set.len());
-            let ptr = Arc::as_ptr(&v);
-            let h = ((ptr.addr() >> 3) as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-            if h >> 63 == 0 {
+            if slots.set_of(Arc::as_ptr(&v)) == 0 {
                 same_set.push(v);
             } else {
-                std::mem::forget(v); // keep its address out of the way
+                spare.push(v); // kept alive, so its address is not handed out again
             }
         }
         let [a, b, c] = [&same_set[0], &same_set[1], &same_set[2]];
