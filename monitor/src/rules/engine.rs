@@ -122,14 +122,31 @@ impl RuleEngine {
     fn select(&mut self, rec: &ConnectionRecord) {
         self.scratch.reset();
         let rules = &self.rules;
-        rules.index.candidates(
-            &rules.tests,
-            rec,
-            &mut self.scratch,
-            &mut self.seen,
-            &mut self.fired,
-        );
-        self.scratch.drop_excluded(&rec.process, &mut self.seen);
+        let port = rec.destination.port;
+        // Most events of a process go to the port its last one did: the same selection.
+        let reuse = rules.index.by_process_and_port();
+        match reuse
+            .then(|| self.scratch.cached_selection(&rec.process, port))
+            .flatten()
+        {
+            Some(cached) => {
+                self.seen.clear();
+                self.seen.extend_from_slice(cached);
+            }
+            None => {
+                rules.index.candidates(
+                    &rules.tests,
+                    rec,
+                    &mut self.scratch,
+                    &mut self.seen,
+                    &mut self.fired,
+                );
+                self.scratch.drop_excluded(&rec.process, &mut self.seen);
+                if reuse {
+                    self.scratch.store_selection(port, &self.seen);
+                }
+            }
+        }
         // In rule order, so alerts come out in the order rules were loaded.
         self.candidates.clear();
         for (w, &word) in self.seen.iter().enumerate() {
@@ -588,6 +605,106 @@ level: high
             fired += want.len();
         }
         assert!(fired > 1_000, "the rules matched only {fired} times");
+    }
+
+    /// The selection a process's event reuses from its last one (same port) is the one
+    /// computed afresh: through learning that drops rules (which invalidates it), port
+    /// changes, and processes replaced in their cache slots.
+    #[test]
+    fn reused_selection_matches_a_fresh_selection() {
+        let set = set();
+        assert!(set.index.by_process_and_port());
+        let mut reusing = RuleEngine::new(Arc::clone(&set));
+        let procs: Vec<Arc<ProcessInfo>> = (0..10).map(|i| Arc::new(process(i))).collect();
+        let mut x = 0x853c_49e6_748f_ea9b_u64;
+        let mut reused = 0;
+        for n in 0..20_000u32 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let p = &procs[(x % procs.len() as u64) as usize];
+            // Mostly the port the process used last, as in real traffic.
+            let port = [8088, 8088, 8088, 443, 22][(x >> 20) as usize % 5];
+            let rec = record(Arc::clone(p), port);
+            reusing.scratch.reset();
+            if reusing.scratch.cached_selection(p, port).is_some() {
+                reused += 1;
+            }
+            let got = reusing.matching_rule_ids(&rec);
+            let want = RuleEngine::new(Arc::clone(&set)).matching_rule_ids(&rec);
+            assert_eq!(got, want, "event {n}: {:?} port {port}", p.args);
+            let mut copy = rec.clone();
+            copy.process = Arc::new(ProcessInfo::clone(p));
+            let full = RuleEngine::new(Arc::clone(&set)).matching_rule_ids_unindexed(&copy);
+            assert_eq!(got, full, "event {n}: {:?} port {port}", p.args);
+        }
+        assert!(
+            reused > 5_000,
+            "the selection was reused only {reused} times"
+        );
+    }
+
+    /// A stored selection is for its process and port only, and learning that the process
+    /// never matches a rule discards it.
+    #[test]
+    fn stored_selection_is_dropped_by_another_port_and_by_learning() {
+        let set = set();
+        let mut s = Scratch::new(set.tests.tests.len(), &set.tests.sets, set.rules.len());
+        let p = Arc::new(process(0));
+        let q = Arc::new(process(1));
+        s.reset();
+        assert!(s.cached_selection(&p, 80).is_none(), "nothing stored yet");
+        s.store_selection(80, &[0b11]);
+        s.reset();
+        assert_eq!(s.cached_selection(&p, 80), Some(&[0b11u64][..]));
+        s.reset();
+        assert_eq!(s.cached_selection(&p, 443), None, "another port");
+        s.reset();
+        assert_eq!(s.cached_selection(&q, 80), None, "another process");
+        s.reset();
+        assert_eq!(s.cached_selection(&p, 80), Some(&[0b11u64][..]));
+        s.exclude(1);
+        s.reset();
+        assert_eq!(s.cached_selection(&p, 80), None, "learning discards it");
+    }
+
+    /// A rule anchored on a string field outside the process (the transport) makes the
+    /// selection depend on more than the process and port: it is never reused.
+    #[test]
+    fn selection_on_event_strings_is_not_reused() {
+        let rules = r#"
+title: UDP from curl
+id: 33333333-3333-4333-8333-333333333333
+logsource:
+    category: network_connection
+    product: linux
+detection:
+    selection:
+        Protocol: 'udp'
+    condition: selection
+level: low
+"#;
+        let set = Arc::new(
+            RuleSet::from_texts(&[("u.yml", rules)])
+                .expect("the test rule loads")
+                .rules,
+        );
+        assert!(!set.index.by_process_and_port());
+        let mut e = RuleEngine::new(Arc::clone(&set));
+        let p = Arc::new(process(1));
+        for i in 0..4 {
+            let mut rec = record(Arc::clone(&p), 53);
+            rec.transport = if i % 2 == 0 {
+                Transport::Udp
+            } else {
+                Transport::Tcp
+            };
+            assert_eq!(
+                e.matching_rule_ids(&rec).len(),
+                usize::from(i % 2 == 0),
+                "{i}"
+            );
+        }
     }
 
     /// Each event of one process gets the same outcome, and another process with the same

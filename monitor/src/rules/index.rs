@@ -205,6 +205,13 @@ impl RuleIndex {
         idx
     }
 
+    /// Whether `candidates` depends on nothing but the record's process and destination
+    /// port (no anchor on a string field outside the process), so that a process's
+    /// selection can be reused for its next event to the same port.
+    pub fn by_process_and_port(&self) -> bool {
+        self.by_pattern_event.is_empty()
+    }
+
     /// Fills `seen` with the rules to evaluate for `rec`, as a bitset over rule indexes;
     /// `fired` is working space.
     pub fn candidates(

@@ -436,8 +436,36 @@ impl Scratch {
     pub fn exclude(&mut self, rule: u32) {
         let i = self.slot * self.procs.rule_words + (rule >> 6) as usize;
         self.procs.excluded[i] |= 1u64 << (rule & 63);
+        // The selection stored for the process no longer drops every rule it should.
+        self.procs.selected_port[self.slot] = NO_PORT;
+    }
+
+    /// The rules selected for the current process's last event (`RuleEngine::select`, as a
+    /// bitset over rules) when that event had destination port `port` and nothing the
+    /// selection depends on has changed since: valid only for rule sets whose selection
+    /// depends on nothing but the process and the port (`RuleIndex::by_process_and_port`).
+    #[inline]
+    pub fn cached_selection(&mut self, p: &Arc<ProcessInfo>, port: u16) -> Option<&[u64]> {
+        self.enter(p);
+        let w = self.procs.rule_words;
+        (self.slot_hit && self.procs.selected_port[self.slot] == u32::from(port))
+            .then(|| &self.procs.selected[self.slot * w..(self.slot + 1) * w])
+    }
+
+    /// Stores the current process's selection for destination port `port`.
+    #[inline]
+    pub fn store_selection(&mut self, port: u16, rules: &[u64]) {
+        let w = self.procs.rule_words;
+        if self.slot_epoch != self.epoch || rules.len() != w || self.procs.owners.is_none() {
+            return;
+        }
+        self.procs.selected[self.slot * w..(self.slot + 1) * w].copy_from_slice(rules);
+        self.procs.selected_port[self.slot] = u32::from(port);
     }
 }
+
+/// `ProcessCache::selected_port` of a slot with no selection stored.
+const NO_PORT: u32 = u32::MAX;
 
 /// log2 of the per-process cache's sets (two slots each): more than the processes a host
 /// has talking at once, so evictions of live processes are rare.
@@ -473,6 +501,11 @@ struct ProcessCache {
     fired_words: usize,
     fired: Box<[u64]>,
     fired_stored: Box<[bool]>,
+    /// Per slot: the rules selected for the process's last event and that event's
+    /// destination port (`NO_PORT`: none stored). Most events of a process go to the port
+    /// its previous one did, and then the whole selection is this copy.
+    selected: Box<[u64]>,
+    selected_port: Box<[u32]>,
 }
 
 impl ProcessCache {
@@ -507,6 +540,8 @@ impl ProcessCache {
             fired_words: 2 * rule_words,
             fired: vec![0; slots * 2 * rule_words].into_boxed_slice(),
             fired_stored: vec![false; slots].into_boxed_slice(),
+            selected: vec![0; slots * rule_words].into_boxed_slice(),
+            selected_port: vec![NO_PORT; slots].into_boxed_slice(),
         }
     }
 
@@ -523,6 +558,7 @@ impl ProcessCache {
         }
         self.stored[i] = 0;
         self.fired_stored[i] = false;
+        self.selected_port[i] = NO_PORT;
         let w = self.rule_words;
         self.learned[i * w..(i + 1) * w].fill(0);
         self.excluded[i * w..(i + 1) * w].fill(0);
