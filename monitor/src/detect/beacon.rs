@@ -907,6 +907,13 @@ pub struct BeaconDetector {
     counters: BeaconCounters,
     /// Latest event time seen (ns); idle eviction runs when it moves forward.
     latest: i64,
+    /// While records come in time order: no key's last send is earlier than this (ns), so
+    /// idle eviction has nothing to drop until its cutoff passes it (see `evict_idle`).
+    idle_floor: i64,
+    /// Every record so far came at or after the one before it. Then each key touched
+    /// moves to its table's front with the latest time, so a table's least recently used
+    /// key is also the one with the earliest last send, and `idle_floor` holds.
+    in_order: bool,
 }
 
 impl BeaconDetector {
@@ -960,6 +967,8 @@ impl BeaconDetector {
             identities: IdentityCache::new(),
             counters: BeaconCounters::default(),
             latest: i64::MIN,
+            idle_floor: i64::MIN,
+            in_order: true,
         }
     }
 
@@ -976,6 +985,11 @@ impl BeaconDetector {
         }
         self.counters.records += 1;
         let t = rec.timestamp.0;
+        if t < self.latest {
+            self.in_order = false;
+        }
+        // A key added now (to an empty table) has this last send.
+        self.idle_floor = self.idle_floor.min(t);
         self.evict_idle(t);
         if self.s.allowed(rec) {
             self.counters.allowlisted += 1;
@@ -1085,14 +1099,21 @@ impl BeaconDetector {
 
     #[inline]
     fn evict_idle(&mut self, now: i64) {
-        if now > self.latest {
-            self.evict_idle_at(now);
+        if now <= self.latest {
+            return;
+        }
+        self.latest = now;
+        // In time order nothing is dropped until the cutoff passes the earliest last send:
+        // skip the scan (time moves forward on nearly every record, and the scan's peeks
+        // cost more than the rest of a record's key upkeep).
+        let cutoff = now.saturating_sub(self.s.idle_ns);
+        if !self.in_order || cutoff > self.idle_floor {
+            self.evict_idle_before(cutoff);
         }
     }
 
-    fn evict_idle_at(&mut self, now: i64) {
-        self.latest = now;
-        let cutoff = now.saturating_sub(self.s.idle_ns);
+    /// Drops the keys, least recently used first, whose last send is before `cutoff`.
+    fn evict_idle_before(&mut self, cutoff: i64) {
         while let Some((_, s)) = self.destinations.peek_lru() {
             if s.last_send >= cutoff {
                 break;
@@ -1109,6 +1130,21 @@ impl BeaconDetector {
                 self.counters.evicted_idle += 1;
             }
         }
+        // In time order the least recently used keys have the earliest last sends.
+        let oldest = |t: Option<i64>| t.unwrap_or(i64::MAX);
+        self.idle_floor =
+            oldest(self.destinations.peek_lru().map(|(_, s)| s.last_send)).min(oldest(
+                self.ports
+                    .as_ref()
+                    .and_then(|p| p.peek_lru())
+                    .map(|(_, r)| r.series.last_send),
+            ));
+    }
+
+    /// Idle eviction without the skip: the reference it is tested against.
+    #[cfg(test)]
+    fn disable_idle_skip(&mut self) {
+        self.in_order = false;
     }
 }
 
@@ -1292,6 +1328,83 @@ mod tests {
 
     fn detector() -> BeaconDetector {
         BeaconDetector::try_new(BeaconConfig::default()).unwrap()
+    }
+
+    /// Skipping idle eviction while records are in time order drops the same keys at the
+    /// same records as scanning every time: on streams with idle gaps, beacons, tables at
+    /// their caps, and records out of order (which turn the skip off).
+    #[test]
+    fn idle_skip_evicts_as_the_full_scan_does() {
+        for (seed, out_of_order) in [(1u64, false), (2, false), (3, true), (4, true)] {
+            let cfg = BeaconConfig {
+                max_keys: 300,
+                max_port_keys: 40,
+                ..BeaconConfig::default()
+            };
+            let mut fast = BeaconDetector::try_new(cfg.clone()).unwrap();
+            let mut full = BeaconDetector::try_new(cfg).unwrap();
+            full.disable_idle_skip();
+            let procs: Vec<_> = (0..12)
+                .map(|i| process(&format!("/usr/bin/p{i}"), 1000, 100 + i))
+                .collect();
+            let mut x = 0x2545_f491_4f6c_dd1d_u64 ^ seed;
+            let mut next = || {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x
+            };
+            let implant = process("/tmp/.x", 0, 7);
+            let mut next_beacon = 0.0;
+            let mut t = 0.0;
+            let (mut a, mut b) = (Vec::new(), Vec::new());
+            for n in 0..30_000 {
+                let r = next();
+                t += match r % 100 {
+                    0 => 4_000.0,                // longer than the idle limit
+                    1..=5 => 600.0,              // some keys go idle
+                    _ => (r >> 8) as f64 % 30.0, // busy
+                };
+                // An implant checking in every 60 s, between the other records.
+                while next_beacon <= t {
+                    let rec = rec(&implant, "203.0.113.9", 4444, Transport::Tcp, next_beacon);
+                    fast.process(&rec, &mut a);
+                    full.process(&rec, &mut b);
+                    next_beacon += 60.0;
+                }
+                let at = if out_of_order && r % 7 == 0 {
+                    t - ((r >> 20) % 50) as f64
+                } else {
+                    t
+                };
+                let p = &procs[(r >> 12) as usize % procs.len()];
+                let ip = format!("198.51.100.{}", (r >> 24) % 40);
+                let port = [443, 8088, 9001, 53][(r >> 32) as usize % 4];
+                let rec = rec(p, &ip, port, Transport::Tcp, at);
+                fast.process(&rec, &mut a);
+                full.process(&rec, &mut b);
+                if n % 97 == 0 {
+                    let now = Timestamp::from_secs_f64(T0 + t + 1_000.0);
+                    fast.advance(now, &mut a);
+                    full.advance(now, &mut b);
+                }
+                assert_eq!(
+                    fast.key_count(),
+                    full.key_count(),
+                    "seed {seed}, record {n}"
+                );
+            }
+            assert_eq!(a, b, "seed {seed}");
+            assert_eq!(fast.counters(), full.counters(), "seed {seed}");
+            assert!(
+                fast.counters().evicted_idle > 100,
+                "seed {seed}: too few evictions"
+            );
+            assert!(
+                !a.is_empty() || out_of_order,
+                "seed {seed}: no beacon found"
+            );
+        }
     }
 
     #[test]
