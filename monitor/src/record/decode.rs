@@ -63,7 +63,7 @@ const RUN_MAX_BYTES: usize = 4096;
 /// whole line; a value parsed on its own starts at depth 0, so deep ones go to the general
 /// path, which applies the limit as it always has.
 const MAX_BRACKETS_IN_PART: usize = 64;
-/// Sets of the address cache (two addresses each: 4,096 in about 380 KiB).
+/// Sets of the address cache (two addresses each: 4,096 in 320 KiB).
 const ADDRESS_SETS_LOG2: u32 = 11;
 
 /// `decode_fast`'s bit for each top-level member (duplicate check); unknown names share
