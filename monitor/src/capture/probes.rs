@@ -41,20 +41,14 @@ pub const RAW_TRACEPOINT: &str = "raw_tracepoint";
 pub const TRACEPOINT: &str = "tracepoint";
 pub const CGROUP: &str = "cgroup";
 
-/// The fallbacks after fentry and kprobe.
-enum Fallback {
-    /// TCP: the cgroup `connect4`/`connect6` programs, else one tracepoint, raw first (no
-    /// trace record is built, but `struct sock` is read at BTF offsets), then classic (its
-    /// record is a stable ABI: no kernel offsets needed).
-    Tracepoint {
-        cgroup_programs: [&'static str; 2],
-        raw_program: &'static str,
-        program: &'static str,
-        category: &'static str,
-        name: &'static str,
-    },
-    /// `connect` (connected UDP) and `sendmsg` (unconnected UDP) programs.
-    Cgroup { programs: [&'static str; 2] },
+/// `inet_sock_set_state`, TCP's fallback after the cgroup programs: as a raw tracepoint (no
+/// trace record is built, but `struct sock` is read at BTF offsets), then as a classic one
+/// (its record is a stable ABI: no kernel offsets needed).
+struct TracepointPlan {
+    raw_program: &'static str,
+    program: &'static str,
+    category: &'static str,
+    name: &'static str,
 }
 
 /// One logical hook and the programs that can implement it.
@@ -64,7 +58,11 @@ struct HookPlan {
     kernel_fn: &'static str,
     fentry: &'static str,
     kprobe: &'static str,
-    fallback: Fallback,
+    /// The `connect` and the `sendmsg` (UDP) or second `connect` (TCP) cgroup programs,
+    /// attached together.
+    cgroup: [&'static str; 2],
+    /// TCP only: the tracepoints after the cgroup programs.
+    tracepoint: Option<TracepointPlan>,
 }
 
 /// Indexed like `monitor_common::hook::*`.
@@ -74,31 +72,29 @@ const PLANS: [HookPlan; 3] = [
         kernel_fn: "tcp_connect",
         fentry: "tcp_fentry_tcp_connect",
         kprobe: "tcp_kprobe_tcp_connect",
-        fallback: Fallback::Tracepoint {
-            cgroup_programs: ["tcp_cgroup_connect4", "tcp_cgroup_connect6"],
+        cgroup: ["tcp_cgroup_connect4", "tcp_cgroup_connect6"],
+        tracepoint: Some(TracepointPlan {
             raw_program: "tcp_raw_tp_inet_sock_set_state",
             program: "tcp_tp_inet_sock_set_state",
             category: "sock",
             name: "inet_sock_set_state",
-        },
+        }),
     },
     HookPlan {
         hook: "udp_sendmsg",
         kernel_fn: "udp_sendmsg",
         fentry: "udp_fentry_udp_sendmsg",
         kprobe: "udp_kprobe_udp_sendmsg",
-        fallback: Fallback::Cgroup {
-            programs: ["udp_cgroup_connect4", "udp_cgroup_sendmsg4"],
-        },
+        cgroup: ["udp_cgroup_connect4", "udp_cgroup_sendmsg4"],
+        tracepoint: None,
     },
     HookPlan {
         hook: "udpv6_sendmsg",
         kernel_fn: "udpv6_sendmsg",
         fentry: "udp_fentry_udpv6_sendmsg",
         kprobe: "udp_kprobe_udpv6_sendmsg",
-        fallback: Fallback::Cgroup {
-            programs: ["udp_cgroup_connect6", "udp_cgroup_sendmsg6"],
-        },
+        cgroup: ["udp_cgroup_connect6", "udp_cgroup_sendmsg6"],
+        tracepoint: None,
     },
 ];
 
@@ -292,20 +288,17 @@ fn ring_size(bytes: u32) -> Result<u32, CaptureError> {
 
 /// The backends `choice` allows for one hook, best first.
 fn candidates(plan: &HookPlan, choice: ProbeChoice) -> &'static [&'static str] {
-    match (&plan.fallback, choice) {
+    let tcp = plan.tracepoint.is_some();
+    match (tcp, choice) {
         (_, ProbeChoice::Fentry) => &[FENTRY],
         (_, ProbeChoice::Kprobe) => &[KPROBE],
-        (Fallback::Tracepoint { .. }, ProbeChoice::Auto) => {
-            &[FENTRY, KPROBE, CGROUP, RAW_TRACEPOINT, TRACEPOINT]
-        }
-        (Fallback::Tracepoint { .. }, ProbeChoice::Tracepoint) => {
-            &[CGROUP, RAW_TRACEPOINT, TRACEPOINT]
-        }
-        (Fallback::Tracepoint { .. }, ProbeChoice::RawTracepoint) => &[RAW_TRACEPOINT],
-        (Fallback::Tracepoint { .. }, ProbeChoice::ClassicTracepoint) => &[TRACEPOINT],
-        (Fallback::Cgroup { .. }, ProbeChoice::Auto) => &[FENTRY, KPROBE, CGROUP],
+        (true, ProbeChoice::Auto) => &[FENTRY, KPROBE, CGROUP, RAW_TRACEPOINT, TRACEPOINT],
+        (true, ProbeChoice::Tracepoint) => &[CGROUP, RAW_TRACEPOINT, TRACEPOINT],
+        (true, ProbeChoice::RawTracepoint) => &[RAW_TRACEPOINT],
+        (true, ProbeChoice::ClassicTracepoint) => &[TRACEPOINT],
+        (false, ProbeChoice::Auto) => &[FENTRY, KPROBE, CGROUP],
         (
-            Fallback::Cgroup { .. },
+            false,
             ProbeChoice::Tracepoint | ProbeChoice::RawTracepoint | ProbeChoice::ClassicTracepoint,
         ) => &[CGROUP],
     }
@@ -444,56 +437,39 @@ fn try_kprobe(ebpf: &mut Ebpf, plan: &HookPlan, host: &HostSupport) -> Result<()
     Ok(())
 }
 
+/// The hook's tracepoints, or why it has none.
+fn tracepoint_plan(plan: &HookPlan) -> Result<&TracepointPlan, Failure> {
+    plan.tracepoint
+        .as_ref()
+        .ok_or_else(|| Failure::Unsupported(format!("no tracepoint program for {}", plan.hook)))
+}
+
 fn try_raw_tracepoint(ebpf: &mut Ebpf, plan: &HookPlan, host: &HostSupport) -> Result<(), Failure> {
-    let Fallback::Tracepoint {
-        raw_program, name, ..
-    } = plan.fallback
-    else {
-        return Err(Failure::Unsupported(format!(
-            "no raw tracepoint program for {}",
-            plan.hook
-        )));
-    };
+    let tp = tracepoint_plan(plan)?;
     host.raw_tracepoint
         .as_ref()
         .map_err(|e| Failure::Unsupported(e.clone()))?;
-    let program: &mut RawTracePoint = program_mut(ebpf, raw_program)?;
-    program.load().map_err(kernel(raw_program))?;
-    if let Err(error) = program.attach(name) {
-        unload_quietly(program.unload(), raw_program);
-        return Err(kernel(raw_program)(error));
+    let program: &mut RawTracePoint = program_mut(ebpf, tp.raw_program)?;
+    program.load().map_err(kernel(tp.raw_program))?;
+    if let Err(error) = program.attach(tp.name) {
+        unload_quietly(program.unload(), tp.raw_program);
+        return Err(kernel(tp.raw_program)(error));
     }
     Ok(())
 }
 
-/// The classic tracepoint (TCP only).
+/// The classic tracepoint.
 fn try_tracepoint(ebpf: &mut Ebpf, plan: &HookPlan, host: &HostSupport) -> Result<(), Failure> {
-    let Fallback::Tracepoint {
-        program,
-        category,
-        name,
-        ..
-    } = plan.fallback
-    else {
-        return Err(Failure::Unsupported(format!(
-            "no tracepoint program for {}",
-            plan.hook
-        )));
-    };
+    let tp = tracepoint_plan(plan)?;
     host.tcp_tracepoint
         .as_ref()
         .map_err(|e| Failure::Unsupported(e.clone()))?;
-    attach_tracepoint(ebpf, program, category, name)
+    attach_tracepoint(ebpf, tp.program, tp.category, tp.name)
 }
 
 /// The hook's cgroup programs on the cgroup v2 root: both or neither.
 fn try_cgroup(ebpf: &mut Ebpf, plan: &HookPlan, host: &HostSupport) -> Result<(), Failure> {
-    let programs = match plan.fallback {
-        Fallback::Tracepoint {
-            cgroup_programs, ..
-        } => cgroup_programs,
-        Fallback::Cgroup { programs } => programs,
-    };
+    let programs = plan.cgroup;
     let root = host
         .cgroup_root
         .as_ref()
@@ -580,14 +556,9 @@ mod tests {
         let mut names: Vec<&str> = PROCESS_PROGRAMS.iter().map(|p| p.0).collect();
         for plan in &PLANS {
             names.extend([plan.fentry, plan.kprobe]);
-            match plan.fallback {
-                Fallback::Tracepoint {
-                    cgroup_programs,
-                    raw_program,
-                    program,
-                    ..
-                } => names.extend(cgroup_programs.into_iter().chain([raw_program, program])),
-                Fallback::Cgroup { programs } => names.extend(programs),
+            names.extend(plan.cgroup);
+            if let Some(tp) = &plan.tracepoint {
+                names.extend([tp.raw_program, tp.program]);
             }
         }
         for name in names {

@@ -138,6 +138,28 @@ pub fn where_stuck(pid: u32) -> String {
     )
 }
 
+/// Waits up to `within` for `child` to exit, calling `every_second` once a second meanwhile;
+/// `None` if it is still running.
+pub fn wait_exit(
+    child: &mut Child,
+    within: Duration,
+    mut every_second: impl FnMut(),
+) -> Result<Option<std::process::ExitStatus>> {
+    let t = Instant::now();
+    let mut next = Duration::from_secs(1);
+    while t.elapsed() < within {
+        if let Some(st) = child.try_wait()? {
+            return Ok(Some(st));
+        }
+        if t.elapsed() >= next {
+            every_second();
+            next += Duration::from_secs(1);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(None)
+}
+
 /// SIGTERM, then waits up to `grace`; SIGKILL after that. Returns the exit status, or an
 /// error if the process had to be killed.
 pub fn stop(child: &mut Child, what: &str, grace: Duration) -> Result<std::process::ExitStatus> {
@@ -145,12 +167,8 @@ pub fn stop(child: &mut Child, what: &str, grace: Duration) -> Result<std::proce
         bail!("{what} had already exited ({st})");
     }
     signal(child.id(), libc::SIGTERM)?;
-    let t = Instant::now();
-    while t.elapsed() < grace {
-        if let Some(st) = child.try_wait()? {
-            return Ok(st);
-        }
-        std::thread::sleep(Duration::from_millis(20));
+    if let Some(st) = wait_exit(child, grace, || {})? {
+        return Ok(st);
     }
     let _ = child.kill();
     let _ = child.wait();

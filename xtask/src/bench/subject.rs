@@ -390,43 +390,36 @@ impl Bpftrace {
     /// returned note says where it was. Only a process that survives SIGKILL is an error.
     pub fn stop(mut self) -> Result<Option<String>> {
         procfs::signal(self.pid, libc::SIGINT)?;
-        let t = Instant::now();
-        let mut next_poke = Duration::from_secs(1);
         let mut pokes = 0u32;
-        while t.elapsed() < Duration::from_secs(20) {
-            if self.child.try_wait()?.is_some() {
-                if pokes > 0 {
-                    eprintln!("bench: bpftrace exited after {pokes} wake-up connect(s)");
-                }
-                let _ = fs::remove_file(&self.out);
-                return Ok(None);
+        let grace = Duration::from_secs(20);
+        let note = if procfs::wait_exit(&mut self.child, grace, || {
+            wake_with_connect();
+            pokes += 1;
+        })?
+        .is_some()
+        {
+            if pokes > 0 {
+                eprintln!("bench: bpftrace exited after {pokes} wake-up connect(s)");
             }
-            if t.elapsed() >= next_poke {
-                wake_with_connect();
-                pokes += 1;
-                next_poke += Duration::from_secs(1);
+            None
+        } else {
+            let stuck = procfs::where_stuck(self.pid);
+            let note = format!(
+                "bpftrace was still running {} s after SIGINT and {pokes} wake-up connects ({stuck}) and was killed; its counts had been read",
+                grace.as_secs()
+            );
+            eprintln!("bench: {note}");
+            let _ = self.child.kill();
+            if procfs::wait_exit(&mut self.child, Duration::from_secs(60), || {})?.is_none() {
+                bail!(
+                    "bpftrace survived SIGKILL for 60 s after ignoring SIGINT ({})",
+                    procfs::where_stuck(self.pid)
+                );
             }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let stuck = procfs::where_stuck(self.pid);
-        eprintln!(
-            "bench: bpftrace still running 20 s after SIGINT and {pokes} wake-up connects ({stuck}); sending SIGKILL"
-        );
-        let _ = self.child.kill();
-        let t = Instant::now();
-        while t.elapsed() < Duration::from_secs(60) {
-            if self.child.try_wait()?.is_some() {
-                let _ = fs::remove_file(&self.out);
-                return Ok(Some(format!(
-                    "bpftrace was still running 20 s after SIGINT and {pokes} wake-up connects ({stuck}) and was killed; its counts had been read"
-                )));
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        bail!(
-            "bpftrace survived SIGKILL for 60 s after ignoring SIGINT ({})",
-            procfs::where_stuck(self.pid)
-        )
+            Some(note)
+        };
+        let _ = fs::remove_file(&self.out);
+        Ok(note)
     }
 }
 
