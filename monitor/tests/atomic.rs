@@ -89,6 +89,12 @@ enum Expect {
     Beacon { label: &'static str },
     /// No alert of any kind.
     Quiet { label: &'static str },
+    /// No alert with this technique on this destination port (other alerts allowed).
+    NoRuleOnPort {
+        label: &'static str,
+        technique: &'static str,
+        port: u16,
+    },
 }
 
 struct Simulation {
@@ -161,6 +167,26 @@ const SIMULATIONS: &[Simulation] = &[
                 label: "nslookup",
                 technique: "T1043",
                 suspicion: None,
+                level: None,
+            },
+        ],
+    },
+    Simulation {
+        name: "t1043-resolver-lookup",
+        title: "T1043 DNS clause: lookups through the host's configured nameserver (python3, curl: quiet on 53; nslookup: alert)",
+        long: false,
+        run: sim_resolver_lookup,
+        expect: &[
+            Expect::Quiet { label: "python3" },
+            Expect::NoRuleOnPort {
+                label: "curl",
+                technique: "T1043",
+                port: 53,
+            },
+            Expect::Rule {
+                label: "nslookup",
+                technique: "T1043",
+                suspicion: Some("LOLBin"),
                 level: None,
             },
         ],
@@ -272,6 +298,10 @@ struct Ctx {
     firefox: PathBuf,
     /// A symlink named firefox to python3.
     firefox_link: PathBuf,
+    /// A resolv.conf naming the test host as the nameserver: bind-mounted over
+    /// /etc/resolv.conf for the resolver simulation, and the monitor's `resolv_conf_path`.
+    resolv_conf: PathBuf,
+    unshare: PathBuf,
 }
 
 impl Ctx {
@@ -290,7 +320,15 @@ impl Ctx {
         let firefox_link = link_dir.join("firefox");
         let python3 = python3();
         std::os::unix::fs::symlink(&python3, &firefox_link).expect("symlink firefox -> python3");
+        let resolv_conf = dir.join("resolv.conf");
+        std::fs::write(
+            &resolv_conf,
+            format!("nameserver {NS_V4}\noptions timeout:2 attempts:1\n"),
+        )
+        .expect("write resolv.conf");
         Ctx {
+            resolv_conf,
+            unshare: require_program(&["/usr/bin/unshare"], "util-linux"),
             settings,
             curl,
             wget: require_program(&["/usr/bin/wget"], "wget"),
@@ -438,6 +476,36 @@ fn sim_dns_tunnel(c: &Ctx) -> Vec<Proc> {
         ));
     }
     procs
+}
+
+/// A program resolving a name through the host's configured nameserver (the test host,
+/// through resolv.conf bind-mounted in a private mount namespace) is not DNS used as a
+/// channel; nslookup asking the same server is (seed test 3).
+fn sim_resolver_lookup(c: &Ctx) -> Vec<Proc> {
+    let in_ns = |cmd: &str| -> u32 {
+        let script = format!(
+            "mount --bind {conf} /etc/resolv.conf && {cmd}; exit $?",
+            conf = c.resolv_conf.display()
+        );
+        c.quick(&c.unshare, &["-m", "sh", "-c", &script])
+    };
+    let py = format!(
+        "{py} -c \"import socket; socket.getaddrinfo('c2.example', 80, type=socket.SOCK_STREAM)\"",
+        py = c.python3.display()
+    );
+    let curl = format!(
+        "{curl} -s -o /dev/null --max-time 5 http://c2.example/",
+        curl = c.curl.display()
+    );
+    let nslookup = format!(
+        "{ns} -timeout=2 -retry=1 c2.example",
+        ns = c.nslookup.display()
+    );
+    vec![
+        proc("python3", in_ns(&py), NS_V4, 53),
+        proc("curl", in_ns(&curl), NS_V4, 53),
+        proc("nslookup", in_ns(&nslookup), NS_V4, 53),
+    ]
 }
 
 /// From a shell, so it is not one T1043 group with test 2's wget (same image, user and
@@ -817,6 +885,28 @@ fn check_simulation(
                     None => problems.push(format!("{label}: no beacon alert")),
                 }
             }
+            Expect::NoRuleOnPort {
+                label,
+                technique,
+                port,
+            } => {
+                let set = label_pids(label);
+                let noisy: Vec<&Value> = alerts
+                    .iter()
+                    .copied()
+                    .filter(|a| {
+                        common::records::pid(a).is_some_and(|p| set.contains(&p))
+                            && has_technique(a, technique)
+                            && u64_field(a, "destination.port") == Some(u64::from(*port))
+                    })
+                    .collect();
+                if !noisy.is_empty() {
+                    problems.push(format!(
+                        "{label}: expected no {technique} alert on port {port}, got:\n{}",
+                        briefs(noisy)
+                    ));
+                }
+            }
             Expect::Quiet { label } => {
                 let set = label_pids(label);
                 let noisy: Vec<&Value> = alerts
@@ -919,8 +1009,22 @@ fn attack_simulations_raise_the_expected_alerts_live_and_in_replay() {
     }
     let ctx = Ctx::new(settings);
 
-    // The default rule set: no --rules.
-    let mut monitor = MonitorProcess::start(&["--events".to_string()]);
+    // The default rule set: no --rules. The config only points the nameserver check at the
+    // resolver simulation's resolv.conf.
+    let config = ctx.dir.join("monitor.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[process]\nresolv_conf_path = \"{}\"\n",
+            ctx.resolv_conf.display()
+        ),
+    )
+    .expect("write monitor.toml");
+    let mut monitor = MonitorProcess::start(&[
+        "--events".to_string(),
+        "--config".to_string(),
+        config.display().to_string(),
+    ]);
     let started = Instant::now();
 
     // Long simulations (beacons) run in their own threads while the short ones run one

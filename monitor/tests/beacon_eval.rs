@@ -358,6 +358,7 @@ fn memory_stays_bounded_at_100k_active_keys() {
             partial: false,
             suppressed: 0,
             probe: None,
+            dns_resolver: false,
         })
         .collect();
     // Everything allocated so far except the detector is the test's own input.
@@ -439,6 +440,7 @@ fn bytes_per_destination_key_seen_once_and_with_intervals() {
         partial: false,
         suppressed: 0,
         probe: None,
+        dns_resolver: false,
     };
     let rounds: Vec<Vec<ConnectionRecord>> = (0..3)
         .map(|round| (0..keys).map(|i| record(i, round)).collect())

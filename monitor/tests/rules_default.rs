@@ -276,6 +276,66 @@ fn t1043_seed_test3_dns_lookup_tools_on_53_are_lolbins() {
 }
 
 #[test]
+fn t1043_leaves_a_program_resolving_its_own_names_alone_but_not_dns_tools() {
+    // curl, telnet, ldapsearch, python3 ask the host's configured nameserver for the name
+    // they are about to connect to: not DNS as a channel.
+    let set = builtin();
+    for exe in [
+        "/usr/bin/curl",
+        "/usr/bin/telnet.netkit",
+        "/usr/bin/python3.11",
+    ] {
+        for (ip, udp) in [
+            ("127.0.0.53", true),
+            ("192.0.2.53", true),
+            ("192.0.2.53", false),
+        ] {
+            let mut e = ev().image(exe).dst(ip, 53).resolver();
+            if udp {
+                e = e.udp();
+            }
+            none(&set, &e.build(), T1043);
+        }
+        // The same query to a server the host is not configured to use is still T1043:
+        // a program choosing its own DNS server (tunnelling, a hard-coded resolver).
+        one(
+            &set,
+            &ev().image(exe).dst("203.0.113.53", 53).udp().build(),
+            T1043,
+        );
+    }
+    // The DNS lookup tools (seed test 3, tunnelling with nslookup) alert even through the
+    // configured resolver; so does busybox, whose nslookup applet runs as busybox.
+    for exe in [
+        "/usr/bin/nslookup",
+        "/usr/bin/dig",
+        "/usr/bin/host",
+        "/usr/bin/busybox",
+    ] {
+        one(
+            &set,
+            &ev()
+                .image(exe)
+                .dst("127.0.0.53", 53)
+                .udp()
+                .resolver()
+                .build(),
+            T1043,
+        );
+    }
+    // The resolver flag means port 53 only: curl to the resolver's address on 443 alerts.
+    one(
+        &set,
+        &ev()
+            .image("/usr/bin/curl")
+            .dst("192.0.2.53", 443)
+            .resolver()
+            .build(),
+        T1043,
+    );
+}
+
+#[test]
 fn t1043_ssh_client_is_not_an_alert() {
     // Seed false positive: SSH utilities over their own port.
     let set = builtin();

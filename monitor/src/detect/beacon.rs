@@ -1413,6 +1413,7 @@ mod tests {
             partial: false,
             suppressed: 0,
             probe: None,
+            dns_resolver: false,
         }
     }
 

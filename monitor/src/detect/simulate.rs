@@ -331,6 +331,7 @@ fn records(
             partial: false,
             suppressed: 0,
             probe: None,
+            dns_resolver: false,
         })
         .collect();
     Trace {

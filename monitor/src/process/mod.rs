@@ -10,10 +10,12 @@
 //! - `decode`: checked decoding of kernel bytes (addresses, argv, comm).
 //! - `procfs`: bounded readers for /proc/PID/*.
 //! - `users`: uid -> name from /etc/passwd.
+//! - `nameservers`: the host's configured DNS servers, from /etc/resolv.conf.
 //! - `container`: container id from the cgroup path.
 
 mod container;
 mod decode;
+mod nameservers;
 mod procfs;
 mod table;
 mod users;
@@ -23,4 +25,5 @@ mod tests;
 
 pub use container::{CgroupMatch, container_id_from_cgroup, container_id_from_path};
 pub use decode::{ConnectAddrs, DecodeError, decode_connect, probe_name};
+pub use nameservers::{Nameservers, parse_resolv_conf};
 pub use table::{ProcessStats, ProcessTable, ProcessTableConfig};

@@ -26,6 +26,7 @@ use super::container::{ContainerIds, Resolved};
 use super::decode::{
     c_text, decode_connect, decode_connect_lossy, exe_basename, probe_name, split_argv, used,
 };
+use super::nameservers::Nameservers;
 use super::procfs::{ProcFs, ProcSnapshot, clock_ticks_per_sec};
 use super::users::{DEFAULT_RECHECK, UserNames};
 use crate::record::{ConnectionRecord, ParentInfo, ProcessInfo, Timestamp, text_from_bytes};
@@ -48,6 +49,8 @@ pub struct ProcessTableConfig {
     /// Where procfs is mounted (the host's /proc when the monitor runs in a container).
     pub proc_root: PathBuf,
     pub passwd_path: PathBuf,
+    /// The resolver configuration whose nameservers mark `monitor.dns_resolver`.
+    pub resolv_conf_path: PathBuf,
     /// The cgroup v2 mount; `None`: found in /proc/self/mountinfo.
     pub cgroup2_root: Option<PathBuf>,
 }
@@ -61,6 +64,7 @@ impl Default for ProcessTableConfig {
             max_cgroups: 4_096,
             proc_root: PathBuf::from("/proc"),
             passwd_path: PathBuf::from("/etc/passwd"),
+            resolv_conf_path: PathBuf::from("/etc/resolv.conf"),
             cgroup2_root: None,
         }
     }
@@ -342,6 +346,7 @@ pub struct ProcessTable {
     exited: LruCache<u32, Entry>,
     proc: ProcFs,
     users: UserNames,
+    nameservers: Nameservers,
     containers: ContainerIds,
     ns_per_tick: u64,
     next_generation: u64,
@@ -357,6 +362,7 @@ impl ProcessTable {
             exited: LruCache::new(cap(cfg.max_exited)),
             proc: ProcFs::new(cfg.proc_root),
             users: UserNames::new(cfg.passwd_path, DEFAULT_RECHECK),
+            nameservers: Nameservers::new(cfg.resolv_conf_path, DEFAULT_RECHECK),
             containers: ContainerIds::new(cfg.max_cgroups, cfg.cgroup2_root),
             ns_per_tick: (1_000_000_000 / ticks).max(1),
             next_generation: 1,
@@ -483,6 +489,9 @@ impl ProcessTable {
         if partial {
             self.stats.enrichment_misses += 1;
         }
+        let dns_resolver = self
+            .nameservers
+            .is_resolver(addrs.destination.ip, addrs.destination.port);
         ConnectionRecord {
             timestamp: ts,
             host_name: host.clone(),
@@ -493,6 +502,7 @@ impl ProcessTable {
             partial,
             suppressed: ev.suppressed,
             probe: probe_name(ev.backend),
+            dns_resolver,
         }
     }
 

@@ -88,6 +88,14 @@ enum ObjectField {
     Container,
 }
 
+/// What a `monitor` object says about the event.
+#[derive(Clone, Copy, Debug, Default)]
+struct MonitorPart {
+    partial: bool,
+    suppressed: u32,
+    dns_resolver: bool,
+}
+
 /// What a known object says.
 #[derive(Clone, Debug)]
 enum ObjectValue {
@@ -95,10 +103,7 @@ enum ObjectValue {
     Event,
     Host(Arc<str>),
     Network(Transport),
-    Monitor {
-        partial: bool,
-        suppressed: u32,
-    },
+    Monitor(MonitorPart),
     /// One of the process objects: the `ProcessInfo` belongs to the combination.
     ProcessPart,
 }
@@ -241,10 +246,11 @@ impl KnownObjects {
             }
             ObjectField::Monitor => {
                 let m: InMonitor = parse_part(text)?;
-                ObjectValue::Monitor {
+                ObjectValue::Monitor(MonitorPart {
                     partial: m.enrichment.as_deref() == Some("partial"),
                     suppressed: m.suppressed.unwrap_or(0),
-                }
+                    dns_resolver: m.dns_resolver.unwrap_or(false),
+                })
             }
             // Checked and kept once the combination has parsed.
             _ => return Some((ObjectPart { text, id: 0, set }, ObjectValue::ProcessPart)),
@@ -272,7 +278,7 @@ struct KnownRun {
     seen: u16,
     host: Option<Arc<str>>,
     transport: Option<Transport>,
-    monitor: Option<(bool, u32)>,
+    monitor: Option<MonitorPart>,
     /// The process of the run's process objects, when it has some. A line whose process
     /// objects are not all in this run goes the per-object way.
     process: Option<Arc<ProcessInfo>>,
@@ -752,10 +758,7 @@ impl RecordDecoder {
                         ObjectValue::Event => {}
                         ObjectValue::Host(h) => host = Some(h),
                         ObjectValue::Network(t) => transport = Some(t),
-                        ObjectValue::Monitor {
-                            partial,
-                            suppressed,
-                        } => monitor = Some((partial, suppressed)),
+                        ObjectValue::Monitor(m) => monitor = Some(m),
                         ObjectValue::ProcessPart => {
                             parts[(bit.trailing_zeros() - 7) as usize] = Some(part)
                         }
@@ -812,7 +815,11 @@ impl RecordDecoder {
             }
             None => None,
         };
-        let (partial, suppressed) = monitor.unwrap_or((false, 0));
+        let MonitorPart {
+            partial,
+            suppressed,
+            dns_resolver,
+        } = monitor.unwrap_or_default();
         let line_parts = seen & PROCESS_PARTS;
         let process = match run_process {
             Some((bits, p)) if bits == line_parts => p,
@@ -851,6 +858,7 @@ impl RecordDecoder {
             partial,
             suppressed,
             probe: None,
+            dns_resolver,
         };
         Ok((rec, read))
     }
@@ -1605,6 +1613,7 @@ fn decode_general(line: &str) -> Result<Option<ConnectionRecord>, RecordError> {
         partial: monitor.enrichment.as_deref() == Some("partial"),
         suppressed: monitor.suppressed.unwrap_or(0),
         probe: None,
+        dns_resolver: monitor.dns_resolver.unwrap_or(false),
     }))
 }
 
@@ -1719,6 +1728,7 @@ struct InContainer {
 struct InMonitor {
     enrichment: Option<String>,
     suppressed: Option<u32>,
+    dns_resolver: Option<bool>,
 }
 
 /// ECS keeps ids as strings; accept numbers too, as hand-written fixtures use them.

@@ -164,6 +164,9 @@ fn write_doc<S: JsonSink>(
         put_u32(out, r.suppressed);
     }
     put_opt_field(out, ",\"probe\":", r.probe);
+    if r.dns_resolver {
+        out.put(",\"dns_resolver\":true");
+    }
     if let Some(a) = alert {
         out.put(",\"detector\":");
         put_literal(out, a.detector.as_str());
@@ -895,6 +898,7 @@ mod tests {
                             Some(r.suppressed)
                         },
                         probe: r.probe,
+                        dns_resolver: r.dns_resolver.then_some(true),
                         detector: None,
                         level: None,
                         aggregate: None,
@@ -1013,6 +1017,8 @@ mod tests {
             suppressed: Option<u32>,
             #[serde(skip_serializing_if = "Option::is_none")]
             probe: Option<&'static str>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            dns_resolver: Option<bool>,
             #[serde(skip_serializing_if = "Option::is_none")]
             detector: Option<&'static str>,
             #[serde(skip_serializing_if = "Option::is_none")]
@@ -1205,6 +1211,7 @@ mod tests {
                     Some("tracepoint"),
                     Some("cgroup"),
                 ]),
+                dns_resolver: self.chance(20),
             }
         }
 

@@ -159,6 +159,10 @@ pub struct ConnectionRecord {
     pub suppressed: u32,
     /// Probe backend that saw the event (`fentry`, `kprobe`, `tracepoint`, `cgroup`).
     pub probe: Option<&'static str>,
+    /// The destination is port 53 of a nameserver the host is configured to use
+    /// (/etc/resolv.conf when the event was captured): a program resolving a name for
+    /// itself, rather than DNS used as a channel (`monitor.dns_resolver`).
+    pub dns_resolver: bool,
 }
 
 impl ConnectionRecord {
@@ -327,6 +331,7 @@ mod tests {
             partial: false,
             suppressed: 0,
             probe: None,
+            dns_resolver: false,
         }
     }
 

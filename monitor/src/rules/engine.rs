@@ -479,6 +479,7 @@ level: high
             partial: false,
             suppressed: 0,
             probe: None,
+            dns_resolver: false,
         }
     }
 

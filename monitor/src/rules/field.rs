@@ -30,6 +30,7 @@ pub enum Field {
     NetworkType,
     Initiated,
     HostName,
+    DestinationIsResolver,
     ContainerId,
 }
 
@@ -61,6 +62,7 @@ pub const FIELD_NAMES: &[(&str, Field)] = &[
     ("DestinationHostname", Field::DestinationHostname),
     ("Protocol", Field::Protocol),
     ("Initiated", Field::Initiated),
+    ("DestinationIsResolver", Field::DestinationIsResolver),
     ("process.executable", Field::Image),
     ("process.name", Field::ProcessName),
     ("process.command_line", Field::CommandLine),
@@ -82,6 +84,7 @@ pub const FIELD_NAMES: &[(&str, Field)] = &[
     ("network.type", Field::NetworkType),
     ("host.hostname", Field::HostName),
     ("container.id", Field::ContainerId),
+    ("monitor.dns_resolver", Field::DestinationIsResolver),
 ];
 
 impl Field {
@@ -108,7 +111,7 @@ impl Field {
                 FieldKind::Number
             }
             SourceIp | DestinationIp => FieldKind::Ip,
-            Initiated => FieldKind::Bool,
+            Initiated | DestinationIsResolver => FieldKind::Bool,
             _ => FieldKind::Text,
         }
     }
@@ -138,6 +141,7 @@ impl Field {
             NetworkType => "network.type",
             Initiated => "(Initiated)",
             HostName => "host.hostname",
+            DestinationIsResolver => "monitor.dns_resolver",
             ContainerId => "container.id",
         }
     }
@@ -232,6 +236,7 @@ impl<'a> FieldValue<'a> {
             // Every record is an outbound connect or send.
             Field::Initiated => FieldValue::Bool(true),
             Field::HostName => FieldValue::Text(&rec.host_name),
+            Field::DestinationIsResolver => FieldValue::Bool(rec.dns_resolver),
             Field::ContainerId => text(&p.container_id),
         }
     }

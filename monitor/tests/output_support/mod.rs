@@ -51,6 +51,7 @@ pub fn event(seq: u64) -> ConnectionRecord {
         partial: false,
         suppressed: 0,
         probe: None,
+        dns_resolver: false,
     }
 }
 
