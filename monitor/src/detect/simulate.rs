@@ -152,7 +152,7 @@ pub fn generate(class: TraceClass, connections: usize, seed: u64) -> Trace {
         executable: Some("/usr/bin/python3.11".into()),
         command_line: Some("python3 /tmp/.cache/agent.py".into()),
         args: vec!["python3".into(), "/tmp/.cache/agent.py".into()],
-        user_id: Some(1000),
+        user_id: Some(1000.into()),
         user_name: Some("alice".into()),
         ..ProcessInfo::default()
     });
