@@ -191,6 +191,7 @@ impl SyslogSink {
             dropped: self.shared.dropped.load(Ordering::Relaxed),
             errors: self.shared.errors.load(Ordering::Relaxed),
             truncated: self.shared.truncated.load(Ordering::Relaxed),
+            last_error: None,
         }
     }
 
