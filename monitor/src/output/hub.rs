@@ -260,7 +260,7 @@ impl OutputHub {
                     tasks.spawn(l.shutdown(at))
                 }
                 Sink::Syslog(s) => {
-                    finals.push(FinalStats::Syslog(s.stats()));
+                    finals.push(FinalStats::Syslog(s.stats_handle()));
                     tasks.spawn(s.shutdown(at))
                 }
             };
@@ -287,19 +287,17 @@ impl OutputHub {
     }
 }
 
-/// Where an output's counters are read once it has shut down.
+/// Where an output's counters are read once it has shut down (final then).
 enum FinalStats {
-    /// The writer thread's counters, final once it has ended.
     Line(super::line::StatsHandle),
-    /// Syslog counters as of the start of shutdown (its delivery loop logs its own losses).
-    Syslog(SinkStats),
+    Syslog(super::syslog::sink::SyslogStatsHandle),
 }
 
 impl FinalStats {
     fn read(self) -> SinkStats {
         match self {
             FinalStats::Line(h) => h.stats(),
-            FinalStats::Syslog(s) => s,
+            FinalStats::Syslog(h) => h.stats(),
         }
     }
 }
