@@ -430,47 +430,54 @@ fn replay_to_an_unwritable_output_file_exits_1_naming_the_records_lost() {
 }
 
 #[test]
-fn a_file_output_that_fills_up_ends_with_a_whole_record() {
-    // Fault 11: a write cut short by a full disk left half a record at the end of the file.
-    // The file-size limit stands in for the full disk (EFBIG after a short write).
+fn an_output_file_that_fills_up_ends_with_a_whole_record() {
+    // Fault 11: a write cut short by a full disk left half a record at the end of the file,
+    // for `--output file:` and for standard output redirected to a file alike. The
+    // file-size limit stands in for the full disk (a short write, then EFBIG).
     use std::os::unix::process::CommandExt as _;
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("out.jsonl");
     let fixture = fixture_8088();
     let limit: u64 = 10_000;
-    let mut cmd = Command::new(MONITOR);
-    cmd.args([
-        "replay",
-        "--events",
-        "--output",
-        &format!("file:{}", path.display()),
-        fixture.to_str().unwrap(),
-    ]);
-    // SAFETY: only async-signal-safe calls (signal, setrlimit) between fork and exec.
-    unsafe {
-        cmd.pre_exec(move || {
-            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
-            let lim = libc::rlimit {
-                rlim_cur: limit,
-                rlim_max: limit,
-            };
-            if libc::setrlimit(libc::RLIMIT_FSIZE, &lim) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
+    for to_stdout in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.jsonl");
+        let mut cmd = Command::new(MONITOR);
+        cmd.args(["replay", "--events"]);
+        if to_stdout {
+            cmd.stdout(std::fs::File::create(&path).unwrap());
+        } else {
+            cmd.args(["--output", &format!("file:{}", path.display())]);
+        }
+        cmd.arg(&fixture).stderr(Stdio::piped());
+        // SAFETY: only async-signal-safe calls (signal, setrlimit) between fork and exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+                let lim = libc::rlimit {
+                    rlim_cur: limit,
+                    rlim_max: limit,
+                };
+                if libc::setrlimit(libc::RLIMIT_FSIZE, &lim) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let out = cmd.output().unwrap();
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "stdout {to_stdout}: {err}");
+        let written = std::fs::read(&path).unwrap();
+        assert!(!written.is_empty() && written.len() as u64 <= limit);
+        assert_eq!(
+            written.last(),
+            Some(&b'\n'),
+            "stdout {to_stdout}: ends with a whole record"
+        );
+        let whole = json_lines(&written).len();
+        assert!(
+            err.contains(&format!("{} records could not be written", 26 - whole)),
+            "stdout {to_stdout}: {whole} written: {err}"
+        );
     }
-    let out = cmd.output().unwrap();
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
-    let written = std::fs::read(&path).unwrap();
-    assert!(!written.is_empty() && written.len() as u64 <= limit);
-    assert_eq!(written.last(), Some(&b'\n'), "ends with a whole record");
-    let whole = json_lines(&written).len();
-    let err = text(&out.stderr);
-    assert!(
-        err.contains(&format!("{} records could not be written", 26 - whole)),
-        "{whole} written: {err}"
-    );
 }
 
 #[test]
