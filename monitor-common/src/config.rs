@@ -25,8 +25,15 @@ pub mod stat {
     /// window (the table is too small for the live keys; the events still went out, the
     /// displaced key's next send is reported instead of suppressed).
     pub const FLOOD_MAP_FULL: u32 = 8;
+    /// Records lost to a full ring buffer (also counted in `RINGBUF_FULL`), per logical
+    /// hook (TCP, UDPv4, UDPv6: `LOST_TCP + hook`), then exec and exit records.
+    pub const LOST_TCP: u32 = 9;
+    pub const LOST_UDP4: u32 = 10;
+    pub const LOST_UDP6: u32 = 11;
+    pub const LOST_EXEC: u32 = 12;
+    pub const LOST_EXIT: u32 = 13;
     /// Size of the array.
-    pub const COUNT: u32 = 9;
+    pub const COUNT: u32 = 14;
 }
 
 /// Marks an offset that does not exist on the running kernel (for instance the

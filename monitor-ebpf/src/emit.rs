@@ -114,6 +114,7 @@ pub fn emit_connect(origin: Origin, flow: &Flow, pid_tgid: u64, start_time_ns: u
     };
     let Some(mut entry) = EVENTS.reserve::<ConnectEvent>(0) else {
         count(stat::RINGBUF_FULL);
+        count(stat::LOST_TCP + origin.hook);
         return;
     };
     let uid_gid = bpf_get_current_uid_gid();

@@ -39,6 +39,7 @@ fn try_proc_tp_sched_process_exec(ctx: &TracePointContext) -> Result<(), i64> {
     // 840 bytes: too big for the 512-byte BPF stack, so it is filled in place.
     let Some(mut entry) = EVENTS.reserve::<ExecEvent>(0) else {
         count(stat::RINGBUF_FULL);
+        count(stat::LOST_EXEC);
         return Ok(());
     };
     let ev = entry.as_mut_ptr();
@@ -162,6 +163,7 @@ fn try_proc_tp_sched_process_exit(ctx: &TracePointContext) -> Result<(), i64> {
     }
     let Some(mut entry) = EVENTS.reserve::<ExitEvent>(0) else {
         count(stat::RINGBUF_FULL);
+        count(stat::LOST_EXIT);
         return Ok(());
     };
     entry.write(ExitEvent {

@@ -12,7 +12,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use crate::capture::{Capture, CaptureConfig, RawEvent};
 use crate::cli::{ProbeArg, RunArgs};
 use crate::config::RunConfig;
-use crate::metrics::{MetricsSnapshot, PrometheusServer, SharedMetrics};
+use crate::metrics::{LossReporter, MetricsSnapshot, PrometheusServer, SharedMetrics};
 use crate::output::{OutputHub, OutputRecord};
 use crate::pipeline::Pipeline;
 use crate::privileges;
@@ -118,7 +118,7 @@ async fn run_async(cfg: RunConfig, rules: Arc<RuleSet>) -> Result<(), RunFailure
 
     let mut batch: Vec<RawEvent> = Vec::with_capacity(4096);
     let mut pending: Vec<OutputRecord> = Vec::with_capacity(64);
-    let mut last_lost = 0u64;
+    let mut loss = LossReporter::default();
     tracing::info!(rules = pipeline_rule_count(&cfg), "monitor running");
     loop {
         tokio::select! {
@@ -141,17 +141,18 @@ async fn run_async(cfg: RunConfig, rules: Arc<RuleSet>) -> Result<(), RunFailure
             }
             _ = clock.tick() => {
                 pipeline.advance(Timestamp::now(), &mut |e| pending.push(e.to_output()));
+                log_clock_steps(&mut pipeline);
                 for r in pending.drain(..) {
                     hub.send(r).await;
                 }
                 let snap = MetricsSnapshot::collect(&capture, &table, &pipeline, &hub);
-                if snap.ringbuf_lost > last_lost {
+                if let Some(rec) = loss.check(&snap, &host, Timestamp::now()) {
                     tracing::warn!(
-                        lost = snap.ringbuf_lost - last_lost,
+                        lost = %rec["monitor"]["lost"],
                         total = snap.ringbuf_lost,
                         "ring buffer full: events lost in the kernel (raise --ringbuf-bytes)"
                     );
-                    last_lost = snap.ringbuf_lost;
+                    hub.send(OutputRecord::from_metric(rec)).await;
                 }
                 if let Some(d) = snap.output_dropped_new(&metrics) {
                     tracing::error!(dropped = d, "alerts dropped: spool limit reached");
@@ -193,6 +194,26 @@ async fn run_async(cfg: RunConfig, rules: Arc<RuleSet>) -> Result<(), RunFailure
         .await
         .map_err(|e| anyhow!("flushing outputs: {e}"))?;
     Ok(())
+}
+
+/// Live, a time more than `MAX_CLOCK_STEP` from the event clock comes from a wall-clock
+/// step (kernel times are monotonic, converted with the current wall-clock offset).
+fn log_clock_steps(pipeline: &mut Pipeline) {
+    for j in pipeline.take_clock_jumps() {
+        tracing::warn!(
+            from = %j.from.to_rfc3339(),
+            to = %j.to.to_rfc3339(),
+            "wall clock stepped by more than 1 h and stayed: the event clock follows"
+        );
+    }
+    let outliers = pipeline.take_outliers();
+    if let Some(first) = outliers.first() {
+        tracing::warn!(
+            records = outliers.len(),
+            time = %first.time.to_rfc3339(),
+            "wall clock stepped by more than 1 h and back: records stamped in between left out of detection"
+        );
+    }
 }
 
 fn pipeline_rule_count(cfg: &RunConfig) -> String {

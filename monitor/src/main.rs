@@ -179,13 +179,18 @@ fn replay_command(args: ReplayArgs) -> Result<(), Failure> {
         let hub = OutputHub::open(&specs, &cfg)
             .await
             .map_err(|e| Failure::Invalid(anyhow!("opening outputs: {e}")))?;
-        let mut source = ReplaySource::new(reader, name);
+        let mut source = ReplaySource::new(reader, name.clone());
         let mut pipeline = Pipeline::new(rules, BeaconConfig::default(), args.events);
         let mut pending: Vec<OutputRecord> = Vec::new();
         let mut failure = None;
+        let mut time_report = TimeReport::default();
         loop {
             match source.next_record() {
-                Ok(Some(rec)) => pipeline.process(&rec, &mut |e| pending.push(e.to_output())),
+                Ok(Some(rec)) => {
+                    pipeline
+                        .process_tagged(&rec, source.line(), &mut |e| pending.push(e.to_output()));
+                    time_report.collect(&name, &mut pipeline);
+                }
                 Ok(None) => break,
                 Err(e) => {
                     // What was read before the bad line is still delivered, whole.
@@ -198,13 +203,89 @@ fn replay_command(args: ReplayArgs) -> Result<(), Failure> {
             }
         }
         pipeline.finish(&mut |e| pending.push(e.to_output()));
+        time_report.collect(&name, &mut pipeline);
+        time_report.summary(&name, pipeline.counters());
         hub.send_all(pending).await;
-        hub.shutdown(std::time::Duration::from_secs(10))
+        let stats = hub
+            .close(std::time::Duration::from_secs(10))
             .await
             .map_err(|e| Failure::Other(anyhow!("delivering outputs: {e}")))?;
+        // A replay whose output is incomplete must not look like a clean one.
+        let lost = stats.dropped();
+        if lost > 0 {
+            let per_output: Vec<String> = stats
+                .outputs
+                .iter()
+                .filter(|s| s.dropped > 0)
+                .map(|s| match &s.last_error {
+                    Some(e) => format!("{}: {} lost ({e})", s.output, s.dropped),
+                    None => format!("{}: {} lost", s.output, s.dropped),
+                })
+                .collect();
+            if let Some(Failure::Invalid(e) | Failure::Other(e)) = &failure {
+                eprintln!("monitor: error: {e:#}");
+            }
+            return Err(Failure::Other(anyhow!(
+                "{lost} records could not be written ({})",
+                per_output.join("; ")
+            )));
+        }
         match failure {
             Some(f) => Err(f),
             None => Ok(()),
         }
     })
+}
+
+/// Records of a replay left out of detection for their time, and clock jumps: each logged
+/// with its line (the first `TimeReport::LISTED`), then counted in a summary at the end.
+#[derive(Default)]
+struct TimeReport {
+    listed: u64,
+}
+
+impl TimeReport {
+    /// Warnings listed one by one; a hostile file could hold millions.
+    const LISTED: u64 = 20;
+
+    fn collect(&mut self, input: &str, pipeline: &mut Pipeline) {
+        for o in pipeline.take_outliers() {
+            self.listed += 1;
+            if self.listed <= Self::LISTED {
+                let clock = o
+                    .clock
+                    .map_or_else(|| "unset".to_string(), |c| c.to_rfc3339());
+                tracing::warn!(
+                    "{input}: line {}: @timestamp {} is more than 1 h from the event clock ({clock}) and nothing after it agrees: record left out of detection",
+                    o.tag,
+                    o.time.to_rfc3339()
+                );
+            }
+        }
+        for j in pipeline.take_clock_jumps() {
+            self.listed += 1;
+            if self.listed <= Self::LISTED {
+                tracing::warn!(
+                    "{input}: line {}: event time jumps from {} to {} and the records after agree: the event clock follows",
+                    j.tag,
+                    j.from.to_rfc3339(),
+                    j.to.to_rfc3339()
+                );
+            }
+        }
+    }
+
+    fn summary(&self, input: &str, counters: &monitor::pipeline::PipelineCounters) {
+        if counters.time_outliers > 0 || counters.clock_jumps > 0 {
+            tracing::warn!(
+                events = counters.events,
+                alerts = counters.alerts,
+                time_outliers = counters.time_outliers,
+                clock_jumps = counters.clock_jumps,
+                "{input}: replay done; {} records left out of detection for their time, {} clock jumps followed",
+                counters.time_outliers,
+                counters.clock_jumps
+            );
+        }
+    }
 }

@@ -25,6 +25,8 @@ pub struct MetricsSnapshot {
     /// hook -> events seen in the kernel.
     pub events_by_hook: BTreeMap<String, u64>,
     pub ringbuf_lost: u64,
+    /// `ringbuf_lost` per hook (`LOSS_HOOKS`): connect hooks, exec and exit records.
+    pub ringbuf_lost_by_hook: BTreeMap<String, u64>,
     pub udp_suppressed: u64,
     pub kernel_read_failed: u64,
     pub execs: u64,
@@ -41,6 +43,10 @@ pub struct MetricsSnapshot {
     /// Every process-table counter (misses, evictions, stale entries, ...).
     pub process: ProcessStats,
     pub beacon_keys: u64,
+    /// Records left out of detection for a time more than 1 h from the event clock, and
+    /// jumps of the event clock followed (wall-clock steps; see `pipeline`).
+    pub time_outliers: u64,
+    pub clock_jumps: u64,
     pub alerts: u64,
     pub alerts_by_rule: BTreeMap<String, u64>,
     pub outputs: Vec<SinkStats>,
@@ -66,6 +72,16 @@ impl MetricsSnapshot {
                     s.events_by_hook.insert(h.to_string(), n);
                 }
                 s.ringbuf_lost = k.ringbuf_lost;
+                let lost = [
+                    k.lost_per_hook[0],
+                    k.lost_per_hook[1],
+                    k.lost_per_hook[2],
+                    k.lost_execs,
+                    k.lost_exits,
+                ];
+                for (h, n) in LOSS_HOOKS.iter().zip(lost) {
+                    s.ringbuf_lost_by_hook.insert(h.to_string(), n);
+                }
                 s.udp_suppressed = k.udp_suppressed;
                 s.kernel_read_failed = k.read_failed;
                 s.execs = k.execs;
@@ -83,6 +99,8 @@ impl MetricsSnapshot {
         s.events_processed = c.events;
         s.enrichment_partial = c.partial_events;
         s.alerts = c.alerts;
+        s.time_outliers = c.time_outliers;
+        s.clock_jumps = c.clock_jumps;
         s.alerts_by_rule = c.alerts_by_rule.clone();
         s.beacon_keys = pipeline.beacon_keys() as u64;
         s.outputs = hub.stats().outputs;
@@ -94,6 +112,60 @@ impl MetricsSnapshot {
         let now: u64 = self.outputs.iter().map(|o| o.dropped).sum();
         let before: u64 = published.get().outputs.iter().map(|o| o.dropped).sum();
         (now > before).then_some(now - before)
+    }
+}
+
+/// The names under `monitor.lost` (and `ringbuf_lost_by_hook`): the three connect hooks as
+/// `events_by_hook` names them, then exec and exit records.
+pub const LOSS_HOOKS: [&str; 5] = [
+    "tcp_connect",
+    "udp_sendmsg",
+    "udpv6_sendmsg",
+    "exec",
+    "exit",
+];
+
+/// Turns the kernel's loss counters into `events-lost` records: the daemon checks every
+/// second, so a loss is in the output stream within a second of being counted, next to the
+/// alerts it may have cost.
+#[derive(Default)]
+pub struct LossReporter {
+    /// Totals as of the last record (or the first check).
+    seen: BTreeMap<String, u64>,
+    total: u64,
+}
+
+impl LossReporter {
+    /// An `event.kind: "metric"`, `event.action: "events-lost"` record with the losses per
+    /// hook since the last one, or `None` when nothing new was lost.
+    pub fn check(
+        &mut self,
+        s: &MetricsSnapshot,
+        host: &str,
+        now: Timestamp,
+    ) -> Option<serde_json::Value> {
+        if s.ringbuf_lost <= self.total {
+            return None;
+        }
+        let mut lost = serde_json::Map::new();
+        for h in LOSS_HOOKS {
+            let n = s.ringbuf_lost_by_hook.get(h).copied().unwrap_or(0);
+            let before = self.seen.insert(h.to_string(), n).unwrap_or(0);
+            lost.insert(h.to_string(), json!(n.saturating_sub(before)));
+        }
+        lost.insert("total".into(), json!(s.ringbuf_lost - self.total));
+        self.total = s.ringbuf_lost;
+        Some(json!({
+            "@timestamp": now.to_rfc3339(),
+            "event": {
+                "kind": "metric",
+                "category": ["host"],
+                "action": "events-lost",
+                "dataset": "monitor.loss",
+            },
+            "host": { "hostname": host },
+            "monitor": { "lost": lost, "ringbuf_lost_total": s.ringbuf_lost },
+        }))
     }
 }
 
@@ -362,6 +434,55 @@ mod tests {
         let rec = m.record("h");
         assert_eq!(rec["event"]["kind"], "metric");
         assert_eq!(rec["monitor"]["stats"]["ringbuf_lost"], 3);
+    }
+
+    fn lost(tcp: u64, udp: u64, udp6: u64, exec: u64, exit: u64) -> MetricsSnapshot {
+        let mut s = MetricsSnapshot {
+            ringbuf_lost: tcp + udp + udp6 + exec + exit,
+            ..Default::default()
+        };
+        for (h, n) in LOSS_HOOKS.iter().zip([tcp, udp, udp6, exec, exit]) {
+            s.ringbuf_lost_by_hook.insert(h.to_string(), n);
+        }
+        s
+    }
+
+    #[test]
+    fn lost_events_become_a_record_with_the_counts_since_the_last_one() {
+        let mut r = LossReporter::default();
+        let now = Timestamp::parse_rfc3339("2026-11-23T10:00:00Z").unwrap();
+        assert!(r.check(&lost(0, 0, 0, 0, 0), "h", now).is_none());
+        let rec = r.check(&lost(5, 0, 2, 1, 0), "h\"x", now).unwrap();
+        assert_eq!(rec["event"]["kind"], "metric");
+        assert_eq!(rec["event"]["action"], "events-lost");
+        assert_eq!(rec["@timestamp"], "2026-11-23T10:00:00Z");
+        assert_eq!(rec["host"]["hostname"], "h\"x");
+        let l = &rec["monitor"]["lost"];
+        assert_eq!(
+            (
+                &l["tcp_connect"],
+                &l["udp_sendmsg"],
+                &l["udpv6_sendmsg"],
+                &l["exec"],
+                &l["exit"]
+            ),
+            (&json!(5), &json!(0), &json!(2), &json!(1), &json!(0))
+        );
+        assert_eq!(l["total"], 8);
+        // Nothing new: no record; more lost: only the new ones.
+        assert!(r.check(&lost(5, 0, 2, 1, 0), "h", now).is_none());
+        let rec = r.check(&lost(7, 3, 2, 1, 0), "h", now).unwrap();
+        let l = &rec["monitor"]["lost"];
+        assert_eq!(
+            (&l["tcp_connect"], &l["udp_sendmsg"], &l["total"]),
+            (&json!(2), &json!(3), &json!(5))
+        );
+        assert_eq!(rec["monitor"]["ringbuf_lost_total"], 13);
+        // It is one line of JSON as the outputs write it.
+        let line = crate::output::OutputRecord::from_metric(rec)
+            .json()
+            .to_string();
+        assert!(!line.contains('\n'));
     }
 
     #[tokio::test]

@@ -322,7 +322,7 @@ fn memory_stays_bounded_at_100k_active_keys() {
             Arc::new(ProcessInfo {
                 pid: 100 + i,
                 executable: Some(format!("/usr/bin/agent{i}")),
-                user_id: Some(1000),
+                user_id: Some(1000.into()),
                 ..ProcessInfo::default()
             })
         })
@@ -412,7 +412,7 @@ fn bytes_per_destination_key_seen_once_and_with_intervals() {
     let process = Arc::new(ProcessInfo {
         pid: 100,
         executable: Some("/usr/bin/agent".into()),
-        user_id: Some(1000),
+        user_id: Some(1000.into()),
         ..ProcessInfo::default()
     });
     let host: Arc<str> = Arc::from("h");

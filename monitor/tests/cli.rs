@@ -222,3 +222,286 @@ fn run_without_capabilities_fails_at_once_naming_them() {
         "{err}"
     );
 }
+
+// ---- hostile input and lost output (issue #18) ----------------------------------------
+
+fn fixture_8088() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/beacon_8088.jsonl")
+}
+
+/// The fixture's lines with `extra` inserted after line `after`.
+fn fixture_with(after: usize, extra: &str) -> String {
+    let text = std::fs::read_to_string(fixture_8088()).unwrap();
+    let mut lines: Vec<&str> = text.lines().collect();
+    lines.insert(after, extra);
+    lines.join("\n") + "\n"
+}
+
+/// Line `n` (1-based) of the fixture with its `@timestamp` replaced.
+fn fixture_line_at(n: usize, ts: &str) -> String {
+    let text = std::fs::read_to_string(fixture_8088()).unwrap();
+    let line = text.lines().nth(n - 1).unwrap();
+    let v: serde_json::Value = serde_json::from_str(line).unwrap();
+    let old = v["@timestamp"].as_str().unwrap();
+    line.replace(old, ts)
+}
+
+fn json_lines(out: &[u8]) -> Vec<serde_json::Value> {
+    text(out)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("every output line is whole JSON"))
+        .collect()
+}
+
+#[test]
+fn replay_refuses_a_first_line_whose_timestamp_is_nul_bytes() {
+    // Fault 8: accepted as 1970-01-01 (exit 0, an alert) on line 1, refused on line 2.
+    let good = event(
+        "2026-11-23T10:00:00Z",
+        "/usr/bin/nc.openbsd",
+        "203.0.113.7",
+        4444,
+    );
+    let bad = good.replace("2026-11-23T10:00", &"\0".repeat(16));
+    for (input, line) in [
+        (format!("{bad}\n{good}\n"), "line 1"),
+        (format!("{good}\n{bad}\n"), "line 2"),
+    ] {
+        let out = monitor_stdin(&["replay"], &input);
+        assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+        assert!(text(&out.stderr).contains(line), "{}", text(&out.stderr));
+        for rec in json_lines(&out.stdout) {
+            assert!(
+                rec["@timestamp"].as_str().unwrap().starts_with("2026-"),
+                "{rec}"
+            );
+        }
+    }
+}
+
+#[test]
+fn replay_refuses_timestamps_outside_the_accepted_years() {
+    // Fault 9: years 1000 and 9999 were rewritten to 2262-04-11T23:47:16.854775807Z, exit 0.
+    let fixture = replay_fixture(&fixture_with(0, ""));
+    for ts in ["1000-01-01T00:00:00Z", "9999-12-31T23:59:59Z"] {
+        let input = fixture_with(10, &fixture_line_at(10, ts));
+        let out = monitor_stdin(&["replay"], &input);
+        assert_eq!(out.status.code(), Some(2), "{ts}: {}", text(&out.stderr));
+        let err = text(&out.stderr);
+        assert!(err.contains("line 11") && err.contains(ts), "{err}");
+        assert!(
+            !text(&out.stdout).contains("2262-"),
+            "{}",
+            text(&out.stdout)
+        );
+        // The alerts of the lines before it went out: the two first T1571 alerts, then the
+        // summaries of their windows, closed at the last good line.
+        let recs = json_lines(&out.stdout);
+        assert_eq!(recs.len(), 4, "{}", text(&out.stdout));
+        assert_eq!(recs[..2], fixture[..2]);
+        for r in &recs[2..] {
+            assert_eq!(r["@timestamp"], "2026-11-23T06:03:34.405445590Z", "{r}");
+        }
+    }
+}
+
+/// Replays `input`, expecting exit 0; its output records.
+fn replay_fixture(input: &str) -> Vec<serde_json::Value> {
+    let out = monitor_stdin(&["replay"], input);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    json_lines(&out.stdout)
+}
+
+#[test]
+fn one_record_far_from_its_neighbours_cannot_switch_detection_off() {
+    // Fault 9, by design before: one far-future record moved event time past every window,
+    // removing both beacon alerts and splitting the grouping.
+    let original = replay_fixture(&fixture_with(0, ""));
+    let beacons = |recs: &[serde_json::Value]| {
+        recs.iter()
+            .filter(|r| r["monitor"]["detector"] == "beacon")
+            .count()
+    };
+    let summaries = |recs: &[serde_json::Value]| {
+        recs.iter()
+            .filter(|r| r["monitor"].get("aggregate").is_some())
+            .count()
+    };
+    assert_eq!(beacons(&original), 2);
+    assert_eq!(summaries(&original), 2, "one group per process");
+    for ts in [
+        "2199-01-01T00:00:00Z",
+        "2026-11-23T08:00:00Z",
+        "1971-01-01T00:00:00Z",
+        "2026-11-23T04:00:00Z",
+    ] {
+        for at in [0, 10, 20] {
+            let input = fixture_with(at, &fixture_line_at(10, ts));
+            let out = monitor_stdin(&["replay"], &input);
+            assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+            assert_eq!(
+                json_lines(&out.stdout),
+                original,
+                "{ts} as line {}: the same alerts as without it",
+                at + 1
+            );
+            let err = text(&out.stderr);
+            assert!(
+                err.contains(&format!("line {}:", at + 1)) && err.contains("left out of detection"),
+                "the outlier is reported with its line: {err}"
+            );
+            assert!(err.contains("1 records left out"), "{err}");
+        }
+    }
+}
+
+#[test]
+fn replay_refuses_unicode_whitespace_around_a_line() {
+    // Fault 10: U+00A0, U+2028, U+3000, NEL, VT and FF were trimmed off and the line read.
+    let good = event(
+        "2026-11-23T10:00:00Z",
+        "/usr/bin/nc.openbsd",
+        "203.0.113.7",
+        4444,
+    );
+    for ws in ["\u{a0}", "\u{2028}", "\u{3000}", "\u{85}", "\u{b}", "\u{c}"] {
+        for input in [
+            format!("{good}\n{ws}{good}\n"),
+            format!("{good}\n{good}{ws}\n"),
+            format!("{good}\n{ws}\n"),
+        ] {
+            let out = monitor_stdin(&["replay"], &input);
+            assert_eq!(
+                out.status.code(),
+                Some(2),
+                "{input:?}: {}",
+                text(&out.stderr)
+            );
+            assert!(
+                text(&out.stderr).contains("line 2"),
+                "{}",
+                text(&out.stderr)
+            );
+        }
+    }
+}
+
+/// Opens /dev/full for writing.
+fn dev_full() -> std::fs::File {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .expect("/dev/full")
+}
+
+#[test]
+fn replay_to_a_full_stdout_exits_1_naming_the_records_lost() {
+    // Fault 11: `> /dev/full` exited 0 with one log line.
+    let fixture = fixture_8088();
+    let out = Command::new(MONITOR)
+        .args(["replay", fixture.to_str().unwrap()])
+        .stdout(dev_full())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("6 records could not be written") && err.contains("stdout: 6 lost"),
+        "{err}"
+    );
+}
+
+#[test]
+fn replay_to_an_unwritable_output_file_exits_1_naming_the_records_lost() {
+    let fixture = fixture_8088();
+    let out = monitor(&[
+        "replay",
+        "--events",
+        "--output",
+        "file:/dev/full",
+        fixture.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("26 records could not be written") && err.contains("file:/dev/full: 26 lost"),
+        "{err}"
+    );
+}
+
+#[test]
+fn an_output_file_that_fills_up_ends_with_a_whole_record() {
+    // Fault 11: a write cut short by a full disk left half a record at the end of the file,
+    // for `--output file:` and for standard output redirected to a file alike. The
+    // file-size limit stands in for the full disk (a short write, then EFBIG).
+    use std::os::unix::process::CommandExt as _;
+    let fixture = fixture_8088();
+    let limit: u64 = 10_000;
+    for to_stdout in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.jsonl");
+        let mut cmd = Command::new(MONITOR);
+        cmd.args(["replay", "--events"]);
+        if to_stdout {
+            cmd.stdout(std::fs::File::create(&path).unwrap());
+        } else {
+            cmd.args(["--output", &format!("file:{}", path.display())]);
+        }
+        cmd.arg(&fixture).stderr(Stdio::piped());
+        // SAFETY: only async-signal-safe calls (signal, setrlimit) between fork and exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+                let lim = libc::rlimit {
+                    rlim_cur: limit,
+                    rlim_max: limit,
+                };
+                if libc::setrlimit(libc::RLIMIT_FSIZE, &lim) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let out = cmd.output().unwrap();
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "stdout {to_stdout}: {err}");
+        let written = std::fs::read(&path).unwrap();
+        assert!(!written.is_empty() && written.len() as u64 <= limit);
+        assert_eq!(
+            written.last(),
+            Some(&b'\n'),
+            "stdout {to_stdout}: ends with a whole record"
+        );
+        let whole = json_lines(&written).len();
+        assert!(
+            err.contains(&format!("{} records could not be written", 26 - whole)),
+            "stdout {to_stdout}: {whole} written: {err}"
+        );
+    }
+}
+
+#[test]
+fn replayed_alerts_carry_the_probe_and_ids_as_given() {
+    let recs = replay_fixture(&fixture_with(0, ""));
+    for r in &recs {
+        assert_eq!(r["monitor"]["probe"], "tracepoint", "{r}");
+    }
+    let line = event("2026-11-23T10:00:00Z", "/usr/bin/curl", "203.0.113.7", 8088)
+        .replace(
+            r#""user":{"id":"0","name":"root"}"#,
+            r#""user":{"id":"S-1-5-18","name":"SYSTEM"},"group":{"id":"007"}"#,
+        )
+        .replace(
+            r#""network":{"#,
+            r#""monitor":{"enrichment":"full","probe":"cgroup"},"network":{"#,
+        );
+    let out = monitor_stdin(&["replay", "--events"], &format!("{line}\n"));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let recs = json_lines(&out.stdout);
+    assert!(recs.iter().any(|r| r["event"]["kind"] == "alert"));
+    for r in &recs {
+        assert_eq!(r["user"]["id"], "S-1-5-18", "{r}");
+        assert_eq!(r["group"]["id"], "007", "{r}");
+        assert_eq!(r["monitor"]["probe"], "cgroup", "{r}");
+    }
+}

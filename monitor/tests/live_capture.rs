@@ -391,11 +391,99 @@ fn udp_flood_is_bounded_and_a_connect_during_it_is_still_reported() {
         flood_sent,
         "events + suppressed counts must add up to the datagrams sent"
     );
+    // Loss is reported in the stream as well as in the log: an `events-lost` record exactly
+    // when the log says events were lost (none here: flood control holds).
+    let lost_records = recs
+        .iter()
+        .filter(|r| str_field(r, "event.action") == Some("events-lost"))
+        .count();
+    assert_eq!(
+        lost_records > 0,
+        m.stderr().contains("events lost"),
+        "events-lost records ({lost_records}) and the log disagree:\n{}",
+        m.stderr()
+    );
     assert!(
         !m.stderr().contains("events lost"),
         "the ring buffer lost events during the flood:\n{}",
         m.stderr()
     );
+}
+
+#[test]
+fn events_lost_in_a_full_ring_buffer_enter_the_stream_as_records() {
+    require_root("live_capture");
+    let rules = TempDir::new("rules");
+    // The smallest ring buffer (one page: a few dozen connect events), and the monitor
+    // stopped while the connects happen, so the kernel must drop most of them.
+    let mut m = start_monitor(&rules, &["--ringbuf-bytes".into(), "4096".into()]);
+    const CONNECTS: u64 = 3000;
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    common::send_signal(m.pid(), libc::SIGSTOP);
+    let script = format!(
+        "import socket\n\
+         for i in range({CONNECTS}):\n\
+         \x20   s = socket.socket()\n\
+         \x20   s.connect_ex(('127.0.0.1', {port}))\n\
+         \x20   s.close()\n"
+    );
+    let status = Command::new(python3())
+        .arg("-c")
+        .arg(&script)
+        .stdin(Stdio::null())
+        .status();
+    common::send_signal(m.pid(), libc::SIGCONT);
+    assert!(
+        status.as_ref().is_ok_and(|s| s.success()),
+        "the connects failed: {status:?}"
+    );
+    let lost_tcp = |recs: &[Value]| -> u64 {
+        recs.iter()
+            .filter(|r| str_field(r, "event.action") == Some("events-lost"))
+            .filter_map(|r| u64_field(r, "monitor.lost.tcp_connect"))
+            .sum()
+    };
+    // Far more connects than the ring holds were made while nothing read it.
+    let recs = m.wait_until(Duration::from_secs(15), |recs| {
+        lost_tcp(recs) >= CONNECTS - 200
+    });
+    let lost = lost_tcp(&recs);
+    let lost_records: Vec<&Value> = recs
+        .iter()
+        .filter(|r| str_field(r, "event.action") == Some("events-lost"))
+        .collect();
+    assert!(
+        lost >= CONNECTS - 200,
+        "{CONNECTS} connects with the reader stopped, {lost} reported lost:\n{}\n{}",
+        serde_json::to_string(&lost_records).unwrap(),
+        m.stderr()
+    );
+    println!(
+        "{lost} lost: {}",
+        serde_json::to_string(&lost_records).unwrap()
+    );
+    for r in &lost_records {
+        assert_eq!(str_field(r, "event.kind"), Some("metric"), "{r}");
+        assert!(
+            u64_field(r, "monitor.lost.total").is_some_and(|n| n > 0),
+            "{r}"
+        );
+        for h in [
+            "tcp_connect",
+            "udp_sendmsg",
+            "udpv6_sendmsg",
+            "exec",
+            "exit",
+        ] {
+            assert!(
+                u64_field(r, &format!("monitor.lost.{h}")).is_some(),
+                "{h}: {r}"
+            );
+        }
+    }
+    m.stop(Duration::from_secs(10));
 }
 
 #[test]

@@ -265,7 +265,16 @@ fn reloading_rules_keeps_open_windows() {
 
 #[test]
 fn ungrouped_rules_alert_every_match() {
-    let set = Arc::new(RuleSet::builtin().unwrap());
+    let set = Arc::new(
+        RuleSet::from_texts(&[(
+            "u.yml",
+            "title: u\nid: 00000000-0000-4000-8000-0000000000aa\nlevel: low\n\
+             logsource:\n  category: network_connection\n\
+             detection:\n  sel:\n    DestinationPort: 443\n  condition: sel\n",
+        )])
+        .unwrap()
+        .rules,
+    );
     let mut e = RuleEngine::new(set);
     let mut out = Vec::new();
     for i in 0..3 {
@@ -278,5 +287,43 @@ fn ungrouped_rules_alert_every_match() {
             &mut out,
         );
     }
-    assert_eq!(out.len(), 3, "T1043 does not group (its seeds do not)");
+    assert_eq!(out.len(), 3, "a rule without group_by alerts every match");
+}
+
+#[test]
+fn t1043_groups_like_the_t1571_seed() {
+    // One alert per program, user and parent per hour; the rest is counted into a summary.
+    let set = Arc::new(RuleSet::builtin().unwrap());
+    let mut e = RuleEngine::new(set);
+    let mut out = Vec::new();
+    for i in 0..50 {
+        e.process(
+            &ev()
+                .image("/usr/bin/python3.11")
+                .parent("/usr/bin/bash")
+                .user("alice")
+                .dst(&format!("198.51.100.{}", 1 + i % 30), 443)
+                .at(i64::from(i) * 10)
+                .build(),
+            &mut out,
+        );
+    }
+    // Another user's python3 is its own group: alerted at once.
+    e.process(
+        &ev()
+            .image("/usr/bin/python3.11")
+            .parent("/usr/bin/bash")
+            .user("mallory")
+            .dst("203.0.113.9", 443)
+            .at(600)
+            .build(),
+        &mut out,
+    );
+    assert_eq!(out.len(), 2, "one alert per group");
+    e.finish(&mut out);
+    let summaries: Vec<_> = out.iter().filter(|a| a.aggregate.is_some()).collect();
+    assert_eq!(summaries.len(), 1);
+    let agg = summaries[0].aggregate.as_ref().unwrap();
+    assert_eq!(agg.count, 50);
+    assert_eq!(agg.destination_ips.len(), 10, "at most 10 addresses");
 }

@@ -106,6 +106,11 @@ pub enum RawEvent {
 pub struct KernelStats {
     /// Records dropped because the ring buffer was full.
     pub ringbuf_lost: u64,
+    /// The same per connect hook (indexed by `monitor_common::hook::*`), then exec and exit
+    /// records.
+    pub lost_per_hook: [u64; 3],
+    pub lost_execs: u64,
+    pub lost_exits: u64,
     /// UDP sends suppressed by flood control.
     pub udp_suppressed: u64,
     /// Failed kernel reads.
@@ -210,6 +215,13 @@ impl Capture {
         };
         Ok(KernelStats {
             ringbuf_lost: read(stat::RINGBUF_FULL)?,
+            lost_per_hook: [
+                read(stat::LOST_TCP + hook::TCP_CONNECT)?,
+                read(stat::LOST_TCP + hook::UDP_SEND_V4)?,
+                read(stat::LOST_TCP + hook::UDP_SEND_V6)?,
+            ],
+            lost_execs: read(stat::LOST_EXEC)?,
+            lost_exits: read(stat::LOST_EXIT)?,
             udp_suppressed: read(stat::UDP_SUPPRESSED)?,
             read_failed: read(stat::READ_FAILED)?,
             events_per_hook: [

@@ -1388,7 +1388,7 @@ mod tests {
             pid,
             name: exe.rsplit('/').next().map(str::to_string),
             executable: Some(exe.to_string()),
-            user_id: Some(uid),
+            user_id: Some(uid.into()),
             ..ProcessInfo::default()
         })
     }

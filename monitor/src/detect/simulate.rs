@@ -298,7 +298,7 @@ fn process_and_port(class: TraceClass, rng: &mut Rng) -> (Arc<ProcessInfo>, u16)
         executable: Some(exe.into()),
         command_line: Some(args.join(" ")),
         args: args.iter().map(|a| a.to_string()).collect(),
-        user_id: Some(1000),
+        user_id: Some(1000.into()),
         user_name: Some("alice".into()),
         ..ProcessInfo::default()
     });

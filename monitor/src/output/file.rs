@@ -5,11 +5,13 @@ use std::io::{self, Write};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use super::line::{LineTarget, PartialWrite, write_counted};
+use super::line::{LineTarget, PartialWrite, cut_line_bytes, truncate_cut_line, write_counted};
 
 /// Appends to `path`. The file is created `0640`: records hold command lines, which may
 /// hold secrets. After a failed write the file is closed and opened again for the next
-/// lines, so a path that comes back (a remounted disk, freed space) is written again.
+/// lines, so a path that comes back (a remounted disk, freed space) is written again. A
+/// write that fails part-way through a record (disk full) takes that part back, so the file
+/// ends with a whole record.
 pub(crate) struct FileSink {
     path: PathBuf,
     file: Option<File>,
@@ -56,9 +58,11 @@ impl LineTarget for FileSink {
         }
         // O_APPEND: each write lands at the end, even if another writer appends too.
         let r = write_counted(file, buf);
-        if r.is_err() {
+        if let Err(e) = &r {
+            let partial = cut_line_bytes(buf, e.written);
+            // If the cut cannot be taken back, the next write ends the line first.
+            self.cut_line = partial > 0 && !truncate_cut_line(file, partial).unwrap_or(false);
             self.file = None;
-            self.cut_line = true;
         }
         r
     }

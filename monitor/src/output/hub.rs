@@ -37,6 +37,10 @@ pub struct SinkStats {
     pub errors: u64,
     /// Records shortened to fit the syslog message size limit. Total.
     pub truncated: u64,
+    /// The last write error of a stdout or file output (not in metric records: the log
+    /// has it).
+    #[serde(skip)]
+    pub last_error: Option<String>,
 }
 
 /// Counters of every output, in the order they were given.
@@ -89,7 +93,7 @@ impl OutputHub {
             let sink = match spec {
                 OutputSpec::Stdout => Sink::Line(LineSink::start(
                     name,
-                    Box::new(StdoutTarget),
+                    Box::new(StdoutTarget::new()),
                     cfg.line_queue_capacity,
                 )?),
                 OutputSpec::File(path) => {
@@ -240,12 +244,25 @@ impl OutputHub {
     /// delivered by then stay in the spool for the next start. Errors name the output that
     /// could not finish (a blocked stdout reader, a spool that could not be written).
     pub async fn shutdown(self, deadline: Duration) -> Result<(), OutputError> {
+        self.close(deadline).await.map(|_| ())
+    }
+
+    /// `shutdown`, then the outputs' final counters: what a caller that must not end quietly
+    /// after a lost record (replay) checks.
+    pub async fn close(self, deadline: Duration) -> Result<OutputStats, OutputError> {
         let at = tokio::time::Instant::now() + deadline;
         let mut tasks = tokio::task::JoinSet::new();
+        let mut finals = Vec::with_capacity(self.sinks.len());
         for sink in self.sinks {
             match sink {
-                Sink::Line(l) => tasks.spawn(l.shutdown(at)),
-                Sink::Syslog(s) => tasks.spawn(s.shutdown(at)),
+                Sink::Line(l) => {
+                    finals.push(FinalStats::Line(l.stats_handle()));
+                    tasks.spawn(l.shutdown(at))
+                }
+                Sink::Syslog(s) => {
+                    finals.push(FinalStats::Syslog(s.stats_handle()));
+                    tasks.spawn(s.shutdown(at))
+                }
             };
         }
         let mut first = None;
@@ -261,7 +278,27 @@ impl OutputHub {
                 first.get_or_insert(e);
             }
         }
-        first.map_or(Ok(()), Err)
+        match first {
+            Some(e) => Err(e),
+            None => Ok(OutputStats {
+                outputs: finals.into_iter().map(FinalStats::read).collect(),
+            }),
+        }
+    }
+}
+
+/// Where an output's counters are read once it has shut down (final then).
+enum FinalStats {
+    Line(super::line::StatsHandle),
+    Syslog(super::syslog::sink::SyslogStatsHandle),
+}
+
+impl FinalStats {
+    fn read(self) -> SinkStats {
+        match self {
+            FinalStats::Line(h) => h.stats(),
+            FinalStats::Syslog(h) => h.stats(),
+        }
     }
 }
 

@@ -21,6 +21,33 @@ pub(crate) struct PartialWrite {
     pub error: io::Error,
 }
 
+/// The bytes at the end of `buf[..written]` after its last line feed: the start of a line a
+/// failed write left in its destination.
+pub(crate) fn cut_line_bytes(buf: &[u8], written: usize) -> u64 {
+    let done = &buf[..written.min(buf.len())];
+    let whole = memchr::memrchr(b'\n', done).map_or(0, |i| i + 1);
+    (done.len() - whole) as u64
+}
+
+/// Takes the last `partial` bytes off a regular file a failed write left them in, so it
+/// ends with a whole record. `Ok(false)` when `file` is no regular file (a pipe, a device:
+/// nothing can be taken back) or was written elsewhere than at its end.
+pub(crate) fn truncate_cut_line(file: &std::fs::File, partial: u64) -> io::Result<bool> {
+    use std::io::Seek as _;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Ok(false);
+    }
+    let mut f = file;
+    let pos = f.stream_position()?;
+    if pos != meta.len() || pos < partial {
+        return Ok(false);
+    }
+    file.set_len(pos - partial)?;
+    f.seek(io::SeekFrom::Start(pos - partial))?;
+    Ok(true)
+}
+
 /// Writes all of `buf`, counting what went out before an error.
 pub(crate) fn write_counted(w: &mut impl io::Write, buf: &[u8]) -> Result<(), PartialWrite> {
     let mut written = 0;
@@ -71,6 +98,8 @@ struct Counters {
     sent: AtomicU64,
     dropped: AtomicU64,
     errors: AtomicU64,
+    /// The last write error, for the message of a replay that lost records.
+    last_error: std::sync::Mutex<Option<String>>,
 }
 
 /// Lines written with one write call at most (when that many are queued).
@@ -157,7 +186,21 @@ impl LineSink {
             queued: (self.tx.max_capacity() - self.tx.capacity()) as u64,
             dropped: self.counters.dropped.load(Ordering::Relaxed),
             errors: self.counters.errors.load(Ordering::Relaxed),
+            last_error: self
+                .counters
+                .last_error
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
             ..SinkStats::default()
+        }
+    }
+
+    /// The counters, readable after `shutdown` has consumed the sink.
+    pub fn stats_handle(&self) -> StatsHandle {
+        StatsHandle {
+            name: self.name.clone(),
+            counters: self.counters.clone(),
         }
     }
 
@@ -177,6 +220,30 @@ impl LineSink {
                     "about {queued} records were still queued; the writer is blocked (a reader that stopped reading, or a hung disk)"
                 ),
             }),
+        }
+    }
+}
+
+/// A line output's counters after shutdown (nothing is queued any more).
+pub(crate) struct StatsHandle {
+    name: String,
+    counters: Arc<Counters>,
+}
+
+impl StatsHandle {
+    pub fn stats(&self) -> SinkStats {
+        let c = &self.counters;
+        SinkStats {
+            output: self.name.clone(),
+            sent: c.sent.load(Ordering::Relaxed),
+            dropped: c.dropped.load(Ordering::Relaxed),
+            errors: c.errors.load(Ordering::Relaxed),
+            last_error: c
+                .last_error
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
+            ..SinkStats::default()
         }
     }
 }
@@ -215,6 +282,10 @@ fn write_loop(
                 counters.sent.fetch_add(whole as u64, Ordering::Relaxed);
                 counters.errors.fetch_add(1, Ordering::Relaxed);
                 counters.dropped.fetch_add(lost, Ordering::Relaxed);
+                *counters
+                    .last_error
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner()) = Some(error.to_string());
                 if let Some(n) = error_log.ready(lost) {
                     tracing::error!(output = %name, %error, dropped = n,
                         "cannot write output; records dropped for this output (the others go on)");

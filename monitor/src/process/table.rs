@@ -29,7 +29,9 @@ use super::decode::{
 use super::nameservers::Nameservers;
 use super::procfs::{ProcFs, ProcSnapshot, clock_ticks_per_sec};
 use super::users::{DEFAULT_RECHECK, UserNames};
-use crate::record::{ConnectionRecord, ParentInfo, ProcessInfo, Timestamp, text_from_bytes};
+use crate::record::{
+    AccountId, ConnectionRecord, ParentInfo, ProcessInfo, Timestamp, text_from_bytes,
+};
 
 /// Threads per process whose `Arc<ProcessInfo>` is kept (the tid is part of the record).
 const THREADS_PER_ENTRY: usize = 4;
@@ -702,9 +704,9 @@ impl ProcessTable {
             pid: ev.tgid,
             tid: (ev.tid != 0).then_some(ev.tid),
             name: c_text(&ev.comm),
-            user_id: Some(ev.uid),
+            user_id: Some(ev.uid.into()),
             user_name: self.users.name(ev.uid).map(|n| n.to_string()),
-            group_id: Some(ev.gid),
+            group_id: Some(ev.gid.into()),
             ..ProcessInfo::default()
         }
     }
@@ -737,9 +739,15 @@ impl ProcessTable {
                 pid: e.ppid,
                 ..ParentInfo::default()
             },
-            user_id: Some(ev.uid).filter(|&u| u != u32::MAX).or(e.uid),
+            user_id: Some(ev.uid)
+                .filter(|&u| u != u32::MAX)
+                .or(e.uid)
+                .map(AccountId::Num),
             user_name: None,
-            group_id: Some(ev.gid).filter(|&g| g != u32::MAX).or(e.gid),
+            group_id: Some(ev.gid)
+                .filter(|&g| g != u32::MAX)
+                .or(e.gid)
+                .map(AccountId::Num),
             container_id: None,
         };
         // A kernel thread has no image or argv to learn.
@@ -768,7 +776,7 @@ impl ProcessTable {
             None => partial |= pid != 1 && !kernel_thread,
         }
 
-        if let Some(uid) = info.user_id {
+        if let Some(uid) = info.user_id.as_ref().and_then(AccountId::as_num) {
             info.user_name = self.users.name(uid).map(|n| n.to_string());
         }
 

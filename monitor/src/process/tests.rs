@@ -213,7 +213,7 @@ fn scan_proc_learns_a_running_child() {
     assert_eq!(p.args, ["sleep", "30", tag.as_str()]);
     assert_eq!(p.command_line.as_deref(), Some(&*format!("sleep 30 {tag}")));
     assert_eq!(p.parent.pid, Some(std::process::id()));
-    assert_eq!(p.user_id, Some(0));
+    assert_eq!(p.user_id, Some(0.into()));
     assert!(!rec.partial, "{rec:?}");
 }
 
@@ -245,9 +245,9 @@ fn enrich_fills_process_parent_user_and_network() {
     let me = std::env::current_exe().unwrap();
     assert_eq!(p.parent.executable.as_deref(), Some(&*me.to_string_lossy()));
     assert!(p.parent.command_line.is_some());
-    assert_eq!(p.user_id, Some(0));
+    assert_eq!(p.user_id, Some(0.into()));
     assert_eq!(p.user_name.as_deref(), Some("root"));
-    assert_eq!(p.group_id, Some(0));
+    assert_eq!(p.group_id, Some(0.into()));
     assert_eq!(rec.destination.ip.to_string(), "203.0.113.7");
     assert_eq!(rec.destination.port, 8088);
     let src = rec.source.expect("source known");
@@ -310,7 +310,7 @@ fn enrich_fills_process_parent_user_and_network() {
     let mut setuid = ev;
     setuid.uid = 65_534;
     let rec5 = enrich(&mut t, &setuid);
-    assert_eq!(rec5.process.user_id, Some(65_534));
+    assert_eq!(rec5.process.user_id, Some(65_534.into()));
     assert!(!Arc::ptr_eq(&rec.process, &rec5.process));
     assert_eq!(t.stats().builds, builds + 1);
     assert_eq!(t.stats().enrichment_misses, 0);

@@ -94,6 +94,7 @@ struct MonitorPart {
     partial: bool,
     suppressed: u32,
     dns_resolver: bool,
+    probe: Option<&'static str>,
 }
 
 /// What a known object says.
@@ -250,6 +251,7 @@ impl KnownObjects {
                     partial: m.enrichment.as_deref() == Some("partial"),
                     suppressed: m.suppressed.unwrap_or(0),
                     dns_resolver: m.dns_resolver.unwrap_or(false),
+                    probe: probe_of(m.probe.as_deref())?,
                 })
             }
             // Checked and kept once the combination has parsed.
@@ -565,8 +567,7 @@ impl<T> OrGeneral<T> for Option<T> {
 }
 
 /// The date, hour and minute (`YYYY-MM-DDTHH:MM`) of the last timestamp read, and that
-/// minute's seconds since 1970-01-01.
-#[derive(Default)]
+/// minute's seconds since 1970-01-01. Only ever set from a minute `minute_secs` accepted.
 struct LastMinute {
     text: [u8; 16],
     secs: i64,
@@ -580,8 +581,9 @@ pub(crate) struct RecordDecoder {
     processes: HashMap<[u64; 4], Arc<ProcessInfo>, foldhash::fast::FixedState>,
     /// Recent addresses by their text; `None` when caching is off.
     addresses: Option<AddressCache>,
-    /// Timestamps of a replay mostly share their minute with the one before.
-    minute: LastMinute,
+    /// Timestamps of a replay mostly share their minute with the one before. `None` until
+    /// one was read: no bytes are trusted before a timestamp was checked.
+    minute: Option<LastMinute>,
 }
 
 impl RecordDecoder {
@@ -592,7 +594,7 @@ impl RecordDecoder {
             runs: KnownRuns::new(true),
             processes: HashMap::default(),
             addresses: Some(AddressCache::new(ADDRESS_SETS_LOG2)),
-            minute: LastMinute::default(),
+            minute: None,
         }
     }
 
@@ -603,7 +605,7 @@ impl RecordDecoder {
             runs: KnownRuns::new(false),
             processes: HashMap::default(),
             addresses: None,
-            minute: LastMinute::default(),
+            minute: None,
         }
     }
 
@@ -648,7 +650,7 @@ impl RecordDecoder {
                     e.valid_up_to() + 1
                 ))
             })?
-            .trim();
+            .trim_matches(is_json_whitespace);
         if text.is_empty() {
             return Ok(None);
         }
@@ -819,6 +821,7 @@ impl RecordDecoder {
             partial,
             suppressed,
             dns_resolver,
+            probe,
         } = monitor.unwrap_or_default();
         let line_parts = seen & PROCESS_PARTS;
         let process = match run_process {
@@ -857,7 +860,7 @@ impl RecordDecoder {
             transport: transport.unwrap_or(Transport::Tcp),
             partial,
             suppressed,
-            probe: None,
+            probe,
             dns_resolver,
         };
         Ok((rec, read))
@@ -883,12 +886,13 @@ impl RecordDecoder {
     /// is the last one's.
     fn utc_timestamp_prefix(&mut self, s: &[u8]) -> Option<(Timestamp, usize)> {
         let head = s.first_chunk::<16>()?;
-        let minute = if *head == self.minute.text {
-            self.minute.secs
-        } else {
-            let secs = minute_secs(head)?;
-            self.minute = LastMinute { text: *head, secs };
-            secs
+        let minute = match &self.minute {
+            Some(last) if *head == last.text => last.secs,
+            _ => {
+                let secs = minute_secs(head)?;
+                self.minute = Some(LastMinute { text: *head, secs });
+                secs
+            }
         };
         let (secs, nanos, len) = seconds_of_minute(s)?;
         Some((
@@ -952,12 +956,29 @@ impl RecordDecoder {
     }
 }
 
+/// The four characters JSON allows around values. `str::trim` would also strip Unicode
+/// spaces (U+00A0, U+2028, U+3000, NEL, VT, FF), which makes a line that is not JSON pass
+/// as one.
+fn is_json_whitespace(c: char) -> bool {
+    matches!(c, ' ' | '\t' | '\r' | '\n')
+}
+
 /// An address as `IpAddr::from_str` reads it, dotted quads without it.
 fn parse_address(text: &[u8]) -> Option<IpAddr> {
     match parse_ipv4(text) {
         Some(v4) => Some(IpAddr::V4(v4)),
         None => std::str::from_utf8(text).ok()?.parse().ok(),
     }
+}
+
+/// `monitor.probe`: one of the backend names the monitor writes (`Some(None)` when absent);
+/// `None` for any other name, which the general path reports as invalid.
+fn probe_of(p: Option<&str>) -> Option<Option<&'static str>> {
+    let Some(p) = p else { return Some(None) };
+    (1..=16)
+        .filter_map(monitor_common::backend::name)
+        .find(|&name| name == p)
+        .map(Some)
 }
 
 /// `network.transport`: `tcp` when absent; `None` for anything but tcp or udp.
@@ -1418,12 +1439,25 @@ impl<'a> Cursor<'a> {
 
 /// `@timestamp`: the fixed shape the monitor writes, or anything else RFC 3339 through
 /// chrono. Both give the same value for the same instant (tests below). `None` also for
-/// bytes that are not UTF-8.
+/// bytes that are not UTF-8, and for times outside `Timestamp::REPLAY_MIN..REPLAY_END`
+/// (`decode_general` tells those apart for its error).
 fn parse_timestamp(s: &[u8]) -> Option<Timestamp> {
-    parse_utc_timestamp(s).or_else(|| Timestamp::parse_rfc3339(std::str::from_utf8(s).ok()?).ok())
+    parse_utc_timestamp(s).or_else(|| {
+        let t = chrono_timestamp(s)?;
+        (Timestamp::REPLAY_MIN..Timestamp::REPLAY_END)
+            .contains(&t)
+            .then_some(t)
+    })
 }
 
-/// `YYYY-MM-DDTHH:MM:SS[.F{1,9}]Z` with a year from 1900 to 2200, else `None`.
+/// Any RFC 3339 time chrono reads, whatever its year; `None` when it is not one or its
+/// nanoseconds do not fit an `i64`.
+fn chrono_timestamp(s: &[u8]) -> Option<Timestamp> {
+    let dt = chrono::DateTime::parse_from_rfc3339(std::str::from_utf8(s).ok()?).ok()?;
+    dt.timestamp_nanos_opt().map(Timestamp)
+}
+
+/// `YYYY-MM-DDTHH:MM:SS[.F{1,9}]Z` with a year from 1970 to 2200, else `None`.
 fn parse_utc_timestamp(s: &[u8]) -> Option<Timestamp> {
     let minute = minute_secs(s.first_chunk::<16>()?)?;
     let (secs, nanos, len) = seconds_of_minute(s)?;
@@ -1432,8 +1466,8 @@ fn parse_utc_timestamp(s: &[u8]) -> Option<Timestamp> {
     ))
 }
 
-/// `YYYY-MM-DDTHH:MM` from 1900 to 2200 (further years go to chrono): seconds since
-/// 1970-01-01.
+/// `YYYY-MM-DDTHH:MM` from 1970 to 2200 (the years replay accepts; others go to chrono,
+/// which rejects them too, naming the reason): seconds since 1970-01-01.
 fn minute_secs(s: &[u8; 16]) -> Option<i64> {
     if s[4] != b'-' || s[7] != b'-' || s[10] != b'T' || s[13] != b':' {
         return None;
@@ -1453,7 +1487,7 @@ fn minute_secs(s: &[u8; 16]) -> Option<i64> {
         2 => 28,
         _ => return None,
     };
-    if !(1900..=2200).contains(&year)
+    if !(1970..=2200).contains(&year)
         || !(1..=month_days).contains(&day)
         || hour > 23
         || minute > 59
@@ -1575,8 +1609,16 @@ fn decode_general(line: &str) -> Result<Option<ConnectionRecord>, RecordError> {
         .parse()
         .map_err(|_| RecordError::Invalid("destination.ip", dip.clone()))?;
     let ts = doc.timestamp.ok_or(RecordError::Missing("@timestamp"))?;
-    let timestamp = parse_timestamp(ts.as_bytes())
-        .ok_or_else(|| RecordError::Invalid("@timestamp", ts.clone()))?;
+    let timestamp = parse_timestamp(ts.as_bytes()).ok_or_else(|| {
+        match chrono_timestamp(ts.as_bytes()) {
+            Some(_) => RecordError::TimeOutOfRange(ts.clone()),
+            // Years chrono reads but whose nanoseconds overflow an `i64` are out of range too.
+            None if chrono::DateTime::parse_from_rfc3339(&ts).is_ok() => {
+                RecordError::TimeOutOfRange(ts.clone())
+            }
+            None => RecordError::Invalid("@timestamp", ts.clone()),
+        }
+    })?;
     let transport = match doc.network.as_ref().and_then(|n| n.transport.as_deref()) {
         Some(t) if t.eq_ignore_ascii_case("udp") => Transport::Udp,
         Some(t) if t.eq_ignore_ascii_case("tcp") => Transport::Tcp,
@@ -1600,6 +1642,9 @@ fn decode_general(line: &str) -> Result<Option<ConnectionRecord>, RecordError> {
         doc.container.and_then(|c| c.id),
     );
     let monitor = doc.monitor.unwrap_or_default();
+    let probe = probe_of(monitor.probe.as_deref()).ok_or_else(|| {
+        RecordError::Invalid("monitor.probe", monitor.probe.clone().unwrap_or_default())
+    })?;
     Ok(Some(ConnectionRecord {
         timestamp,
         host_name: doc.host.and_then(|h| h.hostname).unwrap_or_default().into(),
@@ -1612,7 +1657,7 @@ fn decode_general(line: &str) -> Result<Option<ConnectionRecord>, RecordError> {
         transport,
         partial: monitor.enrichment.as_deref() == Some("partial"),
         suppressed: monitor.suppressed.unwrap_or(0),
-        probe: None,
+        probe,
         dns_resolver: monitor.dns_resolver.unwrap_or(false),
     }))
 }
@@ -1641,9 +1686,9 @@ fn build_process(
             executable: parent.executable,
             command_line: parent.command_line,
         },
-        user_id: user.id.and_then(|s| s.parse().ok()),
+        user_id: user.id.map(|s| AccountId::parse(&s)),
         user_name: user.name,
-        group_id: group.id.and_then(|s| s.parse().ok()),
+        group_id: group.id.map(|s| AccountId::parse(&s)),
         container_id,
     }
 }
@@ -1729,17 +1774,20 @@ struct InMonitor {
     enrichment: Option<String>,
     suppressed: Option<u32>,
     dns_resolver: Option<bool>,
+    probe: Option<String>,
 }
 
-/// ECS keeps ids as strings; accept numbers too, as hand-written fixtures use them.
+/// ECS keeps ids as strings; accept numbers too, as hand-written fixtures use them. Any
+/// other JSON value (an array, an object, a boolean) is no id: an error, not an id made of
+/// its JSON text.
 fn string_or_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
     let v: Option<serde_json::Value> = Option::deserialize(d)?;
-    Ok(match v {
-        None | Some(serde_json::Value::Null) => None,
-        Some(serde_json::Value::String(s)) => Some(s),
-        Some(serde_json::Value::Number(n)) => Some(n.to_string()),
-        Some(other) => Some(other.to_string()),
-    })
+    match v {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(serde_json::Value::String(s)) => Ok(Some(s)),
+        Some(serde_json::Value::Number(n)) => Ok(Some(n.to_string())),
+        Some(_) => Err(serde::de::Error::custom("an id is a string or a number")),
+    }
 }
 
 #[cfg(test)]
@@ -1803,6 +1851,25 @@ mod tests {
             "{}",
             "not json",
             "",
+            // Ids that are no plain number are kept as given; other JSON values are no id.
+            r#"{"@timestamp":"2026-11-23T10:00:00Z","user":{"id":"S-1-5-18","name":"SYSTEM"},"group":{"id":"007"},"destination":{"ip":"203.0.113.9","port":80}}"#,
+            r#"{"@timestamp":"2026-11-23T10:00:00Z","user":{"id":"-1"},"group":{"id":-1},"destination":{"ip":"203.0.113.9","port":80}}"#,
+            r#"{"@timestamp":"2026-11-23T10:00:00Z","user":{"id":"4294967296"},"group":{"id":"a\"b\n"},"destination":{"ip":"203.0.113.9","port":80}}"#,
+            r#"{"@timestamp":"2026-11-23T10:00:00Z","user":{"id":true},"destination":{"ip":"203.0.113.9","port":80}}"#,
+            // The probe is carried; a name the monitor never writes is an error.
+            r#"{"@timestamp":"2026-11-23T10:00:00Z","destination":{"ip":"203.0.113.9","port":80},"monitor":{"enrichment":"full","probe":"kprobe"}}"#,
+            r#"{"@timestamp":"2026-11-23T10:00:00Z","destination":{"ip":"203.0.113.9","port":80},"monitor":{"probe":"bogus"}}"#,
+            // Times outside the years replay accepts.
+            r#"{"@timestamp":"1000-01-01T00:00:00Z","destination":{"ip":"203.0.113.9","port":80}}"#,
+            r#"{"@timestamp":"9999-12-31T23:59:59Z","destination":{"ip":"203.0.113.9","port":80}}"#,
+            r#"{"@timestamp":"1969-12-31T23:59:59Z","destination":{"ip":"203.0.113.9","port":80}}"#,
+            // Whitespace JSON does not allow, around a line and as one.
+            "\u{a0}{\"@timestamp\":\"2026-11-23T10:00:00Z\",\"destination\":{\"ip\":\"203.0.113.9\",\"port\":80}}",
+            "{\"@timestamp\":\"2026-11-23T10:00:00Z\",\"destination\":{\"ip\":\"203.0.113.9\",\"port\":80}}\u{2028}",
+            "\u{3000}",
+            "\u{85}",
+            "\u{b}",
+            "\u{c}",
         ];
         lines.extend(fixed.iter().map(|s| s.to_string()));
         // Nesting in an unknown field: within serde_json's limit of 128, and beyond it.
@@ -1835,15 +1902,15 @@ mod tests {
     }
 
     /// What replay made of a line before the decoder read bytes: the whole line checked as
-    /// UTF-8, trimmed, then the general path.
+    /// UTF-8, trimmed of JSON whitespace (only), then the general path.
     fn reference_line(line: &[u8]) -> Result<Option<ConnectionRecord>, RecordError> {
         match std::str::from_utf8(line) {
             Err(e) => Err(RecordError::Json(format!(
                 "not UTF-8 text (byte {} of the line)",
                 e.valid_up_to() + 1
             ))),
-            Ok(t) if t.trim().is_empty() => Ok(None),
-            Ok(t) => decode_general(t.trim()),
+            Ok(t) if t.trim_matches([' ', '\t', '\r', '\n']).is_empty() => Ok(None),
+            Ok(t) => decode_general(t.trim_matches([' ', '\t', '\r', '\n'])),
         }
     }
 
@@ -1989,8 +2056,8 @@ mod tests {
             z ^ (z >> 31)
         };
         for i in 0..20_000u64 {
-            // 1900-01-01 to 2199-12-31.
-            let secs = -2_208_988_800 + (next() % (300 * 365 * 86_400)) as i64;
+            // 1970-01-01 to 2199-12-31.
+            let secs = (next() % (230 * 365 * 86_400)) as i64;
             let nanos = (next() % 1_000_000_000) as u32;
             let base = DateTime::<Utc>::from_timestamp(secs, 0)
                 .unwrap()
@@ -2044,6 +2111,17 @@ mod tests {
             "2026-11-23T10:00:00.25-00:30",
             "1899-12-31T23:59:59Z",
             "2201-01-01T00:00:00Z",
+            // The ends of the years replay accepts, and what lies beyond them.
+            "1970-01-01T00:00:00Z",
+            "1969-12-31T23:59:59.999999999Z",
+            "1970-01-01T00:30:00+01:00",
+            "2200-12-31T23:59:59.999999999Z",
+            "2200-12-31T23:30:00-01:00",
+            "1000-01-01T00:00:00Z",
+            "9999-12-31T23:59:59Z",
+            "0000-01-01T00:00:00Z",
+            "1677-09-21T00:12:43.145224191Z",
+            "2262-04-11T23:47:16.854775808Z",
             "+2026-11-23T10:00:00Z",
             "2026-1-23T10:00:00Z",
             "2026-11-23T10:00:0aZ",
@@ -2059,11 +2137,11 @@ mod tests {
             "2026-11-23T10:00:00.0Z",
             "",
         ] {
-            assert_eq!(
-                parse_timestamp(s.as_bytes()),
-                Timestamp::parse_rfc3339(s).ok(),
-                "{s}"
-            );
+            // chrono's reading, within the years replay accepts.
+            let in_range = Timestamp::parse_rfc3339(s)
+                .ok()
+                .filter(|t| (Timestamp::REPLAY_MIN..Timestamp::REPLAY_END).contains(t));
+            assert_eq!(parse_timestamp(s.as_bytes()), in_range, "{s}");
             // In a line, after a line of the same minute.
             let line =
                 format!(r#"{{"@timestamp":"{s}","destination":{{"ip":"203.0.113.9","port":80}}}}"#);
@@ -2327,6 +2405,150 @@ mod tests {
             assert_eq!(found.bytes, run.bytes);
         }
         assert_eq!(dec.runs.free_nodes.len(), RUNS - (runs - 1));
+    }
+
+    /// A valid line with `ts` as its timestamp, the monitor's shape.
+    fn line_at(ts: &str) -> String {
+        format!(
+            r#"{{"@timestamp":"{ts}","event":{{"kind":"event"}},"destination":{{"ip":"203.0.113.9","port":80}}}}"#
+        )
+    }
+
+    /// Every way the decoder reads a line, on a fresh decoder: the line's own result.
+    fn fresh_results(line: &[u8]) -> Vec<Result<Option<ConnectionRecord>, RecordError>> {
+        let mut input = line.to_vec();
+        input.push(b'\n');
+        vec![
+            RecordDecoder::new().decode_line(line),
+            RecordDecoder::uncached().decode_line(line),
+            match RecordDecoder::new().decode_in_place(&input) {
+                Some((rec, _)) => Ok(Some(rec)),
+                None => RecordDecoder::decode_line_general(line),
+            },
+        ]
+    }
+
+    #[test]
+    fn a_timestamp_of_nul_bytes_is_refused_on_the_first_line_too() {
+        // Fault 8: the minute cache started as sixteen zero bytes and was trusted before any
+        // timestamp had been read, so this was 1970-01-01 on line 1 and an error on line 2.
+        let mut line = br#"{"@timestamp":""#.to_vec();
+        line.extend_from_slice(&[0u8; 16]);
+        line.extend_from_slice(br#":00Z","destination":{"ip":"203.0.113.9","port":80}}"#);
+        for r in fresh_results(&line) {
+            assert!(matches!(r, Err(RecordError::Json(_))), "{r:?}");
+        }
+        // The same after a good line.
+        let mut dec = RecordDecoder::new();
+        dec.decode_line(line_at("2026-11-23T10:00:00Z").as_bytes())
+            .unwrap()
+            .unwrap();
+        assert!(dec.decode_line(&line).is_err());
+    }
+
+    #[test]
+    fn times_outside_the_accepted_years_are_errors_not_rewritten() {
+        // Fault 9: years 1000 and 9999 came out as 2262-04-11T23:47:16.854775807Z.
+        for ts in [
+            "1000-01-01T00:00:00Z",
+            "9999-12-31T23:59:59Z",
+            "1969-12-31T23:59:59.999999999Z",
+            "2201-01-01T00:00:00Z",
+            "2200-12-31T23:30:00-01:00",
+        ] {
+            for r in fresh_results(line_at(ts).as_bytes()) {
+                assert_eq!(r, Err(RecordError::TimeOutOfRange(ts.into())), "{ts}");
+            }
+        }
+        for ts in ["1970-01-01T00:00:00Z", "2200-12-31T23:59:59.999999999Z"] {
+            for r in fresh_results(line_at(ts).as_bytes()) {
+                let t = r.unwrap().unwrap().timestamp;
+                assert_eq!(Some(t), Timestamp::parse_rfc3339(ts).ok(), "{ts}");
+            }
+        }
+        let e = RecordError::TimeOutOfRange("9999-12-31T23:59:59Z".into()).to_string();
+        assert!(e.contains("1970 to 2200"), "{e}");
+    }
+
+    #[test]
+    fn unicode_whitespace_around_a_line_is_not_json() {
+        // Fault 10: `str::trim` took these off before serde_json saw the line.
+        let good = line_at("2026-11-23T10:00:00Z");
+        for ws in ["\u{a0}", "\u{2028}", "\u{3000}", "\u{85}", "\u{b}", "\u{c}"] {
+            for line in [format!("{ws}{good}"), format!("{good}{ws}"), ws.to_string()] {
+                for r in fresh_results(line.as_bytes()) {
+                    assert!(matches!(r, Err(RecordError::Json(_))), "{line:?}: {r:?}");
+                }
+            }
+        }
+        // JSON's own whitespace is still fine.
+        for line in [format!(" \t{good}\r"), " \t\r".to_string()] {
+            for r in fresh_results(line.as_bytes()) {
+                assert!(r.is_ok(), "{line:?}: {r:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_probe_is_carried_through() {
+        let mut dec = RecordDecoder::new();
+        for probe in ["fentry", "kprobe", "tracepoint", "raw_tracepoint", "cgroup"] {
+            let line = line_at("2026-11-23T10:00:00Z").replace(
+                "port\":80}}",
+                &format!(r#"port":80}},"monitor":{{"enrichment":"full","probe":"{probe}"}}}}"#),
+            );
+            for _ in 0..2 {
+                let rec = dec.decode(&line).unwrap().unwrap();
+                assert_eq!(rec.probe, Some(probe), "{line}");
+            }
+            assert_eq!(decode_general(&line).unwrap().unwrap().probe, Some(probe));
+        }
+        // The bench workload's line, through its known runs.
+        let line = workload_line(42, "alice", 40000);
+        dec.decode(&line).unwrap();
+        assert_eq!(
+            dec.decode(&line).unwrap().unwrap().probe,
+            Some("tracepoint")
+        );
+        let bogus = line.replace(r#""probe":"tracepoint""#, r#""probe":"x\nforged""#);
+        assert_eq!(
+            dec.decode(&bogus),
+            Err(RecordError::Invalid("monitor.probe", "x\nforged".into()))
+        );
+    }
+
+    #[test]
+    fn ids_that_are_not_plain_numbers_are_kept_as_given() {
+        let mut dec = RecordDecoder::new();
+        for (id, expected) in [
+            (r#""0""#, AccountId::Num(0)),
+            (r#""1000""#, AccountId::Num(1000)),
+            ("1000", AccountId::Num(1000)),
+            (r#""4294967295""#, AccountId::Num(u32::MAX)),
+            (r#""4294967296""#, AccountId::Text("4294967296".into())),
+            (r#""S-1-5-18""#, AccountId::Text("S-1-5-18".into())),
+            (r#""-1""#, AccountId::Text("-1".into())),
+            ("-1", AccountId::Text("-1".into())),
+            (r#""007""#, AccountId::Text("007".into())),
+            (r#""+7""#, AccountId::Text("+7".into())),
+            (r#""""#, AccountId::Text("".into())),
+            (r#""a\"b\u0000""#, AccountId::Text("a\"b\0".into())),
+        ] {
+            let line = format!(
+                r#"{{"@timestamp":"2026-11-23T10:00:00Z","user":{{"id":{id}}},"group":{{"id":{id}}},"destination":{{"ip":"203.0.113.9","port":80}}}}"#
+            );
+            for _ in 0..2 {
+                let rec = dec.decode(&line).unwrap().unwrap();
+                assert_eq!(rec.process.user_id.as_ref(), Some(&expected), "{line}");
+                assert_eq!(rec.process.group_id.as_ref(), Some(&expected), "{line}");
+                // Written back as the string it was (escaped), and read back the same.
+                let out = rec.to_json_line();
+                let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
+                assert_eq!(doc["user"]["id"], expected.to_string(), "{out}");
+                assert_eq!(doc["group"]["id"], expected.to_string(), "{out}");
+                assert_eq!(dec.decode(out.trim_end()).unwrap().unwrap(), rec);
+            }
+        }
     }
 
     #[test]

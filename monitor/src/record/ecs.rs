@@ -219,20 +219,19 @@ fn write_process(out: &mut String, p: &ProcessInfo) {
     }
     out.put("}},\"user\":{");
     let mut fields = Fields::default();
-    if let Some(uid) = p.user_id {
-        fields.key(out, "\"id\":\"");
-        put_u32(out, uid);
-        out.put("\"");
+    if let Some(uid) = &p.user_id {
+        fields.key(out, "\"id\":");
+        put_id(out, uid);
     }
     if let Some(name) = &p.user_name {
         fields.key(out, "\"name\":");
         put_str(out, name);
     }
     out.put("}");
-    if let Some(gid) = p.group_id {
-        out.put(",\"group\":{\"id\":\"");
-        put_u32(out, gid);
-        out.put("\"}");
+    if let Some(gid) = &p.group_id {
+        out.put(",\"group\":{\"id\":");
+        put_id(out, gid);
+        out.put("}");
     }
 }
 
@@ -533,6 +532,19 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
 #[inline]
 fn put_u32<S: JsonSink>(out: &mut S, n: u32) {
     out.put(itoa::Buffer::new().format(n));
+}
+
+/// `user.id` / `group.id`: a string in ECS, a number's digits quoted, any other text as
+/// given (escaped: it comes from the input).
+fn put_id<S: JsonSink>(out: &mut S, id: &AccountId) {
+    match id {
+        AccountId::Num(n) => {
+            out.put("\"");
+            put_u32(out, *n);
+            out.put("\"");
+        }
+        AccountId::Text(t) => put_str(out, t),
+    }
 }
 
 /// A fixed value from this program (an enum's name): quoted, no escaping needed.
@@ -869,10 +881,10 @@ mod tests {
                         },
                     },
                     user: UserOut {
-                        id: p.user_id.map(|u| u.to_string()),
+                        id: p.user_id.as_ref().map(|u| u.to_string()),
                         name: p.user_name.as_deref(),
                     },
-                    group: p.group_id.map(|g| IdOut { id: g.to_string() }),
+                    group: p.group_id.as_ref().map(|g| IdOut { id: g.to_string() }),
                     source: r.source.map(|s| EndpointOut {
                         ip: s.ip.to_string(),
                         port: if s.port == 0 { None } else { Some(s.port) },
@@ -1053,6 +1065,18 @@ mod tests {
             items[self.below(items.len() as u64) as usize]
         }
 
+        /// Mostly numbers; sometimes text as a replayed record may carry it.
+        fn account_id(&mut self) -> AccountId {
+            if self.chance(80) {
+                return self.number().into();
+            }
+            match self.below(3) {
+                0 => AccountId::Text("S-1-5-18".into()),
+                1 => AccountId::Text(format!("{:03}", self.below(100)).into()),
+                _ => AccountId::Text(self.hostile().into()),
+            }
+        }
+
         fn number(&mut self) -> u32 {
             match self.below(4) {
                 0 => self.below(10) as u32,
@@ -1184,9 +1208,9 @@ mod tests {
                         executable: self.text(),
                         command_line: self.text(),
                     },
-                    user_id: self.chance(70).then(|| self.number()),
+                    user_id: self.chance(70).then(|| self.account_id()),
                     user_name: self.text(),
-                    group_id: self.chance(70).then(|| self.number()),
+                    group_id: self.chance(70).then(|| self.account_id()),
                     container_id: self.text(),
                 }),
                 source: self.chance(70).then(|| Endpoint {

@@ -36,6 +36,12 @@ pub struct Timestamp(pub i64);
 impl Timestamp {
     pub const NANOS_PER_SEC: i64 = 1_000_000_000;
 
+    /// The times a replayed record may carry: 1970-01-01T00:00:00Z up to (not including)
+    /// 2201-01-01T00:00:00Z. Wider than any real recording, narrower than what `i64`
+    /// nanoseconds hold (1677 to 2262), so no time is ever clamped to fit.
+    pub const REPLAY_MIN: Timestamp = Timestamp(0);
+    pub const REPLAY_END: Timestamp = Timestamp(7_289_654_400 * Self::NANOS_PER_SEC);
+
     pub fn now() -> Self {
         let d = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -119,6 +125,53 @@ pub struct ParentInfo {
     pub command_line: Option<String>,
 }
 
+/// ECS `user.id` or `group.id`. ECS keeps ids as strings; the kernel gives numbers. A plain
+/// decimal `u32` is held as a number (written without allocating, compared as a number by
+/// rules); any other text a replayed record carries (`"S-1-5-18"`, `"-1"`, `"007"`) is kept
+/// as given, so the id written back out is the one that came in.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum AccountId {
+    Num(u32),
+    Text(Box<str>),
+}
+
+impl AccountId {
+    /// `Num` for the canonical decimal form of a `u32` (no sign, no leading zero), `Text`
+    /// for anything else.
+    pub fn parse(s: &str) -> AccountId {
+        let canonical = !s.is_empty()
+            && s.bytes().all(|b| b.is_ascii_digit())
+            && (s.len() == 1 || !s.starts_with('0'));
+        match s.parse() {
+            Ok(n) if canonical => AccountId::Num(n),
+            _ => AccountId::Text(s.into()),
+        }
+    }
+
+    /// The number, when the id is one (the kernel's uids and gids).
+    pub fn as_num(&self) -> Option<u32> {
+        match self {
+            AccountId::Num(n) => Some(*n),
+            AccountId::Text(_) => None,
+        }
+    }
+}
+
+impl From<u32> for AccountId {
+    fn from(n: u32) -> Self {
+        AccountId::Num(n)
+    }
+}
+
+impl std::fmt::Display for AccountId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AccountId::Num(n) => write!(f, "{n}"),
+            AccountId::Text(t) => f.write_str(t),
+        }
+    }
+}
+
 /// The process that made the connection, as far as it could be learned.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct ProcessInfo {
@@ -130,9 +183,9 @@ pub struct ProcessInfo {
     pub command_line: Option<String>,
     pub args: Vec<String>,
     pub parent: ParentInfo,
-    pub user_id: Option<u32>,
+    pub user_id: Option<AccountId>,
     pub user_name: Option<String>,
-    pub group_id: Option<u32>,
+    pub group_id: Option<AccountId>,
     pub container_id: Option<String>,
 }
 
@@ -189,6 +242,10 @@ pub enum RecordError {
     Missing(&'static str),
     #[error("invalid `{0}`: {1:?}")]
     Invalid(&'static str, String),
+    #[error(
+        "`@timestamp` {0:?} is outside the years replay accepts (1970 to 2200): the record's time cannot be trusted"
+    )]
+    TimeOutOfRange(String),
 }
 
 /// Sigma `level`, ECS `event.severity`.
@@ -317,9 +374,9 @@ mod tests {
                     executable: Some("/usr/bin/bash".into()),
                     command_line: None,
                 },
-                user_id: Some(0),
+                user_id: Some(0.into()),
                 user_name: Some("root".into()),
-                group_id: Some(0),
+                group_id: Some(0.into()),
                 container_id: None,
             }),
             source: None,

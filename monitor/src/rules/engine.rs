@@ -53,6 +53,9 @@ pub struct RuleEngine {
     by_end: BTreeMap<(Timestamp, u64), GroupKey>,
     seq: u64,
     now: Timestamp,
+    /// Latest record time seen (`now` also moves on live clock ticks): what `finish` stamps
+    /// summaries with, so live and replay agree.
+    last_event: Timestamp,
     text: TextBuf,
     /// Rules to evaluate for the current event (reused buffers).
     candidates: Vec<u32>,
@@ -74,6 +77,7 @@ impl RuleEngine {
             by_end: BTreeMap::new(),
             seq: 0,
             now: Timestamp(i64::MIN),
+            last_event: Timestamp(i64::MIN),
             text: TextBuf::new(),
             candidates: Vec::new(),
             seen: Vec::new(),
@@ -100,6 +104,7 @@ impl RuleEngine {
     /// `rec`'s time) go to `out`.
     pub fn process(&mut self, rec: &ConnectionRecord, out: &mut Vec<Alert>) {
         self.advance(rec.timestamp, out);
+        self.last_event = self.last_event.max(rec.timestamp);
         self.select(rec);
         for k in 0..self.candidates.len() {
             let i = self.candidates[k];
@@ -247,9 +252,10 @@ impl RuleEngine {
     }
 
     /// Closes every open window (end of input, shutdown). Summaries are stamped with the
-    /// window's end or the latest event time seen, whichever is earlier.
+    /// window's end or the latest event time seen, whichever is earlier: never the clock
+    /// time of a shutdown, so a live run and its replay give the same summaries.
     pub fn finish(&mut self, out: &mut Vec<Alert>) {
-        let now = self.now;
+        let now = self.last_event;
         let by_end = std::mem::take(&mut self.by_end);
         for (_, key) in by_end {
             if let Some(g) = self.groups.remove(&key) {

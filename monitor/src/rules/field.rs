@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
-use crate::record::{ConnectionRecord, normalize_ip};
+use crate::record::{AccountId, ConnectionRecord, normalize_ip};
 
 /// A record field as rules see it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -200,6 +200,12 @@ impl<'a> FieldValue<'a> {
             Some(n) => FieldValue::Number(n as u64),
             None => FieldValue::Missing,
         };
+        // An id that is not a number (a replayed `"S-1-5-18"`) is matched as text.
+        let account_id = |o: &'a Option<AccountId>| match o {
+            Some(AccountId::Num(n)) => FieldValue::Number(u64::from(*n)),
+            Some(AccountId::Text(t)) => FieldValue::Text(t),
+            None => FieldValue::Missing,
+        };
         match field {
             Field::Image => text(&p.executable),
             Field::ProcessName => text(&p.name),
@@ -218,8 +224,8 @@ impl<'a> FieldValue<'a> {
             Field::ParentCommandLine => text(&p.parent.command_line),
             Field::ParentProcessId => num(p.parent.pid),
             Field::User => text(&p.user_name),
-            Field::UserId => num(p.user_id),
-            Field::GroupId => num(p.group_id),
+            Field::UserId => account_id(&p.user_id),
+            Field::GroupId => account_id(&p.group_id),
             Field::SourceIp => match rec.source {
                 Some(s) => FieldValue::Ip(normalize_ip(s.ip)),
                 None => FieldValue::Missing,

@@ -36,6 +36,28 @@ pub(crate) struct SyslogSink {
     task: Option<JoinHandle<()>>,
 }
 
+/// A syslog output's counters, also after shutdown.
+pub(crate) struct SyslogStatsHandle(Arc<Shared>);
+
+impl SyslogStatsHandle {
+    pub fn stats(&self) -> SinkStats {
+        let shared = &self.0;
+        let q = shared.lock();
+        SinkStats {
+            output: shared.name.clone(),
+            sent: shared.sent.load(Ordering::Relaxed),
+            queued: (q.mem.len() + q.in_flight) as u64,
+            spooled: shared.spooled.load(Ordering::Relaxed),
+            spool_records: q.spool.records(),
+            spool_bytes: q.spool.bytes(),
+            dropped: shared.dropped.load(Ordering::Relaxed),
+            errors: shared.errors.load(Ordering::Relaxed),
+            truncated: shared.truncated.load(Ordering::Relaxed),
+            last_error: None,
+        }
+    }
+}
+
 struct Shared {
     name: String,
     queue: Mutex<Queue>,
@@ -180,18 +202,12 @@ impl SyslogSink {
     }
 
     pub fn stats(&self) -> SinkStats {
-        let q = self.shared.lock();
-        SinkStats {
-            output: self.shared.name.clone(),
-            sent: self.shared.sent.load(Ordering::Relaxed),
-            queued: (q.mem.len() + q.in_flight) as u64,
-            spooled: self.shared.spooled.load(Ordering::Relaxed),
-            spool_records: q.spool.records(),
-            spool_bytes: q.spool.bytes(),
-            dropped: self.shared.dropped.load(Ordering::Relaxed),
-            errors: self.shared.errors.load(Ordering::Relaxed),
-            truncated: self.shared.truncated.load(Ordering::Relaxed),
-        }
+        self.stats_handle().stats()
+    }
+
+    /// The counters, readable after `shutdown` has consumed the sink.
+    pub fn stats_handle(&self) -> SyslogStatsHandle {
+        SyslogStatsHandle(self.shared.clone())
     }
 
     /// Delivers what is queued and spooled until `deadline`, then writes whatever is still
