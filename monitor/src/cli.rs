@@ -104,6 +104,10 @@ pub struct RunArgs {
 pub struct ReplayArgs {
     #[command(flatten)]
     pub rules: RulesArgs,
+    /// Config file (TOML) of the live run: its `rules` (unless --rules is given) and its
+    /// `[beacon]` settings and allowlist apply, so a replay raises what the run raised.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// Output specs, as for `run`. Repeatable; default stdout.
     #[arg(long = "output", value_name = "SPEC")]
     pub outputs: Vec<String>,

@@ -241,7 +241,7 @@ impl RunConfig {
     }
 }
 
-fn read_config_file(path: &Path) -> anyhow::Result<ConfigFile> {
+pub fn read_config_file(path: &Path) -> anyhow::Result<ConfigFile> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     // toml's error Display includes the line and column and a caret under the culprit.

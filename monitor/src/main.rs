@@ -142,7 +142,25 @@ fn parse_outputs(specs: &[String]) -> Result<Vec<OutputSpec>, Failure> {
 const REPLAY_FILE_BATCH: usize = 128;
 
 fn replay_command(args: ReplayArgs) -> Result<(), Failure> {
-    let rules = Arc::new(load_rules(&args.rules)?);
+    // The live run's config: its rules and beacon settings, checked as `run` checks them.
+    let (config_rules, beacon) = match &args.config {
+        Some(path) => {
+            let file = monitor::config::read_config_file(path).map_err(Failure::Invalid)?;
+            file.beacon
+                .validate()
+                .map_err(|e| Failure::Invalid(anyhow!("{}: [beacon] {e}", path.display())))?;
+            (file.rules, file.beacon)
+        }
+        None => (Vec::new(), BeaconConfig::default()),
+    };
+    let rules_args = if args.rules.rules.is_empty() {
+        RulesArgs {
+            rules: config_rules,
+        }
+    } else {
+        args.rules.clone()
+    };
+    let rules = Arc::new(load_rules(&rules_args)?);
     let specs = parse_outputs(&args.outputs)?;
     // Records waiting before they are handed to the outputs. A regular file is read without
     // blocking, so its records go out in batches, one writer wake-up per batch instead of
@@ -180,7 +198,7 @@ fn replay_command(args: ReplayArgs) -> Result<(), Failure> {
             .await
             .map_err(|e| Failure::Invalid(anyhow!("opening outputs: {e}")))?;
         let mut source = ReplaySource::new(reader, name.clone());
-        let mut pipeline = Pipeline::new(rules, BeaconConfig::default(), args.events);
+        let mut pipeline = Pipeline::new(rules, beacon, args.events);
         let mut pending: Vec<OutputRecord> = Vec::new();
         let mut failure = None;
         let mut time_report = TimeReport::default();

@@ -505,3 +505,48 @@ fn replayed_alerts_carry_the_probe_and_ids_as_given() {
         assert_eq!(r["monitor"]["probe"], "cgroup", "{r}");
     }
 }
+
+#[test]
+fn replay_takes_the_live_runs_config_beacon_allowlist_and_rejects_a_bad_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let fixture = fixture_8088();
+    let beacons = |out: &Output| {
+        json_lines(&out.stdout)
+            .iter()
+            .filter(|v| v["monitor"]["detector"] == "beacon")
+            .count()
+    };
+    let plain = monitor(&["replay", fixture.to_str().unwrap()]);
+    assert!(plain.status.success(), "{}", text(&plain.stderr));
+    assert_eq!(beacons(&plain), 2, "curl and python3 beacon in the fixture");
+
+    // The operator allowlisted curl to 8088 in the run's config: replay with it agrees.
+    let cfg = dir.path().join("monitor.toml");
+    std::fs::write(
+        &cfg,
+        "[beacon]\n[[beacon.allow]]\nexecutable = \"/usr/bin/curl\"\nport = 8088\nreason = \"test\"\n",
+    )
+    .unwrap();
+    let allowed = monitor(&[
+        "replay",
+        "--config",
+        cfg.to_str().unwrap(),
+        fixture.to_str().unwrap(),
+    ]);
+    assert!(allowed.status.success(), "{}", text(&allowed.stderr));
+    assert_eq!(beacons(&allowed), 1, "python3 only");
+
+    std::fs::write(&cfg, "[beacon]\nmin_connections = 1\n").unwrap();
+    let bad = monitor(&[
+        "replay",
+        "--config",
+        cfg.to_str().unwrap(),
+        fixture.to_str().unwrap(),
+    ]);
+    assert_eq!(bad.status.code(), Some(2));
+    let err = text(&bad.stderr);
+    assert!(
+        err.contains("monitor.toml") && err.contains("min_connections"),
+        "{err}"
+    );
+}
