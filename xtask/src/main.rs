@@ -3,12 +3,14 @@
 //! - `bootstrap`: install rust-src, bpf-linker (and with `--test-packages` the Debian packages
 //!   the tests drive), once.
 //! - `run`: bootstrap, build in release, run the monitor with the built-in rules.
-//! - `test`: bootstrap, then the whole suite: unit and integration tests (live eBPF tests as
+//! - `lint`: `cargo fmt --check` and `cargo clippy -D warnings` per crate.
+//! - `test`: bootstrap, then the whole suite: lint, unit and integration tests (live eBPF tests as
 //!   root), the VM kernel test, the attack simulations and the benchmark smoke run.
 
 mod atomic;
 mod bench;
 mod bootstrap;
+mod lint;
 mod vm;
 
 use std::path::{Path, PathBuf};
@@ -41,6 +43,9 @@ enum Cmd {
     },
     /// Run the whole test suite (needs root, like CI).
     Test,
+    /// `cargo fmt --check` and `cargo clippy -D warnings`, per crate (the test suite's
+    /// first stage).
+    Lint,
     /// The seeds' attack simulations, live: a network-namespace test host, the monitor with
     /// its default rules, real curl/python3/wget/nc/dig, alerts asserted.
     Atomic {
@@ -109,6 +114,10 @@ fn main() -> Result<()> {
         Cmd::Bootstrap { test_packages } => bootstrap::run(test_packages),
         Cmd::Run { args } => run_monitor(&root, &args),
         Cmd::Test => test_all(&root),
+        Cmd::Lint => {
+            bootstrap::run(false)?;
+            lint::run()
+        }
         Cmd::Atomic {
             only,
             interval,
@@ -257,6 +266,10 @@ fn test_all(root: &Path) -> Result<()> {
         }
         results.push((name, r, t.elapsed().as_secs_f64()));
     };
+    stage(
+        "lint (cargo fmt --check, cargo clippy -D warnings per crate)",
+        &mut || lint::run(),
+    );
     stage("cargo tests (unit, integration, live eBPF)", &mut || {
         // One test thread: live tests share the kernel's hooks and the network namespaces.
         check(
