@@ -1,4 +1,4 @@
-//! Command line, as ../shared/INTERFACE.md defines it. Every `run` option can also come from
+//! Command line, as README.md documents it. Every `run` option can also come from
 //! the config file (`--config`); a flag given on the command line wins.
 
 use std::net::SocketAddr;

@@ -1,5 +1,5 @@
 //! `monitor`: entry point. Parses the command line, runs the command, and maps failures to
-//! the exit codes INTERFACE.md fixes: 0 success, 2 bad usage / invalid rules / invalid input,
+//! the documented exit codes: 0 success, 2 bad usage / invalid rules / invalid input,
 //! 1 anything else. Every error names what was wrong and where.
 
 use std::io::BufRead;

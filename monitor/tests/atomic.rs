@@ -700,7 +700,7 @@ fn alert_key(a: &Value) -> String {
     )
 }
 
-/// What INTERFACE.md promises of every alert, checked on each one the simulations raise.
+/// What the record interface promises of every alert, checked on each one the simulations raise.
 fn alert_shape_problems(a: &Value) -> Vec<String> {
     let mut out = Vec::new();
     let mut need = |ok: bool, what: &str| {

@@ -1,5 +1,5 @@
 //! The `monitor` binary's commands that need no privileges: `rules check`, `rules list`,
-//! `replay`, and the exit codes INTERFACE.md fixes (0 ok, 2 invalid input, 1 other).
+//! `replay`, and the documented exit codes (0 ok, 2 invalid input, 1 other).
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -7,8 +7,9 @@ use std::process::{Command, Output, Stdio};
 
 const MONITOR: &str = env!("CARGO_BIN_EXE_monitor");
 
+/// The conformance data (SigmaHQ rules, copied into the repository with their licence).
 fn shared() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
 }
 
 fn monitor(args: &[&str]) -> Output {

@@ -1,4 +1,4 @@
-//! SigmaHQ's Linux network_connection rules (shared/sigma-linux-network, unmodified): all
+//! SigmaHQ's Linux network_connection rules (tests/fixtures/sigma-linux-network, unmodified): all
 //! load; the ones on fields the monitor fills fire on matching events and not on
 //! near-misses; the tab-indented file in broken/ fails with its file and line.
 

@@ -123,7 +123,7 @@ fn bpf_linker_works(path: &Path) -> bool {
         .unwrap_or(false)
 }
 
-/// Builds bpf-linker against the stable toolchain's libLLVM, following ENVIRONMENT.md: a
+/// Builds bpf-linker against the stable toolchain's libLLVM, as the build environment needs: a
 /// directory whose lib/ holds `libLLVM.so` and the file's own name, both linked to the
 /// sysroot's library, given to the build as LLVM_PREFIX. bpf-linker's RUNPATH points there, so
 /// the directory lives under $HOME, not /tmp.

@@ -1,7 +1,7 @@
 //! The VM kernel test: fentry and kprobe capture on a stock distribution kernel, and the
 //! choice between backends there.
 //!
-//! The CI host's kernel refuses fentry and has no kprobes (../shared/ENVIRONMENT.md), so these
+//! The CI host's kernel refuses fentry and has no kprobes, so these
 //! backends are exercised in a qemu guest running Debian's stock cloud kernel under TCG. The
 //! guest also checks `--probe tracepoint` (cgroup programs for TCP and UDP)
 //! and `--probe auto`, which must pick fentry there, never a fallback.
@@ -586,7 +586,7 @@ impl<W: std::io::Write> Cpio<W> {
 
 fn boot(qemu: &Path, vmlinuz: &Path, initrd: &Path, timeout: Duration) -> Result<String> {
     let mut cmd = Command::new(qemu);
-    // TCG, never KVM: KVM guests crash on the CI machines (../shared/ENVIRONMENT.md).
+    // TCG, never KVM: KVM guests crash on the CI machines.
     cmd.args(["-accel", "tcg", "-cpu", "max", "-m", "1024", "-smp", "1"])
         .args(["-nographic", "-no-reboot", "-kernel"])
         .arg(vmlinuz)

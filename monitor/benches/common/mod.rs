@@ -2,7 +2,7 @@
 //!
 //! Events: the realistic mix of `xtask/src/bench/workload.rs` (mostly browsers, package
 //! managers and daemons; about 0.5 % hits), parsed with the code replay uses. Rule sets: the
-//! default rules, the default rules plus every SigmaHQ rule in ../shared/sigma-linux-network/,
+//! default rules, the default rules plus every SigmaHQ rule in monitor/tests/fixtures/sigma-linux-network/,
 //! and that set plus generated rules, to see how the cost grows with the number of rules.
 //!
 //! Two forms of the same events: `records` shares one `Arc<ProcessInfo>` between the events of
@@ -54,7 +54,7 @@ fn repo() -> PathBuf {
 
 /// The SigmaHQ rule files (not `broken/`, which is invalid on purpose).
 fn sigma_files() -> Vec<PathBuf> {
-    let dir = repo().join("../shared/sigma-linux-network");
+    let dir = repo().join("monitor/tests/fixtures/sigma-linux-network");
     let mut v: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| {
             panic!(

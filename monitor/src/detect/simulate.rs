@@ -49,7 +49,7 @@ pub enum TraceClass {
     /// Two beacons on one key: 60 s and 84 s, each ± 10 %, independent phases.
     Interleaved,
     /// 60 s × (1 + U(−0.2, 0.2)), each check-in to one of three addresses at random: C2
-    /// behind rotating redirectors (the port key's case). Not in the list.
+    /// behind rotating redirectors (the port key's case).
     Rotating,
     /// Bulk sessions (package downloads, git fetches): n sessions of 5 to 60 connections
     /// 0.2 to 4 s apart, each session to one of four mirrors, separated by 2 to 30 minutes

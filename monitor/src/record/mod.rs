@@ -268,7 +268,7 @@ impl Level {
             Level::Critical => "critical",
         }
     }
-    /// ECS `event.severity` as ../shared/INTERFACE.md fixes it.
+    /// ECS `event.severity` as the record interface (README) fixes it.
     pub fn severity(self) -> u32 {
         match self {
             Level::Informational => 0,

@@ -533,7 +533,7 @@ level: high
     #[test]
     fn cached_and_indexed_evaluation_matches_the_full_evaluation() {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../shared/sigma-linux-network");
+            .join("tests/fixtures/sigma-linux-network");
         let mut paths: Vec<std::path::PathBuf> = std::fs::read_dir(&dir)
             .unwrap_or_else(|e| panic!("reading the SigmaHQ rules in {}: {e}", dir.display()))
             .filter_map(|e| e.ok().map(|e| e.path()))

@@ -112,7 +112,7 @@ impl CheckReport {
         self.errors.is_empty()
     }
 
-    /// The exit status INTERFACE.md gives: 0 valid, 2 invalid rules.
+    /// The documented exit status: 0 valid, 2 invalid rules.
     pub fn exit_code(&self) -> i32 {
         if self.is_ok() { 0 } else { 2 }
     }
