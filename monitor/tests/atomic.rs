@@ -5,7 +5,7 @@
 //! saves its connection events as a fixture, and checks that `monitor replay` of the fixture
 //! raises the same alerts as the live run did.
 //!
-//! Run all: `cargo xtask atomic` (or `sudo -E cargo test --release -p monitor --test atomic
+//! Run all: `cargo xtask atomic` (or `sudo -E cargo test --release -p monitor --features host-tests --test atomic
 //! -- --nocapture --test-threads=1`). Environment:
 //! - `MONITOR_ATOMIC_ONLY`: comma-separated simulation names (see `SIMULATIONS`).
 //! - `MONITOR_ATOMIC_INTERVAL`: seconds between beacons, 1..=60 (default 6).

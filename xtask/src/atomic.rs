@@ -56,6 +56,8 @@ pub fn run(opts: &AtomicOptions) -> Result<()> {
         "--release",
         "-p",
         "monitor",
+        "--features",
+        "host-tests",
         "--test",
         "atomic",
         "--",

@@ -278,6 +278,9 @@ fn test_all(root: &Path) -> Result<()> {
                     "test",
                     "--release",
                     "--workspace",
+                    // The tests that need root and the test packages (monitor/Cargo.toml).
+                    "--features",
+                    "monitor/host-tests",
                     // Every test binary runs, so one failure does not hide another.
                     "--no-fail-fast",
                     "--",

@@ -22,7 +22,7 @@ pub fn require_root(test: &str) {
     assert!(
         euid == 0,
         "{test} needs root (euid is {euid}): it loads eBPF programs and creates a network \
-         namespace. Run it as root, e.g. `sudo -E cargo test --release -p monitor --test {test}`"
+         namespace. Run it as root, e.g. `sudo -E cargo test --release -p monitor --features host-tests --test {test}`"
     );
 }
 
