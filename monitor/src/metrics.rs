@@ -43,6 +43,10 @@ pub struct MetricsSnapshot {
     pub beacon_keys: u64,
     pub alerts: u64,
     pub alerts_by_rule: BTreeMap<String, u64>,
+    /// Rule sets swapped in by SIGHUP.
+    pub rules_reloaded: u64,
+    /// SIGHUP reloads rejected (invalid rules, a budget exceeded): the old set stayed.
+    pub rules_reload_failed: u64,
     pub outputs: Vec<SinkStats>,
 }
 
@@ -197,6 +201,18 @@ impl SharedMetrics {
             "process_evictions_total",
             "Process-table entries evicted at the size cap.",
             &[(String::new(), s.process.evictions)],
+        );
+        counter(
+            &mut t,
+            "rules_reloaded_total",
+            "Rule sets swapped in on SIGHUP.",
+            &[(String::new(), s.rules_reloaded)],
+        );
+        counter(
+            &mut t,
+            "rules_reload_failed_total",
+            "Rule reloads rejected (the previous set stayed active).",
+            &[(String::new(), s.rules_reload_failed)],
         );
         counter(
             &mut t,

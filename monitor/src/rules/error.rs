@@ -27,6 +27,15 @@ pub enum RuleError {
         message: String,
     },
 
+    /// About a file as a whole or a line of it, not one rule: its encoding, a budget it
+    /// exceeds (rules/README.md, Limits).
+    #[error("{file}:{line}: {message}")]
+    File {
+        file: String,
+        line: u32,
+        message: String,
+    },
+
     #[error("{}", many(.0))]
     Many(Vec<RuleError>),
 }
@@ -53,7 +62,9 @@ impl RuleError {
     pub fn file(&self) -> Option<String> {
         match self {
             RuleError::Read { path, .. } => Some(path.display().to_string()),
-            RuleError::Yaml { file, .. } | RuleError::Rule { file, .. } => Some(file.clone()),
+            RuleError::Yaml { file, .. }
+            | RuleError::Rule { file, .. }
+            | RuleError::File { file, .. } => Some(file.clone()),
             RuleError::Many(_) => None,
         }
     }
@@ -61,7 +72,9 @@ impl RuleError {
     /// The line it is about.
     pub fn line(&self) -> Option<u32> {
         match self {
-            RuleError::Yaml { line, .. } | RuleError::Rule { line, .. } => Some(*line),
+            RuleError::Yaml { line, .. }
+            | RuleError::Rule { line, .. }
+            | RuleError::File { line, .. } => Some(*line),
             _ => None,
         }
     }

@@ -41,6 +41,7 @@ mod engine;
 mod error;
 mod field;
 mod index;
+mod limits;
 mod matcher;
 mod strset;
 mod yaml;
@@ -131,7 +132,7 @@ impl RuleSet {
     /// Loads rule files and directories (recursively, `*.yml` / `*.yaml`). Any error in
     /// any file fails the load, naming every error found.
     pub fn load(paths: &[PathBuf]) -> Result<LoadReport, RuleError> {
-        let (sources, mut errors) = compile::read_paths(paths);
+        let (sources, mut errors) = compile::read_paths(paths, &limits::Limits::default());
         let mut c = compile::compile(&sources);
         errors.append(&mut c.errors);
         match RuleError::from_list(errors) {
@@ -143,7 +144,7 @@ impl RuleSet {
     /// The built-in rules plus `paths`, as one set: for an operator who keeps the default
     /// rules and adds list files (exclusions) or rules of their own.
     pub fn load_with_builtin(paths: &[PathBuf]) -> Result<LoadReport, RuleError> {
-        let (mut sources, mut errors) = compile::read_paths(paths);
+        let (mut sources, mut errors) = compile::read_paths(paths, &limits::Limits::default());
         let mut all = builtin::sources();
         all.append(&mut sources);
         let mut c = compile::compile(&all);
@@ -158,7 +159,7 @@ impl RuleSet {
     /// `LoadReport::skipped`) and the rest load: for operators who prefer running with
     /// the valid rules to not starting.
     pub fn load_lenient(paths: &[PathBuf]) -> LoadReport {
-        let (sources, mut errors) = compile::read_paths(paths);
+        let (sources, mut errors) = compile::read_paths(paths, &limits::Limits::default());
         let mut c = compile::compile(&sources);
         errors.append(&mut c.errors);
         report(c, errors)
@@ -276,7 +277,7 @@ pub fn check(paths: &[PathBuf]) -> CheckReport {
     let (sources, mut errors) = if paths.is_empty() {
         (builtin::sources(), Vec::new())
     } else {
-        compile::read_paths(paths)
+        compile::read_paths(paths, &limits::Limits::default())
     };
     let mut c = compile::compile(&sources);
     errors.append(&mut c.errors);
