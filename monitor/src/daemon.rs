@@ -160,7 +160,8 @@ async fn run_async(cfg: RunConfig, rules: Arc<RuleSet>) -> Result<(), RunFailure
                 for r in pending.drain(..) {
                     hub.send(r).await;
                 }
-                let snap = reloads.apply(MetricsSnapshot::collect(&capture, &table, &pipeline, &hub));
+                let snap = MetricsSnapshot::collect(&capture, &table, &pipeline, &hub);
+                let snap = reloads.apply(snap);
                 if snap.ringbuf_lost > last_lost {
                     tracing::warn!(
                         lost = snap.ringbuf_lost - last_lost,
@@ -181,7 +182,8 @@ async fn run_async(cfg: RunConfig, rules: Arc<RuleSet>) -> Result<(), RunFailure
                 }
             }
             _ = sigusr1.recv() => {
-                metrics.update(reloads.apply(MetricsSnapshot::collect(&capture, &table, &pipeline, &hub)));
+                let snap = MetricsSnapshot::collect(&capture, &table, &pipeline, &hub);
+                metrics.update(reloads.apply(snap));
                 hub.send(OutputRecord::from_metric(metrics.record(&host))).await;
             }
             _ = sighup.recv() => {
@@ -205,11 +207,19 @@ async fn run_async(cfg: RunConfig, rules: Arc<RuleSet>) -> Result<(), RunFailure
                     }
                     Ok(Err(e)) => {
                         reloads.failed += 1;
-                        tracing::error!(error = %format!("{e:#}"), "SIGHUP: new rules rejected; the previous set stays active");
+                        tracing::error!(
+                            error = %format!("{e:#}"),
+                            "SIGHUP: new rules rejected; the previous set stays active"
+                        );
                     }
+                    // The compiling thread panicked: a bug, but the daemon goes on.
                     Err(e) => {
                         reloads.failed += 1;
-                        tracing::error!(error = %e, "SIGHUP: compiling the new rules failed; new rules rejected; the previous set stays active");
+                        tracing::error!(
+                            error = %e,
+                            "SIGHUP: compiling the new rules failed; new rules rejected; the \
+                             previous set stays active"
+                        );
                     }
                 }
                 if std::mem::take(&mut reload_again) {

@@ -385,7 +385,8 @@ pub(crate) fn decode(file: &str, bytes: Vec<u8>) -> Result<String, RuleError> {
             ),
         ));
     }
-    let line_of = |b: &[u8], off: usize| 1 + b[..off].iter().filter(|&&c| c == b'\n').count() as u32;
+    let line_of =
+        |b: &[u8], off: usize| 1 + b[..off].iter().filter(|&&c| c == b'\n').count() as u32;
     // NUL is valid UTF-8 but never YAML text; it is what UTF-16 without a byte order mark
     // looks like.
     if let Some(off) = bytes.iter().position(|&b| b == 0) {
@@ -950,7 +951,7 @@ impl Compiler {
         let mut steps = 0u32;
         loop {
             steps = steps.wrapping_add(1);
-            if steps % 1024 == 0 {
+            if steps.is_multiple_of(1024) {
                 self.budget.check_time()?;
             }
             let top = path.last_mut().expect("not empty until returned");
@@ -1026,7 +1027,7 @@ impl Compiler {
         let mut steps = 0u32;
         while let Some(top) = stack.last_mut() {
             steps = steps.wrapping_add(1);
-            if steps % 1024 == 0 {
+            if steps.is_multiple_of(1024) {
                 self.budget.check_time()?;
             }
             let (defs, d, v) = *top;
@@ -1646,7 +1647,8 @@ impl Compiler {
                     .list_values(list)
                     .map_err(|m| ctx.err(n.pos, format!("placeholder `%{list}%`"), m))?;
                 // Checked before copying: a value list of many large placeholders.
-                if values.len().saturating_add(items.len()) > self.budget.limits.max_values_per_field
+                if values.len().saturating_add(items.len())
+                    > self.budget.limits.max_values_per_field
                 {
                     return Err(self.too_many_values(ctx, n.pos, spec));
                 }
@@ -2442,8 +2444,14 @@ mod tests {
         for i in (0..29_999).rev() {
             lists.push_str(&format!("  l{i}: ['%l{}%', /y{i}]\n", i + 1));
         }
-        let e = one_error(&[src("lists.yml", lists), list_rule()], "more than 64 levels deep");
-        assert!(e.starts_with("r.yml:9: rule hostile-1: placeholder `%l0%`"), "{e}");
+        let e = one_error(
+            &[src("lists.yml", lists), list_rule()],
+            "more than 64 levels deep",
+        );
+        assert!(
+            e.starts_with("r.yml:9: rule hostile-1: placeholder `%l0%`"),
+            "{e}"
+        );
         assert!(e.contains("l0 -> l1 -> l2 -> ... ->"), "{e}");
     }
 
@@ -2477,9 +2485,8 @@ mod tests {
 
     #[test]
     fn expanded_lists_keep_their_order_and_values() {
-        let lists =
-            "lists:\n  l0: [/a, '%l1%', /d]\n  l1: [/b, '%l2%']\n  l2: [/c]\n  l3: [/e]\n"
-                .to_string();
+        let lists = "lists:\n  l0: [/a, '%l1%', /d]\n  l1: [/b, '%l2%']\n  l2: [/c]\n  l3: [/e]\n"
+            .to_string();
         let mut c = Compiler::new(Limits::default());
         c.add_lists(
             &src("lists.yml", lists.clone()),
@@ -2501,7 +2508,10 @@ mod tests {
         let e = one_error(
             &[src(
                 "r.yml",
-                rule(&format!("  sel:\n    Image: /x\n  condition: {parens}\n"), ""),
+                rule(
+                    &format!("  sel:\n    Image: /x\n  condition: {parens}\n"),
+                    "",
+                ),
             )],
             "nested deeper than 64 levels",
         );
@@ -2541,11 +2551,17 @@ mod tests {
             let e = one_error(
                 &[src(
                     "r.yml",
-                    rule(det, &format!("monitor:\n  group_by: [Image]\n  window: {w}\n")),
+                    rule(
+                        det,
+                        &format!("monitor:\n  group_by: [Image]\n  window: {w}\n"),
+                    ),
                 )],
                 words,
             );
-            assert!(e.starts_with("r.yml:13: rule hostile-1: monitor.window:"), "{e}");
+            assert!(
+                e.starts_with("r.yml:13: rule hostile-1: monitor.window:"),
+                "{e}"
+            );
         }
         assert_eq!(parse_duration("365d"), Ok(365 * 86_400 * 1_000_000_000));
         assert_eq!(parse_duration("90s"), Ok(90_000_000_000));
@@ -2570,7 +2586,10 @@ mod tests {
             det.push_str(&format!("      - 'v{i}x'\n"));
         }
         det.push_str("  condition: sel\n");
-        assert_eq!(errors(&[src("r.yml", rule(&det, ""))]), Vec::<String>::new());
+        assert_eq!(
+            errors(&[src("r.yml", rule(&det, ""))]),
+            Vec::<String>::new()
+        );
     }
 
     #[test]
@@ -2582,7 +2601,10 @@ mod tests {
         };
         let (e, _) = errors_with(&[src("r.yml", rule(det, ""))], limits);
         assert_eq!(e.len(), 1, "{e:?}");
-        assert!(e[0].starts_with("r.yml:1: compiling the rule set took longer"), "{e:?}");
+        assert!(
+            e[0].starts_with("r.yml:1: compiling the rule set took longer"),
+            "{e:?}"
+        );
     }
 
     #[test]
@@ -2594,9 +2616,15 @@ mod tests {
         };
         let (e, _) = errors_with(&[src("r.yml", rule(det, ""))], limits(5));
         assert_eq!(e.len(), 1, "{e:?}");
-        assert!(e[0].contains("r.yml:10: rule hostile-1: condition: the rule set grows past 5"), "{e:?}");
+        assert!(
+            e[0].contains("r.yml:10: rule hostile-1: condition: the rule set grows past 5"),
+            "{e:?}"
+        );
         let (e, _) = errors_with(&[src("r.yml", rule(det, ""))], limits(2));
-        assert!(e[0].contains("r.yml:9: rule hostile-1: `Image`: the rule set grows past 2"), "{e:?}");
+        assert!(
+            e[0].contains("r.yml:9: rule hostile-1: `Image`: the rule set grows past 2"),
+            "{e:?}"
+        );
         let (e, _) = errors_with(&[src("r.yml", rule(det, ""))], limits(6));
         assert!(e.is_empty(), "{e:?}");
     }
@@ -2627,9 +2655,17 @@ mod tests {
             .chain("title: x\n".encode_utf16().flat_map(u16::to_le_bytes))
             .collect();
         let e = decode("w.yml", utf16).unwrap_err().to_string();
-        assert!(e.starts_with("w.yml:1: the file is UTF-16 (little-endian) text"), "{e}");
+        assert!(
+            e.starts_with("w.yml:1: the file is UTF-16 (little-endian) text"),
+            "{e}"
+        );
         let be: Vec<u8> = [0xFE, 0xFF, 0, b't'].to_vec();
-        assert!(decode("b.yml", be).unwrap_err().to_string().contains("UTF-16 (big-endian)"));
+        assert!(
+            decode("b.yml", be)
+                .unwrap_err()
+                .to_string()
+                .contains("UTF-16 (big-endian)")
+        );
         let no_bom: Vec<u8> = "a: 1\n".encode_utf16().flat_map(u16::to_le_bytes).collect();
         let e = decode("n.yml", no_bom).unwrap_err().to_string();
         assert!(e.starts_with("n.yml:1: NUL byte at byte offset 1;"), "{e}");

@@ -363,13 +363,19 @@ mod tests {
         let parens = format!("{}a{}", "(".repeat(20_000), ")".repeat(20_000));
         let e = parse(&parens, 64).unwrap_err();
         assert!(e.message.contains("nested deeper than 64"), "{}", e.message);
-        assert_eq!(e.offset, 65, "the offset points at the first level too deep");
+        assert_eq!(
+            e.offset, 65,
+            "the offset points at the first level too deep"
+        );
         let nots = format!("{}a", "not ".repeat(200_000));
         let e = parse(&nots, 64).unwrap_err();
         assert!(e.message.contains("nested deeper than 64"), "{}", e.message);
         // Exactly at the budget still parses.
         let ok = format!("{}a{}", "(".repeat(32), ")".repeat(32));
-        assert_eq!(parse(&format!("{}{ok}", "not ".repeat(32)), 64).map(|_| ()), Ok(()));
+        assert_eq!(
+            parse(&format!("{}{ok}", "not ".repeat(32)), 64).map(|_| ()),
+            Ok(())
+        );
     }
 
     #[test]
@@ -380,7 +386,11 @@ mod tests {
         let t = std::time::Instant::now();
         assert!(!name_matches(&pattern, &name));
         assert!(name_matches(&pattern, &format!("{name}b")));
-        assert!(t.elapsed() < std::time::Duration::from_secs(1), "{:?}", t.elapsed());
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(1),
+            "{:?}",
+            t.elapsed()
+        );
         assert!(name_matches("*", ""));
         assert!(name_matches("a**b", "ab"));
         assert!(name_matches("*_x_*", "sel_x_y"));

@@ -536,7 +536,10 @@ mod tests {
         ];
         assert_eq!(matches(&specs, &long), vec![0, 2, 3]);
         assert_eq!(matches(&specs, &format!("a {long} b")), vec![0]);
-        assert_eq!(matches(&specs, &format!("a {}", long.to_uppercase())), vec![0]);
+        assert_eq!(
+            matches(&specs, &format!("a {}", long.to_uppercase())),
+            vec![0]
+        );
         assert_eq!(matches(&specs, &format!("{long} the end")), vec![0, 4]);
         // The shared 64-byte prefix alone matches nothing.
         assert_eq!(matches(&specs, &"x".repeat(120)), Vec::<u32>::new());

@@ -478,7 +478,11 @@ mod tests {
         src.push_str("k17: again\n");
         let t = std::time::Instant::now();
         let e = parse(&src, 64).unwrap_err();
-        assert!(t.elapsed() < std::time::Duration::from_secs(1), "{:?}", t.elapsed());
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(1),
+            "{:?}",
+            t.elapsed()
+        );
         assert_eq!(e.pos.line, 30_001);
         assert!(e.message.contains("first at line 18"), "{}", e.message);
     }
