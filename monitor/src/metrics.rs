@@ -360,6 +360,7 @@ mod tests {
         let m = SharedMetrics::default();
         let mut s = MetricsSnapshot {
             ringbuf_lost: 3,
+            rules_reload_failed: 2,
             ..Default::default()
         };
         s.alerts_by_rule.insert("rule\"x".into(), 2);
@@ -378,6 +379,9 @@ mod tests {
         let rec = m.record("h");
         assert_eq!(rec["event"]["kind"], "metric");
         assert_eq!(rec["monitor"]["stats"]["ringbuf_lost"], 3);
+        assert!(t.contains("monitor_rules_reload_failed_total 2\n"), "{t}");
+        assert_eq!(rec["monitor"]["stats"]["rules_reload_failed"], 2);
+        assert_eq!(rec["monitor"]["stats"]["rules_reloaded"], 0);
     }
 
     #[tokio::test]
