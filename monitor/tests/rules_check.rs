@@ -330,10 +330,15 @@ fn deep_nesting_is_exit_2_not_a_stack_overflow() {
         &[("parens.yml", hostile_rule(&det(&parens), "").into_bytes())],
         &[&at("parens.yml", 10), "nested deeper than 64 levels"],
     );
-    let nots = format!("{}sel", "not ".repeat(200_000));
+    let nots = format!("{}sel", "not ".repeat(10_000));
     rejected_by_check_and_replay(
         &[("nots.yml", hostile_rule(&det(&nots), "").into_bytes())],
         &[&at("nots.yml", 10), "nested deeper than 64 levels"],
+    );
+    let nots = format!("{}sel", "not ".repeat(200_000));
+    rejected_by_check_and_replay(
+        &[("nots.yml", hostile_rule(&det(&nots), "").into_bytes())],
+        &[&at("nots.yml", 10), "longer than the budget of 65536"],
     );
     let flow = format!("{}1{}", "[".repeat(100_000), "]".repeat(100_000));
     rejected_by_check_and_replay(

@@ -20,6 +20,8 @@ pub(crate) struct Limits {
     pub max_list_values: usize,
     /// Bytes in one value (string, wildcard or regular expression).
     pub max_value_bytes: usize,
+    /// Bytes in one condition (the parser holds a token per word).
+    pub max_condition_bytes: usize,
     /// Values of one `Field|modifiers:` entry, after placeholder expansion.
     pub max_values_per_field: usize,
     /// Values plus condition operands, over the whole set.
@@ -37,6 +39,7 @@ impl Default for Limits {
             max_depth: 64,
             max_list_values: 100_000,
             max_value_bytes: 4096,
+            max_condition_bytes: 64 << 10,
             max_values_per_field: 100_000,
             max_compiled_items: 2_000_000,
             max_compiled_bytes: 32 << 20,
