@@ -28,6 +28,11 @@
 //! Sigma correlation rules are not supported (an error names them); the grouping the seeds
 //! need is the `monitor.group_by` extension (`engine.rs`, rules/README.md).
 //!
+//! Every load runs under budgets (`limits.rs`, rules/README.md "Limits"): nesting, list
+//! expansion, value and condition length, values per field, compiled size and compile
+//! time. No rule file can overflow a stack, exhaust memory or stall a reload; going past a
+//! budget is a load error naming the file and line.
+//!
 //! # Extensions to Sigma (all ignored by plain Sigma tools; see rules/README.md)
 //! - `monitor:` top-level key: `group_by` + `window`, `labels`, `risk_score`, `level`, with
 //!   per-match cases (`- when: CONDITION` / `value: X`).
