@@ -36,6 +36,11 @@ pub enum RuleError {
         message: String,
     },
 
+    /// About the set as a whole, past the rules (its combined string sets): a budget the
+    /// set exceeds when it is assembled.
+    #[error("{what}: {message}")]
+    Set { what: String, message: String },
+
     #[error("{}", many(.0))]
     Many(Vec<RuleError>),
 }
@@ -65,7 +70,7 @@ impl RuleError {
             RuleError::Yaml { file, .. }
             | RuleError::Rule { file, .. }
             | RuleError::File { file, .. } => Some(file.clone()),
-            RuleError::Many(_) => None,
+            RuleError::Set { .. } | RuleError::Many(_) => None,
         }
     }
 

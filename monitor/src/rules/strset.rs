@@ -198,17 +198,23 @@ fn glob(toks: &[GlobTok], hay: &[u8], cased: bool) -> bool {
 /// 50 kB one 15 s), and a key this long already finds almost only true candidates.
 const MAX_KEY: usize = 64;
 
-/// Up to this many key bytes (about as many automaton states) the keys are a DFA, the
-/// fastest to step; past it a contiguous NFA, which builds in linear time and space where
-/// a DFA of a huge set would take seconds and hundreds of megabytes. Real rule sets have a
-/// few kilobytes of keys per field.
+/// Up to this many key bytes (about as many automaton states) and `CHUNK_KEYS` keys, the
+/// keys are one DFA, the fastest to step. Real rule sets have a few kilobytes of keys per
+/// field.
 const MAX_DFA_KEY_BYTES: usize = 64 << 10;
 
-/// The Aho-Corasick automaton over a field's keys.
+/// Past that, the keys are contiguous NFAs of at most this many keys each: linear space,
+/// where a DFA of a huge set takes hundreds of megabytes, and linear time overall, where
+/// one automaton over all keys is quadratic in their number when keys are prefixes of
+/// other keys (aho-corasick's state shuffle: 40,000 keys took 10 s in a debug build).
+const CHUNK_KEYS: usize = 4096;
+
+/// The Aho-Corasick automata over a field's keys.
 #[derive(Debug)]
 enum Keys {
-    Dfa(DFA),
-    Nfa(contiguous::NFA),
+    Dfa(Box<DFA>),
+    /// Each with the id of its first key.
+    Nfa(Vec<(usize, contiguous::NFA)>),
 }
 
 /// A field's patterns, compiled.
@@ -318,23 +324,26 @@ impl StringSet {
         let key_bytes: usize = keys.iter().map(Vec::len).sum();
         let ac = if keys.is_empty() {
             None
-        } else if key_bytes <= MAX_DFA_KEY_BYTES {
-            Some(Keys::Dfa(
+        } else if key_bytes <= MAX_DFA_KEY_BYTES && keys.len() <= CHUNK_KEYS {
+            Some(Keys::Dfa(Box::new(
                 DFA::builder()
                     .ascii_case_insensitive(true)
                     .match_kind(MatchKind::Standard)
                     .start_kind(StartKind::Unanchored)
                     .build(&keys)
                     .map_err(|e| e.to_string())?,
-            ))
+            )))
         } else {
-            Some(Keys::Nfa(
-                contiguous::Builder::new()
+            let mut chunks = Vec::with_capacity(keys.len().div_ceil(CHUNK_KEYS));
+            for (i, chunk) in keys.chunks(CHUNK_KEYS).enumerate() {
+                let nfa = contiguous::Builder::new()
                     .ascii_case_insensitive(true)
                     .match_kind(MatchKind::Standard)
-                    .build(&keys)
-                    .map_err(|e| e.to_string())?,
-            ))
+                    .build(chunk)
+                    .map_err(|e| e.to_string())?;
+                chunks.push((i * CHUNK_KEYS, nfa));
+            }
+            Some(Keys::Nfa(chunks))
         };
         Ok(StringSet {
             field,
@@ -389,9 +398,10 @@ impl StringSet {
         }
     }
 
-    /// Finds every key occurrence in `hb` and verifies the patterns behind it.
+    /// Finds every occurrence in `hb` of the keys of `ac` (numbered from `first`) and
+    /// verifies the patterns behind it.
     #[inline(always)]
-    fn scan<A: Automaton>(&self, ac: &A, hb: &[u8], bits: &mut [u64]) {
+    fn scan<A: Automaton>(&self, ac: &A, first: usize, hb: &[u8], bits: &mut [u64]) {
         let Ok(mut sid) = ac.start_state(Anchored::No) else {
             return;
         };
@@ -402,7 +412,7 @@ impl StringSet {
             }
             let end = i + 1;
             for k in 0..ac.match_len(sid) {
-                let key = ac.match_pattern(sid, k).as_usize();
+                let key = first + ac.match_pattern(sid, k).as_usize();
                 self.verify(key, end - self.key_len[key], hb, bits);
             }
         }
@@ -413,8 +423,12 @@ impl StringSet {
     pub fn run(&self, hay: &str, bits: &mut [u64]) {
         let hb = hay.as_bytes();
         match &self.ac {
-            Some(Keys::Dfa(ac)) => self.scan(ac, hb, bits),
-            Some(Keys::Nfa(ac)) => self.scan(ac, hb, bits),
+            Some(Keys::Dfa(ac)) => self.scan(&**ac, 0, hb, bits),
+            Some(Keys::Nfa(chunks)) => {
+                for (first, ac) in chunks {
+                    self.scan(ac, *first, hb, bits);
+                }
+            }
             None => {}
         }
         for &p in &self.always {
@@ -546,15 +560,15 @@ mod tests {
     }
 
     #[test]
-    fn large_key_sets_use_an_nfa_with_the_same_results() {
-        // About 70 kB of keys: past the DFA's share.
+    fn large_key_sets_use_nfas_with_the_same_results() {
+        // About 70 kB of keys, past the DFA's share, in two automata.
         let mut specs: Vec<PatternSpec> = (0..8_000)
             .map(|i| w(&format!("/tool{i}"), StrMode::EndsWith))
             .collect();
         specs.push(w("Needle", StrMode::Contains));
         let needle = specs.len() as u32 - 1;
         let s = StringSet::build(Field::Image, &specs).unwrap();
-        assert!(matches!(s.ac, Some(Keys::Nfa(_))));
+        assert!(matches!(&s.ac, Some(Keys::Nfa(c)) if c.len() == 2));
         let mut bits = vec![0u64; s.len().div_ceil(64)];
         s.run("/usr/bin/TOOL1234 needle", &mut bits);
         let hits: Vec<u32> = (0..s.len() as u32).filter(|&p| is_set(&bits, p)).collect();
@@ -563,9 +577,34 @@ mod tests {
         s.run("/usr/bin/tool1234", &mut bits);
         let hits: Vec<u32> = (0..s.len() as u32).filter(|&p| is_set(&bits, p)).collect();
         assert_eq!(hits, vec![1234]);
+        // A key of the second automaton.
+        let mut bits = vec![0u64; s.len().div_ceil(64)];
+        s.run("/usr/bin/tool7999", &mut bits);
+        let hits: Vec<u32> = (0..s.len() as u32).filter(|&p| is_set(&bits, p)).collect();
+        assert_eq!(hits, vec![7999]);
         assert!(matches!(
             StringSet::build(Field::Image, &specs[..10]).unwrap().ac,
             Some(Keys::Dfa(_))
         ));
+    }
+
+    #[test]
+    fn keys_that_are_prefixes_of_keys_build_in_linear_time() {
+        // `/x1` is a prefix of `/x10`..`/x19`: one automaton over 40,000 such keys took 10 s
+        // in a debug build, quadratic in their number.
+        let specs: Vec<PatternSpec> = (0..40_000)
+            .map(|i| w(&format!("/x{i}"), StrMode::Exact))
+            .collect();
+        let t = std::time::Instant::now();
+        let s = StringSet::build(Field::Image, &specs).unwrap();
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(2),
+            "{:?}",
+            t.elapsed()
+        );
+        let mut bits = vec![0u64; s.len().div_ceil(64)];
+        s.run("/X39999", &mut bits);
+        let hits: Vec<u32> = (0..s.len() as u32).filter(|&p| is_set(&bits, p)).collect();
+        assert_eq!(hits, vec![39_999]);
     }
 }
