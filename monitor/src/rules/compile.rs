@@ -565,6 +565,8 @@ struct Compiler {
     list_shapes: HashMap<String, ListShape>,
     /// Lists already expanded for a placeholder, for the next rule that uses them.
     expanded: HashMap<String, Arc<Vec<Val>>>,
+    /// `re` patterns compiled while checking them, for the string sets.
+    regexes: HashMap<String, regex_automata::meta::Regex>,
     budget: Budget,
 }
 
@@ -577,6 +579,7 @@ impl Compiler {
             lists: HashMap::new(),
             list_shapes: HashMap::new(),
             expanded: HashMap::new(),
+            regexes: HashMap::new(),
             budget: Budget::start(limits),
         }
     }
@@ -703,7 +706,21 @@ pub(crate) fn compile_with(sources: &[Source], limits: Limits) -> Compiled {
                 out.rules.push(rule);
             }
             Ok(None) => {}
-            Err(mut e) => out.errors.append(&mut e),
+            Err(mut e) => {
+                if c.budget.check_time().is_err() {
+                    // Out of time in this rule: the first error that says so names where
+                    // compiling stopped; what followed it is not worth reporting.
+                    let cut = e
+                        .iter()
+                        .position(|x| c.budget.is_deadline(x))
+                        .map_or(e.len(), |i| i + 1);
+                    e.truncate(cut);
+                    out.errors.append(&mut e);
+                    out.rules.clear();
+                    return out;
+                }
+                out.errors.append(&mut e);
+            }
         }
     }
 
@@ -713,7 +730,10 @@ pub(crate) fn compile_with(sources: &[Source], limits: Limits) -> Compiled {
         ..Tests::default()
     };
     for (field, (patterns, _)) in std::mem::take(&mut c.patterns) {
-        if let Err(message) = c.budget.check_time() {
+        let budget = &c.budget;
+        // The build checks the deadline first and between regular expressions.
+        let built = StringSet::build(field, &patterns, &c.regexes, &|| budget.check_time());
+        if let Err(message) = budget.check_time() {
             out.errors.push(RuleError::Set {
                 what: format!("all rules, field {}", field.ecs_name()),
                 message,
@@ -721,7 +741,7 @@ pub(crate) fn compile_with(sources: &[Source], limits: Limits) -> Compiled {
             out.rules.clear();
             return out;
         }
-        match StringSet::build(field, &patterns) {
+        match built {
             Ok(a) => {
                 tests.set_of[field as usize] = Some(tests.sets.len() as u16);
                 tests.sets.push(a);
@@ -1803,6 +1823,10 @@ impl Compiler {
         let mut all_parts: Vec<TestId> = Vec::new();
         let string_mods = mods.mode.is_some() || mods.re;
         for (v, p) in values {
+            // Per value: a value may compile a regular expression.
+            self.budget
+                .check_time()
+                .map_err(|m| ctx.err(*p, construct, m))?;
             if let Val::Null = v {
                 let id = self.intern(format!("null|{field:?}"), Test::Null { field });
                 others.push(id);
@@ -1933,12 +1957,23 @@ impl Compiler {
             }
             let pat = if mods.re {
                 let re = matcher::regex_pattern(&text, mods.re_i, mods.re_m, mods.re_s);
-                if let Err(e) = strset::check_regex(&re) {
-                    return Err(ctx.err(
-                        *p,
-                        "modifier `re`",
-                        format!("`{text}` is not a regular expression this engine supports: {e}"),
-                    ));
+                // Compiled once per distinct expression, however many rules use it.
+                if !self.regexes.contains_key(&re) {
+                    match strset::check_regex(&re) {
+                        Ok(r) => {
+                            self.regexes.insert(re.clone(), r);
+                        }
+                        Err(e) => {
+                            return Err(ctx.err(
+                                *p,
+                                "modifier `re`",
+                                format!(
+                                    "`{text}` is not a regular expression this engine supports: \
+                                     {e}"
+                                ),
+                            ));
+                        }
+                    }
                 }
                 PatternSpec::Regex(re)
             } else {
@@ -2750,5 +2785,27 @@ mod tests {
         let set = crate::rules::RuleSet::new(c.rules, c.tests);
         assert_eq!(set.len(), 1);
         assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    }
+
+    #[test]
+    fn the_deadline_stops_a_long_run_of_regular_expressions_promptly() {
+        // 3,000 `re` values took 27 s in a debug build, with no deadline check inside.
+        let mut det = String::from("  sel:\n    CommandLine|re:\n");
+        for i in 0..3_000 {
+            det.push_str(&format!("      - 'a{i}.*b[0-9]+c'\n"));
+        }
+        det.push_str("  condition: sel\n");
+        let limits = Limits {
+            max_compile_time: Duration::from_millis(300),
+            ..Limits::default()
+        };
+        let (e, took) = errors_with(&[src("r.yml", rule(&det, ""))], limits);
+        assert!(took < Duration::from_millis(1500), "{took:?}");
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(e[0].starts_with("r.yml:"), "{e:?}");
+        assert!(
+            e[0].contains("took longer than its budget of 0.3 s"),
+            "{e:?}"
+        );
     }
 }

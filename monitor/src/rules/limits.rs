@@ -8,6 +8,8 @@
 
 use std::time::{Duration, Instant};
 
+use super::error::RuleError;
+
 /// The budgets one load runs under.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Limits {
@@ -74,13 +76,22 @@ impl Budget {
     /// `Err` with the message once the compile-time budget is spent.
     pub fn check_time(&self) -> Result<(), String> {
         if Instant::now() >= self.deadline {
-            return Err(format!(
-                "compiling the rule set took longer than its budget of {} s; stopped here \
-                 (rules/README.md, Limits)",
-                self.limits.max_compile_time.as_secs_f64()
-            ));
+            return Err(self.deadline_message());
         }
         Ok(())
+    }
+
+    fn deadline_message(&self) -> String {
+        format!(
+            "compiling the rule set took longer than its budget of {} s; stopped here \
+             (rules/README.md, Limits)",
+            self.limits.max_compile_time.as_secs_f64()
+        )
+    }
+
+    /// Whether `e` is the error `check_time` gave.
+    pub fn is_deadline(&self, e: &RuleError) -> bool {
+        matches!(e, RuleError::Rule { message, .. } if *message == self.deadline_message())
     }
 
     /// Accounts for `items` compiled values or condition operands and `bytes` of value

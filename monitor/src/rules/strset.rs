@@ -13,6 +13,8 @@
 //! overlapping search; that cost about 500 ns per field for the default classes, because
 //! an overlapping all-patterns search cannot stop early. This is about ten times faster.)
 
+use std::collections::HashMap;
+
 use aho_corasick::automaton::Automaton;
 use aho_corasick::dfa::DFA;
 use aho_corasick::nfa::contiguous;
@@ -124,11 +126,10 @@ fn wildcard_regex(value: &str, mode: StrMode, cased: bool) -> String {
     }
 }
 
-/// Compiles a `re` pattern on its own, for an error naming the value.
-pub(crate) fn check_regex(p: &str) -> Result<(), String> {
-    Regex::new(p)
-        .map(|_| ())
-        .map_err(|e| e.to_string().replace('\n', " "))
+/// Compiles a `re` pattern on its own, for an error naming the value; the result is kept
+/// for `StringSet::build` (compiling is most of the cost of a set of many expressions).
+pub(crate) fn check_regex(p: &str) -> Result<Regex, String> {
+    Regex::new(p).map_err(|e| e.to_string().replace('\n', " "))
 }
 
 #[inline]
@@ -234,18 +235,31 @@ pub(crate) struct StringSet {
 }
 
 impl StringSet {
-    pub fn build(field: Field, specs: &[PatternSpec]) -> Result<StringSet, String> {
+    /// Builds the set, taking `re` patterns from `compiled` where they are; `check` is
+    /// called now and then (`Err` stops the build: the load's compile-time budget), as
+    /// regular expressions compile one by one.
+    pub fn build(
+        field: Field,
+        specs: &[PatternSpec],
+        compiled: &HashMap<String, Regex>,
+        check: &dyn Fn() -> Result<(), String>,
+    ) -> Result<StringSet, String> {
         let mut patterns = Vec::with_capacity(specs.len());
         let mut keys: Vec<Vec<u8>> = Vec::new();
         let mut by_key: Vec<Vec<u32>> = Vec::new();
-        let mut key_ids: std::collections::HashMap<Vec<u8>, usize> =
-            std::collections::HashMap::new();
+        let mut key_ids: HashMap<Vec<u8>, usize> = HashMap::new();
         let mut always = Vec::new();
         for (i, spec) in specs.iter().enumerate() {
+            if i % 64 == 0 {
+                check()?;
+            }
             let i = i as u32;
             let (pattern, key) = match spec {
                 PatternSpec::Regex(p) => (
-                    Pattern::Regex(Box::new(Regex::new(p).map_err(|e| e.to_string())?)),
+                    Pattern::Regex(Box::new(match compiled.get(p) {
+                        Some(r) => r.clone(),
+                        None => Regex::new(p).map_err(|e| e.to_string())?,
+                    })),
                     None,
                 ),
                 // ASCII case folding is what the fast path does; values with other letters
@@ -336,6 +350,7 @@ impl StringSet {
         } else {
             let mut chunks = Vec::with_capacity(keys.len().div_ceil(CHUNK_KEYS));
             for (i, chunk) in keys.chunks(CHUNK_KEYS).enumerate() {
+                check()?;
                 let nfa = contiguous::Builder::new()
                     .ascii_case_insensitive(true)
                     .match_kind(MatchKind::Standard)
@@ -478,7 +493,7 @@ mod tests {
     }
 
     fn matches(specs: &[PatternSpec], hay: &str) -> Vec<u32> {
-        let s = StringSet::build(Field::Image, specs).unwrap();
+        let s = StringSet::build(Field::Image, specs, &HashMap::new(), &|| Ok(())).unwrap();
         let mut bits = vec![0u64; s.len().div_ceil(64)];
         s.run(hay, &mut bits);
         (0..s.len() as u32).filter(|&p| is_set(&bits, p)).collect()
@@ -567,7 +582,7 @@ mod tests {
             .collect();
         specs.push(w("Needle", StrMode::Contains));
         let needle = specs.len() as u32 - 1;
-        let s = StringSet::build(Field::Image, &specs).unwrap();
+        let s = StringSet::build(Field::Image, &specs, &HashMap::new(), &|| Ok(())).unwrap();
         assert!(matches!(&s.ac, Some(Keys::Nfa(c)) if c.len() == 2));
         let mut bits = vec![0u64; s.len().div_ceil(64)];
         s.run("/usr/bin/TOOL1234 needle", &mut bits);
@@ -583,7 +598,9 @@ mod tests {
         let hits: Vec<u32> = (0..s.len() as u32).filter(|&p| is_set(&bits, p)).collect();
         assert_eq!(hits, vec![7999]);
         assert!(matches!(
-            StringSet::build(Field::Image, &specs[..10]).unwrap().ac,
+            StringSet::build(Field::Image, &specs[..10], &HashMap::new(), &|| Ok(()))
+                .unwrap()
+                .ac,
             Some(Keys::Dfa(_))
         ));
     }
@@ -596,7 +613,7 @@ mod tests {
             .map(|i| w(&format!("/x{i}"), StrMode::Exact))
             .collect();
         let t = std::time::Instant::now();
-        let s = StringSet::build(Field::Image, &specs).unwrap();
+        let s = StringSet::build(Field::Image, &specs, &HashMap::new(), &|| Ok(())).unwrap();
         assert!(
             t.elapsed() < std::time::Duration::from_secs(2),
             "{:?}",
