@@ -337,13 +337,21 @@ pub(crate) fn read_paths(paths: &[PathBuf], limits: &Limits) -> (Vec<Source>, Ve
     (out, errors)
 }
 
-/// One rule file's text. Reads at most one byte past the budget, so neither a huge file nor
-/// an endless one (a device, a FIFO named on the command line) can stall the load.
+/// One rule file's text. Reads at most one byte past the budget, so a huge file cannot
+/// stall the load.
 fn read_file(f: &Path, max_bytes: u64) -> Result<String, RuleError> {
     let read_err = |e: std::io::Error| RuleError::Read {
         path: f.to_path_buf(),
         message: e.to_string(),
     };
+    // Opening a FIFO blocks until a writer comes, and a device may never end: only
+    // regular files are rule files.
+    if !std::fs::metadata(f).map_err(read_err)?.is_file() {
+        return Err(RuleError::Read {
+            path: f.to_path_buf(),
+            message: "not a regular file".into(),
+        });
+    }
     let mut bytes = Vec::new();
     std::fs::File::open(f)
         .and_then(|file| file.take(max_bytes + 1).read_to_end(&mut bytes))
@@ -2805,6 +2813,33 @@ mod tests {
         assert!(e[0].starts_with("r.yml:"), "{e:?}");
         assert!(
             e[0].contains("took longer than its budget of 0.3 s"),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn special_and_oversized_files_are_refused_without_blocking() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo.yml");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: a valid NUL-terminated path; mkfifo has no other preconditions.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let big = dir.path().join("big.yml");
+        std::fs::write(&big, vec![b'#'; 101]).unwrap();
+        let limits = Limits {
+            max_file_bytes: 100,
+            ..Limits::default()
+        };
+        let (sources, errors) = read_paths(&[dir.path().to_path_buf()], &limits);
+        assert!(sources.is_empty());
+        let e: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+        assert_eq!(e.len(), 2, "{e:?}");
+        assert!(
+            e[0].contains("big.yml: cannot read rules: larger than the budget of 100 bytes"),
+            "{e:?}"
+        );
+        assert!(
+            e[1].contains("fifo.yml: cannot read rules: not a regular file"),
             "{e:?}"
         );
     }
