@@ -227,18 +227,24 @@ impl RunConfig {
 
     /// Loads the configured rules, or the built-in set when none are configured.
     pub fn load_rules(&self) -> anyhow::Result<RuleSet> {
-        if self.rules.is_empty() {
-            return RuleSet::builtin().map_err(|e| anyhow!("built-in rules: {e}"));
-        }
-        let report = RuleSet::load(&self.rules).map_err(|e| anyhow!("{e}"))?;
-        for n in &report.notices {
-            tracing::info!("{n}");
-        }
-        for w in &report.warnings {
-            tracing::warn!("{w}");
-        }
-        Ok(report.rules)
+        load_rules_from(&self.rules)
     }
+}
+
+/// The rules of `--rules` paths (the built-in set when there are none), with notices and
+/// warnings logged. A free function so a reload can run it on another thread.
+pub fn load_rules_from(paths: &[PathBuf]) -> anyhow::Result<RuleSet> {
+    if paths.is_empty() {
+        return RuleSet::builtin().map_err(|e| anyhow!("built-in rules: {e}"));
+    }
+    let report = RuleSet::load(paths).map_err(|e| anyhow!("{e}"))?;
+    for n in &report.notices {
+        tracing::info!("{n}");
+    }
+    for w in &report.warnings {
+        tracing::warn!("{w}");
+    }
+    Ok(report.rules)
 }
 
 pub fn read_config_file(path: &Path) -> anyhow::Result<ConfigFile> {

@@ -2,16 +2,23 @@
 //! and handles the signals operators use: SIGINT/SIGTERM stop (programs detached, queues
 //! flushed or spooled), SIGHUP reloads the rules and reopens output files, SIGUSR1 writes a
 //! metric record now.
+//!
+//! A reload compiles the new rules on a blocking-pool thread while this loop keeps draining
+//! the ring buffer and evaluating with the old set: a large or hostile rule file can cost
+//! the reload its compile-time budget, never lost events. The new set is swapped in between
+//! two records when it is ready; a set that fails (or exceeds a budget, or panics) is
+//! rejected, logged and counted (`rules_reload_failed`), and the old set stays.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, anyhow};
 use tokio::signal::unix::{SignalKind, signal};
+use tokio::task::JoinHandle;
 
 use crate::capture::{Capture, CaptureConfig, RawEvent};
 use crate::cli::{ProbeArg, RunArgs};
-use crate::config::RunConfig;
+use crate::config::{RunConfig, load_rules_from};
 use crate::metrics::{LossReporter, MetricsSnapshot, PrometheusServer, SharedMetrics};
 use crate::output::{OutputHub, OutputRecord};
 use crate::pipeline::Pipeline;
@@ -58,6 +65,9 @@ pub fn run(args: RunArgs) -> Result<(), RunFailure> {
     // processes' context; user space is not CPU bound.
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
+        // Rule reloads compile on the blocking pool: give them the main thread's stack, so
+        // a set that loads at start-up also compiles in a reload.
+        .thread_stack_size(8 << 20)
         .build()
         .context("starting the async runtime")?;
     rt.block_on(run_async(cfg, rules))
@@ -116,6 +126,12 @@ async fn run_async(cfg: RunConfig, rules: Arc<RuleSet>) -> Result<(), RunFailure
     let metrics_every = (cfg.metrics_interval > Duration::ZERO).then_some(cfg.metrics_interval);
     let mut next_metrics = metrics_every.map(|d| Instant::now() + d);
 
+    let mut reload: Option<JoinHandle<anyhow::Result<RuleSet>>> = None;
+    // A SIGHUP while a reload compiles: the files may have changed after it read them, so
+    // one more reload follows it.
+    let mut reload_again = false;
+    let mut reloads = ReloadCounters::default();
+
     let mut batch: Vec<RawEvent> = Vec::with_capacity(4096);
     let mut pending: Vec<OutputRecord> = Vec::with_capacity(64);
     let mut loss = LossReporter::default();
@@ -146,6 +162,7 @@ async fn run_async(cfg: RunConfig, rules: Arc<RuleSet>) -> Result<(), RunFailure
                     hub.send(r).await;
                 }
                 let snap = MetricsSnapshot::collect(&capture, &table, &pipeline, &hub);
+                let snap = reloads.apply(snap);
                 if let Some(rec) = loss.check(&snap, &host, Timestamp::now()) {
                     tracing::warn!(
                         lost = %rec["monitor"]["lost"],
@@ -166,17 +183,48 @@ async fn run_async(cfg: RunConfig, rules: Arc<RuleSet>) -> Result<(), RunFailure
                 }
             }
             _ = sigusr1.recv() => {
-                metrics.update(MetricsSnapshot::collect(&capture, &table, &pipeline, &hub));
+                let snap = MetricsSnapshot::collect(&capture, &table, &pipeline, &hub);
+                metrics.update(reloads.apply(snap));
                 hub.send(OutputRecord::from_metric(metrics.record(&host))).await;
             }
             _ = sighup.recv() => {
                 hub.reopen_files();
-                match cfg.load_rules() {
-                    Ok(new) => {
+                if reload.is_some() {
+                    reload_again = true;
+                    tracing::info!("SIGHUP: a reload is still compiling; another follows it");
+                } else {
+                    reload = Some(start_reload(&cfg));
+                }
+            }
+            done = async { reload.as_mut().expect("guarded by the branch condition").await },
+                if reload.is_some() =>
+            {
+                reload = None;
+                match done {
+                    Ok(Ok(new)) => {
+                        reloads.reloaded += 1;
                         tracing::info!(rules = new.len(), "SIGHUP: rules reloaded");
                         pipeline.set_rules(Arc::new(new));
                     }
-                    Err(e) => tracing::error!(error = %format!("{e:#}"), "SIGHUP: new rules rejected; the previous set stays active"),
+                    Ok(Err(e)) => {
+                        reloads.failed += 1;
+                        tracing::error!(
+                            error = %format!("{e:#}"),
+                            "SIGHUP: new rules rejected; the previous set stays active"
+                        );
+                    }
+                    // The compiling thread panicked: a bug, but the daemon goes on.
+                    Err(e) => {
+                        reloads.failed += 1;
+                        tracing::error!(
+                            error = %e,
+                            "SIGHUP: compiling the new rules failed; new rules rejected; the \
+                             previous set stays active"
+                        );
+                    }
+                }
+                if std::mem::take(&mut reload_again) {
+                    reload = Some(start_reload(&cfg));
                 }
             }
             _ = sigterm.recv() => break,
@@ -214,6 +262,28 @@ fn log_clock_steps(pipeline: &mut Pipeline) {
             "wall clock stepped by more than 1 h and back: records stamped in between left out of detection"
         );
     }
+}
+
+/// Rule reloads since start, for the metric records.
+#[derive(Default)]
+struct ReloadCounters {
+    reloaded: u64,
+    failed: u64,
+}
+
+impl ReloadCounters {
+    fn apply(&self, mut s: MetricsSnapshot) -> MetricsSnapshot {
+        s.rules_reloaded = self.reloaded;
+        s.rules_reload_failed = self.failed;
+        s
+    }
+}
+
+/// Compiles the configured rules on a blocking-pool thread.
+fn start_reload(cfg: &RunConfig) -> JoinHandle<anyhow::Result<RuleSet>> {
+    tracing::info!("SIGHUP: compiling the new rules; the current set stays active meanwhile");
+    let paths = cfg.rules.clone();
+    tokio::task::spawn_blocking(move || load_rules_from(&paths))
 }
 
 fn pipeline_rule_count(cfg: &RunConfig) -> String {

@@ -49,6 +49,10 @@ pub struct MetricsSnapshot {
     pub clock_jumps: u64,
     pub alerts: u64,
     pub alerts_by_rule: BTreeMap<String, u64>,
+    /// Rule sets swapped in by SIGHUP.
+    pub rules_reloaded: u64,
+    /// SIGHUP reloads rejected (invalid rules, a budget exceeded): the old set stayed.
+    pub rules_reload_failed: u64,
     pub outputs: Vec<SinkStats>,
 }
 
@@ -272,6 +276,18 @@ impl SharedMetrics {
         );
         counter(
             &mut t,
+            "rules_reloaded_total",
+            "Rule sets swapped in on SIGHUP.",
+            &[(String::new(), s.rules_reloaded)],
+        );
+        counter(
+            &mut t,
+            "rules_reload_failed_total",
+            "Rule reloads rejected (the previous set stayed active).",
+            &[(String::new(), s.rules_reload_failed)],
+        );
+        counter(
+            &mut t,
             "alerts_total",
             "Alerts raised, per rule.",
             &s.alerts_by_rule
@@ -416,6 +432,7 @@ mod tests {
         let m = SharedMetrics::default();
         let mut s = MetricsSnapshot {
             ringbuf_lost: 3,
+            rules_reload_failed: 2,
             ..Default::default()
         };
         s.alerts_by_rule.insert("rule\"x".into(), 2);
@@ -434,6 +451,9 @@ mod tests {
         let rec = m.record("h");
         assert_eq!(rec["event"]["kind"], "metric");
         assert_eq!(rec["monitor"]["stats"]["ringbuf_lost"], 3);
+        assert!(t.contains("monitor_rules_reload_failed_total 2\n"), "{t}");
+        assert_eq!(rec["monitor"]["stats"]["rules_reload_failed"], 2);
+        assert_eq!(rec["monitor"]["stats"]["rules_reloaded"], 0);
     }
 
     fn lost(tcp: u64, udp: u64, udp6: u64, exec: u64, exit: u64) -> MetricsSnapshot {

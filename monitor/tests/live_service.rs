@@ -119,6 +119,104 @@ fn sighup_keeps_the_old_rules_when_the_new_set_is_broken_and_applies_a_valid_one
     );
 }
 
+/// Waits until the monitor's log holds `needle`, failing with the log after `limit`.
+fn wait_for_log(m: &MonitorProcess, needle: &str, limit: Duration) -> String {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        let err = m.stderr();
+        if err.contains(needle) {
+            return err;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "`{needle}` not logged:\n{err}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A 40 kB rule whose condition nests 20,000 parentheses: with SIGHUP it aborted `monitor
+/// run` with a stack overflow (issue #18).
+fn hostile_parens_rule() -> String {
+    rule("test-hostile", "/curl", 1).replace(
+        "condition: selection\n",
+        &format!(
+            "condition: {}selection{}\n",
+            "(".repeat(20_000),
+            ")".repeat(20_000)
+        ),
+    )
+}
+
+#[test]
+fn sighup_with_a_hostile_rule_file_keeps_the_daemon_up_and_the_old_rules() {
+    require_root("live_service");
+    let rules = common::TempDir::new("reload-hostile");
+    let port = free_tcp_port();
+    std::fs::write(rules.join("a.yml"), rule("test-hostile-a", "/curl", port)).unwrap();
+    let m = MonitorProcess::start(&[
+        "--rules".into(),
+        rules.path().display().to_string(),
+        "--metrics-interval".into(),
+        "0".into(),
+    ]);
+    curl_connect(port);
+    m.wait_for("rule A's alert", Duration::from_secs(10), |r| {
+        alerts_of_rule(r, "test-hostile-a") >= 1
+    });
+
+    std::fs::write(rules.join("parens.yml"), hostile_parens_rule()).unwrap();
+    // And a list file whose placeholder would expand to 2^31 values.
+    let mut lists = String::from("lists:\n  l30: [/a]\n");
+    for i in (0..30).rev() {
+        lists.push_str(&format!("  l{i}: ['%l{n}%', '%l{n}%']\n", n = i + 1));
+    }
+    std::fs::write(rules.join("lists.yml"), lists).unwrap();
+    std::fs::write(
+        rules.join("uses.yml"),
+        rule("test-hostile-b", "%l0%", port).replace("Image|endswith:", "Image|endswith|expand:"),
+    )
+    .unwrap();
+    send_signal(m.pid(), libc::SIGHUP);
+    let err = wait_for_log(&m, "rejected", Duration::from_secs(10));
+    assert!(
+        err.contains("parens.yml:12:") && err.contains("nested deeper than 64 levels"),
+        "the rejection names the file, line and budget: {err}"
+    );
+    assert!(
+        err.contains("uses.yml:10:") && err.contains("expands to 1073741824 values"),
+        "{err}"
+    );
+    // Still up, still alerting with the old set.
+    curl_connect(port);
+    m.wait_for("rule A still active", Duration::from_secs(10), |r| {
+        alerts_of_rule(r, "test-hostile-a") >= 2
+    });
+    send_signal(m.pid(), libc::SIGUSR1);
+    m.wait_for("a metric record", Duration::from_secs(10), |r| {
+        r.iter()
+            .any(|v| str_field(v, "event.kind") == Some("metric"))
+    });
+    let recs = m.records();
+    let metric = recs
+        .iter()
+        .find(|v| str_field(v, "event.kind") == Some("metric"))
+        .unwrap();
+    let stats = field(metric, "monitor.stats").expect("monitor.stats");
+    assert_eq!(stats["rules_reload_failed"], 1, "{stats}");
+    assert_eq!(stats["rules_reloaded"], 0, "{stats}");
+
+    // The same set at start-up: exit 2 with the reason, not an abort.
+    let out = Command::new(common::daemon::MONITOR)
+        .args(["run", "--rules"])
+        .arg(rules.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("nested deeper than 64 levels"), "{err}");
+}
+
 /// Parses a `CapXxx:` line of /proc/PID/status.
 fn cap_bits(status: &str, key: &str) -> u64 {
     let line = status

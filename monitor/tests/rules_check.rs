@@ -1,10 +1,14 @@
 //! `monitor rules check` behaviour through the `check` API: 0 on valid rules, 2 on invalid
-//! ones, and every error names the file, the line, the rule and the construct.
+//! ones, and every error names the file, the line, the rule and the construct. Hostile rule
+//! files (issue #18) go through the binary, since what they broke was the process: a stack
+//! overflow (exit 134), a panic (101) or an allocation failure.
 
 #[path = "fixtures/rules/support.rs"]
 mod support;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use monitor::rules::{RuleError, RuleSet, check};
 use support::repo_rules_dir;
@@ -233,4 +237,249 @@ fn sigma_feature_errors_inline() {
     );
     assert!(bad("    sel:\n        Image: x\n    condition: sel and\n").contains("condition"));
     assert!(bad("    sel:\n        Image: x\n").contains("no `condition`"));
+}
+
+const MONITOR: &str = env!("CARGO_BIN_EXE_monitor");
+
+/// A network_connection rule with `detection` (indented under `detection:`, so its first
+/// line is line 9) and `extra` top-level keys after it.
+fn hostile_rule(detection: &str, extra: &str) -> String {
+    format!(
+        "title: hostile\nid: hostile-1\nlevel: low\nlogsource:\n  category: \
+         network_connection\n  product: linux\ndetection:\n{detection}{extra}"
+    )
+}
+
+/// Runs the monitor binary with `args`, killed after ten seconds and limited to 4 GiB of
+/// address space: a regression then fails the test instead of swapping the machine (the
+/// list explosion of issue #18 allocated without bound). Returns the exit code (`None` when
+/// killed by a signal), stderr and the time it took.
+fn run_bounded(args: &[&str], dir: &Path) -> (Option<i32>, String, Duration) {
+    use std::os::unix::process::CommandExt as _;
+    let mut cmd = Command::new(MONITOR);
+    cmd.args(args)
+        .arg(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    // SAFETY: setrlimit is async-signal-safe and touches only the child about to exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            let lim = libc::rlimit {
+                rlim_cur: 4 << 30,
+                rlim_max: 4 << 30,
+            };
+            if libc::setrlimit(libc::RLIMIT_AS, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let t = Instant::now();
+    let mut child = cmd.spawn().unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut stderr, &mut s).unwrap();
+        s
+    });
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if t.elapsed() > Duration::from_secs(10) {
+            let _ = child.kill();
+            break child.wait().unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let took = t.elapsed();
+    (status.code(), reader.join().unwrap(), took)
+}
+
+/// Writes `files` into a fresh directory, then runs `monitor rules check --rules DIR` and
+/// `monitor replay --rules DIR` (empty input) on it: both exit 2 within two seconds, with
+/// `expect` (file name, line and message words) on stderr.
+fn rejected_by_check_and_replay(files: &[(&str, Vec<u8>)], expect: &[&str]) {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, bytes) in files {
+        std::fs::write(dir.path().join(name), bytes).unwrap();
+    }
+    for args in [
+        &["rules", "check", "--rules"][..],
+        &["replay", "--rules"][..],
+    ] {
+        let (code, err, took) = run_bounded(args, dir.path());
+        assert_eq!(code, Some(2), "{args:?}:\n{err}");
+        for words in expect {
+            assert!(err.contains(words), "{args:?}: `{words}` not in:\n{err}");
+        }
+        assert!(took < Duration::from_secs(2), "{args:?} took {took:?}");
+    }
+}
+
+fn at(dir_file: &str, line: u32) -> String {
+    format!("{dir_file}:{line}: ")
+}
+
+#[test]
+fn deep_nesting_is_exit_2_not_a_stack_overflow() {
+    let det = |cond: &str| format!("  sel:\n    Image: /x\n  condition: {cond}\n");
+    let parens = format!("{}sel{}", "(".repeat(20_000), ")".repeat(20_000));
+    rejected_by_check_and_replay(
+        &[("parens.yml", hostile_rule(&det(&parens), "").into_bytes())],
+        &[&at("parens.yml", 10), "nested deeper than 64 levels"],
+    );
+    let nots = format!("{}sel", "not ".repeat(10_000));
+    rejected_by_check_and_replay(
+        &[("nots.yml", hostile_rule(&det(&nots), "").into_bytes())],
+        &[&at("nots.yml", 10), "nested deeper than 64 levels"],
+    );
+    let nots = format!("{}sel", "not ".repeat(200_000));
+    rejected_by_check_and_replay(
+        &[("nots.yml", hostile_rule(&det(&nots), "").into_bytes())],
+        &[&at("nots.yml", 10), "longer than the budget of 65536"],
+    );
+    let flow = format!("{}1{}", "[".repeat(100_000), "]".repeat(100_000));
+    rejected_by_check_and_replay(
+        &[("yaml.yml", format!("lists:\n  x: {flow}\n").into_bytes())],
+        &["yaml.yml:2:", "nested deeper than 64 levels"],
+    );
+    // 30,000 lists, each including the previous one.
+    let mut lists = String::from("lists:\n  l29999: [/x]\n");
+    for i in (0..29_999).rev() {
+        lists.push_str(&format!("  l{i}: ['%l{}%']\n", i + 1));
+    }
+    let uses = "  sel:\n    Image|endswith|expand: '%l0%'\n  condition: sel\n";
+    rejected_by_check_and_replay(
+        &[
+            ("lists.yml", lists.into_bytes()),
+            ("rule.yml", hostile_rule(uses, "").into_bytes()),
+        ],
+        &[&at("rule.yml", 9), "more than 64 levels deep"],
+    );
+}
+
+#[test]
+fn list_placeholder_explosion_is_exit_2_not_an_allocation_failure() {
+    // Each list including the previous one twice: 771 bytes, 2^31 values.
+    let mut lists = String::from("lists:\n  l30: [/a]\n");
+    for i in (0..30).rev() {
+        lists.push_str(&format!("  l{i}: ['%l{n}%', '%l{n}%']\n", n = i + 1));
+    }
+    let uses = "  sel:\n    Image|endswith|expand: '%l0%'\n  condition: sel\n";
+    rejected_by_check_and_replay(
+        &[
+            ("lists.yml", lists.into_bytes()),
+            ("rule.yml", hostile_rule(uses, "").into_bytes()),
+        ],
+        &[&at("rule.yml", 9), "expands to 1073741824 values"],
+    );
+}
+
+#[test]
+fn bad_windows_are_exit_2_with_the_line() {
+    let det = "  sel:\n    Image: /x\n  condition: sel\n";
+    let with_window = |w: &str| {
+        hostile_rule(
+            det,
+            &format!("monitor:\n  group_by: [Image]\n  window: {w}\n"),
+        )
+        .into_bytes()
+    };
+    // A non-ASCII unit panicked (slicing inside a character).
+    rejected_by_check_and_replay(
+        &[("unit.yml", with_window("'1é'"))],
+        &[&at("unit.yml", 13), "`1é` is not a duration"],
+    );
+    // 200000d loaded, with a window that wrapped negative.
+    rejected_by_check_and_replay(
+        &[("long.yml", with_window("200000d"))],
+        &[&at("long.yml", 13), "longer than the longest window, 365d"],
+    );
+}
+
+#[test]
+fn files_that_are_not_utf8_are_exit_2_with_line_and_byte() {
+    let mut latin1 = hostile_rule("  sel:\n    Image: /x\n  condition: sel\n", "").into_bytes();
+    latin1.extend_from_slice(b"description: caf");
+    let offset = format!("byte 0xe9 at byte offset {}", latin1.len());
+    latin1.extend_from_slice(b"\xe9\n");
+    rejected_by_check_and_replay(
+        &[("latin1.yml", latin1)],
+        &[&at("latin1.yml", 11), &offset, "not UTF-8"],
+    );
+    let text = hostile_rule("  sel:\n    Image: /x\n  condition: sel\n", "");
+    let utf16: Vec<u8> = [0xFF, 0xFE]
+        .into_iter()
+        .chain(text.encode_utf16().flat_map(u16::to_le_bytes))
+        .collect();
+    rejected_by_check_and_replay(
+        &[("utf16.yml", utf16)],
+        &[
+            &at("utf16.yml", 1),
+            "UTF-16 (little-endian)",
+            "byte offset 0",
+        ],
+    );
+}
+
+#[test]
+fn hostile_sizes_compile_quickly_or_are_refused() {
+    // 50 kB literal: 15 s of automaton building before.
+    let long = format!(
+        "  sel:\n    CommandLine|contains: '{}'\n  condition: sel\n",
+        "ab".repeat(25_000)
+    );
+    rejected_by_check_and_replay(
+        &[("long.yml", hostile_rule(&long, "").into_bytes())],
+        &[&at("long.yml", 9), "longer than the budget of 4096"],
+    );
+    // `1 of *a*a*...*b` against a long selection name: exponential matching before.
+    let stars = format!(
+        "  {}c:\n    Image: /x\n  condition: 1 of {}*b\n",
+        "a".repeat(1_000), // YAML keys are at most 1024 characters
+        "*a".repeat(10)
+    );
+    rejected_by_check_and_replay(
+        &[("stars.yml", hostile_rule(&stars, "").into_bytes())],
+        &[&at("stars.yml", 10), "matches no selection"],
+    );
+    // 20,000 `contains` values (4 s before, 30,000 took 15 s) and 20,000 keys in one
+    // mapping (30,000 took 3.4 s): quadratic, so seconds more in this debug build.
+    let mut many = String::from("  sel:\n    CommandLine|contains:\n");
+    for i in 0..20_000 {
+        many.push_str(&format!("      - 'v{i}x'\n"));
+    }
+    many.push_str("  condition: sel\n");
+    accepted_quickly("many.yml", hostile_rule(&many, ""));
+    let mut keys = String::from("lists:\n");
+    for i in 0..20_000 {
+        keys.push_str(&format!("  k{i}: [/v]\n"));
+    }
+    accepted_quickly("keys.yml", keys);
+}
+
+/// `monitor rules check` accepts `text` as file `name`, within two seconds.
+fn accepted_quickly(name: &str, text: String) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join(name), text).unwrap();
+    let (code, err, took) = run_bounded(&["rules", "check", "--rules"], dir.path());
+    assert_eq!(code, Some(0), "{name}: {err}");
+    assert!(took < Duration::from_secs(2), "{name} took {took:?}");
+}
+
+#[test]
+fn every_real_rule_is_inside_the_budgets() {
+    let shared = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/sigma-linux-network");
+    let mut paths = vec![repo_rules_dir(), fixtures().join("valid")];
+    for e in std::fs::read_dir(&shared).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "yml") {
+            paths.push(p);
+        }
+    }
+    let r = check(&paths);
+    assert!(r.is_ok(), "{:#?}", r.errors);
+    assert!(r.rules.len() > 5, "{}", r.rules.len());
 }

@@ -5,6 +5,7 @@
 //! quietly matches less than its author wrote.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::io::Read as _;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -12,6 +13,7 @@ use std::sync::Arc;
 use super::condition::{self, CondAst, OfTarget};
 use super::error::RuleError;
 use super::field::{Field, FieldKind};
+use super::limits::{Budget, Limits};
 use super::matcher::{self, CmpOp, IpSet, NumSet, Test, TestId, Tests};
 use super::strset::{self, PatternSpec, StrMode, StringSet};
 use super::yaml::{self, Node, NodeKind, Pos, Value};
@@ -304,12 +306,13 @@ pub(crate) struct Compiled {
 
 /// Reads rule paths: files as given, directories recursively for `*.yml` / `*.yaml`, in
 /// name order so loads are deterministic.
-pub(crate) fn read_paths(paths: &[PathBuf]) -> (Vec<Source>, Vec<RuleError>) {
+pub(crate) fn read_paths(paths: &[PathBuf], limits: &Limits) -> (Vec<Source>, Vec<RuleError>) {
     let mut files = Vec::new();
     let mut errors = Vec::new();
+    let mut dirs = HashSet::new();
     for p in paths {
         match std::fs::metadata(p) {
-            Ok(m) if m.is_dir() => walk(p, &mut files, &mut errors),
+            Ok(m) if m.is_dir() => walk(p, &mut dirs, &mut files, &mut errors),
             Ok(_) => files.push(p.clone()),
             Err(e) => errors.push(RuleError::Read {
                 path: p.clone(),
@@ -323,19 +326,99 @@ pub(crate) fn read_paths(paths: &[PathBuf]) -> (Vec<Source>, Vec<RuleError>) {
         if !seen.insert(std::fs::canonicalize(&f).unwrap_or_else(|_| f.clone())) {
             continue; // the same file through two --rules paths
         }
-        match std::fs::read_to_string(&f) {
+        match read_file(&f, limits.max_file_bytes) {
             Ok(text) => out.push(Source {
                 name: f.display().to_string(),
                 ruleset: ruleset_of(&f),
                 text,
             }),
-            Err(e) => errors.push(RuleError::Read {
-                path: f.clone(),
-                message: e.to_string(),
-            }),
+            Err(e) => errors.push(e),
         }
     }
     (out, errors)
+}
+
+/// One rule file's text. Reads at most one byte past the budget, so a huge file cannot
+/// stall the load.
+fn read_file(f: &Path, max_bytes: u64) -> Result<String, RuleError> {
+    let read_err = |e: std::io::Error| RuleError::Read {
+        path: f.to_path_buf(),
+        message: e.to_string(),
+    };
+    // Opening a FIFO blocks until a writer comes, and a device may never end: only
+    // regular files are rule files.
+    if !std::fs::metadata(f).map_err(read_err)?.is_file() {
+        return Err(RuleError::Read {
+            path: f.to_path_buf(),
+            message: "not a regular file".into(),
+        });
+    }
+    let mut bytes = Vec::new();
+    std::fs::File::open(f)
+        .and_then(|file| file.take(max_bytes + 1).read_to_end(&mut bytes))
+        .map_err(read_err)?;
+    if bytes.len() as u64 > max_bytes {
+        return Err(RuleError::Read {
+            path: f.to_path_buf(),
+            message: format!(
+                "larger than the budget of {max_bytes} bytes for one rule file \
+                 (rules/README.md, Limits)"
+            ),
+        });
+    }
+    decode(&f.display().to_string(), bytes)
+}
+
+/// Rule files are UTF-8 text. Anything else is refused with the line and byte offset of the
+/// first byte that is not, and UTF-16/32 (common from Windows editors) is named by its byte
+/// order mark, as a YAML parser would only report garbage there.
+pub(crate) fn decode(file: &str, bytes: Vec<u8>) -> Result<String, RuleError> {
+    let err = |line: u32, message: String| RuleError::File {
+        file: file.to_string(),
+        line,
+        message,
+    };
+    let wide = match bytes.as_slice() {
+        [0xFF, 0xFE, 0, 0, ..] => Some("UTF-32 (little-endian)"),
+        [0, 0, 0xFE, 0xFF, ..] => Some("UTF-32 (big-endian)"),
+        [0xFF, 0xFE, ..] => Some("UTF-16 (little-endian)"),
+        [0xFE, 0xFF, ..] => Some("UTF-16 (big-endian)"),
+        _ => None,
+    };
+    if let Some(enc) = wide {
+        return Err(err(
+            1,
+            format!(
+                "the file is {enc} text (byte order mark at byte offset 0); rule files must be \
+                 UTF-8: convert it, e.g. `iconv -f UTF-16 -t UTF-8`"
+            ),
+        ));
+    }
+    let line_of =
+        |b: &[u8], off: usize| 1 + b[..off].iter().filter(|&&c| c == b'\n').count() as u32;
+    // NUL is valid UTF-8 but never YAML text; it is what UTF-16 without a byte order mark
+    // looks like.
+    if let Some(off) = bytes.iter().position(|&b| b == 0) {
+        return Err(err(
+            line_of(&bytes, off),
+            format!(
+                "NUL byte at byte offset {off}; rule files are UTF-8 text (is this UTF-16 \
+                 without a byte order mark?)"
+            ),
+        ));
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        let off = e.utf8_error().valid_up_to();
+        let b = e.as_bytes();
+        err(
+            line_of(b, off),
+            format!(
+                "not UTF-8: byte 0x{:02x} at byte offset {off} does not begin a valid UTF-8 \
+                 character; rule files must be UTF-8",
+                b[off]
+            ),
+        )
+    })
 }
 
 fn ruleset_of(file: &Path) -> String {
@@ -349,7 +432,17 @@ fn ruleset_of(file: &Path) -> String {
         .unwrap_or_else(|| "local".into())
 }
 
-fn walk(dir: &Path, files: &mut Vec<PathBuf>, errors: &mut Vec<RuleError>) {
+/// Adds the rule files under `dir`. Each directory is read once (`seen` holds canonical
+/// paths): two symlinks back to a parent made the walk exponential in the symlink depth.
+fn walk(
+    dir: &Path,
+    seen: &mut HashSet<PathBuf>,
+    files: &mut Vec<PathBuf>,
+    errors: &mut Vec<RuleError>,
+) {
+    if !seen.insert(std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf())) {
+        return;
+    }
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) => {
@@ -364,7 +457,7 @@ fn walk(dir: &Path, files: &mut Vec<PathBuf>, errors: &mut Vec<RuleError>) {
     paths.sort();
     for p in paths {
         if p.is_dir() {
-            walk(&p, files, errors);
+            walk(&p, seen, files, errors);
         } else if matches!(p.extension().and_then(|e| e.to_str()), Some("yml" | "yaml")) {
             files.push(p);
         }
@@ -374,6 +467,24 @@ fn walk(dir: &Path, files: &mut Vec<PathBuf>, errors: &mut Vec<RuleError>) {
 /// A named list from a list file.
 struct ListDef {
     values: Vec<Node>,
+}
+
+/// A list's expansion size and include height (1 for a list that includes none), memoized:
+/// lists including each other twice per level double per level, and the size is known
+/// before any value is copied.
+#[derive(Clone, Copy)]
+struct ListShape {
+    size: usize,
+    height: usize,
+}
+
+/// One list on the way down while sizing: its includes, and the next one to visit.
+struct SizeFrame {
+    name: String,
+    includes: Vec<String>,
+    next: usize,
+    size: usize,
+    height: usize,
 }
 
 /// A rule value after placeholder expansion.
@@ -397,6 +508,16 @@ impl Val {
             Value::Float(f) => Val::Float(f, s.text.clone()),
             Value::Str(t) => Val::Str(t.to_string()),
         })
+    }
+
+    /// Bytes of the value's text, without building it.
+    fn text_len(&self) -> usize {
+        match self {
+            Val::Float(_, t) | Val::Str(t) => t.len(),
+            Val::Null => 0,
+            // Bounded and small: only for the budget.
+            Val::Bool(_) | Val::Int(_) => 8,
+        }
     }
 
     /// The value as text (numbers and booleans as written in YAML 1.2 core form).
@@ -426,6 +547,15 @@ struct Mods {
     expand: bool,
 }
 
+/// What resolving one condition needs besides the tree.
+struct Resolve<'a> {
+    ctx: &'a Ctx<'a>,
+    text: &'a str,
+    pos: Pos,
+    sel: &'a [(String, Pos, Option<Cond>)],
+    index: &'a HashMap<&'a str, usize>,
+}
+
 /// Where a rule is, for its errors.
 #[derive(Clone)]
 struct Ctx<'a> {
@@ -445,13 +575,33 @@ impl Ctx<'_> {
     }
 }
 
-#[derive(Default)]
 struct Compiler {
     tests: Vec<Test>,
     test_keys: HashMap<String, TestId>,
     /// Per field: patterns in string-set order, and their index.
     patterns: BTreeMap<Field, (Vec<PatternSpec>, HashMap<String, u32>)>,
     lists: HashMap<String, Vec<ListDef>>,
+    list_shapes: HashMap<String, ListShape>,
+    /// Lists already expanded for a placeholder, for the next rule that uses them.
+    expanded: HashMap<String, Arc<Vec<Val>>>,
+    /// `re` patterns compiled while checking them, for the string sets.
+    regexes: HashMap<String, regex_automata::meta::Regex>,
+    budget: Budget,
+}
+
+impl Compiler {
+    fn new(limits: Limits) -> Compiler {
+        Compiler {
+            tests: Vec::new(),
+            test_keys: HashMap::new(),
+            patterns: BTreeMap::new(),
+            lists: HashMap::new(),
+            list_shapes: HashMap::new(),
+            expanded: HashMap::new(),
+            regexes: HashMap::new(),
+            budget: Budget::start(limits),
+        }
+    }
 }
 
 const KNOWN_TOP_KEYS: &[&str] = &[
@@ -478,7 +628,12 @@ const KNOWN_TOP_KEYS: &[&str] = &[
 ];
 
 pub(crate) fn compile(sources: &[Source]) -> Compiled {
-    let mut c = Compiler::default();
+    compile_with(sources, Limits::default())
+}
+
+/// Compiles under the given budgets; going past one is an error of the load.
+pub(crate) fn compile_with(sources: &[Source], limits: Limits) -> Compiled {
+    let mut c = Compiler::new(limits);
     let mut out = Compiled {
         rules: Vec::new(),
         tests: Tests::default(),
@@ -490,7 +645,15 @@ pub(crate) fn compile(sources: &[Source]) -> Compiled {
     // Parse every file first: list files must be known before any rule expands them.
     let mut rule_docs: Vec<(&Source, Node)> = Vec::new();
     for src in sources {
-        let docs = match yaml::parse(&src.text) {
+        if let Err(message) = c.budget.check_time() {
+            out.errors.push(RuleError::File {
+                file: src.name.clone(),
+                line: 1,
+                message,
+            });
+            return out;
+        }
+        let docs = match yaml::parse(&src.text, c.budget.limits.max_depth) {
             Ok(d) => d,
             Err(e) => {
                 out.errors.push(RuleError::Yaml {
@@ -531,6 +694,18 @@ pub(crate) fn compile(sources: &[Source]) -> Compiled {
 
     let mut ids: HashMap<String, (String, u32)> = HashMap::new();
     for (src, doc) in &rule_docs {
+        // Between rules, and inside the loops a single rule can make long (values,
+        // list expansion, condition operands).
+        if let Err(message) = c.budget.check_time() {
+            out.errors.push(RuleError::File {
+                file: src.name.clone(),
+                line: doc.pos.line,
+                message,
+            });
+            // Rules compiled so far refer to tests not handed out; none is kept.
+            out.rules.clear();
+            return out;
+        }
         match c.rule(src, doc, &mut out.notices, &mut out.warnings) {
             Ok(Some(rule)) => {
                 if let Some((f, l)) = ids.get(&rule.meta.id) {
@@ -550,7 +725,21 @@ pub(crate) fn compile(sources: &[Source]) -> Compiled {
                 out.rules.push(rule);
             }
             Ok(None) => {}
-            Err(mut e) => out.errors.append(&mut e),
+            Err(mut e) => {
+                if c.budget.check_time().is_err() {
+                    // Out of time in this rule: the first error that says so names where
+                    // compiling stopped; what followed it is not worth reporting.
+                    let cut = e
+                        .iter()
+                        .position(|x| c.budget.is_deadline(x))
+                        .map_or(e.len(), |i| i + 1);
+                    e.truncate(cut);
+                    out.errors.append(&mut e);
+                    out.rules.clear();
+                    return out;
+                }
+                out.errors.append(&mut e);
+            }
         }
     }
 
@@ -560,7 +749,18 @@ pub(crate) fn compile(sources: &[Source]) -> Compiled {
         ..Tests::default()
     };
     for (field, (patterns, _)) in std::mem::take(&mut c.patterns) {
-        match StringSet::build(field, &patterns) {
+        let budget = &c.budget;
+        // The build checks the deadline first and between regular expressions.
+        let built = StringSet::build(field, &patterns, &c.regexes, &|| budget.check_time());
+        if let Err(message) = budget.check_time() {
+            out.errors.push(RuleError::Set {
+                what: format!("all rules, field {}", field.ecs_name()),
+                message,
+            });
+            out.rules.clear();
+            return out;
+        }
+        match built {
             Ok(a) => {
                 tests.set_of[field as usize] = Some(tests.sets.len() as u16);
                 tests.sets.push(a);
@@ -578,15 +778,34 @@ pub(crate) fn compile(sources: &[Source]) -> Compiled {
         if let Test::Patterns {
             field,
             patterns,
+            mask_from,
             mask,
             ..
         } = t
-            && let Some(set) = tests.set_of[*field as usize]
+            && tests.set_of[*field as usize].is_some()
         {
-            let mut m = vec![0u64; tests.sets[set as usize].len().div_ceil(64)];
-            for &p in patterns.iter() {
-                m[(p >> 6) as usize] |= 1 << (p & 63);
+            let lo = patterns.iter().min().map_or(0, |&p| p >> 6);
+            let hi = patterns.iter().max().map_or(0, |&p| p >> 6);
+            // Spans count against the set's size: patterns far apart in one test (each
+            // test sharing the first pattern and adding a new one) would otherwise cost
+            // tests x patterns.
+            if let Err(message) = c.budget.add((hi - lo + 1) as usize, 0) {
+                // Past the budget already (an error of the rule that went past it): that
+                // one error says it.
+                if out.errors.is_empty() {
+                    out.errors.push(RuleError::Set {
+                        what: format!("all rules, field {}", field.ecs_name()),
+                        message,
+                    });
+                }
+                out.rules.clear();
+                return out;
             }
+            let mut m = vec![0u64; (hi - lo + 1) as usize];
+            for &p in patterns.iter() {
+                m[((p >> 6) - lo) as usize] |= 1 << (p & 63);
+            }
+            *mask_from = lo;
             *mask = m.into_boxed_slice();
         }
     }
@@ -613,6 +832,58 @@ fn is_placeholder_name(s: &str) -> bool {
     !s.is_empty()
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
+}
+
+/// `Some(name)` when the list entry is a whole-value include, `%name%`.
+fn include_of(n: &Node) -> Option<&str> {
+    match n.as_scalar()?.resolve() {
+        Value::Str(t) => match find_placeholder(t) {
+            Some(("", inner, "")) => Some(inner),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// The chain of lists that went past the depth budget, shortened in the middle.
+fn too_deep(path: &[SizeFrame], child: &str, max_depth: usize) -> String {
+    let mut names: Vec<&str> = path.iter().map(|f| f.name.as_str()).collect();
+    names.push(child);
+    let chain = if names.len() > 8 {
+        format!(
+            "{} -> ... -> {}",
+            names[..3].join(" -> "),
+            names[names.len() - 3..].join(" -> ")
+        )
+    } else {
+        names.join(" -> ")
+    };
+    format!(
+        "lists include each other more than {max_depth} levels deep: {chain} \
+         (rules/README.md, Limits)"
+    )
+}
+
+/// Names for a message: all of them when few, else the first ones and a count.
+fn name_list(names: &[&str]) -> String {
+    const SHOWN: usize = 20;
+    if names.len() <= SHOWN {
+        names.join(", ")
+    } else {
+        format!(
+            "{}, and {} more",
+            names[..SHOWN].join(", "),
+            names.len() - SHOWN
+        )
+    }
+}
+
+/// A condition for a message: at most 200 characters of it.
+fn excerpt(text: &str) -> std::borrow::Cow<'_, str> {
+    match text.char_indices().nth(200) {
+        Some((cut, _)) => format!("{}...", &text[..cut]).into(),
+        None => text.into(),
+    }
 }
 
 /// Splits `pre%name%post` (one placeholder).
@@ -689,42 +960,156 @@ impl Compiler {
         Ok(())
     }
 
-    /// The values of list `name`, with whole-value `%other%` references expanded.
-    fn list_values(&self, name: &str, stack: &mut Vec<String>) -> Result<Vec<Val>, String> {
-        if stack.iter().any(|s| s == name) {
-            stack.push(name.to_string());
-            return Err(format!(
-                "lists refer to each other in a cycle: {}",
-                stack.join(" -> ")
-            ));
+    /// The `%name%` includes of list `name`, in order (`None`: no such list).
+    fn list_includes(&self, name: &str) -> Option<Vec<String>> {
+        let defs = self.lists.get(name)?;
+        Some(
+            defs.iter()
+                .flat_map(|d| d.values.iter())
+                .filter_map(|n| include_of(n).map(str::to_string))
+                .collect(),
+        )
+    }
+
+    fn no_such_list(&self, name: &str) -> String {
+        let mut known: Vec<&str> = self.lists.keys().map(|s| s.as_str()).collect();
+        known.sort();
+        format!(
+            "no list named `{name}` (lists loaded: {})",
+            if known.is_empty() {
+                "none".to_string()
+            } else {
+                name_list(&known)
+            }
+        )
+    }
+
+    /// How many values list `name` expands to, and how deeply it includes other lists;
+    /// refuses cycles, unknown lists and nesting past the budget. Iterative, so a chain of
+    /// thousands of lists cannot overflow the stack, and memoized, so sizes that double per
+    /// level are computed in time linear in the number of lists.
+    fn list_shape(&mut self, name: &str) -> Result<ListShape, String> {
+        if let Some(&s) = self.list_shapes.get(name) {
+            return Ok(s);
         }
-        let Some(defs) = self.lists.get(name) else {
-            let mut known: Vec<&str> = self.lists.keys().map(|s| s.as_str()).collect();
-            known.sort();
-            return Err(format!(
-                "no list named `{name}` (lists loaded: {})",
-                if known.is_empty() {
-                    "none".to_string()
-                } else {
-                    known.join(", ")
-                }
-            ));
+        let max_depth = self.budget.limits.max_depth;
+        let frame = |c: &Compiler, name: &str| -> Result<SizeFrame, String> {
+            let includes = c.list_includes(name).ok_or_else(|| c.no_such_list(name))?;
+            // List files hold only scalars (`add_lists`): every entry is a value or an include.
+            let own = c.lists[name].iter().map(|d| d.values.len()).sum::<usize>() - includes.len();
+            Ok(SizeFrame {
+                name: name.to_string(),
+                includes,
+                next: 0,
+                size: own,
+                height: 1,
+            })
         };
-        stack.push(name.to_string());
-        let mut out = Vec::new();
-        for def in defs {
-            for n in &def.values {
-                let Some(v) = Val::from_node(n) else { continue };
-                if let Val::Str(s) = &v
-                    && let Some(("", inner, "")) = find_placeholder(s)
-                {
-                    out.extend(self.list_values(inner, stack)?);
-                    continue;
+        let mut path = vec![frame(self, name)?];
+        let mut steps = 0u32;
+        loop {
+            steps = steps.wrapping_add(1);
+            if steps.is_multiple_of(1024) {
+                self.budget.check_time()?;
+            }
+            let top = path.last_mut().expect("not empty until returned");
+            if top.next < top.includes.len() {
+                let child = top.includes[top.next].clone();
+                top.next += 1;
+                if path.iter().any(|f| f.name == child) {
+                    let mut cycle: Vec<&str> = path.iter().map(|f| f.name.as_str()).collect();
+                    cycle.push(&child);
+                    return Err(format!(
+                        "lists refer to each other in a cycle: {}",
+                        cycle.join(" -> ")
+                    ));
                 }
-                out.push(v);
+                let depth = path.len();
+                match self.list_shapes.get(&child) {
+                    Some(s) if depth + s.height > max_depth => {
+                        return Err(too_deep(&path, &child, max_depth));
+                    }
+                    Some(s) => {
+                        let s = *s;
+                        let top = path.last_mut().expect("not empty");
+                        top.size = top.size.saturating_add(s.size);
+                        top.height = top.height.max(s.height + 1);
+                    }
+                    None if depth >= max_depth => return Err(too_deep(&path, &child, max_depth)),
+                    None => {
+                        let f = frame(self, &child)?;
+                        path.push(f);
+                    }
+                }
+                continue;
+            }
+            let done = path.pop().expect("not empty");
+            let shape = ListShape {
+                size: done.size,
+                height: done.height,
+            };
+            self.list_shapes.insert(done.name, shape);
+            match path.last_mut() {
+                Some(parent) => {
+                    parent.size = parent.size.saturating_add(shape.size);
+                    parent.height = parent.height.max(shape.height + 1);
+                }
+                None => return Ok(shape),
             }
         }
-        stack.pop();
+    }
+
+    /// The values of list `name`, with whole-value `%other%` references expanded, at most
+    /// the budget's count.
+    fn list_values(&mut self, name: &str) -> Result<Arc<Vec<Val>>, String> {
+        if let Some(v) = self.expanded.get(name) {
+            return Ok(v.clone());
+        }
+        let shape = self.list_shape(name)?;
+        let max = self.budget.limits.max_list_values;
+        if shape.size > max {
+            return Err(format!(
+                "list `{name}` expands to {} values, more than the budget of {max} \
+                 (rules/README.md, Limits)",
+                if shape.size == usize::MAX {
+                    "too many".to_string()
+                } else {
+                    shape.size.to_string()
+                }
+            ));
+        }
+        // Depth-first with an explicit stack, in the order the values are written; lists
+        // that expand to nothing are not entered (however often they are included).
+        let mut out = Vec::with_capacity(shape.size);
+        let mut stack: Vec<(&[ListDef], usize, usize)> = vec![(&self.lists[name], 0, 0)];
+        let mut steps = 0u32;
+        while let Some(top) = stack.last_mut() {
+            steps = steps.wrapping_add(1);
+            if steps.is_multiple_of(1024) {
+                self.budget.check_time()?;
+            }
+            let (defs, d, v) = *top;
+            let Some(def) = defs.get(d) else {
+                stack.pop();
+                continue;
+            };
+            let Some(n) = def.values.get(v) else {
+                *top = (defs, d + 1, 0);
+                continue;
+            };
+            *top = (defs, d, v + 1);
+            if let Some(inner) = include_of(n) {
+                if self.list_shapes.get(inner).is_some_and(|s| s.size > 0) {
+                    stack.push((&self.lists[inner], 0, 0));
+                }
+                continue;
+            }
+            if let Some(val) = Val::from_node(n) {
+                out.push(val);
+            }
+        }
+        let out = Arc::new(out);
+        self.expanded.insert(name.to_string(), out.clone());
         Ok(out)
     }
 
@@ -1014,55 +1399,84 @@ impl Compiler {
         selections: &mut [(String, Pos, Option<Cond>)],
         used: &mut [bool],
     ) -> Result<Cond, RuleError> {
-        let ast = condition::parse(text).map_err(|e| {
+        let max = self.budget.limits.max_condition_bytes;
+        if text.len() > max {
+            return Err(ctx.err(
+                pos,
+                "condition",
+                format!(
+                    "a condition of {} bytes, longer than the budget of {max} (rules/README.md, \
+                     Limits)",
+                    text.len()
+                ),
+            ));
+        }
+        let ast = condition::parse(text, self.budget.limits.max_depth).map_err(|e| {
             ctx.err(
                 pos,
                 "condition",
-                format!("{} at character {} of `{text}`", e.message, e.offset),
+                format!(
+                    "{} at character {} of `{}`",
+                    e.message,
+                    e.offset,
+                    excerpt(text)
+                ),
             )
         })?;
-        self.resolve(ctx, &ast, text, pos, selections, used)
+        // Names to selections, hashed: a condition may name selections many times.
+        let mut index: HashMap<&str, usize> = HashMap::with_capacity(selections.len());
+        for (i, (n, _, _)) in selections.iter().enumerate() {
+            index.entry(n.as_str()).or_insert(i);
+        }
+        let r = Resolve {
+            ctx,
+            text,
+            pos,
+            sel: selections,
+            index: &index,
+        };
+        self.resolve(&r, &ast, used)
     }
 
     fn resolve(
         &mut self,
-        ctx: &Ctx,
+        r: &Resolve,
         ast: &CondAst,
-        text: &str,
-        pos: Pos,
-        sel: &mut [(String, Pos, Option<Cond>)],
         used: &mut [bool],
     ) -> Result<Cond, RuleError> {
+        let (ctx, text, pos, sel) = (r.ctx, r.text, r.pos, r.sel);
+        self.budget
+            .check_time()
+            .map_err(|m| ctx.err(pos, "condition", m))?;
         Ok(match ast {
             CondAst::Ident(name) => {
-                let Some(i) = sel.iter().position(|(n, _, _)| n == name) else {
+                let Some(&i) = r.index.get(name.as_str()) else {
                     let known: Vec<&str> = sel.iter().map(|(n, _, _)| n.as_str()).collect();
                     return Err(ctx.err(
                         pos,
                         "condition",
                         format!(
-                            "`{name}` in `{text}` is not a selection of this rule (selections: {})",
-                            known.join(", ")
+                            "`{name}` in `{}` is not a selection of this rule (selections: {})",
+                            excerpt(text),
+                            name_list(&known)
                         ),
                     ));
                 };
                 used[i] = true;
-                self.selection_ref(sel, i)
+                self.selection_ref(ctx, pos, sel, i)?
             }
-            CondAst::Not(inner) => {
-                Cond::Not(Box::new(self.resolve(ctx, inner, text, pos, sel, used)?))
-            }
+            CondAst::Not(inner) => Cond::Not(Box::new(self.resolve(r, inner, used)?)),
             CondAst::And(items) => Cond::And(
                 items
                     .iter()
-                    .map(|a| self.resolve(ctx, a, text, pos, sel, used))
+                    .map(|a| self.resolve(r, a, used))
                     .collect::<Result<Vec<_>, _>>()?
                     .into_boxed_slice(),
             ),
             CondAst::Or(items) => Cond::Or(
                 items
                     .iter()
-                    .map(|a| self.resolve(ctx, a, text, pos, sel, used))
+                    .map(|a| self.resolve(r, a, used))
                     .collect::<Result<Vec<_>, _>>()?
                     .into_boxed_slice(),
             ),
@@ -1082,11 +1496,12 @@ impl Compiler {
                         pos,
                         "condition",
                         format!(
-                            "`{}` in `{text}` matches no selection of this rule",
+                            "`{}` in `{}` matches no selection of this rule",
                             match pattern {
                                 OfTarget::Them => "them".to_string(),
                                 OfTarget::Pattern(p) => p.clone(),
-                            }
+                            },
+                            excerpt(text)
                         ),
                     ));
                 }
@@ -1094,9 +1509,9 @@ impl Compiler {
                     .iter()
                     .map(|&i| {
                         used[i] = true;
-                        self.selection_ref(sel, i)
+                        self.selection_ref(ctx, pos, sel, i)
                     })
-                    .collect();
+                    .collect::<Result<_, _>>()?;
                 match min {
                     None => Cond::And(items.into_boxed_slice()),
                     Some(1) => Cond::Or(items.into_boxed_slice()),
@@ -1107,13 +1522,26 @@ impl Compiler {
     }
 
     /// A selection used in a condition. Selections are trees over shared (memoized) test
-    /// ids, so using one twice costs a clone of a few ids, not a second evaluation.
-    fn selection_ref(&self, sel: &[(String, Pos, Option<Cond>)], i: usize) -> Cond {
-        match &sel[i].2 {
-            Some(c) => clone_cond(c),
+    /// ids, so using one twice costs a clone of a few ids, not a second evaluation; the
+    /// clones still count against the set's budget (`1 of them` a thousand times over a
+    /// thousand selections is a million operands).
+    fn selection_ref(
+        &mut self,
+        ctx: &Ctx,
+        pos: Pos,
+        sel: &[(String, Pos, Option<Cond>)],
+        i: usize,
+    ) -> Result<Cond, RuleError> {
+        Ok(match &sel[i].2 {
+            Some(c) => {
+                self.budget
+                    .add(cond_size(c), 0)
+                    .map_err(|m| ctx.err(pos, "condition", m))?;
+                clone_cond(c)
+            }
             // The selection had errors (already reported); any stand-in will do.
             None => Cond::Or(Box::new([])),
-        }
+        })
     }
 
     fn selection(
@@ -1286,11 +1714,17 @@ impl Compiler {
                     ));
                 };
                 let items = self
-                    .list_values(list, &mut Vec::new())
+                    .list_values(list)
                     .map_err(|m| ctx.err(n.pos, format!("placeholder `%{list}%`"), m))?;
-                for item in items {
+                // Checked before copying: a value list of many large placeholders.
+                if values.len().saturating_add(items.len())
+                    > self.budget.limits.max_values_per_field
+                {
+                    return Err(self.too_many_values(ctx, n.pos, spec));
+                }
+                for item in items.iter() {
                     let v = if pre.is_empty() && post.is_empty() {
-                        item
+                        item.clone()
                     } else {
                         Val::Str(format!("{pre}{}{post}", item.text().unwrap_or_default()))
                     };
@@ -1299,9 +1733,44 @@ impl Compiler {
             } else {
                 values.push((v, n.pos));
             }
+            if values.len() > self.budget.limits.max_values_per_field {
+                return Err(self.too_many_values(ctx, n.pos, spec));
+            }
         }
         let construct = format!("`{spec}`");
+        let mut bytes = 0usize;
+        for (v, p) in &values {
+            let len = v.text_len();
+            if len > self.budget.limits.max_value_bytes {
+                return Err(ctx.err(
+                    *p,
+                    construct,
+                    format!(
+                        "a value of {len} bytes, longer than the budget of {} (rules/README.md, \
+                         Limits)",
+                        self.budget.limits.max_value_bytes
+                    ),
+                ));
+            }
+            bytes += len;
+        }
+        self.budget
+            .add(values.len(), bytes)
+            .and_then(|()| self.budget.check_time())
+            .map_err(|m| ctx.err(value.pos, &construct, m))?;
         self.values_test(ctx, &construct, field, mods, &values, value.pos)
+    }
+
+    fn too_many_values(&self, ctx: &Ctx, pos: Pos, spec: &str) -> RuleError {
+        ctx.err(
+            pos,
+            format!("`{spec}`"),
+            format!(
+                "more than {} values for one field (after expanding placeholders; \
+                 rules/README.md, Limits)",
+                self.budget.limits.max_values_per_field
+            ),
+        )
     }
 
     fn values_test(
@@ -1373,6 +1842,10 @@ impl Compiler {
         let mut all_parts: Vec<TestId> = Vec::new();
         let string_mods = mods.mode.is_some() || mods.re;
         for (v, p) in values {
+            // Per value: a value may compile a regular expression.
+            self.budget
+                .check_time()
+                .map_err(|m| ctx.err(*p, construct, m))?;
             if let Val::Null = v {
                 let id = self.intern(format!("null|{field:?}"), Test::Null { field });
                 others.push(id);
@@ -1503,12 +1976,23 @@ impl Compiler {
             }
             let pat = if mods.re {
                 let re = matcher::regex_pattern(&text, mods.re_i, mods.re_m, mods.re_s);
-                if let Err(e) = strset::check_regex(&re) {
-                    return Err(ctx.err(
-                        *p,
-                        "modifier `re`",
-                        format!("`{text}` is not a regular expression this engine supports: {e}"),
-                    ));
+                // Compiled once per distinct expression, however many rules use it.
+                if !self.regexes.contains_key(&re) {
+                    match strset::check_regex(&re) {
+                        Ok(r) => {
+                            self.regexes.insert(re.clone(), r);
+                        }
+                        Err(e) => {
+                            return Err(ctx.err(
+                                *p,
+                                "modifier `re`",
+                                format!(
+                                    "`{text}` is not a regular expression this engine supports: \
+                                     {e}"
+                                ),
+                            ));
+                        }
+                    }
                 }
                 PatternSpec::Regex(re)
             } else {
@@ -1527,6 +2011,7 @@ impl Compiler {
                         field,
                         patterns: Box::new([pid]),
                         all: false,
+                        mask_from: 0,
                         mask: Box::new([]),
                     },
                 ));
@@ -1551,6 +2036,7 @@ impl Compiler {
                                 field,
                                 patterns: sorted.into_boxed_slice(),
                                 all: true,
+                                mask_from: 0,
                                 mask: Box::new([]),
                             },
                         ));
@@ -1571,6 +2057,7 @@ impl Compiler {
                     field,
                     patterns: patterns.into_boxed_slice(),
                     all: false,
+                    mask_from: 0,
                     mask: Box::new([]),
                 },
             ));
@@ -1629,6 +2116,8 @@ impl Compiler {
         };
         let mut errors = Vec::new();
         let mut window = None;
+        // A window with an error is reported as such, not again as missing.
+        let mut window_given = false;
         let mut group_fields = None;
         for (k, v) in entries {
             let key = k.as_text().unwrap_or("");
@@ -1657,14 +2146,11 @@ impl Compiler {
                         group_fields = Some(fields);
                     }
                     "window" => {
+                        window_given = true;
                         let t = v.as_text().unwrap_or("");
-                        window = Some(parse_duration(t).ok_or_else(|| {
-                            ctx.err(
-                                v.pos,
-                                "monitor.window",
-                                format!("`{t}` is not a duration (for example 30s, 10m, 1h, 1d)"),
-                            )
-                        })?);
+                        window = Some(
+                            parse_duration(t).map_err(|m| ctx.err(v.pos, "monitor.window", m))?,
+                        );
                     }
                     "labels" => {
                         let Some(m) = v.as_map() else {
@@ -1734,6 +2220,7 @@ impl Compiler {
                 })
             }
             (None, None) => {}
+            (Some(_), None) if window_given => {}
             _ => errors.push(ctx.err(
                 node.pos,
                 "monitor.group_by",
@@ -1824,18 +2311,34 @@ fn has_wildcard(s: &str) -> bool {
     s.contains(['*', '?'])
 }
 
-fn parse_duration(t: &str) -> Option<i64> {
+/// The longest `monitor.window`: a year is far past any grouping need, and far below the
+/// ~292 years an `i64` of nanoseconds holds.
+const MAX_WINDOW_SECS: i64 = 365 * 86_400;
+
+/// `30s`, `10m`, `1h`, `1d` to nanoseconds.
+fn parse_duration(t: &str) -> Result<i64, String> {
     let t = t.trim();
-    let unit = t.chars().last()?;
-    let n: i64 = t[..t.len() - 1].parse().ok().filter(|&n| n > 0)?;
-    let secs = match unit {
-        's' => n,
-        'm' => n * 60,
-        'h' => n * 3600,
-        'd' => n * 86400,
-        _ => return None,
+    let bad = || format!("`{t}` is not a duration (for example 30s, 10m, 1h, 1d)");
+    let unit = t.chars().last().ok_or_else(bad)?;
+    // The unit may be any character: cut at its boundary, not one byte back.
+    let n: i64 = t[..t.len() - unit.len_utf8()]
+        .parse()
+        .ok()
+        .filter(|&n| n > 0)
+        .ok_or_else(bad)?;
+    let unit_secs = match unit {
+        's' => 1,
+        'm' => 60,
+        'h' => 3600,
+        'd' => 86_400,
+        _ => return Err(bad()),
     };
-    Some(secs * 1_000_000_000)
+    match n.checked_mul(unit_secs) {
+        Some(secs) if secs <= MAX_WINDOW_SECS => Ok(secs * 1_000_000_000),
+        _ => Err(format!(
+            "`{t}` is longer than the longest window, 365d (rules/README.md, Limits)"
+        )),
+    }
 }
 
 fn parse_mods<'a>(
@@ -1940,6 +2443,18 @@ fn parse_mods<'a>(
     Ok(m)
 }
 
+/// Nodes in a condition tree (recursive: trees are at most the depth budget plus the few
+/// levels of a selection).
+fn cond_size(c: &Cond) -> usize {
+    match c {
+        Cond::Const(_) | Cond::Test(_) => 1,
+        Cond::Not(x) => 1 + cond_size(x),
+        Cond::And(x) | Cond::Or(x) | Cond::AtLeast(_, x) => {
+            1 + x.iter().map(cond_size).sum::<usize>()
+        }
+    }
+}
+
 /// Conditions are small trees of ids; cloning one for a second use is cheap.
 fn clone_cond(c: &Cond) -> Cond {
     match c {
@@ -1949,5 +2464,408 @@ fn clone_cond(c: &Cond) -> Cond {
         Cond::Or(x) => Cond::Or(x.iter().map(clone_cond).collect()),
         Cond::Not(x) => Cond::Not(Box::new(clone_cond(x))),
         Cond::AtLeast(n, x) => Cond::AtLeast(*n, x.iter().map(clone_cond).collect()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Hostile input (issue #18): each case failed before the budgets, by aborting (stack
+    //! overflow, allocation failure), panicking, taking seconds to minutes, or loading a
+    //! rule that silently did not work.
+    use std::time::{Duration, Instant};
+
+    use super::*;
+
+    fn src(name: &str, text: String) -> Source {
+        Source {
+            name: name.into(),
+            ruleset: "t".into(),
+            text,
+        }
+    }
+
+    /// A rule with `detection` (indented under `detection:`) and `extra` top-level keys.
+    fn rule(detection: &str, extra: &str) -> String {
+        format!(
+            "title: hostile\nid: hostile-1\nlevel: low\nlogsource:\n  category: \
+             network_connection\n  product: linux\ndetection:\n{detection}{extra}"
+        )
+    }
+
+    /// The errors of compiling `sources` under `limits`, and how long it took.
+    fn errors_with(sources: &[Source], limits: Limits) -> (Vec<String>, Duration) {
+        let t = Instant::now();
+        let c = compile_with(sources, limits);
+        let took = t.elapsed();
+        // What `rules check` does next with a failed set: it must not panic either.
+        let _ = crate::rules::RuleSet::new(c.rules, c.tests);
+        (c.errors.iter().map(|e| e.to_string()).collect(), took)
+    }
+
+    fn errors(sources: &[Source]) -> Vec<String> {
+        let (e, took) = errors_with(sources, Limits::default());
+        assert!(took < Duration::from_secs(2), "took {took:?}: {e:?}");
+        e
+    }
+
+    fn one_error(sources: &[Source], words: &str) -> String {
+        let e = errors(sources);
+        assert_eq!(e.len(), 1, "{e:#?}");
+        assert!(e[0].contains(words), "`{words}` not in: {}", e[0]);
+        e.into_iter().next().expect("one")
+    }
+
+    fn list_rule() -> Source {
+        src(
+            "r.yml",
+            rule(
+                "  sel:\n    Image|endswith|expand: '%l0%'\n  condition: sel\n",
+                "",
+            ),
+        )
+    }
+
+    #[test]
+    fn a_long_chain_of_lists_is_refused_without_recursion() {
+        // 30,000 lists each including the previous one overflowed the stack.
+        let mut lists = String::from("lists:\n  l29999: [/x]\n");
+        for i in (0..29_999).rev() {
+            lists.push_str(&format!("  l{i}: ['%l{}%', /y{i}]\n", i + 1));
+        }
+        let e = one_error(
+            &[src("lists.yml", lists), list_rule()],
+            "more than 64 levels deep",
+        );
+        assert!(
+            e.starts_with("r.yml:9: rule hostile-1: placeholder `%l0%`"),
+            "{e}"
+        );
+        assert!(e.contains("l0 -> l1 -> l2 -> ... ->"), "{e}");
+    }
+
+    #[test]
+    fn lists_that_double_per_level_are_refused_before_expanding() {
+        // Each list including the previous one twice: 771 bytes, 2^31 values.
+        let mut lists = String::from("lists:\n  l30: [/a]\n");
+        for i in (0..30).rev() {
+            lists.push_str(&format!("  l{i}: ['%l{n}%', '%l{n}%']\n", n = i + 1));
+        }
+        let e = one_error(&[src("lists.yml", lists), list_rule()], "1073741824 values");
+        assert!(e.contains("more than the budget of 100000"), "{e}");
+        assert!(e.starts_with("r.yml:9:"), "{e}");
+        // Lists that double per level but expand to nothing are not walked 2^30 times.
+        let mut lists = String::from("lists:\n  l30: []\n  l0: ['%l1%', /v]\n");
+        for i in (1..30).rev() {
+            lists.push_str(&format!("  l{i}: ['%l{n}%', '%l{n}%']\n", n = i + 1));
+        }
+        let e = errors(&[src("lists.yml", lists), list_rule()]);
+        assert!(e.is_empty(), "{e:?}");
+    }
+
+    #[test]
+    fn list_cycles_are_still_named() {
+        let lists = "lists:\n  l0: ['%l1%']\n  l1: [/a, '%l2%']\n  l2: ['%l1%']\n".to_string();
+        one_error(
+            &[src("lists.yml", lists), list_rule()],
+            "cycle: l0 -> l1 -> l2 -> l1",
+        );
+    }
+
+    #[test]
+    fn expanded_lists_keep_their_order_and_values() {
+        let lists = "lists:\n  l0: [/a, '%l1%', /d]\n  l1: [/b, '%l2%']\n  l2: [/c]\n  l3: [/e]\n"
+            .to_string();
+        let mut c = Compiler::new(Limits::default());
+        c.add_lists(
+            &src("lists.yml", lists.clone()),
+            &yaml::parse(&lists, 64).unwrap()[0],
+        )
+        .unwrap();
+        let v: Vec<String> = c
+            .list_values("l0")
+            .unwrap()
+            .iter()
+            .filter_map(Val::text)
+            .collect();
+        assert_eq!(v, ["/a", "/b", "/c", "/d"]);
+    }
+
+    #[test]
+    fn deep_conditions_are_errors_with_file_and_line() {
+        let parens = format!("{}sel{}", "(".repeat(20_000), ")".repeat(20_000));
+        let e = one_error(
+            &[src(
+                "r.yml",
+                rule(
+                    &format!("  sel:\n    Image: /x\n  condition: {parens}\n"),
+                    "",
+                ),
+            )],
+            "nested deeper than 64 levels",
+        );
+        assert!(e.starts_with("r.yml:10: rule hostile-1: condition:"), "{e}");
+        assert!(e.len() < 1000, "the message quotes an excerpt: {e}");
+        let nots = format!("{}sel", "not ".repeat(10_000));
+        one_error(
+            &[src(
+                "r.yml",
+                rule(&format!("  sel:\n    Image: /x\n  condition: {nots}\n"), ""),
+            )],
+            "nested deeper than 64 levels",
+        );
+        // 200,000 `not`s: past the length budget before any parsing.
+        let nots = format!("{}sel", "not ".repeat(200_000));
+        one_error(
+            &[src(
+                "r.yml",
+                rule(&format!("  sel:\n    Image: /x\n  condition: {nots}\n"), ""),
+            )],
+            "a condition of 800003 bytes, longer than the budget of 65536",
+        );
+    }
+
+    #[test]
+    fn of_patterns_with_many_stars_resolve_quickly() {
+        // YAML keys are at most 1024 characters.
+        let name = format!("{}c", "a".repeat(1_000));
+        let det = format!(
+            "  {name}:\n    Image: /x\n  condition: 1 of {}*b\n",
+            "*a".repeat(10)
+        );
+        one_error(&[src("r.yml", rule(&det, ""))], "matches no selection");
+    }
+
+    #[test]
+    fn window_with_a_non_ascii_unit_is_an_error_not_a_panic() {
+        let det = "  sel:\n    Image: /x\n  condition: sel\n";
+        for (w, words) in [
+            ("'1é'", "`1é` is not a duration"),
+            ("'é'", "`é` is not a duration"),
+            ("''", "is not a duration"),
+            ("200000d", "longer than the longest window, 365d"),
+            ("9223372036854775807s", "longer than the longest window"),
+        ] {
+            let e = one_error(
+                &[src(
+                    "r.yml",
+                    rule(
+                        det,
+                        &format!("monitor:\n  group_by: [Image]\n  window: {w}\n"),
+                    ),
+                )],
+                words,
+            );
+            assert!(
+                e.starts_with("r.yml:13: rule hostile-1: monitor.window:"),
+                "{e}"
+            );
+        }
+        assert_eq!(parse_duration("365d"), Ok(365 * 86_400 * 1_000_000_000));
+        assert_eq!(parse_duration("90s"), Ok(90_000_000_000));
+    }
+
+    #[test]
+    fn long_values_are_refused_and_values_at_the_budget_compile_quickly() {
+        let det = |v: &str| format!("  sel:\n    CommandLine|contains: '{v}'\n  condition: sel\n");
+        let e = one_error(
+            &[src("r.yml", rule(&det(&"ab".repeat(25_000)), ""))],
+            "a value of 50000 bytes, longer than the budget of 4096",
+        );
+        assert!(e.starts_with("r.yml:9:"), "{e}");
+        assert!(errors(&[src("r.yml", rule(&det(&"ab".repeat(2048)), ""))]).is_empty());
+    }
+
+    #[test]
+    fn many_values_for_one_field_compile_in_linear_time() {
+        // 20,000 `contains` values took 4 s (a linear search per value for its key).
+        let mut det = String::from("  sel:\n    CommandLine|contains:\n");
+        for i in 0..20_000 {
+            det.push_str(&format!("      - 'v{i}x'\n"));
+        }
+        det.push_str("  condition: sel\n");
+        assert_eq!(
+            errors(&[src("r.yml", rule(&det, ""))]),
+            Vec::<String>::new()
+        );
+    }
+
+    #[test]
+    fn the_compile_deadline_stops_a_load_with_file_and_line() {
+        let det = "  sel:\n    Image: /x\n  condition: sel\n";
+        let limits = Limits {
+            max_compile_time: Duration::ZERO,
+            ..Limits::default()
+        };
+        let (e, _) = errors_with(&[src("r.yml", rule(det, ""))], limits);
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(
+            e[0].starts_with("r.yml:1: compiling the rule set took longer"),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn the_compiled_size_budget_counts_values_and_condition_operands() {
+        let det = "  sel:\n    Image: [/a, /b, /c]\n  condition: sel or sel or sel\n";
+        let limits = |n| Limits {
+            max_compiled_items: n,
+            ..Limits::default()
+        };
+        let (e, _) = errors_with(&[src("r.yml", rule(det, ""))], limits(5));
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(
+            e[0].contains("r.yml:10: rule hostile-1: condition: the rule set grows past 5"),
+            "{e:?}"
+        );
+        let (e, _) = errors_with(&[src("r.yml", rule(det, ""))], limits(2));
+        assert!(
+            e[0].contains("r.yml:9: rule hostile-1: `Image`: the rule set grows past 2"),
+            "{e:?}"
+        );
+        // The test's mask over the string set (one word) counts too.
+        let (e, _) = errors_with(&[src("r.yml", rule(det, ""))], limits(6));
+        assert_eq!(
+            e,
+            [
+                "all rules, field process.executable: the rule set grows past 6 compiled values \
+              and condition operands here (rules/README.md, Limits)"
+            ]
+        );
+        let (e, _) = errors_with(&[src("r.yml", rule(det, ""))], limits(7));
+        assert!(e.is_empty(), "{e:?}");
+    }
+
+    #[test]
+    fn values_per_field_are_counted_after_expansion() {
+        let mut lists = String::from("lists:\n  big:\n");
+        for i in 0..60_000 {
+            lists.push_str(&format!("    - /v{i}\n"));
+        }
+        let det = "  sel:\n    Image|endswith|expand: ['%big%', '%big%']\n  condition: sel\n";
+        one_error(
+            &[src("lists.yml", lists), src("r.yml", rule(det, ""))],
+            "more than 100000 values for one field",
+        );
+    }
+
+    #[test]
+    fn files_that_are_not_utf8_name_the_line_and_byte() {
+        let e = decode("r.yml", b"title: x\nid: \xff\xfey\n".to_vec()).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "r.yml:2: not UTF-8: byte 0xff at byte offset 13 does not begin a valid UTF-8 \
+             character; rule files must be UTF-8"
+        );
+        let utf16: Vec<u8> = [0xFF, 0xFE]
+            .into_iter()
+            .chain("title: x\n".encode_utf16().flat_map(u16::to_le_bytes))
+            .collect();
+        let e = decode("w.yml", utf16).unwrap_err().to_string();
+        assert!(
+            e.starts_with("w.yml:1: the file is UTF-16 (little-endian) text"),
+            "{e}"
+        );
+        let be: Vec<u8> = [0xFE, 0xFF, 0, b't'].to_vec();
+        assert!(
+            decode("b.yml", be)
+                .unwrap_err()
+                .to_string()
+                .contains("UTF-16 (big-endian)")
+        );
+        let no_bom: Vec<u8> = "a: 1\n".encode_utf16().flat_map(u16::to_le_bytes).collect();
+        let e = decode("n.yml", no_bom).unwrap_err().to_string();
+        assert!(e.starts_with("n.yml:1: NUL byte at byte offset 1;"), "{e}");
+        assert_eq!(decode("ok.yml", "é: 1\n".into()).unwrap(), "é: 1\n");
+    }
+
+    #[test]
+    fn a_selection_of_many_maps_compiles_in_linear_time_and_space() {
+        // Maps of two fields: each test's mask spanned the whole string set (tests x
+        // patterns words: 700 MB at 50,000 maps), and the rule index re-sorted its anchor
+        // once per map.
+        let mut det = String::from("  sel:\n");
+        for i in 0..5_000 {
+            det.push_str(&format!("    - Image: /x{i}\n      User: u{i}\n"));
+        }
+        det.push_str("  condition: sel\n");
+        let t = Instant::now();
+        let c = compile_with(&[src("r.yml", rule(&det, ""))], Limits::default());
+        assert!(c.errors.is_empty(), "{:?}", c.errors);
+        let words: usize = c
+            .tests
+            .tests
+            .iter()
+            .map(|t| match t {
+                Test::Patterns { mask, .. } => mask.len(),
+                _ => 0,
+            })
+            .sum();
+        assert!(words <= 2 * c.tests.tests.len(), "{words} mask words");
+        let set = crate::rules::RuleSet::new(c.rules, c.tests);
+        assert_eq!(set.len(), 1);
+        assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    }
+
+    #[test]
+    fn the_deadline_stops_a_long_run_of_regular_expressions_promptly() {
+        // 3,000 `re` values took 27 s in a debug build, with no deadline check inside.
+        let mut det = String::from("  sel:\n    CommandLine|re:\n");
+        for i in 0..3_000 {
+            det.push_str(&format!("      - 'a{i}.*b[0-9]+c'\n"));
+        }
+        det.push_str("  condition: sel\n");
+        let limits = Limits {
+            max_compile_time: Duration::from_millis(300),
+            ..Limits::default()
+        };
+        let (e, took) = errors_with(&[src("r.yml", rule(&det, ""))], limits);
+        assert!(took < Duration::from_millis(1500), "{took:?}");
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(e[0].starts_with("r.yml:"), "{e:?}");
+        assert!(
+            e[0].contains("took longer than its budget of 0.3 s"),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn special_and_oversized_files_are_refused_without_blocking() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo.yml");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: a valid NUL-terminated path; mkfifo has no other preconditions.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let big = dir.path().join("big.yml");
+        std::fs::write(&big, vec![b'#'; 101]).unwrap();
+        let limits = Limits {
+            max_file_bytes: 100,
+            ..Limits::default()
+        };
+        let (sources, errors) = read_paths(&[dir.path().to_path_buf()], &limits);
+        assert!(sources.is_empty());
+        let e: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+        assert_eq!(e.len(), 2, "{e:?}");
+        assert!(
+            e[0].contains("big.yml: cannot read rules: larger than the budget of 100 bytes"),
+            "{e:?}"
+        );
+        assert!(
+            e[1].contains("fifo.yml: cannot read rules: not a regular file"),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn symlinks_back_to_a_parent_are_walked_once() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("r.yml"), "lists:\n  a: [/x]\n").unwrap();
+        for l in ["a", "b"] {
+            std::os::unix::fs::symlink(dir.path(), dir.path().join(l)).unwrap();
+        }
+        let t = Instant::now();
+        let (sources, errors) = read_paths(&[dir.path().to_path_buf()], &Limits::default());
+        assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(sources.len(), 1);
     }
 }

@@ -111,6 +111,11 @@ struct P {
     toks: Vec<(Tok, usize)>,
     i: usize,
     len: usize,
+    /// Open parentheses and `not`s around the current position. The parser recurses once
+    /// per level, and so does everything that walks the tree later: bounded so that no
+    /// condition can overflow a stack.
+    depth: usize,
+    max_depth: usize,
 }
 
 impl P {
@@ -156,10 +161,25 @@ impl P {
         })
     }
 
+    /// Enters one nesting level (`(` or `not`), failing past the budget.
+    fn enter(&mut self) -> Result<(), CondError> {
+        self.depth += 1;
+        if self.depth > self.max_depth {
+            return self.err(format!(
+                "nested deeper than {} levels of parentheses and `not` (rules/README.md, Limits)",
+                self.max_depth
+            ));
+        }
+        Ok(())
+    }
+
     fn not(&mut self) -> Result<CondAst, CondError> {
         if self.peek() == Some(&Tok::Not) {
+            self.enter()?;
             self.i += 1;
-            return Ok(CondAst::Not(Box::new(self.not()?)));
+            let inner = self.not()?;
+            self.depth -= 1;
+            return Ok(CondAst::Not(Box::new(inner)));
         }
         self.primary()
     }
@@ -170,12 +190,14 @@ impl P {
         };
         match tok {
             Tok::LParen => {
+                self.enter()?;
                 self.i += 1;
                 let e = self.or()?;
                 if self.peek() != Some(&Tok::RParen) {
                     return self.err("missing `)`");
                 }
                 self.i += 1;
+                self.depth -= 1;
                 Ok(e)
             }
             Tok::Number(_) | Tok::All | Tok::Any => {
@@ -217,12 +239,15 @@ impl P {
     }
 }
 
-pub(crate) fn parse(s: &str) -> Result<CondAst, CondError> {
+/// Parses a condition nested at most `max_depth` levels (parentheses and `not`).
+pub(crate) fn parse(s: &str, max_depth: usize) -> Result<CondAst, CondError> {
     let toks = tokenize(s)?;
     let mut p = P {
         toks,
         i: 0,
         len: s.len(),
+        depth: 0,
+        max_depth,
     };
     let e = p.or()?;
     if p.i != p.toks.len() {
@@ -239,15 +264,31 @@ pub(crate) fn parse(s: &str) -> Result<CondAst, CondError> {
 }
 
 /// Sigma selection-name pattern with `*` wildcards.
+///
+/// Backtracks only to the last `*` seen, which is complete for `*`-only patterns (a later
+/// star can absorb whatever an earlier one would have): O(pattern x name) at worst, where
+/// trying every split at every star was exponential in the number of stars.
 pub(crate) fn name_matches(pattern: &str, name: &str) -> bool {
-    fn go(p: &[u8], n: &[u8]) -> bool {
-        match p.split_first() {
-            None => n.is_empty(),
-            Some((b'*', rest)) => (0..=n.len()).any(|k| go(rest, &n[k..])),
-            Some((c, rest)) => n.first() == Some(c) && go(rest, &n[1..]),
+    let (p, n) = (pattern.as_bytes(), name.as_bytes());
+    let (mut i, mut j) = (0usize, 0usize);
+    let mut star: Option<(usize, usize)> = None;
+    while j < n.len() {
+        if i < p.len() && p[i] == b'*' {
+            star = Some((i + 1, j));
+            i += 1;
+        } else if i < p.len() && p[i] == n[j] {
+            i += 1;
+            j += 1;
+        } else if let Some((si, sj)) = star {
+            // The last star takes one more byte; retry the rest of the pattern after it.
+            star = Some((si, sj + 1));
+            i = si;
+            j = sj + 1;
+        } else {
+            return false;
         }
     }
-    go(pattern.as_bytes(), name.as_bytes())
+    p[i..].iter().all(|&c| c == b'*')
 }
 
 #[cfg(test)]
@@ -258,17 +299,21 @@ mod tests {
         CondAst::Ident(s.into())
     }
 
+    fn parse_(s: &str) -> Result<CondAst, CondError> {
+        parse(s, 64)
+    }
+
     #[test]
     fn precedence_not_and_or() {
         assert_eq!(
-            parse("a or b and not c").unwrap(),
+            parse_("a or b and not c").unwrap(),
             CondAst::Or(vec![
                 id("a"),
                 CondAst::And(vec![id("b"), CondAst::Not(Box::new(id("c")))])
             ])
         );
         assert_eq!(
-            parse("(a or b) and c").unwrap(),
+            parse_("(a or b) and c").unwrap(),
             CondAst::And(vec![CondAst::Or(vec![id("a"), id("b")]), id("c")])
         );
     }
@@ -276,7 +321,7 @@ mod tests {
     #[test]
     fn quantifiers() {
         assert_eq!(
-            parse("selection and not 1 of filter_*").unwrap(),
+            parse_("selection and not 1 of filter_*").unwrap(),
             CondAst::And(vec![
                 id("selection"),
                 CondAst::Not(Box::new(CondAst::Of {
@@ -286,7 +331,7 @@ mod tests {
             ])
         );
         assert_eq!(
-            parse("all of them").unwrap(),
+            parse_("all of them").unwrap(),
             CondAst::Of {
                 min: None,
                 pattern: OfTarget::Them
@@ -296,12 +341,12 @@ mod tests {
 
     #[test]
     fn errors_have_offsets() {
-        let e = parse("a and (b or c").unwrap_err();
+        let e = parse_("a and (b or c").unwrap_err();
         assert!(e.message.contains(")"));
-        let e = parse("a | count() > 5").unwrap_err();
+        let e = parse_("a | count() > 5").unwrap_err();
         assert_eq!(e.offset, 3);
-        assert!(parse("a b").is_err());
-        assert!(parse("").is_err());
+        assert!(parse_("a b").is_err());
+        assert!(parse_("").is_err());
     }
 
     #[test]
@@ -310,5 +355,47 @@ mod tests {
         assert!(name_matches("sel*", "sel"));
         assert!(!name_matches("sel*", "xsel"));
         assert!(name_matches("*_img", "selection_img"));
+    }
+
+    #[test]
+    fn nesting_past_the_budget_is_an_error_not_a_stack_overflow() {
+        // Issue #18: 20,000 parentheses and 200,000 `not`s aborted the process.
+        let parens = format!("{}a{}", "(".repeat(20_000), ")".repeat(20_000));
+        let e = parse(&parens, 64).unwrap_err();
+        assert!(e.message.contains("nested deeper than 64"), "{}", e.message);
+        assert_eq!(
+            e.offset, 65,
+            "the offset points at the first level too deep"
+        );
+        let nots = format!("{}a", "not ".repeat(200_000));
+        let e = parse(&nots, 64).unwrap_err();
+        assert!(e.message.contains("nested deeper than 64"), "{}", e.message);
+        // Exactly at the budget still parses.
+        let ok = format!("{}a{}", "(".repeat(32), ")".repeat(32));
+        assert_eq!(
+            parse(&format!("{}{ok}", "not ".repeat(32)), 64).map(|_| ()),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn wildcard_names_match_in_polynomial_time() {
+        // `*a*a*...*b` against a long name of `a`s was exponential (10 stars: 21 s).
+        let pattern = format!("{}*b", "*a".repeat(40));
+        let name = "a".repeat(5_000);
+        let t = std::time::Instant::now();
+        assert!(!name_matches(&pattern, &name));
+        assert!(name_matches(&pattern, &format!("{name}b")));
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(1),
+            "{:?}",
+            t.elapsed()
+        );
+        assert!(name_matches("*", ""));
+        assert!(name_matches("a**b", "ab"));
+        assert!(name_matches("*_x_*", "sel_x_y"));
+        assert!(!name_matches("*_x_*", "sel_x"));
+        assert!(!name_matches("", "a"));
+        assert!(name_matches("", ""));
     }
 }

@@ -27,6 +27,20 @@ pub enum RuleError {
         message: String,
     },
 
+    /// About a file as a whole or a line of it, not one rule: its encoding, a budget it
+    /// exceeds (rules/README.md, Limits).
+    #[error("{file}:{line}: {message}")]
+    File {
+        file: String,
+        line: u32,
+        message: String,
+    },
+
+    /// About the set as a whole, past the rules (its combined string sets): a budget the
+    /// set exceeds when it is assembled.
+    #[error("{what}: {message}")]
+    Set { what: String, message: String },
+
     #[error("{}", many(.0))]
     Many(Vec<RuleError>),
 }
@@ -53,15 +67,19 @@ impl RuleError {
     pub fn file(&self) -> Option<String> {
         match self {
             RuleError::Read { path, .. } => Some(path.display().to_string()),
-            RuleError::Yaml { file, .. } | RuleError::Rule { file, .. } => Some(file.clone()),
-            RuleError::Many(_) => None,
+            RuleError::Yaml { file, .. }
+            | RuleError::Rule { file, .. }
+            | RuleError::File { file, .. } => Some(file.clone()),
+            RuleError::Set { .. } | RuleError::Many(_) => None,
         }
     }
 
     /// The line it is about.
     pub fn line(&self) -> Option<u32> {
         match self {
-            RuleError::Yaml { line, .. } | RuleError::Rule { line, .. } => Some(*line),
+            RuleError::Yaml { line, .. }
+            | RuleError::Rule { line, .. }
+            | RuleError::File { line, .. } => Some(*line),
             _ => None,
         }
     }

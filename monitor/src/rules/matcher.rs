@@ -35,8 +35,11 @@ pub(crate) enum Test {
         field: Field,
         patterns: Box<[u32]>,
         all: bool,
-        /// `patterns` as a bitmask over the field's string set (filled in once every
-        /// rule is compiled): a test is a few word ANDs, whatever the list length.
+        /// `patterns` as a bitmask over words `mask_from..` of the field's string set
+        /// (filled in once every rule is compiled): a test is a few word ANDs, whatever the
+        /// list length. Only the words its patterns fall in, so that many tests over a huge
+        /// set do not cost tests x set size.
+        mask_from: u32,
         mask: Box<[u64]>,
     },
     Numbers {
@@ -603,12 +606,16 @@ impl Tests {
     fn eval_uncached(&self, id: TestId, rec: &ConnectionRecord, s: &mut Scratch) -> bool {
         match &self.tests[id as usize] {
             Test::Patterns {
-                field, all, mask, ..
+                field,
+                all,
+                mask_from,
+                mask,
+                ..
             } => {
                 let Some(a) = self.set_of[*field as usize] else {
                     return false;
                 };
-                let bits = self.set_bits(a as usize, rec, s);
+                let bits = &self.set_bits(a as usize, rec, s)[*mask_from as usize..];
                 if *all {
                     bits.iter().zip(mask.iter()).all(|(b, m)| b & m == *m)
                 } else {

@@ -28,6 +28,11 @@
 //! Sigma correlation rules are not supported (an error names them); the grouping the seeds
 //! need is the `monitor.group_by` extension (`engine.rs`, rules/README.md).
 //!
+//! Every load runs under budgets (`limits.rs`, rules/README.md "Limits"): nesting, list
+//! expansion, value and condition length, values per field, compiled size and compile
+//! time. No rule file can overflow a stack, exhaust memory or stall a reload; going past a
+//! budget is a load error naming the file and line.
+//!
 //! # Extensions to Sigma (all ignored by plain Sigma tools; see rules/README.md)
 //! - `monitor:` top-level key: `group_by` + `window`, `labels`, `risk_score`, `level`, with
 //!   per-match cases (`- when: CONDITION` / `value: X`).
@@ -41,6 +46,7 @@ mod engine;
 mod error;
 mod field;
 mod index;
+mod limits;
 mod matcher;
 mod strset;
 mod yaml;
@@ -131,7 +137,7 @@ impl RuleSet {
     /// Loads rule files and directories (recursively, `*.yml` / `*.yaml`). Any error in
     /// any file fails the load, naming every error found.
     pub fn load(paths: &[PathBuf]) -> Result<LoadReport, RuleError> {
-        let (sources, mut errors) = compile::read_paths(paths);
+        let (sources, mut errors) = compile::read_paths(paths, &limits::Limits::default());
         let mut c = compile::compile(&sources);
         errors.append(&mut c.errors);
         match RuleError::from_list(errors) {
@@ -143,7 +149,7 @@ impl RuleSet {
     /// The built-in rules plus `paths`, as one set: for an operator who keeps the default
     /// rules and adds list files (exclusions) or rules of their own.
     pub fn load_with_builtin(paths: &[PathBuf]) -> Result<LoadReport, RuleError> {
-        let (mut sources, mut errors) = compile::read_paths(paths);
+        let (mut sources, mut errors) = compile::read_paths(paths, &limits::Limits::default());
         let mut all = builtin::sources();
         all.append(&mut sources);
         let mut c = compile::compile(&all);
@@ -158,7 +164,7 @@ impl RuleSet {
     /// `LoadReport::skipped`) and the rest load: for operators who prefer running with
     /// the valid rules to not starting.
     pub fn load_lenient(paths: &[PathBuf]) -> LoadReport {
-        let (sources, mut errors) = compile::read_paths(paths);
+        let (sources, mut errors) = compile::read_paths(paths, &limits::Limits::default());
         let mut c = compile::compile(&sources);
         errors.append(&mut c.errors);
         report(c, errors)
@@ -276,7 +282,7 @@ pub fn check(paths: &[PathBuf]) -> CheckReport {
     let (sources, mut errors) = if paths.is_empty() {
         (builtin::sources(), Vec::new())
     } else {
-        compile::read_paths(paths)
+        compile::read_paths(paths, &limits::Limits::default())
     };
     let mut c = compile::compile(&sources);
     errors.append(&mut c.errors);

@@ -13,8 +13,11 @@
 //! overlapping search; that cost about 500 ns per field for the default classes, because
 //! an overlapping all-patterns search cannot stop early. This is about ten times faster.)
 
+use std::collections::HashMap;
+
 use aho_corasick::automaton::Automaton;
 use aho_corasick::dfa::DFA;
+use aho_corasick::nfa::contiguous;
 use aho_corasick::{Anchored, MatchKind, StartKind};
 use regex_automata::meta::Regex;
 
@@ -123,11 +126,10 @@ fn wildcard_regex(value: &str, mode: StrMode, cased: bool) -> String {
     }
 }
 
-/// Compiles a `re` pattern on its own, for an error naming the value.
-pub(crate) fn check_regex(p: &str) -> Result<(), String> {
-    Regex::new(p)
-        .map(|_| ())
-        .map_err(|e| e.to_string().replace('\n', " "))
+/// Compiles a `re` pattern on its own, for an error naming the value; the result is kept
+/// for `StringSet::build` (compiling is most of the cost of a set of many expressions).
+pub(crate) fn check_regex(p: &str) -> Result<Regex, String> {
+    Regex::new(p).map_err(|e| e.to_string().replace('\n', " "))
 }
 
 #[inline]
@@ -192,13 +194,37 @@ fn glob(toks: &[GlobTok], hay: &[u8], cased: bool) -> bool {
     }
 }
 
+/// Keys are at most this long: a longer literal is keyed by its first bytes and verified
+/// whole. Building the DFA is quadratic in the length of a key (a 4 kB key took 2 s, a
+/// 50 kB one 15 s), and a key this long already finds almost only true candidates.
+const MAX_KEY: usize = 64;
+
+/// Up to this many key bytes (about as many automaton states) and `CHUNK_KEYS` keys, the
+/// keys are one DFA, the fastest to step. Real rule sets have a few kilobytes of keys per
+/// field.
+const MAX_DFA_KEY_BYTES: usize = 64 << 10;
+
+/// Past that, the keys are contiguous NFAs of at most this many keys each: linear space,
+/// where a DFA of a huge set takes hundreds of megabytes, and linear time overall, where
+/// one automaton over all keys is quadratic in their number when keys are prefixes of
+/// other keys (aho-corasick's state shuffle: 40,000 keys took 10 s in a debug build).
+const CHUNK_KEYS: usize = 4096;
+
+/// The Aho-Corasick automata over a field's keys.
+#[derive(Debug)]
+enum Keys {
+    Dfa(Box<DFA>),
+    /// Each with the id of its first key.
+    Nfa(Vec<(usize, contiguous::NFA)>),
+}
+
 /// A field's patterns, compiled.
 #[derive(Debug)]
 pub(crate) struct StringSet {
     pub field: Field,
-    /// Aho-Corasick DFA over the keys, stepped by hand so every key ending at every
+    /// Aho-Corasick automaton over the keys, stepped by hand so every key ending at every
     /// position is seen without iterator overhead.
-    ac: Option<DFA>,
+    ac: Option<Keys>,
     /// Byte length of each key (a match's start is its end minus this).
     key_len: Vec<usize>,
     /// Aho-Corasick key id to the patterns keyed by it.
@@ -209,16 +235,31 @@ pub(crate) struct StringSet {
 }
 
 impl StringSet {
-    pub fn build(field: Field, specs: &[PatternSpec]) -> Result<StringSet, String> {
+    /// Builds the set, taking `re` patterns from `compiled` where they are; `check` is
+    /// called now and then (`Err` stops the build: the load's compile-time budget), as
+    /// regular expressions compile one by one.
+    pub fn build(
+        field: Field,
+        specs: &[PatternSpec],
+        compiled: &HashMap<String, Regex>,
+        check: &dyn Fn() -> Result<(), String>,
+    ) -> Result<StringSet, String> {
         let mut patterns = Vec::with_capacity(specs.len());
         let mut keys: Vec<Vec<u8>> = Vec::new();
         let mut by_key: Vec<Vec<u32>> = Vec::new();
+        let mut key_ids: HashMap<Vec<u8>, usize> = HashMap::new();
         let mut always = Vec::new();
         for (i, spec) in specs.iter().enumerate() {
+            if i % 64 == 0 {
+                check()?;
+            }
             let i = i as u32;
             let (pattern, key) = match spec {
                 PatternSpec::Regex(p) => (
-                    Pattern::Regex(Box::new(Regex::new(p).map_err(|e| e.to_string())?)),
+                    Pattern::Regex(Box::new(match compiled.get(p) {
+                        Some(r) => r.clone(),
+                        None => Regex::new(p).map_err(|e| e.to_string())?,
+                    })),
                     None,
                 ),
                 // ASCII case folding is what the fast path does; values with other letters
@@ -238,7 +279,7 @@ impl StringSet {
                             Some(GlobTok::Lit(l)) => l,
                             _ => Box::new([]),
                         };
-                        let key = (!lit.is_empty()).then(|| lit.to_vec());
+                        let key = (!lit.is_empty()).then(|| lit[..lit.len().min(MAX_KEY)].to_vec());
                         (
                             Pattern::Literal {
                                 lit,
@@ -263,8 +304,10 @@ impl StringSet {
                         // the value, or after the leading `*`), so each occurrence found
                         // is verified by one glob anchored there.
                         let key = match (full.first(), full.get(1)) {
-                            (Some(GlobTok::Lit(l)), _) => Some(l.to_vec()),
-                            (Some(GlobTok::Many), Some(GlobTok::Lit(l))) => Some(l.to_vec()),
+                            (Some(GlobTok::Lit(l)), _) => Some(l[..l.len().min(MAX_KEY)].to_vec()),
+                            (Some(GlobTok::Many), Some(GlobTok::Lit(l))) => {
+                                Some(l[..l.len().min(MAX_KEY)].to_vec())
+                            }
                             _ => None,
                         };
                         (
@@ -280,29 +323,42 @@ impl StringSet {
             patterns.push(pattern);
             match key {
                 None => always.push(i),
-                Some(k) => {
-                    let lower = k.to_ascii_lowercase();
-                    match keys.iter().position(|x| x.to_ascii_lowercase() == lower) {
-                        Some(j) => by_key[j].push(i),
-                        None => {
-                            keys.push(k);
-                            by_key.push(vec![i]);
-                        }
+                // Keys match case-insensitively, so keys equal but for ASCII case are one.
+                // Hashed: a scan of the keys so far made 30,000 values take 15 s.
+                Some(k) => match key_ids.entry(k.to_ascii_lowercase()) {
+                    std::collections::hash_map::Entry::Occupied(e) => by_key[*e.get()].push(i),
+                    std::collections::hash_map::Entry::Vacant(e) => {
+                        e.insert(keys.len());
+                        keys.push(k);
+                        by_key.push(vec![i]);
                     }
-                }
+                },
             }
         }
+        let key_bytes: usize = keys.iter().map(Vec::len).sum();
         let ac = if keys.is_empty() {
             None
-        } else {
-            Some(
+        } else if key_bytes <= MAX_DFA_KEY_BYTES && keys.len() <= CHUNK_KEYS {
+            Some(Keys::Dfa(Box::new(
                 DFA::builder()
                     .ascii_case_insensitive(true)
                     .match_kind(MatchKind::Standard)
                     .start_kind(StartKind::Unanchored)
                     .build(&keys)
                     .map_err(|e| e.to_string())?,
-            )
+            )))
+        } else {
+            let mut chunks = Vec::with_capacity(keys.len().div_ceil(CHUNK_KEYS));
+            for (i, chunk) in keys.chunks(CHUNK_KEYS).enumerate() {
+                check()?;
+                let nfa = contiguous::Builder::new()
+                    .ascii_case_insensitive(true)
+                    .match_kind(MatchKind::Standard)
+                    .build(chunk)
+                    .map_err(|e| e.to_string())?;
+                chunks.push((i * CHUNK_KEYS, nfa));
+            }
+            Some(Keys::Nfa(chunks))
         };
         Ok(StringSet {
             field,
@@ -318,16 +374,24 @@ impl StringSet {
         self.patterns.len()
     }
 
-    /// Verifies the patterns keyed by `key`, which occurs at `start..end` of `hb`.
+    /// Verifies the patterns keyed by `key`, which occurs at `start` of `hb`.
     #[inline]
-    fn verify(&self, key: usize, start: usize, end: usize, hb: &[u8], bits: &mut [u64]) {
+    fn verify(&self, key: usize, start: usize, hb: &[u8], bits: &mut [u64]) {
         for &p in &self.by_key[key] {
             if is_set(bits, p) {
                 continue;
             }
             let ok = match &self.patterns[p as usize] {
                 Pattern::Literal { lit, mode, cased } => {
-                    (!*cased || hb[start..end] == **lit)
+                    // The key is the literal, or its first MAX_KEY bytes: then the rest is
+                    // compared here. The automaton ignores ASCII case; `cased` does not.
+                    let end = start + lit.len();
+                    end <= hb.len()
+                        && (if *cased || lit.len() != self.key_len[key] {
+                            bytes_eq(&hb[start..end], lit, *cased)
+                        } else {
+                            true
+                        })
                         && match mode {
                             StrMode::Exact => start == 0 && end == hb.len(),
                             StrMode::StartsWith => start == 0,
@@ -349,25 +413,38 @@ impl StringSet {
         }
     }
 
+    /// Finds every occurrence in `hb` of the keys of `ac` (numbered from `first`) and
+    /// verifies the patterns behind it.
+    #[inline(always)]
+    fn scan<A: Automaton>(&self, ac: &A, first: usize, hb: &[u8], bits: &mut [u64]) {
+        let Ok(mut sid) = ac.start_state(Anchored::No) else {
+            return;
+        };
+        for (i, &byte) in hb.iter().enumerate() {
+            sid = ac.next_state(Anchored::No, sid, byte);
+            if !ac.is_special(sid) || !ac.is_match(sid) {
+                continue;
+            }
+            let end = i + 1;
+            for k in 0..ac.match_len(sid) {
+                let key = first + ac.match_pattern(sid, k).as_usize();
+                self.verify(key, end - self.key_len[key], hb, bits);
+            }
+        }
+    }
+
     /// Marks in `bits` every pattern that matches `hay` (bits are OR-ed, so list fields
     /// call this once per element).
     pub fn run(&self, hay: &str, bits: &mut [u64]) {
         let hb = hay.as_bytes();
-        if let Some(ac) = &self.ac {
-            let Ok(mut sid) = ac.start_state(Anchored::No) else {
-                return;
-            };
-            for (i, &byte) in hb.iter().enumerate() {
-                sid = ac.next_state(Anchored::No, sid, byte);
-                if !ac.is_special(sid) || !ac.is_match(sid) {
-                    continue;
-                }
-                let end = i + 1;
-                for k in 0..ac.match_len(sid) {
-                    let key = ac.match_pattern(sid, k).as_usize();
-                    self.verify(key, end - self.key_len[key], end, hb, bits);
+        match &self.ac {
+            Some(Keys::Dfa(ac)) => self.scan(&**ac, 0, hb, bits),
+            Some(Keys::Nfa(chunks)) => {
+                for (first, ac) in chunks {
+                    self.scan(ac, *first, hb, bits);
                 }
             }
+            None => {}
         }
         for &p in &self.always {
             if is_set(bits, p) {
@@ -416,7 +493,7 @@ mod tests {
     }
 
     fn matches(specs: &[PatternSpec], hay: &str) -> Vec<u32> {
-        let s = StringSet::build(Field::Image, specs).unwrap();
+        let s = StringSet::build(Field::Image, specs, &HashMap::new(), &|| Ok(())).unwrap();
         let mut bits = vec![0u64; s.len().div_ceil(64)];
         s.run(hay, &mut bits);
         (0..s.len() as u32).filter(|&p| is_set(&bits, p)).collect()
@@ -470,5 +547,81 @@ mod tests {
         assert_eq!(matches(&specs, "use socket"), Vec::<u32>::new());
         assert_eq!(matches(&specs, "un été"), vec![1]);
         assert_eq!(matches(&specs, "AbC"), vec![2]);
+    }
+
+    #[test]
+    fn literals_longer_than_a_key_are_verified_whole() {
+        let long = format!("{}-tail", "x".repeat(100));
+        let specs = [
+            w(&long, StrMode::Contains),
+            w(&format!("{}-other", "x".repeat(100)), StrMode::Contains),
+            w(&long.to_uppercase(), StrMode::Exact),
+            PatternSpec::Wildcard {
+                value: long.clone(),
+                mode: StrMode::EndsWith,
+                cased: true,
+            },
+            w(&format!("{long}*end"), StrMode::StartsWith),
+        ];
+        assert_eq!(matches(&specs, &long), vec![0, 2, 3]);
+        assert_eq!(matches(&specs, &format!("a {long} b")), vec![0]);
+        assert_eq!(
+            matches(&specs, &format!("a {}", long.to_uppercase())),
+            vec![0]
+        );
+        assert_eq!(matches(&specs, &format!("{long} the end")), vec![0, 4]);
+        // The shared 64-byte prefix alone matches nothing.
+        assert_eq!(matches(&specs, &"x".repeat(120)), Vec::<u32>::new());
+    }
+
+    #[test]
+    fn large_key_sets_use_nfas_with_the_same_results() {
+        // About 70 kB of keys, past the DFA's share, in two automata.
+        let mut specs: Vec<PatternSpec> = (0..8_000)
+            .map(|i| w(&format!("/tool{i}"), StrMode::EndsWith))
+            .collect();
+        specs.push(w("Needle", StrMode::Contains));
+        let needle = specs.len() as u32 - 1;
+        let s = StringSet::build(Field::Image, &specs, &HashMap::new(), &|| Ok(())).unwrap();
+        assert!(matches!(&s.ac, Some(Keys::Nfa(c)) if c.len() == 2));
+        let mut bits = vec![0u64; s.len().div_ceil(64)];
+        s.run("/usr/bin/TOOL1234 needle", &mut bits);
+        let hits: Vec<u32> = (0..s.len() as u32).filter(|&p| is_set(&bits, p)).collect();
+        assert_eq!(hits, vec![needle]);
+        let mut bits = vec![0u64; s.len().div_ceil(64)];
+        s.run("/usr/bin/tool1234", &mut bits);
+        let hits: Vec<u32> = (0..s.len() as u32).filter(|&p| is_set(&bits, p)).collect();
+        assert_eq!(hits, vec![1234]);
+        // A key of the second automaton.
+        let mut bits = vec![0u64; s.len().div_ceil(64)];
+        s.run("/usr/bin/tool7999", &mut bits);
+        let hits: Vec<u32> = (0..s.len() as u32).filter(|&p| is_set(&bits, p)).collect();
+        assert_eq!(hits, vec![7999]);
+        assert!(matches!(
+            StringSet::build(Field::Image, &specs[..10], &HashMap::new(), &|| Ok(()))
+                .unwrap()
+                .ac,
+            Some(Keys::Dfa(_))
+        ));
+    }
+
+    #[test]
+    fn keys_that_are_prefixes_of_keys_build_in_linear_time() {
+        // `/x1` is a prefix of `/x10`..`/x19`: one automaton over 40,000 such keys took 10 s
+        // in a debug build, quadratic in their number.
+        let specs: Vec<PatternSpec> = (0..40_000)
+            .map(|i| w(&format!("/x{i}"), StrMode::Exact))
+            .collect();
+        let t = std::time::Instant::now();
+        let s = StringSet::build(Field::Image, &specs, &HashMap::new(), &|| Ok(())).unwrap();
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(2),
+            "{:?}",
+            t.elapsed()
+        );
+        let mut bits = vec![0u64; s.len().div_ceil(64)];
+        s.run("/X39999", &mut bits);
+        let hits: Vec<u32> = (0..s.len() as u32).filter(|&p| is_set(&bits, p)).collect();
+        assert_eq!(hits, vec![39_999]);
     }
 }

@@ -10,6 +10,7 @@
 //!   would make "what does this rule say" depend on distant lines).
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 
 use saphyr_parser::{Event, Parser, ScalarStyle, Span};
 
@@ -181,12 +182,14 @@ pub struct YamlError {
 
 enum Building {
     Seq(Pos, Vec<Node>),
-    /// Entries so far, and a key waiting for its value.
-    Map(Pos, Vec<(Node, Node)>, Option<Node>),
+    /// Entries so far, a key waiting for its value, and the keys seen with their lines
+    /// (hashed: a linear search per key made 30,000 keys take seconds).
+    Map(Pos, Vec<(Node, Node)>, Option<Node>, HashMap<String, u32>),
 }
 
-/// Parses every document in `src`. An empty file yields no documents.
-pub(crate) fn parse(src: &str) -> Result<Vec<Node>, YamlError> {
+/// Parses every document in `src`. An empty file yields no documents. Collections nest at
+/// most `max_depth` levels: the tree is dropped, cloned and walked recursively.
+pub(crate) fn parse(src: &str, max_depth: usize) -> Result<Vec<Node>, YamlError> {
     let mut docs = Vec::new();
     let mut stack: Vec<Building> = Vec::new();
     let mut block_scalar_lines: Vec<(u32, u32)> = Vec::new();
@@ -204,6 +207,10 @@ pub(crate) fn parse(src: &str) -> Result<Vec<Node>, YamlError> {
                 // cause; say so rather than repeat the scanner's generic message.
                 if let Some(tab) = first_tab_indent(src, &[], Some(pos.line + 1)) {
                     return Err(tab_error(tab, Some(e.info())));
+                }
+                // The scanner's own bound on flow nesting (`[[[...`), past ours.
+                if e.info() == "recursion limit exceeded" {
+                    return Err(depth_error(pos, max_depth));
                 }
                 return Err(YamlError {
                     pos,
@@ -243,12 +250,14 @@ pub(crate) fn parse(src: &str) -> Result<Vec<Node>, YamlError> {
             }
             Event::SequenceStart(anchor, tag) => {
                 check_anchor_tag(pos, anchor, tag.as_deref())?;
+                check_depth(pos, stack.len(), max_depth)?;
                 stack.push(Building::Seq(pos, Vec::new()));
                 continue;
             }
             Event::MappingStart(anchor, tag) => {
                 check_anchor_tag(pos, anchor, tag.as_deref())?;
-                stack.push(Building::Map(pos, Vec::new(), None));
+                check_depth(pos, stack.len(), max_depth)?;
+                stack.push(Building::Map(pos, Vec::new(), None, HashMap::new()));
                 continue;
             }
             Event::SequenceEnd => match stack.pop() {
@@ -259,7 +268,7 @@ pub(crate) fn parse(src: &str) -> Result<Vec<Node>, YamlError> {
                 _ => unreachable!("saphyr emits balanced sequence events"),
             },
             Event::MappingEnd => match stack.pop() {
-                Some(Building::Map(p, entries, _)) => Node {
+                Some(Building::Map(p, entries, _, _)) => Node {
                     pos: p,
                     kind: NodeKind::Map(entries),
                 },
@@ -269,7 +278,7 @@ pub(crate) fn parse(src: &str) -> Result<Vec<Node>, YamlError> {
         match stack.last_mut() {
             None => docs.push(node),
             Some(Building::Seq(_, items)) => items.push(node),
-            Some(Building::Map(_, entries, pending)) => match pending.take() {
+            Some(Building::Map(_, entries, pending, seen)) => match pending.take() {
                 None => {
                     let Some(key) = node.as_scalar() else {
                         return Err(YamlError {
@@ -278,15 +287,13 @@ pub(crate) fn parse(src: &str) -> Result<Vec<Node>, YamlError> {
                                 .into(),
                         });
                     };
-                    if let Some((first, _)) = entries.iter().find(|(k, _)| {
-                        k.as_scalar().map(|s| s.text.as_str()) == Some(key.text.as_str())
-                    }) {
+                    if let Some(first) = seen.insert(key.text.clone(), node.pos.line) {
                         return Err(YamlError {
                             pos: node.pos,
                             message: format!(
-                                "duplicate key `{}` (first at line {}); YAML forbids duplicate \
-                                 keys and parsers disagree on which one wins",
-                                key.text, first.pos.line
+                                "duplicate key `{}` (first at line {first}); YAML forbids \
+                                 duplicate keys and parsers disagree on which one wins",
+                                key.text
                             ),
                         });
                     }
@@ -300,6 +307,22 @@ pub(crate) fn parse(src: &str) -> Result<Vec<Node>, YamlError> {
         return Err(tab_error(tab, None));
     }
     Ok(docs)
+}
+
+fn check_depth(pos: Pos, open: usize, max_depth: usize) -> Result<(), YamlError> {
+    if open >= max_depth {
+        return Err(depth_error(pos, max_depth));
+    }
+    Ok(())
+}
+
+fn depth_error(pos: Pos, max_depth: usize) -> YamlError {
+    YamlError {
+        pos,
+        message: format!(
+            "lists and mappings nested deeper than {max_depth} levels (rules/README.md, Limits)"
+        ),
+    }
 }
 
 fn check_anchor_tag(
@@ -369,9 +392,13 @@ fn first_tab_indent(src: &str, block_lines: &[(u32, u32)], until: Option<u32>) -
 mod tests {
     use super::*;
 
+    fn parse_(src: &str) -> Result<Vec<Node>, YamlError> {
+        parse(src, 64)
+    }
+
     #[test]
     fn positions_and_core_schema() {
-        let docs = parse("a: 1\nb:\n  - 'true'\n  - true\n  - ~\nc: x\n").unwrap();
+        let docs = parse_("a: 1\nb:\n  - 'true'\n  - true\n  - ~\nc: x\n").unwrap();
         let d = &docs[0];
         let b = d.get("b").unwrap();
         assert_eq!(b.pos.line, 3);
@@ -390,27 +417,27 @@ mod tests {
 
     #[test]
     fn duplicate_keys_are_refused() {
-        let e = parse("a: 1\nb: 2\na: 3\n").unwrap_err();
+        let e = parse_("a: 1\nb: 2\na: 3\n").unwrap_err();
         assert_eq!(e.pos.line, 3);
         assert!(e.message.contains("duplicate key `a`"), "{}", e.message);
     }
 
     #[test]
     fn tab_indentation_is_refused_with_its_line() {
-        let e = parse("a:\n  b: 1\n\t\tc: 2\n").unwrap_err();
+        let e = parse_("a:\n  b: 1\n\t\tc: 2\n").unwrap_err();
         assert_eq!(e.pos.line, 3, "{e:?}");
         assert!(e.message.contains("tab"), "{}", e.message);
     }
 
     #[test]
     fn tabs_inside_block_scalars_are_content() {
-        let docs = parse("d: |\n    x\n    \ty\ne: 1\n").unwrap();
+        let docs = parse_("d: |\n    x\n    \ty\ne: 1\n").unwrap();
         assert_eq!(docs[0].get("d").unwrap().as_text(), Some("x\n\ty\n"));
     }
 
     #[test]
     fn aliases_are_refused() {
-        assert!(parse("a: &x 1\nb: *x\n").is_err());
+        assert!(parse_("a: &x 1\nb: *x\n").is_err());
     }
 
     #[test]
@@ -424,5 +451,39 @@ mod tests {
         assert_eq!(s("1.2.3").resolve(), Value::Str("1.2.3"));
         assert_eq!(s("10.0.0.1").resolve(), Value::Str("10.0.0.1"));
         assert_eq!(s("0x1F").resolve(), Value::Int(31));
+    }
+
+    #[test]
+    fn nesting_past_the_budget_is_refused_with_its_line() {
+        let deep = format!("a:\n  {}1{}\n", "[".repeat(100_000), "]".repeat(100_000));
+        let e = parse(&deep, 64).unwrap_err();
+        assert_eq!(e.pos.line, 2, "{e:?}");
+        assert!(e.message.contains("deeper than 64"), "{}", e.message);
+        // Block style, which the scanner does not bound itself.
+        let block = format!("a:\n  {}1\n", "- ".repeat(100_000));
+        let e = parse(&block, 64).unwrap_err();
+        assert_eq!(e.pos.line, 2, "{e:?}");
+        assert!(e.message.contains("deeper than 64"), "{}", e.message);
+        let ok = format!("{}1{}", "[".repeat(63), "]".repeat(63));
+        assert!(parse(&format!("a: {ok}\n"), 64).is_ok());
+    }
+
+    #[test]
+    fn many_keys_parse_in_linear_time() {
+        // 30,000 keys in one mapping took 3.4 s: each key was compared with every earlier one.
+        let mut src = String::new();
+        for i in 0..30_000 {
+            src.push_str(&format!("k{i}: v\n"));
+        }
+        src.push_str("k17: again\n");
+        let t = std::time::Instant::now();
+        let e = parse(&src, 64).unwrap_err();
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(1),
+            "{:?}",
+            t.elapsed()
+        );
+        assert_eq!(e.pos.line, 30_001);
+        assert!(e.message.contains("first at line 18"), "{}", e.message);
     }
 }
