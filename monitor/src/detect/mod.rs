@@ -1,10 +1,14 @@
 //! Detectors that look across records rather than at one: the streaming beacon detector.
 //!
-//! - `beacon`: keys, per-key check-in series, alerts (`BeaconDetector`, `BeaconConfig`).
+//! - `beacon`: keys, per-key check-in series, alerts (`BeaconDetector`).
+//! - `beacon_config`: the `[beacon]` settings, their defaults and validation.
+//! - `allowlist`: allowlist entries and the built-in list (`rules/beacon_allowlist.toml`).
 //! - `periodicity`: the interval statistics a key is scored with.
 //! - `simulate`: seeded, labelled traces for the evaluation in tests/beacon_eval.rs.
 
+pub mod allowlist;
 pub mod beacon;
+pub mod beacon_config;
 pub mod periodicity;
 pub mod simulate;
 

@@ -1,0 +1,157 @@
+//! The beacon detector's allowlist: entries from the config file (`[[beacon.allow]]`) and
+//! the built-in list shipped as `rules/beacon_allowlist.toml`, and how a record matches one.
+
+use std::net::IpAddr;
+use std::str::FromStr;
+
+use ipnet::IpNet;
+use serde::{Deserialize, Deserializer};
+
+use crate::record::{ConnectionRecord, Transport, normalize_ip};
+
+/// One allowlist entry: traffic matching every field given is ignored by the detector.
+///
+/// ```toml
+/// [[beacon.allow]]
+/// executable = "/usr/sbin/chronyd"   # exact path, or a prefix ending in '*'
+/// port = 123
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AllowEntry {
+    /// `process.executable`, exact, or a prefix when it ends in `*`. The executable path,
+    /// unlike the process name, cannot be set by the process itself.
+    pub executable: Option<String>,
+    /// An IP address or a CIDR block.
+    pub destination: Option<AllowedNet>,
+    pub port: Option<u16>,
+    pub transport: Option<AllowTransport>,
+    /// Why the entry is there (documentation only; the built-in entries all give one).
+    pub reason: Option<String>,
+}
+
+impl AllowEntry {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.executable.is_none()
+            && self.destination.is_none()
+            && self.port.is_none()
+            && self.transport.is_none()
+    }
+
+    pub(crate) fn matches(&self, rec: &ConnectionRecord) -> bool {
+        if self.port.is_some_and(|p| p != rec.destination.port) {
+            return false;
+        }
+        if self
+            .transport
+            .is_some_and(|t| t.transport() != rec.transport)
+        {
+            return false;
+        }
+        if self
+            .destination
+            .is_some_and(|n| !n.0.contains(&rec.destination.ip))
+        {
+            return false;
+        }
+        match &self.executable {
+            None => true,
+            Some(pattern) => rec
+                .process
+                .executable
+                .as_deref()
+                .is_some_and(|exe| executable_matches(pattern, exe)),
+        }
+    }
+}
+
+fn executable_matches(pattern: &str, exe: &str) -> bool {
+    match pattern.strip_suffix('*') {
+        Some(prefix) => exe.starts_with(prefix),
+        None => exe == pattern,
+    }
+}
+
+/// `tcp` or `udp` in an allowlist entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AllowTransport {
+    Tcp,
+    Udp,
+}
+
+impl AllowTransport {
+    fn transport(self) -> Transport {
+        match self {
+            AllowTransport::Tcp => Transport::Tcp,
+            AllowTransport::Udp => Transport::Udp,
+        }
+    }
+}
+
+/// An allowlisted destination: an address (`192.0.2.7`) or a block (`192.0.2.0/24`).
+/// IPv4-mapped IPv6 forms are written as IPv4, like the records' addresses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AllowedNet(pub IpNet);
+
+impl FromStr for AllowedNet {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        let net = if s.contains('/') {
+            IpNet::from_str(s)
+                .map_err(|_| format!("invalid destination {s:?}: expected an IP address or a CIDR block such as 192.0.2.0/24"))?
+                .trunc()
+        } else {
+            let ip = IpAddr::from_str(s).map_err(|_| {
+                format!("invalid destination {s:?}: expected an IP address or a CIDR block such as 192.0.2.0/24")
+            })?;
+            IpNet::from(normalize_ip(ip))
+        };
+        Ok(AllowedNet(unmap_net(net)))
+    }
+}
+
+impl<'de> Deserialize<'de> for AllowedNet {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// `::ffff:192.0.2.0/120` -> `192.0.2.0/24`.
+fn unmap_net(net: IpNet) -> IpNet {
+    if let IpNet::V6(v6) = net
+        && v6.prefix_len() >= 96
+        && let Some(v4) = v6.addr().to_ipv4_mapped()
+        && let Ok(n) = ipnet::Ipv4Net::new(v4, v6.prefix_len() - 96)
+    {
+        return IpNet::V4(n);
+    }
+    net
+}
+
+/// The built-in allowlist (`rules/beacon_allowlist.toml`): services whose periodic traffic
+/// is their job, each keyed on its executable's full path and a destination port, with a
+/// reason. Shipped as a file so operators read it where they read the rule exclusions.
+pub const BUILTIN_ALLOWLIST: &str = include_str!("../../../rules/beacon_allowlist.toml");
+
+/// The entries `builtin_allow` adds, parsed from `BUILTIN_ALLOWLIST` once per process.
+pub fn builtin_allowlist() -> Vec<AllowEntry> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct File {
+        allow: Vec<AllowEntry>,
+    }
+    static PARSED: std::sync::OnceLock<Vec<AllowEntry>> = std::sync::OnceLock::new();
+    PARSED
+        .get_or_init(|| {
+            // A test parses it strictly and checks every entry, so a build that ships a
+            // broken file fails there.
+            toml::from_str::<File>(BUILTIN_ALLOWLIST)
+                .map(|f| f.allow)
+                .unwrap_or_default()
+        })
+        .clone()
+}
