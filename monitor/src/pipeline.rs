@@ -2,8 +2,10 @@
 //! any alerts out, in a deterministic order.
 //!
 //! Live capture and replay both feed this same type, so a detection that works in replay
-//! works live, and a live run replays to the same alerts. Time only ever comes from the
-//! records (`advance` is called with event time), never from the wall clock.
+//! works live, and a live run replays to the same alerts. In replay, time only ever comes
+//! from the records; live, the daemon also calls `advance` once a second with the wall
+//! clock (daemon.rs), so windows close when no event arrives. Kernel timestamps are wall
+//! time too, so both clocks agree, and a step of either follows the rule below.
 //!
 //! The event clock (the latest time accepted) never moves backwards for the detectors, so
 //! one time far off could switch detection off: a record from the year 2200 would close
