@@ -155,3 +155,68 @@ pub fn builtin_allowlist() -> Vec<AllowEntry> {
         })
         .clone()
 }
+
+/// The entries in force, indexed for the per-record check: entries naming an exact
+/// executable by that path (one hash lookup; most of them, and every built-in one), the
+/// rest (prefixes, address- or port-only entries) tried in turn. A port no entry names
+/// is rejected by a bitmap first.
+#[derive(Debug, Default)]
+pub(crate) struct Allowlist {
+    by_executable: std::collections::HashMap<Box<str>, Vec<AllowEntry>, foldhash::fast::FixedState>,
+    others: Vec<AllowEntry>,
+    /// Ports named by every entry, when all entries name one.
+    ports: Option<Box<[u64; 1024]>>,
+}
+
+impl Allowlist {
+    pub(crate) fn new(entries: Vec<AllowEntry>) -> Allowlist {
+        let ports = entries
+            .iter()
+            .map(|e| e.port)
+            .collect::<Option<Vec<u16>>>()
+            .map(|ports| {
+                let mut bits = Box::new([0u64; 1024]);
+                for p in ports {
+                    bits[usize::from(p / 64)] |= 1 << (p % 64);
+                }
+                bits
+            });
+        let mut list = Allowlist {
+            ports,
+            ..Allowlist::default()
+        };
+        for e in entries {
+            match e.executable.as_deref() {
+                Some(exe) if !exe.ends_with('*') => list
+                    .by_executable
+                    .entry(Box::from(exe))
+                    .or_default()
+                    .push(e),
+                _ => list.others.push(e),
+            }
+        }
+        list
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.by_executable.is_empty() && self.others.is_empty()
+    }
+
+    /// Whether some entry allows `rec`.
+    #[inline]
+    pub(crate) fn allows(&self, rec: &ConnectionRecord) -> bool {
+        let port = rec.destination.port;
+        if let Some(bits) = &self.ports
+            && bits[usize::from(port / 64)] & (1 << (port % 64)) == 0
+        {
+            return false;
+        }
+        let exact = rec
+            .process
+            .executable
+            .as_deref()
+            .and_then(|exe| self.by_executable.get(exe))
+            .is_some_and(|es| es.iter().any(|e| e.matches(rec)));
+        exact || self.others.iter().any(|e| e.matches(rec))
+    }
+}

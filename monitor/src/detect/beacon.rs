@@ -28,6 +28,7 @@ use std::sync::Arc;
 use lru::LruCache;
 use serde::Serialize;
 
+use super::allowlist::Allowlist;
 pub use super::allowlist::{
     AllowEntry, AllowTransport, AllowedNet, BUILTIN_ALLOWLIST, builtin_allowlist,
 };
@@ -84,10 +85,7 @@ struct Settings {
     min_score: f64,
     standard_ports: PortSet,
     known_c2_ports: PortSet,
-    allow: Vec<AllowEntry>,
-    /// The ports of `allow` when every entry names one: a record to any other port is not
-    /// allowlisted, found without trying each entry.
-    allow_ports: Option<PortSet>,
+    allow: Allowlist,
 }
 
 fn secs_to_ns(s: f64) -> i64 {
@@ -111,11 +109,6 @@ impl Settings {
         if c.builtin_allow {
             allow.extend(builtin_allowlist());
         }
-        let allow_ports = allow
-            .iter()
-            .map(|e| e.port)
-            .collect::<Option<Vec<u16>>>()
-            .map(|ports| PortSet::from(&ports));
         let min_share = fraction(c.min_share, d.min_share);
         Settings {
             enabled: c.enabled,
@@ -147,18 +140,12 @@ impl Settings {
             min_score: fraction(c.min_score, d.min_score),
             standard_ports: PortSet::from(&c.standard_ports),
             known_c2_ports: PortSet::from(&c.known_c2_ports),
-            allow,
-            allow_ports,
+            allow: Allowlist::new(allow),
         }
     }
 
     fn allowed(&self, rec: &ConnectionRecord) -> bool {
-        if let Some(ports) = &self.allow_ports
-            && !ports.contains(rec.destination.port)
-        {
-            return false;
-        }
-        self.allow.iter().any(|e| e.matches(rec))
+        !self.allow.is_empty() && self.allow.allows(rec)
     }
 
     /// The periodicity of `series` if it is a beacon by the configured bars.
