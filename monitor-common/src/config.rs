@@ -25,8 +25,11 @@ pub mod stat {
     /// window (the table is too small for the live keys; the events still went out, the
     /// displaced key's next send is reported instead of suppressed).
     pub const FLOOD_MAP_FULL: u32 = 8;
+    /// A connected UDP socket could not be recorded as pending (cgroup backend): its first
+    /// datagram will not be reported.
+    pub const UDP_PENDING_FAILED: u32 = 9;
     /// Size of the array.
-    pub const COUNT: u32 = 9;
+    pub const COUNT: u32 = 10;
 }
 
 /// Marks an offset that does not exist on the running kernel (for instance the

@@ -10,7 +10,7 @@ use aya_ebpf::{
 };
 use aya_log_ebpf::debug;
 use monitor_common::{
-    COMM_LEN, ConnectEvent, IPPROTO_UDP, UDP_FLOOD_SLOTS, UdpFloodKey, kind, stat,
+    AF_INET6, COMM_LEN, ConnectEvent, IPPROTO_UDP, UDP_FLOOD_SLOTS, UdpFloodKey, kind, stat,
 };
 
 use crate::maps::{EVENTS, STATS, UDP_FLOOD, config};
@@ -87,6 +87,22 @@ impl Flow {
             saddr: [0; 16],
         }
     }
+
+    /// The destination is `0.0.0.0`, `::` or `::ffff:0.0.0.0`: never a remote peer (the
+    /// kernel sends such datagrams to a local address).
+    #[inline(always)]
+    pub fn unspecified_destination(&self) -> bool {
+        let d = &self.daddr;
+        let v4 = u32::from_ne_bytes([d[0], d[1], d[2], d[3]]);
+        if self.family != AF_INET6 {
+            return v4 == 0;
+        }
+        let w1 = u32::from_ne_bytes([d[4], d[5], d[6], d[7]]);
+        let w2 = u32::from_ne_bytes([d[8], d[9], d[10], d[11]]);
+        let w3 = u32::from_ne_bytes([d[12], d[13], d[14], d[15]]);
+        // `::`, or the IPv4-mapped `::ffff:0.0.0.0`.
+        v4 == 0 && w1 == 0 && (w2 == 0 || w2 == u32::from_ne_bytes([0, 0, 0xff, 0xff])) && w3 == 0
+    }
 }
 
 /// Which hook and mechanism produced an event.
@@ -99,9 +115,60 @@ pub struct Origin {
     pub protocol: u8,
 }
 
-/// Writes one `ConnectEvent` (after UDP flood control). Failures are counted in `STATS`.
+/// Who an event is about, besides the tgid/tid: read from the current task, or captured
+/// earlier by a hook that had one (`UdpPending`).
+#[derive(Clone, Copy)]
+pub struct Identity {
+    /// `bpf_get_current_uid_gid()`: gid in the high 32 bits, uid in the low.
+    pub uid_gid: u64,
+    pub cgroup_id: u64,
+    pub comm: [u8; COMM_LEN],
+}
+
+impl Identity {
+    /// The current task's; a failed `comm` read is counted and left empty. Only for hooks
+    /// that run in a task context (not `cgroup_skb`, which has none of these helpers).
+    #[inline(always)]
+    pub fn current() -> Identity {
+        let comm = match bpf_get_current_comm() {
+            Ok(comm) => comm,
+            Err(_) => {
+                count(stat::READ_FAILED);
+                [0; COMM_LEN]
+            }
+        };
+        Identity {
+            uid_gid: bpf_get_current_uid_gid(),
+            // SAFETY: a helper without arguments, valid in every program type that calls this.
+            cgroup_id: unsafe { bpf_get_current_cgroup_id() },
+            comm,
+        }
+    }
+}
+
+/// Writes one `ConnectEvent` about the current task (after UDP flood control). Failures are
+/// counted in `STATS`.
 #[inline(always)]
 pub fn emit_connect(origin: Origin, flow: &Flow, pid_tgid: u64, start_time_ns: u64) {
+    // The identity is read only once the event is admitted and has its ring-buffer slot.
+    emit_with(origin, flow, pid_tgid, start_time_ns, Identity::current);
+}
+
+/// As `emit_connect`, for a task identity captured earlier (a hook without a task context).
+#[inline(always)]
+pub fn emit_connect_as(origin: Origin, flow: &Flow, pid_tgid: u64, identity: &Identity) {
+    emit_with(origin, flow, pid_tgid, 0, || *identity);
+}
+
+#[inline(always)]
+fn emit_with(
+    origin: Origin,
+    flow: &Flow,
+    pid_tgid: u64,
+    start_time_ns: u64,
+    identity: impl FnOnce() -> Identity,
+) {
+    // SAFETY: a helper without arguments, available to every program type.
     let ktime_ns = unsafe { bpf_ktime_get_boot_ns() };
     let tgid = (pid_tgid >> 32) as u32;
     let suppressed = if origin.protocol == IPPROTO_UDP {
@@ -116,23 +183,16 @@ pub fn emit_connect(origin: Origin, flow: &Flow, pid_tgid: u64, start_time_ns: u
         count(stat::RINGBUF_FULL);
         return;
     };
-    let uid_gid = bpf_get_current_uid_gid();
-    let comm = match bpf_get_current_comm() {
-        Ok(comm) => comm,
-        Err(_) => {
-            count(stat::READ_FAILED);
-            [0; COMM_LEN]
-        }
-    };
+    let who = identity();
     entry.write(ConnectEvent {
         kind: kind::CONNECT,
         hook: origin.hook,
         ktime_ns,
         tgid,
         tid: pid_tgid as u32,
-        uid: uid_gid as u32,
-        gid: (uid_gid >> 32) as u32,
-        cgroup_id: unsafe { bpf_get_current_cgroup_id() },
+        uid: who.uid_gid as u32,
+        gid: (who.uid_gid >> 32) as u32,
+        cgroup_id: who.cgroup_id,
         start_time_ns,
         suppressed,
         family: flow.family,
@@ -143,7 +203,7 @@ pub fn emit_connect(origin: Origin, flow: &Flow, pid_tgid: u64, start_time_ns: u
         backend: origin.backend,
         saddr: flow.saddr,
         daddr: flow.daddr,
-        comm,
+        comm: who.comm,
     });
     entry.submit(wakeup_flag());
     count(stat::EVENTS_TCP + origin.hook);
