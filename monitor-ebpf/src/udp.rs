@@ -331,8 +331,9 @@ fn try_udp_cgroup_skb_egress(ctx: &SkBuffContext) -> Result<(), i64> {
         return Ok(());
     };
     // SAFETY: a value pointer from a successful lookup is valid for this program run; the
-    // entry is copied before it is deleted below.
-    let pending = unsafe { core::ptr::read_volatile(armed) };
+    // entry is copied before it is deleted below. A re-connect on another CPU overwriting it
+    // meanwhile could mix two identities of the same socket's owners: harmless.
+    let pending = unsafe { core::ptr::read(armed) };
     let Some(flow) = sock_skb::flow(sk) else {
         return Ok(());
     };
