@@ -4,7 +4,7 @@
 use aya_ebpf::{bindings::bpf_sock, helpers::generated::bpf_sk_fullsock, programs::SkBuffContext};
 use monitor_common::{AF_INET, AF_INET6, IPPROTO_UDP, stat};
 
-use crate::emit::{Flow, count};
+use crate::emit::{Flow, count, word};
 
 /// `BPF_TCP_ESTABLISHED`: `bpf_sock::state` of a connected UDP socket (`TCP_CLOSE` otherwise).
 const ESTABLISHED: u32 = 1;
@@ -97,18 +97,6 @@ pub fn packet_goes_to(ctx: &SkBuffContext, flow: &Flow) -> Result<bool, i64> {
         && got[1] == word(&flow.daddr, 1)
         && got[2] == word(&flow.daddr, 2)
         && got[3] == word(&flow.daddr, 3))
-}
-
-/// The `i`-th 32-bit word of an address, in memory order (compared without memcmp, which the
-/// BPF target lacks).
-#[inline(always)]
-fn word(addr: &[u8; 16], i: usize) -> u32 {
-    u32::from_ne_bytes([
-        addr[i * 4],
-        addr[i * 4 + 1],
-        addr[i * 4 + 2],
-        addr[i * 4 + 3],
-    ])
 }
 
 #[inline(always)]
