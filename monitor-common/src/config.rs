@@ -32,8 +32,11 @@ pub mod stat {
     pub const LOST_UDP6: u32 = 11;
     pub const LOST_EXEC: u32 = 12;
     pub const LOST_EXIT: u32 = 13;
+    /// A connected UDP socket could not be recorded as pending (cgroup backend): its first
+    /// datagram will not be reported.
+    pub const UDP_PENDING_FAILED: u32 = 14;
     /// Size of the array.
-    pub const COUNT: u32 = 14;
+    pub const COUNT: u32 = 15;
 }
 
 /// Marks an offset that does not exist on the running kernel (for instance the

@@ -67,10 +67,13 @@ pub struct RecordHeader {
 ///
 /// What "send" means depends on the backend: fentry and kprobe see every `udp_sendmsg` /
 /// `udpv6_sendmsg`; the cgroup fallback sees `sendmsg` on unconnected sockets
-/// (`cgroup/sendmsg4/6`) and the `connect` of connected UDP sockets (`cgroup/connect4/6`),
-/// not their later sends; an IPv6 socket's sends to an IPv4-mapped peer show there as IPv4
-/// sends (`sendmsg4`, hook `UDP_SEND_V4`), each one, connected or not. Repeats are suppressed
-/// in the kernel (see `suppressed`).
+/// (`cgroup/sendmsg4/6`) and, for a connected UDP socket, its first datagram after each
+/// `connect` (`cgroup/connect4/6` arm it, `cgroup_skb` egress reports it, naming the process
+/// that connected), not its later sends; a connect that sends nothing is not reported. An
+/// IPv6 socket's sends to an IPv4-mapped peer show there as IPv4 sends (`sendmsg4`, hook
+/// `UDP_SEND_V4`), each one, connected or not. Repeats are suppressed in the kernel (see
+/// `suppressed`). The destination is never the unspecified address (`0.0.0.0`, `::`): such
+/// sends are not reported.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct ConnectEvent {
@@ -186,6 +189,27 @@ pub struct UdpFloodSlot {
 }
 const _: () = assert!(core::mem::size_of::<UdpFloodSlot>() == 40);
 
+/// Entries of the kernel's table of connected UDP sockets that have not sent yet
+/// (`UdpPending`, keyed by socket cookie; least recently used first out).
+pub const UDP_PENDING_ENTRIES: u32 = 16 * 1024;
+
+/// A UDP socket that `connect()`ed on the cgroup backend and has not sent a datagram since:
+/// who connected it, for the event its first datagram writes (the egress hook runs without a
+/// task context). Keyed by the socket cookie (`bpf_get_socket_cookie`, unique per boot).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct UdpPending {
+    pub pid_tgid: u64,
+    /// `bpf_get_current_uid_gid()`: gid in the high 32 bits, uid in the low.
+    pub uid_gid: u64,
+    pub cgroup_id: u64,
+    /// `hook::UDP_SEND_V4` or `hook::UDP_SEND_V6`.
+    pub hook: u32,
+    pub _pad0: u32,
+    pub comm: [u8; COMM_LEN],
+}
+const _: () = assert!(core::mem::size_of::<UdpPending>() == 32 + COMM_LEN);
+
 #[cfg(feature = "user")]
 mod user {
     use super::*;
@@ -195,4 +219,5 @@ mod user {
     unsafe impl aya::Pod for ExitEvent {}
     unsafe impl aya::Pod for UdpFloodKey {}
     unsafe impl aya::Pod for UdpFloodSlot {}
+    unsafe impl aya::Pod for UdpPending {}
 }

@@ -3,14 +3,18 @@
 use aya_ebpf::{
     EbpfContext,
     bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
+    cty::c_void,
     helpers::{
         bpf_get_current_comm, bpf_get_current_uid_gid,
-        generated::{bpf_get_current_cgroup_id, bpf_ktime_get_boot_ns},
+        generated::{
+            bpf_get_current_cgroup_id, bpf_get_current_comm as bpf_get_current_comm_raw,
+            bpf_ktime_get_boot_ns,
+        },
     },
 };
 use aya_log_ebpf::debug;
 use monitor_common::{
-    COMM_LEN, ConnectEvent, IPPROTO_UDP, UDP_FLOOD_SLOTS, UdpFloodKey, kind, stat,
+    AF_INET6, COMM_LEN, ConnectEvent, IPPROTO_UDP, UDP_FLOOD_SLOTS, UdpFloodKey, kind, stat,
 };
 
 use crate::maps::{EVENTS, STATS, UDP_FLOOD, config};
@@ -87,6 +91,39 @@ impl Flow {
             saddr: [0; 16],
         }
     }
+
+    /// The destination is `0.0.0.0`, `::` or `::ffff:0.0.0.0`: never a remote peer (the
+    /// kernel sends such datagrams to a local address).
+    #[inline(always)]
+    pub fn unspecified_destination(&self) -> bool {
+        if self.family == AF_INET6 {
+            unspecified_v6(&self.daddr)
+        } else {
+            word(&self.daddr, 0) == 0
+        }
+    }
+}
+
+/// `::` or `::ffff:0.0.0.0`.
+#[inline(always)]
+pub fn unspecified_v6(addr: &[u8; 16]) -> bool {
+    let w2 = word(addr, 2);
+    word(addr, 0) == 0
+        && word(addr, 1) == 0
+        && (w2 == 0 || w2 == u32::from_ne_bytes([0, 0, 0xff, 0xff]))
+        && word(addr, 3) == 0
+}
+
+/// The `i`-th 32-bit word of an address, in memory order (compared without memcmp, which the
+/// BPF target lacks).
+#[inline(always)]
+pub fn word(addr: &[u8; 16], i: usize) -> u32 {
+    u32::from_ne_bytes([
+        addr[i * 4],
+        addr[i * 4 + 1],
+        addr[i * 4 + 2],
+        addr[i * 4 + 3],
+    ])
 }
 
 /// Which hook and mechanism produced an event.
@@ -99,9 +136,82 @@ pub struct Origin {
     pub protocol: u8,
 }
 
-/// Writes one `ConnectEvent` (after UDP flood control). Failures are counted in `STATS`.
+/// Who an event is about, besides the tgid/tid, captured by a hook that runs in the task's
+/// context for an event written later by one that does not (`UdpPending`).
+#[derive(Clone, Copy)]
+pub struct Identity {
+    /// `bpf_get_current_uid_gid()`: gid in the high 32 bits, uid in the low.
+    pub uid_gid: u64,
+    pub cgroup_id: u64,
+    pub comm: [u8; COMM_LEN],
+}
+
+impl Identity {
+    /// The current task's; a failed `comm` read is counted and left empty. Only for hooks
+    /// that run in a task context (not `cgroup_skb`, which has none of these helpers).
+    #[inline(always)]
+    pub fn current() -> Identity {
+        let comm = match bpf_get_current_comm() {
+            Ok(comm) => comm,
+            Err(_) => {
+                count(stat::READ_FAILED);
+                [0; COMM_LEN]
+            }
+        };
+        Identity {
+            uid_gid: bpf_get_current_uid_gid(),
+            // SAFETY: a helper without arguments, valid in every program type that calls this.
+            cgroup_id: unsafe { bpf_get_current_cgroup_id() },
+            comm,
+        }
+    }
+}
+
+/// Writes one `ConnectEvent` about the current task (after UDP flood control). Failures are
+/// counted in `STATS`.
 #[inline(always)]
 pub fn emit_connect(origin: Origin, flow: &Flow, pid_tgid: u64, start_time_ns: u64) {
+    emit_with(origin, flow, pid_tgid, start_time_ns, |ev| {
+        let uid_gid = bpf_get_current_uid_gid();
+        // SAFETY: `ev` is the record `emit_with` reserved, writable until it is submitted.
+        // The comm helper writes the field in place (NUL-padded, zeroed on failure).
+        unsafe {
+            (*ev).uid = uid_gid as u32;
+            (*ev).gid = (uid_gid >> 32) as u32;
+            (*ev).cgroup_id = bpf_get_current_cgroup_id();
+            let comm = (&raw mut (*ev).comm).cast::<c_void>();
+            if bpf_get_current_comm_raw(comm, COMM_LEN as u32) != 0 {
+                count(stat::READ_FAILED);
+            }
+        }
+    });
+}
+
+/// As `emit_connect`, for a task identity captured earlier (a hook without a task context).
+#[inline(always)]
+pub fn emit_connect_as(origin: Origin, flow: &Flow, pid_tgid: u64, who: &Identity) {
+    emit_with(origin, flow, pid_tgid, 0, |ev| {
+        // SAFETY: as above.
+        unsafe {
+            (*ev).uid = who.uid_gid as u32;
+            (*ev).gid = (who.uid_gid >> 32) as u32;
+            (*ev).cgroup_id = who.cgroup_id;
+            (*ev).comm = who.comm;
+        }
+    });
+}
+
+/// Flood control, then the record, written field by field in the ring buffer (no copy of it
+/// on the stack); `identity` writes `uid`, `gid`, `cgroup_id` and `comm`.
+#[inline(always)]
+fn emit_with(
+    origin: Origin,
+    flow: &Flow,
+    pid_tgid: u64,
+    start_time_ns: u64,
+    identity: impl FnOnce(*mut ConnectEvent),
+) {
+    // SAFETY: a helper without arguments, available to every program type.
     let ktime_ns = unsafe { bpf_ktime_get_boot_ns() };
     let tgid = (pid_tgid >> 32) as u32;
     let suppressed = if origin.protocol == IPPROTO_UDP {
@@ -117,35 +227,27 @@ pub fn emit_connect(origin: Origin, flow: &Flow, pid_tgid: u64, start_time_ns: u
         count(stat::LOST_TCP + origin.hook);
         return;
     };
-    let uid_gid = bpf_get_current_uid_gid();
-    let comm = match bpf_get_current_comm() {
-        Ok(comm) => comm,
-        Err(_) => {
-            count(stat::READ_FAILED);
-            [0; COMM_LEN]
-        }
-    };
-    entry.write(ConnectEvent {
-        kind: kind::CONNECT,
-        hook: origin.hook,
-        ktime_ns,
-        tgid,
-        tid: pid_tgid as u32,
-        uid: uid_gid as u32,
-        gid: (uid_gid >> 32) as u32,
-        cgroup_id: unsafe { bpf_get_current_cgroup_id() },
-        start_time_ns,
-        suppressed,
-        family: flow.family,
-        protocol: origin.protocol,
-        _pad0: 0,
-        sport: flow.sport,
-        dport: flow.dport,
-        backend: origin.backend,
-        saddr: flow.saddr,
-        daddr: flow.daddr,
-        comm,
-    });
+    let ev = entry.as_mut_ptr();
+    // SAFETY: `ev` points at the record just reserved, valid for writes until it is
+    // submitted; every field is written here or by `identity`.
+    unsafe {
+        (*ev).kind = kind::CONNECT;
+        (*ev).hook = origin.hook;
+        (*ev).ktime_ns = ktime_ns;
+        (*ev).tgid = tgid;
+        (*ev).tid = pid_tgid as u32;
+        (*ev).start_time_ns = start_time_ns;
+        (*ev).suppressed = suppressed;
+        (*ev).family = flow.family;
+        (*ev).protocol = origin.protocol;
+        (*ev)._pad0 = 0;
+        (*ev).sport = flow.sport;
+        (*ev).dport = flow.dport;
+        (*ev).backend = origin.backend;
+        (*ev).saddr = flow.saddr;
+        (*ev).daddr = flow.daddr;
+    }
+    identity(ev);
     entry.submit(wakeup_flag());
     count(stat::EVENTS_TCP + origin.hook);
 }

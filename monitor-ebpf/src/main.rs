@@ -4,7 +4,8 @@
 //! - TCP: `tcp_fentry_tcp_connect`, `tcp_kprobe_tcp_connect`, `tcp_cgroup_connect{4,6}`,
 //!   `tcp_raw_tp_inet_sock_set_state`, `tcp_tp_inet_sock_set_state`.
 //! - UDP: `udp_{fentry,kprobe}_udp_sendmsg`, `udp_{fentry,kprobe}_udpv6_sendmsg`, else
-//!   `udp_cgroup_{connect,sendmsg}{4,6}`.
+//!   `udp_cgroup_{connect,sendmsg}{4,6}` with `udp_cgroup_skb_egress` (a connected socket
+//!   is reported at its first datagram, not at `connect()`).
 //!
 //! Process tracking: `proc_tp_sched_process_exec`, `proc_tp_sched_process_exit`.
 //!
@@ -22,6 +23,7 @@ mod kernel;
 mod maps;
 mod process;
 mod sock_addr;
+mod sock_skb;
 mod tcp;
 mod udp;
 

@@ -2,9 +2,11 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{Array, PerCpuArray, RingBuf},
+    maps::{Array, LruHashMap, PerCpuArray, RingBuf},
 };
-use monitor_common::{KernelConfig, UDP_FLOOD_SLOTS, UdpFloodSlot, stat};
+use monitor_common::{
+    KernelConfig, UDP_FLOOD_SLOTS, UDP_PENDING_ENTRIES, UdpFloodSlot, UdpPending, stat,
+};
 
 /// Every record for user space. The size here is a placeholder: user space sets the real one
 /// at load (`EbpfLoader::map_max_entries("EVENTS", ..)`).
@@ -20,6 +22,15 @@ pub static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(stat::COUNT, 
 /// verifier and a new key is an overwrite: no allocation or eviction on the send path.
 #[map]
 pub static UDP_FLOOD: Array<UdpFloodSlot> = Array::with_max_entries(UDP_FLOOD_SLOTS, 0);
+
+/// Connected UDP sockets (cgroup backend) that have not sent yet, by socket cookie: armed by
+/// `udp_cgroup_connect4/6`, taken by `udp_cgroup_skb_egress` at the first datagram. A socket
+/// closed without sending leaves its entry to be evicted (cookies are never reused), so the
+/// table only fills with `connect()`s that send nothing, such as getaddrinfo's; an entry is
+/// lost only if that many newer ones arrive before its socket sends.
+#[map]
+pub static UDP_PENDING: LruHashMap<u64, UdpPending> =
+    LruHashMap::with_max_entries(UDP_PENDING_ENTRIES, 0);
 
 /// Offsets and settings, written by the loader (`EbpfLoader::override_global("CONFIG", ..)`).
 #[unsafe(no_mangle)]

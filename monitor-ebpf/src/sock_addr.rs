@@ -1,7 +1,7 @@
 //! Reading `struct bpf_sock_addr`, the context of cgroup `connect4/6` and `sendmsg4/6`
 //! programs: a stable ABI, so no kernel offsets are needed.
 
-use aya_ebpf::programs::SockAddrContext;
+use aya_ebpf::{helpers::generated::bpf_get_socket_cookie, programs::SockAddrContext};
 use monitor_common::{AF_INET, AF_INET6};
 
 use crate::emit::Flow;
@@ -11,6 +11,13 @@ use crate::emit::Flow;
 pub fn protocol(ctx: &SockAddrContext) -> u32 {
     // SAFETY: `sock_addr` is the program's context; the kernel checks every field access.
     unsafe { core::ptr::read_volatile(&raw const (*ctx.sock_addr).protocol) }
+}
+
+/// The socket's cookie (unique per boot), the key `cgroup_skb` programs find it by.
+#[inline(always)]
+pub fn cookie(ctx: &SockAddrContext) -> u64 {
+    // SAFETY: the helper takes the program's context (`struct bpf_sock_addr *`).
+    unsafe { bpf_get_socket_cookie(ctx.sock_addr.cast()) }
 }
 
 /// The destination the caller passed (`user_ip4`/`user_ip6`, `user_port`) and, when the socket

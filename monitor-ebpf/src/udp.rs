@@ -1,18 +1,23 @@
-//! UDP sends: fentry or kprobe on `udp_sendmsg` / `udpv6_sendmsg`, else cgroup sock_addr
-//! programs (`sendmsg4/6` for unconnected sends, `connect4/6` for connected sockets).
+//! UDP sends: fentry or kprobe on `udp_sendmsg` / `udpv6_sendmsg`, else cgroup programs:
+//! `sendmsg4/6` for unconnected sends, and for connected sockets `connect4/6`, which arm the
+//! socket, and `cgroup_skb` egress, which reports its first datagram. A UDP `connect()` sends
+//! nothing (glibc's getaddrinfo connects one to each candidate address only to sort them), so
+//! it is never reported by itself. The unspecified destination (`0.0.0.0`, `::`) is never
+//! reported: the kernel sends such datagrams to a local address, not to a remote peer.
 
 use aya_ebpf::{
-    helpers::bpf_get_current_pid_tgid,
-    macros::{cgroup_sock_addr, fentry, kprobe},
-    programs::{FEntryContext, ProbeContext, SockAddrContext},
+    helpers::{bpf_get_current_pid_tgid, generated::bpf_get_socket_cookie},
+    macros::{cgroup_skb, cgroup_sock_addr, fentry, kprobe},
+    programs::{FEntryContext, ProbeContext, SkBuffContext, SockAddrContext},
 };
-use monitor_common::{AF_INET, AF_INET6, IPPROTO_UDP, backend, hook, stat};
+use monitor_common::{AF_INET, AF_INET6, IPPROTO_UDP, UdpPending, backend, hook, stat};
 
 use crate::{
-    emit::{Flow, Origin, count, emit_connect, finish, is_excluded},
+    emit::unspecified_v6,
+    emit::{Flow, Identity, Origin, count, emit_connect, emit_connect_as, finish, is_excluded},
     kernel::{current_start_time, read_at, sock_family, sock_flow, sock_source},
-    maps::config,
-    sock_addr,
+    maps::{UDP_PENDING, config},
+    sock_addr, sock_skb,
 };
 
 /// `AF_UNSPEC`: in `msg_name`, "use the connected destination" for IPv6 sockets.
@@ -101,7 +106,9 @@ fn try_udp_sendmsg(sk: *const u8, msg: *const u8, backend: u32) -> Result<(), i6
         if family != AF_INET && family != AF_UNSPEC {
             return Ok(()); // rejected with EAFNOSUPPORT
         }
-        let mut flow = sockaddr_in_flow(name)?;
+        let Some(mut flow) = sockaddr_in_flow(name)? else {
+            return Ok(());
+        };
         sock_source(sk, &mut flow, false);
         flow
     };
@@ -131,6 +138,9 @@ fn try_udpv6_sendmsg(sk: *const u8, msg: *const u8, backend: u32) -> Result<(), 
         let mut flow = Flow::empty(AF_INET6);
         flow.dport = u16::from_be(read_at::<u16>(name, config!(sock.sin6_port))?);
         flow.daddr = read_at::<[u8; 16]>(name, config!(sock.sin6_addr))?;
+        if unspecified_v6(&flow.daddr) {
+            return Ok(()); // sent to a local address: never a remote peer
+        }
         sock_source(sk, &mut flow, true);
         flow
     } else if name_family == AF_INET {
@@ -138,7 +148,9 @@ fn try_udpv6_sendmsg(sk: *const u8, msg: *const u8, backend: u32) -> Result<(), 
         if namelen < SOCKADDR_IN_LEN {
             return Ok(());
         }
-        let mut flow = sockaddr_in_flow(name)?;
+        let Some(mut flow) = sockaddr_in_flow(name)? else {
+            return Ok(());
+        };
         sock_source(sk, &mut flow, true);
         flow
     } else if name_family == AF_UNSPEC {
@@ -154,19 +166,27 @@ fn try_udpv6_sendmsg(sk: *const u8, msg: *const u8, backend: u32) -> Result<(), 
     Ok(())
 }
 
-/// Destination from a `struct sockaddr_in` in kernel memory (`msg_name` is a kernel copy).
+/// Destination from a `struct sockaddr_in` in kernel memory (`msg_name` is a kernel copy);
+/// `None` for `0.0.0.0`, which the kernel sends to a local address: never a remote peer.
 #[inline(always)]
-fn sockaddr_in_flow(name: *const u8) -> Result<Flow, i64> {
+fn sockaddr_in_flow(name: *const u8) -> Result<Option<Flow>, i64> {
     let mut flow = Flow::empty(AF_INET);
     flow.dport = u16::from_be(read_at::<u16>(name, config!(sock.sin_port))?);
     let daddr = read_at::<[u8; 4]>(name, config!(sock.sin_addr))?;
+    if u32::from_ne_bytes(daddr) == 0 {
+        return Ok(None);
+    }
     flow.daddr[..4].copy_from_slice(&daddr);
-    Ok(flow)
+    Ok(Some(flow))
 }
 
 #[inline(always)]
 fn emit_udp(hook: u32, backend: u32, flow: &Flow, pid_tgid: u64) {
-    // Port 0 is rejected by the kernel (EINVAL, or EDESTADDRREQ when not connected).
+    // Port 0 is rejected by the kernel (EINVAL, or EDESTADDRREQ when not connected). The
+    // unspecified address is checked where an explicit destination is read, not here: a
+    // connected socket's never is one (connect() resolved it to a local address), and the
+    // check inlined here cost the fentry/kprobe programs a hundred bytes of their 512-byte
+    // stack on 6.1 kernels.
     if flow.dport == 0 {
         return;
     }
@@ -178,12 +198,18 @@ fn emit_udp(hook: u32, backend: u32, flow: &Flow, pid_tgid: u64) {
     emit_connect(origin, flow, pid_tgid, current_start_time());
 }
 
-/// `cgroup/connect4`: `connect()` on an IPv4 socket, before it happens. Only UDP sockets are
-/// reported (a connected UDP socket's later sends pass no cgroup hook). Always returns 1: the
-/// monitor never blocks or alters traffic.
+/// `cgroup/connect4`: `connect()` on an IPv4 socket, before it happens. A UDP socket is
+/// only armed here (`UDP_PENDING`, by socket cookie, with the connecting process): its first
+/// datagram is reported by `udp_cgroup_skb_egress`, so a connect that sends nothing (as
+/// getaddrinfo's) is never reported. Always returns 1: the monitor never blocks or alters
+/// traffic.
 #[cgroup_sock_addr(connect4)]
 pub fn udp_cgroup_connect4(ctx: SockAddrContext) -> i32 {
-    finish(&ctx, "udp_cgroup_connect4", try_udp_cgroup(&ctx, false));
+    finish(
+        &ctx,
+        "udp_cgroup_connect4",
+        try_udp_cgroup_connect(&ctx, false),
+    );
     1
 }
 
@@ -191,7 +217,11 @@ pub fn udp_cgroup_connect4(ctx: SockAddrContext) -> i32 {
 /// `sendmsg4`, which sees each of their sends. Always returns 1.
 #[cgroup_sock_addr(connect6)]
 pub fn udp_cgroup_connect6(ctx: SockAddrContext) -> i32 {
-    finish(&ctx, "udp_cgroup_connect6", try_udp_cgroup(&ctx, true));
+    finish(
+        &ctx,
+        "udp_cgroup_connect6",
+        try_udp_cgroup_connect(&ctx, true),
+    );
     1
 }
 
@@ -199,46 +229,152 @@ pub fn udp_cgroup_connect6(ctx: SockAddrContext) -> i32 {
 /// routing; the source port is already bound. Always returns 1.
 #[cgroup_sock_addr(sendmsg4)]
 pub fn udp_cgroup_sendmsg4(ctx: SockAddrContext) -> i32 {
-    finish(&ctx, "udp_cgroup_sendmsg4", try_udp_cgroup(&ctx, false));
+    finish(
+        &ctx,
+        "udp_cgroup_sendmsg4",
+        try_udp_cgroup_sendmsg(&ctx, false),
+    );
     1
 }
 
 /// `cgroup/sendmsg6`: `udpv6_sendmsg` with an explicit IPv6 destination. Always returns 1.
 #[cgroup_sock_addr(sendmsg6)]
 pub fn udp_cgroup_sendmsg6(ctx: SockAddrContext) -> i32 {
-    finish(&ctx, "udp_cgroup_sendmsg6", try_udp_cgroup(&ctx, true));
+    finish(
+        &ctx,
+        "udp_cgroup_sendmsg6",
+        try_udp_cgroup_sendmsg(&ctx, true),
+    );
     1
 }
 
-/// Unconnected sends and UDP connects, from the cgroup hooks. Start time is left unknown
-/// (the process table fills it from /proc): reading `task_struct` would cost every send.
-fn try_udp_cgroup(ctx: &SockAddrContext, v6: bool) -> Result<(), i64> {
+/// `cgroup_skb/egress` on the cgroup v2 root: every packet any socket sends, after routing.
+/// The first datagram of a UDP socket that `udp_cgroup_connect4/6` armed writes its event
+/// (at the datagram's time, named after the process that connected, with the socket's bound
+/// source) and disarms the socket; anything but a connected UDP socket passes after a
+/// protocol and state check. A socket dissolving its association (connect to `AF_UNSPEC`)
+/// runs no hook: its entry stays until evicted, unused (it is no longer connected). Always
+/// returns 1: the monitor never drops or alters a packet.
+#[cgroup_skb(egress)]
+pub fn udp_cgroup_skb_egress(ctx: SkBuffContext) -> i32 {
+    finish(
+        &ctx,
+        "udp_cgroup_skb_egress",
+        try_udp_cgroup_skb_egress(&ctx),
+    );
+    1
+}
+
+/// The cgroup hooks' destination for a UDP socket, or `None` when there is nothing to
+/// report: another protocol, the monitor itself, port 0 (rejected by the kernel), the
+/// unspecified address, or (IPv6) an IPv4-mapped peer, whose sends are diverted to
+/// `udp_sendmsg` and run `sendmsg4` each, connected or not (`sendmsg6` never sees them).
+#[inline(always)]
+fn udp_destination(ctx: &SockAddrContext, v6: bool) -> Option<(Flow, u64)> {
     if sock_addr::protocol(ctx) != u32::from(IPPROTO_UDP) {
-        return Ok(());
+        return None;
     }
     let pid_tgid = bpf_get_current_pid_tgid();
     if is_excluded(pid_tgid) {
-        return Ok(());
+        return None;
     }
     let flow = sock_addr::flow(ctx, v6);
-    if flow.dport == 0 {
-        return Ok(());
+    if flow.dport == 0
+        || flow.unspecified_destination()
+        || (v6 && sock_addr::is_v4_mapped(&flow.daddr))
+    {
+        return None;
     }
-    // An IPv6 socket's sends to an IPv4-mapped peer are diverted to udp_sendmsg, which runs
-    // `sendmsg4` for each of them (connected or not): report them there, once, not also here
-    // at connect time (`sendmsg6` never sees mapped peers).
-    if v6 && sock_addr::is_v4_mapped(&flow.daddr) {
-        return Ok(());
+    Some((flow, pid_tgid))
+}
+
+#[inline(always)]
+const fn udp_hook(v6: bool) -> u32 {
+    if v6 {
+        hook::UDP_SEND_V6
+    } else {
+        hook::UDP_SEND_V4
     }
+}
+
+/// Arms a connecting UDP socket: its first datagram will be reported with this identity.
+/// A re-connect re-arms it (the entry is overwritten). Start time is left unknown (the
+/// process table fills it from /proc), as for every cgroup hook.
+fn try_udp_cgroup_connect(ctx: &SockAddrContext, v6: bool) -> Result<(), i64> {
+    let Some((_, pid_tgid)) = udp_destination(ctx, v6) else {
+        return Ok(());
+    };
+    let who = Identity::current();
+    let pending = UdpPending {
+        pid_tgid,
+        uid_gid: who.uid_gid,
+        cgroup_id: who.cgroup_id,
+        hook: udp_hook(v6),
+        _pad0: 0,
+        comm: who.comm,
+    };
+    if let Err(err) = UDP_PENDING.insert(sock_addr::cookie(ctx), pending, 0) {
+        count(stat::UDP_PENDING_FAILED);
+        return Err(i64::from(err));
+    }
+    Ok(())
+}
+
+/// Unconnected sends, from `sendmsg4/6`. Start time is left unknown (the process table fills
+/// it from /proc): reading `task_struct` would cost every send.
+fn try_udp_cgroup_sendmsg(ctx: &SockAddrContext, v6: bool) -> Result<(), i64> {
+    let Some((flow, pid_tgid)) = udp_destination(ctx, v6) else {
+        return Ok(());
+    };
     let origin = Origin {
-        hook: if v6 {
-            hook::UDP_SEND_V6
-        } else {
-            hook::UDP_SEND_V4
-        },
+        hook: udp_hook(v6),
         backend: backend::CGROUP,
         protocol: IPPROTO_UDP,
     };
     emit_connect(origin, &flow, pid_tgid, 0);
+    Ok(())
+}
+
+/// Every egress packet runs this: the filter before the map lookup is a helper call and two
+/// loads (TCP, the bulk of traffic, and unconnected UDP stop there).
+fn try_udp_cgroup_skb_egress(ctx: &SkBuffContext) -> Result<(), i64> {
+    let Some(sk) = sock_skb::connected_udp_socket(ctx) else {
+        return Ok(());
+    };
+    // SAFETY: the helper takes the program's context (`struct __sk_buff *`).
+    let cookie = unsafe { bpf_get_socket_cookie(ctx.skb.skb.cast()) };
+    let Some(armed) = UDP_PENDING.get_ptr(cookie) else {
+        return Ok(());
+    };
+    // SAFETY: a value pointer from a successful lookup is valid for this program run; the
+    // entry is copied before it is deleted below. A re-connect on another CPU overwriting it
+    // meanwhile could mix two identities of the same socket's owners: harmless.
+    let pending = unsafe { core::ptr::read(armed) };
+    let Some(flow) = sock_skb::flow(sk) else {
+        return Ok(());
+    };
+    // Only a datagram to the connected peer disarms the socket: a sendto() to another
+    // address on a connected socket was reported by sendmsg4/6.
+    if !sock_skb::packet_goes_to(ctx, &flow)? {
+        return Ok(());
+    }
+    // Whoever deletes the entry reports: the first datagrams of two threads give one event.
+    if UDP_PENDING.remove(cookie).is_err() {
+        return Ok(());
+    }
+    if flow.dport == 0 || flow.unspecified_destination() {
+        return Ok(());
+    }
+    let origin = Origin {
+        hook: pending.hook,
+        backend: backend::CGROUP,
+        protocol: IPPROTO_UDP,
+    };
+    let who = Identity {
+        uid_gid: pending.uid_gid,
+        cgroup_id: pending.cgroup_id,
+        comm: pending.comm,
+    };
+    emit_connect_as(origin, &flow, pending.pid_tgid, &who);
     Ok(())
 }

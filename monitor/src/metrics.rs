@@ -34,6 +34,9 @@ pub struct MetricsSnapshot {
     /// A new key in the kernel's UDP flood-control table displaced one still inside its
     /// suppression window (that destination's next send is reported, not suppressed).
     pub flood_map_full: u64,
+    /// Connected UDP sockets the cgroup backend could not arm (their first datagram went
+    /// unreported).
+    pub udp_pending_failed: u64,
     /// Ring-buffer records user space could not decode (counted, skipped).
     pub decode_errors: u64,
     pub events_processed: u64,
@@ -91,6 +94,7 @@ impl MetricsSnapshot {
                 s.execs = k.execs;
                 s.exits = k.exits;
                 s.flood_map_full = k.flood_map_full;
+                s.udp_pending_failed = k.udp_pending_failed;
                 s.decode_errors = k.decode_errors;
             }
             Err(e) => tracing::warn!(error = %e, "reading kernel counters failed"),

@@ -601,3 +601,252 @@ fn sigterm_stops_promptly_and_detaches_every_program() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// The destinations a UDP socket may be connected to without ever sending (as glibc's
+/// getaddrinfo does to sort addresses, RFC 6724): none of these may give an event.
+const QUIET_UDP_CONNECTS: &str = "import socket, sys
+u4, u6 = int(sys.argv[1]), int(sys.argv[2])
+for family, host, port in [
+    (socket.AF_INET, '203.0.113.7', 5301),
+    (socket.AF_INET6, '2001:db8::7', 5302),
+    (socket.AF_INET, '203.0.113.99', 5303),
+    (socket.AF_INET, '127.0.0.1', u4),
+    (socket.AF_INET6, '::1', u6),
+    (socket.AF_INET, '0.0.0.0', 9090),
+    (socket.AF_INET6, '::', 9090),
+]:
+    s = socket.socket(family, socket.SOCK_DGRAM)
+    s.connect((host, port))
+    s.close()
+socket.getaddrinfo('localhost', 9090, type=socket.SOCK_STREAM)
+socket.getaddrinfo(None, 9090, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+";
+
+/// Connected UDP sockets that send only when the test says so, three datagrams each.
+const CONNECT_THEN_SEND: &str = "import socket, sys
+u4, u6 = int(sys.argv[1]), int(sys.argv[2])
+socks = []
+for family, host, port in [
+    (socket.AF_INET, '203.0.113.7', 53),
+    (socket.AF_INET6, '2001:db8::7', 53),
+    (socket.AF_INET, '127.0.0.1', u4),
+    (socket.AF_INET6, '::1', u6),
+]:
+    s = socket.socket(family, socket.SOCK_DGRAM)
+    s.connect((host, port))
+    socks.append(s)
+print('connected', flush=True)
+sys.stdin.readline()
+for s in socks:
+    for _ in range(3):
+        s.send(b'live-capture-connected')
+print('sent', flush=True)
+";
+
+/// `python3 -u -m http.server PORT [--bind ADDR]` until it serves, then killed; returns its pid.
+fn run_http_server(mut cmd: Command) -> u32 {
+    let mut server = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start python3 -m http.server");
+    let pid = server.id();
+    let mut lines = BufReader::new(server.stdout.take().unwrap()).lines();
+    let first = lines.next().and_then(Result::ok).unwrap_or_default();
+    assert!(
+        first.starts_with("Serving HTTP"),
+        "http.server did not start: {first:?}"
+    );
+    let _ = server.kill();
+    wait_or_kill(&mut server, Duration::from_secs(5));
+    pid
+}
+
+/// Issue #19: a UDP `connect()` sends nothing, so it is not a connection. On the cgroup
+/// backend it used to be reported at once (getaddrinfo's address sorting gave events to `::`
+/// and `0.0.0.0`, and http.server a T1571 alert); now a connected socket is reported at its
+/// first datagram, once, and the unspecified address never.
+#[test]
+fn udp_connect_without_a_send_is_not_reported_and_a_connected_socket_is_at_its_first_datagram() {
+    require_root("live_capture");
+    let mut ns = NetNsGuard::create();
+    ns.start_listeners(&[Listener::Dns(53)]);
+    let udp4 = UdpSocket::bind("127.0.0.1:0").expect("bind udp 127.0.0.1");
+    let udp6 = UdpSocket::bind("[::1]:0").expect("bind udp ::1");
+    let u4 = udp4.local_addr().unwrap().port();
+    let u6 = udp6.local_addr().unwrap().port();
+    let ports = [u4.to_string(), u6.to_string()];
+    let rules = TempDir::new("rules");
+    let m = start_monitor(&rules, &[]);
+
+    // (a) connect() without a send, and getaddrinfo.
+    let quiet = Command::new(python3())
+        .arg("-c")
+        .arg(QUIET_UDP_CONNECTS)
+        .args(&ports)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start python3");
+    let quiet_pid = quiet.id();
+    let quiet_out = quiet.wait_with_output().expect("run python3");
+    assert!(
+        quiet_out.status.success(),
+        "the quiet script failed: {}",
+        String::from_utf8_lossy(&quiet_out.stderr)
+    );
+
+    // (d) http.server, bound to loopback here and, as run live, to every address in the
+    // test namespace (its getaddrinfo connects UDP sockets to `::` and `0.0.0.0`).
+    let free_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let mut http = Command::new(python3());
+    http.args(["-u", "-m", "http.server", &free_port.to_string()])
+        .args(["--bind", "127.0.0.1"]);
+    let http_pid = run_http_server(http);
+    let mut http_ns = ns.exec(&python3());
+    http_ns.args(["-u", "-m", "http.server", "9090"]);
+    let http_ns_pid = run_http_server(http_ns);
+
+    // (b) connected sockets: nothing at connect(), one event each at the first datagram.
+    let mut sender = Command::new(python3())
+        .arg("-c")
+        .arg(CONNECT_THEN_SEND)
+        .args(&ports)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the connected sender");
+    let sender_pid = sender.id();
+    let mut sender_out = BufReader::new(sender.stdout.take().unwrap()).lines();
+    assert_eq!(
+        sender_out.next().and_then(Result::ok).as_deref(),
+        Some("connected")
+    );
+    // Longer than the monitor's poll interval and output flush, many times over.
+    std::thread::sleep(Duration::from_millis(1500));
+    let early = m.records();
+    let early = events_of(&early, sender_pid);
+    assert!(
+        early.is_empty(),
+        "connected UDP sockets were reported before they sent anything:\n{}",
+        briefs(early)
+    );
+    {
+        use std::io::Write as _;
+        let mut stdin = sender.stdin.take().unwrap();
+        stdin.write_all(b"send\n").expect("tell the sender to send");
+    }
+    assert_eq!(
+        sender_out.next().and_then(Result::ok).as_deref(),
+        Some("sent")
+    );
+    let status = wait_or_kill(&mut sender, Duration::from_secs(10));
+    assert!(status.is_some_and(|s| s.success()), "the sender failed");
+    let connected: Vec<Client> = [
+        ("203.0.113.7", 53),
+        ("2001:db8::7", 53),
+        ("127.0.0.1", u4),
+        ("::1", u6),
+    ]
+    .into_iter()
+    .map(|(ip, port)| Client {
+        // The command line is cut at 512 bytes in the kernel: a marker from its start.
+        marker: "sys.stdin.readline()".to_string(),
+        ..Client::python(CONNECT_THEN_SEND.to_string(), ip, port, "udp")
+    })
+    .collect();
+
+    // (c) unconnected sends, as before.
+    let unconnected = [
+        Client::python_udp("AF_INET", NS_V4, NS_V4, 53),
+        Client::python_udp("AF_INET6", NS_V6, NS_V6, 53),
+    ];
+    let unconnected_pids: Vec<u32> = unconnected.iter().map(Client::run).collect();
+
+    let recs = m.wait_until(Duration::from_secs(15), |recs| {
+        connected
+            .iter()
+            .all(|c| !events_to(recs, sender_pid, &c.ip, c.port).is_empty())
+            && unconnected
+                .iter()
+                .zip(&unconnected_pids)
+                .all(|(c, &pid)| !events_to(recs, pid, &c.ip, c.port).is_empty())
+    });
+    drop(recs);
+    // Let a few more batches through: a late duplicate would show up now.
+    std::thread::sleep(Duration::from_secs(1));
+    let recs = m.records();
+
+    let mut errs: Vec<String> = Vec::new();
+    for c in &connected {
+        errs.extend(c.check(&recs, sender_pid));
+        let n = events_to(&recs, sender_pid, &c.ip, c.port).len();
+        if n != 1 {
+            errs.push(format!(
+                "connected socket to {}:{}: {n} events for 3 datagrams (expected exactly 1)",
+                c.ip, c.port
+            ));
+        }
+    }
+    let sent: usize = events_of(&recs, sender_pid).len();
+    if sent != connected.len() {
+        errs.push(format!(
+            "the sender has {sent} events, expected {}:\n{}",
+            connected.len(),
+            briefs(events_of(&recs, sender_pid))
+        ));
+    }
+    for (c, &pid) in unconnected.iter().zip(&unconnected_pids) {
+        errs.extend(c.check(&recs, pid));
+    }
+    let quiet_events = events_of(&recs, quiet_pid);
+    if !quiet_events.is_empty() {
+        errs.push(format!(
+            "UDP connect() without a send was reported:\n{}",
+            briefs(quiet_events)
+        ));
+    }
+    for (what, pid) in [
+        ("http.server", http_pid),
+        ("http.server (namespace)", http_ns_pid),
+    ] {
+        let udp: Vec<&Value> = events_of(&recs, pid)
+            .into_iter()
+            .filter(|r| str_field(r, "network.transport") == Some("udp"))
+            .collect();
+        if !udp.is_empty() {
+            errs.push(format!(
+                "{what} (pid {pid}) gave UDP events:\n{}",
+                briefs(udp)
+            ));
+        }
+    }
+    let unspecified: Vec<&Value> = recs
+        .iter()
+        .filter(|r| {
+            common::records::is_event(r)
+                && matches!(str_field(r, "destination.ip"), Some("0.0.0.0" | "::"))
+        })
+        .collect();
+    if !unspecified.is_empty() {
+        errs.push(format!(
+            "events to the unspecified address:\n{}",
+            briefs(unspecified)
+        ));
+    }
+    assert!(
+        errs.is_empty(),
+        "{} problem(s):\n{}\nmonitor stderr:\n{}",
+        errs.len(),
+        errs.join("\n"),
+        m.stderr()
+    );
+    drop(m);
+    drop(ns);
+}

@@ -2,9 +2,13 @@
 //!
 //! The kernel is trusted to write the layouts in `monitor_common`, but a reader never reads
 //! past a record: lengths are checked before every read, reads are unaligned-safe, and
-//! unknown kinds are reported, never transmuted.
+//! unknown kinds are reported, never transmuted. A connect record to the unspecified address
+//! (`0.0.0.0`, `::`) is refused whatever its transport: that is never a remote peer (the
+//! kernel programs do not write such records; this is the safety net).
 
-use monitor_common::{ARGS_LEN, ConnectEvent, EXE_LEN, ExecEvent, ExitEvent, RecordHeader, kind};
+use monitor_common::{
+    AF_INET, AF_INET6, ARGS_LEN, ConnectEvent, EXE_LEN, ExecEvent, ExitEvent, RecordHeader, kind,
+};
 
 use super::RawEvent;
 
@@ -16,6 +20,11 @@ pub enum DecodeError {
     Short { kind: u32, len: usize, need: usize },
     #[error("unknown record kind {kind} ({len} bytes)")]
     UnknownKind { kind: u32, len: usize },
+    #[error(
+        "connect record of tgid {tgid} to the unspecified address, port {port} (protocol \
+         {protocol}): never a remote peer, dropped"
+    )]
+    UnspecifiedDestination { tgid: u32, port: u16, protocol: u8 },
     #[error("exec record of tgid {tgid} claims {field} of {claimed} bytes (at most {max})")]
     BadLength {
         tgid: u32,
@@ -37,9 +46,17 @@ pub fn decode(buf: &[u8]) -> Result<RawEvent, DecodeError> {
         need,
     };
     match header.kind {
-        kind::CONNECT => read::<ConnectEvent>(buf)
-            .map(RawEvent::Connect)
-            .map_err(short),
+        kind::CONNECT => {
+            let ev = read::<ConnectEvent>(buf).map_err(short)?;
+            if unspecified_destination(&ev) {
+                return Err(DecodeError::UnspecifiedDestination {
+                    tgid: ev.tgid,
+                    port: ev.dport,
+                    protocol: ev.protocol,
+                });
+            }
+            Ok(RawEvent::Connect(ev))
+        }
         kind::EXEC => {
             let ev = Box::new(read::<ExecEvent>(buf).map_err(short)?);
             check_len(ev.tgid, "filename_len", ev.filename_len, EXE_LEN)?;
@@ -51,6 +68,21 @@ pub fn decode(buf: &[u8]) -> Result<RawEvent, DecodeError> {
             kind: other,
             len: buf.len(),
         }),
+    }
+}
+
+/// The destination is `0.0.0.0`, `::` or `::ffff:0.0.0.0`. Other families are left to
+/// enrichment, which reports them as malformed.
+fn unspecified_destination(ev: &ConnectEvent) -> bool {
+    let d = &ev.daddr;
+    match ev.family {
+        AF_INET => d[..4] == [0; 4],
+        AF_INET6 => {
+            d[..10] == [0; 10]
+                && (d[10..12] == [0; 2] || d[10..12] == [0xff; 2])
+                && d[12..] == [0; 4]
+        }
+        _ => false,
     }
 }
 
@@ -144,6 +176,40 @@ mod tests {
             decode(&other).unwrap_err(),
             DecodeError::UnknownKind { kind: 99, len: 112 }
         );
+    }
+
+    #[test]
+    fn connect_records_to_the_unspecified_address_are_refused_for_any_transport() {
+        use monitor_common::{AF_INET6, IPPROTO_UDP};
+        let mapped_any: std::net::Ipv6Addr = "::ffff:0.0.0.0".parse().unwrap();
+        for (family, daddr, protocol) in [
+            (AF_INET, [0; 16], IPPROTO_TCP),
+            (AF_INET, [0; 16], IPPROTO_UDP),
+            (AF_INET6, [0; 16], IPPROTO_UDP),
+            (AF_INET6, [0; 16], IPPROTO_TCP),
+            (AF_INET6, mapped_any.octets(), IPPROTO_UDP),
+        ] {
+            let mut ev = connect();
+            (ev.family, ev.daddr, ev.protocol, ev.dport) = (family, daddr, protocol, 9090);
+            assert_eq!(
+                decode(&bytes_of(&ev)).unwrap_err(),
+                DecodeError::UnspecifiedDestination {
+                    tgid: 42,
+                    port: 9090,
+                    protocol
+                },
+                "family {family}, {daddr:?}"
+            );
+        }
+        // Bytes past an IPv4 address do not count; `::1` and `::ffff:127.0.0.1` are peers.
+        let mut ev = connect();
+        ev.daddr = [127, 0, 0, 1, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9];
+        assert!(decode(&bytes_of(&ev)).is_ok());
+        for peer in ["::1", "::ffff:127.0.0.1"] {
+            let ip: std::net::Ipv6Addr = peer.parse().unwrap();
+            (ev.family, ev.daddr) = (AF_INET6, ip.octets());
+            assert!(decode(&bytes_of(&ev)).is_ok(), "{peer}");
+        }
     }
 
     #[test]

@@ -122,7 +122,11 @@ pub struct KernelStats {
     /// New UDP flood-control keys that displaced a key still inside its suppression window
     /// (that destination's next send is reported, not folded).
     pub flood_map_full: u64,
-    /// Records user space could not decode and skipped.
+    /// Connected UDP sockets (cgroup backend) that could not be armed: their first datagram
+    /// goes unreported.
+    pub udp_pending_failed: u64,
+    /// Records user space could not decode (or would not: an unspecified destination) and
+    /// skipped.
     pub decode_errors: u64,
 }
 
@@ -232,6 +236,7 @@ impl Capture {
             execs: read(stat::EXECS)?,
             exits: read(stat::EXITS)?,
             flood_map_full: read(stat::FLOOD_MAP_FULL)?,
+            udp_pending_failed: read(stat::UDP_PENDING_FAILED)?,
             decode_errors: self.source.decode_errors(),
         })
     }

@@ -4,15 +4,17 @@
 //! cgroup `connect4/6` programs (one run per connect), then the `inet_sock_set_state`
 //! tracepoint (one run per state change of any TCP socket), as a raw tracepoint (BTF
 //! offsets) and, as the last resort, as a classic tracepoint (stable-ABI record); for UDP the
-//! cgroup sock_addr programs. Each failure is kept as a one-line reason in
-//! `HookStatus::skipped`.
+//! cgroup programs: sock_addr `connect4/6` and `sendmsg4/6`, and the `cgroup_skb` egress
+//! program both UDP hooks share, which reports a connected socket's first datagram. Each
+//! failure is kept as a one-line reason in `HookStatus::skipped`.
 
 use std::{fs::File, path::Path};
 
 use aya::{
     Ebpf, EbpfLoader,
     programs::{
-        CgroupAttachMode, CgroupSockAddr, FEntry, KProbe, ProgramError, RawTracePoint, TracePoint,
+        CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSockAddr, FEntry, KProbe,
+        ProgramError, RawTracePoint, TracePoint,
     },
 };
 use monitor_common::{KernelConfig, SockOffsets};
@@ -61,9 +63,16 @@ struct HookPlan {
     /// The `connect` and the `sendmsg` (UDP) or second `connect` (TCP) cgroup programs,
     /// attached together.
     cgroup: [&'static str; 2],
+    /// UDP only: the `cgroup_skb` egress program attached with them (all or nothing), which
+    /// reports the first datagram of the sockets the `connect` program arms. Both UDP hooks
+    /// share it: whichever attaches first loads it, the other finds it attached.
+    cgroup_skb_egress: Option<&'static str>,
     /// TCP only: the tracepoints after the cgroup programs.
     tracepoint: Option<TracepointPlan>,
 }
+
+/// Connected UDP sockets' first datagram, for both UDP hooks (see `HookPlan`).
+const UDP_CGROUP_SKB_EGRESS: &str = "udp_cgroup_skb_egress";
 
 /// Indexed like `monitor_common::hook::*`.
 const PLANS: [HookPlan; 3] = [
@@ -73,6 +82,7 @@ const PLANS: [HookPlan; 3] = [
         fentry: "tcp_fentry_tcp_connect",
         kprobe: "tcp_kprobe_tcp_connect",
         cgroup: ["tcp_cgroup_connect4", "tcp_cgroup_connect6"],
+        cgroup_skb_egress: None,
         tracepoint: Some(TracepointPlan {
             raw_program: "tcp_raw_tp_inet_sock_set_state",
             program: "tcp_tp_inet_sock_set_state",
@@ -86,6 +96,7 @@ const PLANS: [HookPlan; 3] = [
         fentry: "udp_fentry_udp_sendmsg",
         kprobe: "udp_kprobe_udp_sendmsg",
         cgroup: ["udp_cgroup_connect4", "udp_cgroup_sendmsg4"],
+        cgroup_skb_egress: Some(UDP_CGROUP_SKB_EGRESS),
         tracepoint: None,
     },
     HookPlan {
@@ -94,6 +105,7 @@ const PLANS: [HookPlan; 3] = [
         fentry: "udp_fentry_udpv6_sendmsg",
         kprobe: "udp_kprobe_udpv6_sendmsg",
         cgroup: ["udp_cgroup_connect6", "udp_cgroup_sendmsg6"],
+        cgroup_skb_egress: Some(UDP_CGROUP_SKB_EGRESS),
         tracepoint: None,
     },
 ];
@@ -467,23 +479,55 @@ fn try_tracepoint(ebpf: &mut Ebpf, plan: &HookPlan, host: &HostSupport) -> Resul
     attach_tracepoint(ebpf, tp.program, tp.category, tp.name)
 }
 
-/// The hook's cgroup programs on the cgroup v2 root: both or neither.
+/// The hook's cgroup programs on the cgroup v2 root: all or none.
 fn try_cgroup(ebpf: &mut Ebpf, plan: &HookPlan, host: &HostSupport) -> Result<(), Failure> {
     let programs = plan.cgroup;
     let root = host
         .cgroup_root
         .as_ref()
         .map_err(|e| Failure::Unsupported(e.clone()))?;
+    // Leave nothing half attached: the hook is all or nothing.
+    let unload_sock_addr = |ebpf: &mut Ebpf, attached: &[&'static str]| {
+        for earlier in attached {
+            if let Ok(p) = program_mut::<CgroupSockAddr>(ebpf, earlier) {
+                unload_quietly(p.unload(), earlier);
+            }
+        }
+    };
     for (i, name) in programs.iter().copied().enumerate() {
         if let Err(failure) = attach_cgroup(ebpf, name, root) {
-            // Leave nothing half attached: the hook is all or nothing.
-            for earlier in &programs[..i] {
-                if let Ok(p) = program_mut::<CgroupSockAddr>(ebpf, earlier) {
-                    unload_quietly(p.unload(), earlier);
-                }
-            }
+            unload_sock_addr(ebpf, &programs[..i]);
             return Err(failure);
         }
+    }
+    if let Some(egress) = plan.cgroup_skb_egress
+        && let Err(failure) = attach_cgroup_skb_egress(ebpf, egress, root)
+    {
+        unload_sock_addr(ebpf, &programs);
+        return Err(failure);
+    }
+    Ok(())
+}
+
+/// A `cgroup_skb` egress program on the root, once: a second hook sharing it finds it
+/// already loaded (and attached, since it is unloaded whenever its attach fails).
+fn attach_cgroup_skb_egress(
+    ebpf: &mut Ebpf,
+    program: &'static str,
+    root: &File,
+) -> Result<(), Failure> {
+    let prog: &mut CgroupSkb = program_mut(ebpf, program)?;
+    if prog.fd().is_ok() {
+        return Ok(());
+    }
+    prog.load().map_err(kernel(program))?;
+    if let Err(error) = prog.attach(
+        root,
+        CgroupSkbAttachType::Egress,
+        CgroupAttachMode::default(),
+    ) {
+        unload_quietly(prog.unload(), program);
+        return Err(kernel(program)(error));
     }
     Ok(())
 }
@@ -545,6 +589,15 @@ mod tests {
         assert_eq!(PLANS[hook::UDP_SEND_V4 as usize].hook, "udp_sendmsg");
         assert_eq!(PLANS[hook::UDP_SEND_V6 as usize].hook, "udpv6_sendmsg");
         assert_eq!(PLANS.len(), hook::COUNT);
+        // Connected UDP sockets are reported at their first datagram by one egress program
+        // that both UDP hooks attach with their sock_addr programs; TCP needs none.
+        assert_eq!(PLANS[hook::TCP_CONNECT as usize].cgroup_skb_egress, None);
+        for h in [hook::UDP_SEND_V4, hook::UDP_SEND_V6] {
+            assert_eq!(
+                PLANS[h as usize].cgroup_skb_egress,
+                Some("udp_cgroup_skb_egress")
+            );
+        }
     }
 
     /// Creates the object's maps (root) without loading any program.
@@ -557,6 +610,7 @@ mod tests {
         for plan in &PLANS {
             names.extend([plan.fentry, plan.kprobe]);
             names.extend(plan.cgroup);
+            names.extend(plan.cgroup_skb_egress);
             if let Some(tp) = &plan.tracepoint {
                 names.extend([tp.raw_program, tp.program]);
             }
@@ -569,7 +623,7 @@ mod tests {
         }
         assert_eq!(
             ebpf.programs().count(),
-            16,
+            17,
             "an unplanned program is in the object"
         );
         assert!(ebpf.map(EVENTS_MAP).is_some() && ebpf.map(STATS_MAP).is_some());

@@ -22,7 +22,8 @@ pub struct EventSource {
     ticker: Interval,
     /// The previous drain stopped at `MAX_BATCH` with records left.
     backlog: bool,
-    /// Records that could not be decoded (short, unknown kind, bad length), skipped.
+    /// Records that could not be decoded (short, unknown kind, bad length) or were refused (a
+    /// connect to the unspecified address), skipped.
     decode_errors: u64,
 }
 
@@ -69,7 +70,7 @@ impl EventSource {
                     self.decode_errors += 1;
                     // The first few name the problem; the count is in the metrics.
                     if self.decode_errors <= 10 {
-                        tracing::warn!(error = %err, "skipped an undecodable ring-buffer record");
+                        tracing::warn!(error = %err, "skipped a ring-buffer record");
                     }
                 }
             }
