@@ -238,16 +238,30 @@ pub(crate) fn parse(s: &str) -> Result<CondAst, CondError> {
     Ok(e)
 }
 
-/// Sigma selection-name pattern with `*` wildcards.
+/// Sigma selection-name pattern with `*` wildcards. Greedy, going back only to the last
+/// `*` (which then takes one more byte): at most pattern × name steps. Trying every split
+/// at every `*` was exponential in their number (`1 of ***…x` hung the loader).
 pub(crate) fn name_matches(pattern: &str, name: &str) -> bool {
-    fn go(p: &[u8], n: &[u8]) -> bool {
-        match p.split_first() {
-            None => n.is_empty(),
-            Some((b'*', rest)) => (0..=n.len()).any(|k| go(rest, &n[k..])),
-            Some((c, rest)) => n.first() == Some(c) && go(rest, &n[1..]),
+    let (p, n) = (pattern.as_bytes(), name.as_bytes());
+    let (mut pi, mut ni) = (0, 0);
+    // The last `*` seen, and where in the name the pattern after it is being tried.
+    let mut star: Option<(usize, usize)> = None;
+    while ni < n.len() {
+        if p.get(pi) == Some(&b'*') {
+            star = Some((pi, ni));
+            pi += 1;
+        } else if p.get(pi) == Some(&n[ni]) {
+            pi += 1;
+            ni += 1;
+        } else if let Some((sp, sn)) = star {
+            star = Some((sp, sn + 1));
+            pi = sp + 1;
+            ni = sn + 1;
+        } else {
+            return false;
         }
     }
-    go(pattern.as_bytes(), name.as_bytes())
+    p[pi..].iter().all(|&b| b == b'*')
 }
 
 #[cfg(test)]
