@@ -14,6 +14,8 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod detect;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod mapped;
 pub mod metrics;
 pub mod output;

@@ -191,6 +191,30 @@ fn ensure_bpf_linker() -> Result<()> {
     Ok(())
 }
 
+/// cargo-fuzz, for `cargo xtask fuzz` (and the fuzz stage of `cargo xtask test`). It runs
+/// the targets on nightly, which `ensure_nightly_rust_src` installs.
+pub fn ensure_cargo_fuzz() -> Result<()> {
+    ensure_nightly_rust_src()?;
+    let works = |bin: &Path| {
+        Command::new(bin)
+            .args(["fuzz", "--version"])
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false)
+    };
+    let cargo_fuzz = cargo_bin_dir()?.join("cargo-fuzz");
+    if works(&cargo_fuzz) {
+        return Ok(());
+    }
+    eprintln!("bootstrap: installing cargo-fuzz (a minute, once)");
+    status(Command::new("cargo").args(["+stable", "install", "--locked", "cargo-fuzz"]))
+        .context("installing cargo-fuzz failed; run `cargo install --locked cargo-fuzz`")?;
+    if !works(&cargo_fuzz) {
+        bail!("{} was installed but does not run", cargo_fuzz.display());
+    }
+    Ok(())
+}
+
 /// Installs the missing ones of `packages` with apt-get (the tests run as root, like CI).
 pub fn ensure_debian_packages(packages: &[(&str, &str)]) -> Result<()> {
     let missing: Vec<&str> = packages

@@ -5,11 +5,14 @@
 //! - `run`: bootstrap, build in release, run the monitor with the built-in rules.
 //! - `lint`: `cargo fmt --check` and `cargo clippy -D warnings` per crate.
 //! - `test`: bootstrap, then the whole suite: lint, unit and integration tests (live eBPF tests as
-//!   root), the VM kernel test, the attack simulations and the benchmark smoke run.
+//!   root), the VM kernel test, the attack simulations, the benchmark smoke run and short
+//!   fuzz runs.
+//! - `fuzz`: the cargo-fuzz targets in fuzz/, each for a fixed time.
 
 mod atomic;
 mod bench;
 mod bootstrap;
+mod fuzz;
 mod lint;
 mod vm;
 
@@ -82,6 +85,17 @@ enum Cmd {
         #[arg(long, default_value = "-")]
         out: PathBuf,
     },
+    /// Run the fuzz targets in fuzz/ (fuzz/README.md) one after another on nightly, each
+    /// for a fixed time; fails if any finds a crash, a timeout or runs out of memory.
+    Fuzz {
+        /// Seconds per target.
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+        /// Run only this target (repeatable): replay_decode, rules_load, rules_condition,
+        /// syslog_frame. Default all.
+        #[arg(long = "target")]
+        targets: Vec<String>,
+    },
     /// Benchmarks (BENCHMARKS.md): rule evaluation, replay, live capture cost against no
     /// monitor and bpftrace, loss threshold, memory. Needs root.
     Bench {
@@ -136,6 +150,11 @@ fn main() -> Result<()> {
             vm::run(&vm_options(&root, bin, probes, timeout))
         }
         Cmd::Workload { events, seed, out } => write_workload(events, seed, &out),
+        Cmd::Fuzz { seconds, targets } => {
+            // The targets link the monitor crate, whose build compiles the eBPF programs.
+            bootstrap::run(false)?;
+            fuzz::run(&root, seconds, &targets)
+        }
         Cmd::Bench {
             smoke,
             soak,
@@ -326,6 +345,10 @@ fn test_all(root: &Path) -> Result<()> {
             })
         },
     );
+    stage("fuzz targets (cargo xtask fuzz, 20 s each)", &mut || {
+        let targets: Vec<String> = fuzz::CI_TARGETS.iter().map(|t| t.to_string()).collect();
+        fuzz::run(root, fuzz::CI_SECONDS, &targets)
+    });
     eprintln!("\n==== xtask test summary ====");
     let mut failed = 0;
     for (name, r, secs) in &results {

@@ -599,7 +599,7 @@ impl RecordDecoder {
     }
 
     /// A decoder for one line: nothing remembered.
-    pub(super) fn uncached() -> Self {
+    pub(crate) fn uncached() -> Self {
         RecordDecoder {
             objects: KnownObjects::new(false),
             runs: KnownRuns::new(false),
@@ -660,7 +660,11 @@ impl RecordDecoder {
     /// The common case, or `None` to leave the line to `decode_general`: the record and
     /// the bytes read (the line, and in place its line feed).
     #[inline]
-    fn decode_fast(&mut self, line: &[u8], in_place: bool) -> Option<(ConnectionRecord, usize)> {
+    pub(crate) fn decode_fast(
+        &mut self,
+        line: &[u8],
+        in_place: bool,
+    ) -> Option<(ConnectionRecord, usize)> {
         let runs = self.runs.caching();
         match self.decode_fast_with(line, runs, in_place) {
             Ok(rec) => Some(rec),
@@ -1592,7 +1596,7 @@ fn eight_digits(b: &[u8; 8]) -> Option<u32> {
 }
 
 /// The general path: serde_json into the `In*` structs.
-fn decode_general(line: &str) -> Result<Option<ConnectionRecord>, RecordError> {
+pub(crate) fn decode_general(line: &str) -> Result<Option<ConnectionRecord>, RecordError> {
     let doc: InDoc = serde_json::from_str(line).map_err(|e| RecordError::Json(e.to_string()))?;
     let kind = doc
         .event

@@ -24,7 +24,7 @@ mod addresses;
 mod decode;
 mod ecs;
 
-pub(crate) use decode::RecordDecoder;
+pub(crate) use decode::{RecordDecoder, decode_general};
 
 /// The unspecified IPv4 address, for a destination whose family the kernel did not report.
 pub const UNSPECIFIED_V4: IpAddr = IpAddr::V4(Ipv4Addr::UNSPECIFIED);

@@ -1,0 +1,84 @@
+//! Entry points for the fuzz targets (`fuzz/`, see fuzz/README.md), which check internal
+//! paths against each other. Not an API: hidden from the docs, and it changes with the
+//! targets. Thin wrappers only, so the internals they reach stay crate-private.
+
+use crate::output::OutputRecord;
+use crate::output::syslog::fit;
+use crate::output::syslog::format::{Facility, Framer, SyslogFormat};
+use crate::record::{ConnectionRecord, RecordDecoder, RecordError};
+
+/// The replay decoder (`record::decode`) with its paths reachable one by one.
+pub struct ReplayDecoder(RecordDecoder);
+
+impl ReplayDecoder {
+    /// A decoder that remembers objects across lines, as replay uses it.
+    pub fn cached() -> Self {
+        ReplayDecoder(RecordDecoder::new())
+    }
+
+    /// A decoder that remembers nothing (`ConnectionRecord::from_json_line`'s).
+    pub fn uncached() -> Self {
+        ReplayDecoder(RecordDecoder::uncached())
+    }
+
+    /// One line as text: fast path, else the general path.
+    pub fn decode(&mut self, line: &str) -> Result<Option<ConnectionRecord>, RecordError> {
+        self.0.decode(line)
+    }
+
+    /// One line as bytes (no line feed), as replay decodes a line it had to gather.
+    pub fn decode_line(&mut self, line: &[u8]) -> Result<Option<ConnectionRecord>, RecordError> {
+        self.0.decode_line(line)
+    }
+
+    /// The line at the start of `input` read where it lies: the record and the bytes
+    /// through its line feed, or `None` when the fast path leaves it to the caller.
+    pub fn decode_in_place(&mut self, input: &[u8]) -> Option<(ConnectionRecord, usize)> {
+        self.0.decode_in_place(input)
+    }
+
+    /// The fast path alone on one line: `None` where it defers to the general path.
+    pub fn decode_fast(&mut self, line: &[u8]) -> Option<ConnectionRecord> {
+        self.0.decode_fast(line, false).map(|(rec, _)| rec)
+    }
+}
+
+/// The general path alone: serde_json into the input structs (the fast path's oracle).
+pub fn decode_general(line: &str) -> Result<Option<ConnectionRecord>, RecordError> {
+    crate::record::decode_general(line)
+}
+
+/// A syslog framer as the output hub builds one.
+pub struct SyslogFramer(Framer);
+
+impl SyslogFramer {
+    pub fn new(
+        format: SyslogFormat,
+        local: bool,
+        facility: Facility,
+        hostname: &str,
+        app_name: &str,
+        sd_id: &str,
+        max_message: usize,
+    ) -> Self {
+        SyslogFramer(Framer::new(
+            format,
+            local,
+            facility,
+            hostname,
+            app_name,
+            sd_id,
+            max_message,
+        ))
+    }
+
+    /// Appends the message for `rec` to `out`; true when the JSON was shortened to fit.
+    pub fn frame(&self, rec: &OutputRecord, out: &mut Vec<u8>) -> bool {
+        self.0.frame(rec, out).truncated
+    }
+}
+
+/// `fit::fit_json`: `json` (valid JSON) shortened to `budget` bytes.
+pub fn fit_json(json: &str, budget: usize) -> String {
+    fit::fit_json(json, budget)
+}
