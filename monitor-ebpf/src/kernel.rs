@@ -11,6 +11,8 @@ use crate::{
 /// Reads a `T` at `base + offset` in kernel memory; a failure is counted in `STATS`.
 #[inline(always)]
 pub fn read_at<T>(base: *const u8, offset: u32) -> Result<T, i64> {
+    // SAFETY: bpf_probe_read_kernel copies through the kernel's fault-handling path: any
+    // address, valid or not, gives a value or an error, never a fault.
     unsafe { bpf_probe_read_kernel(base.wrapping_add(offset as usize).cast::<T>()) }.map_err(|e| {
         count(stat::READ_FAILED);
         i64::from(e)
@@ -23,6 +25,8 @@ pub fn current_start_time() -> u64 {
     if config!(task_valid) == 0 {
         return 0;
     }
+    // SAFETY: a helper without arguments; the pointer is only ever read through
+    // `read_at` (bpf_probe_read_kernel).
     let task = unsafe { bpf_get_current_task() } as *const u8;
     task_start_time(task)
 }

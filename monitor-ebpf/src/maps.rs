@@ -40,6 +40,8 @@ pub static CONFIG: KernelConfig = KernelConfig::UNSET;
 /// the verifier still sees a constant, since `.rodata` is frozen at load.
 macro_rules! config {
     ($($field:ident).+) => {
+        // SAFETY: CONFIG is a static the loader writes before the program runs and nothing
+        // writes after (frozen .rodata); the read is of a field of it, in bounds.
         unsafe { core::ptr::read_volatile(&raw const $crate::maps::CONFIG.$($field).+) }
     };
 }
