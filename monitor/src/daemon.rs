@@ -133,6 +133,7 @@ async fn run_async(cfg: RunConfig, rules: Arc<RuleSet>) -> Result<(), RunFailure
                         }
                         RawEvent::Exec(e) => table.on_exec(&e),
                         RawEvent::Exit(e) => table.on_exit(&e),
+                        RawEvent::Fork(f) => table.on_fork(&f),
                     }
                 }
                 for r in pending.drain(..) {

@@ -4,7 +4,10 @@
 //! past a record: lengths are checked before every read, reads are unaligned-safe, and
 //! unknown kinds are reported, never transmuted.
 
-use monitor_common::{ARGS_LEN, ConnectEvent, EXE_LEN, ExecEvent, ExitEvent, RecordHeader, kind};
+use monitor_common::{
+    ARGS_LEN, ConnectEvent, EXE_LEN, EXE_PATH_LEN, ExecEvent, ExitEvent, ForkEvent, RecordHeader,
+    kind,
+};
 
 use super::RawEvent;
 
@@ -44,9 +47,11 @@ pub fn decode(buf: &[u8]) -> Result<RawEvent, DecodeError> {
             let ev = Box::new(read::<ExecEvent>(buf).map_err(short)?);
             check_len(ev.tgid, "filename_len", ev.filename_len, EXE_LEN)?;
             check_len(ev.tgid, "args_len", ev.args_len, ARGS_LEN)?;
+            check_len(ev.tgid, "exe_path_len", ev.exe_path_len, EXE_PATH_LEN)?;
             Ok(RawEvent::Exec(ev))
         }
         kind::EXIT => read::<ExitEvent>(buf).map(RawEvent::Exit).map_err(short),
+        kind::FORK => read::<ForkEvent>(buf).map(RawEvent::Fork).map_err(short),
         other => Err(DecodeError::UnknownKind {
             kind: other,
             len: buf.len(),

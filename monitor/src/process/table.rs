@@ -19,12 +19,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use lru::LruCache;
-use monitor_common::{COMM_LEN, ConnectEvent, ExecEvent, ExitEvent};
+use monitor_common::{COMM_LEN, ConnectEvent, ExecEvent, ExitEvent, ForkEvent};
 use serde::{Deserialize, Serialize};
 
 use super::container::{ContainerIds, Resolved};
 use super::decode::{
-    c_text, decode_connect, decode_connect_lossy, exe_basename, probe_name, split_argv, used,
+    c_text, decode_connect, decode_connect_lossy, exe_basename, kernel_exe_path, probe_name,
+    split_argv, used,
 };
 use super::nameservers::Nameservers;
 use super::procfs::{ProcFs, ProcSnapshot, clock_ticks_per_sec};
@@ -102,12 +103,19 @@ pub struct ProcessStats {
     pub cgroup_walks: u64,
     /// Times /etc/passwd was (re)loaded.
     pub passwd_loads: u64,
+    /// Fork events whose child took the forking process's identity.
+    pub forks_inherited: u64,
+    /// Fork events whose forking process was unknown and gone from /proc: the child is
+    /// learned from /proc (or the kernel's comm) when it first connects.
+    pub forks_unknown_source: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Origin {
     /// An exec event: argv as the kernel saw it, immune to later argv rewriting.
     Exec,
+    /// A fork event: the forking process's identity, as the table knew it then.
+    Fork,
     /// The start-up scan of /proc.
     Scan,
     /// Read from /proc on a miss.
@@ -179,6 +187,11 @@ struct Entry {
     args: Option<Vec<String>>,
     command_line: Option<String>,
     args_truncated: bool,
+    /// `exe` is the file the kernel resolved at exec (`mm->exe_file`); /proc is never asked
+    /// to replace it.
+    exe_from_kernel: bool,
+    /// The kernel's walk of `exe` stopped before the root: the record is partial.
+    exe_incomplete: bool,
     /// /proc was already asked to complete an exec-learned entry.
     proc_completion_tried: bool,
     kernel_thread: bool,
@@ -212,6 +225,8 @@ impl Entry {
             args: None,
             command_line: None,
             args_truncated: false,
+            exe_from_kernel: false,
+            exe_incomplete: false,
             proc_completion_tried: false,
             kernel_thread: false,
             uid: None,
@@ -228,13 +243,25 @@ impl Entry {
 
     fn from_exec(ev: &ExecEvent, start: Option<u64>, generation: u64) -> Self {
         let mut e = Entry::new(Origin::Exec, generation, start);
-        e.exe = c_text(used(&ev.filename, ev.filename_len));
         let argv = used(&ev.args, ev.args_len);
         e.set_args((!argv.is_empty()).then(|| split_argv(argv)));
         e.args_truncated = ev.args_truncated != 0;
-        // `/dev/fd/3` names a descriptor, not the program; the kernel's comm is better.
-        let exe_for_name = e.exe.as_deref().filter(|x| !is_fd_path(x));
-        e.name = name_from(exe_for_name, c_text(&ev.comm));
+        if let Some((exe, incomplete)) =
+            kernel_exe_path(&ev.exe_path, ev.exe_path_len, ev.exe_flags)
+        {
+            // The file the process runs: no symlink, `/proc/self/exe` or descriptor path
+            // execve was given can stand in for it. The name is that file's (busybox for
+            // every applet; the applet stays in args[0]).
+            e.name = name_from(Some(&exe), c_text(&ev.comm));
+            e.exe = Some(exe);
+            e.exe_from_kernel = true;
+            e.exe_incomplete = incomplete;
+        } else {
+            e.exe = c_text(used(&ev.filename, ev.filename_len));
+            // `/dev/fd/3` names a descriptor, not the program; the kernel's comm is better.
+            let exe_for_name = e.exe.as_deref().filter(|x| !is_fd_path(x));
+            e.name = name_from(exe_for_name, c_text(&ev.comm));
+        }
         e.ppid = (ev.ppid != 0).then_some(ev.ppid);
         e.uid = Some(ev.uid);
         e.gid = Some(ev.gid);
@@ -251,6 +278,25 @@ impl Entry {
         e.kernel_thread = snap.stat.kernel_thread;
         e.uid = snap.uid;
         e.gid = snap.gid;
+        e
+    }
+
+    /// A forked child: the forking process's image, argv, name and ids, until it execs.
+    fn inherit(&self, start: Option<u64>, ppid: Option<u32>, generation: u64) -> Self {
+        let mut e = Entry::new(Origin::Fork, generation, start);
+        e.ppid = ppid;
+        e.name = self.name.clone();
+        e.exe = self.exe.clone();
+        e.args = self.args.clone();
+        e.command_line = self.command_line.clone();
+        e.args_truncated = self.args_truncated;
+        e.exe_from_kernel = self.exe_from_kernel;
+        e.exe_incomplete = self.exe_incomplete;
+        // /proc would show the child later on, perhaps after an exec: never completed from it.
+        e.proc_completion_tried = true;
+        e.kernel_thread = self.kernel_thread;
+        e.uid = self.uid;
+        e.gid = self.gid;
         e
     }
 
@@ -417,7 +463,9 @@ impl ProcessTable {
             return;
         }
         let mut entry = Entry::from_exec(ev, self.ticks(ev.start_time_ns), self.generation());
-        self.resolve_executable(pid, &mut entry);
+        if !entry.exe_from_kernel {
+            self.resolve_executable(pid, &mut entry);
+        }
         self.learned.pop(&pid);
         self.put_live(pid, entry);
     }
@@ -444,6 +492,60 @@ impl ProcessTable {
             entry.name = name_from(Some(&exe), entry.name.take());
             entry.exe = Some(exe);
         }
+    }
+
+    /// A new process: it runs the forking process's image until it execs, so it takes that
+    /// identity now, from the table, not later from /proc (where it may already run another
+    /// program, or be gone). Events arrive in the order the kernel wrote them, and the fork
+    /// record is written before the child runs, so everything the child does comes after.
+    pub fn on_fork(&mut self, ev: &ForkEvent) {
+        let pid = ev.tgid;
+        if pid == 0 {
+            return;
+        }
+        let source_start = self.ticks(ev.source_start_time_ns);
+        let Some(slot) = self.forking_process(ev.source_tgid, source_start) else {
+            self.stats.forks_unknown_source += 1;
+            return;
+        };
+        let generation = self.generation();
+        let ppid = Some(if ev.ppid != 0 {
+            ev.ppid
+        } else {
+            ev.source_tgid
+        });
+        let Some(source) = self.peek(slot, ev.source_tgid) else {
+            return;
+        };
+        let entry = source.inherit(self.ticks(ev.start_time_ns), ppid, generation);
+        self.stats.forks_inherited += 1;
+        self.learned.pop(&pid);
+        self.put_live(pid, entry);
+    }
+
+    /// The entry of a process that is forking now: known (same start time), else read from
+    /// /proc while it is still the same process.
+    fn forking_process(&mut self, pid: u32, start: Option<u64>) -> Option<Slot> {
+        if pid == 0 {
+            return None;
+        }
+        if let Some(slot) = [Slot::Live, Slot::Learned, Slot::Exited]
+            .into_iter()
+            .find(|&s| {
+                self.peek(s, pid).is_some_and(|e| {
+                    same_start(e.start, start) && (s != Slot::Exited || start.is_some())
+                })
+            })
+        {
+            return Some(slot);
+        }
+        let snap = self.proc.snapshot(pid).ok()?;
+        if !same_start(Some(snap.stat.start_ticks), start) {
+            return None;
+        }
+        let entry = Entry::from_snapshot(snap, Origin::Proc, self.generation());
+        self.put_learned(pid, entry);
+        Some(Slot::Learned)
     }
 
     /// A process exited: it moves to the recently-exited map.
@@ -751,7 +853,8 @@ impl ProcessTable {
             container_id: None,
         };
         // A kernel thread has no image or argv to learn.
-        let mut partial = !e.kernel_thread && (e.exe.is_none() || e.args.is_none());
+        let mut partial =
+            !e.kernel_thread && (e.exe.is_none() || e.args.is_none() || e.exe_incomplete);
         let (ppid, child_start, kernel_thread) = (e.ppid, e.start, e.kernel_thread);
         let known_container = e
             .container
@@ -817,10 +920,10 @@ impl ProcessTable {
             return;
         };
         let argv_incomplete = e.args_truncated || e.args.is_none();
-        let exe_unclear = e
-            .exe
-            .as_deref()
-            .is_none_or(|x| !x.starts_with('/') || is_fd_path(x));
+        let exe_unclear = !e.exe_from_kernel
+            && e.exe
+                .as_deref()
+                .is_none_or(|x| !x.starts_with('/') || is_fd_path(x));
         if e.origin != Origin::Exec || e.proc_completion_tried || !(argv_incomplete || exe_unclear)
         {
             return;
