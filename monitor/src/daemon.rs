@@ -124,6 +124,7 @@ async fn run_async(cfg: RunConfig, rules: Arc<RuleSet>) -> Result<(), RunFailure
         tokio::select! {
             r = capture.read_batch(&mut batch) => {
                 r.context("reading the ring buffer")?;
+                table.apply_hashes();
                 for ev in batch.drain(..) {
                     match ev {
                         RawEvent::Connect(c) => {

@@ -136,6 +136,27 @@ fn a_symlink_named_like_a_browser_is_reported_as_the_file_it_runs() {
             None => errs.push(format!("{label}: no event")),
         }
     }
+    // The hash is computed off the event path: records written before it was ready lack it,
+    // later ones carry the file's SHA-256.
+    let out = Command::new("sha256sum")
+        .arg(&bash)
+        .output()
+        .expect("sha256sum");
+    let want = String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    let hashes: Vec<&str> = runs
+        .iter()
+        .flat_map(|&(pid, ip, port)| events_to(&recs, pid, ip, port))
+        .filter_map(|ev| str_field(ev, "process.hash.sha256"))
+        .collect();
+    if hashes.is_empty() || hashes.iter().any(|h| *h != want) {
+        errs.push(format!(
+            "process.hash.sha256: expected {want} on some records and nothing else, got {hashes:?}"
+        ));
+    }
     assert_no_errors(&errs, &m);
 }
 

@@ -27,6 +27,7 @@ use super::decode::{
     c_text, decode_connect, decode_connect_lossy, exe_basename, kernel_exe_path, probe_name,
     split_argv, used,
 };
+use super::hash::{ExeHasher, HashConfig, HashRequest, user_dev};
 use super::nameservers::Nameservers;
 use super::procfs::{ProcFs, ProcSnapshot, clock_ticks_per_sec};
 use super::users::{DEFAULT_RECHECK, UserNames};
@@ -56,6 +57,8 @@ pub struct ProcessTableConfig {
     pub resolv_conf_path: PathBuf,
     /// The cgroup v2 mount; `None`: found in /proc/self/mountinfo.
     pub cgroup2_root: Option<PathBuf>,
+    /// `process.hash.sha256`: limits of the hashing worker.
+    pub hash: HashConfig,
 }
 
 impl Default for ProcessTableConfig {
@@ -69,6 +72,7 @@ impl Default for ProcessTableConfig {
             passwd_path: PathBuf::from("/etc/passwd"),
             resolv_conf_path: PathBuf::from("/etc/resolv.conf"),
             cgroup2_root: None,
+            hash: HashConfig::default(),
         }
     }
 }
@@ -108,6 +112,15 @@ pub struct ProcessStats {
     /// Fork events whose forking process was unknown and gone from /proc: the child is
     /// learned from /proc (or the kernel's comm) when it first connects.
     pub forks_unknown_source: u64,
+    /// Executables sent to the hashing worker, and requests dropped on its full queue.
+    pub hashes_requested: u64,
+    pub hash_queue_full: u64,
+    /// The worker's answers: files read and hashed, answers from its cache, files over the
+    /// size limit, files it could not read (or that were not the file named).
+    pub hashes_computed: u64,
+    pub hashes_cached: u64,
+    pub hash_too_big: u64,
+    pub hash_failed: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -192,6 +205,10 @@ struct Entry {
     exe_from_kernel: bool,
     /// The kernel's walk of `exe` stopped before the root: the record is partial.
     exe_incomplete: bool,
+    /// Device (user-space numbering) and inode of the executable, when known.
+    exe_file: Option<(u64, u64)>,
+    /// `SHA256=<hex>` of the executable, once the worker has answered.
+    exe_hash: Option<Arc<str>>,
     /// /proc was already asked to complete an exec-learned entry.
     proc_completion_tried: bool,
     kernel_thread: bool,
@@ -227,6 +244,8 @@ impl Entry {
             args_truncated: false,
             exe_from_kernel: false,
             exe_incomplete: false,
+            exe_file: None,
+            exe_hash: None,
             proc_completion_tried: false,
             kernel_thread: false,
             uid: None,
@@ -256,6 +275,7 @@ impl Entry {
             e.exe = Some(exe);
             e.exe_from_kernel = true;
             e.exe_incomplete = incomplete;
+            e.exe_file = (ev.exe_ino != 0).then(|| (user_dev(ev.exe_dev), ev.exe_ino));
         } else {
             e.exe = c_text(used(&ev.filename, ev.filename_len));
             // `/dev/fd/3` names a descriptor, not the program; the kernel's comm is better.
@@ -292,6 +312,8 @@ impl Entry {
         e.args_truncated = self.args_truncated;
         e.exe_from_kernel = self.exe_from_kernel;
         e.exe_incomplete = self.exe_incomplete;
+        e.exe_file = self.exe_file;
+        e.exe_hash = self.exe_hash.clone();
         // /proc would show the child later on, perhaps after an exec: never completed from it.
         e.proc_completion_tried = true;
         e.kernel_thread = self.kernel_thread;
@@ -396,6 +418,11 @@ pub struct ProcessTable {
     users: UserNames,
     nameservers: Nameservers,
     containers: ContainerIds,
+    hasher: Option<ExeHasher>,
+    /// (dev, ino) -> `SHA256=<hex>`, the worker's latest answers: a process exec'ing a known
+    /// file has its hash on its first record (the worker still checks size and mtime, and
+    /// its answer replaces this one).
+    known_hashes: LruCache<(u64, u64), Arc<str>>,
     ns_per_tick: u64,
     next_generation: u64,
     stats: ProcessStats,
@@ -404,6 +431,16 @@ pub struct ProcessTable {
 impl ProcessTable {
     pub fn new(cfg: ProcessTableConfig) -> Self {
         let ticks = clock_ticks_per_sec();
+        let hasher = cfg
+            .hash
+            .enabled
+            .then(|| ExeHasher::start(&cfg.hash, cfg.proc_root.clone()))
+            .and_then(|r| {
+                r.map_err(|e| {
+                    tracing::warn!(error = %e, "no executable hashes: the worker did not start")
+                })
+                .ok()
+            });
         ProcessTable {
             live: LruCache::new(cap(cfg.max_entries)),
             learned: LruCache::new(cap(cfg.max_proc_cache)),
@@ -412,6 +449,8 @@ impl ProcessTable {
             users: UserNames::new(cfg.passwd_path, DEFAULT_RECHECK),
             nameservers: Nameservers::new(cfg.resolv_conf_path, DEFAULT_RECHECK),
             containers: ContainerIds::new(cfg.max_cgroups, cfg.cgroup2_root),
+            known_hashes: LruCache::new(cap(cfg.hash.cache_entries)),
+            hasher,
             ns_per_tick: (1_000_000_000 / ticks).max(1),
             next_generation: 1,
             stats: ProcessStats::default(),
@@ -448,7 +487,8 @@ impl ProcessTable {
             {
                 continue;
             }
-            let entry = Entry::from_snapshot(snap, Origin::Scan, self.generation());
+            let mut entry = Entry::from_snapshot(snap, Origin::Scan, self.generation());
+            self.want_hash(pid, &mut entry);
             self.learned.pop(&pid);
             self.put_live(pid, entry);
             added += 1;
@@ -466,6 +506,7 @@ impl ProcessTable {
         if !entry.exe_from_kernel {
             self.resolve_executable(pid, &mut entry);
         }
+        self.want_hash(pid, &mut entry);
         self.learned.pop(&pid);
         self.put_live(pid, entry);
     }
@@ -546,6 +587,69 @@ impl ProcessTable {
         let entry = Entry::from_snapshot(snap, Origin::Proc, self.generation());
         self.put_learned(pid, entry);
         Some(Slot::Learned)
+    }
+
+    /// Asks the worker for the hash of an entry's executable (the kernel's file, or for a
+    /// process read from /proc, the file /proc/PID/exe leads to now).
+    fn want_hash(&mut self, pid: u32, entry: &mut Entry) {
+        let Some(hasher) = &self.hasher else {
+            return;
+        };
+        if entry.exe_file.is_none() && matches!(entry.origin, Origin::Scan | Origin::Proc) {
+            entry.exe_file = hasher.exe_identity(pid);
+        }
+        let Some((dev, ino)) = entry.exe_file else {
+            return;
+        };
+        if entry.exe_hash.is_none() {
+            entry.exe_hash = self.known_hashes.get(&(dev, ino)).cloned();
+        }
+        let path = entry
+            .exe
+            .as_deref()
+            .filter(|x| x.starts_with('/'))
+            .map(|x| PathBuf::from(x.strip_suffix(" (deleted)").unwrap_or(x)));
+        self.stats.hashes_requested += 1;
+        if !hasher.request(HashRequest {
+            pid,
+            start: entry.start,
+            dev,
+            ino,
+            path,
+        }) {
+            self.stats.hash_queue_full += 1;
+        }
+    }
+
+    /// Applies the hashes the worker has ready; call between batches of events.
+    pub fn apply_hashes(&mut self) {
+        let replies = match &self.hasher {
+            Some(hasher) => hasher.ready(),
+            None => return,
+        };
+        for reply in replies {
+            let file = (reply.dev, reply.ino);
+            let hashes: Option<Arc<str>> = reply.sha256.map(|h| format!("SHA256={h}").into());
+            match &hashes {
+                Some(h) => {
+                    self.known_hashes.put(file, h.clone());
+                }
+                None => {
+                    self.known_hashes.pop(&file);
+                }
+            }
+            for slot in [Slot::Live, Slot::Learned, Slot::Exited] {
+                if let Some(e) = self.peek_mut(slot, reply.pid)
+                    && same_start(e.start, reply.start)
+                    && e.exe_file == Some(file)
+                    && e.exe_hash != hashes
+                {
+                    e.exe_hash = hashes.clone();
+                    // Records built from now on carry it.
+                    e.shared = Shared::default();
+                }
+            }
+        }
     }
 
     /// A process exited: it moves to the recently-exited map.
@@ -632,8 +736,21 @@ impl ProcessTable {
             proc_reads: self.proc.reads() - self.stats.scan_reads,
             cgroup_walks: self.containers.walks(),
             passwd_loads: self.users.loads(),
+            hashes_computed: self.hash_counter(|c| &c.computed),
+            hashes_cached: self.hash_counter(|c| &c.cached),
+            hash_too_big: self.hash_counter(|c| &c.too_big),
+            hash_failed: self.hash_counter(|c| &c.failed),
             ..self.stats
         }
+    }
+
+    fn hash_counter(
+        &self,
+        which: impl Fn(&super::hash::HashCounters) -> &std::sync::atomic::AtomicU64,
+    ) -> u64 {
+        self.hasher.as_ref().map_or(0, |h| {
+            which(h.counters()).load(std::sync::atomic::Ordering::Relaxed)
+        })
     }
 
     /// Boot-time ns from the kernel -> /proc's clock ticks; 0 means unknown.
@@ -730,7 +847,9 @@ impl ProcessTable {
         let generation = self.generation();
         let entry = match self.proc.snapshot(pid) {
             Ok(snap) if same_start(Some(snap.stat.start_ticks), start) => {
-                Entry::from_snapshot(snap, Origin::Proc, generation)
+                let mut entry = Entry::from_snapshot(snap, Origin::Proc, generation);
+                self.want_hash(pid, &mut entry);
+                entry
             }
             Ok(_) => {
                 self.stats.start_mismatches += 1;
@@ -851,6 +970,7 @@ impl ProcessTable {
                 .or(e.gid)
                 .map(AccountId::Num),
             container_id: None,
+            hashes: e.exe_hash.clone(),
         };
         // A kernel thread has no image or argv to learn.
         let mut partial =

@@ -1018,3 +1018,55 @@ fn a_subshell_port_sweep_keeps_the_shells_identity() {
         assert!(!rec.partial);
     }
 }
+
+/// The executable's SHA-256 arrives from the worker after the first records and is on every
+/// record built after it; children forked later inherit it.
+#[test]
+fn executable_hashes_arrive_off_the_event_path() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = std::env::temp_dir().join(format!("table-hash-{}", unique()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("prog");
+    std::fs::write(&file, b"abc").unwrap();
+    let meta = std::fs::metadata(&file).unwrap();
+    let kernel_dev = (libc::major(meta.dev()) << 20) | libc::minor(meta.dev());
+
+    let mut t = ProcessTable::new(ProcessTableConfig::default());
+    let pid = impossible_pid() + 500;
+    let start = 9_500_000_000;
+    let mut ev = resolved_exec(
+        pid,
+        1,
+        start,
+        b"/tmp/whatever",
+        file.as_os_str().as_bytes(),
+        0,
+        b"prog\0",
+    );
+    ev.exe_dev = kernel_dev;
+    ev.exe_ino = meta.ino();
+    t.on_exec(&ev);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let rec = loop {
+        t.apply_hashes();
+        let rec = enrich(&mut t, &connect_v4(pid, start, [203, 0, 113, 9], 443));
+        if rec.process.hashes.is_some() || std::time::Instant::now() > deadline {
+            break rec;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    };
+    let sha = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+    assert_eq!(rec.process.sha256(), Some(sha));
+    assert_eq!(
+        rec.process.hashes.as_deref(),
+        Some(format!("SHA256={sha}").as_str())
+    );
+    t.on_fork(&fork_event(pid + 1, start + 1, pid, start));
+    let child = enrich(
+        &mut t,
+        &connect_v4(pid + 1, start + 1, [203, 0, 113, 9], 443),
+    );
+    assert_eq!(child.process.sha256(), Some(sha));
+    assert!(t.stats().hashes_computed >= 1);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -1690,6 +1690,10 @@ fn build_process(
         user_name: user.name,
         group_id: group.id.map(|s| AccountId::parse(&s)),
         container_id,
+        hashes: p
+            .hash
+            .and_then(|h| h.sha256)
+            .map(|h| format!("SHA256={h}").into()),
     }
 }
 
@@ -1735,7 +1739,13 @@ struct InProcess {
     executable: Option<String>,
     command_line: Option<String>,
     args: Option<Vec<String>>,
+    hash: Option<InHash>,
     parent: Option<InParent>,
+}
+
+#[derive(Deserialize, Default)]
+struct InHash {
+    sha256: Option<String>,
 }
 
 #[derive(Deserialize, Default)]

@@ -32,6 +32,10 @@ pub enum Field {
     HostName,
     DestinationIsResolver,
     ContainerId,
+    /// Sysmon's `Hashes` (`SHA256=<hex>`).
+    Hashes,
+    /// `process.hash.sha256` (hex).
+    ProcessHash,
 }
 
 /// How a field's value is compared.
@@ -63,6 +67,7 @@ pub const FIELD_NAMES: &[(&str, Field)] = &[
     ("Protocol", Field::Protocol),
     ("Initiated", Field::Initiated),
     ("DestinationIsResolver", Field::DestinationIsResolver),
+    ("Hashes", Field::Hashes),
     ("process.executable", Field::Image),
     ("process.name", Field::ProcessName),
     ("process.command_line", Field::CommandLine),
@@ -85,6 +90,7 @@ pub const FIELD_NAMES: &[(&str, Field)] = &[
     ("host.hostname", Field::HostName),
     ("container.id", Field::ContainerId),
     ("monitor.dns_resolver", Field::DestinationIsResolver),
+    ("process.hash.sha256", Field::ProcessHash),
 ];
 
 impl Field {
@@ -143,6 +149,8 @@ impl Field {
             HostName => "host.hostname",
             DestinationIsResolver => "monitor.dns_resolver",
             ContainerId => "container.id",
+            Hashes => "(Hashes)",
+            ProcessHash => "process.hash.sha256",
         }
     }
 
@@ -165,6 +173,8 @@ impl Field {
                 | UserId
                 | GroupId
                 | ContainerId
+                | Hashes
+                | ProcessHash
         )
     }
 
@@ -174,7 +184,7 @@ impl Field {
         matches!(self, Field::DestinationHostname)
     }
 
-    pub const COUNT: usize = Field::ContainerId as usize + 1;
+    pub const COUNT: usize = Field::ProcessHash as usize + 1;
 }
 
 /// One field's value in one record, borrowed.
@@ -244,6 +254,14 @@ impl<'a> FieldValue<'a> {
             Field::HostName => FieldValue::Text(&rec.host_name),
             Field::DestinationIsResolver => FieldValue::Bool(rec.dns_resolver),
             Field::ContainerId => text(&p.container_id),
+            Field::Hashes => match p.hashes.as_deref() {
+                Some(h) => FieldValue::Text(h),
+                None => FieldValue::Missing,
+            },
+            Field::ProcessHash => match p.sha256() {
+                Some(h) => FieldValue::Text(h),
+                None => FieldValue::Missing,
+            },
         }
     }
 }
@@ -310,6 +328,30 @@ mod tests {
         }
         assert_eq!(Field::from_name("image"), None);
         assert_eq!(Field::suggest("image"), Some("Image"));
+    }
+
+    #[test]
+    fn hashes_read_sysmon_style_and_ecs_style() {
+        use std::sync::Arc;
+        let mut rec = crate::record::tests::sample();
+        assert_eq!(FieldValue::of(&rec, Field::Hashes), FieldValue::Missing);
+        let mut p = (*rec.process).clone();
+        p.hashes = Some("SHA256=ab12".into());
+        rec.process = Arc::new(p);
+        assert_eq!(
+            FieldValue::of(&rec, Field::Hashes),
+            FieldValue::Text("SHA256=ab12")
+        );
+        assert_eq!(
+            FieldValue::of(&rec, Field::ProcessHash),
+            FieldValue::Text("ab12")
+        );
+        assert_eq!(Field::from_name("Hashes"), Some(Field::Hashes));
+        assert_eq!(
+            Field::from_name("process.hash.sha256"),
+            Some(Field::ProcessHash)
+        );
+        assert!(Field::Hashes.is_process() && Field::ProcessHash.is_process());
     }
 
     #[test]

@@ -41,6 +41,7 @@ pub fn event(seq: u64) -> ConnectionRecord {
             user_name: Some("root".into()),
             group_id: Some(0.into()),
             container_id: None,
+            hashes: None,
         }),
         source: None,
         destination: Endpoint {
