@@ -32,7 +32,7 @@ use super::nameservers::Nameservers;
 use super::procfs::{ProcFs, ProcSnapshot, clock_ticks_per_sec};
 use super::users::{DEFAULT_RECHECK, UserNames};
 use crate::record::{
-    AccountId, ConnectionRecord, ParentInfo, ProcessInfo, Timestamp, text_from_bytes,
+    AccountId, ConnectionRecord, MAX_ANCESTORS, ParentInfo, ProcessInfo, Timestamp, text_from_bytes,
 };
 
 /// Threads per process whose `Arc<ProcessInfo>` is kept (the tid is part of the record).
@@ -971,6 +971,7 @@ impl ProcessTable {
                 .map(AccountId::Num),
             container_id: None,
             hashes: e.exe_hash.clone(),
+            ancestors: Vec::new(),
         };
         // A kernel thread has no image or argv to learn.
         let mut partial =
@@ -998,6 +999,7 @@ impl ProcessTable {
             // Only init and kernel threads have no parent.
             None => partial |= pid != 1 && !kernel_thread,
         }
+        info.ancestors = self.ancestry(ppid, child_start);
 
         if let Some(uid) = info.user_id.as_ref().and_then(AccountId::as_num) {
             info.user_name = self.users.name(uid).map(|n| n.to_string());
@@ -1024,6 +1026,29 @@ impl ProcessTable {
             };
         }
         (info, partial)
+    }
+
+    /// Executables of the ancestors, parent first, up to PID 1 or `MAX_ANCESTORS`, as the
+    /// table knows them (each read from /proc once when it does not); the list ends where an
+    /// ancestor cannot be found. A process without an executable (a kernel thread) is listed
+    /// by its name.
+    fn ancestry(&mut self, ppid: Option<u32>, child_start: Option<u64>) -> Vec<String> {
+        let mut out = Vec::new();
+        let (mut next, mut start) = (ppid, child_start);
+        while let Some(pp) = next
+            && out.len() < MAX_ANCESTORS
+        {
+            let Some(slot) = self.resolve_parent(pp, start) else {
+                break;
+            };
+            let Some(p) = self.peek(slot, pp) else {
+                break;
+            };
+            out.push(p.exe.clone().or_else(|| p.name.clone()).unwrap_or_default());
+            next = p.ppid.filter(|&x| x != 0 && x != pp && pp != 1);
+            start = p.start;
+        }
+        out
     }
 
     /// Completes an exec-learned entry from /proc, once, while the process is alive and

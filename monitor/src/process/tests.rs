@@ -1070,3 +1070,69 @@ fn executable_hashes_arrive_off_the_event_path() {
     assert!(t.stats().hashes_computed >= 1);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// `process.ancestors`: the parent's executable first, up to where the chain is known.
+#[test]
+fn ancestors_list_the_executables_up_the_chain() {
+    let mut t = ProcessTable::new(ProcessTableConfig::default());
+    let a = impossible_pid() + 600;
+    let (b, c) = (a + 1, a + 2);
+    let start = 9_600_000_000;
+    // a's parent is a pid no process has: the chain ends at a.
+    t.on_exec(&resolved_exec(
+        a,
+        a + 50,
+        start,
+        b"/x",
+        b"/usr/sbin/sshd",
+        0,
+        b"sshd\0",
+    ));
+    t.on_exec(&resolved_exec(
+        b,
+        a,
+        start + 10_000_000,
+        b"/x",
+        b"/usr/bin/bash",
+        0,
+        b"-bash\0",
+    ));
+    t.on_exec(&resolved_exec(
+        c,
+        b,
+        start + 20_000_000,
+        b"/x",
+        b"/usr/bin/curl",
+        0,
+        b"curl\0",
+    ));
+    let rec = enrich(
+        &mut t,
+        &connect_v4(c, start + 20_000_000, [203, 0, 113, 9], 443),
+    );
+    assert_eq!(rec.process.ancestors, ["/usr/bin/bash", "/usr/sbin/sshd"]);
+    t.on_fork(&fork_event(
+        c + 1,
+        start + 30_000_000,
+        c,
+        start + 20_000_000,
+    ));
+    let rec = enrich(
+        &mut t,
+        &connect_v4(c + 1, start + 30_000_000, [203, 0, 113, 9], 443),
+    );
+    assert_eq!(
+        rec.process.ancestors,
+        ["/usr/bin/curl", "/usr/bin/bash", "/usr/sbin/sshd"]
+    );
+    // The real chain of this test process reaches PID 1 through /proc.
+    let me = std::process::id();
+    let mut t = ProcessTable::new(ProcessTableConfig::default());
+    t.scan_proc().unwrap();
+    let rec = enrich(&mut t, &connect_v4(me, start_ns(me), [203, 0, 113, 9], 443));
+    assert!(
+        !rec.process.ancestors.is_empty() && rec.process.ancestors.len() <= 16,
+        "{:?}",
+        rec.process.ancestors
+    );
+}

@@ -1694,6 +1694,7 @@ fn build_process(
             .hash
             .and_then(|h| h.sha256)
             .map(|h| format!("SHA256={h}").into()),
+        ancestors: p.ancestors.unwrap_or_default(),
     }
 }
 
@@ -1740,6 +1741,7 @@ struct InProcess {
     command_line: Option<String>,
     args: Option<Vec<String>>,
     hash: Option<InHash>,
+    ancestors: Option<Vec<String>>,
     parent: Option<InParent>,
 }
 

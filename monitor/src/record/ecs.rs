@@ -204,6 +204,10 @@ fn write_process(out: &mut String, p: &ProcessInfo) {
         put_str(out, sha256);
         out.put("}");
     }
+    if !p.ancestors.is_empty() {
+        out.put(",\"ancestors\":");
+        put_str_array(out, &p.ancestors);
+    }
     out.put(",\"parent\":{");
     let mut fields = Fields::default();
     if let Some(pid) = p.parent.pid {
@@ -879,6 +883,11 @@ mod tests {
                             Some(&p.args)
                         },
                         hash: p.sha256().map(|sha256| HashOut { sha256 }),
+                        ancestors: if p.ancestors.is_empty() {
+                            None
+                        } else {
+                            Some(&p.ancestors)
+                        },
                         parent: ParentOut {
                             pid: p.parent.pid,
                             name: p.parent.name.as_deref(),
@@ -963,6 +972,8 @@ mod tests {
             args: Option<&'a Vec<String>>,
             #[serde(skip_serializing_if = "Option::is_none")]
             hash: Option<HashOut<'a>>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            ancestors: Option<&'a Vec<String>>,
             parent: ParentOut<'a>,
         }
 
@@ -1228,6 +1239,7 @@ mod tests {
                     hashes: self
                         .chance(50)
                         .then(|| format!("SHA256={:064x}", self.next()).into()),
+                    ancestors: self.list(3),
                 }),
                 source: self.chance(70).then(|| Endpoint {
                     ip: self.address(),

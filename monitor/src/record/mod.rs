@@ -191,7 +191,13 @@ pub struct ProcessInfo {
     /// `Hashes` field); `process.hash.sha256` is the part after `SHA256=`. `None` until the
     /// hash is ready (it is computed off the event path).
     pub hashes: Option<Arc<str>>,
+    /// `process.ancestors`: the executables of the parent, its parent, ... up to PID 1, at
+    /// most `MAX_ANCESTORS` (the name where a process has no executable, as kernel threads).
+    pub ancestors: Vec<String>,
 }
+
+/// Ancestors listed in `ProcessInfo::ancestors` at most.
+pub const MAX_ANCESTORS: usize = 16;
 
 impl ProcessInfo {
     /// `process.hash.sha256`.
@@ -392,6 +398,7 @@ pub(crate) mod tests {
                 group_id: Some(0.into()),
                 container_id: None,
                 hashes: None,
+                ancestors: Vec::new(),
             }),
             source: None,
             destination: Endpoint {

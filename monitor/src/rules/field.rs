@@ -36,6 +36,8 @@ pub enum Field {
     Hashes,
     /// `process.hash.sha256` (hex).
     ProcessHash,
+    /// `process.ancestors`: executables of the parent, grandparent, ... (a list).
+    Ancestors,
 }
 
 /// How a field's value is compared.
@@ -68,6 +70,7 @@ pub const FIELD_NAMES: &[(&str, Field)] = &[
     ("Initiated", Field::Initiated),
     ("DestinationIsResolver", Field::DestinationIsResolver),
     ("Hashes", Field::Hashes),
+    ("AncestorImages", Field::Ancestors),
     ("process.executable", Field::Image),
     ("process.name", Field::ProcessName),
     ("process.command_line", Field::CommandLine),
@@ -91,6 +94,7 @@ pub const FIELD_NAMES: &[(&str, Field)] = &[
     ("container.id", Field::ContainerId),
     ("monitor.dns_resolver", Field::DestinationIsResolver),
     ("process.hash.sha256", Field::ProcessHash),
+    ("process.ancestors", Field::Ancestors),
 ];
 
 impl Field {
@@ -112,7 +116,7 @@ impl Field {
     pub fn kind(self) -> FieldKind {
         use Field::*;
         match self {
-            ProcessArgs => FieldKind::TextList,
+            ProcessArgs | Ancestors => FieldKind::TextList,
             ProcessId | ParentProcessId | UserId | GroupId | SourcePort | DestinationPort => {
                 FieldKind::Number
             }
@@ -151,6 +155,7 @@ impl Field {
             ContainerId => "container.id",
             Hashes => "(Hashes)",
             ProcessHash => "process.hash.sha256",
+            Ancestors => "process.ancestors",
         }
     }
 
@@ -175,6 +180,7 @@ impl Field {
                 | ContainerId
                 | Hashes
                 | ProcessHash
+                | Ancestors
         )
     }
 
@@ -184,7 +190,7 @@ impl Field {
         matches!(self, Field::DestinationHostname)
     }
 
-    pub const COUNT: usize = Field::ProcessHash as usize + 1;
+    pub const COUNT: usize = Field::Ancestors as usize + 1;
 }
 
 /// One field's value in one record, borrowed.
@@ -262,6 +268,13 @@ impl<'a> FieldValue<'a> {
                 Some(h) => FieldValue::Text(h),
                 None => FieldValue::Missing,
             },
+            Field::Ancestors => {
+                if p.ancestors.is_empty() {
+                    FieldValue::Missing
+                } else {
+                    FieldValue::List(&p.ancestors)
+                }
+            }
         }
     }
 }
@@ -352,6 +365,9 @@ mod tests {
             Some(Field::ProcessHash)
         );
         assert!(Field::Hashes.is_process() && Field::ProcessHash.is_process());
+        assert_eq!(Field::from_name("AncestorImages"), Some(Field::Ancestors));
+        assert_eq!(Field::Ancestors.kind(), FieldKind::TextList);
+        assert!(Field::Ancestors.is_process());
     }
 
     #[test]

@@ -42,6 +42,7 @@ pub fn event(seq: u64) -> ConnectionRecord {
             group_id: Some(0.into()),
             container_id: None,
             hashes: None,
+            ancestors: Vec::new(),
         }),
         source: None,
         destination: Endpoint {
