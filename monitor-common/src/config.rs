@@ -35,8 +35,14 @@ pub mod stat {
     /// A connected UDP socket could not be recorded as pending (cgroup backend): its first
     /// datagram will not be reported.
     pub const UDP_PENDING_FAILED: u32 = 14;
+    /// Fork records written, and lost to a full ring buffer.
+    pub const FORKS: u32 = 15;
+    pub const LOST_FORK: u32 = 16;
+    /// The exec program's walk of the executable's path stopped early (too deep, too long
+    /// or a failed read): the record says so (`exe_flag::TRUNCATED`).
+    pub const EXE_PATH_TRUNCATED: u32 = 17;
     /// Size of the array.
-    pub const COUNT: u32 = 15;
+    pub const COUNT: u32 = 18;
 }
 
 /// Marks an offset that does not exist on the running kernel (for instance the
@@ -91,9 +97,40 @@ pub struct TaskOffsets {
     /// `mm_struct.arg_start`, `arg_end` (unsigned long, user addresses).
     pub mm_arg_start: u32,
     pub mm_arg_end: u32,
-    pub _pad0: u32,
+    /// `task_struct.pid` (pid_t): tells a new process (pid == tgid) from a new thread.
+    pub pid: u32,
 }
 const _: () = assert!(core::mem::size_of::<TaskOffsets>() == 8 * 4);
+
+/// Byte offsets for walking `mm->exe_file` to its path, as `d_path` does. From BTF.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FileOffsets {
+    /// `mm_struct.exe_file` (pointer).
+    pub mm_exe_file: u32,
+    /// `file.f_path.mnt`, `file.f_path.dentry`, `file.f_inode` (pointers).
+    pub f_path_mnt: u32,
+    pub f_path_dentry: u32,
+    pub f_inode: u32,
+    /// `dentry.d_parent` (pointer), `d_name.len` (u32), `d_name.name` (pointer),
+    /// `d_hash.pprev` (pointer; NULL when the dentry is unhashed).
+    pub d_parent: u32,
+    pub d_name_len: u32,
+    pub d_name_name: u32,
+    pub d_hash_pprev: u32,
+    /// `struct mount.mnt` (the embedded `vfsmount`), `mnt_parent` (pointer),
+    /// `mnt_mountpoint` (pointer); `vfsmount.mnt_root` (pointer).
+    pub mount_mnt: u32,
+    pub mount_parent: u32,
+    pub mount_mountpoint: u32,
+    pub vfsmount_root: u32,
+    /// `inode.i_ino` (unsigned long), `inode.i_sb` (pointer), `super_block.s_dev` (dev_t).
+    pub i_ino: u32,
+    pub i_sb: u32,
+    pub s_dev: u32,
+    pub _pad0: u32,
+}
+const _: () = assert!(core::mem::size_of::<FileOffsets>() == 16 * 4);
 
 /// Byte offsets of classic tracepoint fields, from
 /// `/sys/kernel/tracing/events/<category>/<name>/format`.
@@ -135,16 +172,21 @@ pub struct KernelConfig {
     /// tracepoint need them).
     pub sock_valid: u32,
     /// Non-zero when `task` holds offsets resolved from BTF. Without them, exec events carry no
-    /// ppid, argv or start time, and connect events no start time.
+    /// ppid, argv or start time, connect events no start time, and no fork events are sent.
     pub task_valid: u32,
     /// Seed of the flood-control hash, random per start, so that nobody can pick keys that
     /// collide in the table on purpose.
     pub flood_seed: u32,
+    /// Non-zero when `file` holds offsets resolved from BTF (and `task_valid` is set): exec
+    /// events then carry the executable's path, device and inode.
+    pub file_valid: u32,
+    pub _pad0: u32,
     pub sock: SockOffsets,
     pub task: TaskOffsets,
+    pub file: FileOffsets,
     pub tp: TracepointOffsets,
 }
-const _: () = assert!(core::mem::size_of::<KernelConfig>() == 32 + 64 + 32 + 48);
+const _: () = assert!(core::mem::size_of::<KernelConfig>() == 40 + 64 + 32 + 64 + 48);
 
 impl KernelConfig {
     /// The value compiled into the object: nothing resolved, nothing excluded. The non-zero
@@ -156,6 +198,8 @@ impl KernelConfig {
         sock_valid: 0,
         task_valid: 0,
         flood_seed: 0,
+        file_valid: 0,
+        _pad0: 0,
         sock: SockOffsets {
             skc_family: 0,
             skc_daddr: 0,
@@ -182,6 +226,24 @@ impl KernelConfig {
             start_boottime: 0,
             mm_arg_start: 0,
             mm_arg_end: 0,
+            pid: 0,
+        },
+        file: FileOffsets {
+            mm_exe_file: 0,
+            f_path_mnt: 0,
+            f_path_dentry: 0,
+            f_inode: 0,
+            d_parent: 0,
+            d_name_len: 0,
+            d_name_name: 0,
+            d_hash_pprev: 0,
+            mount_mnt: 0,
+            mount_parent: 0,
+            mount_mountpoint: 0,
+            vfsmount_root: 0,
+            i_ino: 0,
+            i_sb: 0,
+            s_dev: 0,
             _pad0: 0,
         },
         tp: TracepointOffsets {

@@ -9,12 +9,32 @@ pub const COMM_LEN: usize = 16;
 pub const EXE_LEN: usize = 256;
 /// Bytes of argv (NUL-separated) read from the new image's memory at exec time.
 pub const ARGS_LEN: usize = 512;
+/// Bytes of the executable path the kernel resolves from `mm->exe_file` at exec time.
+pub const EXE_PATH_LEN: usize = 512;
+/// Path components (and mount crossings) the exec program walks at most.
+pub const EXE_PATH_STEPS: u32 = 40;
+
+/// `ExecEvent::exe_flags` bits.
+pub mod exe_flag {
+    /// `exe_path` holds the path of `mm->exe_file`, walked in the kernel.
+    pub const RESOLVED: u32 = 1;
+    /// The walk stopped before the root (too deep, too long, or a read failed): `exe_path`
+    /// holds the components it got, the last ones of the path.
+    pub const TRUNCATED: u32 = 2;
+    /// The file was unlinked (`d_unlinked`): `/proc/PID/exe` shows ` (deleted)` after it.
+    pub const DELETED: u32 = 4;
+    /// A file with no place in any directory tree (a memfd, shmem or hugetlbfs pseudo file:
+    /// its dentry is its own parent and not a mount root). `exe_path` holds `/` and its name;
+    /// `/proc/PID/exe` shows `/NAME (deleted)` (the kernel's `simple_dname`).
+    pub const PSEUDO: u32 = 8;
+}
 
 /// `RecordHeader::kind` values.
 pub mod kind {
     pub const CONNECT: u32 = 1;
     pub const EXEC: u32 = 2;
     pub const EXIT: u32 = 3;
+    pub const FORK: u32 = 4;
 }
 
 /// Logical hook a connect event came from (`ConnectEvent::hook`).
@@ -115,9 +135,10 @@ const _: () = assert!(core::mem::size_of::<ConnectEvent>() == 112);
 
 /// A successful execve: the new image's path and the first `ARGS_LEN` bytes of its argv.
 ///
-/// Only `filename[..filename_len]` and `args[..args_len]` are meaningful: the kernel fills the
-/// record in place in the ring buffer, so bytes past those lengths are left over from earlier
-/// records. User space checks both lengths against the array sizes when it decodes.
+/// Only `filename[..filename_len]`, `exe_path[EXE_PATH_LEN - exe_path_len..]` and
+/// `args[..args_len]` are meaningful: the kernel fills the record in place in the ring
+/// buffer, so other bytes are left over from earlier records. User space checks every length
+/// against its array's size when it decodes.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct ExecEvent {
@@ -138,11 +159,48 @@ pub struct ExecEvent {
     pub args_len: u32,
     /// Non-zero when argv was longer than `ARGS_LEN` and was cut.
     pub args_truncated: u32,
+    /// `exe_flag::*` bits; 0 when the kernel could not resolve the executable.
+    pub exe_flags: u32,
+    /// Bytes of `exe_path` used, at its end.
+    pub exe_path_len: u32,
+    /// `exe_file->f_inode->i_sb->s_dev` (the kernel's dev_t: major << 20 | minor) and
+    /// `i_ino`; 0 when unknown.
+    pub exe_dev: u32,
+    pub _pad0: u32,
+    pub exe_ino: u64,
     pub comm: [u8; COMM_LEN],
+    /// The path execve was given (the tracepoint's `filename`), symlinks not followed.
     pub filename: [u8; EXE_LEN],
+    /// The file the process runs, `mm->exe_file`, as `/proc/PID/exe` names it (without the
+    /// ` (deleted)` suffix, see `exe_flags`). Written right to left while walking up the
+    /// dentries, so the path ends at the end of the array. It lies before `args` on purpose:
+    /// the verifier bounds each write by the record, not this array (see the exec program).
+    pub exe_path: [u8; EXE_PATH_LEN],
     pub args: [u8; ARGS_LEN],
 }
-const _: () = assert!(core::mem::size_of::<ExecEvent>() == 56 + COMM_LEN + EXE_LEN + ARGS_LEN);
+const _: () =
+    assert!(core::mem::size_of::<ExecEvent>() == 80 + COMM_LEN + EXE_LEN + EXE_PATH_LEN + ARGS_LEN);
+
+/// A new process (not a thread): `fork`, `vfork` or `clone` without `CLONE_THREAD`. The child
+/// runs the image of the process that forked (`source_tgid`) until it execs.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct ForkEvent {
+    /// `kind::FORK`.
+    pub kind: u32,
+    /// The child.
+    pub tgid: u32,
+    pub ktime_ns: u64,
+    /// The process that forked (the caller), whose image and argv the child has.
+    pub source_tgid: u32,
+    /// The child's `real_parent` (differs from `source_tgid` with `CLONE_PARENT`); 0 when
+    /// unknown.
+    pub ppid: u32,
+    /// Start times (boot-time ns) of the child and of the forking process; 0 when unknown.
+    pub start_time_ns: u64,
+    pub source_start_time_ns: u64,
+}
+const _: () = assert!(core::mem::size_of::<ForkEvent>() == 40);
 
 /// A process exited: on kernels whose `sched_process_exit` has `group_dead` (recent kernels), when its
 /// last thread exits; on older kernels, when the thread-group leader exits.
@@ -217,6 +275,7 @@ mod user {
     unsafe impl aya::Pod for ConnectEvent {}
     unsafe impl aya::Pod for ExecEvent {}
     unsafe impl aya::Pod for ExitEvent {}
+    unsafe impl aya::Pod for ForkEvent {}
     unsafe impl aya::Pod for UdpFloodKey {}
     unsafe impl aya::Pod for UdpFloodSlot {}
     unsafe impl aya::Pod for UdpPending {}

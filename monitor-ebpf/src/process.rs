@@ -9,13 +9,16 @@ use aya_ebpf::{
         bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_uid_gid,
         generated::{
             bpf_get_current_cgroup_id, bpf_get_current_task, bpf_ktime_get_boot_ns,
-            bpf_probe_read_kernel_str, bpf_probe_read_user,
+            bpf_probe_read_kernel, bpf_probe_read_kernel_str, bpf_probe_read_user,
         },
     },
-    macros::tracepoint,
-    programs::TracePointContext,
+    macros::{raw_tracepoint, tracepoint},
+    programs::{RawTracePointContext, TracePointContext},
 };
-use monitor_common::{ARGS_LEN, EXE_LEN, ExecEvent, ExitEvent, OFFSET_ABSENT, kind, stat};
+use monitor_common::{
+    ARGS_LEN, EXE_LEN, EXE_PATH_LEN, EXE_PATH_STEPS, ExecEvent, ExitEvent, ForkEvent,
+    OFFSET_ABSENT, exe_flag, kind, stat,
+};
 
 use crate::{
     emit::{count, finish, wakeup_flag},
@@ -59,6 +62,11 @@ fn try_proc_tp_sched_process_exec(ctx: &TracePointContext) -> Result<(), i64> {
         (*ev).cgroup_id = bpf_get_current_cgroup_id();
         (*ev).args_len = 0;
         (*ev).args_truncated = 0;
+        (*ev).exe_flags = 0;
+        (*ev).exe_path_len = 0;
+        (*ev).exe_dev = 0;
+        (*ev)._pad0 = 0;
+        (*ev).exe_ino = 0;
         (*ev).comm = match bpf_get_current_comm() {
             Ok(comm) => comm,
             Err(_) => {
@@ -94,10 +102,223 @@ fn try_proc_tp_sched_process_exec(ctx: &TracePointContext) -> Result<(), i64> {
             unsafe { (*ev).ppid = ppid };
         }
         unsafe { (*ev).start_time_ns = task_start_time(task) };
+        // Before argv: the path walk may scribble past `exe_path` into `args` (see
+        // `exe_path_of`), which `read_argv` then overwrites.
+        if config!(file_valid) != 0 {
+            exe_path_of(task, ev);
+        }
         read_argv(task, ev);
     }
     entry.submit(wakeup_flag());
     count(stat::EXECS);
+    Ok(())
+}
+
+// The path walk masks offsets with `EXE_PATH_LEN - 1`.
+const _: () = assert!(EXE_PATH_LEN.is_power_of_two() && EXE_PATH_LEN >= 256);
+
+/// Resolves `task->mm->exe_file` to the path `/proc/PID/exe` shows, as the kernel's `d_path`
+/// does: up the dentries to the mount's root, across to the mount point in the parent mount,
+/// until the mount that is its own parent (the root of the mount tree, not the process's
+/// chroot). The path is written right to left, ending at the end of `exe_path`; the walk
+/// takes at most `EXE_PATH_STEPS` steps (components plus mount crossings). One that stops
+/// early leaves the components it got and sets `TRUNCATED`. Also fills `exe_dev`, `exe_ino`,
+/// and the `DELETED` and `PSEUDO` flags (the ` (deleted)` suffix is user space's to add).
+#[inline(always)]
+fn exe_path_of(task: *const u8, ev: *mut ExecEvent) {
+    let Ok(mm) = read_at::<*const u8>(task, config!(task.mm)) else {
+        return;
+    };
+    let Ok(file) = read_at::<*const u8>(mm, config!(file.mm_exe_file)) else {
+        return;
+    };
+    if file.is_null() {
+        return;
+    }
+    let (Ok(vfsmnt), Ok(leaf)) = (
+        read_at::<*const u8>(file, config!(file.f_path_mnt)),
+        read_at::<*const u8>(file, config!(file.f_path_dentry)),
+    ) else {
+        return;
+    };
+    if let Ok(inode) = read_at::<*const u8>(file, config!(file.f_inode))
+        && !inode.is_null()
+    {
+        if let Ok(ino) = read_at::<u64>(inode, config!(file.i_ino)) {
+            // SAFETY: the record is reserved and this program's alone until submitted.
+            unsafe { (*ev).exe_ino = ino };
+        }
+        if let Ok(sb) = read_at::<*const u8>(inode, config!(file.i_sb))
+            && let Ok(dev) = read_at::<u32>(sb, config!(file.s_dev))
+        {
+            // SAFETY: as above.
+            unsafe { (*ev).exe_dev = dev };
+        }
+    }
+    let mount_mnt = config!(file.mount_mnt) as usize;
+    let mut mnt = vfsmnt.wrapping_sub(mount_mnt);
+    let mut dentry = leaf;
+    let mut flags = exe_flag::RESOLVED;
+    // `d_unlinked`: unhashed and not its own parent.
+    if let (Ok(pprev), Ok(parent)) = (
+        read_at::<u64>(leaf, config!(file.d_hash_pprev)),
+        read_at::<*const u8>(leaf, config!(file.d_parent)),
+    ) && pprev == 0
+        && parent != leaf
+    {
+        flags |= exe_flag::DELETED;
+    }
+    // The path occupies `exe_path[pos..]`. `pos` lives in the record (`exe_path_len` holds it
+    // until the end), not in a register: loaded back, it is an unknown value to the verifier,
+    // bounded by the checks and masks below, so paths through the loop that differ only in
+    // it are pruned as equivalent. Kept in a register, its exact value makes every path
+    // distinct and the program too large to verify (a million instructions).
+    // SAFETY: only the address of a field of the reserved record is taken.
+    let pos_slot = unsafe { &raw mut (*ev).exe_path_len };
+    // SAFETY: a field of the reserved record, this program's alone until submitted.
+    unsafe { core::ptr::write_volatile(pos_slot, EXE_PATH_LEN as u32) };
+    let mut done = false;
+    for step in 0..EXE_PATH_STEPS {
+        // SAFETY: as above.
+        let pos = unsafe { core::ptr::read_volatile(pos_slot) };
+        let Ok(root) =
+            read_at::<*const u8>(mnt.wrapping_add(mount_mnt), config!(file.vfsmount_root))
+        else {
+            break;
+        };
+        if dentry == root {
+            let Ok(parent_mnt) = read_at::<*const u8>(mnt, config!(file.mount_parent)) else {
+                break;
+            };
+            if parent_mnt == mnt {
+                done = true;
+                break;
+            }
+            let Ok(mountpoint) = read_at::<*const u8>(mnt, config!(file.mount_mountpoint)) else {
+                break;
+            };
+            dentry = mountpoint;
+            mnt = parent_mnt;
+            continue;
+        }
+        let Ok(parent) = read_at::<*const u8>(dentry, config!(file.d_parent)) else {
+            break;
+        };
+        let is_pseudo = parent == dentry;
+        if is_pseudo && step != 0 {
+            // Disconnected from its mount's root: `d_path` gives up on those too.
+            break;
+        }
+        let (Ok(len), Ok(name)) = (
+            read_at::<u32>(dentry, config!(file.d_name_len)),
+            read_at::<*const u8>(dentry, config!(file.d_name_name)),
+        ) else {
+            break;
+        };
+        // NAME_MAX is 255; `len + 1` must fit before `pos` with the '/'.
+        if len == 0 || len > 255 || len + 1 > pos {
+            break;
+        }
+        let start = pos - len;
+        // The verifier needs the mask on the register it is given; without `black_box` LLVM
+        // drops it, knowing `len <= 255` from the check above.
+        let size = core::hint::black_box(len) & 0xff;
+        // SAFETY: `exe_path` lies inside the reserved record, followed by `args`. `start & 511`
+        // is at most 511 and `size` at most 255, so the write ends at most 766 bytes into
+        // `exe_path`, inside the record (the verifier checks exactly that); the checks above
+        // keep it inside `exe_path` itself.
+        let rc = unsafe {
+            bpf_probe_read_kernel(
+                (&raw mut (*ev).exe_path)
+                    .cast::<u8>()
+                    .wrapping_add((start & (EXE_PATH_LEN as u32 - 1)) as usize)
+                    .cast::<c_void>(),
+                size,
+                name.cast::<c_void>(),
+            )
+        };
+        if rc != 0 {
+            count(stat::READ_FAILED);
+            break;
+        }
+        let slash = start - 1;
+        // SAFETY: `slash` is below `EXE_PATH_LEN` (checked above), the mask says so to the
+        // verifier; the record is this program's alone until submitted.
+        unsafe {
+            (*ev).exe_path[(slash & (EXE_PATH_LEN as u32 - 1)) as usize] = b'/';
+            core::ptr::write_volatile(pos_slot, slash);
+        }
+        if is_pseudo {
+            flags |= exe_flag::PSEUDO;
+            done = true;
+            break;
+        }
+        dentry = parent;
+    }
+    if !done {
+        flags |= exe_flag::TRUNCATED;
+        count(stat::EXE_PATH_TRUNCATED);
+    }
+    // SAFETY: as above.
+    let mut pos = unsafe { core::ptr::read_volatile(pos_slot) }.min(EXE_PATH_LEN as u32);
+    if pos == EXE_PATH_LEN as u32 && done {
+        // The file is its mount tree's root itself (cannot be an executable, but say "/").
+        pos -= 1;
+        // SAFETY: index `EXE_PATH_LEN - 1`.
+        unsafe { (*ev).exe_path[EXE_PATH_LEN - 1] = b'/' };
+    }
+    // SAFETY: the record is reserved and this program's alone until submitted.
+    unsafe {
+        (*ev).exe_path_len = EXE_PATH_LEN as u32 - pos;
+        (*ev).exe_flags = flags;
+    }
+}
+
+/// `sched_process_fork` as a raw tracepoint, `TP_PROTO(struct task_struct *parent,
+/// struct task_struct *child)`. Runs in the forking task after the child is created, before
+/// the child can run: its record is in the ring buffer ahead of anything the child does. The
+/// classic tracepoint carries only the two pids, which cannot tell a new process from a new
+/// thread; the child's `pid` and `tgid` can (threads are not reported).
+#[raw_tracepoint(tracepoint = "sched_process_fork")]
+pub fn proc_raw_tp_sched_process_fork(ctx: RawTracePointContext) -> u32 {
+    finish(
+        &ctx,
+        "proc_raw_tp_sched_process_fork",
+        try_proc_raw_tp_sched_process_fork(&ctx),
+    )
+}
+
+fn try_proc_raw_tp_sched_process_fork(ctx: &RawTracePointContext) -> Result<(), i64> {
+    if config!(task_valid) == 0 {
+        return Ok(());
+    }
+    let child: *const u8 = ctx.arg(1);
+    let tgid = read_at::<u32>(child, config!(task.tgid))?;
+    if read_at::<u32>(child, config!(task.pid))? != tgid {
+        return Ok(());
+    }
+    let ppid = read_at::<*const u8>(child, config!(task.real_parent))
+        .and_then(|parent| read_at::<u32>(parent, config!(task.tgid)))
+        .unwrap_or(0);
+    // A new process is its own group leader.
+    let start_time_ns = read_at::<u64>(child, config!(task.start_boottime)).unwrap_or(0);
+    let Some(mut entry) = EVENTS.reserve::<ForkEvent>(0) else {
+        count(stat::RINGBUF_FULL);
+        count(stat::LOST_FORK);
+        return Ok(());
+    };
+    entry.write(ForkEvent {
+        kind: kind::FORK,
+        tgid,
+        // SAFETY: a helper without arguments.
+        ktime_ns: unsafe { bpf_ktime_get_boot_ns() },
+        source_tgid: (bpf_get_current_pid_tgid() >> 32) as u32,
+        ppid,
+        start_time_ns,
+        source_start_time_ns: current_start_time(),
+    });
+    entry.submit(wakeup_flag());
+    count(stat::FORKS);
     Ok(())
 }
 

@@ -140,6 +140,7 @@ async fn run_async(cfg: RunConfig, rules: Arc<RuleSet>) -> Result<(), RunFailure
         tokio::select! {
             r = capture.read_batch(&mut batch) => {
                 r.context("reading the ring buffer")?;
+                table.apply_hashes();
                 for ev in batch.drain(..) {
                     match ev {
                         RawEvent::Connect(c) => {
@@ -149,6 +150,7 @@ async fn run_async(cfg: RunConfig, rules: Arc<RuleSet>) -> Result<(), RunFailure
                         }
                         RawEvent::Exec(e) => table.on_exec(&e),
                         RawEvent::Exit(e) => table.on_exit(&e),
+                        RawEvent::Fork(f) => table.on_fork(&f),
                     }
                 }
                 for r in pending.drain(..) {

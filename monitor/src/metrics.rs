@@ -31,6 +31,10 @@ pub struct MetricsSnapshot {
     pub kernel_read_failed: u64,
     pub execs: u64,
     pub exits: u64,
+    pub forks: u64,
+    /// Exec records whose executable path the kernel could not walk to the root (marked
+    /// partial).
+    pub exe_path_truncated: u64,
     /// A new key in the kernel's UDP flood-control table displaced one still inside its
     /// suppression window (that destination's next send is reported, not suppressed).
     pub flood_map_full: u64,
@@ -85,6 +89,7 @@ impl MetricsSnapshot {
                     k.lost_per_hook[2],
                     k.lost_execs,
                     k.lost_exits,
+                    k.lost_forks,
                 ];
                 for (h, n) in LOSS_HOOKS.iter().zip(lost) {
                     s.ringbuf_lost_by_hook.insert(h.to_string(), n);
@@ -93,6 +98,8 @@ impl MetricsSnapshot {
                 s.kernel_read_failed = k.read_failed;
                 s.execs = k.execs;
                 s.exits = k.exits;
+                s.forks = k.forks;
+                s.exe_path_truncated = k.exe_path_truncated;
                 s.flood_map_full = k.flood_map_full;
                 s.udp_pending_failed = k.udp_pending_failed;
                 s.decode_errors = k.decode_errors;
@@ -124,13 +131,14 @@ impl MetricsSnapshot {
 }
 
 /// The names under `monitor.lost` (and `ringbuf_lost_by_hook`): the three connect hooks as
-/// `events_by_hook` names them, then exec and exit records.
-pub const LOSS_HOOKS: [&str; 5] = [
+/// `events_by_hook` names them, then exec, exit and fork records.
+pub const LOSS_HOOKS: [&str; 6] = [
     "tcp_connect",
     "udp_sendmsg",
     "udpv6_sendmsg",
     "exec",
     "exit",
+    "fork",
 ];
 
 /// Turns the kernel's loss counters into `events-lost` records: the daemon checks every

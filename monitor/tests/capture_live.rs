@@ -788,6 +788,109 @@ async fn exec_events_carry_filename_and_argv_and_exits_follow() {
     assert!(stats.execs >= 1 && stats.exits >= 1);
 }
 
+/// The exec record carries the file the kernel runs (`mm->exe_file`), walked to the root:
+/// through a symlink it is the target, with the target's device and inode; a path deeper than
+/// the walk's bound comes back as its last components, flagged truncated. A subshell is a
+/// fork record naming the shell; a thread is none.
+#[tokio::test]
+async fn exec_records_carry_the_resolved_file_and_forks_name_the_forking_process() {
+    use monitor_common::{EXE_PATH_LEN, exe_flag};
+    use std::os::unix::fs::MetadataExt;
+
+    let mut capture = start(ProbeChoice::Auto);
+    let dir = std::env::temp_dir().join(format!("capture-live-exe-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let link = dir.join("firefox");
+    std::os::unix::fs::symlink("/bin/true", &link).unwrap();
+    // 45 nested directories: more steps than the kernel's walk takes (EXE_PATH_STEPS).
+    let mut deep = dir.clone();
+    for i in 0..45 {
+        deep.push(format!("d{i}"));
+    }
+    std::fs::create_dir_all(&deep).unwrap();
+    let deep_true = deep.join("deeptrue");
+    std::fs::copy("/bin/true", &deep_true).unwrap();
+
+    let run = |p: &std::path::Path, args: &[&str]| {
+        let mut c = Command::new(p).args(args).spawn().expect("spawn");
+        let pid = c.id();
+        assert!(c.wait().unwrap().success());
+        pid
+    };
+    let via_link = run(&link, &[]);
+    let deep_pid = run(&deep_true, &[]);
+    let shell = run(std::path::Path::new("/bin/sh"), &["-c", "(true); true"]);
+    let events = collect_until(&mut capture, Duration::from_secs(5), |evs| {
+        [via_link, deep_pid].iter().all(|&p| {
+            evs.iter()
+                .any(|e| matches!(e, RawEvent::Exec(x) if x.tgid == p))
+        }) && evs
+            .iter()
+            .any(|e| matches!(e, RawEvent::Fork(f) if f.source_tgid == shell))
+    })
+    .await;
+    let exec_of = |pid: u32| -> &ExecEvent {
+        events
+            .iter()
+            .find_map(|e| match e {
+                RawEvent::Exec(x) if x.tgid == pid => Some(&**x),
+                _ => None,
+            })
+            .unwrap_or_else(|| panic!("no exec event for pid {pid}"))
+    };
+    let path_of = |x: &ExecEvent| {
+        String::from_utf8_lossy(&x.exe_path[EXE_PATH_LEN - x.exe_path_len as usize..]).into_owned()
+    };
+
+    let x = exec_of(via_link);
+    assert_eq!(
+        &x.filename[..x.filename_len as usize],
+        link.as_os_str().as_encoded_bytes()
+    );
+    let target = std::fs::canonicalize("/bin/true").unwrap();
+    assert_eq!(x.exe_flags, exe_flag::RESOLVED, "{}", path_of(x));
+    assert_eq!(path_of(x), target.display().to_string());
+    let meta = std::fs::metadata(&target).unwrap();
+    assert_eq!(x.exe_ino, meta.ino());
+    // The kernel's dev_t is major << 20 | minor; stat's is glibc's encoding.
+    let (major, minor) = (libc::major(meta.dev()), libc::minor(meta.dev()));
+    assert_eq!((x.exe_dev >> 20, x.exe_dev & 0xfffff), (major, minor));
+
+    let x = exec_of(deep_pid);
+    assert_eq!(
+        x.exe_flags,
+        exe_flag::RESOLVED | exe_flag::TRUNCATED,
+        "{}",
+        path_of(x)
+    );
+    let full = deep_true.display().to_string();
+    let got = path_of(x);
+    assert!(
+        got.starts_with('/') && full.ends_with(&got),
+        "{got} is not a tail of {full}"
+    );
+    assert!(got.len() < full.len());
+
+    let fork = events
+        .iter()
+        .find_map(|e| match e {
+            RawEvent::Fork(f) if f.source_tgid == shell => Some(f),
+            _ => None,
+        })
+        .unwrap();
+    assert_ne!(fork.tgid, shell);
+    assert_eq!(fork.ppid, shell);
+    assert!(fork.start_time_ns > 0 && fork.source_start_time_ns <= fork.start_time_ns);
+    assert_eq!(fork.source_start_time_ns, exec_of(shell).start_time_ns);
+    let stats = capture.kernel_stats().expect("kernel_stats");
+    assert!(
+        stats.forks >= 1 && stats.exe_path_truncated >= 1,
+        "{stats:?}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[tokio::test]
 async fn long_argv_is_cut_and_flagged() {
     let mut capture = start(ProbeChoice::Auto);

@@ -393,3 +393,32 @@ fn multiple_conditions_are_alternatives() {
     assert!(hit(&r, &ev().dst("203.0.113.7", 2).build()));
     assert!(!hit(&r, &ev().dst("203.0.113.7", 3).build()));
 }
+
+#[test]
+fn hashes_and_ancestors_match_the_executable_identity() {
+    let sha = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+    // Sysmon style, matched as usual (case-insensitive, `contains` on the SHA256= part).
+    let r = sel(&format!(
+        "        Hashes|contains: 'SHA256={}'\n",
+        sha.to_uppercase()
+    ));
+    assert!(hit(&r, &ev().sha256(sha).build()));
+    assert!(!hit(&r, &ev().build()), "no hash yet: no match");
+    let r = sel(&format!("        process.hash.sha256: '{sha}'\n"));
+    assert!(hit(&r, &ev().sha256(sha).build()));
+    assert!(!hit(&r, &ev().sha256(&"0".repeat(64)).build()));
+    // A list: any ancestor.
+    let r = sel("        AncestorImages|endswith: '/sshd'\n");
+    assert!(hit(
+        &r,
+        &ev()
+            .ancestors(&[
+                "/usr/bin/bash",
+                "/usr/sbin/sshd",
+                "/usr/lib/systemd/systemd"
+            ])
+            .build()
+    ));
+    assert!(!hit(&r, &ev().ancestors(&["/usr/bin/bash"]).build()));
+    assert!(!hit(&r, &ev().build()));
+}

@@ -7,7 +7,7 @@
 use std::path::Path;
 
 use btf_rs::{Backend, Btf, Struct, Type};
-use monitor_common::{OFFSET_ABSENT, SockOffsets, TaskOffsets};
+use monitor_common::{FileOffsets, OFFSET_ABSENT, SockOffsets, TaskOffsets};
 
 /// Where the running kernel publishes its BTF.
 pub const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
@@ -91,13 +91,57 @@ impl KernelBtf {
             start_boottime,
             mm_arg_start: self.field("mm_struct", &["arg_start"], 8)?,
             mm_arg_end: self.field("mm_struct", &["arg_end"], 8)?,
+            pid: task("pid", 4)?,
+        })
+    }
+
+    /// Offsets the exec program walks `mm->exe_file` to its path with (`d_path`'s walk).
+    pub fn file_offsets(&self) -> Result<FileOffsets, OffsetError> {
+        let dentry = |path: &[&str], size: usize| self.field("dentry", path, size);
+        Ok(FileOffsets {
+            mm_exe_file: self.field("mm_struct", &["exe_file"], 8)?,
+            f_path_mnt: self.field("file", &["f_path", "mnt"], 8)?,
+            f_path_dentry: self.field("file", &["f_path", "dentry"], 8)?,
+            f_inode: self.field("file", &["f_inode"], 8)?,
+            d_parent: dentry(&["d_parent"], 8)?,
+            d_name_len: dentry(&["d_name", "len"], 4)?,
+            d_name_name: dentry(&["d_name", "name"], 8)?,
+            d_hash_pprev: dentry(&["d_hash", "pprev"], 8)?,
+            mount_mnt: self.member_offset("mount", &["mnt"])?,
+            mount_parent: self.field("mount", &["mnt_parent"], 8)?,
+            mount_mountpoint: self.field("mount", &["mnt_mountpoint"], 8)?,
+            vfsmount_root: self.field("vfsmount", &["mnt_root"], 8)?,
+            i_ino: self.field("inode", &["i_ino"], 8)?,
+            i_sb: self.field("inode", &["i_sb"], 8)?,
+            s_dev: self.field("super_block", &["s_dev"], 4)?,
             _pad0: 0,
         })
+    }
+
+    /// Byte offset of a member of any width (an embedded struct).
+    pub fn member_offset(&self, root: &str, path: &[&str]) -> Result<u32, OffsetError> {
+        self.locate(root, path).map(|(offset, _)| offset)
     }
 
     /// Byte offset of `root.path[0].path[1]...`, looking through anonymous structs and unions,
     /// checking that the field is `size` bytes wide and not a bitfield.
     pub fn field(&self, root: &str, path: &[&str], size: usize) -> Result<u32, OffsetError> {
+        let what = format!("struct {root}.{}", path.join("."));
+        let (offset, field_type) = self.locate(root, path)?;
+        let actual = self
+            .size_of(&field_type)
+            .map_err(|r| OffsetError::new(&what, r))?;
+        if actual != size {
+            return Err(OffsetError::new(
+                &what,
+                format!("is {actual} bytes wide, the programs read {size}"),
+            ));
+        }
+        Ok(offset)
+    }
+
+    /// Byte offset and type of `root.path[0].path[1]...`.
+    fn locate(&self, root: &str, path: &[&str]) -> Result<(u32, Type), OffsetError> {
         let what = format!("struct {root}.{}", path.join("."));
         let mut current = self
             .named_struct(root)
@@ -131,16 +175,8 @@ impl KernelBtf {
                 format!("bit offset {bits} is not byte aligned"),
             ));
         }
-        let actual = self
-            .size_of(field_type.as_ref().expect("path is not empty"))
-            .map_err(|r| OffsetError::new(&what, r))?;
-        if actual != size {
-            return Err(OffsetError::new(
-                &what,
-                format!("is {actual} bytes wide, the programs read {size}"),
-            ));
-        }
-        Ok(bits / 8)
+        let field_type = field_type.ok_or_else(|| OffsetError::new(&what, "empty path"))?;
+        Ok((bits / 8, field_type))
     }
 
     fn named_struct(&self, name: &str) -> Result<Struct, String> {
@@ -246,6 +282,12 @@ mod tests {
         let task = btf.task_offsets().expect("task offsets");
         assert!(task.tgid > 0 && task.real_parent > 0 && task.mm > 0);
         assert!(task.mm_arg_end == task.mm_arg_start + 8, "{task:?}");
+        assert!(task.pid > 0 && task.pid != task.tgid, "{task:?}");
+        let file = btf.file_offsets().expect("file offsets");
+        // qstr: the length follows the 32-bit hash, the name pointer the pair.
+        assert_eq!(file.d_name_name, file.d_name_len + 4);
+        assert_eq!(file.f_path_dentry, file.f_path_mnt + 8);
+        assert!(file.mount_mnt > 0 && file.vfsmount_root == 0, "{file:?}");
         // sk_protocol is in struct sock proper, after the embedded sock_common.
         let protocol = btf.sock_protocol_offset().expect("sk_protocol");
         assert!(protocol > sock.skc_v6_rcv_saddr, "{protocol}");

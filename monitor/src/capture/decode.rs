@@ -7,7 +7,8 @@
 //! kernel programs do not write such records; this is the safety net).
 
 use monitor_common::{
-    AF_INET, AF_INET6, ARGS_LEN, ConnectEvent, EXE_LEN, ExecEvent, ExitEvent, RecordHeader, kind,
+    AF_INET, AF_INET6, ARGS_LEN, ConnectEvent, EXE_LEN, EXE_PATH_LEN, ExecEvent, ExitEvent,
+    ForkEvent, RecordHeader, kind,
 };
 
 use super::RawEvent;
@@ -61,9 +62,11 @@ pub fn decode(buf: &[u8]) -> Result<RawEvent, DecodeError> {
             let ev = Box::new(read::<ExecEvent>(buf).map_err(short)?);
             check_len(ev.tgid, "filename_len", ev.filename_len, EXE_LEN)?;
             check_len(ev.tgid, "args_len", ev.args_len, ARGS_LEN)?;
+            check_len(ev.tgid, "exe_path_len", ev.exe_path_len, EXE_PATH_LEN)?;
             Ok(RawEvent::Exec(ev))
         }
         kind::EXIT => read::<ExitEvent>(buf).map(RawEvent::Exit).map_err(short),
+        kind::FORK => read::<ForkEvent>(buf).map(RawEvent::Fork).map_err(short),
         other => Err(DecodeError::UnknownKind {
             kind: other,
             len: buf.len(),

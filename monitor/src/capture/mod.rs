@@ -99,6 +99,7 @@ pub enum RawEvent {
     Connect(monitor_common::ConnectEvent),
     Exec(Box<monitor_common::ExecEvent>),
     Exit(monitor_common::ExitEvent),
+    Fork(monitor_common::ForkEvent),
 }
 
 /// The kernel programs' counters (summed over CPUs) since start.
@@ -111,6 +112,7 @@ pub struct KernelStats {
     pub lost_per_hook: [u64; 3],
     pub lost_execs: u64,
     pub lost_exits: u64,
+    pub lost_forks: u64,
     /// UDP sends suppressed by flood control.
     pub udp_suppressed: u64,
     /// Failed kernel reads.
@@ -119,6 +121,9 @@ pub struct KernelStats {
     pub events_per_hook: [u64; 3],
     pub execs: u64,
     pub exits: u64,
+    pub forks: u64,
+    /// Exec records whose executable path the kernel could not walk to the root.
+    pub exe_path_truncated: u64,
     /// New UDP flood-control keys that displaced a key still inside its suppression window
     /// (that destination's next send is reported, not folded).
     pub flood_map_full: u64,
@@ -226,6 +231,7 @@ impl Capture {
             ],
             lost_execs: read(stat::LOST_EXEC)?,
             lost_exits: read(stat::LOST_EXIT)?,
+            lost_forks: read(stat::LOST_FORK)?,
             udp_suppressed: read(stat::UDP_SUPPRESSED)?,
             read_failed: read(stat::READ_FAILED)?,
             events_per_hook: [
@@ -235,6 +241,8 @@ impl Capture {
             ],
             execs: read(stat::EXECS)?,
             exits: read(stat::EXITS)?,
+            forks: read(stat::FORKS)?,
+            exe_path_truncated: read(stat::EXE_PATH_TRUNCATED)?,
             flood_map_full: read(stat::FLOOD_MAP_FULL)?,
             udp_pending_failed: read(stat::UDP_PENDING_FAILED)?,
             decode_errors: self.source.decode_errors(),

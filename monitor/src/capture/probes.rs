@@ -116,6 +116,10 @@ const PROCESS_PROGRAMS: [(&str, &str, &str); 2] = [
     ("proc_tp_sched_process_exit", "sched", "sched_process_exit"),
 ];
 
+/// Fork tracking (program, raw tracepoint): needs the `task_struct` offsets from BTF. Without
+/// it a child that never execs is learned from /proc when it first connects.
+const FORK_PROGRAM: (&str, &str) = ("proc_raw_tp_sched_process_fork", "sched_process_fork");
+
 /// The loaded object with every chosen program attached.
 pub struct LoadedProbes {
     pub ebpf: Ebpf,
@@ -175,6 +179,18 @@ pub fn load(cfg: &CaptureConfig) -> Result<LoadedProbes, CaptureError> {
             Ok(task) => {
                 config.task = task;
                 config.task_valid = 1;
+                // The exec program walks the executable's path only with both sets.
+                match kernel_btf.as_ref().map(|btf| btf.file_offsets()) {
+                    Ok(Ok(file)) => {
+                        config.file = file;
+                        config.file_valid = 1;
+                    }
+                    Ok(Err(e)) => tracing::warn!(
+                        error = %e,
+                        "no file/dentry offsets from BTF: executables come from /proc/PID/exe"
+                    ),
+                    Err(_) => {}
+                }
             }
             Err(e) => tracing::warn!(
                 error = %e,
@@ -231,6 +247,16 @@ pub fn load(cfg: &CaptureConfig) -> Result<LoadedProbes, CaptureError> {
 
     for (program, category, name) in PROCESS_PROGRAMS {
         attach_tracepoint(&mut ebpf, program, category, name).map_err(|e| e.into_error(program))?;
+    }
+    if config.task_valid != 0 {
+        let (program, name) = FORK_PROGRAM;
+        if let Err(e) = attach_raw_tracepoint(&mut ebpf, program, name) {
+            tracing::warn!(
+                program,
+                error = %e.one_line(),
+                "fork tracking unavailable: children that do not exec are learned from /proc"
+            );
+        }
     }
 
     let mut hooks = Vec::with_capacity(PLANS.len());
@@ -461,11 +487,19 @@ fn try_raw_tracepoint(ebpf: &mut Ebpf, plan: &HookPlan, host: &HostSupport) -> R
     host.raw_tracepoint
         .as_ref()
         .map_err(|e| Failure::Unsupported(e.clone()))?;
-    let program: &mut RawTracePoint = program_mut(ebpf, tp.raw_program)?;
-    program.load().map_err(kernel(tp.raw_program))?;
-    if let Err(error) = program.attach(tp.name) {
-        unload_quietly(program.unload(), tp.raw_program);
-        return Err(kernel(tp.raw_program)(error));
+    attach_raw_tracepoint(ebpf, tp.raw_program, tp.name)
+}
+
+fn attach_raw_tracepoint(
+    ebpf: &mut Ebpf,
+    program: &'static str,
+    name: &str,
+) -> Result<(), Failure> {
+    let raw: &mut RawTracePoint = program_mut(ebpf, program)?;
+    raw.load().map_err(kernel(program))?;
+    if let Err(error) = raw.attach(name) {
+        unload_quietly(raw.unload(), program);
+        return Err(kernel(program)(error));
     }
     Ok(())
 }
@@ -607,6 +641,7 @@ mod tests {
             .load(OBJECT)
             .unwrap_or_else(|e| panic!("parsing the object needs root: {}", error_chain(&e)));
         let mut names: Vec<&str> = PROCESS_PROGRAMS.iter().map(|p| p.0).collect();
+        names.push(FORK_PROGRAM.0);
         for plan in &PLANS {
             names.extend([plan.fentry, plan.kprobe]);
             names.extend(plan.cgroup);
@@ -623,7 +658,7 @@ mod tests {
         }
         assert_eq!(
             ebpf.programs().count(),
-            17,
+            18,
             "an unplanned program is in the object"
         );
         assert!(ebpf.map(EVENTS_MAP).is_some() && ebpf.map(STATS_MAP).is_some());

