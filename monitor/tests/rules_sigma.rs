@@ -393,3 +393,23 @@ fn multiple_conditions_are_alternatives() {
     assert!(hit(&r, &ev().dst("203.0.113.7", 2).build()));
     assert!(!hit(&r, &ev().dst("203.0.113.7", 3).build()));
 }
+
+#[test]
+fn sub_technique_tags_keep_the_full_id_in_alerts() {
+    let text = rule_with(
+        "    selection:\n        DestinationPort: 443\n    condition: selection\n",
+    ) + "tags:\n    - attack.execution\n    - attack.t1059.004\n    - attack.t1571\n    - attack.t1059.004\n";
+    let set = std::sync::Arc::new(support::rules(&text));
+    assert_eq!(set.summaries()[0].techniques, vec!["T1059.004", "T1571"]);
+    let a = support::alerts(&set, &ev().build());
+    assert_eq!(a.len(), 1);
+    let j: serde_json::Value = serde_json::from_str(&a[0].to_json_line()).unwrap();
+    assert_eq!(
+        j["threat"]["technique"]["id"],
+        serde_json::json!(["T1059.004", "T1571"])
+    );
+    assert_eq!(
+        j["threat"]["technique"]["subtechnique"]["id"],
+        serde_json::json!(["T1059.004"])
+    );
+}

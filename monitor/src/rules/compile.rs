@@ -1252,9 +1252,7 @@ impl Compiler {
                 .strip_prefix("attack.t")
                 .or_else(|| t.strip_prefix("attack.T"))
             {
-                let num = rest.split('.').next().unwrap_or("");
-                if num.len() == 4 && num.bytes().all(|b| b.is_ascii_digit()) {
-                    let tid = format!("T{num}");
+                if let Some(tid) = technique_id(rest) {
                     if !techniques.contains(&tid) {
                         techniques.push(tid);
                     }
@@ -2307,6 +2305,17 @@ struct Ext {
     group: Option<GroupSpec>,
 }
 
+/// `NNNN` or `NNNN.NNN` (after `attack.t`) to the ATT&CK id `TNNNN` / `TNNNN.NNN`: a
+/// sub-technique keeps its suffix, so alerts name what the rule's author tagged.
+fn technique_id(rest: &str) -> Option<String> {
+    let digits = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_digit());
+    match rest.split_once('.') {
+        None if digits(rest, 4) => Some(format!("T{rest}")),
+        Some((t, sub)) if digits(t, 4) && digits(sub, 3) => Some(format!("T{t}.{sub}")),
+        _ => None,
+    }
+}
+
 fn has_wildcard(s: &str) -> bool {
     s.contains(['*', '?'])
 }
@@ -2513,6 +2522,23 @@ mod tests {
         assert_eq!(e.len(), 1, "{e:#?}");
         assert!(e[0].contains(words), "`{words}` not in: {}", e[0]);
         e.into_iter().next().expect("one")
+    }
+
+    #[test]
+    fn technique_tags_keep_their_sub_technique() {
+        assert_eq!(technique_id("1059"), Some("T1059".to_string()));
+        assert_eq!(technique_id("1059.004"), Some("T1059.004".to_string()));
+        for bad in [
+            "105",
+            "10590",
+            "1059.04",
+            "1059.0041",
+            "1059.",
+            "abcd",
+            "1059.004.1",
+        ] {
+            assert_eq!(technique_id(bad), None, "{bad}");
+        }
     }
 
     fn list_rule() -> Source {
