@@ -413,3 +413,21 @@ fn sub_technique_tags_keep_the_full_id_in_alerts() {
         serde_json::json!(["T1059.004"])
     );
 }
+
+#[test]
+fn address_family_fields_and_computer() {
+    let v6 = sel("        DestinationIsIpv6: 'true'\n");
+    assert!(hit(&v6, &ev().dst("2001:db8::7", 443).build()));
+    assert!(!hit(&v6, &ev().build()));
+    let v4 = sel("        DestinationIsIpv6: false\n");
+    assert!(hit(&v4, &ev().build()));
+    let src6 = sel("        SourceIsIpv6: true\n");
+    assert!(hit(&src6, &ev().src("2001:db8::20", 40000).build()));
+    assert!(!hit(&src6, &ev().build()));
+    let host = sel("        Computer: 'WEB-01'\n");
+    assert!(hit(&host, &ev().host("web-01").build()));
+    assert!(!hit(&host, &ev().build()));
+    // Like DestinationHostname: loads, is null, never matches a value.
+    let src_host = sel("        SourceHostname|endswith: '.example'\n");
+    assert!(!hit(&src_host, &ev().build()));
+}

@@ -291,8 +291,26 @@ pub(crate) struct Rule {
     pub risk: Vec<Case<u32>>,
     pub level_cases: Vec<Case<Level>>,
     pub group: Option<GroupSpec>,
-    /// Fields the rule tests that the monitor never fills.
-    pub unfilled_fields: Vec<Field>,
+    /// Tests the monitor cannot satisfy today, in line order.
+    pub gaps: Vec<Gap>,
+}
+
+/// A test the monitor cannot satisfy today, with the line of its field, for the warnings
+/// of `rules check` and loads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Gap {
+    /// A field the monitor never fills (`Field::never_filled`).
+    Unfilled(u32, Field),
+    /// `Initiated: false`: only outbound connections are captured.
+    Inbound(u32),
+}
+
+impl Gap {
+    pub fn line(self) -> u32 {
+        match self {
+            Gap::Unfilled(l, _) | Gap::Inbound(l) => l,
+        }
+    }
 }
 
 /// Everything a load produced.
@@ -1289,7 +1307,7 @@ impl Compiler {
         let mut errors = Vec::new();
         let mut selections: Vec<(String, Pos, Option<Cond>)> = Vec::new();
         let mut condition_node = None;
-        let mut unfilled = Vec::new();
+        let mut gaps = Vec::new();
         for (k, v) in det {
             let name = k.as_text().unwrap_or("");
             match name {
@@ -1300,7 +1318,7 @@ impl Compiler {
                     "`timeframe` belongs to aggregation conditions, which are not supported; \
                      use `monitor.window`",
                 )),
-                _ => match self.selection(&ctx, v, &mut unfilled) {
+                _ => match self.selection(&ctx, v, &mut gaps) {
                     Ok(c) => selections.push((name.to_string(), k.pos, Some(c))),
                     Err(mut e) => {
                         errors.append(&mut e);
@@ -1359,8 +1377,8 @@ impl Compiler {
                 ));
             }
         }
-        unfilled.sort();
-        unfilled.dedup();
+        gaps.sort_by_key(|g| (g.line(), *g));
+        gaps.dedup();
         let condition = if alternatives.len() == 1 {
             alternatives.pop().expect("one")
         } else {
@@ -1385,7 +1403,7 @@ impl Compiler {
             risk,
             level_cases,
             group,
-            unfilled_fields: unfilled,
+            gaps,
         }))
     }
 
@@ -1546,17 +1564,17 @@ impl Compiler {
         &mut self,
         ctx: &Ctx,
         node: &Node,
-        unfilled: &mut Vec<Field>,
+        gaps: &mut Vec<Gap>,
     ) -> Result<Cond, Vec<RuleError>> {
         match &node.kind {
-            NodeKind::Map(entries) => self.selection_map(ctx, node.pos, entries, unfilled),
+            NodeKind::Map(entries) => self.selection_map(ctx, node.pos, entries, gaps),
             NodeKind::Seq(items)
                 if !items.is_empty() && items.iter().all(|i| i.as_map().is_some()) =>
             {
                 let mut alts = Vec::new();
                 let mut errors = Vec::new();
                 for i in items {
-                    match self.selection_map(ctx, i.pos, i.as_map().expect("checked"), unfilled) {
+                    match self.selection_map(ctx, i.pos, i.as_map().expect("checked"), gaps) {
                         Ok(c) => alts.push(c),
                         Err(mut e) => errors.append(&mut e),
                     }
@@ -1592,7 +1610,7 @@ impl Compiler {
         ctx: &Ctx,
         pos: Pos,
         entries: &[(Node, Node)],
-        unfilled: &mut Vec<Field>,
+        gaps: &mut Vec<Gap>,
     ) -> Result<Cond, Vec<RuleError>> {
         if entries.is_empty() {
             return Err(vec![ctx.err(pos, "selection", "empty selection")]);
@@ -1600,7 +1618,7 @@ impl Compiler {
         let mut items = Vec::new();
         let mut errors = Vec::new();
         for (k, v) in entries {
-            match self.item(ctx, k, v, unfilled) {
+            match self.item(ctx, k, v, gaps) {
                 Ok(id) => items.push(Cond::Test(id)),
                 Err(e) => errors.push(e),
             }
@@ -1643,7 +1661,7 @@ impl Compiler {
         ctx: &Ctx,
         key: &Node,
         value: &Node,
-        unfilled: &mut Vec<Field>,
+        gaps: &mut Vec<Gap>,
     ) -> Result<TestId, RuleError> {
         let spec = key.as_text().unwrap_or("");
         let mut parts = spec.split('|');
@@ -1674,9 +1692,12 @@ impl Compiler {
             ));
         };
         if field.never_filled() {
-            unfilled.push(field);
+            gaps.push(Gap::Unfilled(key.pos.line, field));
         }
         let mods = parse_mods(ctx, key.pos, spec, parts)?;
+        if field == Field::Initiated && !mods.exists && value_says_false(value) {
+            gaps.push(Gap::Inbound(key.pos.line));
+        }
 
         // Values, with placeholders expanded.
         let raw: Vec<&Node> = match &value.kind {
@@ -2303,6 +2324,18 @@ struct Ext {
     risk: Vec<Case<u32>>,
     level: Vec<Case<Level>>,
     group: Option<GroupSpec>,
+}
+
+/// Whether a value (or list of values) holds `false`, as a boolean field reads it.
+fn value_says_false(value: &Node) -> bool {
+    let is_false = |n: &Node| {
+        matches!(Val::from_node(n), Some(Val::Bool(false)))
+            || matches!(Val::from_node(n), Some(Val::Str(s)) if s.eq_ignore_ascii_case("false"))
+    };
+    match &value.kind {
+        NodeKind::Seq(items) => items.iter().any(is_false),
+        _ => is_false(value),
+    }
 }
 
 /// `NNNN` or `NNNN.NNN` (after `attack.t`) to the ATT&CK id `TNNNN` / `TNNNN.NNN`: a

@@ -242,31 +242,35 @@ const _: () = {
 fn report(c: Compiled, skipped: Vec<RuleError>) -> LoadReport {
     let mut warnings = c.warnings;
     for r in &c.rules {
-        if r.unfilled_fields.is_empty() {
-            continue;
-        }
-        let fields = r
-            .unfilled_fields
-            .iter()
-            .map(|f| {
-                let sigma = FIELD_NAMES
-                    .iter()
-                    .find(|(_, x)| x == f)
-                    .map(|(n, _)| *n)
-                    .unwrap_or("?");
-                format!("{sigma} ({})", f.ecs_name())
-            })
-            .collect::<Vec<_>>()
-            .join(", ");
         let what = if matches!(r.condition, compile::Cond::Const(false)) {
             "so the rule can never match"
         } else {
-            "so those tests never match"
+            "so this test never matches"
         };
-        warnings.push(format!(
-            "{}:{}: rule {}: tests {fields}, which the monitor never fills, {what}",
-            r.file, r.line, r.meta.id
-        ));
+        for g in &r.gaps {
+            let why = match g {
+                compile::Gap::Unfilled(_, f) => {
+                    let sigma = FIELD_NAMES
+                        .iter()
+                        .find(|(_, x)| x == f)
+                        .map(|(n, _)| *n)
+                        .unwrap_or("?");
+                    format!(
+                        "tests {sigma} ({}), which the monitor never fills",
+                        f.ecs_name()
+                    )
+                }
+                compile::Gap::Inbound(_) => "tests `Initiated: false` (an inbound connection), \
+                    which the monitor does not capture: every record is outbound"
+                    .to_string(),
+            };
+            warnings.push(format!(
+                "{}:{}: rule {}: {why}, {what}",
+                r.file,
+                g.line(),
+                r.meta.id
+            ));
+        }
     }
     LoadReport {
         rules: RuleSet::new(c.rules, c.tests),
