@@ -36,6 +36,18 @@ pub enum RulesCommand {
     Check(RulesArgs),
     /// List the rules that would be active.
     List(RulesArgs),
+    /// Replay each rule's sample events (DIR/samples/RULE.jsonl) and check that those
+    /// that must match do and the near misses do not: exit 1 when one disagrees.
+    Test(RulesTestArgs),
+}
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct RulesTestArgs {
+    #[command(flatten)]
+    pub rules: RulesArgs,
+    /// A rule without samples is an error, not a warning.
+    #[arg(long)]
+    pub strict: bool,
 }
 
 #[derive(Args, Debug, Clone, Default)]

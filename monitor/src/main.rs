@@ -98,6 +98,7 @@ fn rules_command(cmd: RulesCommand) -> Result<(), Failure> {
                 )))
             }
         }
+        RulesCommand::Test(args) => rules_test(&args.rules.rules, args.strict),
         RulesCommand::List(args) => {
             let rules = load_rules(&args)?;
             println!("ID\tLEVEL\tTECHNIQUES\tGROUPED\tTITLE\tSOURCE");
@@ -115,6 +116,55 @@ fn rules_command(cmd: RulesCommand) -> Result<(), Failure> {
             }
             Ok(())
         }
+    }
+}
+
+/// `monitor rules test`: per rule, samples passed and the failures with their notes.
+fn rules_test(paths: &[std::path::PathBuf], strict: bool) -> Result<(), Failure> {
+    use monitor::rules::escape_control as esc;
+    let report = monitor::rules::test_samples(paths);
+    for e in &report.errors {
+        eprintln!("monitor: error: {}", esc(&e.to_string()));
+    }
+    let kind = if strict { "error" } else { "warning" };
+    for w in &report.unsampled {
+        eprintln!("monitor: {kind}: {}", esc(w));
+    }
+    for r in &report.rules {
+        let verdict = if r.failed.is_empty() { "ok" } else { "FAILED" };
+        println!(
+            "{verdict}\t{}\t{} passed, {} failed\t{}",
+            esc(&r.id),
+            r.passed,
+            r.failed.len(),
+            esc(&r.file)
+        );
+        for f in &r.failed {
+            println!(
+                "  {}:{}: expected {}, got {}: {}",
+                esc(&f.file),
+                f.line,
+                f.expected,
+                f.got,
+                esc(&f.note)
+            );
+        }
+    }
+    match report.exit_code(strict) {
+        0 => Ok(()),
+        2 => Err(Failure::Invalid(anyhow!(
+            "{} error(s) in rules or samples",
+            report.errors.len()
+        ))),
+        _ => Err(Failure::Other(anyhow!(
+            "{} sample(s) disagree with their rules{}",
+            report.rules.iter().map(|r| r.failed.len()).sum::<usize>(),
+            if strict && !report.unsampled.is_empty() {
+                format!("; {} rule(s) without samples", report.unsampled.len())
+            } else {
+                String::new()
+            }
+        ))),
     }
 }
 

@@ -1269,12 +1269,10 @@ impl Compiler {
             if let Some(rest) = t
                 .strip_prefix("attack.t")
                 .or_else(|| t.strip_prefix("attack.T"))
+                && let Some(tid) = technique_id(rest)
+                && !techniques.contains(&tid)
             {
-                if let Some(tid) = technique_id(rest) {
-                    if !techniques.contains(&tid) {
-                        techniques.push(tid);
-                    }
-                }
+                techniques.push(tid);
             }
         }
         let meta = Arc::new(RuleMeta {

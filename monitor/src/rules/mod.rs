@@ -48,6 +48,7 @@ mod field;
 mod index;
 mod limits;
 mod matcher;
+mod samples;
 mod strset;
 mod yaml;
 
@@ -57,6 +58,10 @@ pub use compile::GroupSpec;
 pub use engine::{MAX_AGGREGATE_IPS, MAX_AGGREGATE_PORTS, MAX_OPEN_GROUPS, RuleEngine};
 pub use error::RuleError;
 pub use field::{FIELD_NAMES, Field};
+pub use samples::{
+    Expect, RuleSamples, Sample, SampleError, SampleFailure, SampleReport, escape_control,
+    samples_path, test as test_samples,
+};
 
 use crate::record::Level;
 use compile::{Compiled, Rule};
