@@ -28,6 +28,24 @@ pub enum Command {
         #[command(subcommand)]
         cmd: RulesCommand,
     },
+    /// Show why each rule matches an event or not: selections, condition, values compared.
+    Explain(ExplainArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ExplainArgs {
+    #[command(flatten)]
+    pub rules: RulesArgs,
+    /// Only this rule (by id).
+    #[arg(long = "rule", value_name = "ID")]
+    pub rule: Option<String>,
+    /// The explanation as JSON, for tools.
+    #[arg(long)]
+    pub json: bool,
+    /// An event as `monitor run --events` writes it: FILE (line 1), FILE:LINE (1-based),
+    /// or `-` for one JSON line on stdin.
+    #[arg(value_name = "FILE[:LINE]", default_value = "-")]
+    pub event: String,
 }
 
 #[derive(Subcommand, Debug)]

@@ -293,6 +293,54 @@ pub(crate) struct Rule {
     pub group: Option<GroupSpec>,
     /// Tests the monitor cannot satisfy today, in line order.
     pub gaps: Vec<Gap>,
+    pub explain: Explain,
+}
+
+/// What `monitor explain` shows of a rule: its condition as written and its selections,
+/// each an OR of maps whose entries (AND) are compiled tests of the rule set. Explain
+/// evaluates these same tests, so it cannot disagree with the engine.
+#[derive(Debug, Default)]
+pub(crate) struct Explain {
+    /// The condition as written (a list of conditions joined by ` | `).
+    pub condition: String,
+    pub selections: Vec<ExplainSelection>,
+}
+
+#[derive(Debug)]
+pub(crate) struct ExplainSelection {
+    pub name: String,
+    pub line: u32,
+    pub maps: Vec<Vec<ExplainItem>>,
+}
+
+/// One `Field|modifiers: values` entry.
+#[derive(Debug)]
+pub(crate) struct ExplainItem {
+    pub spec: String,
+    pub field: Option<Field>,
+    pub line: u32,
+    /// The values as written (placeholders unexpanded), abridged.
+    pub values: String,
+    pub test: TestId,
+}
+
+/// Values as written, at most a few of them: enough to recognize the entry.
+fn render_values(v: &Node) -> String {
+    const SHOWN: usize = 6;
+    let one = |n: &Node| match n.as_scalar() {
+        Some(s) => s.text.clone(),
+        None => format!("({})", n.kind_name()),
+    };
+    match &v.kind {
+        NodeKind::Seq(items) => {
+            let mut out: Vec<String> = items.iter().take(SHOWN).map(one).collect();
+            if items.len() > SHOWN {
+                out.push(format!("... {} more", items.len() - SHOWN));
+            }
+            format!("[{}]", out.join(", "))
+        }
+        _ => one(v),
+    }
 }
 
 /// A test the monitor cannot satisfy today, with the line of its field, for the warnings
@@ -1306,6 +1354,8 @@ impl Compiler {
         let mut selections: Vec<(String, Pos, Option<Cond>)> = Vec::new();
         let mut condition_node = None;
         let mut gaps = Vec::new();
+        let mut maps = Vec::new();
+        let mut explain_sel = Vec::new();
         for (k, v) in det {
             let name = k.as_text().unwrap_or("");
             match name {
@@ -1316,8 +1366,15 @@ impl Compiler {
                     "`timeframe` belongs to aggregation conditions, which are not supported; \
                      use `monitor.window`",
                 )),
-                _ => match self.selection(&ctx, v, &mut gaps) {
-                    Ok(c) => selections.push((name.to_string(), k.pos, Some(c))),
+                _ => match self.selection(&ctx, v, &mut gaps, &mut maps) {
+                    Ok(c) => {
+                        selections.push((name.to_string(), k.pos, Some(c)));
+                        explain_sel.push(ExplainSelection {
+                            name: name.to_string(),
+                            line: k.pos.line,
+                            maps: std::mem::take(&mut maps),
+                        });
+                    }
                     Err(mut e) => {
                         errors.append(&mut e);
                         selections.push((name.to_string(), k.pos, None));
@@ -1341,6 +1398,11 @@ impl Compiler {
                 return Err(errors);
             }
         };
+        let condition_text = conditions
+            .iter()
+            .map(|(t, _)| *t)
+            .collect::<Vec<_>>()
+            .join(" | ");
         let mut alternatives = Vec::new();
         for (text, pos) in conditions {
             match self.condition(&ctx, text, pos, &mut selections, &mut used) {
@@ -1402,6 +1464,10 @@ impl Compiler {
             level_cases,
             group,
             gaps,
+            explain: Explain {
+                condition: condition_text,
+                selections: explain_sel,
+            },
         }))
     }
 
@@ -1563,16 +1629,17 @@ impl Compiler {
         ctx: &Ctx,
         node: &Node,
         gaps: &mut Vec<Gap>,
+        maps: &mut Vec<Vec<ExplainItem>>,
     ) -> Result<Cond, Vec<RuleError>> {
         match &node.kind {
-            NodeKind::Map(entries) => self.selection_map(ctx, node.pos, entries, gaps),
+            NodeKind::Map(entries) => self.selection_map(ctx, node.pos, entries, gaps, maps),
             NodeKind::Seq(items)
                 if !items.is_empty() && items.iter().all(|i| i.as_map().is_some()) =>
             {
                 let mut alts = Vec::new();
                 let mut errors = Vec::new();
                 for i in items {
-                    match self.selection_map(ctx, i.pos, i.as_map().expect("checked"), gaps) {
+                    match self.selection_map(ctx, i.pos, i.as_map().expect("checked"), gaps, maps) {
                         Ok(c) => alts.push(c),
                         Err(mut e) => errors.append(&mut e),
                     }
@@ -1609,18 +1676,31 @@ impl Compiler {
         pos: Pos,
         entries: &[(Node, Node)],
         gaps: &mut Vec<Gap>,
+        maps: &mut Vec<Vec<ExplainItem>>,
     ) -> Result<Cond, Vec<RuleError>> {
         if entries.is_empty() {
             return Err(vec![ctx.err(pos, "selection", "empty selection")]);
         }
         let mut items = Vec::new();
         let mut errors = Vec::new();
+        let mut explained = Vec::new();
         for (k, v) in entries {
             match self.item(ctx, k, v, gaps) {
-                Ok(id) => items.push(Cond::Test(id)),
+                Ok(id) => {
+                    items.push(Cond::Test(id));
+                    let spec = k.as_text().unwrap_or("");
+                    explained.push(ExplainItem {
+                        spec: spec.to_string(),
+                        field: Field::from_name(spec.split('|').next().unwrap_or("")),
+                        line: k.pos.line,
+                        values: render_values(v),
+                        test: id,
+                    });
+                }
                 Err(e) => errors.push(e),
             }
         }
+        maps.push(explained);
         if !errors.is_empty() {
             return Err(errors);
         }

@@ -44,6 +44,7 @@ mod compile;
 mod condition;
 mod engine;
 mod error;
+mod explain;
 mod field;
 mod index;
 mod limits;
@@ -57,6 +58,9 @@ use std::path::PathBuf;
 pub use compile::GroupSpec;
 pub use engine::{MAX_AGGREGATE_IPS, MAX_AGGREGATE_PORTS, MAX_OPEN_GROUPS, RuleEngine};
 pub use error::RuleError;
+pub use explain::{
+    ItemExplanation, RuleExplanation, SelectionExplanation, explain_json, explain_text,
+};
 pub use field::{FIELD_NAMES, Field};
 pub use samples::{
     Expect, RuleSamples, Sample, SampleError, SampleFailure, SampleReport, escape_control,
