@@ -130,7 +130,7 @@ fn rules_test(paths: &[std::path::PathBuf], strict: bool) -> Result<(), Failure>
         eprintln!("monitor: error: {}", esc(&e.to_string()));
     }
     let kind = if strict { "error" } else { "warning" };
-    for w in &report.unsampled {
+    for w in report.unsampled.iter().chain(&report.orphans) {
         eprintln!("monitor: {kind}: {}", esc(w));
     }
     for r in &report.rules {
@@ -162,8 +162,12 @@ fn rules_test(paths: &[std::path::PathBuf], strict: bool) -> Result<(), Failure>
         _ => Err(Failure::Other(anyhow!(
             "{} sample(s) disagree with their rules{}",
             report.rules.iter().map(|r| r.failed.len()).sum::<usize>(),
-            if strict && !report.unsampled.is_empty() {
-                format!("; {} rule(s) without samples", report.unsampled.len())
+            if strict && !(report.unsampled.is_empty() && report.orphans.is_empty()) {
+                format!(
+                    "; {} rule(s) without samples, {} samples file(s) of no rule",
+                    report.unsampled.len(),
+                    report.orphans.len()
+                )
             } else {
                 String::new()
             }

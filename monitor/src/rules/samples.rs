@@ -82,6 +82,9 @@ pub struct SampleReport {
     pub errors: Vec<SampleError>,
     /// Rules without samples (errors with `--strict`).
     pub unsampled: Vec<String>,
+    /// Samples files no rule file claims, such as those of a renamed rule (errors with
+    /// `--strict`).
+    pub orphans: Vec<String>,
 }
 
 impl SampleReport {
@@ -91,7 +94,7 @@ impl SampleReport {
         if !self.errors.is_empty() {
             2
         } else if self.rules.iter().any(|r| !r.failed.is_empty())
-            || (strict && !self.unsampled.is_empty())
+            || (strict && !(self.unsampled.is_empty() && self.orphans.is_empty()))
         {
             1
         } else {
@@ -158,6 +161,42 @@ fn sources(paths: &[PathBuf]) -> (Vec<WithSamples>, Vec<SampleError>) {
         out.push(WithSamples { source, samples });
     }
     (out, errors)
+}
+
+/// `*.jsonl` files in the `samples/` directories next to the loaded files that belong to
+/// none of them.
+fn orphans(with: &[WithSamples]) -> Vec<String> {
+    let claimed: std::collections::HashSet<PathBuf> = with
+        .iter()
+        .filter_map(|w| samples_path(Path::new(&w.source.name)))
+        .collect();
+    let dirs: std::collections::BTreeSet<PathBuf> = claimed
+        .iter()
+        .filter_map(|p| p.parent().map(Path::to_path_buf))
+        .collect();
+    let mut out = Vec::new();
+    for d in dirs {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        let mut found: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "jsonl") && !claimed.contains(p))
+            .collect();
+        found.sort();
+        out.extend(found.into_iter().map(|p| {
+            format!(
+                "{}: samples of no loaded rule file (expected {} next to {})",
+                p.display(),
+                p.file_stem()
+                    .map(|s| s.to_string_lossy())
+                    .unwrap_or_default()
+                    + ".yml",
+                d.display()
+            )
+        }));
+    }
+    out
 }
 
 /// `DIR/foo.yml` -> `DIR/samples/foo.jsonl`.
@@ -282,6 +321,11 @@ pub fn test(paths: &[PathBuf]) -> SampleReport {
     errors.extend(c.errors.drain(..).map(SampleError::from));
     let mut report = SampleReport {
         errors,
+        orphans: if paths.is_empty() {
+            Vec::new() // the embedded samples are checked by builtin.rs's tests
+        } else {
+            orphans(&with)
+        },
         ..SampleReport::default()
     };
     if !report.errors.is_empty() {
