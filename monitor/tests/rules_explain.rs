@@ -143,7 +143,7 @@ fn explain_command_reads_stdin_and_file_lines() {
         .find(|s| s["name"] == "standard_port")
         .unwrap();
     assert_eq!(std_port["result"], true);
-    assert_eq!(std_port["maps"][0][0]["event"], "443");
+    assert_eq!(std_port["maps"][0][0]["event"], 443);
     // FILE alone is line 1; a line past the end is an error naming it.
     let o = monitor(&["explain", "--json", f], None);
     let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 
 use serde_json::{Value, json};
 
-use super::field::FieldValue;
+use super::field::{Field, FieldKind, FieldValue};
 use super::matcher::Scratch;
 use super::samples::escape_control;
 use super::{RuleEngine, RuleSet};
@@ -20,8 +20,8 @@ pub struct ItemExplanation {
     pub line: u32,
     /// The rule's values as written (abridged).
     pub rule_values: String,
-    /// The event's value of the field, as text (`null` when absent).
-    pub event_value: String,
+    /// The event's value of the field (`null` when absent).
+    pub event_value: Value,
     pub result: bool,
 }
 
@@ -46,21 +46,31 @@ pub struct RuleExplanation {
     pub selections: Vec<SelectionExplanation>,
 }
 
-/// A field's value in the event, as explain shows it (strings quoted).
-fn show(v: FieldValue<'_>) -> String {
+/// A field's value in the event, typed as JSON (addresses as text).
+fn value_json(v: FieldValue<'_>) -> Value {
     match v {
-        FieldValue::Missing => "null".into(),
-        FieldValue::Text(t) => format!("\"{t}\""),
-        FieldValue::List(l) => format!(
+        FieldValue::Missing => Value::Null,
+        FieldValue::Text(t) => Value::from(t),
+        FieldValue::List(l) => Value::from(l.to_vec()),
+        FieldValue::Number(n) => Value::from(n),
+        FieldValue::Ip(ip) => Value::from(ip.to_string()),
+        FieldValue::Bool(b) => Value::from(b),
+    }
+}
+
+/// The value as the tree shows it: strings quoted, addresses bare.
+fn show(v: &Value, ip: bool) -> String {
+    match v {
+        Value::String(s) if ip => s.clone(),
+        Value::String(s) => format!("\"{s}\""),
+        Value::Array(a) => format!(
             "[{}]",
-            l.iter()
-                .map(|x| format!("\"{x}\""))
+            a.iter()
+                .map(|x| show(x, false))
                 .collect::<Vec<_>>()
                 .join(", ")
         ),
-        FieldValue::Number(n) => n.to_string(),
-        FieldValue::Ip(ip) => ip.to_string(),
-        FieldValue::Bool(b) => b.to_string(),
+        other => other.to_string(),
     }
 }
 
@@ -100,8 +110,8 @@ impl RuleSet {
                                         rule_values: it.values.clone(),
                                         event_value: it
                                             .field
-                                            .map(|f| show(FieldValue::of(rec, f)))
-                                            .unwrap_or_default(),
+                                            .map(|f| value_json(FieldValue::of(rec, f)))
+                                            .unwrap_or(Value::Null),
                                         result: self.tests.eval(it.test, rec, &mut s),
                                     })
                                     .collect()
@@ -197,7 +207,15 @@ pub fn explain_text(rules: &[RuleExplanation]) -> String {
                         e(&i.spec),
                         e(&i.rule_values),
                         i.line,
-                        e(&i.event_value)
+                        e(&show(
+                            &i.event_value,
+                            i.spec
+                                .split('|')
+                                .next()
+                                .and_then(Field::from_name)
+                                .map(Field::kind)
+                                == Some(FieldKind::Ip)
+                        ))
                     );
                 }
             }
