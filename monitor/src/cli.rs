@@ -28,6 +28,24 @@ pub enum Command {
         #[command(subcommand)]
         cmd: RulesCommand,
     },
+    /// Show why each rule matches an event or not: selections, condition, values compared.
+    Explain(ExplainArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ExplainArgs {
+    #[command(flatten)]
+    pub rules: RulesArgs,
+    /// Only this rule (by id).
+    #[arg(long = "rule", value_name = "ID")]
+    pub rule: Option<String>,
+    /// The explanation as JSON, for tools.
+    #[arg(long)]
+    pub json: bool,
+    /// An event as `monitor run --events` writes it: FILE (line 1), FILE:LINE (1-based),
+    /// or `-` for one JSON line on stdin.
+    #[arg(value_name = "FILE[:LINE]", default_value = "-")]
+    pub event: String,
 }
 
 #[derive(Subcommand, Debug)]
@@ -36,6 +54,18 @@ pub enum RulesCommand {
     Check(RulesArgs),
     /// List the rules that would be active.
     List(RulesArgs),
+    /// Replay each rule's sample events (DIR/samples/RULE.jsonl) and check that those
+    /// that must match do and the near misses do not: exit 1 when one disagrees.
+    Test(RulesTestArgs),
+}
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct RulesTestArgs {
+    #[command(flatten)]
+    pub rules: RulesArgs,
+    /// A rule without samples is an error, not a warning.
+    #[arg(long)]
+    pub strict: bool,
 }
 
 #[derive(Args, Debug, Clone, Default)]

@@ -9,7 +9,9 @@ use std::sync::Arc;
 use anyhow::{Context as _, anyhow};
 use clap::Parser as _;
 
-use monitor::cli::{Cli, Command, ReplayArgs, RulesArgs, RulesCommand, SyslogFormatArg};
+use monitor::cli::{
+    Cli, Command, ExplainArgs, ReplayArgs, RulesArgs, RulesCommand, SyslogFormatArg,
+};
 use monitor::daemon;
 use monitor::detect::BeaconConfig;
 use monitor::mapped::MappedFile;
@@ -38,6 +40,7 @@ fn main() -> ExitCode {
     let result = match cli.cmd {
         Command::Rules { cmd } => rules_command(cmd),
         Command::Replay(args) => replay_command(args),
+        Command::Explain(args) => explain_command(args),
         Command::Run(args) => daemon::run(args).map_err(|e| match e {
             daemon::RunFailure::Invalid(e) => Failure::Invalid(e),
             daemon::RunFailure::Other(e) => Failure::Other(e),
@@ -98,6 +101,7 @@ fn rules_command(cmd: RulesCommand) -> Result<(), Failure> {
                 )))
             }
         }
+        RulesCommand::Test(args) => rules_test(&args.rules.rules, args.strict),
         RulesCommand::List(args) => {
             let rules = load_rules(&args)?;
             println!("ID\tLEVEL\tTECHNIQUES\tGROUPED\tTITLE\tSOURCE");
@@ -116,6 +120,122 @@ fn rules_command(cmd: RulesCommand) -> Result<(), Failure> {
             Ok(())
         }
     }
+}
+
+/// `monitor rules test`: per rule, samples passed and the failures with their notes.
+fn rules_test(paths: &[std::path::PathBuf], strict: bool) -> Result<(), Failure> {
+    use monitor::rules::escape_control as esc;
+    let report = monitor::rules::test_samples(paths);
+    for e in &report.errors {
+        eprintln!("monitor: error: {}", esc(&e.to_string()));
+    }
+    let kind = if strict { "error" } else { "warning" };
+    for w in report.unsampled.iter().chain(&report.orphans) {
+        eprintln!("monitor: {kind}: {}", esc(w));
+    }
+    for r in &report.rules {
+        let verdict = if r.failed.is_empty() { "ok" } else { "FAILED" };
+        println!(
+            "{verdict}\t{}\t{} passed, {} failed\t{}",
+            esc(&r.id),
+            r.passed,
+            r.failed.len(),
+            esc(&r.file)
+        );
+        for f in &r.failed {
+            println!(
+                "  {}:{}: expected {}, got {}: {}",
+                esc(&f.file),
+                f.line,
+                f.expected,
+                f.got,
+                esc(&f.note)
+            );
+        }
+    }
+    match report.exit_code(strict) {
+        0 => Ok(()),
+        2 => Err(Failure::Invalid(anyhow!(
+            "{} error(s) in rules or samples",
+            report.errors.len()
+        ))),
+        _ => Err(Failure::Other(anyhow!(
+            "{} sample(s) disagree with their rules{}",
+            report.rules.iter().map(|r| r.failed.len()).sum::<usize>(),
+            if strict && !(report.unsampled.is_empty() && report.orphans.is_empty()) {
+                format!(
+                    "; {} rule(s) without samples, {} samples file(s) of no rule",
+                    report.unsampled.len(),
+                    report.orphans.len()
+                )
+            } else {
+                String::new()
+            }
+        ))),
+    }
+}
+
+/// Reads the event `monitor explain` names: `-` (the first non-empty line of stdin), FILE
+/// (line 1) or FILE:LINE. Returns the line and where it came from, for errors.
+fn explain_input(spec: &str) -> Result<(String, String), Failure> {
+    if spec == "-" {
+        let stdin = std::io::stdin();
+        for (i, line) in stdin.lock().lines().enumerate() {
+            let line = line.context("reading stdin")?;
+            if !line.trim().is_empty() {
+                return Ok((line, format!("stdin:{}", i + 1)));
+            }
+        }
+        return Err(Failure::Invalid(anyhow!(
+            "stdin: no event (expected one JSON line)"
+        )));
+    }
+    // FILE:LINE, unless FILE itself (with the colon) exists.
+    let (path, line_no) = match spec.rsplit_once(':') {
+        Some((p, n)) if !std::path::Path::new(spec).exists() => {
+            let n: usize =
+                n.parse().ok().filter(|&n| n >= 1).ok_or_else(|| {
+                    Failure::Invalid(anyhow!("{spec}: LINE must be a number from 1"))
+                })?;
+            (p, n)
+        }
+        _ => (spec, 1),
+    };
+    let f = std::fs::File::open(path)
+        .with_context(|| format!("opening {path}"))
+        .map_err(Failure::Invalid)?;
+    let line = std::io::BufReader::new(f)
+        .lines()
+        .nth(line_no - 1)
+        .ok_or_else(|| Failure::Invalid(anyhow!("{path}: has no line {line_no}")))?
+        .with_context(|| format!("reading {path}"))
+        .map_err(Failure::Invalid)?;
+    Ok((line, format!("{path}:{line_no}")))
+}
+
+/// `monitor explain`: the rules' verdicts on one event, as a tree or JSON.
+fn explain_command(args: ExplainArgs) -> Result<(), Failure> {
+    let rules = load_rules(&args.rules)?;
+    let (line, at) = explain_input(&args.event)?;
+    let rec = monitor::record::ConnectionRecord::from_json_line(&line)
+        .map_err(|e| Failure::Invalid(anyhow!("{at}: {e}")))?
+        .ok_or_else(|| {
+            Failure::Invalid(anyhow!(
+                "{at}: not a connection record (event.kind is not `event`)"
+            ))
+        })?;
+    let ex = rules.explain(&rec, args.rule.as_deref()).ok_or_else(|| {
+        Failure::Invalid(anyhow!(
+            "--rule {}: no such rule in the set",
+            monitor::rules::escape_control(args.rule.as_deref().unwrap_or(""))
+        ))
+    })?;
+    if args.json {
+        println!("{}", monitor::rules::explain_json(&ex));
+    } else {
+        print!("{}", monitor::rules::explain_text(&ex));
+    }
+    Ok(())
 }
 
 fn syslog_format(f: SyslogFormatArg) -> SyslogFormat {

@@ -422,3 +422,41 @@ fn hashes_and_ancestors_match_the_executable_identity() {
     assert!(!hit(&r, &ev().ancestors(&["/usr/bin/bash"]).build()));
     assert!(!hit(&r, &ev().build()));
 }
+
+#[test]
+fn sub_technique_tags_keep_the_full_id_in_alerts() {
+    let text = rule_with(
+        "    selection:\n        DestinationPort: 443\n    condition: selection\n",
+    ) + "tags:\n    - attack.execution\n    - attack.t1059.004\n    - attack.t1571\n    - attack.t1059.004\n";
+    let set = std::sync::Arc::new(support::rules(&text));
+    assert_eq!(set.summaries()[0].techniques, vec!["T1059.004", "T1571"]);
+    let a = support::alerts(&set, &ev().build());
+    assert_eq!(a.len(), 1);
+    let j: serde_json::Value = serde_json::from_str(&a[0].to_json_line()).unwrap();
+    assert_eq!(
+        j["threat"]["technique"]["id"],
+        serde_json::json!(["T1059.004", "T1571"])
+    );
+    assert_eq!(
+        j["threat"]["technique"]["subtechnique"]["id"],
+        serde_json::json!(["T1059.004"])
+    );
+}
+
+#[test]
+fn address_family_fields_and_computer() {
+    let v6 = sel("        DestinationIsIpv6: 'true'\n");
+    assert!(hit(&v6, &ev().dst("2001:db8::7", 443).build()));
+    assert!(!hit(&v6, &ev().build()));
+    let v4 = sel("        DestinationIsIpv6: false\n");
+    assert!(hit(&v4, &ev().build()));
+    let src6 = sel("        SourceIsIpv6: true\n");
+    assert!(hit(&src6, &ev().src("2001:db8::20", 40000).build()));
+    assert!(!hit(&src6, &ev().build()));
+    let host = sel("        Computer: 'WEB-01'\n");
+    assert!(hit(&host, &ev().host("web-01").build()));
+    assert!(!hit(&host, &ev().build()));
+    // Like DestinationHostname: loads, is null, never matches a value.
+    let src_host = sel("        SourceHostname|endswith: '.example'\n");
+    assert!(!hit(&src_host, &ev().build()));
+}

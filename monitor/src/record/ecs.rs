@@ -140,6 +140,18 @@ fn write_doc<S: JsonSink>(
         caches.rules.put(out, &a.rule, write_rule);
         out.put(",\"threat\":{\"framework\":\"MITRE ATT&CK\",\"technique\":{\"id\":");
         put_str_array(out, &a.techniques);
+        // ECS keeps sub-techniques (`T1059.004`) in their own field as well.
+        if a.techniques.iter().any(|t| is_subtechnique(t)) {
+            out.put(",\"subtechnique\":{\"id\":[");
+            let subs = a.techniques.iter().filter(|t| is_subtechnique(t));
+            for (i, t) in subs.enumerate() {
+                if i > 0 {
+                    out.put(",");
+                }
+                put_str(out, t);
+            }
+            out.put("]}");
+        }
         out.put("}}");
         if !a.labels.is_empty() {
             out.put(",\"labels\":{");
@@ -573,6 +585,11 @@ fn put_opt_field<S: JsonSink>(out: &mut S, key: &str, value: Option<&str>) {
     }
 }
 
+/// A technique id with a sub-technique suffix (`T1059.004`).
+pub(crate) fn is_subtechnique(id: &str) -> bool {
+    id.contains('.')
+}
+
 fn put_str_array<S: JsonSink>(out: &mut S, items: &[String]) {
     out.put("[");
     for (i, s) in items.iter().enumerate() {
@@ -816,7 +833,14 @@ mod tests {
             });
             doc.threat = Some(ThreatOut {
                 framework: "MITRE ATT&CK",
-                technique: TechniqueOut { id: &a.techniques },
+                technique: TechniqueOut {
+                    id: &a.techniques,
+                    subtechnique: a.techniques.iter().any(|t| is_subtechnique(t)).then(|| {
+                        SubtechniqueOut {
+                            id: a.techniques.iter().filter(|t| is_subtechnique(t)).collect(),
+                        }
+                    }),
+                },
             });
             if !a.labels.is_empty() {
                 doc.labels = Some(&a.labels);
@@ -1044,6 +1068,13 @@ mod tests {
         #[derive(Serialize)]
         struct TechniqueOut<'a> {
             id: &'a [String],
+            #[serde(skip_serializing_if = "Option::is_none")]
+            subtechnique: Option<SubtechniqueOut<'a>>,
+        }
+
+        #[derive(Serialize)]
+        struct SubtechniqueOut<'a> {
+            id: Vec<&'a String>,
         }
 
         #[derive(Serialize)]
@@ -1379,6 +1410,25 @@ mod tests {
             let object = put(|s| a.write_json_object(s));
             assert_eq!(object.as_bytes(), &line[..line.len() - 1]);
         }
+    }
+
+    #[test]
+    fn sub_techniques_are_also_written_as_ecs_subtechnique_ids() {
+        let mut rng = Rng(0x5eed_000b);
+        let mut a = rng.alert(Level::High, Detector::Rule);
+        a.techniques = vec!["T1059.004".to_string(), "T1571".to_string()].into();
+        let line = a.to_json_line();
+        assert_same(line.as_bytes(), &oracle::alert_line(&a));
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        let t = &v["threat"]["technique"];
+        assert_eq!(t["id"], serde_json::json!(["T1059.004", "T1571"]));
+        assert_eq!(t["subtechnique"]["id"], serde_json::json!(["T1059.004"]));
+
+        a.techniques = vec!["T1571".to_string()].into();
+        let line = a.to_json_line();
+        assert_same(line.as_bytes(), &oracle::alert_line(&a));
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert!(v["threat"]["technique"].get("subtechnique").is_none());
     }
 
     #[test]

@@ -24,6 +24,30 @@ pub(crate) const FILES: &[(&str, &str)] = &[
     ),
 ];
 
+/// (path under `rules/`, contents): the samples of the built-in rules, for
+/// `monitor rules test` without `--rules`. A test checks that every file under
+/// `rules/samples/` is listed here.
+pub(crate) const SAMPLES: &[(&str, &str)] = &[
+    (
+        "samples/t1043_commonly_used_port.jsonl",
+        include_str!("../../../rules/samples/t1043_commonly_used_port.jsonl"),
+    ),
+    (
+        "samples/t1571_non_standard_port.jsonl",
+        include_str!("../../../rules/samples/t1571_non_standard_port.jsonl"),
+    ),
+];
+
+/// The embedded samples of rule file `name` (a path under `rules/`): `DIR/foo.yml` has
+/// `DIR/samples/foo.jsonl`, as on disk.
+pub(crate) fn samples_of(name: &str) -> Option<(&'static str, &'static str)> {
+    let want = super::samples::samples_path(std::path::Path::new(name))?;
+    SAMPLES
+        .iter()
+        .find(|(n, _)| std::path::Path::new(n) == want)
+        .copied()
+}
+
 pub(crate) fn sources() -> Vec<Source> {
     FILES
         .iter()
@@ -61,5 +85,31 @@ mod tests {
             found, embedded,
             "update FILES in monitor/src/rules/builtin.rs"
         );
+    }
+
+    /// Every file under rules/samples/ is embedded, and each belongs to a rule file.
+    #[test]
+    fn every_samples_file_is_embedded() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../rules/samples");
+        let mut found: Vec<String> = std::fs::read_dir(&dir)
+            .expect("read rules/samples/")
+            .map(|e| {
+                format!(
+                    "samples/{}",
+                    e.expect("entry").file_name().to_string_lossy()
+                )
+            })
+            .collect();
+        found.sort();
+        let embedded: Vec<String> = super::SAMPLES.iter().map(|(n, _)| n.to_string()).collect();
+        assert_eq!(
+            found, embedded,
+            "update SAMPLES in monitor/src/rules/builtin.rs"
+        );
+        for (name, _) in super::FILES {
+            if !name.starts_with("lists/") {
+                assert!(super::samples_of(name).is_some(), "{name} has no samples");
+            }
+        }
     }
 }

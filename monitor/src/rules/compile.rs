@@ -291,8 +291,74 @@ pub(crate) struct Rule {
     pub risk: Vec<Case<u32>>,
     pub level_cases: Vec<Case<Level>>,
     pub group: Option<GroupSpec>,
-    /// Fields the rule tests that the monitor never fills.
-    pub unfilled_fields: Vec<Field>,
+    /// Tests the monitor cannot satisfy today, in line order.
+    pub gaps: Vec<Gap>,
+    pub explain: Explain,
+}
+
+/// What `monitor explain` shows of a rule: its condition as written and its selections,
+/// each an OR of maps whose entries (AND) are compiled tests of the rule set. Explain
+/// evaluates these same tests, so it cannot disagree with the engine.
+#[derive(Debug, Default)]
+pub(crate) struct Explain {
+    /// The condition as written (a list of conditions joined by ` | `).
+    pub condition: String,
+    pub selections: Vec<ExplainSelection>,
+}
+
+#[derive(Debug)]
+pub(crate) struct ExplainSelection {
+    pub name: String,
+    pub line: u32,
+    pub maps: Vec<Vec<ExplainItem>>,
+}
+
+/// One `Field|modifiers: values` entry.
+#[derive(Debug)]
+pub(crate) struct ExplainItem {
+    pub spec: String,
+    pub field: Option<Field>,
+    pub line: u32,
+    /// The values as written (placeholders unexpanded), abridged.
+    pub values: String,
+    pub test: TestId,
+}
+
+/// Values as written, at most a few of them: enough to recognize the entry.
+fn render_values(v: &Node) -> String {
+    const SHOWN: usize = 6;
+    let one = |n: &Node| match n.as_scalar() {
+        Some(s) => s.text.clone(),
+        None => format!("({})", n.kind_name()),
+    };
+    match &v.kind {
+        NodeKind::Seq(items) => {
+            let mut out: Vec<String> = items.iter().take(SHOWN).map(one).collect();
+            if items.len() > SHOWN {
+                out.push(format!("... {} more", items.len() - SHOWN));
+            }
+            format!("[{}]", out.join(", "))
+        }
+        _ => one(v),
+    }
+}
+
+/// A test the monitor cannot satisfy today, with the line of its field, for the warnings
+/// of `rules check` and loads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Gap {
+    /// A field the monitor never fills (`Field::never_filled`).
+    Unfilled(u32, Field),
+    /// `Initiated: false`: only outbound connections are captured.
+    Inbound(u32),
+}
+
+impl Gap {
+    pub fn line(self) -> u32 {
+        match self {
+            Gap::Unfilled(l, _) | Gap::Inbound(l) => l,
+        }
+    }
 }
 
 /// Everything a load produced.
@@ -1251,14 +1317,10 @@ impl Compiler {
             if let Some(rest) = t
                 .strip_prefix("attack.t")
                 .or_else(|| t.strip_prefix("attack.T"))
+                && let Some(tid) = technique_id(rest)
+                && !techniques.contains(&tid)
             {
-                let num = rest.split('.').next().unwrap_or("");
-                if num.len() == 4 && num.bytes().all(|b| b.is_ascii_digit()) {
-                    let tid = format!("T{num}");
-                    if !techniques.contains(&tid) {
-                        techniques.push(tid);
-                    }
-                }
+                techniques.push(tid);
             }
         }
         let meta = Arc::new(RuleMeta {
@@ -1291,7 +1353,9 @@ impl Compiler {
         let mut errors = Vec::new();
         let mut selections: Vec<(String, Pos, Option<Cond>)> = Vec::new();
         let mut condition_node = None;
-        let mut unfilled = Vec::new();
+        let mut gaps = Vec::new();
+        let mut maps = Vec::new();
+        let mut explain_sel = Vec::new();
         for (k, v) in det {
             let name = k.as_text().unwrap_or("");
             match name {
@@ -1302,8 +1366,15 @@ impl Compiler {
                     "`timeframe` belongs to aggregation conditions, which are not supported; \
                      use `monitor.window`",
                 )),
-                _ => match self.selection(&ctx, v, &mut unfilled) {
-                    Ok(c) => selections.push((name.to_string(), k.pos, Some(c))),
+                _ => match self.selection(&ctx, v, &mut gaps, &mut maps) {
+                    Ok(c) => {
+                        selections.push((name.to_string(), k.pos, Some(c)));
+                        explain_sel.push(ExplainSelection {
+                            name: name.to_string(),
+                            line: k.pos.line,
+                            maps: std::mem::take(&mut maps),
+                        });
+                    }
                     Err(mut e) => {
                         errors.append(&mut e);
                         selections.push((name.to_string(), k.pos, None));
@@ -1327,6 +1398,11 @@ impl Compiler {
                 return Err(errors);
             }
         };
+        let condition_text = conditions
+            .iter()
+            .map(|(t, _)| *t)
+            .collect::<Vec<_>>()
+            .join(" | ");
         let mut alternatives = Vec::new();
         for (text, pos) in conditions {
             match self.condition(&ctx, text, pos, &mut selections, &mut used) {
@@ -1361,8 +1437,8 @@ impl Compiler {
                 ));
             }
         }
-        unfilled.sort();
-        unfilled.dedup();
+        gaps.sort_by_key(|g| (g.line(), *g));
+        gaps.dedup();
         let condition = if alternatives.len() == 1 {
             alternatives.pop().expect("one")
         } else {
@@ -1387,7 +1463,11 @@ impl Compiler {
             risk,
             level_cases,
             group,
-            unfilled_fields: unfilled,
+            gaps,
+            explain: Explain {
+                condition: condition_text,
+                selections: explain_sel,
+            },
         }))
     }
 
@@ -1548,17 +1628,18 @@ impl Compiler {
         &mut self,
         ctx: &Ctx,
         node: &Node,
-        unfilled: &mut Vec<Field>,
+        gaps: &mut Vec<Gap>,
+        maps: &mut Vec<Vec<ExplainItem>>,
     ) -> Result<Cond, Vec<RuleError>> {
         match &node.kind {
-            NodeKind::Map(entries) => self.selection_map(ctx, node.pos, entries, unfilled),
+            NodeKind::Map(entries) => self.selection_map(ctx, node.pos, entries, gaps, maps),
             NodeKind::Seq(items)
                 if !items.is_empty() && items.iter().all(|i| i.as_map().is_some()) =>
             {
                 let mut alts = Vec::new();
                 let mut errors = Vec::new();
                 for i in items {
-                    match self.selection_map(ctx, i.pos, i.as_map().expect("checked"), unfilled) {
+                    match self.selection_map(ctx, i.pos, i.as_map().expect("checked"), gaps, maps) {
                         Ok(c) => alts.push(c),
                         Err(mut e) => errors.append(&mut e),
                     }
@@ -1594,19 +1675,32 @@ impl Compiler {
         ctx: &Ctx,
         pos: Pos,
         entries: &[(Node, Node)],
-        unfilled: &mut Vec<Field>,
+        gaps: &mut Vec<Gap>,
+        maps: &mut Vec<Vec<ExplainItem>>,
     ) -> Result<Cond, Vec<RuleError>> {
         if entries.is_empty() {
             return Err(vec![ctx.err(pos, "selection", "empty selection")]);
         }
         let mut items = Vec::new();
         let mut errors = Vec::new();
+        let mut explained = Vec::new();
         for (k, v) in entries {
-            match self.item(ctx, k, v, unfilled) {
-                Ok(id) => items.push(Cond::Test(id)),
+            match self.item(ctx, k, v, gaps) {
+                Ok(id) => {
+                    items.push(Cond::Test(id));
+                    let spec = k.as_text().unwrap_or("");
+                    explained.push(ExplainItem {
+                        spec: spec.to_string(),
+                        field: Field::from_name(spec.split('|').next().unwrap_or("")),
+                        line: k.pos.line,
+                        values: render_values(v),
+                        test: id,
+                    });
+                }
                 Err(e) => errors.push(e),
             }
         }
+        maps.push(explained);
         if !errors.is_empty() {
             return Err(errors);
         }
@@ -1645,7 +1739,7 @@ impl Compiler {
         ctx: &Ctx,
         key: &Node,
         value: &Node,
-        unfilled: &mut Vec<Field>,
+        gaps: &mut Vec<Gap>,
     ) -> Result<TestId, RuleError> {
         let spec = key.as_text().unwrap_or("");
         let mut parts = spec.split('|');
@@ -1676,9 +1770,12 @@ impl Compiler {
             ));
         };
         if field.never_filled() {
-            unfilled.push(field);
+            gaps.push(Gap::Unfilled(key.pos.line, field));
         }
         let mods = parse_mods(ctx, key.pos, spec, parts)?;
+        if field == Field::Initiated && !mods.exists && value_says_false(value) {
+            gaps.push(Gap::Inbound(key.pos.line));
+        }
 
         // Values, with placeholders expanded.
         let raw: Vec<&Node> = match &value.kind {
@@ -2307,6 +2404,29 @@ struct Ext {
     group: Option<GroupSpec>,
 }
 
+/// Whether a value (or list of values) holds `false`, as a boolean field reads it.
+fn value_says_false(value: &Node) -> bool {
+    let is_false = |n: &Node| {
+        matches!(Val::from_node(n), Some(Val::Bool(false)))
+            || matches!(Val::from_node(n), Some(Val::Str(s)) if s.eq_ignore_ascii_case("false"))
+    };
+    match &value.kind {
+        NodeKind::Seq(items) => items.iter().any(is_false),
+        _ => is_false(value),
+    }
+}
+
+/// `NNNN` or `NNNN.NNN` (after `attack.t`) to the ATT&CK id `TNNNN` / `TNNNN.NNN`: a
+/// sub-technique keeps its suffix, so alerts name what the rule's author tagged.
+fn technique_id(rest: &str) -> Option<String> {
+    let digits = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_digit());
+    match rest.split_once('.') {
+        None if digits(rest, 4) => Some(format!("T{rest}")),
+        Some((t, sub)) if digits(t, 4) && digits(sub, 3) => Some(format!("T{t}.{sub}")),
+        _ => None,
+    }
+}
+
 fn has_wildcard(s: &str) -> bool {
     s.contains(['*', '?'])
 }
@@ -2513,6 +2633,23 @@ mod tests {
         assert_eq!(e.len(), 1, "{e:#?}");
         assert!(e[0].contains(words), "`{words}` not in: {}", e[0]);
         e.into_iter().next().expect("one")
+    }
+
+    #[test]
+    fn technique_tags_keep_their_sub_technique() {
+        assert_eq!(technique_id("1059"), Some("T1059".to_string()));
+        assert_eq!(technique_id("1059.004"), Some("T1059.004".to_string()));
+        for bad in [
+            "105",
+            "10590",
+            "1059.04",
+            "1059.0041",
+            "1059.",
+            "abcd",
+            "1059.004.1",
+        ] {
+            assert_eq!(technique_id(bad), None, "{bad}");
+        }
     }
 
     fn list_rule() -> Source {

@@ -31,6 +31,9 @@ pub enum Field {
     Initiated,
     HostName,
     DestinationIsResolver,
+    DestinationIsIpv6,
+    SourceIsIpv6,
+    SourceHostname,
     ContainerId,
     /// Sysmon's `Hashes` (`SHA256=<hex>`).
     Hashes,
@@ -71,6 +74,10 @@ pub const FIELD_NAMES: &[(&str, Field)] = &[
     ("DestinationIsResolver", Field::DestinationIsResolver),
     ("Hashes", Field::Hashes),
     ("AncestorImages", Field::Ancestors),
+    ("DestinationIsIpv6", Field::DestinationIsIpv6),
+    ("SourceIsIpv6", Field::SourceIsIpv6),
+    ("SourceHostname", Field::SourceHostname),
+    ("Computer", Field::HostName),
     ("process.executable", Field::Image),
     ("process.name", Field::ProcessName),
     ("process.command_line", Field::CommandLine),
@@ -88,6 +95,7 @@ pub const FIELD_NAMES: &[(&str, Field)] = &[
     ("destination.ip", Field::DestinationIp),
     ("destination.port", Field::DestinationPort),
     ("destination.domain", Field::DestinationHostname),
+    ("source.domain", Field::SourceHostname),
     ("network.transport", Field::Protocol),
     ("network.type", Field::NetworkType),
     ("host.hostname", Field::HostName),
@@ -121,7 +129,7 @@ impl Field {
                 FieldKind::Number
             }
             SourceIp | DestinationIp => FieldKind::Ip,
-            Initiated | DestinationIsResolver => FieldKind::Bool,
+            Initiated | DestinationIsResolver | DestinationIsIpv6 | SourceIsIpv6 => FieldKind::Bool,
             _ => FieldKind::Text,
         }
     }
@@ -152,6 +160,9 @@ impl Field {
             Initiated => "(Initiated)",
             HostName => "host.hostname",
             DestinationIsResolver => "monitor.dns_resolver",
+            DestinationIsIpv6 => "network.type",
+            SourceIsIpv6 => "(SourceIsIpv6)",
+            SourceHostname => "source.domain",
             ContainerId => "container.id",
             Hashes => "(Hashes)",
             ProcessHash => "process.hash.sha256",
@@ -187,7 +198,7 @@ impl Field {
     /// Fields the monitor never fills today: rules on them load, never match, and
     /// `rules check` warns.
     pub fn never_filled(self) -> bool {
-        matches!(self, Field::DestinationHostname)
+        matches!(self, Field::DestinationHostname | Field::SourceHostname)
     }
 
     pub const COUNT: usize = Field::Ancestors as usize + 1;
@@ -259,6 +270,14 @@ impl<'a> FieldValue<'a> {
             Field::Initiated => FieldValue::Bool(true),
             Field::HostName => FieldValue::Text(&rec.host_name),
             Field::DestinationIsResolver => FieldValue::Bool(rec.dns_resolver),
+            // The socket's address family, as `network.type` (an IPv4-mapped address on
+            // an IPv6 socket is IPv6 here, as it is there).
+            Field::DestinationIsIpv6 => FieldValue::Bool(rec.network_type() == "ipv6"),
+            Field::SourceIsIpv6 => match rec.source {
+                Some(s) => FieldValue::Bool(s.ip.is_ipv6()),
+                None => FieldValue::Missing,
+            },
+            Field::SourceHostname => FieldValue::Missing,
             Field::ContainerId => text(&p.container_id),
             Field::Hashes => match p.hashes.as_deref() {
                 Some(h) => FieldValue::Text(h),
@@ -368,6 +387,66 @@ mod tests {
         assert_eq!(Field::from_name("AncestorImages"), Some(Field::Ancestors));
         assert_eq!(Field::Ancestors.kind(), FieldKind::TextList);
         assert!(Field::Ancestors.is_process());
+    }
+
+    #[test]
+    fn address_families_computer_and_source_hostname() {
+        use crate::record::{Endpoint, ProcessInfo, Timestamp, Transport};
+        let mut rec = ConnectionRecord {
+            timestamp: Timestamp(0),
+            host_name: "h1".into(),
+            process: std::sync::Arc::new(ProcessInfo::default()),
+            source: Some(Endpoint {
+                ip: "198.51.100.2".parse().unwrap(),
+                port: 4000,
+            }),
+            destination: Endpoint {
+                ip: "203.0.113.7".parse().unwrap(),
+                port: 443,
+            },
+            transport: Transport::Tcp,
+            partial: false,
+            suppressed: 0,
+            probe: None,
+            dns_resolver: false,
+        };
+        assert_eq!(
+            FieldValue::of(&rec, Field::DestinationIsIpv6),
+            FieldValue::Bool(false)
+        );
+        assert_eq!(
+            FieldValue::of(&rec, Field::SourceIsIpv6),
+            FieldValue::Bool(false)
+        );
+        rec.destination.ip = "2001:db8::1".parse().unwrap();
+        rec.source = Some(Endpoint {
+            ip: "::ffff:198.51.100.2".parse().unwrap(),
+            port: 4000,
+        });
+        assert_eq!(
+            FieldValue::of(&rec, Field::DestinationIsIpv6),
+            FieldValue::Bool(true)
+        );
+        // The socket's family, as network.type reports it.
+        assert_eq!(
+            FieldValue::of(&rec, Field::SourceIsIpv6),
+            FieldValue::Bool(true)
+        );
+        rec.source = None;
+        assert_eq!(
+            FieldValue::of(&rec, Field::SourceIsIpv6),
+            FieldValue::Missing
+        );
+        assert_eq!(Field::from_name("Computer"), Some(Field::HostName));
+        assert_eq!(
+            FieldValue::of(&rec, Field::HostName),
+            FieldValue::Text(&rec.host_name)
+        );
+        assert!(Field::SourceHostname.never_filled());
+        assert_eq!(
+            FieldValue::of(&rec, Field::SourceHostname),
+            FieldValue::Missing
+        );
     }
 
     #[test]

@@ -44,10 +44,12 @@ mod compile;
 mod condition;
 mod engine;
 mod error;
+mod explain;
 mod field;
 mod index;
 mod limits;
 mod matcher;
+mod samples;
 mod strset;
 mod yaml;
 
@@ -56,7 +58,14 @@ use std::path::PathBuf;
 pub use compile::GroupSpec;
 pub use engine::{MAX_AGGREGATE_IPS, MAX_AGGREGATE_PORTS, MAX_OPEN_GROUPS, RuleEngine};
 pub use error::RuleError;
+pub use explain::{
+    ItemExplanation, RuleExplanation, SelectionExplanation, explain_json, explain_text,
+};
 pub use field::{FIELD_NAMES, Field};
+pub use samples::{
+    Expect, RuleSamples, Sample, SampleError, SampleFailure, SampleReport, escape_control,
+    samples_path, test as test_samples,
+};
 
 use crate::record::Level;
 use compile::{Compiled, Rule};
@@ -242,31 +251,35 @@ const _: () = {
 fn report(c: Compiled, skipped: Vec<RuleError>) -> LoadReport {
     let mut warnings = c.warnings;
     for r in &c.rules {
-        if r.unfilled_fields.is_empty() {
-            continue;
-        }
-        let fields = r
-            .unfilled_fields
-            .iter()
-            .map(|f| {
-                let sigma = FIELD_NAMES
-                    .iter()
-                    .find(|(_, x)| x == f)
-                    .map(|(n, _)| *n)
-                    .unwrap_or("?");
-                format!("{sigma} ({})", f.ecs_name())
-            })
-            .collect::<Vec<_>>()
-            .join(", ");
         let what = if matches!(r.condition, compile::Cond::Const(false)) {
             "so the rule can never match"
         } else {
-            "so those tests never match"
+            "so this test never matches"
         };
-        warnings.push(format!(
-            "{}:{}: rule {}: tests {fields}, which the monitor never fills, {what}",
-            r.file, r.line, r.meta.id
-        ));
+        for g in &r.gaps {
+            let why = match g {
+                compile::Gap::Unfilled(_, f) => {
+                    let sigma = FIELD_NAMES
+                        .iter()
+                        .find(|(_, x)| x == f)
+                        .map(|(n, _)| *n)
+                        .unwrap_or("?");
+                    format!(
+                        "tests {sigma} ({}), which the monitor never fills",
+                        f.ecs_name()
+                    )
+                }
+                compile::Gap::Inbound(_) => "tests `Initiated: false` (an inbound connection), \
+                    which the monitor does not capture: every record is outbound"
+                    .to_string(),
+            };
+            warnings.push(format!(
+                "{}:{}: rule {}: {why}, {what}",
+                r.file,
+                g.line(),
+                r.meta.id
+            ));
+        }
     }
     LoadReport {
         rules: RuleSet::new(c.rules, c.tests),
