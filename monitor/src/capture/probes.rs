@@ -636,6 +636,10 @@ mod tests {
 
     /// Creates the object's maps (root) without loading any program.
     #[test]
+    #[cfg_attr(
+        not(feature = "host-tests"),
+        ignore = "needs root: cargo test --features host-tests, as root"
+    )]
     fn every_planned_program_is_in_the_object() {
         let ebpf = EbpfLoader::new()
             .load(OBJECT)

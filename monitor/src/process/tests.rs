@@ -221,6 +221,10 @@ fn me_name() -> String {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "host-tests"),
+    ignore = "needs root: cargo test --features host-tests, as root"
+)]
 fn scan_proc_learns_a_running_child() {
     require_root();
     let (kid, tag) = sleeper();
@@ -253,6 +257,10 @@ fn scan_proc_learns_a_running_child() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "host-tests"),
+    ignore = "needs root: cargo test --features host-tests, as root"
+)]
 fn enrich_fills_process_parent_user_and_network() {
     require_root();
     let (kid, tag) = sleeper();
@@ -352,6 +360,10 @@ fn enrich_fills_process_parent_user_and_network() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "host-tests"),
+    ignore = "needs root: cargo test --features host-tests, as root"
+)]
 fn exec_events_outlive_the_process_and_text_is_escaped() {
     require_root();
     let mut t = ProcessTable::new(ProcessTableConfig::default());
@@ -426,6 +438,10 @@ fn exec_events_outlive_the_process_and_text_is_escaped() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "host-tests"),
+    ignore = "needs root: cargo test --features host-tests, as root"
+)]
 fn unknown_pid_gives_a_partial_record_read_once() {
     require_root();
     let mut t = ProcessTable::new(ProcessTableConfig::default());
@@ -456,6 +472,10 @@ fn unknown_pid_gives_a_partial_record_read_once() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "host-tests"),
+    ignore = "needs root: cargo test --features host-tests, as root"
+)]
 fn pid_reuse_never_mixes_processes() {
     require_root();
     let mut t = ProcessTable::new(ProcessTableConfig::default());
@@ -514,6 +534,10 @@ fn pid_reuse_never_mixes_processes() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "host-tests"),
+    ignore = "needs root: cargo test --features host-tests, as root"
+)]
 fn parent_exec_rebuilds_children_and_children_find_exited_parents() {
     require_root();
     let mut t = ProcessTable::new(ProcessTableConfig::default());
@@ -591,6 +615,10 @@ fn parent_exec_rebuilds_children_and_children_find_exited_parents() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "host-tests"),
+    ignore = "needs root: cargo test --features host-tests, as root"
+)]
 fn truncated_argv_is_completed_only_when_proc_agrees() {
     require_root();
     let mut t = ProcessTable::new(ProcessTableConfig::default());
@@ -703,6 +731,10 @@ impl Drop for TestCgroup {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "host-tests"),
+    ignore = "needs root: cargo test --features host-tests, as root"
+)]
 fn container_id_from_a_real_cgroup_even_after_exit() {
     use std::os::unix::fs::MetadataExt;
     require_root();
@@ -754,6 +786,10 @@ fn container_id_from_a_real_cgroup_even_after_exit() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "host-tests"),
+    ignore = "needs root: cargo test --features host-tests, as root"
+)]
 fn exec_paths_that_name_no_file_are_completed_from_proc() {
     require_root();
     let mut t = ProcessTable::new(ProcessTableConfig::default());
@@ -809,6 +845,10 @@ fn exec_paths_that_name_no_file_are_completed_from_proc() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "host-tests"),
+    ignore = "needs root: cargo test --features host-tests, as root"
+)]
 fn exec_through_a_symlink_reports_the_file_the_kernel_ran() {
     require_root();
     let mut t = ProcessTable::new(ProcessTableConfig::default());
