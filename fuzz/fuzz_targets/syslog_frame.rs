@@ -112,6 +112,8 @@ fn connection(r: Record) -> ConnectionRecord {
             user_name: r.user_name,
             group_id: r.group_id.as_deref().map(AccountId::parse),
             container_id: r.container_id,
+            // Hashes and ancestors go through the same string escaping as the fields above.
+            ..ProcessInfo::default()
         }),
         source: r.source.map(|(a, port)| Endpoint {
             ip: ip(a, r.v6),
