@@ -18,6 +18,10 @@
 //! check-in for longer than `max(max_interval_secs, suppress_secs)` of event time are
 //! dropped. A dropped key is indistinguishable from one whose series was restarted by a long
 //! gap, so when `advance` is called does not change which alerts are raised.
+//!
+//! Length: about 950 lines, one job (keys, series and alerts of one detector); its settings
+//! (`beacon_config`), allowlist (`allowlist`) and tests (`beacon_tests.rs`) are already apart.
+//! The next split is the series types (`Series`, `RotatingSeries`, rings) into their own file.
 
 use std::collections::BTreeMap;
 use std::hash::{BuildHasher as _, DefaultHasher, Hash, Hasher};

@@ -1,4 +1,7 @@
 //! Tests of the beacon detector: keys, sessions, fan-out, allowlist, windows, memory.
+//!
+//! Length: one test module for one detector, over 800 lines because each behaviour (sessions,
+//! fan-out, allowlist, windows, caps, memory) has its positive case and near misses.
 use super::*;
 use crate::record::Endpoint;
 use serde::Deserialize;

@@ -13,6 +13,10 @@
 //! The per-event path is hash lookups only: each entry keeps the `Arc<ProcessInfo>` it last
 //! built (one per recent thread) with the inputs it was built from, and builds a new one only
 //! when an input changes (exec, uid/gid, cgroup, parent).
+//!
+//! Length: over 1,100 lines since fork tracking, kernel-resolved paths and hashes landed;
+//! to be split by job (the maps and their eviction; exec/fork/exit handling; enrichment),
+//! not done yet.
 
 use std::num::NonZeroUsize;
 use std::path::PathBuf;

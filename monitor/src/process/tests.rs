@@ -2,6 +2,9 @@
 //!
 //! The kernel's events are built here field by field, as the eBPF programs write them,
 //! around processes this test really starts.
+//!
+//! Length: one test file for the process table, run against real processes; it grows with
+//! table.rs and splits with it.
 
 use std::net::{IpAddr, Ipv6Addr};
 use std::os::unix::ffi::OsStrExt;
