@@ -156,6 +156,24 @@ pub fn builtin_allowlist() -> Vec<AllowEntry> {
         .clone()
 }
 
+/// A set of ports as a bitmap: O(1) membership.
+#[derive(Debug)]
+pub(crate) struct PortSet(Box<[u64; 1024]>);
+
+impl PortSet {
+    pub(crate) fn from(ports: &[u16]) -> PortSet {
+        let mut bits = Box::new([0u64; 1024]);
+        for &p in ports {
+            bits[usize::from(p / 64)] |= 1 << (p % 64);
+        }
+        PortSet(bits)
+    }
+
+    pub(crate) fn contains(&self, p: u16) -> bool {
+        self.0[usize::from(p / 64)] & (1 << (p % 64)) != 0
+    }
+}
+
 /// The entries in force, indexed for the per-record check: entries naming an exact
 /// executable by that path (one hash lookup; most of them, and every built-in one), the
 /// rest (prefixes, address- or port-only entries) tried in turn. A port no entry names
@@ -165,7 +183,7 @@ pub(crate) struct Allowlist {
     by_executable: std::collections::HashMap<Box<str>, Vec<AllowEntry>, foldhash::fast::FixedState>,
     others: Vec<AllowEntry>,
     /// Ports named by every entry, when all entries name one.
-    ports: Option<Box<[u64; 1024]>>,
+    ports: Option<PortSet>,
 }
 
 impl Allowlist {
@@ -174,13 +192,7 @@ impl Allowlist {
             .iter()
             .map(|e| e.port)
             .collect::<Option<Vec<u16>>>()
-            .map(|ports| {
-                let mut bits = Box::new([0u64; 1024]);
-                for p in ports {
-                    bits[usize::from(p / 64)] |= 1 << (p % 64);
-                }
-                bits
-            });
+            .map(|ports| PortSet::from(&ports));
         let mut list = Allowlist {
             ports,
             ..Allowlist::default()
@@ -206,8 +218,8 @@ impl Allowlist {
     #[inline]
     pub(crate) fn allows(&self, rec: &ConnectionRecord) -> bool {
         let port = rec.destination.port;
-        if let Some(bits) = &self.ports
-            && bits[usize::from(port / 64)] & (1 << (port % 64)) == 0
+        if let Some(ports) = &self.ports
+            && !ports.contains(port)
         {
             return false;
         }

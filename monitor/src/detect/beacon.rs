@@ -32,10 +32,10 @@ use std::sync::Arc;
 use lru::LruCache;
 use serde::Serialize;
 
-use super::allowlist::Allowlist;
 pub use super::allowlist::{
     AllowEntry, AllowTransport, AllowedNet, BUILTIN_ALLOWLIST, builtin_allowlist,
 };
+use super::allowlist::{Allowlist, PortSet};
 use super::beacon_config::MAX_INTERVAL_LIMIT_SECS;
 pub use super::beacon_config::{
     BeaconConfig, BeaconConfigError, SEED_KNOWN_C2_PORTS, SEED_STANDARD_PORTS,
@@ -162,23 +162,6 @@ impl Settings {
             && p.jitter() <= self.max_jitter
             && p.score >= self.min_score;
         is_beacon.then_some(p)
-    }
-}
-
-/// A set of ports as a bitmap: O(1) membership.
-struct PortSet(Box<[u64; 1024]>);
-
-impl PortSet {
-    fn from(ports: &[u16]) -> PortSet {
-        let mut bits = Box::new([0u64; 1024]);
-        for &p in ports {
-            bits[usize::from(p / 64)] |= 1 << (p % 64);
-        }
-        PortSet(bits)
-    }
-
-    fn contains(&self, p: u16) -> bool {
-        self.0[usize::from(p / 64)] & (1 << (p % 64)) != 0
     }
 }
 
