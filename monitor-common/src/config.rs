@@ -78,9 +78,14 @@ pub struct SockOffsets {
     /// `sock.sk_protocol` (u16; a bitfield before Linux 5.6, then `OFFSET_ABSENT`). Only the
     /// raw tracepoint needs it: `inet_sock_set_state` also fires for MPTCP and SCTP sockets.
     pub sk_protocol: u32,
+    /// `sock.__sk_common.skc_state` (u8) and `skc_cookie` (atomic64): the `sock_send_length`
+    /// raw tracepoint finds a connected UDP socket's entry in `UDP_PENDING` by its cookie,
+    /// which the cgroup `connect4/6` program generated.
+    pub skc_state: u32,
+    pub skc_cookie: u32,
     pub _pad0: u32,
 }
-const _: () = assert!(core::mem::size_of::<SockOffsets>() == 16 * 4);
+const _: () = assert!(core::mem::size_of::<SockOffsets>() == 18 * 4);
 
 /// Byte offsets into `struct task_struct` and `struct mm_struct`. From BTF.
 #[repr(C)]
@@ -186,7 +191,7 @@ pub struct KernelConfig {
     pub file: FileOffsets,
     pub tp: TracepointOffsets,
 }
-const _: () = assert!(core::mem::size_of::<KernelConfig>() == 40 + 64 + 32 + 64 + 48);
+const _: () = assert!(core::mem::size_of::<KernelConfig>() == 40 + 72 + 32 + 64 + 48);
 
 impl KernelConfig {
     /// The value compiled into the object: nothing resolved, nothing excluded. The non-zero
@@ -216,6 +221,8 @@ impl KernelConfig {
             sin6_port: 0,
             sin6_addr: 0,
             sk_protocol: OFFSET_ABSENT,
+            skc_state: 0,
+            skc_cookie: 0,
             _pad0: 0,
         },
         task: TaskOffsets {

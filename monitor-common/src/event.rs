@@ -251,6 +251,10 @@ const _: () = assert!(core::mem::size_of::<UdpFloodSlot>() == 40);
 /// (`UdpPending`, keyed by socket cookie; least recently used first out).
 pub const UDP_PENDING_ENTRIES: u32 = 16 * 1024;
 
+/// Threads in an explicit-destination send on a connected socket not yet reported (see
+/// `UDP_EXPLICIT_SEND`): one entry per thread between two hooks of one system call.
+pub const UDP_EXPLICIT_SEND_ENTRIES: u32 = 1024;
+
 /// A UDP socket that `connect()`ed on the cgroup backend and has not sent a datagram since:
 /// who connected it, for the event its first datagram writes (the egress hook runs without a
 /// task context). Keyed by the socket cookie (`bpf_get_socket_cookie`, unique per boot).

@@ -5,7 +5,7 @@ use aya_ebpf::{
     maps::{Array, LruHashMap, PerCpuArray, RingBuf},
 };
 use monitor_common::{
-    KernelConfig, UDP_FLOOD_SLOTS, UDP_PENDING_ENTRIES, UdpFloodSlot, UdpPending, stat,
+    KernelConfig, UDP_EXPLICIT_SEND_ENTRIES, UDP_FLOOD_SLOTS, UDP_PENDING_ENTRIES, UdpFloodSlot, UdpPending, stat,
 };
 
 /// Every record for user space. The size here is a placeholder: user space sets the real one
@@ -24,13 +24,22 @@ pub static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(stat::COUNT, 
 pub static UDP_FLOOD: Array<UdpFloodSlot> = Array::with_max_entries(UDP_FLOOD_SLOTS, 0);
 
 /// Connected UDP sockets (cgroup backend) that have not sent yet, by socket cookie: armed by
-/// `udp_cgroup_connect4/6`, taken by `udp_cgroup_skb_egress` at the first datagram. A socket
+/// `udp_cgroup_connect4/6`, taken at the first datagram by `udp_raw_tp_sock_send_length` (or,
+/// on kernels before 6.3, `udp_cgroup_skb_egress`). A socket
 /// closed without sending leaves its entry to be evicted (cookies are never reused), so the
 /// table only fills with `connect()`s that send nothing, such as getaddrinfo's; an entry is
 /// lost only if that many newer ones arrive before its socket sends.
 #[map]
 pub static UDP_PENDING: LruHashMap<u64, UdpPending> =
     LruHashMap::with_max_entries(UDP_PENDING_ENTRIES, 0);
+
+/// Threads inside an explicit-destination send (`sendto()` with an address) on a socket
+/// still in `UDP_PENDING`, with that socket's cookie: set by `udp_cgroup_sendmsg4/6`, which
+/// reported that send, and taken by `udp_raw_tp_sock_send_length` when the same send
+/// returns, so that it does not also report the connected peer, which received nothing.
+#[map]
+pub static UDP_EXPLICIT_SEND: LruHashMap<u64, u64> =
+    LruHashMap::with_max_entries(UDP_EXPLICIT_SEND_ENTRIES, 0);
 
 /// Offsets and settings, written by the loader (`EbpfLoader::override_global("CONFIG", ..)`).
 #[unsafe(no_mangle)]

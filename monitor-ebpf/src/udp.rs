@@ -1,14 +1,15 @@
 //! UDP sends: fentry or kprobe on `udp_sendmsg` / `udpv6_sendmsg`, else cgroup programs:
 //! `sendmsg4/6` for unconnected sends, and for connected sockets `connect4/6`, which arm the
-//! socket, and `cgroup_skb` egress, which reports its first datagram. A UDP `connect()` sends
+//! socket, and the `sock_send_length` raw tracepoint (Linux 6.3+; `cgroup_skb` egress before),
+//! which reports its first datagram. A UDP `connect()` sends
 //! nothing (glibc's getaddrinfo connects one to each candidate address only to sort them), so
 //! it is never reported by itself. The unspecified destination (`0.0.0.0`, `::`) is never
 //! reported: the kernel sends such datagrams to a local address, not to a remote peer.
 
 use aya_ebpf::{
     helpers::{bpf_get_current_pid_tgid, generated::bpf_get_socket_cookie},
-    macros::{cgroup_skb, cgroup_sock_addr, fentry, kprobe},
-    programs::{FEntryContext, ProbeContext, SkBuffContext, SockAddrContext},
+    macros::{cgroup_skb, cgroup_sock_addr, fentry, kprobe, raw_tracepoint},
+    programs::{FEntryContext, ProbeContext, RawTracePointContext, SkBuffContext, SockAddrContext},
 };
 use monitor_common::{AF_INET, AF_INET6, IPPROTO_UDP, UdpPending, backend, hook, stat};
 
@@ -16,7 +17,7 @@ use crate::{
     emit::unspecified_v6,
     emit::{Flow, Identity, Origin, count, emit_connect, emit_connect_as, finish, is_excluded},
     kernel::{current_start_time, read_at, sock_family, sock_flow, sock_source},
-    maps::{UDP_PENDING, config},
+    maps::{UDP_EXPLICIT_SEND, UDP_PENDING, config},
     sock_addr, sock_skb,
 };
 
@@ -248,6 +249,74 @@ pub fn udp_cgroup_sendmsg6(ctx: SockAddrContext) -> i32 {
     1
 }
 
+/// `sock:sock_send_length`, `TP_PROTO(struct sock *sk, int ret, int flags)`, as a raw
+/// tracepoint: the end of every `sendmsg` of every socket (`sock_sendmsg_nosec`), in the
+/// sending task. The first successful send on a UDP socket that `udp_cgroup_connect4/6` armed
+/// writes its event, named after the sender, and disarms the socket. Once per send call, not
+/// per packet: TCP connects and their segments never run it, unlike `cgroup_skb` egress,
+/// which stays the fallback for kernels before 6.3.
+#[raw_tracepoint(tracepoint = "sock_send_length")]
+pub fn udp_raw_tp_sock_send_length(ctx: RawTracePointContext) -> u32 {
+    finish(
+        &ctx,
+        "udp_raw_tp_sock_send_length",
+        try_udp_raw_tp_sock_send_length(&ctx),
+    )
+}
+
+/// `TCP_ESTABLISHED`: `skc_state` of a connected UDP socket.
+const SK_ESTABLISHED: u8 = 1;
+
+fn try_udp_raw_tp_sock_send_length(ctx: &RawTracePointContext) -> Result<(), i64> {
+    let sk: *const u8 = ctx.arg(0);
+    // Every send of every socket lands here: one read decides for all but UDP.
+    if read_at::<u16>(sk, config!(sock.sk_protocol))? != u16::from(IPPROTO_UDP) {
+        return Ok(());
+    }
+    // A failed send left nothing on the wire: the socket stays armed.
+    if ctx.arg::<i32>(1) < 0 {
+        return Ok(());
+    }
+    // A socket that dissolved its association (connect to AF_UNSPEC) keeps its entry, unused.
+    if read_at::<u8>(sk, config!(sock.skc_state))? != SK_ESTABLISHED {
+        return Ok(());
+    }
+    let cookie = read_at::<u64>(sk, config!(sock.skc_cookie))?;
+    let Some(armed) = UDP_PENDING.get_ptr(&cookie) else {
+        return Ok(());
+    };
+    // SAFETY: a value pointer from a successful lookup is valid for this program run.
+    let hook = unsafe { (*armed).hook };
+    let pid_tgid = bpf_get_current_pid_tgid();
+    // sendto() with an address on a connected socket went there, not to the peer, and
+    // `sendmsg4/6` reported it.
+    // SAFETY: as above, for this map's value.
+    if let Some(explicit) = unsafe { UDP_EXPLICIT_SEND.get(&pid_tgid) }
+        && *explicit == cookie
+    {
+        let _ = UDP_EXPLICIT_SEND.remove(&pid_tgid);
+        return Ok(());
+    }
+    // Whoever deletes the entry reports: the first sends of two threads give one event.
+    if UDP_PENDING.remove(&cookie).is_err() {
+        return Ok(());
+    }
+    let family = sock_family(sk)?;
+    let Some(flow) = sock_flow(sk, family)? else {
+        return Ok(());
+    };
+    if flow.dport == 0 || flow.unspecified_destination() {
+        return Ok(());
+    }
+    let origin = Origin {
+        hook,
+        backend: backend::CGROUP,
+        protocol: IPPROTO_UDP,
+    };
+    emit_connect(origin, &flow, pid_tgid, current_start_time());
+    Ok(())
+}
+
 /// `cgroup_skb/egress` on the cgroup v2 root: every packet any socket sends, after routing.
 /// The first datagram of a UDP socket that `udp_cgroup_connect4/6` armed writes its event
 /// (at the datagram's time, named after the process that connected, with the socket's bound
@@ -326,6 +395,12 @@ fn try_udp_cgroup_sendmsg(ctx: &SockAddrContext, v6: bool) -> Result<(), i64> {
     let Some((flow, pid_tgid)) = udp_destination(ctx, v6) else {
         return Ok(());
     };
+    let cookie = sock_addr::cookie(ctx);
+    if UDP_PENDING.get_ptr(&cookie).is_some() {
+        // A connected socket not yet reported: tell the send tracepoint that this send is
+        // not to the peer. Losing this entry can only report the peer early.
+        let _ = UDP_EXPLICIT_SEND.insert(&pid_tgid, &cookie, 0);
+    }
     let origin = Origin {
         hook: udp_hook(v6),
         backend: backend::CGROUP,

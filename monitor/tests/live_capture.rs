@@ -635,11 +635,15 @@ for family, host, port in [
     s = socket.socket(family, socket.SOCK_DGRAM)
     s.connect((host, port))
     socks.append(s)
+elsewhere = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+elsewhere.connect(('203.0.113.8', 5304))
 print('connected', flush=True)
 sys.stdin.readline()
 for s in socks:
     for _ in range(3):
         s.send(b'live-capture-connected')
+# A connected socket that only ever sends elsewhere: its peer received nothing.
+elsewhere.sendto(b'live-capture-elsewhere', ('203.0.113.9', 5305))
 print('sent', flush=True)
 ";
 
@@ -757,7 +761,7 @@ fn udp_connect_without_a_send_is_not_reported_and_a_connected_socket_is_at_its_f
     .into_iter()
     .map(|(ip, port)| Client {
         // The command line is cut at 512 bytes in the kernel: a marker from its start.
-        marker: "sys.stdin.readline()".to_string(),
+        marker: "socks.append(s)".to_string(),
         ..Client::python(CONNECT_THEN_SEND.to_string(), ip, port, "udp")
     })
     .collect();
@@ -770,9 +774,10 @@ fn udp_connect_without_a_send_is_not_reported_and_a_connected_socket_is_at_its_f
     let unconnected_pids: Vec<u32> = unconnected.iter().map(Client::run).collect();
 
     let recs = m.wait_until(Duration::from_secs(15), |recs| {
-        connected
-            .iter()
-            .all(|c| !events_to(recs, sender_pid, &c.ip, c.port).is_empty())
+        !events_to(recs, sender_pid, "203.0.113.9", 5305).is_empty()
+            && connected
+                .iter()
+                .all(|c| !events_to(recs, sender_pid, &c.ip, c.port).is_empty())
             && unconnected
                 .iter()
                 .zip(&unconnected_pids)
@@ -794,11 +799,16 @@ fn udp_connect_without_a_send_is_not_reported_and_a_connected_socket_is_at_its_f
             ));
         }
     }
+    if events_to(&recs, sender_pid, "203.0.113.9", 5305).len() != 1 {
+        errs.push("a sendto() to another address on a connected socket: expected 1 event".into());
+    }
+    // The explicit send is the one event the sender has beyond the connected sockets'.
     let sent: usize = events_of(&recs, sender_pid).len();
-    if sent != connected.len() {
+    if sent != connected.len() + 1 {
         errs.push(format!(
-            "the sender has {sent} events, expected {}:\n{}",
-            connected.len(),
+            "the sender has {sent} events, expected {} (none to the peer of the socket \
+             that only sent elsewhere):\n{}",
+            connected.len() + 1,
             briefs(events_of(&recs, sender_pid))
         ));
     }

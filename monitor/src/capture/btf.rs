@@ -73,6 +73,8 @@ impl KernelBtf {
             // Resolved on its own (`sock_protocol_offset`): only the raw tracepoint needs it,
             // and older kernels cannot give it.
             sk_protocol: OFFSET_ABSENT,
+            skc_state: sk("skc_state", 1)?,
+            skc_cookie: sk("skc_cookie", 8)?,
             _pad0: 0,
         })
     }

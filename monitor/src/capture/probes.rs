@@ -4,9 +4,11 @@
 //! cgroup `connect4/6` programs (one run per connect), then the `inet_sock_set_state`
 //! tracepoint (one run per state change of any TCP socket), as a raw tracepoint (BTF
 //! offsets) and, as the last resort, as a classic tracepoint (stable-ABI record); for UDP the
-//! cgroup programs: sock_addr `connect4/6` and `sendmsg4/6`, and the `cgroup_skb` egress
-//! program both UDP hooks share, which reports a connected socket's first datagram. Each
-//! failure is kept as a one-line reason in `HookStatus::skipped`.
+//! cgroup programs: sock_addr `connect4/6` and `sendmsg4/6`, and the program both UDP hooks
+//! share that reports a connected socket's first datagram: the `sock_send_length` raw
+//! tracepoint (once per send call), else `cgroup_skb` egress (once per packet of every
+//! socket, TCP included: it cost the paired TCP benchmark 5 %). Each failure is kept as a
+//! one-line reason in `HookStatus::skipped`.
 
 use std::{fs::File, path::Path};
 
@@ -63,16 +65,28 @@ struct HookPlan {
     /// The `connect` and the `sendmsg` (UDP) or second `connect` (TCP) cgroup programs,
     /// attached together.
     cgroup: [&'static str; 2],
-    /// UDP only: the `cgroup_skb` egress program attached with them (all or nothing), which
-    /// reports the first datagram of the sockets the `connect` program arms. Both UDP hooks
-    /// share it: whichever attaches first loads it, the other finds it attached.
-    cgroup_skb_egress: Option<&'static str>,
+    /// UDP only: the program attached with them (all or nothing) that reports the first
+    /// datagram of the sockets the `connect` program arms. Both UDP hooks share it: whichever
+    /// attaches first loads it, the other finds it attached.
+    first_datagram: Option<FirstDatagramPlan>,
     /// TCP only: the tracepoints after the cgroup programs.
     tracepoint: Option<TracepointPlan>,
 }
 
-/// Connected UDP sockets' first datagram, for both UDP hooks (see `HookPlan`).
-const UDP_CGROUP_SKB_EGRESS: &str = "udp_cgroup_skb_egress";
+/// Connected UDP sockets' first datagram, for both UDP hooks (see `HookPlan`): the raw
+/// tracepoint where the kernel has it (6.3+) and `struct sock` offsets are known, else the
+/// `cgroup_skb` egress program.
+struct FirstDatagramPlan {
+    raw_program: &'static str,
+    tracepoint: &'static str,
+    egress_program: &'static str,
+}
+
+const UDP_FIRST_DATAGRAM: FirstDatagramPlan = FirstDatagramPlan {
+    raw_program: "udp_raw_tp_sock_send_length",
+    tracepoint: "sock_send_length",
+    egress_program: "udp_cgroup_skb_egress",
+};
 
 /// Indexed like `monitor_common::hook::*`.
 const PLANS: [HookPlan; 3] = [
@@ -82,7 +96,7 @@ const PLANS: [HookPlan; 3] = [
         fentry: "tcp_fentry_tcp_connect",
         kprobe: "tcp_kprobe_tcp_connect",
         cgroup: ["tcp_cgroup_connect4", "tcp_cgroup_connect6"],
-        cgroup_skb_egress: None,
+        first_datagram: None,
         tracepoint: Some(TracepointPlan {
             raw_program: "tcp_raw_tp_inet_sock_set_state",
             program: "tcp_tp_inet_sock_set_state",
@@ -96,7 +110,7 @@ const PLANS: [HookPlan; 3] = [
         fentry: "udp_fentry_udp_sendmsg",
         kprobe: "udp_kprobe_udp_sendmsg",
         cgroup: ["udp_cgroup_connect4", "udp_cgroup_sendmsg4"],
-        cgroup_skb_egress: Some(UDP_CGROUP_SKB_EGRESS),
+        first_datagram: Some(UDP_FIRST_DATAGRAM),
         tracepoint: None,
     },
     HookPlan {
@@ -105,7 +119,7 @@ const PLANS: [HookPlan; 3] = [
         fentry: "udp_fentry_udpv6_sendmsg",
         kprobe: "udp_kprobe_udpv6_sendmsg",
         cgroup: ["udp_cgroup_connect6", "udp_cgroup_sendmsg6"],
-        cgroup_skb_egress: Some(UDP_CGROUP_SKB_EGRESS),
+        first_datagram: Some(UDP_FIRST_DATAGRAM),
         tracepoint: None,
     },
 ];
@@ -534,13 +548,49 @@ fn try_cgroup(ebpf: &mut Ebpf, plan: &HookPlan, host: &HostSupport) -> Result<()
             return Err(failure);
         }
     }
-    if let Some(egress) = plan.cgroup_skb_egress
-        && let Err(failure) = attach_cgroup_skb_egress(ebpf, egress, root)
+    if let Some(first) = &plan.first_datagram
+        && let Err(failure) = attach_first_datagram(ebpf, first, host, root)
     {
         unload_sock_addr(ebpf, &programs);
         return Err(failure);
     }
     Ok(())
+}
+
+/// The first-datagram program, once for both UDP hooks: the raw tracepoint, else egress.
+fn attach_first_datagram(
+    ebpf: &mut Ebpf,
+    plan: &FirstDatagramPlan,
+    host: &HostSupport,
+    root: &File,
+) -> Result<(), Failure> {
+    if program_mut::<RawTracePoint>(ebpf, plan.raw_program)?
+        .fd()
+        .is_ok()
+    {
+        return Ok(());
+    }
+    let raw = match &host.raw_tracepoint {
+        Ok(()) => attach_raw_tracepoint(ebpf, plan.raw_program, plan.tracepoint),
+        Err(why) => Err(Failure::Unsupported(why.clone())),
+    };
+    match raw {
+        Ok(()) => {
+            tracing::debug!(program = plan.raw_program, "UDP first datagrams by send call");
+            Ok(())
+        }
+        Err(failure) => {
+            let egress = attach_cgroup_skb_egress(ebpf, plan.egress_program, root);
+            if egress.is_ok() {
+                tracing::info!(
+                    program = plan.egress_program,
+                    reason = %failure.one_line(),
+                    "UDP first datagrams by cgroup_skb egress (runs on every sent packet)"
+                );
+            }
+            egress
+        }
+    }
 }
 
 /// A `cgroup_skb` egress program on the root, once: a second hook sharing it finds it
@@ -623,14 +673,13 @@ mod tests {
         assert_eq!(PLANS[hook::UDP_SEND_V4 as usize].hook, "udp_sendmsg");
         assert_eq!(PLANS[hook::UDP_SEND_V6 as usize].hook, "udpv6_sendmsg");
         assert_eq!(PLANS.len(), hook::COUNT);
-        // Connected UDP sockets are reported at their first datagram by one egress program
-        // that both UDP hooks attach with their sock_addr programs; TCP needs none.
-        assert_eq!(PLANS[hook::TCP_CONNECT as usize].cgroup_skb_egress, None);
+        // Connected UDP sockets are reported at their first datagram by one program that
+        // both UDP hooks attach with their sock_addr programs; TCP needs none.
+        assert!(PLANS[hook::TCP_CONNECT as usize].first_datagram.is_none());
         for h in [hook::UDP_SEND_V4, hook::UDP_SEND_V6] {
-            assert_eq!(
-                PLANS[h as usize].cgroup_skb_egress,
-                Some("udp_cgroup_skb_egress")
-            );
+            let first = PLANS[h as usize].first_datagram.as_ref().unwrap();
+            assert_eq!(first.raw_program, "udp_raw_tp_sock_send_length");
+            assert_eq!(first.egress_program, "udp_cgroup_skb_egress");
         }
     }
 
@@ -649,7 +698,9 @@ mod tests {
         for plan in &PLANS {
             names.extend([plan.fentry, plan.kprobe]);
             names.extend(plan.cgroup);
-            names.extend(plan.cgroup_skb_egress);
+            if let Some(first) = &plan.first_datagram {
+                names.extend([first.raw_program, first.egress_program]);
+            }
             if let Some(tp) = &plan.tracepoint {
                 names.extend([tp.raw_program, tp.program]);
             }
@@ -662,7 +713,7 @@ mod tests {
         }
         assert_eq!(
             ebpf.programs().count(),
-            18,
+            19,
             "an unplanned program is in the object"
         );
         assert!(ebpf.map(EVENTS_MAP).is_some() && ebpf.map(STATS_MAP).is_some());
