@@ -117,6 +117,10 @@ enum Cmd {
         /// 2 s back to back per round).
         #[arg(long)]
         paired_rounds: Option<usize>,
+        /// Measure this monitor binary instead of building this tree's (for instance one
+        /// built from an earlier commit, to compare before and after in one session).
+        #[arg(long)]
+        monitor_bin: Option<PathBuf>,
     },
 }
 
@@ -161,9 +165,13 @@ fn main() -> Result<()> {
             only,
             live_rounds,
             paired_rounds,
+            monitor_bin,
         } => {
             bootstrap::run(false)?;
-            let bin = build_release(&root)?;
+            let bin = match monitor_bin {
+                Some(bin) => bin,
+                None => build_release(&root)?,
+            };
             bench::run(&bench::BenchOptions {
                 smoke,
                 soak,
