@@ -31,7 +31,7 @@ use super::decode::{
     c_text, decode_connect, decode_connect_lossy, exe_basename, kernel_exe_path, probe_name,
     split_argv, used,
 };
-use super::hash::{ExeHasher, HashConfig, HashRequest, user_dev};
+use super::hash::{ExeHasher, FileVersion, HashConfig, HashRequest, user_dev};
 use super::nameservers::Nameservers;
 use super::procfs::{ProcFs, ProcSnapshot, clock_ticks_per_sec};
 use super::users::{DEFAULT_RECHECK, UserNames};
@@ -118,6 +118,9 @@ pub struct ProcessStats {
     pub forks_unknown_source: u64,
     /// Executables sent to the hashing worker, and requests dropped on its full queue.
     pub hashes_requested: u64,
+    /// Execs of a file whose hash was known for the same (device, inode, size, ctime):
+    /// hashed without asking the worker.
+    pub hashes_known: u64,
     pub hash_queue_full: u64,
     /// The worker's answers: files read and hashed, answers from its cache, files over the
     /// size limit, files it could not read (or that were not the file named).
@@ -211,6 +214,9 @@ struct Entry {
     exe_incomplete: bool,
     /// Device (user-space numbering) and inode of the executable, when known.
     exe_file: Option<(u64, u64)>,
+    /// Its size and ctime when the process exec'd it (from the kernel) or was read from
+    /// /proc: a hash is only taken from `known_hashes` for the same version.
+    exe_version: Option<FileVersion>,
     /// `SHA256=<hex>` of the executable, once the worker has answered.
     exe_hash: Option<Arc<str>>,
     /// /proc was already asked to complete an exec-learned entry.
@@ -249,6 +255,7 @@ impl Entry {
             exe_from_kernel: false,
             exe_incomplete: false,
             exe_file: None,
+            exe_version: None,
             exe_hash: None,
             proc_completion_tried: false,
             kernel_thread: false,
@@ -280,6 +287,8 @@ impl Entry {
             e.exe_from_kernel = true;
             e.exe_incomplete = incomplete;
             e.exe_file = (ev.exe_ino != 0).then(|| (user_dev(ev.exe_dev), ev.exe_ino));
+            e.exe_version =
+                FileVersion::from_kernel(ev.exe_size, ev.exe_ctime_sec, ev.exe_ctime_nsec);
         } else {
             e.exe = c_text(used(&ev.filename, ev.filename_len));
             // `/dev/fd/3` names a descriptor, not the program; the kernel's comm is better.
@@ -317,6 +326,7 @@ impl Entry {
         e.exe_from_kernel = self.exe_from_kernel;
         e.exe_incomplete = self.exe_incomplete;
         e.exe_file = self.exe_file;
+        e.exe_version = self.exe_version;
         e.exe_hash = self.exe_hash.clone();
         // /proc would show the child later on, perhaps after an exec: never completed from it.
         e.proc_completion_tried = true;
@@ -423,10 +433,11 @@ pub struct ProcessTable {
     nameservers: Nameservers,
     containers: ContainerIds,
     hasher: Option<ExeHasher>,
-    /// (dev, ino) -> `SHA256=<hex>`, the worker's latest answers: a process exec'ing a known
-    /// file has its hash on its first record (the worker still checks size and mtime, and
-    /// its answer replaces this one).
-    known_hashes: LruCache<(u64, u64), Arc<str>>,
+    /// (dev, ino) -> the version hashed and `SHA256=<hex>`, the worker's latest answers: a
+    /// process exec'ing a known file, in the same version, has its hash on its first record
+    /// without asking the worker again. A file rewritten in place keeps its inode but not
+    /// its ctime, so an old answer never stands for new content.
+    known_hashes: LruCache<(u64, u64), (FileVersion, Arc<str>)>,
     ns_per_tick: u64,
     next_generation: u64,
     stats: ProcessStats,
@@ -599,14 +610,24 @@ impl ProcessTable {
         let Some(hasher) = &self.hasher else {
             return;
         };
-        if entry.exe_file.is_none() && matches!(entry.origin, Origin::Scan | Origin::Proc) {
-            entry.exe_file = hasher.exe_identity(pid);
+        if entry.exe_file.is_none()
+            && matches!(entry.origin, Origin::Scan | Origin::Proc)
+            && let Some((file, version)) = hasher.exe_identity(pid)
+        {
+            entry.exe_file = Some(file);
+            entry.exe_version = Some(version);
         }
         let Some((dev, ino)) = entry.exe_file else {
             return;
         };
-        if entry.exe_hash.is_none() {
-            entry.exe_hash = self.known_hashes.get(&(dev, ino)).cloned();
+        if let Some(version) = entry.exe_version
+            && let Some((known, hash)) = self.known_hashes.get(&(dev, ino))
+            && *known == version
+        {
+            // The very content hashed before: nothing for the worker to do.
+            entry.exe_hash = Some(hash.clone());
+            self.stats.hashes_known += 1;
+            return;
         }
         let path = entry
             .exe
@@ -634,11 +655,11 @@ impl ProcessTable {
         for reply in replies {
             let file = (reply.dev, reply.ino);
             let hashes: Option<Arc<str>> = reply.sha256.map(|h| format!("SHA256={h}").into());
-            match &hashes {
-                Some(h) => {
-                    self.known_hashes.put(file, h.clone());
+            match (&hashes, reply.version) {
+                (Some(h), Some(version)) => {
+                    self.known_hashes.put(file, (version, h.clone()));
                 }
-                None => {
+                _ => {
                     self.known_hashes.pop(&file);
                 }
             }
@@ -646,6 +667,10 @@ impl ProcessTable {
                 if let Some(e) = self.peek_mut(slot, reply.pid)
                     && same_start(e.start, reply.start)
                     && e.exe_file == Some(file)
+                    // The content the process runs, when both versions are known.
+                    && (e.exe_version.is_none()
+                        || reply.version.is_none()
+                        || e.exe_version == reply.version)
                     && e.exe_hash != hashes
                 {
                     e.exe_hash = hashes.clone();

@@ -146,8 +146,10 @@ fn exec_event(pid: u32, ppid: u32, start_time_ns: u64, filename: &[u8], argv: &[
         exe_flags: 0,
         exe_path_len: 0,
         exe_dev: 0,
-        _pad0: 0,
+        exe_ctime_nsec: u32::MAX,
         exe_ino: 0,
+        exe_size: 0,
+        exe_ctime_sec: 0,
         comm: comm(filename.rsplit(|&b| b == b'/').next().unwrap()),
         filename: [0; EXE_LEN],
         exe_path: [0; EXE_PATH_LEN],
@@ -1111,6 +1113,75 @@ fn executable_hashes_arrive_off_the_event_path() {
     );
     assert_eq!(child.process.sha256(), Some(sha));
     assert!(t.stats().hashes_computed >= 1);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A file rewritten in place keeps its device and inode: the next exec of it must not carry
+/// the hash of the old content, even on its first record, and gets the new one.
+#[test]
+fn a_file_rewritten_in_place_never_carries_its_old_hash() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = std::env::temp_dir().join(format!("table-rehash-{}", unique()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("prog");
+    std::fs::write(&file, b"abc").unwrap();
+    let mut t = ProcessTable::new(ProcessTableConfig::default());
+    let base = impossible_pid() + 700;
+    let start = 9_700_000_000;
+    // The exec record as the kernel writes it: path, device, inode, size and ctime.
+    let exec = |t: &mut ProcessTable, pid: u32, start: u64| {
+        let meta = std::fs::metadata(&file).unwrap();
+        let mut ev = resolved_exec(
+            pid,
+            1,
+            start,
+            b"/x",
+            file.as_os_str().as_bytes(),
+            0,
+            b"prog\0",
+        );
+        ev.exe_dev = (libc::major(meta.dev()) << 20) | libc::minor(meta.dev());
+        ev.exe_ino = meta.ino();
+        ev.exe_size = meta.len();
+        ev.exe_ctime_sec = meta.ctime() as u64;
+        ev.exe_ctime_nsec = meta.ctime_nsec() as u32;
+        t.on_exec(&ev);
+    };
+    let hashed = |t: &mut ProcessTable, pid: u32, start: u64| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            t.apply_hashes();
+            let rec = enrich(t, &connect_v4(pid, start, [203, 0, 113, 9], 443));
+            if rec.process.hashes.is_some() || std::time::Instant::now() > deadline {
+                return rec.process.sha256().map(str::to_string);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    };
+    let abc = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+    exec(&mut t, base, start);
+    assert_eq!(hashed(&mut t, base, start).as_deref(), Some(abc));
+    // The same content again: known at once, on the first record.
+    exec(&mut t, base + 1, start + 1);
+    let first = enrich(
+        &mut t,
+        &connect_v4(base + 1, start + 1, [203, 0, 113, 9], 443),
+    );
+    assert_eq!(first.process.sha256(), Some(abc));
+    assert!(t.stats().hashes_known >= 1);
+    // Rewritten in place (same inode), same size: the ctime differs.
+    let ino = std::fs::metadata(&file).unwrap().ino();
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    std::fs::write(&file, b"abd").unwrap();
+    assert_eq!(std::fs::metadata(&file).unwrap().ino(), ino);
+    exec(&mut t, base + 2, start + 2);
+    let first = enrich(
+        &mut t,
+        &connect_v4(base + 2, start + 2, [203, 0, 113, 9], 443),
+    );
+    assert_ne!(first.process.sha256(), Some(abc), "the old content's hash");
+    let abd = "a52d159f262b2c6ddb724a61840befc36eb30c88877a4030b65cbe86298449c9";
+    assert_eq!(hashed(&mut t, base + 2, start + 2).as_deref(), Some(abd));
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
