@@ -109,7 +109,7 @@ enum Cmd {
         /// Add the 10-minute memory flatness run.
         #[arg(long)]
         soak: bool,
-        /// Run only these stages (repeatable): rules, replay, live, paired, kernel,
+        /// Run only these stages (repeatable): rules, replay, live, paired, exec, kernel,
         /// threshold, memory, soak.
         #[arg(long = "only")]
         only: Vec<String>,
@@ -121,6 +121,16 @@ enum Cmd {
         /// 2 s back to back per round).
         #[arg(long)]
         paired_rounds: Option<usize>,
+        /// Rounds of the exec-storm stage (default 20: one trial of 2 s per configuration,
+        /// back to back, per round).
+        #[arg(long)]
+        exec_rounds: Option<usize>,
+        /// Another monitor binary (e.g. one built from an older commit) to measure beside
+        /// this build in the exec-storm stage, labelled with `--baseline-label`.
+        #[arg(long)]
+        baseline_monitor: Option<PathBuf>,
+        #[arg(long, default_value = "baseline")]
+        baseline_label: String,
     },
 }
 
@@ -169,6 +179,9 @@ fn main() -> Result<()> {
             only,
             live_rounds,
             paired_rounds,
+            exec_rounds,
+            baseline_monitor,
+            baseline_label,
         } => {
             bootstrap::run(false)?;
             let bin = build_release(&root)?;
@@ -178,6 +191,8 @@ fn main() -> Result<()> {
                 only,
                 live_rounds,
                 paired_rounds,
+                exec_rounds,
+                baseline: baseline_monitor.map(|b| (b, baseline_label)),
                 monitor_bin: bin,
                 out: root.join("target/bench"),
             })
@@ -335,7 +350,7 @@ fn test_all(root: &Path) -> Result<()> {
         )
     });
     stage(
-        "VM kernel test (fentry, kprobe, tracepoint, auto)",
+        "VM kernel test (Debian 11, 12, 13 kernels; fentry, kprobe, tracepoint, auto)",
         &mut || {
             let bin = build_release(root)?;
             vm::run(&vm_options(
@@ -364,6 +379,8 @@ fn test_all(root: &Path) -> Result<()> {
                 only: Vec::new(),
                 live_rounds: None,
                 paired_rounds: None,
+                exec_rounds: None,
+                baseline: None,
                 monitor_bin: bin,
                 out: root.join("target/bench-smoke"),
             })
