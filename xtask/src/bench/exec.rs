@@ -6,8 +6,13 @@
 //! permutations, so a round's ratio compares trials seconds apart and the host's drift
 //! cancels (as in the paired TCP stage). Every exec the kernel saw, lost records and the
 //! hashing worker's work are read from the daemon's metrics.
+//!
+//! In every trial, bare included, `loadgen spin` keeps CPU 0 busy at `SCHED_IDLE`: on this
+//! VM an idle CPU 0 makes the exec loop on CPU 1 about half as fast (its cross-CPU wake-ups
+//! wait for the idle vCPU), so without it the monitor, by merely running on CPU 0, made
+//! the loop faster than bare (ratios of 1.8). The spinner yields to the monitor at once.
 
-use anyhow::{Result, ensure};
+use anyhow::{Context as _, Result, ensure};
 use serde_json::{Value, json};
 
 use super::live::{LOAD_CPU, LoadResult, TOOL_CPU, median_interval, quantile, run_loadgen};
@@ -36,6 +41,27 @@ struct Trial {
     hashed: Option<u64>,
     known: Option<u64>,
     cpu_ns: u64,
+}
+
+/// `loadgen spin` on the monitor's CPU for one trial.
+struct Spinner(std::process::Child);
+
+impl Spinner {
+    fn start(ctx: &Ctx, secs: f64) -> Result<Spinner> {
+        let child = std::process::Command::new(&ctx.loadgen)
+            .args(["spin", "--cpu", &TOOL_CPU.to_string(), "--duration"])
+            // Outlasts the trial and the monitor's start-up; stopped at the trial's end.
+            .arg(format!("{}", secs + 120.0))
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .context("starting loadgen spin")?;
+        Ok(Spinner(child))
+    }
+
+    fn stop(mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 /// `monitor_<name>{<label>="<value>"}` from a scrape, when the binary exports it.
@@ -117,6 +143,7 @@ pub fn exec_storm(ctx: &Ctx) -> Result<(Value, String)> {
                 known: None,
                 cpu_ns: 0,
             };
+            let spin = Spinner::start(ctx, secs)?;
             match &c.bin {
                 None => trial.load = run_loadgen(&ctx.loadgen, &args)?,
                 Some(bin) => {
@@ -145,6 +172,7 @@ pub fn exec_storm(ctx: &Ctx) -> Result<(Value, String)> {
                     m.stop()?;
                 }
             }
+            spin.stop();
             trials.push(trial);
         }
     }
@@ -162,7 +190,8 @@ pub fn exec_storm(ctx: &Ctx) -> Result<(Value, String)> {
     let mut md = format!(
         "fork + exec of /bin/true and wait, in a loop on CPU {LOAD_CPU} (`loadgen exec`); the monitor \
          on CPU {TOOL_CPU} with the default configuration (alerts only, built-in rules, \
-         executable hashing on). {rounds} rounds, each one trial of {secs} s per configuration \
+         executable hashing on); in every trial a `SCHED_IDLE` busy loop on CPU {TOOL_CPU} keeps that \
+         core from idling (see xtask/src/bench/exec.rs). {rounds} rounds, each one trial of {secs} s per configuration \
          back to back, the order cycling through every permutation. Ratio: a trial's rate \
          over the bare rate of its own round; 95 % interval: distribution-free, of the median \
          ratio. Execs seen: exec records the kernel programs wrote during the trials.\n\n\

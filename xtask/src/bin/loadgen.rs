@@ -14,6 +14,8 @@
 //!   alive until the swarm's standard input closes. For the memory benchmark.
 //! - `exec`: fork + exec of `--program` (default /bin/true) and wait, in a loop pinned to one
 //!   core: processes started per second (the exec-storm benchmark).
+//! - `spin`: a busy loop at `SCHED_IDLE` on one core: keeps that core out of its idle state
+//!   (which makes cross-core wake-ups slow on a VM) while yielding to anything else there.
 //! - `mixed`: in a private network namespace, a steady mix of TCP connects and UDP sends to
 //!   a rotating set of destinations plus short-lived processes, for the soak run.
 //!
@@ -80,6 +82,8 @@ enum Mode {
         #[arg(long, default_value = "/bin/true")]
         program: String,
     },
+    /// Spin at SCHED_IDLE on --cpu for --duration seconds.
+    Spin(LoopArgs),
     /// Mixed traffic for --duration seconds: TCP connects and UDP sends at --rate per second
     /// to a rotating set of --keys destinations, and a short-lived process every
     /// --spawn-every-ms milliseconds (soak run).
@@ -126,6 +130,7 @@ fn main() -> Result<()> {
             spawn_every_ms,
         } => mixed(&common, keys, spawn_every_ms),
         Mode::Exec { common, program } => exec_loop(&common, &program),
+        Mode::Spin(a) => spin(&a),
     }
 }
 
@@ -245,6 +250,27 @@ fn tcp_loop(a: &LoopArgs) -> Result<()> {
         }
     }
     report("tcp", a, ops, errors, start.elapsed());
+    Ok(())
+}
+
+/// A busy loop at the lowest scheduling class: the core never idles, and any other task
+/// that wants it (the monitor) gets it at once.
+fn spin(a: &LoopArgs) -> Result<()> {
+    if let Some(cpu) = a.cpu {
+        pin_to_cpu(cpu)?;
+    }
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: `param` is a valid sched_param; pid 0 is this process.
+    if unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) } != 0 {
+        bail!("SCHED_IDLE: {}", std::io::Error::last_os_error());
+    }
+    let deadline = Duration::from_secs_f64(a.duration);
+    let start = Instant::now();
+    let mut spins = 0u64;
+    while start.elapsed() < deadline {
+        spins = std::hint::black_box(spins + 1);
+    }
+    report("spin", a, spins, 0, start.elapsed());
     Ok(())
 }
 
