@@ -159,6 +159,21 @@ pub fn ensure(cache_dir: &Path, line: &KernelLine) -> Result<PathBuf> {
         return Ok(vmlinuz);
     }
     let apt = PrivateApt::new(cache_dir)?;
+    match download(cache_dir, &apt, line) {
+        Ok(p) => Ok(p),
+        Err(e) => {
+            // Lists from an earlier run may name a package the archive has since replaced
+            // (a point release drops the old ABI): refresh them once and try again.
+            eprintln!("vm: {}: {e:#}; refreshing the package lists", line.name);
+            apt.run("apt-get", &["update", "-q"], None)?;
+            download(cache_dir, &apt, line)
+        }
+    }
+}
+
+/// Downloads and unpacks the newest package of `line` the private lists name.
+fn download(cache_dir: &Path, apt: &PrivateApt, line: &KernelLine) -> Result<PathBuf> {
+    let kernels = cache_dir.join("kernel");
     let package = apt.newest(line)?.with_context(|| {
         format!(
             "no {PACKAGE_PREFIX}{}*{PACKAGE_SUFFIX} package in Debian's {} suite (private apt \
