@@ -185,8 +185,9 @@ fn fork_pids(console: &str, probe: &str) -> Option<(u64, u64)> {
     Some((parent?, child?))
 }
 
-/// The fork probe's child connected (TCP) and sent (UDP) without exec'ing: both records
-/// must carry the probe's executable, complete, with the probe as parent.
+/// The fork probe's child connected (TCP) and sent (UDP) over IPv4 and IPv6 without
+/// exec'ing: all four records must carry the probe's executable, complete, with the probe
+/// as parent.
 fn check_fork(v: &mut Verdict, fork: Option<(u64, u64)>, docs: &[Value], seen: &str) {
     let Some((parent, child)) = fork else {
         v.problems.push(
@@ -196,15 +197,23 @@ fn check_fork(v: &mut Verdict, fork: Option<(u64, u64)>, docs: &[Value], seen: &
         );
         return;
     };
-    for transport in ["tcp", "udp"] {
-        let Some(doc) = docs.iter().find(|d| d["network"]["transport"] == transport) else {
+    for (transport, family) in [
+        ("tcp", "ipv4"),
+        ("udp", "ipv4"),
+        ("tcp", "ipv6"),
+        ("udp", "ipv6"),
+    ] {
+        let Some(doc) = docs
+            .iter()
+            .find(|d| d["network"]["transport"] == transport && d["network"]["type"] == family)
+        else {
             v.problems.push(format!(
-                "no {transport} event from the fork probe's child (pid {child}, to port \
-                 {FORK_PORT}); {seen}"
+                "no {transport} {family} event from the fork probe's child (pid {child}, to \
+                 port {FORK_PORT}); {seen}"
             ));
             continue;
         };
-        let label = format!("fork probe child {child} ({transport})");
+        let label = format!("fork probe child {child} ({transport} {family})");
         v.problems
             .extend(identity_problems(doc, FORK_PROBE_PATH, &label));
         if doc["process"]["parent"]["pid"] != parent {
@@ -332,15 +341,18 @@ mod tests {
 
     const TCP: &str = r#"{"@timestamp":"2025-01-01T00:00:00Z","event":{"kind":"event","action":"connect"},"process":{"pid":180,"name":"busybox","executable":"/bin/busybox","args":["nc","127.0.0.1","40123"]},"destination":{"ip":"127.0.0.1","port":40123},"network":{"transport":"tcp","type":"ipv4"},"monitor":{"probe":"fentry","enrichment":"full"}}"#;
     const UDP: &str = r#"{"@timestamp":"2025-01-01T00:00:00Z","event":{"kind":"event","action":"send"},"process":{"pid":183,"name":"busybox","executable":"/bin/busybox","command_line":"/bin/nslookup example.test 127.0.0.1"},"destination":{"ip":"127.0.0.1","port":53},"network":{"transport":"udp","type":"ipv4"},"monitor":{"probe":"fentry","enrichment":"full"}}"#;
-    const FORK_TCP: &str = r#"{"event":{"kind":"event","action":"connect"},"process":{"pid":200,"name":"vm-fork-probe","executable":"/bin/vm-fork-probe","parent":{"pid":199}},"destination":{"ip":"127.0.0.1","port":40125},"network":{"transport":"tcp"},"monitor":{"enrichment":"full"}}"#;
-    const FORK_UDP: &str = r#"{"event":{"kind":"event","action":"send"},"process":{"pid":200,"name":"vm-fork-probe","executable":"/bin/vm-fork-probe","parent":{"pid":199}},"destination":{"ip":"127.0.0.1","port":40125},"network":{"transport":"udp"},"monitor":{"enrichment":"full"}}"#;
+    const FORK_TCP: &str = r#"{"event":{"kind":"event","action":"connect"},"process":{"pid":200,"name":"vm-fork-probe","executable":"/bin/vm-fork-probe","parent":{"pid":199}},"destination":{"ip":"127.0.0.1","port":40125},"network":{"transport":"tcp","type":"ipv4"},"monitor":{"enrichment":"full"}}"#;
+    const FORK_UDP: &str = r#"{"event":{"kind":"event","action":"send"},"process":{"pid":200,"name":"vm-fork-probe","executable":"/bin/vm-fork-probe","parent":{"pid":199}},"destination":{"ip":"127.0.0.1","port":40125},"network":{"transport":"udp","type":"ipv4"},"monitor":{"enrichment":"full"}}"#;
+    const FORK_TCP6: &str = r#"{"event":{"kind":"event","action":"connect"},"process":{"pid":200,"name":"vm-fork-probe","executable":"/bin/vm-fork-probe","parent":{"pid":199}},"destination":{"ip":"::1","port":40125},"network":{"transport":"tcp","type":"ipv6"},"monitor":{"enrichment":"full"}}"#;
+    const FORK_UDP6: &str = r#"{"event":{"kind":"event","action":"send"},"process":{"pid":200,"name":"vm-fork-probe","executable":"/bin/vm-fork-probe","parent":{"pid":199}},"destination":{"ip":"::1","port":40125},"network":{"transport":"udp","type":"ipv6"},"monitor":{"enrichment":"full"}}"#;
+    const FORK_ALL: [&str; 4] = [FORK_TCP, FORK_UDP, FORK_TCP6, FORK_UDP6];
 
     fn console(log: &str, records: &[&str], status: u32) -> String {
         console_for("fentry", log, records, status)
     }
 
     fn console_for(probe: &str, log: &str, records: &[&str], status: u32) -> String {
-        console_with_fork(probe, log, records, status, &[FORK_TCP, FORK_UDP])
+        console_with_fork(probe, log, records, status, &FORK_ALL)
     }
 
     fn console_with_fork(
@@ -505,9 +517,9 @@ mod tests {
             .unwrap();
             v.remove(0)
         };
-        let v = c(&[FORK_TCP, FORK_UDP]);
+        let v = c(&FORK_ALL);
         assert!(v.problems.is_empty(), "{:?}", v.problems);
-        assert_eq!(v.fork_records.len(), 2);
+        assert_eq!(v.fork_records.len(), 4);
         // No identity: the child's record before fork tracking.
         let anonymous = FORK_UDP
             .replace(
@@ -515,18 +527,22 @@ mod tests {
                 "",
             )
             .replace(r#""enrichment":"full""#, r#""enrichment":"partial""#);
-        let v = c(&[FORK_TCP, &anonymous]);
+        let v = c(&[FORK_TCP, &anonymous, FORK_TCP6, FORK_UDP6]);
         assert_eq!(v.problems.len(), 2, "{:?}", v.problems);
         assert!(
-            v.problems.iter().all(|p| p.contains("(udp)")),
+            v.problems.iter().all(|p| p.contains("(udp ipv4)")),
             "{:?}",
             v.problems
         );
-        let v = c(&[FORK_TCP]);
+        let v = c(&[FORK_TCP, FORK_UDP, FORK_TCP6]);
         assert_eq!(v.problems.len(), 1, "{:?}", v.problems);
-        assert!(v.problems[0].contains("no udp event"), "{:?}", v.problems);
+        assert!(
+            v.problems[0].contains("no udp ipv6 event"),
+            "{:?}",
+            v.problems
+        );
         let orphan = FORK_TCP.replace(r#""pid":199"#, r#""pid":1"#);
-        let v = c(&[&orphan, FORK_UDP]);
+        let v = c(&[&orphan, FORK_UDP, FORK_TCP6, FORK_UDP6]);
         assert_eq!(v.problems.len(), 1, "{:?}", v.problems);
         assert!(v.problems[0].contains("parent.pid"), "{:?}", v.problems);
         let no_line = console(GOOD_LOG, &[TCP, UDP], 0)
