@@ -278,7 +278,11 @@ fn table(runs: &[KernelRun]) -> String {
                 }
             ));
         }
-        out.push_str(&format!("| {kernel} | guest run | {:.0} s |\n", r.secs));
+        out.push_str(&format!(
+            "| {kernel} | (boot to power-off) |{} {:.0} s |\n",
+            " |".repeat(CONNECTION_HOOKS.len()),
+            r.secs
+        ));
     }
     out
 }

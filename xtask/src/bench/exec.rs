@@ -58,7 +58,14 @@ impl Spinner {
         Ok(Spinner(child))
     }
 
-    fn stop(mut self) {
+    fn stop(self) {
+        drop(self);
+    }
+}
+
+impl Drop for Spinner {
+    /// Also when a trial fails half-way: no spinner outlives its trial.
+    fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
