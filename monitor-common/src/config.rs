@@ -133,9 +133,15 @@ pub struct FileOffsets {
     pub i_ino: u32,
     pub i_sb: u32,
     pub s_dev: u32,
-    pub _pad0: u32,
+    /// `inode.i_size` (loff_t), and the inode change time's seconds (time64_t) and
+    /// nanoseconds (read as a u32: `i_ctime_nsec` since Linux 6.11, the low half of
+    /// `timespec64.tv_nsec` before). Any of them `OFFSET_ABSENT` when the kernel's BTF
+    /// lacks it: the exec record then carries no file version.
+    pub i_size: u32,
+    pub i_ctime_sec: u32,
+    pub i_ctime_nsec: u32,
 }
-const _: () = assert!(core::mem::size_of::<FileOffsets>() == 16 * 4);
+const _: () = assert!(core::mem::size_of::<FileOffsets>() == 18 * 4);
 
 /// Byte offsets of classic tracepoint fields, from
 /// `/sys/kernel/tracing/events/<category>/<name>/format`.
@@ -191,7 +197,7 @@ pub struct KernelConfig {
     pub file: FileOffsets,
     pub tp: TracepointOffsets,
 }
-const _: () = assert!(core::mem::size_of::<KernelConfig>() == 40 + 72 + 32 + 64 + 48);
+const _: () = assert!(core::mem::size_of::<KernelConfig>() == 40 + 72 + 32 + 72 + 48);
 
 impl KernelConfig {
     /// The value compiled into the object: nothing resolved, nothing excluded. The non-zero
@@ -251,7 +257,9 @@ impl KernelConfig {
             i_ino: 0,
             i_sb: 0,
             s_dev: 0,
-            _pad0: 0,
+            i_size: OFFSET_ABSENT,
+            i_ctime_sec: OFFSET_ABSENT,
+            i_ctime_nsec: OFFSET_ABSENT,
         },
         tp: TracepointOffsets {
             sk_oldstate: 0,

@@ -166,8 +166,14 @@ pub struct ExecEvent {
     /// `exe_file->f_inode->i_sb->s_dev` (the kernel's dev_t: major << 20 | minor) and
     /// `i_ino`; 0 when unknown.
     pub exe_dev: u32,
-    pub _pad0: u32,
+    /// The executable's version when it was exec'd: `i_size` and the inode change time
+    /// (`ctime`, which no user can set back, unlike `mtime`), so a hash computed for an earlier
+    /// content of the same inode is never attached to this one. `exe_ctime_nsec` is
+    /// `u32::MAX` when the kernel gave no version.
+    pub exe_ctime_nsec: u32,
     pub exe_ino: u64,
+    pub exe_size: u64,
+    pub exe_ctime_sec: u64,
     pub comm: [u8; COMM_LEN],
     /// The path execve was given (the tracepoint's `filename`), symlinks not followed.
     pub filename: [u8; EXE_LEN],
@@ -179,7 +185,7 @@ pub struct ExecEvent {
     pub args: [u8; ARGS_LEN],
 }
 const _: () =
-    assert!(core::mem::size_of::<ExecEvent>() == 80 + COMM_LEN + EXE_LEN + EXE_PATH_LEN + ARGS_LEN);
+    assert!(core::mem::size_of::<ExecEvent>() == 96 + COMM_LEN + EXE_LEN + EXE_PATH_LEN + ARGS_LEN);
 
 /// A new process (not a thread): `fork`, `vfork` or `clone` without `CLONE_THREAD`. The child
 /// runs the image of the process that forked (`source_tgid`) until it execs.

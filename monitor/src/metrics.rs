@@ -240,6 +240,31 @@ impl SharedMetrics {
         );
         counter(
             &mut t,
+            "process_events_total",
+            "Process records written by the kernel programs, per kind.",
+            &[
+                (lbl("kind", "exec"), s.execs),
+                (lbl("kind", "fork"), s.forks),
+                (lbl("kind", "exit"), s.exits),
+            ],
+        );
+        let p = &s.process;
+        counter(
+            &mut t,
+            "exe_hashes_total",
+            "Executable hashes: requests to the worker, hashes known without it, and the worker's answers.",
+            &[
+                (lbl("result", "requested"), p.hashes_requested),
+                (lbl("result", "queue_full"), p.hash_queue_full),
+                (lbl("result", "known"), p.hashes_known),
+                (lbl("result", "computed"), p.hashes_computed),
+                (lbl("result", "cached"), p.hashes_cached),
+                (lbl("result", "too_big"), p.hash_too_big),
+                (lbl("result", "failed"), p.hash_failed),
+            ],
+        );
+        counter(
+            &mut t,
             "ringbuf_lost_total",
             "Events lost because the ring buffer was full.",
             &[(String::new(), s.ringbuf_lost)],

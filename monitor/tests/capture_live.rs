@@ -856,6 +856,12 @@ async fn exec_records_carry_the_resolved_file_and_forks_name_the_forking_process
     // The kernel's dev_t is major << 20 | minor; stat's is glibc's encoding.
     let (major, minor) = (libc::major(meta.dev()), libc::minor(meta.dev()));
     assert_eq!((x.exe_dev >> 20, x.exe_dev & 0xfffff), (major, minor));
+    // The file's version as the kernel saw it at exec: size and ctime, as stat gives them.
+    assert_eq!(x.exe_size, meta.len());
+    assert_eq!(
+        (x.exe_ctime_sec as i64, i64::from(x.exe_ctime_nsec)),
+        (meta.ctime(), meta.ctime_nsec())
+    );
 
     let x = exec_of(deep_pid);
     assert_eq!(

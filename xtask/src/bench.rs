@@ -6,6 +6,8 @@
 //! 3. live capture cost: the load generator (`src/bin/loadgen.rs`) with no monitor, with the
 //!    monitor, with `--events`, and with bpftrace, interleaved (`live.rs`); then the TCP
 //!    target alone in short adjacent trials, bare / monitor / bpftrace (`live.rs`);
+//!    exec storm: fork + exec of /bin/true per second with and without the monitor, paired
+//!    trials (`exec.rs`);
 //! 4. loss threshold (`live.rs`);
 //! 5. memory with 100,000 keys and 10,000 processes, and flatness over a soak (`memory.rs`).
 //!
@@ -13,6 +15,7 @@
 //! judges the figures. `--soak` adds the 10-minute flatness run. Results go to
 //! `<out>/bench.json` and `<out>/bench.md`.
 
+mod exec;
 mod live;
 mod memory;
 mod procfs;
@@ -41,6 +44,10 @@ pub struct BenchOptions {
     pub live_rounds: Option<usize>,
     /// Rounds of the paired TCP stage instead of the plan's.
     pub paired_rounds: Option<usize>,
+    /// Rounds of the exec-storm stage instead of the plan's.
+    pub exec_rounds: Option<usize>,
+    /// Another monitor binary and its label, measured beside this one in the exec storm.
+    pub baseline: Option<(PathBuf, String)>,
     /// The monitor binary under test (a release build).
     pub monitor_bin: PathBuf,
     /// Where results (JSON, markdown) and scratch files go.
@@ -54,6 +61,8 @@ pub struct Plan {
     live_rounds: usize,
     paired_secs: f64,
     paired_rounds: usize,
+    exec_secs: f64,
+    exec_rounds: usize,
     threshold_secs: f64,
     bisect_steps: usize,
     replay_events: u64,
@@ -74,6 +83,8 @@ impl Plan {
                 live_rounds: 1,
                 paired_secs: 0.5,
                 paired_rounds: 1,
+                exec_secs: 0.5,
+                exec_rounds: 1,
                 threshold_secs: 2.0,
                 bisect_steps: 1,
                 replay_events: 20_000,
@@ -97,6 +108,8 @@ impl Plan {
                 live_rounds: 3,
                 paired_secs: 2.0,
                 paired_rounds: 30,
+                exec_secs: 2.0,
+                exec_rounds: 20,
                 threshold_secs: 30.0,
                 bisect_steps: 4,
                 replay_events: 1_000_000,
@@ -114,6 +127,7 @@ impl Plan {
 pub struct Ctx {
     root: PathBuf,
     monitor_bin: PathBuf,
+    baseline: Option<(PathBuf, String)>,
     loadgen: PathBuf,
     out: PathBuf,
     plan: Plan,
@@ -263,9 +277,18 @@ pub fn run(opts: &BenchOptions) -> Result<()> {
     if let Some(n) = opts.paired_rounds {
         plan.paired_rounds = n.max(1);
     }
+    if let Some(n) = opts.exec_rounds {
+        plan.exec_rounds = n.max(1);
+    }
+    if let Some((bin, _)) = &opts.baseline
+        && !bin.is_file()
+    {
+        bail!("baseline monitor binary {} not found", bin.display());
+    }
     let ctx = Ctx {
         loadgen: target_dir(&root).join("release/loadgen"),
         monitor_bin: opts.monitor_bin.clone(),
+        baseline: opts.baseline.clone(),
         out: opts.out.clone(),
         plan,
         root,
@@ -303,6 +326,7 @@ pub fn run(opts: &BenchOptions) -> Result<()> {
             "3c. Live TCP cost in paired trials",
             live::paired_tcp,
         ),
+        ("exec", "3d. Exec storm in paired trials", exec::exec_storm),
         (
             "kernel",
             "3b. Live capture cost in the kernel",
@@ -328,7 +352,7 @@ pub fn run(opts: &BenchOptions) -> Result<()> {
         .find(|k| *k != "soak" && !stages.iter().any(|(key, _, _)| key == k))
     {
         bail!(
-            "unknown bench stage `{unknown}` (rules, replay, live, paired, kernel, threshold, memory, soak)"
+            "unknown bench stage `{unknown}` (rules, replay, live, paired, exec, kernel, threshold, memory, soak)"
         );
     }
     stages.retain(|(key, _, _)| opts.only.is_empty() || opts.only.iter().any(|k| k == key));

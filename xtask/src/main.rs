@@ -62,12 +62,16 @@ enum Cmd {
         #[arg(long, default_value_t = 10)]
         count: u32,
     },
-    /// Boot Debian's stock cloud kernel under qemu and check that `--probe fentry` and
-    /// `--probe kprobe` capture a TCP connect and a UDP send there.
+    /// Boot Debian's stock cloud kernels (11, 12, 13) under qemu and check that each
+    /// `--probe` backend captures a TCP connect and a UDP send there with the executable
+    /// the kernel ran.
     Vm {
         /// Backends to test.
         #[arg(long = "probe", default_values = vm::PROBES)]
         probes: Vec<String>,
+        /// Kernel lines to boot: debian11 (5.10), debian12 (6.1), debian13 (6.12).
+        #[arg(long = "kernel", default_values = vm::KERNEL_NAMES)]
+        kernels: Vec<String>,
         /// Give up on the guest after this many seconds.
         #[arg(long, default_value_t = 240)]
         timeout: u64,
@@ -105,7 +109,7 @@ enum Cmd {
         /// Add the 10-minute memory flatness run.
         #[arg(long)]
         soak: bool,
-        /// Run only these stages (repeatable): rules, replay, live, paired, kernel,
+        /// Run only these stages (repeatable): rules, replay, live, paired, exec, kernel,
         /// threshold, memory, soak.
         #[arg(long = "only")]
         only: Vec<String>,
@@ -121,6 +125,16 @@ enum Cmd {
         /// built from an earlier commit, to compare before and after in one session).
         #[arg(long)]
         monitor_bin: Option<PathBuf>,
+        /// Rounds of the exec-storm stage (default 20: one trial of 2 s per configuration,
+        /// back to back, per round).
+        #[arg(long)]
+        exec_rounds: Option<usize>,
+        /// Another monitor binary (e.g. one built from an older commit) to measure beside
+        /// this build in the exec-storm stage, labelled with `--baseline-label`.
+        #[arg(long)]
+        baseline_monitor: Option<PathBuf>,
+        #[arg(long, default_value = "baseline")]
+        baseline_label: String,
     },
 }
 
@@ -148,10 +162,14 @@ fn main() -> Result<()> {
                 count,
             })
         }
-        Cmd::Vm { probes, timeout } => {
+        Cmd::Vm {
+            probes,
+            kernels,
+            timeout,
+        } => {
             bootstrap::run(false)?;
             let bin = build_release(&root)?;
-            vm::run(&vm_options(&root, bin, probes, timeout))
+            vm::run(&vm_options(&root, bin, probes, kernels, timeout)?)
         }
         Cmd::Workload { events, seed, out } => write_workload(events, seed, &out),
         Cmd::Fuzz { seconds, targets } => {
@@ -166,6 +184,9 @@ fn main() -> Result<()> {
             live_rounds,
             paired_rounds,
             monitor_bin,
+            exec_rounds,
+            baseline_monitor,
+            baseline_label,
         } => {
             bootstrap::run(false)?;
             let bin = match monitor_bin {
@@ -178,6 +199,8 @@ fn main() -> Result<()> {
                 only,
                 live_rounds,
                 paired_rounds,
+                exec_rounds,
+                baseline: baseline_monitor.map(|b| (b, baseline_label)),
                 monitor_bin: bin,
                 out: root.join("target/bench"),
             })
@@ -238,24 +261,39 @@ fn vm_options(
     root: &Path,
     monitor_bin: PathBuf,
     probes: Vec<String>,
+    kernels: Vec<String>,
     timeout: u64,
-) -> vm::VmOptions {
-    vm::VmOptions {
+) -> Result<vm::VmOptions> {
+    // The guest's fork probe (xtask/src/bin/vm-fork-probe.rs).
+    check(cargo().args([
+        "build",
+        "--release",
+        "-p",
+        "xtask",
+        "--bin",
+        "vm-fork-probe",
+    ]))?;
+    Ok(vm::VmOptions {
         monitor_bin,
-        // Kept across runs (the kernel package download), outside `target/` so `cargo clean`
+        fork_probe_bin: target_dir(root).join("release/vm-fork-probe"),
+        // Kept across runs (the kernel package downloads), outside `target/` so `cargo clean`
         // does not throw it away.
         cache_dir: root.join(".cache/vm"),
         probes,
+        kernels,
         timeout: std::time::Duration::from_secs(timeout),
-    }
+    })
+}
+
+fn target_dir(root: &Path) -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"))
 }
 
 fn build_release(root: &Path) -> Result<PathBuf> {
     check(cargo().args(["build", "--release", "-p", "monitor"]))?;
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target"));
-    Ok(target.join("release/monitor"))
+    Ok(target_dir(root).join("release/monitor"))
 }
 
 fn run_monitor(root: &Path, args: &[String]) -> Result<()> {
@@ -320,15 +358,16 @@ fn test_all(root: &Path) -> Result<()> {
         )
     });
     stage(
-        "VM kernel test (fentry, kprobe, tracepoint, auto)",
+        "VM kernel test (Debian 11, 12, 13 kernels; fentry, kprobe, tracepoint, auto)",
         &mut || {
             let bin = build_release(root)?;
             vm::run(&vm_options(
                 root,
                 bin,
                 vm::PROBES.iter().map(|p| p.to_string()).collect(),
+                vm::KERNEL_NAMES.iter().map(|k| k.to_string()).collect(),
                 240,
-            ))
+            )?)
         },
     );
     stage("attack simulations (cargo xtask atomic)", &mut || {
@@ -348,6 +387,8 @@ fn test_all(root: &Path) -> Result<()> {
                 only: Vec::new(),
                 live_rounds: None,
                 paired_rounds: None,
+                exec_rounds: None,
+                baseline: None,
                 monitor_bin: bin,
                 out: root.join("target/bench-smoke"),
             })

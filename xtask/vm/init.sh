@@ -1,7 +1,8 @@
 #!/bin/sh
 # PID 1 of the VM kernel test (`cargo xtask vm`, xtask/src/vm.rs). Everything printed here
 # reaches the host through the serial console, which the host parses between the
-# `=== ... ===` markers. /etc/vmtest.env (written by the host) sets PROBES and TCP_PORT.
+# `=== ... ===` markers. /etc/vmtest.env (written by the host) sets PROBES, TCP_PORT,
+# FORK_PORT and FORK_PROBE.
 
 /bin/busybox --install -s /bin
 export PATH=/bin
@@ -77,9 +78,12 @@ run_probe() {
     timeout 3 nslookup example.test 127.0.0.1 >/dev/null 2>&1
     echo "=== UDP $probe sent ==="
 
+    # A child that connects and sends without exec'ing: it must have its parent's identity.
+    echo "=== FORK $probe $("$FORK_PROBE" "$FORK_PORT") ==="
+
     # The monitor flushes each record as it is written: wait for both (the host checks them
     # properly; this only avoids stopping the monitor before it has drained its ring buffer).
-    wait_for_words "$out" 150 '"port":40123} "port":53}'
+    wait_for_words "$out" 150 "\"port\":$TCP_PORT} \"port\":53} \"port\":$FORK_PORT}"
     kill -TERM "$MONITOR_PID" 2>/dev/null
     tries=0
     while kill -0 "$MONITOR_PID" 2>/dev/null && [ "$tries" -lt 150 ]; do

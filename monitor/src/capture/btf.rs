@@ -100,6 +100,7 @@ impl KernelBtf {
     /// Offsets the exec program walks `mm->exe_file` to its path with (`d_path`'s walk).
     pub fn file_offsets(&self) -> Result<FileOffsets, OffsetError> {
         let dentry = |path: &[&str], size: usize| self.field("dentry", path, size);
+        let (i_ctime_sec, i_ctime_nsec) = self.inode_ctime();
         Ok(FileOffsets {
             mm_exe_file: self.field("mm_struct", &["exe_file"], 8)?,
             f_path_mnt: self.field("file", &["f_path", "mnt"], 8)?,
@@ -116,8 +117,30 @@ impl KernelBtf {
             i_ino: self.field("inode", &["i_ino"], 8)?,
             i_sb: self.field("inode", &["i_sb"], 8)?,
             s_dev: self.field("super_block", &["s_dev"], 4)?,
-            _pad0: 0,
+            i_size: self.field("inode", &["i_size"], 8).unwrap_or(OFFSET_ABSENT),
+            i_ctime_sec,
+            i_ctime_nsec,
         })
+    }
+
+    /// The inode change time: `i_ctime_sec` and `i_ctime_nsec` (u32) since Linux 6.11,
+    /// `__i_ctime` (6.6) or `i_ctime` (a `timespec64`) before; the nanoseconds are read as
+    /// a u32, the low half of `tv_nsec` on a little-endian kernel. `OFFSET_ABSENT` for both
+    /// when none of these is there.
+    fn inode_ctime(&self) -> (u32, u32) {
+        let split = self
+            .field("inode", &["i_ctime_sec"], 8)
+            .and_then(|s| Ok((s, self.field("inode", &["i_ctime_nsec"], 4)?)));
+        let timespec = |name: &str| {
+            Ok::<_, OffsetError>((
+                self.field("inode", &[name, "tv_sec"], 8)?,
+                self.field("inode", &[name, "tv_nsec"], 8)?,
+            ))
+        };
+        split
+            .or_else(|_| timespec("__i_ctime"))
+            .or_else(|_| timespec("i_ctime"))
+            .unwrap_or((OFFSET_ABSENT, OFFSET_ABSENT))
     }
 
     /// Byte offset of a member of any width (an embedded struct).
@@ -290,6 +313,13 @@ mod tests {
         assert_eq!(file.d_name_name, file.d_name_len + 4);
         assert_eq!(file.f_path_dentry, file.f_path_mnt + 8);
         assert!(file.mount_mnt > 0 && file.vfsmount_root == 0, "{file:?}");
+        // Every kernel since 5.x has the file version fields in one of their spellings.
+        assert!(file.i_size > 0 && file.i_size != OFFSET_ABSENT, "{file:?}");
+        assert!(
+            file.i_ctime_sec > 0 && file.i_ctime_sec != OFFSET_ABSENT,
+            "{file:?}"
+        );
+        assert!(file.i_ctime_nsec > file.i_ctime_sec, "{file:?}");
         // sk_protocol is in struct sock proper, after the embedded sock_common.
         let protocol = btf.sock_protocol_offset().expect("sk_protocol");
         assert!(protocol > sock.skc_v6_rcv_saddr, "{protocol}");

@@ -5,8 +5,9 @@
 //! comes back; answers are applied between batches of events. The worker opens the exact
 //! file: `/proc/PID/exe` while the process is alive (which also reaches deleted files and
 //! memfds), else the resolved path, and only accepts a file whose device and inode are the
-//! ones the kernel reported at exec. Hashes are cached by (device, inode, size, mtime), so a
-//! program exec'd a thousand times is read once, and a file changed in place is read again.
+//! ones the kernel reported at exec. Hashes are cached by (device, inode, size, ctime), so a
+//! program exec'd a thousand times is read once, and a file changed in place is read again
+//! (ctime, not mtime: the file's owner can set mtime back with `touch`, nobody can ctime).
 //! Bounded: files larger than `max_file_bytes` are not hashed, hashing reads at most
 //! `max_bytes_per_sec`, requests beyond a full queue are dropped (counted).
 
@@ -34,7 +35,7 @@ pub struct HashConfig {
     pub max_file_bytes: u64,
     /// Hashing reads at most this many bytes per second (the worker sleeps past it).
     pub max_bytes_per_sec: u64,
-    /// (device, inode, size, mtime) -> hash answers kept.
+    /// (device, inode, size, ctime) -> hash answers kept.
     pub cache_entries: usize,
     /// Requests waiting for the worker; more are dropped and counted.
     pub queue: usize,
@@ -73,7 +74,35 @@ pub struct HashReply {
     pub start: Option<u64>,
     pub dev: u64,
     pub ino: u64,
+    /// The version of the file that was hashed (when it was opened).
+    pub version: Option<FileVersion>,
     pub sha256: Option<Arc<str>>,
+}
+
+/// A file's content version as far as a hash is concerned: its size and inode change time
+/// (ns since the epoch). Rewriting a file in place keeps its device and inode but changes
+/// its ctime.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct FileVersion {
+    pub size: u64,
+    pub ctime_ns: i128,
+}
+
+impl FileVersion {
+    pub fn of(meta: &std::fs::Metadata) -> FileVersion {
+        FileVersion {
+            size: meta.len(),
+            ctime_ns: i128::from(meta.ctime()) * 1_000_000_000 + i128::from(meta.ctime_nsec()),
+        }
+    }
+
+    /// From the kernel's exec record; `None` when it carries no version.
+    pub fn from_kernel(size: u64, ctime_sec: u64, ctime_nsec: u32) -> Option<FileVersion> {
+        (ctime_nsec != u32::MAX).then(|| FileVersion {
+            size,
+            ctime_ns: i128::from(ctime_sec as i64) * 1_000_000_000 + i128::from(ctime_nsec),
+        })
+    }
 }
 
 /// Worker counters.
@@ -143,10 +172,10 @@ impl ExeHasher {
         &self.counters
     }
 
-    /// Device and inode of a live process's executable (`stat /proc/PID/exe`).
-    pub fn exe_identity(&self, pid: u32) -> Option<(u64, u64)> {
+    /// Device, inode and version of a live process's executable (`stat /proc/PID/exe`).
+    pub fn exe_identity(&self, pid: u32) -> Option<((u64, u64), FileVersion)> {
         let m = std::fs::metadata(self.proc_root.join(pid.to_string()).join("exe")).ok()?;
-        Some((m.dev(), m.ino()))
+        Some(((m.dev(), m.ino()), FileVersion::of(&m)))
     }
 }
 
@@ -185,8 +214,8 @@ impl Budget {
     }
 }
 
-/// (dev, ino) -> (size, mtime ns, hash).
-type Cache = LruCache<(u64, u64), (u64, i128, Arc<str>)>;
+/// (dev, ino) -> (version, hash).
+type Cache = LruCache<(u64, u64), (FileVersion, Arc<str>)>;
 
 struct Worker {
     cfg: HashConfig,
@@ -199,12 +228,13 @@ struct Worker {
 impl Worker {
     fn run(mut self, requests: Receiver<HashRequest>, replies: std::sync::mpsc::Sender<HashReply>) {
         for req in requests {
-            let sha256 = self.answer(&req);
+            let (version, sha256) = self.answer(&req);
             let reply = HashReply {
                 pid: req.pid,
                 start: req.start,
                 dev: req.dev,
                 ino: req.ino,
+                version,
                 sha256,
             };
             if replies.send(reply).is_err() {
@@ -213,7 +243,7 @@ impl Worker {
         }
     }
 
-    fn answer(&mut self, req: &HashRequest) -> Option<Arc<str>> {
+    fn answer(&mut self, req: &HashRequest) -> (Option<FileVersion>, Option<Arc<str>>) {
         let proc_exe = self.proc_root.join(req.pid.to_string()).join("exe");
         let candidates = std::iter::once(proc_exe).chain(req.path.clone());
         for path in candidates {
@@ -226,28 +256,27 @@ impl Worker {
             if (meta.dev(), meta.ino()) != (req.dev, req.ino) || !meta.is_file() {
                 continue;
             }
-            let mtime = i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec());
+            let version = FileVersion::of(&meta);
             let key = (req.dev, req.ino);
-            if let Some((size, t, hash)) = self.cache.get(&key)
-                && *size == meta.len()
-                && *t == mtime
+            if let Some((v, hash)) = self.cache.get(&key)
+                && *v == version
             {
                 self.counters.cached.fetch_add(1, Ordering::Relaxed);
-                return Some(hash.clone());
+                return (Some(version), Some(hash.clone()));
             }
             if meta.len() > self.cfg.max_file_bytes {
                 self.counters.too_big.fetch_add(1, Ordering::Relaxed);
-                return None;
+                return (Some(version), None);
             }
             let Some(hash) = self.hash(&mut file) else {
                 break;
             };
             self.counters.computed.fetch_add(1, Ordering::Relaxed);
-            self.cache.put(key, (meta.len(), mtime, hash.clone()));
-            return Some(hash);
+            self.cache.put(key, (version, hash.clone()));
+            return (Some(version), Some(hash));
         }
         self.counters.failed.fetch_add(1, Ordering::Relaxed);
-        None
+        (None, None)
     }
 
     fn hash(&mut self, file: &mut File) -> Option<Arc<str>> {
@@ -327,12 +356,33 @@ mod tests {
         assert!(wait(&h).sha256.is_some());
         assert_eq!(h.counters().computed.load(Ordering::Relaxed), 1);
         assert_eq!(h.counters().cached.load(Ordering::Relaxed), 1);
-        // Changed in place (same inode, new size and mtime): read again.
+        // Changed in place (same inode, new size and ctime): read again.
         std::fs::write(&f, b"abcd").unwrap();
+        assert!(h.request(request(&f, pid)));
+        let r = wait(&h);
+        assert_eq!(
+            r.sha256.as_deref(),
+            Some("88d4266fd4e6338d13b845fcf289579d209c897823b9217da3e161936f031589")
+        );
+        assert_eq!(
+            r.version,
+            Some(FileVersion::of(&std::fs::metadata(&f).unwrap()))
+        );
+        // Same size, mtime set back to what it was: the ctime still moved, so it is read
+        // again (an owner can forge mtime, not ctime).
+        let before = std::fs::metadata(&f).unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        std::fs::write(&f, b"abce").unwrap();
+        set_mtime(&f, before.mtime(), before.mtime_nsec());
+        let after = std::fs::metadata(&f).unwrap();
+        assert_eq!(
+            (after.mtime(), after.mtime_nsec()),
+            (before.mtime(), before.mtime_nsec())
+        );
         assert!(h.request(request(&f, pid)));
         assert_eq!(
             wait(&h).sha256.as_deref(),
-            Some("88d4266fd4e6338d13b845fcf289579d209c897823b9217da3e161936f031589")
+            Some(hex(&Sha256::digest(b"abce")).as_str())
         );
         // Another file now at the path: not the one the kernel named.
         let mut other = request(&f, pid);
@@ -340,6 +390,24 @@ mod tests {
         assert!(h.request(other));
         assert_eq!(wait(&h).sha256, None);
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    fn set_mtime(path: &std::path::Path, sec: i64, nsec: i64) {
+        use std::os::unix::ffi::OsStrExt as _;
+        let c = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
+        let times = [
+            libc::timespec {
+                tv_sec: 0,
+                tv_nsec: libc::UTIME_OMIT,
+            },
+            libc::timespec {
+                tv_sec: sec,
+                tv_nsec: nsec,
+            },
+        ];
+        // SAFETY: a NUL-terminated path and an array of two timespecs, as utimensat wants.
+        let rc = unsafe { libc::utimensat(libc::AT_FDCWD, c.as_ptr(), times.as_ptr(), 0) };
+        assert_eq!(rc, 0, "utimensat: {}", std::io::Error::last_os_error());
     }
 
     #[test]
@@ -367,7 +435,7 @@ mod tests {
             (m.dev(), m.ino())
         };
         let h = ExeHasher::start(&HashConfig::default(), "/proc".into()).unwrap();
-        assert_eq!(h.exe_identity(me), Some((dev, ino)));
+        assert_eq!(h.exe_identity(me).map(|(file, _)| file), Some((dev, ino)));
         assert!(h.request(HashRequest {
             pid: me,
             start: None,

@@ -14,9 +14,14 @@
 //! built (one per recent thread) with the inputs it was built from, and builds a new one only
 //! when an input changes (exec, uid/gid, cgroup, parent).
 //!
-//! Length: over 1,100 lines since fork tracking, kernel-resolved paths and hashes landed;
-//! to be split by job (the maps and their eviction; exec/fork/exit handling; enrichment),
-//! not done yet.
+//! Split by job: this file holds the entries, the three maps and their eviction;
+//! `table/events.rs` applies exec, fork and exit events and the start-up scan;
+//! `table/hashing.rs` asks the hashing worker and applies its answers; `table/enrich.rs`
+//! turns a connect event into a record (finding the process, its parent and ancestry).
+
+mod enrich;
+mod events;
+mod hashing;
 
 use std::num::NonZeroUsize;
 use std::path::PathBuf;
@@ -31,7 +36,7 @@ use super::decode::{
     c_text, decode_connect, decode_connect_lossy, exe_basename, kernel_exe_path, probe_name,
     split_argv, used,
 };
-use super::hash::{ExeHasher, HashConfig, HashRequest, user_dev};
+use super::hash::{ExeHasher, FileVersion, HashConfig, HashRequest, user_dev};
 use super::nameservers::Nameservers;
 use super::procfs::{ProcFs, ProcSnapshot, clock_ticks_per_sec};
 use super::users::{DEFAULT_RECHECK, UserNames};
@@ -118,6 +123,9 @@ pub struct ProcessStats {
     pub forks_unknown_source: u64,
     /// Executables sent to the hashing worker, and requests dropped on its full queue.
     pub hashes_requested: u64,
+    /// Execs of a file whose hash was known for the same (device, inode, size, ctime):
+    /// hashed without asking the worker.
+    pub hashes_known: u64,
     pub hash_queue_full: u64,
     /// The worker's answers: files read and hashed, answers from its cache, files over the
     /// size limit, files it could not read (or that were not the file named).
@@ -211,6 +219,9 @@ struct Entry {
     exe_incomplete: bool,
     /// Device (user-space numbering) and inode of the executable, when known.
     exe_file: Option<(u64, u64)>,
+    /// Its size and ctime when the process exec'd it (from the kernel) or was read from
+    /// /proc: a hash is only taken from `known_hashes` for the same version.
+    exe_version: Option<FileVersion>,
     /// `SHA256=<hex>` of the executable, once the worker has answered.
     exe_hash: Option<Arc<str>>,
     /// /proc was already asked to complete an exec-learned entry.
@@ -249,6 +260,7 @@ impl Entry {
             exe_from_kernel: false,
             exe_incomplete: false,
             exe_file: None,
+            exe_version: None,
             exe_hash: None,
             proc_completion_tried: false,
             kernel_thread: false,
@@ -280,6 +292,8 @@ impl Entry {
             e.exe_from_kernel = true;
             e.exe_incomplete = incomplete;
             e.exe_file = (ev.exe_ino != 0).then(|| (user_dev(ev.exe_dev), ev.exe_ino));
+            e.exe_version =
+                FileVersion::from_kernel(ev.exe_size, ev.exe_ctime_sec, ev.exe_ctime_nsec);
         } else {
             e.exe = c_text(used(&ev.filename, ev.filename_len));
             // `/dev/fd/3` names a descriptor, not the program; the kernel's comm is better.
@@ -317,6 +331,7 @@ impl Entry {
         e.exe_from_kernel = self.exe_from_kernel;
         e.exe_incomplete = self.exe_incomplete;
         e.exe_file = self.exe_file;
+        e.exe_version = self.exe_version;
         e.exe_hash = self.exe_hash.clone();
         // /proc would show the child later on, perhaps after an exec: never completed from it.
         e.proc_completion_tried = true;
@@ -423,10 +438,11 @@ pub struct ProcessTable {
     nameservers: Nameservers,
     containers: ContainerIds,
     hasher: Option<ExeHasher>,
-    /// (dev, ino) -> `SHA256=<hex>`, the worker's latest answers: a process exec'ing a known
-    /// file has its hash on its first record (the worker still checks size and mtime, and
-    /// its answer replaces this one).
-    known_hashes: LruCache<(u64, u64), Arc<str>>,
+    /// (dev, ino) -> the version hashed and `SHA256=<hex>`, the worker's latest answers: a
+    /// process exec'ing a known file, in the same version, has its hash on its first record
+    /// without asking the worker again. A file rewritten in place keeps its inode but not
+    /// its ctime, so an old answer never stands for new content.
+    known_hashes: LruCache<(u64, u64), (FileVersion, Arc<str>)>,
     ns_per_tick: u64,
     next_generation: u64,
     stats: ProcessStats,
@@ -458,263 +474,6 @@ impl ProcessTable {
             ns_per_tick: (1_000_000_000 / ticks).max(1),
             next_generation: 1,
             stats: ProcessStats::default(),
-        }
-    }
-
-    /// Learns every process alive now from /proc; returns how many were added. Call it
-    /// after the capture is attached, so a process is either scanned or seen exec'ing.
-    /// An exec-learned entry for the same process is kept (its argv cannot have been
-    /// rewritten since exec). Stops adding at `max_entries`.
-    pub fn scan_proc(&mut self) -> std::io::Result<usize> {
-        let before = self.proc.reads();
-        let result = self.scan_inner();
-        self.stats.scan_reads += self.proc.reads() - before;
-        result
-    }
-
-    fn scan_inner(&mut self) -> std::io::Result<usize> {
-        let mut added = 0;
-        for pid in self.proc.pids()? {
-            if pid == 0 {
-                continue;
-            }
-            if self.live.len() >= self.live.cap().get() && !self.live.contains(&pid) {
-                break;
-            }
-            // Raced with exit: nothing to learn.
-            let Ok(snap) = self.proc.snapshot(pid) else {
-                continue;
-            };
-            if let Some(e) = self.live.peek(&pid)
-                && e.origin == Origin::Exec
-                && e.start == Some(snap.stat.start_ticks)
-            {
-                continue;
-            }
-            let mut entry = Entry::from_snapshot(snap, Origin::Scan, self.generation());
-            self.want_hash(pid, &mut entry);
-            self.learned.pop(&pid);
-            self.put_live(pid, entry);
-            added += 1;
-        }
-        Ok(added)
-    }
-
-    /// A successful execve: the process now runs the image and argv the kernel read.
-    pub fn on_exec(&mut self, ev: &ExecEvent) {
-        let pid = ev.tgid;
-        if pid == 0 {
-            return;
-        }
-        let mut entry = Entry::from_exec(ev, self.ticks(ev.start_time_ns), self.generation());
-        if !entry.exe_from_kernel {
-            self.resolve_executable(pid, &mut entry);
-        }
-        self.want_hash(pid, &mut entry);
-        self.learned.pop(&pid);
-        self.put_live(pid, entry);
-    }
-
-    /// Replaces the path execve was given with the file the kernel ran. A symlink must not
-    /// decide what rules see: `/usr/bin/python3` is `/usr/bin/python3.11`, and a link named
-    /// `firefox` to python3 would otherwise pass as a browser and escape T1043's exclusion.
-    /// /proc/PID/exe is read once per exec (not per connection), and only while the process
-    /// is alive and still the one that exec'd (same start time). When it is already gone the
-    /// kernel's path stays: resolving that path here could name a different file, since the
-    /// process may have lived in another mount namespace.
-    fn resolve_executable(&mut self, pid: u32, entry: &mut Entry) {
-        let Ok(stat) = self.proc.stat(pid) else {
-            return;
-        };
-        if !same_start(Some(stat.start_ticks), entry.start) {
-            return;
-        }
-        let Ok(exe) = self.proc.exe(pid) else {
-            return;
-        };
-        let exe = text_from_bytes(&exe);
-        if entry.exe.as_deref() != Some(exe.as_str()) {
-            entry.name = name_from(Some(&exe), entry.name.take());
-            entry.exe = Some(exe);
-        }
-    }
-
-    /// A new process: it runs the forking process's image until it execs, so it takes that
-    /// identity now, from the table, not later from /proc (where it may already run another
-    /// program, or be gone). Events arrive in the order the kernel wrote them, and the fork
-    /// record is written before the child runs, so everything the child does comes after.
-    pub fn on_fork(&mut self, ev: &ForkEvent) {
-        let pid = ev.tgid;
-        if pid == 0 {
-            return;
-        }
-        let source_start = self.ticks(ev.source_start_time_ns);
-        let Some(slot) = self.forking_process(ev.source_tgid, source_start) else {
-            self.stats.forks_unknown_source += 1;
-            return;
-        };
-        let generation = self.generation();
-        let ppid = Some(if ev.ppid != 0 {
-            ev.ppid
-        } else {
-            ev.source_tgid
-        });
-        let Some(source) = self.peek(slot, ev.source_tgid) else {
-            return;
-        };
-        let entry = source.inherit(self.ticks(ev.start_time_ns), ppid, generation);
-        self.stats.forks_inherited += 1;
-        self.learned.pop(&pid);
-        self.put_live(pid, entry);
-    }
-
-    /// The entry of a process that is forking now: known (same start time), else read from
-    /// /proc while it is still the same process.
-    fn forking_process(&mut self, pid: u32, start: Option<u64>) -> Option<Slot> {
-        if pid == 0 {
-            return None;
-        }
-        if let Some(slot) = [Slot::Live, Slot::Learned, Slot::Exited]
-            .into_iter()
-            .find(|&s| {
-                self.peek(s, pid).is_some_and(|e| {
-                    same_start(e.start, start) && (s != Slot::Exited || start.is_some())
-                })
-            })
-        {
-            return Some(slot);
-        }
-        let snap = self.proc.snapshot(pid).ok()?;
-        if !same_start(Some(snap.stat.start_ticks), start) {
-            return None;
-        }
-        let entry = Entry::from_snapshot(snap, Origin::Proc, self.generation());
-        self.put_learned(pid, entry);
-        Some(Slot::Learned)
-    }
-
-    /// Asks the worker for the hash of an entry's executable (the kernel's file, or for a
-    /// process read from /proc, the file /proc/PID/exe leads to now).
-    fn want_hash(&mut self, pid: u32, entry: &mut Entry) {
-        let Some(hasher) = &self.hasher else {
-            return;
-        };
-        if entry.exe_file.is_none() && matches!(entry.origin, Origin::Scan | Origin::Proc) {
-            entry.exe_file = hasher.exe_identity(pid);
-        }
-        let Some((dev, ino)) = entry.exe_file else {
-            return;
-        };
-        if entry.exe_hash.is_none() {
-            entry.exe_hash = self.known_hashes.get(&(dev, ino)).cloned();
-        }
-        let path = entry
-            .exe
-            .as_deref()
-            .filter(|x| x.starts_with('/'))
-            .map(|x| PathBuf::from(x.strip_suffix(" (deleted)").unwrap_or(x)));
-        self.stats.hashes_requested += 1;
-        if !hasher.request(HashRequest {
-            pid,
-            start: entry.start,
-            dev,
-            ino,
-            path,
-        }) {
-            self.stats.hash_queue_full += 1;
-        }
-    }
-
-    /// Applies the hashes the worker has ready; call between batches of events.
-    pub fn apply_hashes(&mut self) {
-        let replies = match &self.hasher {
-            Some(hasher) => hasher.ready(),
-            None => return,
-        };
-        for reply in replies {
-            let file = (reply.dev, reply.ino);
-            let hashes: Option<Arc<str>> = reply.sha256.map(|h| format!("SHA256={h}").into());
-            match &hashes {
-                Some(h) => {
-                    self.known_hashes.put(file, h.clone());
-                }
-                None => {
-                    self.known_hashes.pop(&file);
-                }
-            }
-            for slot in [Slot::Live, Slot::Learned, Slot::Exited] {
-                if let Some(e) = self.peek_mut(slot, reply.pid)
-                    && same_start(e.start, reply.start)
-                    && e.exe_file == Some(file)
-                    && e.exe_hash != hashes
-                {
-                    e.exe_hash = hashes.clone();
-                    // Records built from now on carry it.
-                    e.shared = Shared::default();
-                }
-            }
-        }
-    }
-
-    /// A process exited: it moves to the recently-exited map.
-    pub fn on_exit(&mut self, ev: &ExitEvent) {
-        let pid = ev.tgid;
-        let start = self.ticks(ev.start_time_ns);
-        // An exit for an older holder of the pid (seen after a scan found the new one)
-        // must not remove the new one.
-        if self
-            .live
-            .peek(&pid)
-            .is_some_and(|e| same_start(e.start, start))
-            && let Some(e) = self.live.pop(&pid)
-        {
-            self.retire(pid, e);
-        }
-        if self
-            .learned
-            .peek(&pid)
-            .is_some_and(|e| same_start(e.start, start))
-            && let Some(e) = self.learned.pop(&pid)
-        {
-            self.retire(pid, e);
-        }
-    }
-
-    /// Turns a kernel connect event into a record. Never fails and never drops: whatever
-    /// cannot be learned is left out and the record is marked partial.
-    pub fn enrich(
-        &mut self,
-        ev: &ConnectEvent,
-        ts: Timestamp,
-        host: &Arc<str>,
-    ) -> ConnectionRecord {
-        self.stats.enriched += 1;
-        let (addrs, mut partial) = match decode_connect(ev) {
-            Ok(a) => (a, false),
-            Err(_) => {
-                self.stats.malformed += 1;
-                (decode_connect_lossy(ev), true)
-            }
-        };
-        let (process, process_partial) = self.process_of(ev);
-        partial |= process_partial;
-        if partial {
-            self.stats.enrichment_misses += 1;
-        }
-        let dns_resolver = self
-            .nameservers
-            .is_resolver(addrs.destination.ip, addrs.destination.port);
-        ConnectionRecord {
-            timestamp: ts,
-            host_name: host.clone(),
-            process,
-            source: addrs.source,
-            destination: addrs.destination,
-            transport: addrs.transport,
-            partial,
-            suppressed: ev.suppressed,
-            probe: probe_name(ev.backend),
-            dns_resolver,
         }
     }
 
@@ -811,314 +570,6 @@ impl ProcessTable {
             Slot::Live => self.live.peek_mut(&pid),
             Slot::Learned => self.learned.peek_mut(&pid),
             Slot::Exited => self.exited.peek_mut(&pid),
-        }
-    }
-
-    /// Finds the entry for the connecting process, reading /proc once on a miss. `None`:
-    /// the event comes from an older holder of the pid than the one the table knows, and
-    /// that older process is not remembered either.
-    fn locate(&mut self, ev: &ConnectEvent, start: Option<u64>) -> Option<Slot> {
-        let pid = ev.tgid;
-        let mut from_older_process = false;
-        for slot in [Slot::Live, Slot::Learned] {
-            let map = match slot {
-                Slot::Live => &mut self.live,
-                _ => &mut self.learned,
-            };
-            let Some(e) = map.peek(&pid) else { continue };
-            if same_start(e.start, start) {
-                map.promote(&pid);
-                return Some(slot);
-            }
-            if matches!((start, e.start), (Some(ev_start), Some(known)) if ev_start < known) {
-                // A late event of a previous process must not evict the current one.
-                from_older_process = true;
-                continue;
-            }
-            if let Some(stale) = map.pop(&pid) {
-                self.stats.stale_entries += 1;
-                self.retire(pid, stale);
-            }
-        }
-        // After its exit only another thread of the group can still connect; with an
-        // unknown start time the pid could already belong to a new process.
-        if start.is_some() && self.exited.peek(&pid).is_some_and(|e| e.start == start) {
-            return Some(Slot::Exited);
-        }
-        if from_older_process {
-            return None;
-        }
-        let generation = self.generation();
-        let entry = match self.proc.snapshot(pid) {
-            Ok(snap) if same_start(Some(snap.stat.start_ticks), start) => {
-                let mut entry = Entry::from_snapshot(snap, Origin::Proc, generation);
-                self.want_hash(pid, &mut entry);
-                entry
-            }
-            Ok(_) => {
-                self.stats.start_mismatches += 1;
-                Entry::from_kernel(ev, start, generation)
-            }
-            Err(_) => Entry::from_kernel(ev, start, generation),
-        };
-        self.put_learned(pid, entry);
-        Some(Slot::Learned)
-    }
-
-    /// The parent's entry if known, without reading anything.
-    fn find_parent(&self, ppid: u32, child_start: Option<u64>) -> Option<Slot> {
-        [Slot::Live, Slot::Learned, Slot::Exited]
-            .into_iter()
-            .find(|&s| {
-                self.peek(s, ppid)
-                    .is_some_and(|p| can_be_parent(p.start, child_start))
-            })
-    }
-
-    /// The parent's entry, read from /proc and cached when not known yet.
-    fn resolve_parent(&mut self, ppid: u32, child_start: Option<u64>) -> Option<Slot> {
-        if let Some(slot) = self.find_parent(ppid, child_start) {
-            return Some(slot);
-        }
-        let snap = self.proc.snapshot(ppid).ok()?;
-        if !can_be_parent(Some(snap.stat.start_ticks), child_start) {
-            return None;
-        }
-        let entry = Entry::from_snapshot(snap, Origin::Proc, self.generation());
-        self.put_learned(ppid, entry);
-        Some(Slot::Learned)
-    }
-
-    fn process_of(&mut self, ev: &ConnectEvent) -> (Arc<ProcessInfo>, bool) {
-        let pid = ev.tgid;
-        let tid = (ev.tid != 0).then_some(ev.tid);
-        if pid == 0 {
-            // Kernel context (no user process): only the event's own fields.
-            return (Arc::new(self.kernel_only(ev)), true);
-        }
-        let start = self.ticks(ev.start_time_ns);
-        let Some(slot) = self.locate(ev, start) else {
-            return (Arc::new(self.kernel_only(ev)), true);
-        };
-        let Some(e) = self.peek(slot, pid) else {
-            return (Arc::new(self.kernel_only(ev)), true);
-        };
-        let (ppid, named) = (e.ppid, e.name.is_some());
-        let child_start = e.start;
-        let parent_generation = ppid
-            .and_then(|pp| Some((pp, self.find_parent(pp, child_start)?)))
-            .and_then(|(pp, s)| self.peek(s, pp))
-            .map(|p| p.generation);
-        let key = BuildKey {
-            uid: ev.uid,
-            gid: ev.gid,
-            cgroup_id: ev.cgroup_id,
-            parent_generation,
-            comm: if named { [0; COMM_LEN] } else { ev.comm },
-        };
-        if let Some(e) = self.peek_mut(slot, pid)
-            && let Some(hit) = e.shared.get(&key, tid)
-        {
-            return (hit, e.shared.partial);
-        }
-        self.build(ev, slot, key)
-    }
-
-    fn kernel_only(&mut self, ev: &ConnectEvent) -> ProcessInfo {
-        ProcessInfo {
-            pid: ev.tgid,
-            tid: (ev.tid != 0).then_some(ev.tid),
-            name: c_text(&ev.comm),
-            user_id: Some(ev.uid.into()),
-            user_name: self.users.name(ev.uid).map(|n| n.to_string()),
-            group_id: Some(ev.gid.into()),
-            ..ProcessInfo::default()
-        }
-    }
-
-    /// Builds and stores the shared info for one process; may read /proc for the rest
-    /// of a truncated argv, for the parent, and for the cgroup.
-    fn build(
-        &mut self,
-        ev: &ConnectEvent,
-        slot: Slot,
-        mut key: BuildKey,
-    ) -> (Arc<ProcessInfo>, bool) {
-        let pid = ev.tgid;
-        let tid = (ev.tid != 0).then_some(ev.tid);
-        self.stats.builds += 1;
-        self.complete_from_proc(slot, pid);
-        // Copy out what the info needs: resolving the parent may insert into (and evict
-        // from) the same map.
-        let Some(e) = self.peek(slot, pid) else {
-            return (Arc::new(self.kernel_only(ev)), true);
-        };
-        let mut info = ProcessInfo {
-            pid,
-            tid,
-            name: e.name.clone().or_else(|| c_text(&ev.comm)),
-            executable: e.exe.clone(),
-            command_line: e.command_line.clone(),
-            args: e.args.clone().unwrap_or_default(),
-            parent: ParentInfo {
-                pid: e.ppid,
-                ..ParentInfo::default()
-            },
-            user_id: Some(ev.uid)
-                .filter(|&u| u != u32::MAX)
-                .or(e.uid)
-                .map(AccountId::Num),
-            user_name: None,
-            group_id: Some(ev.gid)
-                .filter(|&g| g != u32::MAX)
-                .or(e.gid)
-                .map(AccountId::Num),
-            container_id: None,
-            hashes: e.exe_hash.clone(),
-            ancestors: Vec::new(),
-        };
-        // A kernel thread has no image or argv to learn.
-        let mut partial =
-            !e.kernel_thread && (e.exe.is_none() || e.args.is_none() || e.exe_incomplete);
-        let (ppid, child_start, kernel_thread) = (e.ppid, e.start, e.kernel_thread);
-        let known_container = e
-            .container
-            .clone()
-            .filter(|(cg, _)| *cg == ev.cgroup_id)
-            .map(|(_, id)| id);
-
-        match ppid {
-            Some(pp) => match self.resolve_parent(pp, child_start) {
-                Some(ps) => {
-                    if let Some(p) = self.peek(ps, pp) {
-                        info.parent.name = p.name.clone();
-                        info.parent.executable = p.exe.clone();
-                        info.parent.command_line = p.command_line.clone();
-                        key.parent_generation = Some(p.generation);
-                    }
-                    partial |= info.parent.name.is_none();
-                }
-                None => partial = true,
-            },
-            // Only init and kernel threads have no parent.
-            None => partial |= pid != 1 && !kernel_thread,
-        }
-        info.ancestors = self.ancestry(ppid, child_start);
-
-        if let Some(uid) = info.user_id.as_ref().and_then(AccountId::as_num) {
-            info.user_name = self.users.name(uid).map(|n| n.to_string());
-        }
-
-        let container = match known_container {
-            Some(id) => Some(id),
-            None => match self.containers.resolve(ev.cgroup_id, pid, &self.proc) {
-                Resolved::Known(id) => Some(id),
-                Resolved::Unknown => None,
-            },
-        };
-        info.container_id = container.clone().flatten().map(|id| id.to_string());
-
-        let info = Arc::new(info);
-        if let Some(e) = self.peek_mut(slot, pid) {
-            if let Some(id) = container {
-                e.container = Some((ev.cgroup_id, id));
-            }
-            e.shared = Shared {
-                key: Some(key),
-                partial,
-                by_tid: vec![(tid.unwrap_or(0), info.clone())],
-            };
-        }
-        (info, partial)
-    }
-
-    /// Executables of the ancestors, parent first, up to PID 1 or `MAX_ANCESTORS`, as the
-    /// table knows them (each read from /proc once when it does not); the list ends where an
-    /// ancestor cannot be found. A process without an executable (a kernel thread) is listed
-    /// by its name.
-    fn ancestry(&mut self, ppid: Option<u32>, child_start: Option<u64>) -> Vec<String> {
-        let mut out = Vec::new();
-        let (mut next, mut start) = (ppid, child_start);
-        while let Some(pp) = next
-            && out.len() < MAX_ANCESTORS
-        {
-            let Some(slot) = self.resolve_parent(pp, start) else {
-                break;
-            };
-            let Some(p) = self.peek(slot, pp) else {
-                break;
-            };
-            out.push(p.exe.clone().or_else(|| p.name.clone()).unwrap_or_default());
-            next = p.ppid.filter(|&x| x != 0 && x != pp && pp != 1);
-            start = p.start;
-        }
-        out
-    }
-
-    /// Completes an exec-learned entry from /proc, once, while the process is alive and
-    /// still the one that exec'd (same start time):
-    /// - argv the kernel cut at `ARGS_LEN` bytes (or could not read): taken from /proc only
-    ///   if /proc's argv continues what the kernel saw, because a process can rewrite its
-    ///   argv after exec and the exec-time one is the truth;
-    /// - an executable path that is not absolute or names a descriptor (`/dev/fd/N` from
-    ///   `fexecve`, how fileless payloads run from a memfd; `/proc/self/exe`, see
-    ///   `is_fd_path`): /proc/PID/exe says what it is
-    ///   (`/memfd:x (deleted)`), and the name comes from the kernel's comm instead of `N`.
-    fn complete_from_proc(&mut self, slot: Slot, pid: u32) {
-        let Some(e) = self.peek_mut(slot, pid) else {
-            return;
-        };
-        let argv_incomplete = e.args_truncated || e.args.is_none();
-        let exe_unclear = !e.exe_from_kernel
-            && e.exe
-                .as_deref()
-                .is_none_or(|x| !x.starts_with('/') || is_fd_path(x));
-        if e.origin != Origin::Exec || e.proc_completion_tried || !(argv_incomplete || exe_unclear)
-        {
-            return;
-        }
-        e.proc_completion_tried = true;
-        let (Some(start), prefix) = (e.start, e.args.clone()) else {
-            return;
-        };
-        if !self.proc.stat(pid).is_ok_and(|s| s.start_ticks == start) {
-            return;
-        }
-        let argv = if argv_incomplete {
-            self.proc.cmdline(pid).ok().and_then(|(buf, cut)| {
-                let full = split_argv(&buf);
-                let agrees = match &prefix {
-                    Some(prefix) => continues(prefix, &full),
-                    None => !full.is_empty(),
-                };
-                agrees.then_some((full, cut))
-            })
-        } else {
-            None
-        };
-        let exe = if exe_unclear {
-            self.proc.exe(pid).ok().filter(|x| !x.is_empty())
-        } else {
-            None
-        };
-        if argv.is_none() && exe.is_none() {
-            return;
-        }
-        let generation = self.generation();
-        if let Some(e) = self.peek_mut(slot, pid) {
-            if let Some((full, cut)) = argv {
-                e.set_args(Some(full));
-                e.args_truncated = cut;
-            }
-            if let Some(exe) = exe {
-                let exe = text_from_bytes(&exe);
-                // The memfd's or file's own name, not the descriptor number.
-                if e.exe.as_deref().is_none_or(is_fd_path) {
-                    e.name = name_from(Some(&exe), e.name.take());
-                }
-                e.exe = Some(exe);
-            }
-            e.generation = generation;
         }
     }
 }

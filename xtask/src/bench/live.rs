@@ -826,7 +826,7 @@ fn notes_md(notes: &[String]) -> String {
 }
 
 /// Linear-interpolated quantile of a sorted list.
-fn quantile(sorted: &[f64], q: f64) -> f64 {
+pub(super) fn quantile(sorted: &[f64], q: f64) -> f64 {
     match sorted.len() {
         0 => f64::NAN,
         1 => sorted[0],
@@ -842,7 +842,7 @@ fn quantile(sorted: &[f64], q: f64) -> f64 {
 /// smallest and k-th largest values, with k the largest index such that a Binomial(n, 1/2)
 /// falls below k with probability at most (1 - level) / 2. `None` when the sample is too
 /// small for that level (n < 6 at 95 %).
-fn median_interval(sorted: &[f64], level: f64) -> (Option<f64>, Option<f64>) {
+pub(super) fn median_interval(sorted: &[f64], level: f64) -> (Option<f64>, Option<f64>) {
     let n = sorted.len();
     let tail = (1.0 - level) / 2.0;
     // P(B <= j) for B ~ Binomial(n, 1/2), accumulated term by term.

@@ -12,6 +12,10 @@
 //! - `swarm`: in a private network namespace, starts `--procs` processes (each an exec of
 //!   this binary) that each connect to `--per-proc` distinct destinations and then stay
 //!   alive until the swarm's standard input closes. For the memory benchmark.
+//! - `exec`: fork + exec of `--program` (default /bin/true) and wait, in a loop pinned to one
+//!   core: processes started per second (the exec-storm benchmark).
+//! - `spin`: a busy loop at `SCHED_IDLE` on one core: keeps that core out of its idle state
+//!   (which makes cross-core wake-ups slow on a VM) while yielding to anything else there.
 //! - `mixed`: in a private network namespace, a steady mix of TCP connects and UDP sends to
 //!   a rotating set of destinations plus short-lived processes, for the soak run.
 //!
@@ -70,6 +74,16 @@ enum Mode {
         #[arg(long)]
         exit: bool,
     },
+    /// Fork + exec + wait of --program in a loop: processes per second.
+    Exec {
+        #[command(flatten)]
+        common: LoopArgs,
+        /// The program each child execs (no arguments).
+        #[arg(long, default_value = "/bin/true")]
+        program: String,
+    },
+    /// Spin at SCHED_IDLE on --cpu for --duration seconds.
+    Spin(LoopArgs),
     /// Mixed traffic for --duration seconds: TCP connects and UDP sends at --rate per second
     /// to a rotating set of --keys destinations, and a short-lived process every
     /// --spawn-every-ms milliseconds (soak run).
@@ -115,6 +129,8 @@ fn main() -> Result<()> {
             keys,
             spawn_every_ms,
         } => mixed(&common, keys, spawn_every_ms),
+        Mode::Exec { common, program } => exec_loop(&common, &program),
+        Mode::Spin(a) => spin(&a),
     }
 }
 
@@ -234,6 +250,76 @@ fn tcp_loop(a: &LoopArgs) -> Result<()> {
         }
     }
     report("tcp", a, ops, errors, start.elapsed());
+    Ok(())
+}
+
+/// A busy loop at the lowest scheduling class: the core never idles, and any other task
+/// that wants it (the monitor) gets it at once.
+fn spin(a: &LoopArgs) -> Result<()> {
+    if let Some(cpu) = a.cpu {
+        pin_to_cpu(cpu)?;
+    }
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: `param` is a valid sched_param; pid 0 is this process.
+    if unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) } != 0 {
+        bail!("SCHED_IDLE: {}", std::io::Error::last_os_error());
+    }
+    let deadline = Duration::from_secs_f64(a.duration);
+    let start = Instant::now();
+    let mut spins = 0u64;
+    while start.elapsed() < deadline {
+        spins = std::hint::black_box(spins + 1);
+    }
+    report("spin", a, spins, 0, start.elapsed());
+    Ok(())
+}
+
+/// fork(), execv(program) in the child, waitpid() in the parent: one process per operation,
+/// as a shell script or a build starts them. fork, not vfork or posix_spawn, so each child
+/// is a full copy the monitor sees fork, exec and exit for.
+fn exec_loop(a: &LoopArgs, program: &str) -> Result<()> {
+    if let Some(cpu) = a.cpu {
+        pin_to_cpu(cpu)?;
+    }
+    let path = std::ffi::CString::new(program).context("program path with a NUL byte")?;
+    let argv = [path.as_ptr(), std::ptr::null()];
+    let envp: [*const libc::c_char; 1] = [std::ptr::null()];
+    let deadline = Duration::from_secs_f64(a.duration);
+    let pacer = Pacer::new(a.rate);
+    let (mut ops, mut errors) = (0u64, 0u64);
+    let start = Instant::now();
+    while start.elapsed() < deadline {
+        pacer.before(ops);
+        // SAFETY: the generator is single-threaded; the child calls only execve and _exit
+        // (async-signal-safe) on pointers prepared before the fork.
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            // SAFETY: NUL-terminated path, argv and envp arrays ending in NULL.
+            unsafe {
+                libc::execve(path.as_ptr(), argv.as_ptr(), envp.as_ptr());
+                libc::_exit(127);
+            }
+        }
+        if pid < 0 {
+            errors += 1;
+            if errors > 1000 && ops == 0 {
+                bail!("fork keeps failing: {}", std::io::Error::last_os_error());
+            }
+            continue;
+        }
+        let mut status = 0;
+        // SAFETY: our own child; `status` is a valid pointer.
+        let waited = unsafe { libc::waitpid(pid, &mut status, 0) };
+        if waited == pid && libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0 {
+            ops += 1;
+        } else {
+            errors += 1;
+            if errors > 1000 && ops == 0 {
+                bail!("{program} never exits 0 (status {status:#x})");
+            }
+        }
+    }
+    report("exec", a, ops, errors, start.elapsed());
     Ok(())
 }
 
