@@ -111,7 +111,12 @@ fn rules_command(cmd: RulesCommand) -> Result<(), Failure> {
                     s.id,
                     s.level.as_str(),
                     s.techniques.join(","),
-                    if s.group.is_some() { "yes" } else { "no" },
+                    match (&s.group, &s.correlation) {
+                        (Some(_), _) => "yes",
+                        (None, Some((kind, _))) => kind.as_str(),
+                        (None, None) if s.silent => "correlated",
+                        (None, None) => "no",
+                    },
                     s.title,
                     s.file,
                     s.line

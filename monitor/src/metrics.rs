@@ -50,6 +50,10 @@ pub struct MetricsSnapshot {
     /// Every process-table counter (misses, evictions, stale entries, ...).
     pub process: ProcessStats,
     pub beacon_keys: u64,
+    /// Open Sigma correlation groups, and groups dropped because the store was full
+    /// (rules/README.md, "Correlation rules").
+    pub correlation_groups: u64,
+    pub correlation_evictions: u64,
     /// Records left out of detection for a time more than 1 h from the event clock, and
     /// jumps of the event clock followed (wall-clock steps; see `pipeline`).
     pub time_outliers: u64,
@@ -118,6 +122,8 @@ impl MetricsSnapshot {
         s.clock_jumps = c.clock_jumps;
         s.alerts_by_rule = c.alerts_by_rule.clone();
         s.beacon_keys = pipeline.beacon_keys() as u64;
+        s.correlation_groups = pipeline.correlation_groups() as u64;
+        s.correlation_evictions = pipeline.correlation_evictions();
         s.outputs = hub.stats().outputs;
         s
     }
@@ -300,6 +306,12 @@ impl SharedMetrics {
         );
         counter(
             &mut t,
+            "correlation_evictions_total",
+            "Correlation groups dropped because the store was full.",
+            &[(String::new(), s.correlation_evictions)],
+        );
+        counter(
+            &mut t,
             "alerts_total",
             "Alerts raised, per rule.",
             &s.alerts_by_rule
@@ -354,6 +366,12 @@ impl SharedMetrics {
             "beacon_keys",
             "Keys tracked by the beacon detector.",
             &[(String::new(), s.beacon_keys)],
+        );
+        gauge(
+            &mut t,
+            "correlation_groups",
+            "Open Sigma correlation groups.",
+            &[(String::new(), s.correlation_groups)],
         );
         gauge(
             &mut t,

@@ -1,0 +1,353 @@
+//! Correlation groups on the stream: one group per correlation rule and `group-by` values,
+//! kept in a least-recently-used store of at most [`MAX_GROUPS`] groups (the least recently
+//! matched goes first, counted in `evictions`), windows closed by event time.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use lru::LruCache;
+
+use super::window::{Value, Window};
+use super::{CorrelationRule, Kind, MAX_ALERT_VALUES};
+use crate::record::{Alert, ConnectionRecord, Correlation, Detector, Timestamp};
+use crate::rules::field::{Field, FieldValue};
+
+/// Groups kept at once over all correlation rules. At about 200 bytes a group (key, window,
+/// a few entries) this is some 20 MiB at most; past it the least recently matched group is
+/// dropped (its count starts again at its next match) and counted.
+pub const MAX_GROUPS: usize = 100_000;
+
+/// Group keys are a few dozen bytes of fields the process chose (its path, its user), so
+/// the hash is keyed at random per engine: no input can pick colliding keys. Nothing
+/// iterates the map in hash order, so output stays deterministic.
+type Store = LruCache<Box<[u8]>, Group, foldhash::fast::RandomState>;
+
+#[derive(Debug)]
+struct Group {
+    corr: u16,
+    win: Window,
+    /// Bounded conditions: the deadline's key in `deadlines`, and the latest match (the
+    /// alert's event when the window closes) with its rule's position.
+    deadline: Option<(Timestamp, u64)>,
+    last: Option<(ConnectionRecord, u8)>,
+}
+
+/// Correlation state of one pipeline.
+pub(crate) struct CorrelationEngine {
+    store: Store,
+    /// Window ends of groups with a bounded condition, earliest first.
+    deadlines: BTreeMap<(Timestamp, u64), Box<[u8]>>,
+    seq: u64,
+    key: Vec<u8>,
+    evictions: u64,
+    last_event: Timestamp,
+}
+
+impl Default for CorrelationEngine {
+    fn default() -> Self {
+        CorrelationEngine {
+            store: LruCache::unbounded_with_hasher(foldhash::fast::RandomState::default()),
+            deadlines: BTreeMap::new(),
+            seq: 0,
+            key: Vec::with_capacity(128),
+            evictions: 0,
+            last_event: Timestamp(i64::MIN),
+        }
+    }
+}
+
+impl CorrelationEngine {
+    /// Open groups.
+    pub fn groups(&self) -> usize {
+        self.store.len()
+    }
+
+    /// Groups dropped because `MAX_GROUPS` were open.
+    pub fn evictions(&self) -> u64 {
+        self.evictions
+    }
+
+    /// Rule `pos` of correlation `c` matched `rec`.
+    pub fn on_match(
+        &mut self,
+        corrs: &[CorrelationRule],
+        c: usize,
+        pos: usize,
+        rec: &ConnectionRecord,
+        out: &mut Vec<Alert>,
+    ) {
+        let rule = &corrs[c];
+        let t = rec.timestamp;
+        self.last_event = self.last_event.max(t);
+        let v = match rule.kind {
+            Kind::ValueCount => match value_of(rec, &rule.value_fields[pos]) {
+                Some(v) => v,
+                // A missing value is not a value (as count(distinct) leaves out null).
+                None => return,
+            },
+            _ => Value::None,
+        };
+        self.key.clear();
+        self.key.extend_from_slice(&(c as u16).to_le_bytes());
+        for &f in &rule.group_fields[pos] {
+            encode(&mut self.key, FieldValue::of(rec, f));
+        }
+        let bounded = !rule.bounds.rising();
+        if bounded
+            && let Some(g) = self.store.peek(&self.key[..])
+            && g.deadline.is_some_and(|(end, _)| t >= end)
+        {
+            // This group's window is over by the event's time: test it, then start anew.
+            let g = self.store.pop(&self.key[..]).expect("present");
+            let (end, seq) = g.deadline.expect("bounded");
+            self.deadlines.remove(&(end, seq));
+            close(corrs, g, end, out);
+        }
+        if !self.store.contains(&self.key[..]) {
+            if self.store.len() >= MAX_GROUPS
+                && let Some((_, old)) = self.store.pop_lru()
+            {
+                if let Some(d) = old.deadline {
+                    self.deadlines.remove(&d);
+                }
+                self.evictions += 1;
+            }
+            let key: Box<[u8]> = self.key.as_slice().into();
+            let deadline = bounded.then(|| {
+                self.seq += 1;
+                let d = (Timestamp(t.0.saturating_add(rule.timespan_ns)), self.seq);
+                self.deadlines.insert(d, key.clone());
+                d
+            });
+            self.store.push(
+                key,
+                Group {
+                    corr: c as u16,
+                    win: Window::new(t),
+                    deadline,
+                    last: None,
+                },
+            );
+        }
+        let g = self.store.get_mut(&self.key[..]).expect("present");
+        g.win.add(rule, pos as u8, t, v);
+        if bounded {
+            g.last = Some((rec.clone(), pos as u8));
+            return;
+        }
+        g.win.prune(rule.timespan_ns);
+        if g.win.newest >= g.win.quiet_until {
+            let n = g.win.count(rule);
+            if rule.bounds.holds(n) {
+                out.push(alert(rule, pos, rec, &g.win, n, t));
+                // Count afresh; at most one alert per timespan.
+                g.win.entries.clear();
+                g.win.quiet_until = Timestamp(g.win.newest.0.saturating_add(rule.timespan_ns));
+            }
+        }
+    }
+
+    /// Event time is `now`: bounded windows that ended are tested, and groups whose events
+    /// all left their window are dropped.
+    pub fn advance(&mut self, corrs: &[CorrelationRule], now: Timestamp, out: &mut Vec<Alert>) {
+        while let Some((&(end, seq), _)) = self.deadlines.first_key_value() {
+            if end > now {
+                break;
+            }
+            let key = self.deadlines.remove(&(end, seq)).expect("present");
+            if let Some(g) = self.store.pop(&key) {
+                close(corrs, g, end, out);
+            }
+        }
+        // The least recently matched first: stop at the first group still in its window.
+        while let Some((_, g)) = self.store.peek_lru() {
+            let rule = &corrs[g.corr as usize];
+            let idle_until = g.win.newest.0.saturating_add(rule.timespan_ns);
+            if g.deadline.is_some() || idle_until > now.0 || g.win.quiet_until > now {
+                break;
+            }
+            self.store.pop_lru();
+        }
+    }
+
+    /// End of input or shutdown: every bounded window is tested now, stamped with its end
+    /// or the last event's time, whichever is earlier (never the wall clock).
+    pub fn finish(&mut self, corrs: &[CorrelationRule], out: &mut Vec<Alert>) {
+        for ((end, _), key) in std::mem::take(&mut self.deadlines) {
+            if let Some(g) = self.store.pop(&key) {
+                let at = end.min(self.last_event.max(g.win.newest));
+                close(corrs, g, at, out);
+            }
+        }
+        self.store.clear();
+    }
+
+    /// A reload: groups of a correlation whose id and definition are unchanged are kept
+    /// (under its index in the new set); the others are dropped.
+    pub fn set_rules(&mut self, old: &[CorrelationRule], new: &[CorrelationRule]) {
+        let map: Vec<Option<u16>> = old
+            .iter()
+            .map(|o| {
+                new.iter()
+                    .position(|n| n.meta.id == o.meta.id && n.fingerprint == o.fingerprint)
+                    .map(|i| i as u16)
+            })
+            .collect();
+        self.deadlines.clear();
+        let mut kept = Vec::with_capacity(self.store.len());
+        // Oldest first, so pushing them back keeps their order.
+        while let Some((mut key, mut g)) = self.store.pop_lru() {
+            let Some(Some(to)) = map.get(g.corr as usize).copied() else {
+                continue;
+            };
+            key[..2].copy_from_slice(&to.to_le_bytes());
+            g.corr = to;
+            if let Some(d) = g.deadline {
+                self.deadlines.insert(d, key.clone());
+            }
+            kept.push((key, g));
+        }
+        for (k, g) in kept {
+            self.store.push(k, g);
+        }
+    }
+}
+
+/// A bounded window is over: alert if its condition holds.
+fn close(corrs: &[CorrelationRule], g: Group, at: Timestamp, out: &mut Vec<Alert>) {
+    let rule = &corrs[g.corr as usize];
+    let n = g.win.count(rule);
+    if let Some((rec, pos)) = &g.last
+        && rule.bounds.holds(n)
+    {
+        out.push(alert(rule, usize::from(*pos), rec, &g.win, n, at));
+    }
+}
+
+fn alert(
+    rule: &CorrelationRule,
+    pos: usize,
+    rec: &ConnectionRecord,
+    win: &Window,
+    count: u64,
+    at: Timestamp,
+) -> Alert {
+    let group = rule
+        .group_by
+        .iter()
+        .zip(&rule.group_fields[pos])
+        .map(|(name, &f)| (name.clone(), json_of(FieldValue::of(rec, f))))
+        .collect();
+    let values = (rule.kind == Kind::ValueCount).then(|| {
+        win.entries
+            .iter()
+            .take(MAX_ALERT_VALUES)
+            .map(|e| match &e.v {
+                Value::None => serde_json::Value::Null,
+                Value::Num(n) => (*n).into(),
+                Value::Ip(ip) => ip.to_string().into(),
+                Value::Bool(b) => (*b).into(),
+                Value::Text(t) => t.to_string().into(),
+            })
+            .collect()
+    });
+    let (first, last) = win.span();
+    Alert {
+        timestamp: at,
+        event: rec.clone(),
+        rule: Arc::clone(&rule.meta),
+        techniques: Arc::clone(&rule.techniques),
+        detector: Detector::Rule,
+        level: rule.level,
+        risk_score: None,
+        labels: BTreeMap::new(),
+        aggregate: None,
+        beacon: None,
+        correlation: Some(Box::new(Correlation {
+            kind: rule.kind.as_str(),
+            rules: rule.rule_ids.clone(),
+            group,
+            count,
+            field: (rule.kind == Kind::ValueCount).then(|| rule.value_names.clone()),
+            values,
+            first_seen: first.to_rfc3339(),
+            last_seen: last.to_rfc3339(),
+            timespan: rule.timespan.clone(),
+        })),
+    }
+}
+
+fn json_of(v: FieldValue<'_>) -> serde_json::Value {
+    match v {
+        FieldValue::Missing => serde_json::Value::Null,
+        FieldValue::Text(t) => t.into(),
+        FieldValue::List(items) => items.to_vec().into(),
+        FieldValue::Number(n) => n.into(),
+        FieldValue::Ip(ip) => ip.to_string().into(),
+        FieldValue::Bool(b) => b.into(),
+    }
+}
+
+/// The value `value_count` counts: one field's, or the fields' together (the
+/// specification's list of fields, linked by AND); `None` when one is missing.
+fn value_of(rec: &ConnectionRecord, fields: &[Field]) -> Option<Value> {
+    if let [f] = fields {
+        return match FieldValue::of(rec, *f) {
+            FieldValue::Missing => None,
+            FieldValue::Text(t) => Some(Value::Text(t.into())),
+            FieldValue::List(items) => Some(Value::Text(items.join("\u{0}").into())),
+            FieldValue::Number(n) => Some(Value::Num(n)),
+            FieldValue::Ip(ip) => Some(Value::Ip(ip)),
+            FieldValue::Bool(b) => Some(Value::Bool(b)),
+        };
+    }
+    let mut s = String::new();
+    for (i, &f) in fields.iter().enumerate() {
+        if i > 0 {
+            s.push('\u{0}');
+        }
+        match json_of(FieldValue::of(rec, f)) {
+            serde_json::Value::Null => return None,
+            serde_json::Value::String(t) => s.push_str(&t),
+            other => s.push_str(&other.to_string()),
+        }
+    }
+    Some(Value::Text(s.into()))
+}
+
+/// Appends one group-by value to a key, self-delimiting so that no two value lists give
+/// the same bytes.
+fn encode(key: &mut Vec<u8>, v: FieldValue<'_>) {
+    let text = |key: &mut Vec<u8>, t: &str| {
+        key.extend_from_slice(&(t.len() as u32).to_le_bytes());
+        key.extend_from_slice(t.as_bytes());
+    };
+    match v {
+        FieldValue::Missing => key.push(0),
+        FieldValue::Text(t) => {
+            key.push(1);
+            text(key, t);
+        }
+        FieldValue::List(items) => {
+            key.push(2);
+            key.extend_from_slice(&(items.len() as u32).to_le_bytes());
+            for i in items {
+                text(key, i);
+            }
+        }
+        FieldValue::Number(n) => {
+            key.push(3);
+            key.extend_from_slice(&n.to_le_bytes());
+        }
+        FieldValue::Ip(IpAddr::V4(a)) => {
+            key.push(4);
+            key.extend_from_slice(&a.octets());
+        }
+        FieldValue::Ip(IpAddr::V6(a)) => {
+            key.push(5);
+            key.extend_from_slice(&a.octets());
+        }
+        FieldValue::Bool(b) => key.push(6 + u8::from(b)),
+    }
+}
