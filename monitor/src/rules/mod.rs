@@ -59,7 +59,9 @@ mod yaml;
 use std::path::PathBuf;
 
 pub use compile::GroupSpec;
-pub use correlation::{Kind as CorrelationKind, MAX_ALERT_VALUES, MAX_GROUPS as MAX_CORRELATION_GROUPS};
+pub use correlation::{
+    Kind as CorrelationKind, MAX_ALERT_VALUES, MAX_GROUPS as MAX_CORRELATION_GROUPS,
+};
 pub use engine::{MAX_AGGREGATE_IPS, MAX_AGGREGATE_PORTS, MAX_OPEN_GROUPS, RuleEngine};
 pub use error::RuleError;
 pub use explain::{

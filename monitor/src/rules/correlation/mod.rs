@@ -79,7 +79,11 @@ impl Bounds {
         if self.rising() {
             self.min.max(1)
         } else {
-            let top = self.max.unwrap_or(0).max(self.min).max(self.neq.unwrap_or(0));
+            let top = self
+                .max
+                .unwrap_or(0)
+                .max(self.min)
+                .max(self.neq.unwrap_or(0));
             top.saturating_add(1)
         }
     }

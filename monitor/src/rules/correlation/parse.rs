@@ -116,7 +116,11 @@ pub(crate) fn parse(
     };
     let one = |e| vec![e];
     let Some(title) = title else {
-        return Err(one(ctx.err(doc.pos, "title", "a correlation rule needs a `title`")));
+        return Err(one(ctx.err(
+            doc.pos,
+            "title",
+            "a correlation rule needs a `title`",
+        )));
     };
     for (k, _) in doc.as_map().unwrap_or_default() {
         let key = k.as_text().unwrap_or("");
@@ -164,15 +168,13 @@ pub(crate) fn parse(
                 Some("value_count") => kind = Some(Kind::ValueCount),
                 Some("temporal") => kind = Some(Kind::Temporal),
                 Some("temporal_ordered") => kind = Some(Kind::TemporalOrdered),
-                Some(t @ ("value_sum" | "value_avg" | "value_percentile")) => {
-                    errors.push(ctx.err(
-                        v.pos,
-                        &format!("type {t}"),
-                        "metric correlations (value_sum, value_avg, value_percentile, \
+                Some(t @ ("value_sum" | "value_avg" | "value_percentile")) => errors.push(ctx.err(
+                    v.pos,
+                    &format!("type {t}"),
+                    "metric correlations (value_sum, value_avg, value_percentile, \
                          specification 2.1) are not supported: connection records carry no \
                          numbers to sum but ports; use event_count or value_count",
-                    ))
-                }
+                )),
                 other => errors.push(ctx.err(
                     v.pos,
                     "type",
@@ -195,7 +197,7 @@ pub(crate) fn parse(
                 Some(Err(m)) => errors.push(ctx.err(v.pos, "timespan", m)),
                 None => errors.push(ctx.err(v.pos, "timespan", "must be text such as 60s")),
             },
-            "condition" => condition = Some(v),
+            "condition" => condition = Some((k.pos, v)),
             "aliases" => match parse_aliases(&ctx, v) {
                 Ok(a) => aliases = a,
                 Err(e) => errors.push(e),
@@ -227,7 +229,11 @@ pub(crate) fn parse(
         errors.push(ctx.err(corr.pos, "type", "`correlation` needs a `type`"));
         return Err(errors);
     };
-    if rules.is_empty() && !errors.iter().any(|e| matches!(e, RuleError::Rule { construct, .. } if construct == "rules")) {
+    if rules.is_empty()
+        && !errors
+            .iter()
+            .any(|e| matches!(e, RuleError::Rule { construct, .. } if construct == "rules"))
+    {
         errors.push(ctx.err(corr.pos, "rules", "`correlation` needs `rules`"));
     }
     if rules.len() > limits.max_correlation_rules {
@@ -254,7 +260,7 @@ pub(crate) fn parse(
         (1, String::new())
     });
     let (bounds, value_names) = match condition {
-        Some(c) => match parse_condition(&ctx, c, kind, limits) {
+        Some((at, c)) => match parse_condition(&ctx, at, c, kind, limits) {
             Ok(x) => x,
             Err(mut e) => {
                 errors.append(&mut e);
@@ -287,7 +293,9 @@ pub(crate) fn parse(
     let tags: Vec<String> = strings(doc.get("tags")).into_iter().map(|t| t.0).collect();
     let mut techniques = Vec::new();
     for t in &tags {
-        if let Some(rest) = t.strip_prefix("attack.t").or_else(|| t.strip_prefix("attack.T"))
+        if let Some(rest) = t
+            .strip_prefix("attack.t")
+            .or_else(|| t.strip_prefix("attack.T"))
             && let Some(tid) = technique_id(rest)
             && !techniques.contains(&tid)
         {
@@ -355,7 +363,11 @@ type Aliases = Vec<(String, Pos, Vec<(String, String, Pos)>)>;
 
 fn parse_aliases(ctx: &Ctx, v: &Node) -> Result<Aliases, RuleError> {
     let Some(map) = v.as_map() else {
-        return Err(ctx.err(v.pos, "aliases", "must map alias names to `rule name: field`"));
+        return Err(ctx.err(
+            v.pos,
+            "aliases",
+            "must map alias names to `rule name: field`",
+        ));
     };
     let mut out = Vec::new();
     for (k, per_rule) in map {
@@ -372,7 +384,11 @@ fn parse_aliases(ctx: &Ctx, v: &Node) -> Result<Aliases, RuleError> {
             let Some(field) = f.as_text() else {
                 return Err(ctx.err(f.pos, &format!("aliases.{alias}"), "a field name"));
             };
-            fields.push((r.as_text().unwrap_or("").to_string(), field.to_string(), f.pos));
+            fields.push((
+                r.as_text().unwrap_or("").to_string(),
+                field.to_string(),
+                f.pos,
+            ));
         }
         out.push((alias, k.pos, fields));
     }
@@ -381,18 +397,24 @@ fn parse_aliases(ctx: &Ctx, v: &Node) -> Result<Aliases, RuleError> {
 
 type Condition = (Bounds, Vec<(String, Pos)>);
 
+/// `at` is the line of the `condition` key (a mapping's own position is its first key's).
 fn parse_condition(
     ctx: &Ctx,
+    at: Pos,
     c: &Node,
     kind: Kind,
     limits: &Limits,
 ) -> Result<Condition, Vec<RuleError>> {
     let Some(map) = c.as_map() else {
-        return Err(vec![ctx.err(c.pos, "condition", "must be a mapping such as `gte: 10`")]);
+        return Err(vec![ctx.err(
+            at,
+            "condition",
+            "must be a mapping such as `gte: 10`",
+        )]);
     };
     if kind == Kind::TemporalOrdered {
         return Err(vec![ctx.err(
-            c.pos,
+            at,
             "condition",
             "a condition on temporal_ordered (a count of the rules in order) is not \
              supported: the whole sequence must appear; leave the condition out",
@@ -458,23 +480,27 @@ fn parse_condition(
         }
     }
     if !any && errors.is_empty() {
-        errors.push(ctx.err(c.pos, "condition", "needs a comparison (gt, gte, lt, lte, eq, neq)"));
+        errors.push(ctx.err(
+            at,
+            "condition",
+            "needs a comparison (gt, gte, lt, lte, eq, neq)",
+        ));
     }
     match (kind, fields.is_empty()) {
         (Kind::ValueCount, true) if errors.is_empty() => errors.push(ctx.err(
-            c.pos,
+            at,
             "condition.field",
             "a value_count correlation needs `field`: the field whose distinct values count",
         )),
         (Kind::EventCount | Kind::Temporal, false) => errors.push(ctx.err(
-            c.pos,
+            at,
             "condition.field",
             format!("`field` belongs to value_count, not {}", kind.as_str()),
         )),
         _ => {}
     }
     if b.max.is_some_and(|m| m < b.min) {
-        errors.push(ctx.err(c.pos, "condition", "the range is empty: it can never hold"));
+        errors.push(ctx.err(at, "condition", "the range is empty: it can never hold"));
     }
     if errors.is_empty() {
         Ok((b, fields))
@@ -569,8 +595,14 @@ pub(crate) fn resolve(
                 ));
             }
         }
-        if !p.group_by.iter().any(|(g, _)| g == alias) && !p.value_names.iter().any(|(g, _)| g == alias) {
-            errors.push(ctx.err(*pos, &format!("aliases.{alias}"), "defined but not used in `group-by`"));
+        if !p.group_by.iter().any(|(g, _)| g == alias)
+            && !p.value_names.iter().any(|(g, _)| g == alias)
+        {
+            errors.push(ctx.err(
+                *pos,
+                &format!("aliases.{alias}"),
+                "defined but not used in `group-by`",
+            ));
         }
     }
     let group_fields: Vec<Vec<Field>> = idx
@@ -594,11 +626,12 @@ pub(crate) fn resolve(
     if !errors.is_empty() {
         return Err(errors);
     }
-    if matches!(p.kind, Kind::Temporal) && p.bounds.max.is_some_and(|m| m > idx.len() as u64)
-        || p.bounds.min > idx.len() as u64 && matches!(p.kind, Kind::Temporal)
-    {
+    if p.kind == Kind::Temporal && p.bounds.min > idx.len() as u64 {
         return Err(vec![ctx.err(
-            Pos { line: p.line, column: 1 },
+            Pos {
+                line: p.line,
+                column: 1,
+            },
             "condition",
             format!(
                 "counts the rules that appeared, but names only {}; it can never hold",

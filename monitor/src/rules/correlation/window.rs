@@ -85,7 +85,11 @@ impl Window {
             Kind::EventCount => {}
         }
         // Nearly always the newest: search from the back.
-        let at = self.entries.iter().rposition(|e| e.t <= t).map_or(0, |i| i + 1);
+        let at = self
+            .entries
+            .iter()
+            .rposition(|e| e.t <= t)
+            .map_or(0, |i| i + 1);
         self.entries.insert(at, Entry { t, pos, v });
         if self.entries.len() > rule.capacity() {
             // Past what the condition can tell apart: the oldest goes.
