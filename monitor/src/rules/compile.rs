@@ -2662,7 +2662,7 @@ mod tests {
         let c = compile_with(sources, limits);
         let took = t.elapsed();
         // What `rules check` does next with a failed set: it must not panic either.
-        let _ = crate::rules::RuleSet::new(c.rules, c.tests);
+        let _ = crate::rules::RuleSet::new(c.rules, c.tests, c.correlations);
         (c.errors.iter().map(|e| e.to_string()).collect(), took)
     }
 
@@ -2982,7 +2982,7 @@ mod tests {
             })
             .sum();
         assert!(words <= 2 * c.tests.tests.len(), "{words} mask words");
-        let set = crate::rules::RuleSet::new(c.rules, c.tests);
+        let set = crate::rules::RuleSet::new(c.rules, c.tests, c.correlations);
         assert_eq!(set.len(), 1);
         assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
     }

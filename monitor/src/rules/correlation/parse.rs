@@ -226,7 +226,9 @@ pub(crate) fn parse(
         }
     }
     let Some(kind) = kind else {
-        errors.push(ctx.err(corr.pos, "type", "`correlation` needs a `type`"));
+        if corr.get("type").is_none() {
+            errors.push(ctx.err(corr.pos, "type", "`correlation` needs a `type`"));
+        }
         return Err(errors);
     };
     if rules.is_empty()
