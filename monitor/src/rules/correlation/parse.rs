@@ -51,14 +51,22 @@ pub(crate) struct Pending {
     pub kind: Kind,
     pub rules: Vec<(String, Pos)>,
     pub group_by: Vec<(String, Pos)>,
-    /// alias -> [(rule name, field name, line)]
-    pub aliases: Vec<(String, Pos, Vec<(String, String, Pos)>)>,
+    pub aliases: Vec<Alias>,
     pub value_names: Vec<(String, Pos)>,
     pub timespan_ns: i64,
     pub timespan: String,
     pub bounds: Bounds,
     pub generate: bool,
     pub fingerprint: String,
+}
+
+/// One `aliases` entry: its name and, per rule name, the field it stands for.
+#[derive(Debug)]
+pub(crate) struct Alias {
+    name: String,
+    pos: Pos,
+    /// (rule name, field name, line of the field)
+    fields: Vec<(String, String, Pos)>,
 }
 
 struct Ctx<'a> {
@@ -321,7 +329,10 @@ pub(crate) fn parse(
         group_by = group_by.iter().map(|r| &r.0).collect::<Vec<_>>(),
         aliases = aliases
             .iter()
-            .map(|(a, _, m)| (a, m.iter().map(|(r, f, _)| (r, f)).collect::<Vec<_>>()))
+            .map(|a| (
+                &a.name,
+                a.fields.iter().map(|(r, f, _)| (r, f)).collect::<Vec<_>>()
+            ))
             .collect::<Vec<_>>(),
         value_names = value_names.iter().map(|r| &r.0).collect::<Vec<_>>(),
     );
@@ -361,9 +372,7 @@ pub(crate) fn parse(
     })
 }
 
-type Aliases = Vec<(String, Pos, Vec<(String, String, Pos)>)>;
-
-fn parse_aliases(ctx: &Ctx, v: &Node) -> Result<Aliases, RuleError> {
+fn parse_aliases(ctx: &Ctx, v: &Node) -> Result<Vec<Alias>, RuleError> {
     let Some(map) = v.as_map() else {
         return Err(ctx.err(
             v.pos,
@@ -392,7 +401,11 @@ fn parse_aliases(ctx: &Ctx, v: &Node) -> Result<Aliases, RuleError> {
                 f.pos,
             ));
         }
-        out.push((alias, k.pos, fields));
+        out.push(Alias {
+            name: alias,
+            pos: k.pos,
+            fields,
+        });
     }
     Ok(out)
 }
@@ -558,9 +571,10 @@ pub(crate) fn resolve(
         let written = p
             .aliases
             .iter()
-            .find(|(a, _, _)| a == name)
-            .and_then(|(_, _, m)| {
-                m.iter()
+            .find(|a| a.name == name)
+            .and_then(|a| {
+                a.fields
+                    .iter()
                     .find(|(r, _, _)| Some(r.as_str()) == rule_name || *r == rules[i].meta.id)
                     .map(|(_, f, fp)| (f.as_str(), *fp))
             })
@@ -584,8 +598,13 @@ pub(crate) fn resolve(
             }
         }
     };
-    for (alias, pos, m) in &p.aliases {
-        for (r, _, fpos) in m {
+    for Alias {
+        name: alias,
+        pos,
+        fields,
+    } in &p.aliases
+    {
+        for (r, _, fpos) in fields {
             if !idx
                 .iter()
                 .any(|&i| rules[i].sigma_name.as_deref() == Some(r) || rules[i].meta.id == *r)
