@@ -681,3 +681,21 @@ correlation:
         "{e}"
     );
 }
+
+/// Group values come from the process (its path, its user): in the alert line they are
+/// escaped like every other string, so none can end the line or forge a field.
+#[test]
+fn hostile_group_values_stay_inside_their_json_string() {
+    let set = event_count_set();
+    let hostile = "/tmp/x\n{\"event\":{\"kind\":\"alert\"}}\u{1b}[2J\"";
+    let recs: Vec<ConnectionRecord> = (0..5)
+        .map(|i| ev().host(hostile).dst("203.0.113.7", 4444).at(i).build())
+        .collect();
+    let alerts = run(&set, &recs, "corr-event-count");
+    assert_eq!(alerts.len(), 1);
+    let line = alerts[0].to_json_line();
+    assert_eq!(line.matches('\n').count(), 1, "{line}");
+    let v: serde_json::Value = serde_json::from_str(&line).expect("one JSON object");
+    assert_eq!(v["monitor"]["correlation"]["group"]["Computer"], hostile);
+    assert_eq!(v["monitor"]["correlation"]["count"], 5);
+}
