@@ -21,7 +21,7 @@ pub const MAX_GROUPS: usize = 100_000;
 /// Group keys are a few dozen bytes of fields the process chose (its path, its user), so
 /// the hash is keyed at random per engine: no input can pick colliding keys. Nothing
 /// iterates the map in hash order, so output stays deterministic.
-type Store = LruCache<Box<[u8]>, Group, foldhash::fast::RandomState>;
+type Store = LruCache<Vec<u8>, Group, foldhash::fast::RandomState>;
 
 #[derive(Debug)]
 struct Group {
@@ -37,7 +37,7 @@ struct Group {
 pub(crate) struct CorrelationEngine {
     store: Store,
     /// Window ends of groups with a bounded condition, earliest first.
-    deadlines: BTreeMap<(Timestamp, u64), Box<[u8]>>,
+    deadlines: BTreeMap<(Timestamp, u64), Vec<u8>>,
     seq: u64,
     key: Vec<u8>,
     evictions: u64,
@@ -47,7 +47,11 @@ pub(crate) struct CorrelationEngine {
 impl Default for CorrelationEngine {
     fn default() -> Self {
         CorrelationEngine {
-            store: LruCache::unbounded_with_hasher(foldhash::fast::RandomState::default()),
+            // At the cap, an insert drops the least recently used group (see `on_match`).
+            store: LruCache::with_hasher(
+                std::num::NonZeroUsize::new(MAX_GROUPS).expect("not zero"),
+                foldhash::fast::RandomState::default(),
+            ),
             deadlines: BTreeMap::new(),
             seq: 0,
             key: Vec::with_capacity(128),
@@ -104,33 +108,29 @@ impl CorrelationEngine {
             self.deadlines.remove(&(end, seq));
             close(corrs, g, end, out);
         }
-        if !self.store.contains(&self.key[..]) {
-            if self.store.len() >= MAX_GROUPS
-                && let Some((_, old)) = self.store.pop_lru()
-            {
-                if let Some(d) = old.deadline {
-                    self.deadlines.remove(&d);
-                }
-                self.evictions += 1;
+        // One lookup on the common path (the group exists). At the cap, inserting drops
+        // the least recently matched group; a deadline it leaves behind is recognized by
+        // its sequence number and skipped (`advance`).
+        let full = self.store.len() >= MAX_GROUPS;
+        let mut created = false;
+        let g = self.store.get_or_insert_mut_ref(&self.key[..], || {
+            created = true;
+            Group {
+                corr: c as u16,
+                win: Window::new(t),
+                deadline: None,
+                last: None,
             }
-            let key: Box<[u8]> = self.key.as_slice().into();
-            let deadline = bounded.then(|| {
+        });
+        if created {
+            self.evictions += u64::from(full);
+            if bounded {
                 self.seq += 1;
                 let d = (Timestamp(t.0.saturating_add(rule.timespan_ns)), self.seq);
-                self.deadlines.insert(d, key.clone());
-                d
-            });
-            self.store.push(
-                key,
-                Group {
-                    corr: c as u16,
-                    win: Window::new(t),
-                    deadline,
-                    last: None,
-                },
-            );
+                self.deadlines.insert(d, self.key.clone());
+                g.deadline = Some(d);
+            }
         }
-        let g = self.store.get_mut(&self.key[..]).expect("present");
         g.win.add(rule, pos as u8, t, v);
         if bounded {
             g.last = Some((rec.clone(), pos as u8));
@@ -156,7 +156,13 @@ impl CorrelationEngine {
                 break;
             }
             let key = self.deadlines.remove(&(end, seq)).expect("present");
-            if let Some(g) = self.store.pop(&key) {
+            // The group may have been evicted, and its key reused by a newer group.
+            if self
+                .store
+                .peek(&key[..])
+                .is_some_and(|g| g.deadline == Some((end, seq)))
+                && let Some(g) = self.store.pop(&key[..])
+            {
                 close(corrs, g, end, out);
             }
         }
@@ -174,8 +180,13 @@ impl CorrelationEngine {
     /// End of input or shutdown: every bounded window is tested now, stamped with its end
     /// or the last event's time, whichever is earlier (never the wall clock).
     pub fn finish(&mut self, corrs: &[CorrelationRule], out: &mut Vec<Alert>) {
-        for ((end, _), key) in std::mem::take(&mut self.deadlines) {
-            if let Some(g) = self.store.pop(&key) {
+        for ((end, seq), key) in std::mem::take(&mut self.deadlines) {
+            if self
+                .store
+                .peek(&key[..])
+                .is_some_and(|g| g.deadline == Some((end, seq)))
+                && let Some(g) = self.store.pop(&key[..])
+            {
                 let at = end.min(self.last_event.max(g.win.newest));
                 close(corrs, g, at, out);
             }
