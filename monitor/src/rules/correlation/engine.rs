@@ -6,6 +6,8 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use std::hash::BuildHasher as _;
+
 use lru::LruCache;
 
 use super::window::{Value, Window};
@@ -18,10 +20,44 @@ use crate::rules::field::{Field, FieldValue};
 /// dropped (its count starts again at its next match) and counted.
 pub const MAX_GROUPS: usize = 100_000;
 
-/// Group keys are a few dozen bytes of fields the process chose (its path, its user), so
-/// the hash is keyed at random per engine: no input can pick colliding keys. Nothing
-/// iterates the map in hash order, so output stays deterministic.
-type Store = LruCache<Vec<u8>, Group, foldhash::fast::RandomState>;
+/// A group: its correlation and a 128-bit digest of its `group-by` values. The values are
+/// a few dozen bytes the process chose (its path, its user); keeping only a digest keyed at
+/// random per engine (two independent 64-bit hashes) makes a key a copy, not an allocation,
+/// and no input can pick two groups that share one (a chance of about 2^-128 per pair; the
+/// alert takes the values from the event, never from the key). Nothing iterates the store
+/// in hash order, so output stays deterministic.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct GroupKey {
+    corr: u16,
+    digest: u128,
+}
+
+impl std::hash::Hash for GroupKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write_u64(self.digest as u64 ^ u64::from(self.corr));
+    }
+}
+
+/// The digest is already uniformly random: the store's hash passes it through.
+#[derive(Default)]
+struct PassThrough(u64);
+
+impl std::hash::Hasher for PassThrough {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `write_u64` is used (GroupKey::hash); fold anything else in anyway.
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+type Store = LruCache<GroupKey, Group, std::hash::BuildHasherDefault<PassThrough>>;
 
 #[derive(Debug)]
 struct Group {
@@ -37,12 +73,19 @@ struct Group {
 pub(crate) struct CorrelationEngine {
     store: Store,
     /// Window ends of groups with a bounded condition, earliest first.
-    deadlines: BTreeMap<(Timestamp, u64), Vec<u8>>,
+    deadlines: BTreeMap<(Timestamp, u64), GroupKey>,
     seq: u64,
+    /// The group-by values of the current match, encoded (reused buffer).
     key: Vec<u8>,
+    hashers: (foldhash::fast::RandomState, foldhash::fast::RandomState),
     evictions: u64,
     last_event: Timestamp,
+    /// Event time of the next sweep for groups whose matches all left their window.
+    next_sweep: Timestamp,
 }
+
+/// How often (event time) idle groups are looked for: they only hold memory meanwhile.
+const SWEEP_EVERY_NS: i64 = Timestamp::NANOS_PER_SEC;
 
 impl Default for CorrelationEngine {
     fn default() -> Self {
@@ -50,13 +93,15 @@ impl Default for CorrelationEngine {
             // At the cap, an insert drops the least recently used group (see `on_match`).
             store: LruCache::with_hasher(
                 std::num::NonZeroUsize::new(MAX_GROUPS).expect("not zero"),
-                foldhash::fast::RandomState::default(),
+                Default::default(),
             ),
             deadlines: BTreeMap::new(),
             seq: 0,
             key: Vec::with_capacity(128),
+            hashers: Default::default(),
             evictions: 0,
             last_event: Timestamp(i64::MIN),
+            next_sweep: Timestamp(i64::MIN),
         }
     }
 }
@@ -93,17 +138,21 @@ impl CorrelationEngine {
             _ => Value::None,
         };
         self.key.clear();
-        self.key.extend_from_slice(&(c as u16).to_le_bytes());
         for &f in &rule.group_fields[pos] {
             encode(&mut self.key, FieldValue::of(rec, f));
         }
+        let key = GroupKey {
+            corr: c as u16,
+            digest: u128::from(self.hashers.0.hash_one(&self.key[..]))
+                | u128::from(self.hashers.1.hash_one(&self.key[..])) << 64,
+        };
         let bounded = !rule.bounds.rising();
         if bounded
-            && let Some(g) = self.store.peek(&self.key[..])
+            && let Some(g) = self.store.peek(&key)
             && g.deadline.is_some_and(|(end, _)| t >= end)
         {
             // This group's window is over by the event's time: test it, then start anew.
-            let g = self.store.pop(&self.key[..]).expect("present");
+            let g = self.store.pop(&key).expect("present");
             let (end, seq) = g.deadline.expect("bounded");
             self.deadlines.remove(&(end, seq));
             close(corrs, g, end, out);
@@ -113,7 +162,7 @@ impl CorrelationEngine {
         // its sequence number and skipped (`advance`).
         let full = self.store.len() >= MAX_GROUPS;
         let mut created = false;
-        let g = self.store.get_or_insert_mut_ref(&self.key[..], || {
+        let g = self.store.get_or_insert_mut(key, || {
             created = true;
             Group {
                 corr: c as u16,
@@ -127,7 +176,7 @@ impl CorrelationEngine {
             if bounded {
                 self.seq += 1;
                 let d = (Timestamp(t.0.saturating_add(rule.timespan_ns)), self.seq);
-                self.deadlines.insert(d, self.key.clone());
+                self.deadlines.insert(d, key);
                 g.deadline = Some(d);
             }
         }
@@ -159,13 +208,17 @@ impl CorrelationEngine {
             // The group may have been evicted, and its key reused by a newer group.
             if self
                 .store
-                .peek(&key[..])
+                .peek(&key)
                 .is_some_and(|g| g.deadline == Some((end, seq)))
-                && let Some(g) = self.store.pop(&key[..])
+                && let Some(g) = self.store.pop(&key)
             {
                 close(corrs, g, end, out);
             }
         }
+        if now < self.next_sweep {
+            return;
+        }
+        self.next_sweep = Timestamp(now.0.saturating_add(SWEEP_EVERY_NS));
         // The least recently matched first: stop at the first group still in its window.
         while let Some((_, g)) = self.store.peek_lru() {
             let rule = &corrs[g.corr as usize];
@@ -183,9 +236,9 @@ impl CorrelationEngine {
         for ((end, seq), key) in std::mem::take(&mut self.deadlines) {
             if self
                 .store
-                .peek(&key[..])
+                .peek(&key)
                 .is_some_and(|g| g.deadline == Some((end, seq)))
-                && let Some(g) = self.store.pop(&key[..])
+                && let Some(g) = self.store.pop(&key)
             {
                 let at = end.min(self.last_event.max(g.win.newest));
                 close(corrs, g, at, out);
@@ -212,10 +265,10 @@ impl CorrelationEngine {
             let Some(Some(to)) = map.get(g.corr as usize).copied() else {
                 continue;
             };
-            key[..2].copy_from_slice(&to.to_le_bytes());
+            key.corr = to;
             g.corr = to;
             if let Some(d) = g.deadline {
-                self.deadlines.insert(d, key.clone());
+                self.deadlines.insert(d, key);
             }
             kept.push((key, g));
         }
