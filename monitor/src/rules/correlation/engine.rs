@@ -10,6 +10,7 @@ use std::hash::BuildHasher as _;
 
 use lru::LruCache;
 
+use super::prefix::{PrefixCache, per_process};
 use super::window::{Value, Window};
 use super::{CorrelationRule, Kind, MAX_ALERT_VALUES};
 use crate::record::{Alert, ConnectionRecord, Correlation, Detector, Timestamp};
@@ -20,21 +21,22 @@ use crate::rules::field::{Field, FieldValue};
 /// dropped (its count starts again at its next match) and counted.
 pub const MAX_GROUPS: usize = 100_000;
 
-/// A group: its correlation and a 128-bit digest of its `group-by` values. The values are
-/// a few dozen bytes the process chose (its path, its user); keeping only a digest keyed at
-/// random per engine (two independent 64-bit hashes) makes a key a copy, not an allocation,
-/// and no input can pick two groups that share one (a chance of about 2^-128 per pair; the
-/// alert takes the values from the event, never from the key). Nothing iterates the store
-/// in hash order, so output stays deterministic.
+/// A group: its correlation and a 64-bit digest of its `group-by` values. The values are a
+/// few dozen bytes the process chose (its path, its user); keeping only a digest, keyed at
+/// random per engine, makes a key a copy rather than an allocation, and no input can pick
+/// two groups that share one. Two groups share one by chance with odds of 2^-64 per pair
+/// (about 3 in 10^10 with all 100,000 groups open); they would then count together. The
+/// alert takes its values from the event, never from the key. Nothing iterates the store in
+/// hash order, so output stays deterministic.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct GroupKey {
     corr: u16,
-    digest: u128,
+    digest: u64,
 }
 
 impl std::hash::Hash for GroupKey {
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        state.write_u64(self.digest as u64 ^ u64::from(self.corr));
+        state.write_u64(self.digest ^ u64::from(self.corr));
     }
 }
 
@@ -77,7 +79,8 @@ pub(crate) struct CorrelationEngine {
     seq: u64,
     /// The group-by values of the current match, encoded (reused buffer).
     key: Vec<u8>,
-    hashers: (foldhash::fast::RandomState, foldhash::fast::RandomState),
+    hasher: foldhash::fast::RandomState,
+    prefixes: PrefixCache,
     evictions: u64,
     last_event: Timestamp,
     /// Event time of the next sweep for groups whose matches all left their window.
@@ -98,7 +101,8 @@ impl Default for CorrelationEngine {
             deadlines: BTreeMap::new(),
             seq: 0,
             key: Vec::with_capacity(128),
-            hashers: Default::default(),
+            hasher: Default::default(),
+            prefixes: PrefixCache::default(),
             evictions: 0,
             last_event: Timestamp(i64::MIN),
             next_sweep: Timestamp(i64::MIN),
@@ -137,14 +141,18 @@ impl CorrelationEngine {
             },
             _ => Value::None,
         };
+        let (per_proc, per_event) = &rule.split_fields[pos];
+        let prefix =
+            self.prefixes
+                .digest((c as u32) << 8 | pos as u32, per_proc, rec, &self.hasher);
         self.key.clear();
-        for &f in &rule.group_fields[pos] {
+        self.key.extend_from_slice(&prefix.to_le_bytes());
+        for &f in per_event {
             encode(&mut self.key, FieldValue::of(rec, f));
         }
         let key = GroupKey {
             corr: c as u16,
-            digest: u128::from(self.hashers.0.hash_one(&self.key[..]))
-                | u128::from(self.hashers.1.hash_one(&self.key[..])) << 64,
+            digest: self.hasher.hash_one(&self.key[..]),
         };
         let bounded = !rule.bounds.rising();
         if bounded
@@ -259,6 +267,7 @@ impl CorrelationEngine {
             })
             .collect();
         self.deadlines.clear();
+        self.prefixes.clear();
         let mut kept = Vec::with_capacity(self.store.len());
         // Oldest first, so pushing them back keeps their order.
         while let Some((mut key, mut g)) = self.store.pop_lru() {
@@ -382,7 +391,7 @@ fn value_of(rec: &ConnectionRecord, fields: &[Field]) -> Option<Value> {
 
 /// Appends one group-by value to a key, self-delimiting so that no two value lists give
 /// the same bytes.
-fn encode(key: &mut Vec<u8>, v: FieldValue<'_>) {
+pub(super) fn encode(key: &mut Vec<u8>, v: FieldValue<'_>) {
     let text = |key: &mut Vec<u8>, t: &str| {
         key.extend_from_slice(&(t.len() as u32).to_le_bytes());
         key.extend_from_slice(t.as_bytes());

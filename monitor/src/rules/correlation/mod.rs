@@ -17,6 +17,7 @@
 
 mod engine;
 mod parse;
+mod prefix;
 mod window;
 
 #[cfg(test)]
@@ -110,6 +111,9 @@ pub(crate) struct CorrelationRule {
     /// Per correlated rule (position in `rules`), the field of each `group-by` entry
     /// (aliases resolved for that rule).
     pub group_fields: Vec<Vec<Field>>,
+    /// The same, split into the fields of the process (hashed once per process) and the
+    /// others (hashed per event): the group key is built from both.
+    pub split_fields: Vec<(Vec<Field>, Vec<Field>)>,
     /// `value_count`: the `field` names as written, and per correlated rule their fields.
     pub value_names: Vec<String>,
     pub value_fields: Vec<Vec<Field>>,

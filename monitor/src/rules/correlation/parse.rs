@@ -673,6 +673,10 @@ pub(crate) fn resolve(
         rule_ids: idx.iter().map(|&i| rules[i].meta.id.clone()).collect(),
         rules: idx,
         group_by: p.group_by.into_iter().map(|g| g.0).collect(),
+        split_fields: group_fields
+            .iter()
+            .map(|fs| fs.iter().partition(|&&f| super::prefix::per_process(f)))
+            .collect(),
         group_fields,
         value_names: p.value_names.into_iter().map(|g| g.0).collect(),
         value_fields,

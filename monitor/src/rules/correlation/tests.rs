@@ -28,6 +28,7 @@ fn rule(kind: Kind, bounds: Bounds, rules: usize) -> CorrelationRule {
         rule_ids: (0..rules).map(|i| i.to_string()).collect(),
         group_by: Vec::new(),
         group_fields: vec![Vec::new(); rules],
+        split_fields: vec![(Vec::new(), Vec::new()); rules],
         value_names: Vec::new(),
         value_fields: vec![Vec::new(); rules],
         timespan_ns: 10 * Timestamp::NANOS_PER_SEC,

@@ -56,22 +56,24 @@ impl Window {
     pub fn add(&mut self, rule: &CorrelationRule, pos: u8, t: Timestamp, v: Value) {
         self.newest = self.newest.max(t);
         match rule.kind {
-            // One entry per distinct value, at its latest time.
-            Kind::ValueCount => {
-                if let Some(i) = self.entries.iter().position(|e| e.v == v) {
-                    if self.entries[i].t >= t {
-                        return;
+            // One entry per distinct value (per rule for temporal), at its latest time.
+            Kind::ValueCount | Kind::Temporal => {
+                let same = |e: &Entry| {
+                    if rule.kind == Kind::ValueCount {
+                        e.v == v
+                    } else {
+                        e.pos == pos
                     }
-                    self.entries.remove(i);
-                }
-            }
-            // One entry per rule, at its latest time.
-            Kind::Temporal => {
-                if let Some(i) = self.entries.iter().position(|e| e.pos == pos) {
-                    if self.entries[i].t >= t {
-                        return;
+                };
+                // Most often the value seen last: search from the back.
+                if let Some(i) = self.entries.iter().rposition(same) {
+                    if self.entries[i].t < t {
+                        self.entries[i].t = t;
+                        // Keep time order: move it past the entries now older than it.
+                        let end = i + self.entries[i + 1..].partition_point(|e| e.t <= t);
+                        self.entries[i..=end].rotate_left(1);
                     }
-                    self.entries.remove(i);
+                    return;
                 }
             }
             Kind::TemporalOrdered => {
