@@ -119,15 +119,16 @@ impl RuleEngine {
             if !self.rule_matches(i, rec) {
                 continue;
             }
-            // A match (rare): the rule set is cloned only here, not on every event.
-            let rules = Arc::clone(&self.rules);
-            for &(c, pos) in &rules.feeds[i as usize] {
+            let set = &*self.rules;
+            for &(c, pos) in &set.feeds[i as usize] {
                 self.corr
-                    .on_match(&rules.correlations, c.into(), pos.into(), rec, out);
+                    .on_match(&set.correlations, c.into(), pos.into(), rec, out);
             }
-            if rules.silent[i as usize] {
+            if set.silent[i as usize] {
                 continue;
             }
+            // An alert (rare): the rule set is cloned only here, not on every event.
+            let rules = Arc::clone(&self.rules);
             let rule = &rules.rules[i as usize];
             let alert = self.alert(&rules.tests, rule, rec);
             match &rule.group {

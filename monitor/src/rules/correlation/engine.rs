@@ -145,14 +145,23 @@ impl CorrelationEngine {
         let prefix =
             self.prefixes
                 .digest((c as u32) << 8 | pos as u32, per_proc, rec, &self.hasher);
-        self.key.clear();
-        self.key.extend_from_slice(&prefix.to_le_bytes());
+        let mut digest = prefix;
         for &f in per_event {
-            encode(&mut self.key, FieldValue::of(rec, f));
+            // Numbers and addresses hash as one word; text through the encoded bytes.
+            digest = match FieldValue::of(rec, f) {
+                FieldValue::Number(n) => self.hasher.hash_one((digest, 3u8, n)),
+                FieldValue::Ip(IpAddr::V4(a)) => self.hasher.hash_one((digest, 4u8, u32::from(a))),
+                FieldValue::Ip(IpAddr::V6(a)) => self.hasher.hash_one((digest, 5u8, u128::from(a))),
+                other => {
+                    self.key.clear();
+                    encode(&mut self.key, other);
+                    self.hasher.hash_one((digest, &self.key[..]))
+                }
+            };
         }
         let key = GroupKey {
             corr: c as u16,
-            digest: self.hasher.hash_one(&self.key[..]),
+            digest,
         };
         let bounded = !rule.bounds.rising();
         if bounded

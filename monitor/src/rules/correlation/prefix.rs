@@ -1,8 +1,9 @@
 //! Per-process part of a group key, computed once per process.
 //!
-//! Most `group-by` fields describe the process (executable, user, parent): the same for
-//! every event of it. Their digest is kept per process (a direct-mapped cache on the
-//! process's `Arc`), so an event hashes only its own fields (address, port, host). A slot
+//! Most `group-by` fields describe the process (executable, user, parent) or its host: the
+//! same for every event of it. Their digest is kept per process and host name (a
+//! direct-mapped cache on the process's `Arc`), so an event hashes only its own fields
+//! (address, port). A slot
 //! holds a clone of the `Arc`, so a cached process cannot be freed and its address reused
 //! by another while the slot names it.
 
@@ -14,14 +15,15 @@ use crate::rules::field::{Field, FieldValue};
 
 const SLOTS: usize = 512;
 
-/// Whether `f` is the same for every event of one process `Arc` (the executable's hash is
-/// filled in later, so it is not).
+/// Whether `f` is the same for every event of one process `Arc` and host name (the
+/// executable's hash is filled in later, so it is not).
 pub fn per_process(f: Field) -> bool {
-    f.is_process() && !matches!(f, Field::Hashes | Field::ProcessHash)
+    (f.is_process() && !matches!(f, Field::Hashes | Field::ProcessHash)) || f == Field::HostName
 }
 
 struct Slot {
     process: Arc<ProcessInfo>,
+    host: Arc<str>,
     /// (correlation << 8 | rule position, digest)
     digests: Vec<(u32, u64)>,
 }
@@ -57,9 +59,13 @@ impl PrefixCache {
         let p = &rec.process;
         let i = (Arc::as_ptr(p) as usize >> 4) % SLOTS;
         let slot = &mut self.slots[i];
-        if !slot.as_ref().is_some_and(|s| Arc::ptr_eq(&s.process, p)) {
+        if !slot.as_ref().is_some_and(|s| {
+            Arc::ptr_eq(&s.process, p)
+                && (Arc::ptr_eq(&s.host, &rec.host_name) || s.host == rec.host_name)
+        }) {
             *slot = Some(Slot {
                 process: Arc::clone(p),
+                host: Arc::clone(&rec.host_name),
                 digests: Vec::with_capacity(2),
             });
         }
