@@ -187,11 +187,22 @@ impl RuleEngine {
     fn rule_matches(&mut self, i: u32, rec: &ConnectionRecord) -> bool {
         let set = &*self.rules;
         let cond = &set.rules[i as usize].condition;
-        if self.scratch.should_learn(i)
-            && cond.eval_process(&set.tests, rec, &mut self.scratch) == Some(false)
-        {
-            self.scratch.exclude(i);
-            return false;
+        if self.scratch.included(i) {
+            return true;
+        }
+        if self.scratch.should_learn(i) {
+            match cond.eval_process(&set.tests, rec, &mut self.scratch) {
+                Some(false) => {
+                    self.scratch.exclude(i);
+                    return false;
+                }
+                // True whatever the event: so on the process's later events too.
+                Some(true) => {
+                    self.scratch.include(i);
+                    return true;
+                }
+                None => {}
+            }
         }
         cond.eval(&set.tests, rec, &mut self.scratch)
     }
