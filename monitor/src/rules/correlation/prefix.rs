@@ -24,9 +24,13 @@ pub fn per_process(f: Field) -> bool {
 struct Slot {
     process: Arc<ProcessInfo>,
     host: Arc<str>,
-    /// (correlation << 8 | rule position, digest)
-    digests: Vec<(u32, u64)>,
+    /// (correlation << 8 | rule position, digest), the first `len` of them; a process that
+    /// feeds more correlations than this recomputes the rest (no allocation per slot).
+    digests: [(u32, u64); PER_SLOT],
+    len: usize,
 }
+
+const PER_SLOT: usize = 4;
 
 pub struct PrefixCache {
     slots: Vec<Option<Slot>>,
@@ -66,11 +70,12 @@ impl PrefixCache {
             *slot = Some(Slot {
                 process: Arc::clone(p),
                 host: Arc::clone(&rec.host_name),
-                digests: Vec::with_capacity(2),
+                digests: [(0, 0); PER_SLOT],
+                len: 0,
             });
         }
         let s = slot.as_mut().expect("just set");
-        if let Some(&(_, d)) = s.digests.iter().find(|(k, _)| *k == id) {
+        if let Some(&(_, d)) = s.digests[..s.len].iter().find(|(k, _)| *k == id) {
             return d;
         }
         self.buf.clear();
@@ -78,7 +83,10 @@ impl PrefixCache {
             super::engine::encode(&mut self.buf, FieldValue::of(rec, f));
         }
         let d = hasher.hash_one(&self.buf[..]);
-        s.digests.push((id, d));
+        if s.len < PER_SLOT {
+            s.digests[s.len] = (id, d);
+            s.len += 1;
+        }
         d
     }
 }
