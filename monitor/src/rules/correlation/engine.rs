@@ -10,7 +10,7 @@ use std::hash::BuildHasher as _;
 
 use lru::LruCache;
 
-use super::prefix::{PrefixCache, per_process};
+use super::prefix::PrefixCache;
 use super::window::{Value, Window};
 use super::{CorrelationRule, Kind, MAX_ALERT_VALUES};
 use crate::record::{Alert, ConnectionRecord, Correlation, Detector, Timestamp};
@@ -68,7 +68,8 @@ struct Group {
     /// Bounded conditions: the deadline's key in `deadlines`, and the latest match (the
     /// alert's event when the window closes) with its rule's position.
     deadline: Option<(Timestamp, u64)>,
-    last: Option<(ConnectionRecord, u8)>,
+    /// Boxed: only bounded groups have one, and a record is some 100 bytes.
+    last: Option<Box<(ConnectionRecord, u8)>>,
 }
 
 /// Correlation state of one pipeline.
@@ -134,12 +135,12 @@ impl CorrelationEngine {
         let t = rec.timestamp;
         self.last_event = self.last_event.max(t);
         let v = match rule.kind {
-            Kind::ValueCount => match value_of(rec, &rule.value_fields[pos]) {
+            Kind::ValueCount => match value_of(rec, &rule.value_fields[pos], &self.hasher) {
                 Some(v) => v,
                 // A missing value is not a value (as count(distinct) leaves out null).
                 None => return,
             },
-            _ => Value::None,
+            _ => Value::NONE,
         };
         let (per_proc, per_event) = &rule.split_fields[pos];
         let prefix =
@@ -197,9 +198,15 @@ impl CorrelationEngine {
                 g.deadline = Some(d);
             }
         }
-        g.win.add(rule, pos as u8, t, v);
+        if g.win.add(rule, pos as u8, t, v) && v.is_digest() {
+            let fields = &rule.value_fields[pos];
+            g.win.keep_text(v, || value_text(rec, fields));
+        }
         if bounded {
-            g.last = Some((rec.clone(), pos as u8));
+            match &mut g.last {
+                Some(last) => **last = (rec.clone(), pos as u8),
+                None => g.last = Some(Box::new((rec.clone(), pos as u8))),
+            }
             return;
         }
         g.win.prune(rule.timespan_ns);
@@ -300,9 +307,10 @@ impl CorrelationEngine {
 fn close(corrs: &[CorrelationRule], g: Group, at: Timestamp, out: &mut Vec<Alert>) {
     let rule = &corrs[g.corr as usize];
     let n = g.win.count(rule);
-    if let Some((rec, pos)) = &g.last
+    if let Some(last) = &g.last
         && rule.bounds.holds(n)
     {
+        let (rec, pos) = &**last;
         out.push(alert(rule, usize::from(*pos), rec, &g.win, n, at));
     }
 }
@@ -325,13 +333,7 @@ fn alert(
         win.entries
             .iter()
             .take(MAX_ALERT_VALUES)
-            .map(|e| match &e.v {
-                Value::None => serde_json::Value::Null,
-                Value::Num(n) => (*n).into(),
-                Value::Ip(ip) => ip.to_string().into(),
-                Value::Bool(b) => (*b).into(),
-                Value::Text(t) => t.to_string().into(),
-            })
+            .map(|e| e.v.to_json(win.texts()))
             .collect()
     });
     let (first, last) = win.span();
@@ -373,29 +375,42 @@ fn json_of(v: FieldValue<'_>) -> serde_json::Value {
 
 /// The value `value_count` counts: one field's, or the fields' together (the
 /// specification's list of fields, linked by AND); `None` when one is missing.
-fn value_of(rec: &ConnectionRecord, fields: &[Field]) -> Option<Value> {
+fn value_of(
+    rec: &ConnectionRecord,
+    fields: &[Field],
+    hasher: &foldhash::fast::RandomState,
+) -> Option<Value> {
     if let [f] = fields {
-        return match FieldValue::of(rec, *f) {
-            FieldValue::Missing => None,
-            FieldValue::Text(t) => Some(Value::Text(t.into())),
-            FieldValue::List(items) => Some(Value::Text(items.join("\u{0}").into())),
-            FieldValue::Number(n) => Some(Value::Num(n)),
-            FieldValue::Ip(ip) => Some(Value::Ip(ip)),
-            FieldValue::Bool(b) => Some(Value::Bool(b)),
-        };
-    }
-    let mut s = String::new();
-    for (i, &f) in fields.iter().enumerate() {
-        if i > 0 {
-            s.push('\u{0}');
-        }
-        match json_of(FieldValue::of(rec, f)) {
-            serde_json::Value::Null => return None,
-            serde_json::Value::String(t) => s.push_str(&t),
-            other => s.push_str(&other.to_string()),
+        let v = FieldValue::of(rec, *f);
+        match v {
+            FieldValue::Missing => return None,
+            FieldValue::Number(n) if n <= u64::MAX >> 2 => return Value::num(n),
+            FieldValue::Ip(IpAddr::V4(a)) => return Some(Value::ipv4(a)),
+            FieldValue::Bool(b) => return Some(Value::boolean(b)),
+            _ => {}
         }
     }
-    Some(Value::Text(s.into()))
+    let mut key = Vec::with_capacity(64);
+    for &f in fields {
+        match FieldValue::of(rec, f) {
+            FieldValue::Missing => return None,
+            v => encode(&mut key, v),
+        }
+    }
+    Some(Value::digest(hasher.hash_one(&key[..])))
+}
+
+/// The text of a value kept as a digest, for the alert: one field's value, or the fields'
+/// values joined by NUL.
+fn value_text(rec: &ConnectionRecord, fields: &[Field]) -> String {
+    fields
+        .iter()
+        .map(|&f| match json_of(FieldValue::of(rec, f)) {
+            serde_json::Value::String(t) => t,
+            other => other.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("\u{0}")
 }
 
 /// Appends one group-by value to a key, self-delimiting so that no two value lists give

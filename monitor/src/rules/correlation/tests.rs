@@ -76,7 +76,7 @@ fn late_events_are_placed_by_their_time_and_pruned_by_the_newest() {
     let r = rule(Kind::EventCount, gte(100), 1);
     let mut w = Window::new(at(0));
     for s in [5, 1, 9, 3, 20] {
-        w.add(&r, 0, at(s), Value::None);
+        w.add(&r, 0, at(s), Value::NONE);
     }
     let times: Vec<i64> = w.entries.iter().map(|e| e.t.0 / 1_000_000_000).collect();
     assert_eq!(times, [1, 3, 5, 9, 20]);
@@ -93,34 +93,38 @@ fn late_events_are_placed_by_their_time_and_pruned_by_the_newest() {
 fn value_count_keeps_one_entry_per_value_at_its_latest_time_and_its_capacity() {
     let r = rule(Kind::ValueCount, gte(3), 1);
     let mut w = Window::new(at(0));
-    w.add(&r, 0, at(1), Value::Num(22));
-    w.add(&r, 0, at(2), Value::Num(80));
-    w.add(&r, 0, at(3), Value::Num(22));
+    w.add(&r, 0, at(1), Value::num(22).unwrap());
+    w.add(&r, 0, at(2), Value::num(80).unwrap());
+    w.add(&r, 0, at(3), Value::num(22).unwrap());
     assert_eq!(w.count(&r), 2);
     assert_eq!(
         w.entries[1].v,
-        Value::Num(22),
+        Value::num(22).unwrap(),
         "22 moved to its latest time"
     );
-    w.add(&r, 0, at(4), Value::Num(443));
-    w.add(&r, 0, at(5), Value::Num(8080));
+    w.add(&r, 0, at(4), Value::num(443).unwrap());
+    w.add(&r, 0, at(5), Value::num(8080).unwrap());
     assert_eq!(w.count(&r), 3, "capacity is what the condition needs");
-    assert_eq!(w.entries[0].v, Value::Num(22), "the oldest value (80) went");
+    assert_eq!(
+        w.entries[0].v,
+        Value::num(22).unwrap(),
+        "the oldest value (80) went"
+    );
 }
 
 #[test]
 fn ordered_sequences_need_each_step_strictly_after_the_one_before() {
     let r = rule(Kind::TemporalOrdered, gte(3), 3);
     let mut w = Window::new(at(0));
-    w.add(&r, 2, at(1), Value::None);
-    w.add(&r, 0, at(2), Value::None);
-    w.add(&r, 1, at(3), Value::None);
+    w.add(&r, 2, at(1), Value::NONE);
+    w.add(&r, 0, at(2), Value::NONE);
+    w.add(&r, 1, at(3), Value::NONE);
     assert_eq!(w.count(&r), 0, "C came before A");
-    w.add(&r, 2, at(4), Value::None);
+    w.add(&r, 2, at(4), Value::NONE);
     assert_eq!(w.count(&r), 3);
     let mut same = Window::new(at(0));
     for pos in 0..3 {
-        same.add(&r, pos, at(7), Value::None);
+        same.add(&r, pos, at(7), Value::NONE);
     }
     assert_eq!(same.count(&r), 0, "one instant is not an order");
 }
@@ -130,10 +134,10 @@ fn temporal_counts_each_rule_once() {
     let r = rule(Kind::Temporal, gte(3), 3);
     let mut w = Window::new(at(0));
     for s in 0..10 {
-        w.add(&r, 0, at(s), Value::None);
+        w.add(&r, 0, at(s), Value::NONE);
     }
     assert_eq!(w.count(&r), 1);
-    w.add(&r, 2, at(3), Value::None);
-    w.add(&r, 1, at(4), Value::None);
+    w.add(&r, 2, at(3), Value::NONE);
+    w.add(&r, 1, at(4), Value::NONE);
     assert_eq!(w.count(&r), 3);
 }
