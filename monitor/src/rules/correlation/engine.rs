@@ -65,11 +65,23 @@ type Store = LruCache<GroupKey, Group, std::hash::BuildHasherDefault<PassThrough
 struct Group {
     corr: u16,
     win: Window,
-    /// Bounded conditions: the deadline's key in `deadlines`, and the latest match (the
-    /// alert's event when the window closes) with its rule's position.
-    deadline: Option<(Timestamp, u64)>,
-    /// Boxed: only bounded groups have one, and a record is some 100 bytes.
-    last: Option<Box<(ConnectionRecord, u8)>>,
+    /// Only groups of a bounded condition have it: boxed, so the others stay small
+    /// (memory per group, mod.rs).
+    bounded: Option<Box<Bounded>>,
+}
+
+#[derive(Debug)]
+struct Bounded {
+    /// The window's end and its key in `deadlines`.
+    deadline: (Timestamp, u64),
+    /// The latest match (the alert's event when the window closes) and its rule's position.
+    last: Option<(ConnectionRecord, u8)>,
+}
+
+impl Group {
+    fn deadline(&self) -> Option<(Timestamp, u64)> {
+        self.bounded.as_ref().map(|b| b.deadline)
+    }
 }
 
 /// Correlation state of one pipeline.
@@ -167,11 +179,11 @@ impl CorrelationEngine {
         let bounded = !rule.bounds.rising();
         if bounded
             && let Some(g) = self.store.peek(&key)
-            && g.deadline.is_some_and(|(end, _)| t >= end)
+            && g.deadline().is_some_and(|(end, _)| t >= end)
         {
             // This group's window is over by the event's time: test it, then start anew.
             let g = self.store.pop(&key).expect("present");
-            let (end, seq) = g.deadline.expect("bounded");
+            let (end, seq) = g.deadline().expect("bounded");
             self.deadlines.remove(&(end, seq));
             close(corrs, g, end, out);
         }
@@ -185,8 +197,7 @@ impl CorrelationEngine {
             Group {
                 corr: c as u16,
                 win: Window::new(t),
-                deadline: None,
-                last: None,
+                bounded: None,
             }
         });
         if created {
@@ -195,7 +206,10 @@ impl CorrelationEngine {
                 self.seq += 1;
                 let d = (Timestamp(t.0.saturating_add(rule.timespan_ns)), self.seq);
                 self.deadlines.insert(d, key);
-                g.deadline = Some(d);
+                g.bounded = Some(Box::new(Bounded {
+                    deadline: d,
+                    last: None,
+                }));
             }
         }
         if g.win.add(rule, pos as u8, t, v) && v.is_digest() {
@@ -203,9 +217,8 @@ impl CorrelationEngine {
             g.win.keep_text(v, || value_text(rec, fields));
         }
         if bounded {
-            match &mut g.last {
-                Some(last) => **last = (rec.clone(), pos as u8),
-                None => g.last = Some(Box::new((rec.clone(), pos as u8))),
+            if let Some(b) = &mut g.bounded {
+                b.last = Some((rec.clone(), pos as u8));
             }
             return;
         }
@@ -233,7 +246,7 @@ impl CorrelationEngine {
             if self
                 .store
                 .peek(&key)
-                .is_some_and(|g| g.deadline == Some((end, seq)))
+                .is_some_and(|g| g.deadline() == Some((end, seq)))
                 && let Some(g) = self.store.pop(&key)
             {
                 close(corrs, g, end, out);
@@ -247,7 +260,7 @@ impl CorrelationEngine {
         while let Some((_, g)) = self.store.peek_lru() {
             let rule = &corrs[g.corr as usize];
             let idle_until = g.win.newest.0.saturating_add(rule.timespan_ns);
-            if g.deadline.is_some() || idle_until > now.0 || g.win.quiet_until > now {
+            if g.bounded.is_some() || idle_until > now.0 || g.win.quiet_until > now {
                 break;
             }
             self.store.pop_lru();
@@ -261,7 +274,7 @@ impl CorrelationEngine {
             if self
                 .store
                 .peek(&key)
-                .is_some_and(|g| g.deadline == Some((end, seq)))
+                .is_some_and(|g| g.deadline() == Some((end, seq)))
                 && let Some(g) = self.store.pop(&key)
             {
                 let at = end.min(self.last_event.max(g.win.newest));
@@ -292,7 +305,7 @@ impl CorrelationEngine {
             };
             key.corr = to;
             g.corr = to;
-            if let Some(d) = g.deadline {
+            if let Some(d) = g.deadline() {
                 self.deadlines.insert(d, key);
             }
             kept.push((key, g));
@@ -307,10 +320,9 @@ impl CorrelationEngine {
 fn close(corrs: &[CorrelationRule], g: Group, at: Timestamp, out: &mut Vec<Alert>) {
     let rule = &corrs[g.corr as usize];
     let n = g.win.count(rule);
-    if let Some(last) = &g.last
+    if let Some(Some((rec, pos))) = g.bounded.as_ref().map(|b| &b.last)
         && rule.bounds.holds(n)
     {
-        let (rec, pos) = &**last;
         out.push(alert(rule, usize::from(*pos), rec, &g.win, n, at));
     }
 }
