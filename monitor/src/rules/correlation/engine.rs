@@ -16,9 +16,10 @@ use super::{CorrelationRule, Kind, MAX_ALERT_VALUES};
 use crate::record::{Alert, ConnectionRecord, Correlation, Detector, Timestamp};
 use crate::rules::field::{Field, FieldValue};
 
-/// Groups kept at once over all correlation rules. At about 200 bytes a group (key, window,
-/// a few entries) this is some 20 MiB at most; past it the least recently matched group is
-/// dropped (its count starts again at its next match) and counted.
+/// Groups kept at once over all correlation rules. At about 170 bytes a group of one entry
+/// (more for groups holding many values) this is some 17 to 25 MiB at most; past it the
+/// least recently matched group is dropped (its count starts again at its next match) and
+/// counted.
 pub const MAX_GROUPS: usize = 100_000;
 
 /// A group: its correlation and a 64-bit digest of its `group-by` values. The values are a
