@@ -59,6 +59,9 @@ impl Value {
     }
 }
 
+/// Digest values' texts: (the value's word, its text).
+pub type Texts = Vec<(u64, Box<str>)>;
+
 #[derive(Clone, Debug)]
 pub struct Entry {
     pub t: Timestamp,
@@ -78,7 +81,7 @@ pub struct Window {
     pub quiet_until: Timestamp,
     /// The text of digest values (`Value::is_digest`), for the alert; only groups that
     /// count such values have it.
-    pub texts: Option<Box<Vec<(u64, Box<str>)>>>,
+    pub texts: Option<Box<Texts>>,
 }
 
 impl Window {
