@@ -22,24 +22,15 @@ use crate::rules::field::{Field, FieldValue};
 /// counted.
 pub const MAX_GROUPS: usize = 100_000;
 
-/// A group: its correlation and a 64-bit digest of its `group-by` values. The values are a
-/// few dozen bytes the process chose (its path, its user); keeping only a digest, keyed at
-/// random per engine, makes a key a copy rather than an allocation, and no input can pick
-/// two groups that share one. Two groups share one by chance with odds of 2^-64 per pair
-/// (about 3 in 10^10 with all 100,000 groups open); they would then count together. The
-/// alert takes its values from the event, never from the key. Nothing iterates the store in
-/// hash order, so output stays deterministic.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct GroupKey {
-    corr: u16,
-    digest: u64,
-}
-
-impl std::hash::Hash for GroupKey {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        state.write_u64(self.digest ^ u64::from(self.corr));
-    }
-}
+/// A group: a 64-bit digest of its `group-by` values, mixed with a random word of its
+/// correlation (`CorrelationEngine::salt`). The values are a few dozen bytes the process
+/// chose (its path, its user); keeping only a digest, keyed at random per engine, makes a
+/// key a word rather than an allocation (8 bytes of each of up to 100,000 groups), and no
+/// input can pick two groups that share one. Two groups share one by chance with odds of
+/// 2^-64 per pair (about 3 in 10^10 with all 100,000 groups open); they would then count
+/// together. The alert takes its values from the event, never from the key. Nothing
+/// iterates the store in hash order, so output stays deterministic.
+type GroupKey = u64;
 
 /// The digest is already uniformly random: the store's hash passes it through.
 #[derive(Default)]
@@ -50,7 +41,7 @@ impl std::hash::Hasher for PassThrough {
         self.0
     }
     fn write(&mut self, bytes: &[u8]) {
-        // Only `write_u64` is used (GroupKey::hash); fold anything else in anyway.
+        // Only `write_u64` is used (a u64 key); fold anything else in anyway.
         for &b in bytes {
             self.0 = self.0.rotate_left(8) ^ u64::from(b);
         }
@@ -125,6 +116,11 @@ impl Default for CorrelationEngine {
 }
 
 impl CorrelationEngine {
+    /// The random word that tells correlation `c`'s keys from the others'.
+    fn salt(&self, c: u16) -> u64 {
+        self.hasher.hash_one(c)
+    }
+
     /// Open groups.
     pub fn groups(&self) -> usize {
         self.store.len()
@@ -173,10 +169,7 @@ impl CorrelationEngine {
                 }
             };
         }
-        let key = GroupKey {
-            corr: c as u16,
-            digest,
-        };
+        let key: GroupKey = digest ^ self.salt(c as u16);
         let bounded = !rule.bounds.rising();
         if bounded
             && let Some(g) = self.store.peek(&key)
@@ -304,7 +297,7 @@ impl CorrelationEngine {
             let Some(Some(to)) = map.get(g.corr as usize).copied() else {
                 continue;
             };
-            key.corr = to;
+            key ^= self.salt(g.corr) ^ self.salt(to);
             g.corr = to;
             if let Some(d) = g.deadline() {
                 self.deadlines.insert(d, key);
