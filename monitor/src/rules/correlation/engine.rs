@@ -16,8 +16,8 @@ use super::{CorrelationRule, Kind, MAX_ALERT_VALUES};
 use crate::record::{Alert, ConnectionRecord, Correlation, Detector, Timestamp};
 use crate::rules::field::{Field, FieldValue};
 
-/// Groups kept at once over all correlation rules. At about 170 bytes a group of one entry
-/// (more for groups holding many values) this is some 17 to 25 MiB at most; past it the
+/// Groups kept at once over all correlation rules. At about 155 bytes a group of one entry
+/// (more for groups holding many values) this is some 15 to 22 MiB at most; past it the
 /// least recently matched group is dropped (its count starts again at its next match) and
 /// counted.
 pub const MAX_GROUPS: usize = 100_000;

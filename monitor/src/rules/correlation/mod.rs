@@ -19,7 +19,7 @@
 //! groups are many and must be small. A group is a 64-bit digest key, its window (24-byte
 //! entries, grown one at a time, at most what the condition can tell apart) and, only for
 //! bounded conditions, a boxed deadline and record. Measured (BENCHMARKS.md, section 2):
-//! about 170 bytes a group with one entry, 17 MiB for 100,000 groups.
+//! about 155 bytes a group with one entry, 15.5 MiB for 100,000 groups.
 
 mod engine;
 mod parse;
