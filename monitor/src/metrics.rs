@@ -463,6 +463,8 @@ mod tests {
         let mut s = MetricsSnapshot {
             ringbuf_lost: 3,
             rules_reload_failed: 2,
+            correlation_groups: 7,
+            correlation_evictions: 5,
             ..Default::default()
         };
         s.alerts_by_rule.insert("rule\"x".into(), 2);
@@ -484,6 +486,10 @@ mod tests {
         assert!(t.contains("monitor_rules_reload_failed_total 2\n"), "{t}");
         assert_eq!(rec["monitor"]["stats"]["rules_reload_failed"], 2);
         assert_eq!(rec["monitor"]["stats"]["rules_reloaded"], 0);
+        assert!(t.contains("monitor_correlation_evictions_total 5\n"), "{t}");
+        assert!(t.contains("monitor_correlation_groups 7\n"), "{t}");
+        assert_eq!(rec["monitor"]["stats"]["correlation_evictions"], 5);
+        assert_eq!(rec["monitor"]["stats"]["correlation_groups"], 7);
     }
 
     fn lost(tcp: u64, udp: u64, udp6: u64, exec: u64, exit: u64) -> MetricsSnapshot {
