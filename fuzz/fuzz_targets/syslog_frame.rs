@@ -178,6 +178,7 @@ fn alert(event: ConnectionRecord, a: AlertFields) -> Alert {
             jitter,
             score,
         }),
+        correlation: None,
         event,
     }
 }
@@ -336,6 +337,7 @@ fn record_from_line(v: &Value) -> Option<OutputRecord> {
         labels,
         aggregate: None,
         beacon: None,
+        correlation: None,
         event,
     }))
 }

@@ -111,7 +111,12 @@ fn rules_command(cmd: RulesCommand) -> Result<(), Failure> {
                     s.id,
                     s.level.as_str(),
                     s.techniques.join(","),
-                    if s.group.is_some() { "yes" } else { "no" },
+                    match (&s.group, &s.correlation) {
+                        (Some(_), _) => "yes",
+                        (None, Some((kind, _))) => kind.as_str(),
+                        (None, None) if s.silent => "correlated",
+                        (None, None) => "no",
+                    },
                     s.title,
                     s.file,
                     s.line
@@ -225,10 +230,24 @@ fn explain_command(args: ExplainArgs) -> Result<(), Failure> {
             ))
         })?;
     let ex = rules.explain(&rec, args.rule.as_deref()).ok_or_else(|| {
-        Failure::Invalid(anyhow!(
-            "--rule {}: no such rule in the set",
-            monitor::rules::escape_control(args.rule.as_deref().unwrap_or(""))
-        ))
+        let id = args.rule.as_deref().unwrap_or("");
+        let esc = monitor::rules::escape_control;
+        // A correlation is decided over many events, not one: point at its rules.
+        match rules
+            .summaries()
+            .into_iter()
+            .find(|s| s.id == id)
+            .and_then(|s| s.correlation)
+        {
+            Some((kind, ids)) => Failure::Invalid(anyhow!(
+                "--rule {}: a {} correlation rule, decided over many events; explain the \
+                 rules it correlates: {}",
+                esc(id),
+                kind.as_str(),
+                esc(&ids.join(", "))
+            )),
+            None => Failure::Invalid(anyhow!("--rule {}: no such rule in the set", esc(id))),
+        }
     })?;
     if args.json {
         println!("{}", monitor::rules::explain_json(&ex));

@@ -50,6 +50,10 @@ pub struct MetricsSnapshot {
     /// Every process-table counter (misses, evictions, stale entries, ...).
     pub process: ProcessStats,
     pub beacon_keys: u64,
+    /// Open Sigma correlation groups, and groups dropped because the store was full
+    /// (rules/README.md, "Correlation rules").
+    pub correlation_groups: u64,
+    pub correlation_evictions: u64,
     /// Records left out of detection for a time more than 1 h from the event clock, and
     /// jumps of the event clock followed (wall-clock steps; see `pipeline`).
     pub time_outliers: u64,
@@ -118,6 +122,8 @@ impl MetricsSnapshot {
         s.clock_jumps = c.clock_jumps;
         s.alerts_by_rule = c.alerts_by_rule.clone();
         s.beacon_keys = pipeline.beacon_keys() as u64;
+        s.correlation_groups = pipeline.correlation_groups() as u64;
+        s.correlation_evictions = pipeline.correlation_evictions();
         s.outputs = hub.stats().outputs;
         s
     }
@@ -325,6 +331,12 @@ impl SharedMetrics {
         );
         counter(
             &mut t,
+            "correlation_evictions_total",
+            "Correlation groups dropped because the store was full.",
+            &[(String::new(), s.correlation_evictions)],
+        );
+        counter(
+            &mut t,
             "alerts_total",
             "Alerts raised, per rule.",
             &s.alerts_by_rule
@@ -379,6 +391,12 @@ impl SharedMetrics {
             "beacon_keys",
             "Keys tracked by the beacon detector.",
             &[(String::new(), s.beacon_keys)],
+        );
+        gauge(
+            &mut t,
+            "correlation_groups",
+            "Open Sigma correlation groups.",
+            &[(String::new(), s.correlation_groups)],
         );
         gauge(
             &mut t,
@@ -470,6 +488,8 @@ mod tests {
         let mut s = MetricsSnapshot {
             ringbuf_lost: 3,
             rules_reload_failed: 2,
+            correlation_groups: 7,
+            correlation_evictions: 5,
             ..Default::default()
         };
         s.alerts_by_rule.insert("rule\"x".into(), 2);
@@ -491,6 +511,10 @@ mod tests {
         assert!(t.contains("monitor_rules_reload_failed_total 2\n"), "{t}");
         assert_eq!(rec["monitor"]["stats"]["rules_reload_failed"], 2);
         assert_eq!(rec["monitor"]["stats"]["rules_reloaded"], 0);
+        assert!(t.contains("monitor_correlation_evictions_total 5\n"), "{t}");
+        assert!(t.contains("monitor_correlation_groups 7\n"), "{t}");
+        assert_eq!(rec["monitor"]["stats"]["correlation_evictions"], 5);
+        assert_eq!(rec["monitor"]["stats"]["correlation_groups"], 7);
     }
 
     fn lost(tcp: u64, udp: u64, udp6: u64, exec: u64, exit: u64) -> MetricsSnapshot {

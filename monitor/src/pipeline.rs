@@ -117,6 +117,8 @@ pub struct Pipeline {
     jumps: Vec<ClockJump>,
     /// For new detectors after a backward jump.
     beacon_config: BeaconConfig,
+    /// Correlation groups evicted by rule engines replaced after a backward jump.
+    correlation_evictions_before: u64,
 }
 
 impl Pipeline {
@@ -132,6 +134,7 @@ impl Pipeline {
             outliers: Vec::new(),
             jumps: Vec::new(),
             beacon_config: beacon,
+            correlation_evictions_before: 0,
         }
     }
 
@@ -147,6 +150,17 @@ impl Pipeline {
 
     pub fn beacon_keys(&self) -> usize {
         self.beacon.key_count()
+    }
+
+    /// Open Sigma correlation groups.
+    pub fn correlation_groups(&self) -> usize {
+        self.rules.correlation_groups()
+    }
+
+    /// Correlation groups dropped since start because the store was full
+    /// (`rules::MAX_CORRELATION_GROUPS`).
+    pub fn correlation_evictions(&self) -> u64 {
+        self.correlation_evictions_before + self.rules.correlation_evictions()
     }
 
     /// The event clock (`None` before any time was accepted).
@@ -265,6 +279,7 @@ impl Pipeline {
     /// Closes every window (summaries go out) and starts the detectors afresh, clock unset.
     fn restart_detectors(&mut self, out: &mut dyn FnMut(Emitted<'_>)) {
         self.finish_detectors(out);
+        self.correlation_evictions_before += self.rules.correlation_evictions();
         self.rules = RuleEngine::new(Arc::clone(self.rules.rules()));
         self.beacon = BeaconDetector::new(self.beacon_config.clone());
         self.clock = None;

@@ -22,11 +22,18 @@ fn builtin_and_repository_rules_check_clean() {
     let r = check(&[]);
     assert!(r.is_ok(), "{:?}", r.errors);
     assert_eq!(r.exit_code(), 0);
-    assert_eq!(r.rules.len(), 3);
+    // Five detection rules (two of them the bases of the T1046 correlations) and two
+    // correlation rules.
+    assert_eq!(r.rules.len(), 7);
+    assert_eq!(
+        r.rules.iter().filter(|s| s.correlation.is_some()).count(),
+        2
+    );
+    assert_eq!(r.rules.iter().filter(|s| s.silent).count(), 2);
     assert!(r.warnings.is_empty(), "{:?}", r.warnings);
     let d = check(&[repo_rules_dir()]);
     assert_eq!(d.exit_code(), 0, "{:?}", d.errors);
-    assert_eq!(d.rules.len(), 3);
+    assert_eq!(d.rules.len(), 7);
 }
 
 /// (file, line, rule, construct, words of the message)
@@ -105,7 +112,7 @@ const CASES: &[(&str, u32, &str, &str, &str)] = &[
         "correlation.yml",
         4,
         "inv-correlation",
-        "correlation",
+        "type value_sum",
         "not supported",
     ),
 ];

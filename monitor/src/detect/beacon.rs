@@ -918,6 +918,7 @@ impl KeyStep<'_> {
                 jitter: round3(p.jitter()),
                 score: round3(p.score),
             }),
+            correlation: None,
         });
     }
 }

@@ -429,9 +429,15 @@ mod tests {
 
     #[test]
     fn a_live_processs_exe_is_read_through_proc() {
-        let me = std::process::id();
+        // A small live process: the test binary itself is past the 64 MiB size limit in a
+        // debug build, so it would not be hashed at all.
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .expect("starting sleep");
+        let me = child.id();
         let (dev, ino) = {
-            let m = std::fs::metadata("/proc/self/exe").unwrap();
+            let m = std::fs::metadata(format!("/proc/{me}/exe")).unwrap();
             (m.dev(), m.ino())
         };
         let h = ExeHasher::start(&HashConfig::default(), "/proc".into()).unwrap();
@@ -443,7 +449,10 @@ mod tests {
             ino,
             path: None,
         }));
-        assert_eq!(wait(&h).sha256.map(|s| s.len()), Some(64));
+        let sha256 = wait(&h).sha256;
+        let _ = child.kill();
+        let _ = child.wait();
+        assert_eq!(sha256.map(|s| s.len()), Some(64));
         assert_eq!(user_dev((8 << 20) | 1), libc::makedev(8, 1));
     }
 }

@@ -193,6 +193,9 @@ fn write_doc<S: JsonSink>(
         if let Some(beacon) = &a.beacon {
             put_beacon(out, beacon);
         }
+        if let Some(c) = &a.correlation {
+            put_correlation(out, c);
+        }
     }
     out.put("}}");
 }
@@ -301,6 +304,15 @@ fn put_beacon<S: JsonSink>(out: &mut S, beacon: &BeaconStats) {
     out.put(",\"beacon\":");
     // Five numbers under fixed keys cannot fail to serialize.
     out.put(&serde_json::to_string(beacon).expect("serialize beacon stats"));
+}
+
+/// `,"correlation":{...}`. Only correlation alerts carry it (one per group and window), and
+/// its group values are of any JSON type, so serde_json writes it (strings escaped as
+/// everywhere else: no value can break the line or the record).
+fn put_correlation<S: JsonSink>(out: &mut S, c: &Correlation) {
+    out.put(",\"correlation\":");
+    // Strings, numbers and JSON values under fixed keys cannot fail to serialize.
+    out.put(&serde_json::to_string(c).expect("serialize correlation"));
 }
 
 /// Comma placement for objects whose fields are all optional.
@@ -852,6 +864,7 @@ mod tests {
             doc.monitor.level = Some(a.level.as_str());
             doc.monitor.aggregate = a.aggregate.as_ref();
             doc.monitor.beacon = a.beacon.as_ref();
+            doc.monitor.correlation = a.correlation.as_deref();
             let mut out = serde_json::to_vec(&doc).unwrap();
             out.push(b'\n');
             out
@@ -957,6 +970,7 @@ mod tests {
                         level: None,
                         aggregate: None,
                         beacon: None,
+                        correlation: None,
                     },
                 }
             }
@@ -1097,6 +1111,8 @@ mod tests {
             aggregate: Option<&'a Aggregate>,
             #[serde(skip_serializing_if = "Option::is_none")]
             beacon: Option<&'a BeaconStats>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            correlation: Option<&'a Correlation>,
         }
     }
 
@@ -1336,6 +1352,21 @@ mod tests {
                     mean_interval_s: self.float(),
                     jitter: self.float(),
                     score: self.float(),
+                }),
+                correlation: self.chance(30).then(|| {
+                    Box::new(Correlation {
+                        kind: "value_count",
+                        rules: self.list(2),
+                        group: (0..self.below(3))
+                            .map(|_| (self.hostile(), self.hostile().into()))
+                            .collect(),
+                        count: self.next(),
+                        field: Some(self.list(1)),
+                        values: Some(self.list(3).into_iter().map(Into::into).collect()),
+                        first_seen: self.hostile(),
+                        last_seen: self.hostile(),
+                        timespan: self.hostile(),
+                    })
                 }),
             }
         }

@@ -355,6 +355,28 @@ pub struct BeaconStats {
     pub score: f64,
 }
 
+/// `monitor.correlation.*` of a Sigma correlation rule's alert.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Correlation {
+    /// `event_count`, `value_count`, `temporal` or `temporal_ordered`.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// Ids of the correlated rules, in the order the correlation names them.
+    pub rules: Vec<String>,
+    /// The group: each `group-by` name (as the rule writes it) and its value.
+    pub group: serde_json::Map<String, serde_json::Value>,
+    /// Events (event_count), distinct values (value_count) or rules seen (temporal).
+    pub count: u64,
+    /// value_count: the counted field(s) and their distinct values (at most 100).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub values: Option<Vec<serde_json::Value>>,
+    pub first_seen: String,
+    pub last_seen: String,
+    pub timespan: String,
+}
+
 /// An alert: the triggering connection plus what fired and why.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Alert {
@@ -370,6 +392,8 @@ pub struct Alert {
     pub labels: BTreeMap<String, String>,
     pub aggregate: Option<Aggregate>,
     pub beacon: Option<BeaconStats>,
+    /// Boxed: rare, and alerts are moved around by value.
+    pub correlation: Option<Box<Correlation>>,
 }
 
 #[cfg(test)]

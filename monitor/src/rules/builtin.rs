@@ -19,6 +19,14 @@ pub(crate) const FILES: &[(&str, &str)] = &[
         include_str!("../../../rules/t1043_commonly_used_port.yml"),
     ),
     (
+        "t1046_fan_out.yml",
+        include_str!("../../../rules/t1046_fan_out.yml"),
+    ),
+    (
+        "t1046_port_scan.yml",
+        include_str!("../../../rules/t1046_port_scan.yml"),
+    ),
+    (
         "t1505_web_shell_outbound.yml",
         include_str!("../../../rules/t1505_web_shell_outbound.yml"),
     ),
@@ -35,6 +43,14 @@ pub(crate) const SAMPLES: &[(&str, &str)] = &[
     (
         "samples/t1043_commonly_used_port.jsonl",
         include_str!("../../../rules/samples/t1043_commonly_used_port.jsonl"),
+    ),
+    (
+        "samples/t1046_fan_out.jsonl",
+        include_str!("../../../rules/samples/t1046_fan_out.jsonl"),
+    ),
+    (
+        "samples/t1046_port_scan.jsonl",
+        include_str!("../../../rules/samples/t1046_port_scan.jsonl"),
     ),
     (
         "samples/t1505_web_shell_outbound.jsonl",

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::condition::{self, CondAst, OfTarget};
+use super::correlation::{self, CorrelationRule};
 use super::error::RuleError;
 use super::field::{Field, FieldKind};
 use super::limits::{Budget, Limits};
@@ -279,6 +280,8 @@ pub struct GroupSpec {
 #[derive(Debug)]
 pub(crate) struct Rule {
     pub meta: Arc<RuleMeta>,
+    /// Sigma's `name`: what correlation rules may refer to the rule by.
+    pub sigma_name: Option<String>,
     pub level: Level,
     pub techniques: Arc<[String]>,
     pub tags: Vec<String>,
@@ -364,6 +367,7 @@ impl Gap {
 /// Everything a load produced.
 pub(crate) struct Compiled {
     pub rules: Vec<Rule>,
+    pub correlations: Vec<CorrelationRule>,
     pub tests: Tests,
     pub notices: Vec<String>,
     pub warnings: Vec<String>,
@@ -702,6 +706,7 @@ pub(crate) fn compile_with(sources: &[Source], limits: Limits) -> Compiled {
     let mut c = Compiler::new(limits);
     let mut out = Compiled {
         rules: Vec::new(),
+        correlations: Vec::new(),
         tests: Tests::default(),
         notices: Vec::new(),
         warnings: Vec::new(),
@@ -710,6 +715,7 @@ pub(crate) fn compile_with(sources: &[Source], limits: Limits) -> Compiled {
 
     // Parse every file first: list files must be known before any rule expands them.
     let mut rule_docs: Vec<(&Source, Node)> = Vec::new();
+    let mut pending: Vec<correlation::Pending> = Vec::new();
     for src in sources {
         if let Err(message) = c.budget.check_time() {
             out.errors.push(RuleError::File {
@@ -751,6 +757,11 @@ pub(crate) fn compile_with(sources: &[Source], limits: Limits) -> Compiled {
             if doc.get("lists").is_some() && doc.get("detection").is_none() {
                 if let Err(e) = c.add_lists(src, &doc) {
                     out.errors.push(e);
+                }
+            } else if doc.get("correlation").is_some() {
+                match correlation::parse(src, &doc, &c.budget.limits, &mut out.warnings) {
+                    Ok(p) => pending.push(p),
+                    Err(mut e) => out.errors.append(&mut e),
                 }
             } else {
                 rule_docs.push((src, doc));
@@ -808,6 +819,8 @@ pub(crate) fn compile_with(sources: &[Source], limits: Limits) -> Compiled {
             }
         }
     }
+
+    resolve_correlations(pending, &mut out, &mut ids);
 
     // One string set per field over every rule's patterns.
     let mut tests = Tests {
@@ -892,6 +905,41 @@ pub(crate) fn compile_with(sources: &[Source], limits: Limits) -> Compiled {
     }
     out.tests = tests;
     out
+}
+
+/// Binds the correlations of a load to its rules. Their ids share the rules' namespace.
+fn resolve_correlations(
+    pending: Vec<correlation::Pending>,
+    out: &mut Compiled,
+    ids: &mut HashMap<String, (String, u32)>,
+) {
+    let mut names: HashMap<String, (String, u32)> = HashMap::new();
+    for p in &pending {
+        names.insert(p.meta.id.clone(), (p.file.clone(), p.line));
+        if let Some(n) = &p.name {
+            names.insert(n.clone(), (p.file.clone(), p.line));
+        }
+    }
+    for p in pending {
+        if let Some((f, l)) = ids.get(&p.meta.id) {
+            out.errors.push(RuleError::Rule {
+                file: p.file.clone(),
+                line: p.line,
+                rule: p.label.clone(),
+                construct: "id".into(),
+                message: format!(
+                    "the same id is already used by the rule at {f}:{l}; rule ids must be \
+                     unique so alerts say which rule fired"
+                ),
+            });
+            continue;
+        }
+        ids.insert(p.meta.id.clone(), (p.file.clone(), p.line));
+        match correlation::resolve(p, &out.rules, &names) {
+            Ok(c) => out.correlations.push(c),
+            Err(mut e) => out.errors.append(&mut e),
+        }
+    }
 }
 
 fn is_placeholder_name(s: &str) -> bool {
@@ -1202,14 +1250,6 @@ impl Compiler {
         };
         let one = |e: RuleError| vec![e];
 
-        if let Some(corr) = doc.get("correlation") {
-            return Err(one(ctx.err(
-                corr.pos,
-                "correlation",
-                "Sigma correlation rules are not supported by this engine; group alerts with \
-                 the `monitor.group_by` / `monitor.window` extension (rules/README.md)",
-            )));
-        }
         if let Some(f) = doc.get("filter")
             && doc.get("detection").is_none()
         {
@@ -1451,6 +1491,10 @@ impl Compiler {
             .map(str::to_string);
         Ok(Some(Rule {
             meta,
+            sigma_name: doc
+                .get("name")
+                .and_then(|n| n.as_text())
+                .map(str::to_string),
             level,
             techniques: techniques.into(),
             tags,
@@ -2418,7 +2462,7 @@ fn value_says_false(value: &Node) -> bool {
 
 /// `NNNN` or `NNNN.NNN` (after `attack.t`) to the ATT&CK id `TNNNN` / `TNNNN.NNN`: a
 /// sub-technique keeps its suffix, so alerts name what the rule's author tagged.
-fn technique_id(rest: &str) -> Option<String> {
+pub(crate) fn technique_id(rest: &str) -> Option<String> {
     let digits = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_digit());
     match rest.split_once('.') {
         None if digits(rest, 4) => Some(format!("T{rest}")),
@@ -2436,7 +2480,7 @@ fn has_wildcard(s: &str) -> bool {
 const MAX_WINDOW_SECS: i64 = 365 * 86_400;
 
 /// `30s`, `10m`, `1h`, `1d` to nanoseconds.
-fn parse_duration(t: &str) -> Result<i64, String> {
+pub(crate) fn parse_duration(t: &str) -> Result<i64, String> {
     let t = t.trim();
     let bad = || format!("`{t}` is not a duration (for example 30s, 10m, 1h, 1d)");
     let unit = t.chars().last().ok_or_else(bad)?;
@@ -2618,7 +2662,7 @@ mod tests {
         let c = compile_with(sources, limits);
         let took = t.elapsed();
         // What `rules check` does next with a failed set: it must not panic either.
-        let _ = crate::rules::RuleSet::new(c.rules, c.tests);
+        let _ = crate::rules::RuleSet::new(c.rules, c.tests, c.correlations);
         (c.errors.iter().map(|e| e.to_string()).collect(), took)
     }
 
@@ -2938,7 +2982,7 @@ mod tests {
             })
             .sum();
         assert!(words <= 2 * c.tests.tests.len(), "{words} mask words");
-        let set = crate::rules::RuleSet::new(c.rules, c.tests);
+        let set = crate::rules::RuleSet::new(c.rules, c.tests, c.correlations);
         assert_eq!(set.len(), 1);
         assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
     }

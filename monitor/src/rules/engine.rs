@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use super::RuleSet;
 use super::compile::{Case, Cond, GroupSpec, Rule};
+use super::correlation::CorrelationEngine;
 use super::field::{FieldValue, TextBuf};
 use super::matcher::{Scratch, Tests};
 use crate::record::{Aggregate, Alert, ConnectionRecord, Detector, Level, Timestamp};
@@ -61,6 +62,8 @@ pub struct RuleEngine {
     candidates: Vec<u32>,
     seen: Vec<u64>,
     fired: Vec<u64>,
+    /// Sigma correlation rules' groups.
+    corr: CorrelationEngine,
 }
 
 impl RuleEngine {
@@ -82,12 +85,17 @@ impl RuleEngine {
             candidates: Vec::new(),
             seen: Vec::new(),
             fired: Vec::new(),
+            corr: CorrelationEngine::default(),
         }
     }
 
     /// Swaps in a new rule set (hot reload). Open groups stay open and keep the rule
     /// metadata they started with; new matches of a rule with the same id join them.
+    /// Correlation groups are kept for correlation rules whose id and definition are
+    /// unchanged, and dropped for the others.
     pub fn set_rules(&mut self, rules: Arc<RuleSet>) {
+        self.corr
+            .set_rules(&self.rules.correlations, &rules.correlations);
         self.scratch = Scratch::new(
             rules.tests.tests.len(),
             &rules.tests.sets,
@@ -111,7 +119,15 @@ impl RuleEngine {
             if !self.rule_matches(i, rec) {
                 continue;
             }
-            // A match (rare): the rule set is cloned only here, not on every event.
+            let set = &*self.rules;
+            for &(c, pos) in &set.feeds[i as usize] {
+                self.corr
+                    .on_match(&set.correlations, c.into(), pos.into(), rec, out);
+            }
+            if set.silent[i as usize] {
+                continue;
+            }
+            // An alert (rare): the rule set is cloned only here, not on every event.
             let rules = Arc::clone(&self.rules);
             let rule = &rules.rules[i as usize];
             let alert = self.alert(&rules.tests, rule, rec);
@@ -171,11 +187,22 @@ impl RuleEngine {
     fn rule_matches(&mut self, i: u32, rec: &ConnectionRecord) -> bool {
         let set = &*self.rules;
         let cond = &set.rules[i as usize].condition;
-        if self.scratch.should_learn(i)
-            && cond.eval_process(&set.tests, rec, &mut self.scratch) == Some(false)
-        {
-            self.scratch.exclude(i);
-            return false;
+        if self.scratch.included(i) {
+            return true;
+        }
+        if self.scratch.should_learn(i) {
+            match cond.eval_process(&set.tests, rec, &mut self.scratch) {
+                Some(false) => {
+                    self.scratch.exclude(i);
+                    return false;
+                }
+                // True whatever the event: so on the process's later events too.
+                Some(true) => {
+                    self.scratch.include(i);
+                    return true;
+                }
+                None => {}
+            }
         }
         cond.eval(&set.tests, rec, &mut self.scratch)
     }
@@ -236,6 +263,9 @@ impl RuleEngine {
         {
             self.close_due(out);
         }
+        if !self.rules.correlations.is_empty() {
+            self.corr.advance(&self.rules.correlations, self.now, out);
+        }
     }
 
     /// Summarizes and drops the groups whose window ends at or before `self.now`.
@@ -268,11 +298,22 @@ impl RuleEngine {
             }
         }
         self.groups.clear();
+        self.corr.finish(&self.rules.correlations, out);
     }
 
     /// Open groups now.
     pub fn open_groups(&self) -> usize {
         self.groups.len()
+    }
+
+    /// Open correlation groups now.
+    pub fn correlation_groups(&self) -> usize {
+        self.corr.groups()
+    }
+
+    /// Correlation groups dropped because `MAX_CORRELATION_GROUPS` were open.
+    pub fn correlation_evictions(&self) -> u64 {
+        self.corr.evictions()
     }
 
     fn alert(&mut self, tests: &Tests, rule: &Rule, rec: &ConnectionRecord) -> Alert {
@@ -296,6 +337,7 @@ impl RuleEngine {
             labels,
             aggregate: None,
             beacon: None,
+            correlation: None,
         }
     }
 

@@ -32,6 +32,11 @@ pub(crate) struct Limits {
     pub max_compiled_bytes: usize,
     /// Wall time for compiling the whole set.
     pub max_compile_time: Duration,
+    /// The largest count a correlation condition may test: each of its groups keeps up to
+    /// that many events or values.
+    pub max_correlation_count: u64,
+    /// Rules one correlation may name.
+    pub max_correlation_rules: usize,
 }
 
 impl Default for Limits {
@@ -46,6 +51,8 @@ impl Default for Limits {
             max_compiled_items: 2_000_000,
             max_compiled_bytes: 32 << 20,
             max_compile_time: Duration::from_secs(20),
+            max_correlation_count: 1_000,
+            max_correlation_rules: 64,
         }
     }
 }

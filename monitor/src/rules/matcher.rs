@@ -434,6 +434,25 @@ impl Scratch {
         self.procs.fired_stored[self.slot] = true;
     }
 
+    /// Whether the current process is known to match rule `rule` on every event (its
+    /// condition holds on the process's fields alone: a rule that only excludes programs,
+    /// such as the base rules of correlations).
+    #[inline]
+    pub fn included(&self, rule: u32) -> bool {
+        self.slot_hit
+            && self.slot_epoch == self.epoch
+            && self.procs.included[self.slot * self.procs.rule_words + (rule >> 6) as usize]
+                & (1u64 << (rule & 63))
+                != 0
+    }
+
+    /// Records that the current process matches rule `rule` on every event.
+    #[inline]
+    pub fn include(&mut self, rule: u32) {
+        let i = self.slot * self.procs.rule_words + (rule >> 6) as usize;
+        self.procs.included[i] |= 1u64 << (rule & 63);
+    }
+
     /// Records that the current process can never match rule `rule`.
     #[inline]
     pub fn exclude(&mut self, rule: u32) {
@@ -499,6 +518,8 @@ struct ProcessCache {
     /// Per slot, bitsets over rules: checked against the process alone; never matches it.
     learned: Box<[u64]>,
     excluded: Box<[u64]>,
+    /// Per slot, bitset over rules: matches on every event of the process.
+    included: Box<[u64]>,
     /// Words of the index's anchor bits (two bitsets over rules), and per slot: those bits
     /// as set by the process's own fields, and whether they are stored.
     fired_words: usize,
@@ -540,6 +561,7 @@ impl ProcessCache {
             rule_words,
             learned: vec![0; slots * rule_words].into_boxed_slice(),
             excluded: vec![0; slots * rule_words].into_boxed_slice(),
+            included: vec![0; slots * rule_words].into_boxed_slice(),
             fired_words: 2 * rule_words,
             fired: vec![0; slots * 2 * rule_words].into_boxed_slice(),
             fired_stored: vec![false; slots].into_boxed_slice(),
@@ -565,6 +587,7 @@ impl ProcessCache {
         let w = self.rule_words;
         self.learned[i * w..(i + 1) * w].fill(0);
         self.excluded[i * w..(i + 1) * w].fill(0);
+        self.included[i * w..(i + 1) * w].fill(0);
         (i, false)
     }
 }

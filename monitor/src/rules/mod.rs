@@ -25,8 +25,10 @@
 //!   the process can never match are kept per process (`matcher::ProcessCache`), so a
 //!   process's later events cost a port lookup and the rules still open for it.
 //!
-//! Sigma correlation rules are not supported (an error names them); the grouping the seeds
-//! need is the `monitor.group_by` extension (`engine.rs`, rules/README.md).
+//! Sigma correlation rules (specification v2: event_count, value_count, temporal,
+//! temporal_ordered) are evaluated on the stream (`correlation/`); the grouping with a
+//! window summary the seeds need is the `monitor.group_by` extension (`engine.rs`,
+//! rules/README.md, which says why the specification cannot carry it).
 //!
 //! Every load runs under budgets (`limits.rs`, rules/README.md "Limits"): nesting, list
 //! expansion, value and condition length, values per field, compiled size and compile
@@ -42,6 +44,7 @@
 mod builtin;
 mod compile;
 mod condition;
+mod correlation;
 mod engine;
 mod error;
 mod explain;
@@ -56,6 +59,9 @@ mod yaml;
 use std::path::PathBuf;
 
 pub use compile::GroupSpec;
+pub use correlation::{
+    Kind as CorrelationKind, MAX_ALERT_VALUES, MAX_GROUPS as MAX_CORRELATION_GROUPS,
+};
 pub use engine::{MAX_AGGREGATE_IPS, MAX_AGGREGATE_PORTS, MAX_OPEN_GROUPS, RuleEngine};
 pub use error::RuleError;
 pub use explain::{
@@ -81,6 +87,11 @@ pub struct RuleSet {
     rules: Vec<Rule>,
     tests: Tests,
     index: index::RuleIndex,
+    correlations: Vec<correlation::CorrelationRule>,
+    /// Per rule: the correlations (index, position of the rule in its `rules`) it feeds.
+    feeds: Vec<Vec<(u16, u8)>>,
+    /// Per rule: no alert of its own (every correlation naming it has `generate: false`).
+    silent: Vec<bool>,
 }
 
 /// What loading produced besides the rules.
@@ -110,6 +121,10 @@ pub struct RuleSummary {
     pub falsepositives: Vec<String>,
     /// `Some` when the rule groups its alerts.
     pub group: Option<GroupSpec>,
+    /// `Some` for a correlation rule: its type and the ids of the rules it correlates.
+    pub correlation: Option<(CorrelationKind, Vec<String>)>,
+    /// A rule that only feeds correlations (`generate: false`): it raises no alert itself.
+    pub silent: bool,
 }
 
 /// The result of `monitor rules check`.
@@ -139,7 +154,7 @@ impl RuleSet {
         let c = compile::compile(&builtin::sources());
         match RuleError::from_list(c.errors) {
             Some(e) => Err(e),
-            None => Ok(RuleSet::new(c.rules, c.tests)),
+            None => Ok(RuleSet::new(c.rules, c.tests, c.correlations)),
         }
     }
 
@@ -199,31 +214,73 @@ impl RuleSet {
 
     /// No rules at all.
     pub fn empty() -> RuleSet {
-        RuleSet::new(Vec::new(), Tests::default())
+        RuleSet::new(Vec::new(), Tests::default(), Vec::new())
     }
 
-    fn new(rules: Vec<Rule>, mut tests: Tests) -> RuleSet {
+    fn new(
+        rules: Vec<Rule>,
+        mut tests: Tests,
+        correlations: Vec<correlation::CorrelationRule>,
+    ) -> RuleSet {
         tests.find_process_only();
         let index = index::RuleIndex::build(&rules, &tests);
+        let mut feeds = vec![Vec::new(); rules.len()];
+        let mut silent = vec![false; rules.len()];
+        let mut generated = vec![false; rules.len()];
+        for (c, corr) in correlations.iter().enumerate() {
+            for (pos, &r) in corr.rules.iter().enumerate() {
+                feeds[r].push((c as u16, pos as u8));
+                silent[r] = true;
+                generated[r] |= corr.generate;
+            }
+        }
+        for (s, g) in silent.iter_mut().zip(generated) {
+            *s &= !g;
+        }
         RuleSet {
             rules,
             tests,
             index,
+            correlations,
+            feeds,
+            silent,
         }
     }
 
+    /// Detection rules and correlation rules.
     pub fn len(&self) -> usize {
-        self.rules.len()
+        self.rules.len() + self.correlations.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.rules.is_empty()
+        self.rules.is_empty() && self.correlations.is_empty()
+    }
+
+    /// Correlation rules in the set.
+    pub fn correlation_count(&self) -> usize {
+        self.correlations.len()
     }
 
     pub fn summaries(&self) -> Vec<RuleSummary> {
+        let corr = self.correlations.iter().map(|c| RuleSummary {
+            id: c.meta.id.clone(),
+            title: c.meta.name.clone(),
+            level: c.level,
+            ruleset: c.meta.ruleset.clone(),
+            file: c.file.clone(),
+            line: c.line,
+            techniques: c.techniques.to_vec(),
+            tags: c.tags.clone(),
+            status: c.status.clone(),
+            falsepositives: c.falsepositives.clone(),
+            group: None,
+            correlation: Some((c.kind, c.rule_ids.clone())),
+            silent: false,
+        });
         self.rules
             .iter()
-            .map(|r| RuleSummary {
+            .zip(&self.silent)
+            .map(|(r, &silent)| RuleSummary {
                 id: r.meta.id.clone(),
                 title: r.meta.name.clone(),
                 level: r.level,
@@ -235,7 +292,10 @@ impl RuleSet {
                 status: r.status.clone(),
                 falsepositives: r.falsepositives.clone(),
                 group: r.group.clone(),
+                correlation: None,
+                silent,
             })
+            .chain(corr)
             .collect()
     }
 }
@@ -282,7 +342,7 @@ fn report(c: Compiled, skipped: Vec<RuleError>) -> LoadReport {
         }
     }
     LoadReport {
-        rules: RuleSet::new(c.rules, c.tests),
+        rules: RuleSet::new(c.rules, c.tests, c.correlations),
         notices: c.notices,
         warnings,
         skipped,

@@ -5,6 +5,8 @@
 //! object a line:
 //! `{"expect": "match"|"no-match", "note": "...", "level": "high", "rule": "ID", "event": {...}}`
 //! (`level` and `rule` optional; `event` is a record as `monitor run --events` writes it).
+//! A correlation rule's sample gives `events` instead: a list of records run in order
+//! through one engine (windows closed at the end), and the rule must alert (or not) on them.
 //! The loader reads only `*.yml` / `*.yaml`, so it never mistakes samples for rules.
 
 use std::borrow::Cow;
@@ -51,7 +53,8 @@ pub struct Sample {
     pub note: String,
     /// Only this rule of the file; else every rule of the file.
     pub rule: Option<String>,
-    pub event: ConnectionRecord,
+    /// One record (`event`), or a series (`events`, for correlation rules).
+    pub events: Vec<ConnectionRecord>,
 }
 
 /// A sample that disagreed with its rule.
@@ -233,13 +236,13 @@ pub fn parse_samples(file: &str, text: &str) -> Result<Vec<Sample>, Vec<SampleEr
             continue;
         }
         match parse_sample(line) {
-            Ok((expect, note, rule, event)) => out.push(Sample {
+            Ok((expect, note, rule, events)) => out.push(Sample {
                 file: file.to_string(),
                 line: i + 1,
                 expect,
                 note,
                 rule,
-                event,
+                events,
             }),
             Err(message) => errors.push(SampleError::Line {
                 file: file.to_string(),
@@ -255,16 +258,31 @@ pub fn parse_samples(file: &str, text: &str) -> Result<Vec<Sample>, Vec<SampleEr
     }
 }
 
-type Parsed = (Expect, String, Option<String>, ConnectionRecord);
+type Parsed = (Expect, String, Option<String>, Vec<ConnectionRecord>);
+
+/// Most records one sample's `events` may hold (a correlation needs at most a few hundred).
+const MAX_SAMPLE_EVENTS: usize = 10_000;
+
+fn parse_event(event: &serde_json::Value, what: &str) -> Result<ConnectionRecord, String> {
+    if !event.is_object() {
+        return Err(format!("`{what}` must be a JSON object"));
+    }
+    ConnectionRecord::from_json_line(&event.to_string())
+        .map_err(|e| format!("`{what}`: {e}"))?
+        .ok_or_else(|| format!("`{what}` is not a connection record (event.kind must be `event`)"))
+}
 
 fn parse_sample(line: &str) -> Result<Parsed, String> {
     let v: serde_json::Value =
         serde_json::from_str(line).map_err(|e| format!("not a JSON object: {e}"))?;
     let obj = v.as_object().ok_or("not a JSON object")?;
     for k in obj.keys() {
-        if !matches!(k.as_str(), "expect" | "note" | "level" | "rule" | "event") {
+        if !matches!(
+            k.as_str(),
+            "expect" | "note" | "level" | "rule" | "event" | "events"
+        ) {
             return Err(format!(
-                "unknown key `{}` (keys: expect, note, level, rule, event)",
+                "unknown key `{}` (keys: expect, note, level, rule, event, events)",
                 escape_control(k)
             ));
         }
@@ -296,14 +314,25 @@ fn parse_sample(line: &str) -> Result<Parsed, String> {
     };
     let note = text("note")?.ok_or("missing `note`: say what the sample shows")?;
     let rule = text("rule")?;
-    let event = obj.get("event").ok_or("missing `event`")?;
-    if !event.is_object() {
-        return Err("`event` must be a JSON object".into());
-    }
-    let event = ConnectionRecord::from_json_line(&event.to_string())
-        .map_err(|e| format!("`event`: {e}"))?
-        .ok_or("`event` is not a connection record (event.kind must be `event`)")?;
-    Ok((expect, note, rule, event))
+    let events = match (obj.get("event"), obj.get("events")) {
+        (Some(e), None) => vec![parse_event(e, "event")?],
+        (None, Some(serde_json::Value::Array(list)))
+            if !list.is_empty() && list.len() <= MAX_SAMPLE_EVENTS =>
+        {
+            list.iter()
+                .enumerate()
+                .map(|(i, e)| parse_event(e, &format!("events[{i}]")))
+                .collect::<Result<Vec<_>, _>>()?
+        }
+        (None, Some(_)) => {
+            return Err(format!(
+                "`events` must be a list of 1 to {MAX_SAMPLE_EVENTS} records"
+            ));
+        }
+        (Some(_), Some(_)) => return Err("give `event` or `events`, not both".into()),
+        (None, None) => return Err("missing `event` (or `events`, a series)".into()),
+    };
+    Ok((expect, note, rule, events))
 }
 
 /// Runs the samples of the rules `paths` name (the built-in set when empty).
@@ -334,7 +363,9 @@ pub fn test(paths: &[PathBuf]) -> SampleReport {
     let set = Arc::new(super::report(c, Vec::new()).rules);
     let mut by_file: BTreeMap<&str, Vec<String>> = BTreeMap::new();
     let summaries = set.summaries();
-    for s in &summaries {
+    // Rules that only feed correlations raise no alert: their samples are the
+    // correlation's.
+    for s in summaries.iter().filter(|s| !s.silent) {
         by_file
             .entry(s.file.as_str())
             .or_default()
@@ -386,10 +417,16 @@ pub fn test(paths: &[PathBuf]) -> SampleReport {
                 continue;
             }
             // A fresh engine per sample: grouping state of one sample must not hide the
-            // next one's alert, and only the immediate alert counts.
+            // next one's alert, and for one event only the immediate alert counts. A series
+            // (a correlation's sample) runs to its end, windows closed.
             let mut engine = RuleEngine::new(Arc::clone(&set));
             let mut alerts = Vec::new();
-            engine.process(&s.event, &mut alerts);
+            for e in &s.events {
+                engine.process(e, &mut alerts);
+            }
+            if s.events.len() > 1 {
+                engine.finish(&mut alerts);
+            }
             for r in results.iter_mut() {
                 if s.rule.as_ref().is_some_and(|x| *x != r.id) {
                     continue;
@@ -462,7 +499,7 @@ mod tests {
         );
         let ok = parse_samples("s.jsonl", text.lines().next().unwrap()).unwrap();
         assert_eq!(ok[0].expect, Expect::Match(Some(Level::High)));
-        assert_eq!(ok[0].event.destination.port, 8088);
+        assert_eq!(ok[0].events[0].destination.port, 8088);
     }
 
     #[test]
@@ -486,7 +523,7 @@ mod tests {
         let r = test(&[]);
         assert!(r.errors.is_empty(), "{:#?}", r.errors);
         assert!(r.unsampled.is_empty(), "{:#?}", r.unsampled);
-        assert_eq!(r.rules.len(), 3);
+        assert_eq!(r.rules.len(), 5);
         for rule in &r.rules {
             assert!(rule.failed.is_empty(), "{rule:#?}");
             assert!(rule.passed >= 7, "{rule:#?}");

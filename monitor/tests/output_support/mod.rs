@@ -79,6 +79,7 @@ pub fn alert_on(ev: ConnectionRecord, case: &str, seq: u64, level: Level) -> Ale
         labels,
         aggregate: None,
         beacon: None,
+        correlation: None,
     }
 }
 
