@@ -177,8 +177,44 @@ fn sighup_with_a_hostile_rule_file_keeps_the_daemon_up_and_the_old_rules() {
         rule("test-hostile-b", "%l0%", port).replace("Image|endswith:", "Image|endswith|expand:"),
     )
     .unwrap();
+    // The other faults of issue #18, in the same reload: each file is named in the rejection.
+    let with_window = |id: &str, window: &str| {
+        format!(
+            "{}monitor:\n    window: '{window}'\n",
+            rule(id, "/curl", port)
+        )
+    };
+    std::fs::write(rules.join("window.yml"), with_window("test-hostile-c", "1é")).unwrap();
+    std::fs::write(
+        rules.join("bigwindow.yml"),
+        with_window("test-hostile-d", "200000d"),
+    )
+    .unwrap();
+    std::fs::write(rules.join("utf16.yml"), b"\xff\xfet\x00i\x00").unwrap();
+    std::fs::write(
+        rules.join("stars.yml"),
+        rule("test-hostile-e", "/curl", port).replace(
+            "condition: selection\n",
+            &format!("condition: 1 of {}b\n", "*a".repeat(12)),
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        rules.join("literal.yml"),
+        rule("test-hostile-f", &format!("/{}", "x".repeat(100_000)), port),
+    )
+    .unwrap();
     send_signal(m.pid(), libc::SIGHUP);
     let err = wait_for_log(&m, "rejected", Duration::from_secs(10));
+    for file in [
+        "window.yml:14:",
+        "bigwindow.yml:14:",
+        "utf16.yml:1:",
+        "stars.yml:12:",
+        "literal.yml:10:",
+    ] {
+        assert!(err.contains(file), "the rejection names {file}: {err}");
+    }
     assert!(
         err.contains("parens.yml:12:") && err.contains("nested deeper than 64 levels"),
         "the rejection names the file, line and budget: {err}"
