@@ -5,7 +5,8 @@ use aya_ebpf::{
     maps::{Array, LruHashMap, PerCpuArray, RingBuf},
 };
 use monitor_common::{
-    KernelConfig, UDP_EXPLICIT_SEND_ENTRIES, UDP_FLOOD_SLOTS, UDP_PENDING_ENTRIES, UdpFloodSlot, UdpPending, stat,
+    KernelConfig, UDP_EXPLICIT_SEND_ENTRIES, UDP_FLOOD_SLOTS, UDP_PENDING_ENTRIES, UdpFloodSlot,
+    UdpPending, stat,
 };
 
 /// Every record for user space. The size here is a placeholder: user space sets the real one

@@ -184,7 +184,11 @@ fn sighup_with_a_hostile_rule_file_keeps_the_daemon_up_and_the_old_rules() {
             rule(id, "/curl", port)
         )
     };
-    std::fs::write(rules.join("window.yml"), with_window("test-hostile-c", "1é")).unwrap();
+    std::fs::write(
+        rules.join("window.yml"),
+        with_window("test-hostile-c", "1é"),
+    )
+    .unwrap();
     std::fs::write(
         rules.join("bigwindow.yml"),
         with_window("test-hostile-d", "200000d"),

@@ -576,7 +576,10 @@ fn attach_first_datagram(
     };
     match raw {
         Ok(()) => {
-            tracing::debug!(program = plan.raw_program, "UDP first datagrams by send call");
+            tracing::debug!(
+                program = plan.raw_program,
+                "UDP first datagrams by send call"
+            );
             Ok(())
         }
         Err(failure) => {
