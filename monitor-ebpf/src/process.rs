@@ -50,6 +50,8 @@ fn try_proc_tp_sched_process_exec(ctx: &TracePointContext) -> Result<(), i64> {
     let uid_gid = bpf_get_current_uid_gid();
     // Ring-buffer memory is not zeroed: set every scalar; the arrays are only meaningful up
     // to their `*_len`, which user space honours.
+    // SAFETY: `ev` points at the record just reserved, writable and sized for an
+    // `ExecEvent` until it is submitted or discarded; the helpers take no pointers.
     unsafe {
         (*ev).kind = kind::EXEC;
         (*ev).tgid = (pid_tgid >> 32) as u32;
@@ -83,6 +85,8 @@ fn try_proc_tp_sched_process_exec(ctx: &TracePointContext) -> Result<(), i64> {
     if let Ok(loc) = read_at::<u32>(tp, config!(tp.exec_filename)) {
         let src = tp.wrapping_add((loc & 0xffff) as usize);
         // Returns the length including the NUL, or a negative error.
+        // SAFETY: the destination is the reserved record's `filename`, EXE_LEN bytes; the
+        // source is read through the fault-handling probe-read path.
         let n = unsafe {
             bpf_probe_read_kernel_str(
                 (&raw mut (*ev).filename).cast::<c_void>(),
@@ -91,18 +95,22 @@ fn try_proc_tp_sched_process_exec(ctx: &TracePointContext) -> Result<(), i64> {
             )
         };
         if n > 0 {
+            // SAFETY: a field of the reserved record, as above.
             unsafe { (*ev).filename_len = (n - 1) as u32 };
         } else {
             count(stat::READ_FAILED);
         }
     }
     if config!(task_valid) != 0 {
+        // SAFETY: a helper without arguments; the pointer is only read through `read_at`.
         let task = unsafe { bpf_get_current_task() } as *const u8;
         if let Ok(parent) = read_at::<*const u8>(task, config!(task.real_parent))
             && let Ok(ppid) = read_at::<u32>(parent, config!(task.tgid))
         {
+            // SAFETY: a field of the reserved record.
             unsafe { (*ev).ppid = ppid };
         }
+        // SAFETY: as above.
         unsafe { (*ev).start_time_ns = task_start_time(task) };
         // Before argv: the path walk may scribble past `exe_path` into `args` (see
         // `exe_path_of`), which `read_argv` then overwrites.
@@ -342,6 +350,7 @@ fn try_proc_raw_tp_sched_process_fork(ctx: &RawTracePointContext) -> Result<(), 
         kind: kind::FORK,
         tgid,
         // SAFETY: a helper without arguments.
+        // SAFETY: a helper without arguments.
         ktime_ns: unsafe { bpf_ktime_get_boot_ns() },
         source_tgid: (bpf_get_current_pid_tgid() >> 32) as u32,
         ppid,
@@ -370,12 +379,15 @@ fn read_argv(task: *const u8, ev: *mut ExecEvent) {
     }
     let total = end - start;
     let len = if total > ARGS_LEN as u64 {
+        // SAFETY: a field of the reserved record `ev` points at.
         unsafe { (*ev).args_truncated = 1 };
         ARGS_LEN as u32
     } else {
         total as u32
     };
     // The bound above is what lets the verifier accept a variable-size read.
+    // SAFETY: the destination is the record's `args`, ARGS_LEN bytes, and `len` is at most
+    // that; the user memory is read through the fault-handling probe-read path.
     let rc = unsafe {
         bpf_probe_read_user(
             (&raw mut (*ev).args).cast::<c_void>(),
@@ -384,6 +396,7 @@ fn read_argv(task: *const u8, ev: *mut ExecEvent) {
         )
     };
     if rc == 0 {
+        // SAFETY: a field of the reserved record.
         unsafe { (*ev).args_len = len };
     } else {
         count(stat::READ_FAILED);
@@ -421,6 +434,7 @@ fn try_proc_tp_sched_process_exit(ctx: &TracePointContext) -> Result<(), i64> {
     entry.write(ExitEvent {
         kind: kind::EXIT,
         tgid,
+        // SAFETY: a helper without arguments.
         ktime_ns: unsafe { bpf_ktime_get_boot_ns() },
         start_time_ns: current_start_time(),
     });
