@@ -282,7 +282,7 @@ fn try_udp_raw_tp_sock_send_length(ctx: &RawTracePointContext) -> Result<(), i64
         return Ok(());
     }
     let cookie = read_at::<u64>(sk, config!(sock.skc_cookie))?;
-    let Some(armed) = UDP_PENDING.get_ptr(&cookie) else {
+    let Some(armed) = UDP_PENDING.get_ptr(cookie) else {
         return Ok(());
     };
     // SAFETY: a value pointer from a successful lookup is valid for this program run.
@@ -291,14 +291,14 @@ fn try_udp_raw_tp_sock_send_length(ctx: &RawTracePointContext) -> Result<(), i64
     // sendto() with an address on a connected socket went there, not to the peer, and
     // `sendmsg4/6` reported it.
     // SAFETY: as above, for this map's value.
-    if let Some(explicit) = unsafe { UDP_EXPLICIT_SEND.get(&pid_tgid) }
+    if let Some(explicit) = unsafe { UDP_EXPLICIT_SEND.get(pid_tgid) }
         && *explicit == cookie
     {
-        let _ = UDP_EXPLICIT_SEND.remove(&pid_tgid);
+        let _ = UDP_EXPLICIT_SEND.remove(pid_tgid);
         return Ok(());
     }
     // Whoever deletes the entry reports: the first sends of two threads give one event.
-    if UDP_PENDING.remove(&cookie).is_err() {
+    if UDP_PENDING.remove(cookie).is_err() {
         return Ok(());
     }
     let family = sock_family(sk)?;
@@ -396,10 +396,10 @@ fn try_udp_cgroup_sendmsg(ctx: &SockAddrContext, v6: bool) -> Result<(), i64> {
         return Ok(());
     };
     let cookie = sock_addr::cookie(ctx);
-    if UDP_PENDING.get_ptr(&cookie).is_some() {
+    if UDP_PENDING.get_ptr(cookie).is_some() {
         // A connected socket not yet reported: tell the send tracepoint that this send is
         // not to the peer. Losing this entry can only report the peer early.
-        let _ = UDP_EXPLICIT_SEND.insert(&pid_tgid, &cookie, 0);
+        let _ = UDP_EXPLICIT_SEND.insert(pid_tgid, cookie, 0);
     }
     let origin = Origin {
         hook: udp_hook(v6),
