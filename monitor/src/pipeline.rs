@@ -30,6 +30,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::detect::{BeaconConfig, BeaconDetector};
+use crate::dns::NameTables;
 use crate::output::OutputRecord;
 use crate::record::{Alert, ConnectionRecord, Timestamp};
 use crate::rules::{RuleEngine, RuleSet};
@@ -117,6 +118,8 @@ pub struct Pipeline {
     jumps: Vec<ClockJump>,
     /// For new detectors after a backward jump.
     beacon_config: BeaconConfig,
+    /// Address → name asked, from the DNS query records seen (`crate::dns::table`).
+    names: NameTables,
 }
 
 impl Pipeline {
@@ -132,6 +135,7 @@ impl Pipeline {
             outliers: Vec::new(),
             jumps: Vec::new(),
             beacon_config: beacon,
+            names: NameTables::new(),
         }
     }
 
@@ -143,6 +147,11 @@ impl Pipeline {
 
     pub fn counters(&self) -> &PipelineCounters {
         &self.counters
+    }
+
+    /// The DNS attribution tables (`destination.domain`).
+    pub fn names(&self) -> &NameTables {
+        &self.names
     }
 
     pub fn beacon_keys(&self) -> usize {
@@ -272,7 +281,26 @@ impl Pipeline {
 
     /// Runs one accepted record through the rules and detectors. Windows that end before the
     /// record's time are closed first, so summaries come out in time order.
+    ///
+    /// A DNS query record feeds the attribution tables; a connection record without a
+    /// `destination.domain` gets one from them (a recorded one keeps its own, so a replay
+    /// of `run --events` output names what the live run named).
     fn run(&mut self, rec: &ConnectionRecord, out: &mut dyn FnMut(Emitted<'_>)) {
+        if rec.dns.is_some() {
+            self.names.learn(rec);
+        } else if rec.domain.is_none()
+            && let Some((name, source)) = self.names.lookup(rec)
+        {
+            let mut named = rec.clone();
+            named.domain = Some(name);
+            named.domain_source = Some(source);
+            self.run_named(&named, out);
+            return;
+        }
+        self.run_named(rec, out);
+    }
+
+    fn run_named(&mut self, rec: &ConnectionRecord, out: &mut dyn FnMut(Emitted<'_>)) {
         self.move_clock(rec.timestamp, out);
         self.counters.events += 1;
         if rec.partial {

@@ -7,7 +7,7 @@
 use std::path::Path;
 
 use btf_rs::{Backend, Btf, Struct, Type};
-use monitor_common::{FileOffsets, OFFSET_ABSENT, SockOffsets, TaskOffsets};
+use monitor_common::{DnsOffsets, FileOffsets, OFFSET_ABSENT, SockOffsets, TaskOffsets};
 
 /// Where the running kernel publishes its BTF.
 pub const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
@@ -115,6 +115,24 @@ impl KernelBtf {
             i_sb: self.field("inode", &["i_sb"], 8)?,
             s_dev: self.field("super_block", &["s_dev"], 4)?,
             _pad0: 0,
+        })
+    }
+
+    /// The offsets the DNS answer program reads (`DnsOffsets`), `valid` set.
+    pub fn dns_offsets(&self) -> Result<DnsOffsets, OffsetError> {
+        let rcvq_head = self.member_offset("sock", &["sk_receive_queue"])?;
+        let skb = |field: &str, size: usize| self.field("sk_buff", &[field], size);
+        Ok(DnsOffsets {
+            valid: 1,
+            skc_cookie: self.field("sock", &["__sk_common", "skc_cookie"], 8)?,
+            rcvq_tail: rcvq_head + self.field("sk_buff_head", &["prev"], 8)?,
+            skb_head: skb("head", 8)?,
+            skb_data: skb("data", 8)?,
+            skb_len: skb("len", 4)?,
+            skb_data_len: skb("data_len", 4)?,
+            skb_transport_header: skb("transport_header", 2)?,
+            skb_network_header: skb("network_header", 2)?,
+            rcvq_head,
         })
     }
 

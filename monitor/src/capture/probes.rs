@@ -120,6 +120,21 @@ const PROCESS_PROGRAMS: [(&str, &str, &str); 2] = [
 /// it a child that never execs is learned from /proc when it first connects.
 const FORK_PROGRAM: (&str, &str) = ("proc_raw_tp_sched_process_fork", "sched_process_fork");
 
+/// DNS answers (dns.rs in the eBPF crate): the programs on `sk_data_ready`, best first, and
+/// the cgroup programs that remember which process asked through which socket.
+const DNS_ANSWER_FN: &str = "sock_def_readable";
+const DNS_FENTRY: &str = "dns_fentry_sock_def_readable";
+const DNS_KPROBE: &str = "dns_kprobe_sock_def_readable";
+const DNS_RAW_TP: (&str, &str) = ("dns_raw_tp_sk_data_ready", "sk_data_ready");
+const DNS_OWNER_PROGRAMS: [&str; 4] = [
+    "dns_cgroup_connect4",
+    "dns_cgroup_connect6",
+    "dns_cgroup_sendmsg4",
+    "dns_cgroup_sendmsg6",
+];
+/// `HookStatus::hook` of the DNS answer capture.
+pub const DNS_HOOK: &str = "dns_answer";
+
 /// The loaded object with every chosen program attached.
 pub struct LoadedProbes {
     pub ebpf: Ebpf,
@@ -165,7 +180,7 @@ pub fn load(cfg: &CaptureConfig) -> Result<LoadedProbes, CaptureError> {
 
     // Offsets first, from a memory-mapped BTF (no parse of every type); dropped at the end
     // of this block.
-    let (sock, raw_tracepoint) = {
+    let (sock, raw_tracepoint, dns) = {
         let kernel_btf = KernelBtf::load(Path::new(VMLINUX_BTF));
         let sock = match &kernel_btf {
             Ok(btf) => btf.sock_offsets().map_err(|e| format!("kernel BTF: {e}")),
@@ -212,7 +227,18 @@ pub fn load(cfg: &CaptureConfig) -> Result<LoadedProbes, CaptureError> {
             (_, Err(e)) => Err(e.clone()),
             (Err(e), _) => Err(format!("kernel BTF: {e}")),
         };
-        (sock, raw_tracepoint)
+        let dns = match (&kernel_btf, &raw_tracepoint) {
+            (Ok(btf), Ok(())) => match btf.dns_offsets() {
+                Ok(offsets) => {
+                    config.dns = offsets;
+                    Ok(())
+                }
+                Err(e) => Err(format!("kernel BTF: {e}")),
+            },
+            (_, Err(e)) => Err(e.clone()),
+            (Err(e), _) => Err(format!("kernel BTF: {e}")),
+        };
+        (sock, raw_tracepoint, dns)
     };
     tracefs::process_offsets(&tracefs_dir, &mut config.tp)?;
     let tcp_tracepoint =
@@ -274,6 +300,28 @@ pub fn load(cfg: &CaptureConfig) -> Result<LoadedProbes, CaptureError> {
             "capture hook attached"
         );
         hooks.push(status);
+    }
+    if cfg.dns {
+        match attach_dns(&mut ebpf, cfg.probe, &host, &dns) {
+            Ok(status) => {
+                tracing::info!(
+                    hook = status.hook,
+                    backend = status.backend,
+                    skipped = %status
+                        .skipped
+                        .iter()
+                        .map(|(b, why)| format!("{b}: {why}"))
+                        .collect::<Vec<_>>()
+                        .join("; "),
+                    "DNS answer capture attached"
+                );
+                hooks.push(status);
+            }
+            Err(why) => tracing::warn!(
+                reason = %why,
+                "DNS answer capture unavailable: connections carry no destination.domain"
+            ),
+        }
     }
     // aya's parsed BTF goes now, and its pages back to the kernel before the ring buffer is
     // mapped: otherwise both count in the daemon's peak RSS.
@@ -385,6 +433,87 @@ fn attach_hook(
         }
     }
     unreachable!("the last candidate either succeeds or returns an error")
+}
+
+/// DNS answer capture: the socket-owner programs on the cgroup root (without them answers
+/// are attributed to the host only), then the best answer program that attaches.
+fn attach_dns(
+    ebpf: &mut Ebpf,
+    choice: ProbeChoice,
+    host: &HostSupport,
+    offsets: &Result<(), String>,
+) -> Result<HookStatus, String> {
+    offsets.clone()?;
+    match host.cgroup_root.as_ref() {
+        Ok(root) => {
+            for program in DNS_OWNER_PROGRAMS {
+                if let Err(e) = attach_cgroup(ebpf, program, root) {
+                    tracing::warn!(
+                        program,
+                        error = %e.one_line(),
+                        "DNS answers will not name the process that asked (host-wide only)"
+                    );
+                }
+            }
+        }
+        Err(e) => tracing::warn!(
+            error = %e,
+            "no cgroup v2 root: DNS answers will not name the process that asked"
+        ),
+    }
+    let candidates: &[&'static str] = match choice {
+        ProbeChoice::Auto => &[FENTRY, KPROBE, RAW_TRACEPOINT],
+        ProbeChoice::Fentry => &[FENTRY],
+        ProbeChoice::Kprobe => &[KPROBE],
+        _ => &[RAW_TRACEPOINT],
+    };
+    let mut skipped = Vec::new();
+    for &backend in candidates {
+        let result = match backend {
+            FENTRY => host
+                .aya_btf
+                .as_ref()
+                .map_err(|e| Failure::Unsupported(e.clone()))
+                .and_then(|btf| {
+                    let program: &mut FEntry = program_mut(ebpf, DNS_FENTRY)?;
+                    program
+                        .load(DNS_ANSWER_FN, btf)
+                        .map_err(kernel(DNS_FENTRY))?;
+                    if let Err(error) = program.attach() {
+                        unload_quietly(program.unload(), DNS_FENTRY);
+                        return Err(kernel(DNS_FENTRY)(error));
+                    }
+                    Ok(())
+                }),
+            KPROBE => program_mut::<KProbe>(ebpf, DNS_KPROBE).and_then(|program| {
+                program.load().map_err(kernel(DNS_KPROBE))?;
+                if let Err(error) = program.attach(DNS_ANSWER_FN, 0) {
+                    unload_quietly(program.unload(), DNS_KPROBE);
+                    return Err(kernel(DNS_KPROBE)(error));
+                }
+                Ok(())
+            }),
+            _ => attach_raw_tracepoint(ebpf, DNS_RAW_TP.0, DNS_RAW_TP.1),
+        };
+        match result {
+            Ok(()) => {
+                return Ok(HookStatus {
+                    hook: DNS_HOOK,
+                    backend,
+                    skipped,
+                });
+            }
+            Err(failure) => {
+                tracing::debug!(backend, error = %failure.detailed(), "DNS answer program");
+                skipped.push((backend, failure.one_line()));
+            }
+        }
+    }
+    Err(skipped
+        .iter()
+        .map(|(b, why)| format!("{b}: {why}"))
+        .collect::<Vec<_>>()
+        .join("; "))
 }
 
 /// Why a backend could not be used.
@@ -654,6 +783,8 @@ mod tests {
                 names.extend([tp.raw_program, tp.program]);
             }
         }
+        names.extend([DNS_FENTRY, DNS_KPROBE, DNS_RAW_TP.0]);
+        names.extend(DNS_OWNER_PROGRAMS);
         for name in names {
             assert!(
                 ebpf.program(name).is_some(),
@@ -662,7 +793,7 @@ mod tests {
         }
         assert_eq!(
             ebpf.programs().count(),
-            18,
+            25,
             "an unplanned program is in the object"
         );
         assert!(ebpf.map(EVENTS_MAP).is_some() && ebpf.map(STATS_MAP).is_some());

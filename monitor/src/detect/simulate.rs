@@ -332,6 +332,9 @@ fn records(
             suppressed: 0,
             probe: None,
             dns_resolver: false,
+            domain: None,
+            domain_source: None,
+            dns: None,
         })
         .collect();
     Trace {

@@ -99,6 +99,7 @@ struct MonitorPart {
     suppressed: u32,
     dns_resolver: bool,
     probe: Option<&'static str>,
+    domain_source: Option<DomainSource>,
 }
 
 /// What a known object says.
@@ -256,6 +257,10 @@ impl KnownObjects {
                     suppressed: m.suppressed.unwrap_or(0),
                     dns_resolver: m.dns_resolver.unwrap_or(false),
                     probe: probe_of(m.probe.as_deref())?,
+                    domain_source: match m.domain_source.as_deref() {
+                        None => None,
+                        Some(s) => Some(DomainSource::parse(s)?),
+                    },
                 })
             }
             // Checked and kept once the combination has parsed.
@@ -548,7 +553,8 @@ impl RunCandidates {
 }
 
 /// `source` / `destination`: the address's text and the port, either absent.
-type EndpointText<'a> = (Option<&'a [u8]>, Option<u64>);
+/// Address, port and (destination only) domain, as found.
+type EndpointText<'a> = (Option<&'a [u8]>, Option<u64>, Option<&'a [u8]>);
 
 /// Why `decode_fast_with` gave up.
 enum Refusal {
@@ -806,7 +812,11 @@ impl RecordDecoder {
             c.pos + 1
         };
 
-        let (dip, dport) = destination.general()?;
+        let (dip, dport, domain) = destination.general()?;
+        let domain: Option<Arc<str>> = match domain {
+            Some(d) => Some(Arc::from(std::str::from_utf8(d).ok().general()?)),
+            None => None,
+        };
         let dip = self.address(dip.general()?).general()?;
         let dport = u16::try_from(dport.general()?).ok().general()?;
         let timestamp = match ts.general()? {
@@ -814,12 +824,12 @@ impl RecordDecoder {
             None => return Err(Refusal::General),
         };
         let source = match source {
-            Some((Some(ip), port)) => Some(Endpoint {
+            Some((Some(ip), port, _)) => Some(Endpoint {
                 ip: normalize_ip(self.address(ip).general()?),
                 port: u16::try_from(port.unwrap_or(0)).ok().general()?,
             }),
             // The general path still checks a port without an address.
-            Some((None, port)) => {
+            Some((None, port, _)) => {
                 u16::try_from(port.unwrap_or(0)).ok().general()?;
                 None
             }
@@ -830,6 +840,7 @@ impl RecordDecoder {
             suppressed,
             dns_resolver,
             probe,
+            domain_source,
         } = monitor.unwrap_or_default();
         let line_parts = seen & PROCESS_PARTS;
         let process = match run_process {
@@ -870,6 +881,9 @@ impl RecordDecoder {
             suppressed,
             probe,
             dns_resolver,
+            domain_source: domain.as_ref().and(domain_source),
+            domain,
+            dns: None,
         };
         Ok((rec, read))
     }
@@ -1343,6 +1357,8 @@ impl<'a> Cursor<'a> {
             b'@' if has(rest, b"\"@timestamp\"") => (12, 0, TopLevel::Timestamp),
             b's' if has(rest, b"\"source\"") => (8, 1, TopLevel::Source),
             b'd' if has(rest, b"\"destination\"") => (13, 2, TopLevel::Destination),
+            // A DNS query record: the general path reads its `dns` object.
+            b'd' if has(rest, b"\"dns\"") => return None,
             b'e' if has(rest, b"\"event\"") => (7, 3, TopLevel::Object(F::Event)),
             b'h' if has(rest, b"\"host\"") => (6, 4, TopLevel::Object(F::Host)),
             b'n' if has(rest, b"\"network\"") => (9, 5, TopLevel::Object(F::Network)),
@@ -1374,12 +1390,12 @@ impl<'a> Cursor<'a> {
     /// `endpoint` in any shape (kept out of line: the common shape needs few registers).
     #[inline(never)]
     fn any_endpoint(&mut self) -> Option<EndpointText<'a>> {
-        let (mut ip, mut port) = (None, None);
+        let (mut ip, mut port, mut domain) = (None, None, None);
         self.eat(b'{')?;
         self.ws();
         if self.peek()? == b'}' {
             self.pos += 1;
-            return Some((None, None));
+            return Some((None, None, None));
         }
         loop {
             self.ws();
@@ -1391,6 +1407,9 @@ impl<'a> Cursor<'a> {
             } else if has(rest, b"\"port\"") {
                 self.pos += 6;
                 2
+            } else if has(rest, b"\"domain\"") {
+                self.pos += 8;
+                3
             } else {
                 self.text()?;
                 0
@@ -1401,6 +1420,7 @@ impl<'a> Cursor<'a> {
             match name {
                 1 => set_once(&mut ip, self.plain_str()?)?,
                 2 => set_once(&mut port, self.uint()?)?,
+                3 => set_once(&mut domain, self.plain_str()?)?,
                 _ => self.skip_value()?,
             }
             self.ws();
@@ -1408,7 +1428,7 @@ impl<'a> Cursor<'a> {
                 b',' => self.pos += 1,
                 b'}' => {
                     self.pos += 1;
-                    return Some((ip, port));
+                    return Some((ip, port, domain));
                 }
                 _ => return None,
             }
@@ -1441,7 +1461,7 @@ impl<'a> Cursor<'a> {
             return None;
         }
         self.pos = start + 7 + len + 9 + n + 1;
-        Some((Some(ip), Some(port)))
+        Some((Some(ip), Some(port), None))
     }
 }
 
@@ -1634,7 +1654,9 @@ pub(crate) fn decode_general(line: &str) -> Result<Option<ConnectionRecord>, Rec
         None => Transport::Tcp,
     };
     let source = match doc.source {
-        Some(InEndpoint { ip: Some(ip), port }) => Some(Endpoint {
+        Some(InEndpoint {
+            ip: Some(ip), port, ..
+        }) => Some(Endpoint {
             ip: normalize_ip(
                 ip.parse()
                     .map_err(|_| RecordError::Invalid("source.ip", ip.clone()))?,
@@ -1653,6 +1675,18 @@ pub(crate) fn decode_general(line: &str) -> Result<Option<ConnectionRecord>, Rec
     let probe = probe_of(monitor.probe.as_deref()).ok_or_else(|| {
         RecordError::Invalid("monitor.probe", monitor.probe.clone().unwrap_or_default())
     })?;
+    let domain_source = match monitor.domain_source.as_deref() {
+        None => None,
+        Some(s) => Some(
+            DomainSource::parse(s)
+                .ok_or_else(|| RecordError::Invalid("monitor.domain_source", s.to_string()))?,
+        ),
+    };
+    let domain: Option<Arc<str>> = dest.domain.map(Arc::from);
+    let dns = match doc.dns {
+        Some(d) => Some(Arc::new(dns_query(d)?)),
+        None => None,
+    };
     Ok(Some(ConnectionRecord {
         timestamp,
         host_name: doc.host.and_then(|h| h.hostname).unwrap_or_default().into(),
@@ -1667,7 +1701,41 @@ pub(crate) fn decode_general(line: &str) -> Result<Option<ConnectionRecord>, Rec
         suppressed: monitor.suppressed.unwrap_or(0),
         probe,
         dns_resolver: monitor.dns_resolver.unwrap_or(false),
+        domain_source: domain.as_ref().and(domain_source),
+        domain,
+        dns,
     }))
+}
+
+/// A recorded `dns` object back into a `DnsQuery` (the general path only: DNS records are
+/// few beside connections).
+fn dns_query(d: InDns) -> Result<DnsQuery, RecordError> {
+    let q = d.question.unwrap_or_default();
+    let mut resolved = Vec::new();
+    for ip in d.resolved_ip.unwrap_or_default() {
+        let parsed: IpAddr = ip
+            .parse()
+            .map_err(|_| RecordError::Invalid("dns.resolved_ip", ip.clone()))?;
+        resolved.push(parsed);
+    }
+    let answers = d
+        .answers
+        .unwrap_or_default()
+        .into_iter()
+        .map(|a| DnsAnswerRecord {
+            name: a.name.unwrap_or_default(),
+            kind: a.r#type.unwrap_or_default(),
+            ttl: a.ttl.unwrap_or(0),
+            data: a.data.unwrap_or_default(),
+        })
+        .collect();
+    Ok(DnsQuery::new(
+        q.name.ok_or(RecordError::Missing("dns.question.name"))?,
+        q.r#type.unwrap_or_default(),
+        d.response_code.unwrap_or_default(),
+        answers,
+        resolved,
+    ))
 }
 
 /// The one place a `ProcessInfo` is built from input objects (both paths).
@@ -1723,6 +1791,29 @@ struct InDoc {
     network: Option<InNetwork>,
     container: Option<InContainer>,
     monitor: Option<InMonitor>,
+    dns: Option<InDns>,
+}
+
+#[derive(Deserialize, Default)]
+struct InDns {
+    question: Option<InQuestion>,
+    response_code: Option<String>,
+    answers: Option<Vec<InAnswer>>,
+    resolved_ip: Option<Vec<String>>,
+}
+
+#[derive(Deserialize, Default)]
+struct InQuestion {
+    name: Option<String>,
+    r#type: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+struct InAnswer {
+    name: Option<String>,
+    r#type: Option<String>,
+    ttl: Option<u32>,
+    data: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -1777,6 +1868,7 @@ struct InId {
 struct InEndpoint {
     ip: Option<String>,
     port: Option<u16>,
+    domain: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -1795,6 +1887,7 @@ struct InMonitor {
     suppressed: Option<u32>,
     dns_resolver: Option<bool>,
     probe: Option<String>,
+    domain_source: Option<String>,
 }
 
 /// ECS keeps ids as strings; accept numbers too, as hand-written fixtures use them. Any

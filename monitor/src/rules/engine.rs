@@ -486,6 +486,9 @@ level: high
             suppressed: 0,
             probe: None,
             dns_resolver: false,
+            domain: None,
+            domain_source: None,
+            dns: None,
         }
     }
 

@@ -409,6 +409,9 @@ mod tests {
             suppressed: 0,
             probe: None,
             dns_resolver: false,
+            domain: None,
+            domain_source: None,
+            dns: None,
         };
         assert_eq!(
             FieldValue::of(&rec, Field::DestinationIsIpv6),
