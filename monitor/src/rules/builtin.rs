@@ -19,6 +19,10 @@ pub(crate) const FILES: &[(&str, &str)] = &[
         include_str!("../../../rules/t1043_commonly_used_port.yml"),
     ),
     (
+        "t1071_004_dns_tunnel_long_labels.yml",
+        include_str!("../../../rules/t1071_004_dns_tunnel_long_labels.yml"),
+    ),
+    (
         "t1505_web_shell_outbound.yml",
         include_str!("../../../rules/t1505_web_shell_outbound.yml"),
     ),
@@ -35,6 +39,10 @@ pub(crate) const SAMPLES: &[(&str, &str)] = &[
     (
         "samples/t1043_commonly_used_port.jsonl",
         include_str!("../../../rules/samples/t1043_commonly_used_port.jsonl"),
+    ),
+    (
+        "samples/t1071_004_dns_tunnel_long_labels.jsonl",
+        include_str!("../../../rules/samples/t1071_004_dns_tunnel_long_labels.jsonl"),
     ),
     (
         "samples/t1505_web_shell_outbound.jsonl",

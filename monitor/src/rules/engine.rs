@@ -170,7 +170,12 @@ impl RuleEngine {
     #[inline]
     fn rule_matches(&mut self, i: u32, rec: &ConnectionRecord) -> bool {
         let set = &*self.rules;
-        let cond = &set.rules[i as usize].condition;
+        let rule = &set.rules[i as usize];
+        // A network_connection rule never sees DNS query records, nor the reverse.
+        if !rule.category.covers(rec) {
+            return false;
+        }
+        let cond = &rule.condition;
         if self.scratch.should_learn(i)
             && cond.eval_process(&set.tests, rec, &mut self.scratch) == Some(false)
         {
