@@ -189,8 +189,17 @@ pub struct DnsOffsets {
     pub skb_network_header: u32,
     /// `sock.sk_receive_queue` itself: an empty queue's `prev` points here.
     pub rcvq_head: u32,
+    /// Non-zero when TCP answers are read where the process receives them
+    /// (`sock:sock_recv_length`, from the user buffer), so `sk_data_ready` leaves TCP alone:
+    /// TCP segments are non-linear (page fragments), which that hook cannot read.
+    pub tcp_on_recv: u32,
+    /// `pt_regs.orig_ax` (the syscall number) and `pt_regs.si` (its second argument), the
+    /// user registers the receive hook finds the user buffer by (x86_64 only).
+    pub regs_orig_ax: u32,
+    pub regs_si: u32,
+    pub _pad0: u32,
 }
-const _: () = assert!(core::mem::size_of::<DnsOffsets>() == 10 * 4);
+const _: () = assert!(core::mem::size_of::<DnsOffsets>() == 14 * 4);
 
 /// The kernel programs' load-time configuration, the `CONFIG` global in `monitor-ebpf`.
 ///
@@ -224,7 +233,7 @@ pub struct KernelConfig {
     pub tp: TracepointOffsets,
     pub dns: DnsOffsets,
 }
-const _: () = assert!(core::mem::size_of::<KernelConfig>() == 40 + 64 + 32 + 64 + 48 + 40);
+const _: () = assert!(core::mem::size_of::<KernelConfig>() == 40 + 64 + 32 + 64 + 48 + 56);
 
 impl KernelConfig {
     /// The value compiled into the object: nothing resolved, nothing excluded. The non-zero
@@ -309,6 +318,10 @@ impl KernelConfig {
             skb_transport_header: 0,
             skb_network_header: 0,
             rcvq_head: 0,
+            tcp_on_recv: 0,
+            regs_orig_ax: 0,
+            regs_si: 0,
+            _pad0: 0,
         },
     };
 }

@@ -28,7 +28,10 @@ use aya_ebpf::{
     cty::c_void,
     helpers::{
         bpf_get_current_pid_tgid,
-        generated::{bpf_ktime_get_boot_ns, bpf_probe_read_kernel},
+        generated::{
+            bpf_get_current_task_btf, bpf_ktime_get_boot_ns, bpf_probe_read_kernel,
+            bpf_probe_read_user, bpf_task_pt_regs,
+        },
     },
     macros::{cgroup_sock_addr, fentry, kprobe, raw_tracepoint},
     programs::{FEntryContext, ProbeContext, RawTracePointContext, SockAddrContext},
@@ -149,6 +152,146 @@ pub fn dns_kprobe_sock_def_readable(ctx: ProbeContext) -> u32 {
     )
 }
 
+/// `sock:sock_recv_length`, `TP_PROTO(struct sock *sk, int ret, int flags)` (Linux 6.3+),
+/// as a raw tracepoint: every `recvmsg` of every socket, in the receiving task, after the
+/// data was copied to the caller's buffer. TCP answers are read here, from that buffer
+/// (found through the syscall's saved registers: `read`, `readv`, `recvfrom`, `recvmsg`,
+/// `recvmmsg`), because the kernel keeps TCP payload in page fragments `sk_data_ready`
+/// cannot read. The reader is the process that asked, so no owner lookup is needed.
+#[raw_tracepoint(tracepoint = "sock_recv_length")]
+pub fn dns_raw_tp_sock_recv_length(ctx: RawTracePointContext) -> u32 {
+    let sk: *const u8 = ctx.arg(0);
+    let ret = ctx.arg::<u64>(1) as i32;
+    let flags = ctx.arg::<u64>(2) as i32;
+    finish(
+        &ctx,
+        "dns_raw_tp_sock_recv_length",
+        try_dns_recv(sk, ret, flags),
+    )
+}
+
+/// `MSG_PEEK`: the data stays queued and is read again.
+const MSG_PEEK: i32 = 2;
+/// A DNS header: anything shorter (glibc reads the 2-byte TCP length on its own) is no
+/// message.
+const DNS_HEADER_LEN: i32 = 12;
+/// x86_64 syscall numbers (`arch/x86/entry/syscalls/syscall_64.tbl`, a stable ABI).
+const NR_READ: u64 = 0;
+const NR_READV: u64 = 19;
+const NR_RECVFROM: u64 = 45;
+const NR_RECVMSG: u64 = 47;
+const NR_RECVMMSG: u64 = 299;
+/// `offsetof(struct msghdr, msg_iov)` in the x86_64 UAPI (and of `mmsghdr.msg_hdr.msg_iov`).
+const MSGHDR_IOV: usize = 16;
+
+#[inline(always)]
+fn try_dns_recv(sk: *const u8, ret: i32, flags: i32) -> Result<(), i64> {
+    if ret < DNS_HEADER_LEN || flags & MSG_PEEK != 0 || config!(dns.tcp_on_recv) == 0 {
+        return Ok(());
+    }
+    if u16::from_be(read_at::<u16>(sk, config!(sock.skc_dport))?) != DNS_PORT {
+        return Ok(());
+    }
+    if read_at::<u16>(sk, config!(sock.sk_protocol))? != u16::from(IPPROTO_TCP) {
+        return Ok(()); // UDP answers are read in sk_data_ready
+    }
+    let family = read_at::<u16>(sk, config!(sock.skc_family))?;
+    let mut server = [0u8; 16];
+    if family == AF_INET {
+        let a = read_at::<[u8; 4]>(sk, config!(sock.skc_daddr))?;
+        server[..4].copy_from_slice(&a);
+    } else if family == AF_INET6 {
+        server = read_at::<[u8; 16]>(sk, config!(sock.skc_v6_daddr))?;
+    } else {
+        return Ok(());
+    }
+    // SAFETY: helpers without preconditions beyond a task pointer, which the first gives;
+    // the registers are only read through bpf_probe_read_kernel.
+    let regs = unsafe { bpf_task_pt_regs(bpf_get_current_task_btf()) } as *const u8;
+    let nr = read_at::<u64>(regs, config!(dns.regs_orig_ax))?;
+    let arg = read_at::<u64>(regs, config!(dns.regs_si))? as *const u8;
+    let buf: *const u8 = match nr {
+        NR_READ | NR_RECVFROM => arg,
+        // The first iovec's base (ret bytes may span more iovecs: only the first is read).
+        NR_READV => read_user::<u64>(arg)? as *const u8,
+        NR_RECVMSG | NR_RECVMMSG => {
+            let iov = read_user::<u64>(arg.wrapping_add(MSGHDR_IOV))? as *const u8;
+            read_user::<u64>(iov)? as *const u8
+        }
+        _ => return Ok(()), // io_uring and others: not seen
+    };
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let who = Identity::current();
+    let wire_len = ret as u32;
+    let mut dflags = dns_flag::TCP | dns_flag::OWNER_KNOWN;
+    if wire_len > DNS_PAYLOAD_LEN as u32 {
+        dflags |= dns_flag::CUT;
+        count(stat::DNS_CUT);
+    }
+    let local_port = read_at::<u16>(sk, config!(sock.skc_num)).unwrap_or(0);
+    let Some(mut entry) = EVENTS.reserve::<DnsEvent>(0) else {
+        count(stat::RINGBUF_FULL);
+        count(stat::LOST_DNS);
+        return Ok(());
+    };
+    let ev = entry.as_mut_ptr();
+    // SAFETY: as in `try_dns_answer`.
+    unsafe {
+        (*ev).kind = kind::DNS;
+        (*ev).flags = dflags;
+        (*ev).ktime_ns = bpf_ktime_get_boot_ns();
+        (*ev).tgid = (pid_tgid >> 32) as u32;
+        (*ev).tid = pid_tgid as u32;
+        (*ev).uid = who.uid_gid as u32;
+        (*ev).gid = (who.uid_gid >> 32) as u32;
+        (*ev).cgroup_id = who.cgroup_id;
+        (*ev).start_time_ns = 0;
+        (*ev).cookie = 0;
+        (*ev).family = family;
+        (*ev).protocol = IPPROTO_TCP;
+        (*ev)._pad0 = 0;
+        (*ev).server_port = DNS_PORT;
+        (*ev).local_port = local_port;
+        (*ev).payload_len = 0;
+        (*ev).wire_len = wire_len;
+        (*ev).backend = backend::RAW_TRACEPOINT;
+        (*ev)._pad1 = 0;
+        (*ev).server = server;
+        (*ev).local = [0; 16];
+        (*ev).comm = who.comm;
+        let copy = if wire_len > DNS_PAYLOAD_LEN as u32 {
+            DNS_PAYLOAD_LEN as u32
+        } else {
+            wire_len
+        };
+        let raw = core::ptr::read_volatile(&copy);
+        let n = ((raw.wrapping_sub(1)) & (DNS_PAYLOAD_LEN as u32 - 1)) + 1;
+        let rc = bpf_probe_read_user(
+            (&raw mut (*ev).payload).cast::<c_void>(),
+            n,
+            buf.cast::<c_void>(),
+        );
+        if rc == 0 {
+            (*ev).payload_len = n;
+        } else {
+            count(stat::READ_FAILED);
+        }
+    }
+    entry.submit(wakeup_flag());
+    count(stat::DNS_ANSWERS);
+    Ok(())
+}
+
+/// A `T` from the current task's user memory.
+#[inline(always)]
+fn read_user<T>(at: *const u8) -> Result<T, i64> {
+    // SAFETY: bpf_probe_read_user never faults; a bad address is an error.
+    unsafe { aya_ebpf::helpers::bpf_probe_read_user(at.cast::<T>()) }.map_err(|e| {
+        count(stat::READ_FAILED);
+        i64::from(e)
+    })
+}
+
 /// One datagram (or TCP segment) queued to `sk`: reported when it comes from port 53.
 #[inline(always)]
 fn try_dns_answer(sk: *const u8, backend: u32) -> Result<(), i64> {
@@ -166,8 +309,9 @@ fn try_dns_answer(sk: *const u8, backend: u32) -> Result<(), i64> {
     if !tcp && protocol != u16::from(IPPROTO_UDP) {
         return Ok(());
     }
-    if tcp && dport == 0 {
-        return Ok(()); // a listener: a connection, not data
+    if tcp && (dport == 0 || config!(dns.tcp_on_recv) != 0) {
+        // A listener (a connection, not data), or TCP read at the receiver instead.
+        return Ok(());
     }
     let family = read_at::<u16>(sk, config!(sock.skc_family))?;
     if family != AF_INET && family != AF_INET6 {

@@ -133,6 +133,14 @@ impl KernelBtf {
             skb_transport_header: skb("transport_header", 2)?,
             skb_network_header: skb("network_header", 2)?,
             rcvq_head,
+            // Set by the loader when the receive tracepoint exists (x86_64).
+            tcp_on_recv: 0,
+            // x86_64's names; elsewhere TCP answers stay on `sk_data_ready`.
+            regs_orig_ax: self
+                .field("pt_regs", &["orig_ax"], 8)
+                .unwrap_or(OFFSET_ABSENT),
+            regs_si: self.field("pt_regs", &["si"], 8).unwrap_or(OFFSET_ABSENT),
+            _pad0: 0,
         })
     }
 

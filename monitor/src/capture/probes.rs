@@ -126,6 +126,8 @@ const DNS_ANSWER_FN: &str = "sock_def_readable";
 const DNS_FENTRY: &str = "dns_fentry_sock_def_readable";
 const DNS_KPROBE: &str = "dns_kprobe_sock_def_readable";
 const DNS_RAW_TP: (&str, &str) = ("dns_raw_tp_sk_data_ready", "sk_data_ready");
+/// TCP answers, read where the process receives them (see `KernelConfig::dns`).
+const DNS_RECV_TP: (&str, &str) = ("dns_raw_tp_sock_recv_length", "sock_recv_length");
 const DNS_OWNER_PROGRAMS: [&str; 4] = [
     "dns_cgroup_connect4",
     "dns_cgroup_connect6",
@@ -240,6 +242,23 @@ pub fn load(cfg: &CaptureConfig) -> Result<LoadedProbes, CaptureError> {
         };
         (sock, raw_tracepoint, dns)
     };
+    // TCP answers at the receiver: the tracepoint exists (Linux 6.3+) and the syscall
+    // registers could be named (x86_64).
+    if cfg.dns
+        && dns.is_ok()
+        && config.dns.regs_si != monitor_common::OFFSET_ABSENT
+        && config.dns.regs_orig_ax != monitor_common::OFFSET_ABSENT
+        && tracefs_dir.join("events/sock/sock_recv_length").is_dir()
+        && matches!(
+            cfg.probe,
+            ProbeChoice::Auto
+                | ProbeChoice::Tracepoint
+                | ProbeChoice::RawTracepoint
+                | ProbeChoice::ClassicTracepoint
+        )
+    {
+        config.dns.tcp_on_recv = 1;
+    }
     tracefs::process_offsets(&tracefs_dir, &mut config.tp)?;
     let tcp_tracepoint =
         tracefs::sock_state_offsets(&tracefs_dir, &mut config.tp).map_err(|e| e.to_string());
@@ -300,6 +319,16 @@ pub fn load(cfg: &CaptureConfig) -> Result<LoadedProbes, CaptureError> {
             "capture hook attached"
         );
         hooks.push(status);
+    }
+    if cfg.dns && config.dns.tcp_on_recv != 0 {
+        let (program, name) = DNS_RECV_TP;
+        if let Err(e) = attach_raw_tracepoint(&mut ebpf, program, name) {
+            tracing::warn!(
+                program,
+                error = %e.detailed(),
+                "TCP DNS answers unavailable (UDP answers are read in sk_data_ready)"
+            );
+        }
     }
     if cfg.dns {
         match attach_dns(&mut ebpf, cfg.probe, &host, &dns) {
@@ -783,7 +812,7 @@ mod tests {
                 names.extend([tp.raw_program, tp.program]);
             }
         }
-        names.extend([DNS_FENTRY, DNS_KPROBE, DNS_RAW_TP.0]);
+        names.extend([DNS_FENTRY, DNS_KPROBE, DNS_RAW_TP.0, DNS_RECV_TP.0]);
         names.extend(DNS_OWNER_PROGRAMS);
         for name in names {
             assert!(
@@ -793,7 +822,7 @@ mod tests {
         }
         assert_eq!(
             ebpf.programs().count(),
-            25,
+            26,
             "an unplanned program is in the object"
         );
         assert!(ebpf.map(EVENTS_MAP).is_some() && ebpf.map(STATS_MAP).is_some());

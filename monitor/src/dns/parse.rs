@@ -33,11 +33,28 @@ pub enum DnsParseError {
     NoQuestion,
 }
 
-/// Parses one answer. `tcp`: the payload starts with the 2-byte length prefix (RFC 1035
-/// 4.2.2); only the first message of a segment is read. `cut`: the kernel's copy is shorter
-/// than the message, so a parse failure is `Truncated`, not `Malformed`.
+/// Parses one answer. `tcp`: the bytes one read of a TCP stream returned, which start with
+/// the 2-byte length prefix (RFC 1035 4.2.2) when the reader asked for prefix and message
+/// at once, and with the message when it read the prefix alone first (glibc); only the
+/// first message is read. `cut`: the kernel's copy is shorter than the message, so a parse
+/// failure is `Truncated`, not `Malformed`.
 pub fn parse_answer(payload: &[u8], tcp: bool, cut: bool) -> Result<DnsQuery, DnsParseError> {
-    let msg = if tcp {
+    if tcp {
+        let prefixed = parse_message(payload, true, cut);
+        if prefixed.is_ok() {
+            return prefixed;
+        }
+        // No prefix: the message itself (its id may look like a length, hence both).
+        return match parse_message(payload, false, cut) {
+            Ok(q) => Ok(q),
+            Err(_) => prefixed,
+        };
+    }
+    parse_message(payload, false, cut)
+}
+
+fn parse_message(payload: &[u8], prefixed: bool, cut: bool) -> Result<DnsQuery, DnsParseError> {
+    let msg = if prefixed {
         let Some((prefix, rest)) = payload.split_first_chunk::<2>() else {
             return Err(DnsParseError::Truncated {
                 have: payload.len(),
