@@ -22,11 +22,11 @@ fn builtin_and_repository_rules_check_clean() {
     let r = check(&[]);
     assert!(r.is_ok(), "{:?}", r.errors);
     assert_eq!(r.exit_code(), 0);
-    assert_eq!(r.rules.len(), 3);
+    assert_eq!(r.rules.len(), 4);
     assert!(r.warnings.is_empty(), "{:?}", r.warnings);
     let d = check(&[repo_rules_dir()]);
     assert_eq!(d.exit_code(), 0, "{:?}", d.errors);
-    assert_eq!(d.rules.len(), 3);
+    assert_eq!(d.rules.len(), 4);
 }
 
 /// (file, line, rule, construct, words of the message)

@@ -690,7 +690,7 @@ fn builtin_rules_take_local_lists_on_top() {
     )
     .unwrap();
     let set = Arc::new(RuleSet::load_with_builtin(&[local]).unwrap().rules);
-    assert_eq!(set.len(), 3);
+    assert_eq!(set.len(), 4);
     none(
         &set,
         &ev().image("/usr/bin/curl").dst("203.0.113.7", 8088).build(),
@@ -720,7 +720,7 @@ fn builtin_and_rules_directory_are_the_same_rules() {
         v
     };
     assert_eq!(ids(&b), ids(&d));
-    assert_eq!(b.len(), 3);
+    assert_eq!(b.len(), 4);
     assert!(b.iter().all(|r| r.ruleset == "default"));
 }
 
