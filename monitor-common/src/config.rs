@@ -54,8 +54,11 @@ pub mod stat {
     /// `sk_data_ready` on a DNS socket found its receive queue empty (a reader on another
     /// CPU took the datagram first): the answer was not seen.
     pub const DNS_MISSED: u32 = 22;
+    /// DNS answers not copied because the ring buffer was more than half full
+    /// (`DnsOffsets::shed_bytes`): connection events keep their room during a DNS flood.
+    pub const DNS_SHED: u32 = 23;
     /// Size of the array.
-    pub const COUNT: u32 = 23;
+    pub const COUNT: u32 = 24;
 }
 
 /// Marks an offset that does not exist on the running kernel (for instance the
@@ -197,9 +200,16 @@ pub struct DnsOffsets {
     /// user registers the receive hook finds the user buffer by (x86_64 only).
     pub regs_orig_ax: u32,
     pub regs_si: u32,
+    /// Non-zero when `skc_dport`, `skc_num`, `skc_family` and `skc_state` lie in the 8 bytes
+    /// from `skc_dport` (as on every kernel since 4.x): `sk_data_ready` then decides most
+    /// calls with one read.
+    pub ports_word: u32,
+    /// DNS answers are dropped (`stat::DNS_SHED`) while more than this many bytes wait in
+    /// the ring buffer, so a DNS flood cannot take the room connection events need.
+    pub shed_bytes: u32,
     pub _pad0: u32,
 }
-const _: () = assert!(core::mem::size_of::<DnsOffsets>() == 14 * 4);
+const _: () = assert!(core::mem::size_of::<DnsOffsets>() == 16 * 4);
 
 /// The kernel programs' load-time configuration, the `CONFIG` global in `monitor-ebpf`.
 ///
@@ -233,7 +243,7 @@ pub struct KernelConfig {
     pub tp: TracepointOffsets,
     pub dns: DnsOffsets,
 }
-const _: () = assert!(core::mem::size_of::<KernelConfig>() == 40 + 64 + 32 + 64 + 48 + 56);
+const _: () = assert!(core::mem::size_of::<KernelConfig>() == 40 + 64 + 32 + 64 + 48 + 64);
 
 impl KernelConfig {
     /// The value compiled into the object: nothing resolved, nothing excluded. The non-zero
@@ -321,6 +331,8 @@ impl KernelConfig {
             tcp_on_recv: 0,
             regs_orig_ax: 0,
             regs_si: 0,
+            ports_word: 0,
+            shed_bytes: 0,
             _pad0: 0,
         },
     };

@@ -25,6 +25,7 @@
 //! window.
 
 use aya_ebpf::{
+    bindings::BPF_RB_AVAIL_DATA,
     cty::c_void,
     helpers::{
         bpf_get_current_pid_tgid,
@@ -49,7 +50,7 @@ use crate::{
 };
 
 /// The DNS server port.
-const DNS_PORT: u16 = 53;
+pub const DNS_PORT: u16 = 53;
 const _: () = assert!(DNS_PAYLOAD_LEN.is_power_of_two());
 
 /// Source address offsets in the IPv4 and IPv6 headers (the IP version is the header's first
@@ -57,6 +58,8 @@ const _: () = assert!(DNS_PAYLOAD_LEN.is_power_of_two());
 const IPV4_SADDR: usize = 12;
 const IPV6_SADDR: usize = 8;
 const UDP_HEADER_LEN: u32 = 8;
+/// `include/net/tcp_states.h`: the state of an unconnected (or unbound) UDP socket.
+const TCP_CLOSE: u8 = 7;
 
 /// `cgroup/connect4`: remembers a socket connecting to port 53. Always returns 1.
 #[cgroup_sock_addr(connect4)]
@@ -86,21 +89,34 @@ pub fn dns_cgroup_sendmsg6(ctx: SockAddrContext) -> i32 {
     1
 }
 
-/// The port check first: every `connect()` of the host runs this.
+/// The port check first: every `connect()` of the host runs this. Attached only where the
+/// UDP cgroup programs do not already remember askers (`remember_owner`), or for TCP when
+/// TCP answers are not read at the receiver.
 fn try_dns_owner(ctx: &SockAddrContext, v6: bool) -> Result<(), i64> {
     let flow = sock_addr::flow(ctx, v6);
     if flow.dport != DNS_PORT {
         return Ok(());
     }
     let proto = sock_addr::protocol(ctx);
-    if proto != u32::from(IPPROTO_UDP) && proto != u32::from(IPPROTO_TCP) {
+    let tcp_needed = proto == u32::from(IPPROTO_TCP) && config!(dns.tcp_on_recv) == 0;
+    if proto != u32::from(IPPROTO_UDP) && !tcp_needed {
         return Ok(());
     }
     let pid_tgid = bpf_get_current_pid_tgid();
     if is_excluded(pid_tgid) {
         return Ok(());
     }
-    let who = Identity::current();
+    remember_owner(ctx, pid_tgid, &Identity::current())
+}
+
+/// Remembers the process asking a DNS server through this socket (by cookie, which also
+/// makes the kernel store the cookie in the socket for the answer side to read). Called by
+/// the UDP cgroup programs for a destination port 53, and by `try_dns_owner`.
+#[inline(always)]
+pub fn remember_owner(ctx: &SockAddrContext, pid_tgid: u64, who: &Identity) -> Result<(), i64> {
+    if config!(dns.valid) == 0 {
+        return Ok(());
+    }
     let owner = DnsOwner {
         pid_tgid,
         uid_gid: who.uid_gid,
@@ -229,6 +245,9 @@ fn try_dns_recv(sk: *const u8, ret: i32, flags: i32) -> Result<(), i64> {
         count(stat::DNS_CUT);
     }
     let local_port = read_at::<u16>(sk, config!(sock.skc_num)).unwrap_or(0);
+    if shed() {
+        return Ok(());
+    }
     let Some(mut entry) = EVENTS.reserve::<DnsEvent>(0) else {
         count(stat::RINGBUF_FULL);
         count(stat::LOST_DNS);
@@ -282,6 +301,17 @@ fn try_dns_recv(sk: *const u8, ret: i32, flags: i32) -> Result<(), i64> {
     Ok(())
 }
 
+/// Whether to drop this answer: the ring buffer is more than `shed_bytes` full, and what is
+/// left belongs to connection events (a DNS flood must not cost a connect). Counted.
+#[inline(always)]
+fn shed() -> bool {
+    if EVENTS.query(BPF_RB_AVAIL_DATA as u64) > u64::from(config!(dns.shed_bytes)) {
+        count(stat::DNS_SHED);
+        return true;
+    }
+    false
+}
+
 /// A `T` from the current task's user memory.
 #[inline(always)]
 fn read_user<T>(at: *const u8) -> Result<T, i64> {
@@ -299,8 +329,20 @@ fn try_dns_answer(sk: *const u8, backend: u32) -> Result<(), i64> {
         return Ok(());
     }
     // One read decides for nearly every call: the peer port (network order) of a connected
-    // socket; 0 for listeners, unconnected UDP sockets and non-inet sockets.
-    let dport = u16::from_be(read_at::<u16>(sk, config!(sock.skc_dport))?);
+    // socket, 0 for listeners, unconnected UDP sockets and non-inet sockets; with the state
+    // in the same word, a listener (every accepted connection) stops here too.
+    let dport = if config!(dns.ports_word) != 0 {
+        let w = read_at::<[u8; 8]>(sk, config!(sock.skc_dport))?;
+        let dport = u16::from_be_bytes([w[0], w[1]]);
+        // Unconnected UDP sockets are TCP_CLOSE; anything else without a peer port is not
+        // a DNS client (a listener, a unix socket's zeroed inet fields).
+        if dport == 0 && w[6] != TCP_CLOSE {
+            return Ok(());
+        }
+        dport
+    } else {
+        u16::from_be(read_at::<u16>(sk, config!(sock.skc_dport))?)
+    };
     if dport != DNS_PORT && dport != 0 {
         return Ok(());
     }
@@ -391,6 +433,9 @@ fn try_dns_answer(sk: *const u8, backend: u32) -> Result<(), i64> {
     let cookie = read_at::<u64>(sk, config!(dns.skc_cookie)).unwrap_or(0);
     let local_port = read_at::<u16>(sk, config!(sock.skc_num)).unwrap_or(0);
 
+    if shed() {
+        return Ok(());
+    }
     let Some(mut entry) = EVENTS.reserve::<DnsEvent>(0) else {
         count(stat::RINGBUF_FULL);
         count(stat::LOST_DNS);

@@ -51,6 +51,9 @@ pub struct MetricsSnapshot {
     pub dns_cut: u64,
     pub dns_missed: u64,
     pub dns_owner_failed: u64,
+    /// Answers dropped in the kernel because the ring buffer was more than half full (a DNS
+    /// flood gives way to connection events).
+    pub dns_shed: u64,
     /// What user space made of them: parsed, truncated, malformed, not answers.
     pub dns: crate::dns::DnsStats,
     /// Connection records named from the process's own answers, host-wide, or not at all;
@@ -123,6 +126,7 @@ impl MetricsSnapshot {
                 s.dns_cut = k.dns_cut;
                 s.dns_missed = k.dns_missed;
                 s.dns_owner_failed = k.dns_owner_failed;
+                s.dns_shed = k.dns_shed;
             }
             Err(e) => tracing::warn!(error = %e, "reading kernel counters failed"),
         }

@@ -140,8 +140,26 @@ impl KernelBtf {
                 .field("pt_regs", &["orig_ax"], 8)
                 .unwrap_or(OFFSET_ABSENT),
             regs_si: self.field("pt_regs", &["si"], 8).unwrap_or(OFFSET_ABSENT),
+            ports_word: u32::from(self.ports_word()),
+            // Set by the loader from the ring buffer's size.
+            shed_bytes: 0,
             _pad0: 0,
         })
+    }
+
+    /// Whether `skc_dport` (2 bytes), `skc_num` (2), `skc_family` (2) and `skc_state` (1)
+    /// are consecutive in `struct sock_common`.
+    fn ports_word(&self) -> bool {
+        let sk = |field: &str, size: usize| self.field("sock", &["__sk_common", field], size);
+        match (
+            sk("skc_dport", 2),
+            sk("skc_num", 2),
+            sk("skc_family", 2),
+            sk("skc_state", 1),
+        ) {
+            (Ok(d), Ok(n), Ok(f), Ok(s)) => n == d + 2 && f == d + 4 && s == d + 6,
+            _ => false,
+        }
     }
 
     /// Byte offset of a member of any width (an embedded struct).

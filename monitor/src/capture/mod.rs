@@ -141,6 +141,7 @@ pub struct KernelStats {
     pub dns_cut: u64,
     pub dns_missed: u64,
     pub dns_owner_failed: u64,
+    pub dns_shed: u64,
     /// Records user space could not decode (or would not: an unspecified destination) and
     /// skipped.
     pub decode_errors: u64,
@@ -261,6 +262,7 @@ impl Capture {
             dns_cut: read(stat::DNS_CUT)?,
             dns_missed: read(stat::DNS_MISSED)?,
             dns_owner_failed: read(stat::DNS_OWNER_FAILED)?,
+            dns_shed: read(stat::DNS_SHED)?,
             decode_errors: self.source.decode_errors(),
         })
     }

@@ -169,6 +169,8 @@ pub fn load(cfg: &CaptureConfig) -> Result<LoadedProbes, CaptureError> {
     config.wakeup_bytes = u64::from(ring_bytes / 4);
     config.exclude_tgid = cfg.exclude_tgid;
     config.flood_seed = flood_seed();
+    // DNS answers give way to connection events once half the ring buffer is waiting.
+    config.dns.shed_bytes = ring_bytes / 2;
 
     let log_level = kernel_log_level();
     // `EbpfLoader::new` parses all of /sys/kernel/btf/vmlinux (tens of MiB of heap) for CO-RE
@@ -331,7 +333,12 @@ pub fn load(cfg: &CaptureConfig) -> Result<LoadedProbes, CaptureError> {
         }
     }
     if cfg.dns {
-        match attach_dns(&mut ebpf, cfg.probe, &host, &dns) {
+        let udp_on_cgroup = hooks
+            .iter()
+            .filter(|h| h.hook != "tcp_connect")
+            .all(|h| h.backend == CGROUP);
+        let owners_needed = !udp_on_cgroup || config.dns.tcp_on_recv == 0;
+        match attach_dns(&mut ebpf, cfg.probe, &host, &dns, owners_needed) {
             Ok(status) => {
                 tracing::info!(
                     hook = status.hook,
@@ -471,9 +478,13 @@ fn attach_dns(
     choice: ProbeChoice,
     host: &HostSupport,
     offsets: &Result<(), String>,
+    owners_needed: bool,
 ) -> Result<HookStatus, String> {
     offsets.clone()?;
     match host.cgroup_root.as_ref() {
+        // The UDP cgroup programs remember askers themselves; TCP answers read at the
+        // receiver need no asker.
+        _ if !owners_needed => {}
         Ok(root) => {
             for program in DNS_OWNER_PROGRAMS {
                 if let Err(e) = attach_cgroup(ebpf, program, root) {
