@@ -169,8 +169,6 @@ pub fn load(cfg: &CaptureConfig) -> Result<LoadedProbes, CaptureError> {
     config.wakeup_bytes = u64::from(ring_bytes / 4);
     config.exclude_tgid = cfg.exclude_tgid;
     config.flood_seed = flood_seed();
-    // DNS answers give way to connection events once half the ring buffer is waiting.
-    config.dns.shed_bytes = ring_bytes / 2;
 
     let log_level = kernel_log_level();
     // `EbpfLoader::new` parses all of /sys/kernel/btf/vmlinux (tens of MiB of heap) for CO-RE
@@ -244,6 +242,9 @@ pub fn load(cfg: &CaptureConfig) -> Result<LoadedProbes, CaptureError> {
         };
         (sock, raw_tracepoint, dns)
     };
+    // DNS answers give way to connection events once half the ring buffer is waiting (set
+    // after the offsets, which replace the whole `dns` block).
+    config.dns.shed_bytes = ring_bytes / 2;
     // TCP answers at the receiver: the tracepoint exists (Linux 6.3+) and the syscall
     // registers could be named (x86_64).
     if cfg.dns
