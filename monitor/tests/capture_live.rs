@@ -50,6 +50,7 @@ fn config(probe: ProbeChoice) -> CaptureConfig {
         udp_suppress: Duration::from_secs(1),
         poll_interval: Duration::from_millis(10),
         exclude_tgid: std::process::id(),
+        dns: true,
     }
 }
 
