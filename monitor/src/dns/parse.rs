@@ -7,7 +7,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use simple_dns::{PacketFlag, QTYPE, RCODE, TYPE, rdata::RData};
 use thiserror::Error;
 
-use crate::record::{DnsAnswerRecord, DnsQuery};
+use crate::record::{DnsAnswerRecord, DnsQuery, ip_text};
 
 /// CNAME links followed from the name asked at most (resolvers stop around 8 to 16).
 pub const MAX_CNAME_CHAIN: usize = 8;
@@ -89,34 +89,40 @@ fn parse_message(payload: &[u8], prefixed: bool, cut: bool) -> Result<DnsQuery, 
         return Err(DnsParseError::TruncatedByServer);
     }
     let question = packet.questions.first().ok_or(DnsParseError::NoQuestion)?;
-    let question_name = name_text(question.qname.as_bytes());
+    let question_name = name_text(question.qname.get_labels());
     let question_type = qtype_name(question.qtype);
 
     let mut answers = Vec::new();
-    // (owner, target) of every CNAME, and (owner, address, ttl) of every A/AAAA.
+    let mut answer_ips = Vec::new();
+    // (owner, target) of every CNAME, and (owner, address) of every A/AAAA.
     let mut cnames: Vec<(String, String)> = Vec::new();
-    let mut addresses: Vec<(String, IpAddr, u32)> = Vec::new();
+    let mut addresses: Vec<(String, IpAddr)> = Vec::new();
     for rr in &packet.answers {
-        let owner = name_text(rr.name.as_bytes());
+        let owner = name_text(rr.name.get_labels());
         let (kind, data) = match &rr.rdata {
             RData::A(a) => {
                 let ip = IpAddr::V4(Ipv4Addr::from(a.address));
-                addresses.push((owner.clone(), ip, rr.ttl));
-                ("A", ip.to_string())
+                addresses.push((owner.clone(), ip));
+                ("A", ip_text(ip))
             }
             RData::AAAA(a) => {
                 let ip = IpAddr::V6(Ipv6Addr::from(a.address));
-                addresses.push((owner.clone(), ip, rr.ttl));
-                ("AAAA", ip.to_string())
+                addresses.push((owner.clone(), ip));
+                ("AAAA", ip_text(ip))
             }
             RData::CNAME(c) => {
-                let target = name_text(c.0.as_bytes());
+                let target = name_text(c.0.get_labels());
                 cnames.push((owner.clone(), target.clone()));
                 ("CNAME", target)
             }
             other => (type_name(other.type_code()), String::new()),
         };
         if answers.len() < MAX_ANSWERS {
+            answer_ips.push(match &rr.rdata {
+                RData::A(a) => Some(IpAddr::V4(Ipv4Addr::from(a.address))),
+                RData::AAAA(a) => Some(IpAddr::V6(Ipv6Addr::from(a.address))),
+                _ => None,
+            });
             answers.push(DnsAnswerRecord {
                 name: owner,
                 kind: kind.to_string(),
@@ -135,28 +141,42 @@ fn parse_message(payload: &[u8], prefixed: bool, cut: bool) -> Result<DnsQuery, 
         }
     }
     let mut resolved_ip = Vec::new();
-    for (owner, ip, _) in &addresses {
+    for (owner, ip) in &addresses {
         if chain.contains(owner) && !resolved_ip.contains(ip) {
             resolved_ip.push(*ip);
         }
     }
-    Ok(DnsQuery::new(
+    Ok(DnsQuery::from_parts(
         question_name,
         question_type,
         rcode_name(packet.rcode()),
         answers,
         resolved_ip,
+        &answer_ips,
     ))
 }
 
 /// A name's labels as text: lowercase (DNS names are case-insensitive, and resolvers randomise
 /// case), joined by dots. Bytes that are not printable ASCII, a dot or a backslash inside a
 /// label become `\xNN`, so a label can neither forge a record nor pose as two labels.
-pub fn name_text<'a>(labels: impl Iterator<Item = &'a [u8]>) -> String {
-    let mut out = String::new();
-    for (i, label) in labels.enumerate() {
+pub fn name_text<L: AsRef<[u8]>>(labels: &[L]) -> String {
+    // One allocation: the labels, their dots, and room for a few escapes.
+    let len: usize = labels.iter().map(|l| l.as_ref().len() + 1).sum();
+    let mut out = String::with_capacity(len + 8);
+    for (i, label) in labels.iter().enumerate() {
+        let label = label.as_ref();
         if i > 0 {
             out.push('.');
+        }
+        if label
+            .iter()
+            .all(|&b| (0x21..=0x7e).contains(&b) && b != b'.' && b != b'\\')
+        {
+            // The common case: printable ASCII, copied and lowercased as a whole.
+            let from = out.len();
+            out.push_str(std::str::from_utf8(label).unwrap_or_default());
+            out[from..].make_ascii_lowercase();
+            continue;
         }
         for &b in label {
             match b {
@@ -323,7 +343,7 @@ mod tests {
     #[test]
     fn hostile_labels_are_escaped() {
         assert_eq!(
-            name_text([&b"a.b"[..], b"x\n\"y", b"\xff"].into_iter()),
+            name_text(&[&b"a.b"[..], b"x\n\"y", b"\xff"]),
             "a\\x2eb.x\\x0a\"y.\\xff"
         );
     }

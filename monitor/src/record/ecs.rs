@@ -775,7 +775,7 @@ fn escape_range<S: JsonSink>(out: &mut S, s: &str, run: &mut usize, from: usize,
 
 /// An address as `IpAddr`'s `Display` writes it (RFC 5952 for IPv6: lower-case hex, the
 /// first longest run of two or more zero groups as `::`, mapped IPv4 as `::ffff:a.b.c.d`).
-fn write_ip(out: &mut String, ip: IpAddr) {
+pub(crate) fn write_ip(out: &mut String, ip: IpAddr) {
     let mut buf = [0u8; 48];
     let len = match ip {
         IpAddr::V4(v4) => format_v4(&mut buf, 0, v4.octets()),

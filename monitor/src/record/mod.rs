@@ -24,6 +24,13 @@ mod addresses;
 mod decode;
 mod ecs;
 
+/// An address as text, as records write it (`Display`'s text, without `core::fmt`).
+pub fn ip_text(ip: IpAddr) -> String {
+    let mut s = String::with_capacity(15);
+    ecs::write_ip(&mut s, ip);
+    s
+}
+
 pub(crate) use decode::{RecordDecoder, decode_general};
 
 /// The unspecified IPv4 address, for a destination whose family the kernel did not report.
@@ -303,6 +310,27 @@ impl DnsQuery {
         answers: Vec<DnsAnswerRecord>,
         resolved_ip: Vec<IpAddr>,
     ) -> Self {
+        let ips: Vec<Option<IpAddr>> = answers.iter().map(|a| a.data.parse().ok()).collect();
+        Self::from_parts(
+            question_name,
+            question_type,
+            response_code,
+            answers,
+            resolved_ip,
+            &ips,
+        )
+    }
+
+    /// As `new`, with each answer's data as an address already known (`None` for other
+    /// data), so the parser does not read back the text it just wrote.
+    pub fn from_parts(
+        question_name: String,
+        question_type: String,
+        response_code: String,
+        answers: Vec<DnsAnswerRecord>,
+        resolved_ip: Vec<IpAddr>,
+        answer_ips: &[Option<IpAddr>],
+    ) -> Self {
         let results = answers
             .iter()
             .filter(|a| !a.data.is_empty())
@@ -310,12 +338,9 @@ impl DnsQuery {
             .collect();
         let ttl = answers
             .iter()
-            .filter(|a| {
-                a.data
-                    .parse::<IpAddr>()
-                    .is_ok_and(|ip| resolved_ip.contains(&ip))
-            })
-            .map(|a| a.ttl)
+            .zip(answer_ips)
+            .filter(|(_, ip)| ip.is_some_and(|ip| resolved_ip.contains(&ip)))
+            .map(|(a, _)| a.ttl)
             .min()
             .unwrap_or(0);
         DnsQuery {
