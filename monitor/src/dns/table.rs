@@ -7,6 +7,9 @@
 //!   out;
 //! - host-wide: address → name asked, at most `HOST_ENTRIES`, least recently used out.
 //!
+//! A process's own entry is used while the host table still holds the address (it holds
+//! every address any process learned, least recently used out first).
+//!
 //! An entry lives for the answer's TTL, raised to `MIN_TTL` (a program connects right after
 //! its lookup, and stub resolvers hand out cached answers with TTLs counting down to 0) and
 //! capped at `MAX_TTL`. When two names share an address, the latest answer for it wins in
@@ -19,7 +22,8 @@ use std::sync::Arc;
 
 use lru::LruCache;
 
-use crate::record::{ConnectionRecord, DomainSource, Timestamp, normalize_ip};
+use crate::arc_slots::ArcSlots;
+use crate::record::{ConnectionRecord, DomainSource, ProcessInfo, Timestamp, normalize_ip};
 
 /// Processes with a table at most.
 pub const PROCESSES: usize = 1024;
@@ -48,12 +52,22 @@ pub struct AttributionStats {
 }
 
 /// Both tables.
+/// The tables' hasher: foldhash, seeded at random per start (the addresses come from DNS
+/// answers, which others choose); the tables' contents never depend on hash order.
+type Hasher = foldhash::fast::RandomState;
+
 pub struct NameTables {
-    processes: LruCache<u64, LruCache<IpAddr, Entry>>,
-    host: LruCache<IpAddr, Entry>,
+    processes: LruCache<u64, LruCache<IpAddr, Entry, Hasher>, Hasher>,
+    host: LruCache<IpAddr, Entry, Hasher>,
     hasher: foldhash::fast::FixedState,
+    /// Process keys by the record's shared `Arc<ProcessInfo>` (hashed once per process).
+    keys: ArcSlots<ProcessInfo>,
+    key_of_slot: Box<[Option<u64>]>,
     stats: AttributionStats,
 }
+
+/// log2 of the key cache's sets (two slots each).
+const KEY_SET_BITS: u32 = 8;
 
 impl Default for NameTables {
     fn default() -> Self {
@@ -63,10 +77,13 @@ impl Default for NameTables {
 
 impl NameTables {
     pub fn new() -> Self {
+        let keys = ArcSlots::new(KEY_SET_BITS);
         NameTables {
-            processes: LruCache::new(nonzero(PROCESSES)),
-            host: LruCache::new(nonzero(HOST_ENTRIES)),
+            processes: LruCache::with_hasher(nonzero(PROCESSES), Hasher::default()),
+            host: LruCache::with_hasher(nonzero(HOST_ENTRIES), Hasher::default()),
             hasher: foldhash::fast::FixedState::with_seed(0x646e_7331),
+            key_of_slot: vec![None; keys.len()].into_boxed_slice(),
+            keys,
             stats: AttributionStats::default(),
         }
     }
@@ -90,16 +107,21 @@ impl NameTables {
     /// The process key: pid and executable (a reused pid running another program is
     /// another process). Records without a pid (an answer whose asker was not known) have
     /// none and only feed the host table.
-    fn key(&self, rec: &ConnectionRecord) -> Option<u64> {
+    fn key(&mut self, rec: &ConnectionRecord) -> Option<u64> {
         use std::hash::{BuildHasher, Hash, Hasher};
-        let p = &rec.process;
-        if p.pid == 0 {
-            return None;
+        let (slot, hit) = self.keys.slot_of(&rec.process);
+        if hit {
+            return self.key_of_slot[slot];
         }
-        let mut h = self.hasher.build_hasher();
-        p.pid.hash(&mut h);
-        p.executable.hash(&mut h);
-        Some(h.finish())
+        let p = &rec.process;
+        let key = (p.pid != 0).then(|| {
+            let mut h = self.hasher.build_hasher();
+            p.pid.hash(&mut h);
+            p.executable.hash(&mut h);
+            h.finish()
+        });
+        self.key_of_slot[slot] = key;
+        key
     }
 
     /// Learns a DNS query record's addresses (nothing for other records).
@@ -125,7 +147,9 @@ impl NameTables {
             self.host.put(ip, entry.clone());
             if let Some(key) = key {
                 self.processes
-                    .get_or_insert_mut(key, || LruCache::new(nonzero(PROCESS_ENTRIES)))
+                    .get_or_insert_mut(key, || {
+                        LruCache::with_hasher(nonzero(PROCESS_ENTRIES), Hasher::default())
+                    })
                     .put(ip, entry.clone());
             }
         }
@@ -139,6 +163,12 @@ impl NameTables {
         }
         let ip = normalize_ip(rec.destination.ip);
         let now = rec.timestamp;
+        // Every learned address enters the host table too, so an address it does not hold
+        // (most connections') has no name: one hash, no process lookup.
+        if !self.host.contains(&ip) {
+            self.stats.misses += 1;
+            return None;
+        }
         if let Some(key) = self.key(rec)
             && let Some(table) = self.processes.get_mut(&key)
             && let Some(e) = table.get(&ip)
@@ -168,7 +198,7 @@ fn nonzero(n: usize) -> NonZeroUsize {
 mod tests {
     use super::*;
     use crate::record::tests::sample;
-    use crate::record::{DnsAnswerRecord, DnsQuery, Endpoint, ProcessInfo};
+    use crate::record::{DnsAnswerRecord, DnsQuery, Endpoint};
 
     fn answer(pid: u32, exe: &str, name: &str, ips: &[&str], ttl: u32, t: i64) -> ConnectionRecord {
         let mut r = sample();

@@ -515,6 +515,9 @@ enum TopLevel {
     Timestamp,
     Source,
     Destination,
+    /// A DNS query record's `dns` object: parsed on its own by serde_json (few lines have
+    /// one), while the rest of the line takes the fast path.
+    Dns,
     Object(ObjectField),
     Other,
 }
@@ -699,6 +702,7 @@ impl RecordDecoder {
         let mut destination = None;
         let mut transport = None;
         let mut monitor = None;
+        let mut dns: Option<Arc<DnsQuery>> = None;
         // Fields seen, one bit each: serde rejects a duplicate, so it goes the general way.
         let mut seen = 0u16;
         // Object members read one by one since a run lookup missed: where they start and
@@ -767,6 +771,11 @@ impl RecordDecoder {
                 TopLevel::Timestamp => ts = Some(self.timestamp(&mut c).general()?),
                 TopLevel::Source => source = Some(c.endpoint().general()?),
                 TopLevel::Destination => destination = Some(c.endpoint().general()?),
+                TopLevel::Dns => {
+                    let text = c.object_span().general()?;
+                    let d: InDns = parse_part(text).general()?;
+                    dns = Some(Arc::new(dns_query(d).ok().general()?));
+                }
                 TopLevel::Other => c.skip_value().general()?,
                 TopLevel::Object(field) => {
                     let (part, value) = self.objects.read(field, &mut c).general()?;
@@ -883,7 +892,7 @@ impl RecordDecoder {
             dns_resolver,
             domain_source: domain.as_ref().and(domain_source),
             domain,
-            dns: None,
+            dns,
         };
         Ok((rec, read))
     }
@@ -1357,8 +1366,7 @@ impl<'a> Cursor<'a> {
             b'@' if has(rest, b"\"@timestamp\"") => (12, 0, TopLevel::Timestamp),
             b's' if has(rest, b"\"source\"") => (8, 1, TopLevel::Source),
             b'd' if has(rest, b"\"destination\"") => (13, 2, TopLevel::Destination),
-            // A DNS query record: the general path reads its `dns` object.
-            b'd' if has(rest, b"\"dns\"") => return None,
+            b'd' if has(rest, b"\"dns\"") => (5, 12, TopLevel::Dns),
             b'e' if has(rest, b"\"event\"") => (7, 3, TopLevel::Object(F::Event)),
             b'h' if has(rest, b"\"host\"") => (6, 4, TopLevel::Object(F::Host)),
             b'n' if has(rest, b"\"network\"") => (9, 5, TopLevel::Object(F::Network)),
@@ -1971,6 +1979,18 @@ mod tests {
             r#"{"@timestamp":"2026-11-23T10:00:00Z","user":{"id":true},"destination":{"ip":"203.0.113.9","port":80}}"#,
             // The probe is carried; a name the monitor never writes is an error.
             r#"{"@timestamp":"2026-11-23T10:00:00Z","destination":{"ip":"203.0.113.9","port":80},"monitor":{"enrichment":"full","probe":"kprobe"}}"#,
+            // DNS (issue #13): a query record, a named connection, and their broken forms.
+            r#"{"@timestamp":"2026-11-23T10:00:00Z","event":{"kind":"event","category":["network"],"type":["protocol","info"],"action":"dns-query"},"host":{"hostname":"h1"},"process":{"pid":7,"executable":"/usr/bin/curl"},"destination":{"ip":"192.0.2.53","port":53},"network":{"transport":"udp","type":"ipv4","direction":"egress"},"dns":{"type":"answer","question":{"name":"www.example.org","type":"A"},"response_code":"NOERROR","answers":[{"name":"www.example.org","type":"CNAME","ttl":300,"data":"e.cdn.example"},{"name":"e.cdn.example","type":"A","ttl":60,"data":"203.0.113.9"}],"resolved_ip":["203.0.113.9"]},"monitor":{"enrichment":"full","probe":"raw_tracepoint"}}"#,
+            r#"{"@timestamp":"2026-11-23T10:00:00Z","destination":{"ip":"192.0.2.53","port":53},"dns":{"question":{"name":"x\u0041.example"},"answers":[{"name":"x","type":"TXT","ttl":1}],"resolved_ip":[]}}"#,
+            r#"{"@timestamp":"2026-11-23T10:00:00Z","destination":{"ip":"192.0.2.53","port":53},"dns":{"question":{"name":"x"},"resolved_ip":["not-an-ip"]}}"#,
+            r#"{"@timestamp":"2026-11-23T10:00:00Z","destination":{"ip":"192.0.2.53","port":53},"dns":{"question":{"type":"A"}}}"#,
+            r#"{"@timestamp":"2026-11-23T10:00:00Z","destination":{"ip":"192.0.2.53","port":53},"dns":{"question":{"name":"a"}},"dns":{"question":{"name":"b"}}}"#,
+            r#"{"@timestamp":"2026-11-23T10:00:00Z","destination":{"ip":"192.0.2.53","port":53},"dns":null}"#,
+            r#"{"@timestamp":"2026-11-23T10:00:00Z","destination":{"ip":"203.0.113.9","port":443,"domain":"www.example.org"},"monitor":{"enrichment":"full","domain_source":"process"}}"#,
+            r#"{"@timestamp":"2026-11-23T10:00:00Z","destination":{"ip":"203.0.113.9","port":443,"domain":"w\u0077w.example.org"},"monitor":{"domain_source":"host"}}"#,
+            r#"{"@timestamp":"2026-11-23T10:00:00Z","destination":{"ip":"203.0.113.9","port":443,"domain":"www.example.org"},"monitor":{"domain_source":"elsewhere"}}"#,
+            r#"{"@timestamp":"2026-11-23T10:00:00Z","destination":{"ip":"203.0.113.9","port":443},"monitor":{"domain_source":"host"}}"#,
+            r#"{"@timestamp":"2026-11-23T10:00:00Z","destination":{"domain":"a","ip":"203.0.113.9","port":443,"domain":"b"}}"#,
             r#"{"@timestamp":"2026-11-23T10:00:00Z","destination":{"ip":"203.0.113.9","port":80},"monitor":{"probe":"bogus"}}"#,
             // Times outside the years replay accepts.
             r#"{"@timestamp":"1000-01-01T00:00:00Z","destination":{"ip":"203.0.113.9","port":80}}"#,
