@@ -17,6 +17,7 @@ pub const TARGETS: &[&str] = &[
     "rules_load",
     "rules_condition",
     "syslog_frame",
+    "dns_answer",
 ];
 
 /// The targets `cargo xtask test` runs. `rules_load` is left out until the rule loader's
