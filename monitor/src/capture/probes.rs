@@ -28,6 +28,10 @@ use super::{
     tracefs,
 };
 
+mod dns;
+
+use dns::{DNS_RECV_TP, attach_dns};
+
 /// The kernel programs, built by monitor/build.rs (aya-build names the object after the
 /// eBPF crate's bin, `monitor`).
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/monitor"));
@@ -119,23 +123,6 @@ const PROCESS_PROGRAMS: [(&str, &str, &str); 2] = [
 /// Fork tracking (program, raw tracepoint): needs the `task_struct` offsets from BTF. Without
 /// it a child that never execs is learned from /proc when it first connects.
 const FORK_PROGRAM: (&str, &str) = ("proc_raw_tp_sched_process_fork", "sched_process_fork");
-
-/// DNS answers (dns.rs in the eBPF crate): the programs on `sk_data_ready`, best first, and
-/// the cgroup programs that remember which process asked through which socket.
-const DNS_ANSWER_FN: &str = "sock_def_readable";
-const DNS_FENTRY: &str = "dns_fentry_sock_def_readable";
-const DNS_KPROBE: &str = "dns_kprobe_sock_def_readable";
-const DNS_RAW_TP: (&str, &str) = ("dns_raw_tp_sk_data_ready", "sk_data_ready");
-/// TCP answers, read where the process receives them (see `KernelConfig::dns`).
-const DNS_RECV_TP: (&str, &str) = ("dns_raw_tp_sock_recv_length", "sock_recv_length");
-const DNS_OWNER_PROGRAMS: [&str; 4] = [
-    "dns_cgroup_connect4",
-    "dns_cgroup_connect6",
-    "dns_cgroup_sendmsg4",
-    "dns_cgroup_sendmsg6",
-];
-/// `HookStatus::hook` of the DNS answer capture.
-pub const DNS_HOOK: &str = "dns_answer";
 
 /// The loaded object with every chosen program attached.
 pub struct LoadedProbes {
@@ -472,91 +459,6 @@ fn attach_hook(
     unreachable!("the last candidate either succeeds or returns an error")
 }
 
-/// DNS answer capture: the socket-owner programs on the cgroup root (without them answers
-/// are attributed to the host only), then the best answer program that attaches.
-fn attach_dns(
-    ebpf: &mut Ebpf,
-    choice: ProbeChoice,
-    host: &HostSupport,
-    offsets: &Result<(), String>,
-    owners_needed: bool,
-) -> Result<HookStatus, String> {
-    offsets.clone()?;
-    match host.cgroup_root.as_ref() {
-        // The UDP cgroup programs remember askers themselves; TCP answers read at the
-        // receiver need no asker.
-        _ if !owners_needed => {}
-        Ok(root) => {
-            for program in DNS_OWNER_PROGRAMS {
-                if let Err(e) = attach_cgroup(ebpf, program, root) {
-                    tracing::warn!(
-                        program,
-                        error = %e.one_line(),
-                        "DNS answers will not name the process that asked (host-wide only)"
-                    );
-                }
-            }
-        }
-        Err(e) => tracing::warn!(
-            error = %e,
-            "no cgroup v2 root: DNS answers will not name the process that asked"
-        ),
-    }
-    let candidates: &[&'static str] = match choice {
-        ProbeChoice::Auto => &[FENTRY, KPROBE, RAW_TRACEPOINT],
-        ProbeChoice::Fentry => &[FENTRY],
-        ProbeChoice::Kprobe => &[KPROBE],
-        _ => &[RAW_TRACEPOINT],
-    };
-    let mut skipped = Vec::new();
-    for &backend in candidates {
-        let result = match backend {
-            FENTRY => host
-                .aya_btf
-                .as_ref()
-                .map_err(|e| Failure::Unsupported(e.clone()))
-                .and_then(|btf| {
-                    let program: &mut FEntry = program_mut(ebpf, DNS_FENTRY)?;
-                    program
-                        .load(DNS_ANSWER_FN, btf)
-                        .map_err(kernel(DNS_FENTRY))?;
-                    if let Err(error) = program.attach() {
-                        unload_quietly(program.unload(), DNS_FENTRY);
-                        return Err(kernel(DNS_FENTRY)(error));
-                    }
-                    Ok(())
-                }),
-            KPROBE => program_mut::<KProbe>(ebpf, DNS_KPROBE).and_then(|program| {
-                program.load().map_err(kernel(DNS_KPROBE))?;
-                if let Err(error) = program.attach(DNS_ANSWER_FN, 0) {
-                    unload_quietly(program.unload(), DNS_KPROBE);
-                    return Err(kernel(DNS_KPROBE)(error));
-                }
-                Ok(())
-            }),
-            _ => attach_raw_tracepoint(ebpf, DNS_RAW_TP.0, DNS_RAW_TP.1),
-        };
-        match result {
-            Ok(()) => {
-                return Ok(HookStatus {
-                    hook: DNS_HOOK,
-                    backend,
-                    skipped,
-                });
-            }
-            Err(failure) => {
-                tracing::debug!(backend, error = %failure.detailed(), "DNS answer program");
-                skipped.push((backend, failure.one_line()));
-            }
-        }
-    }
-    Err(skipped
-        .iter()
-        .map(|(b, why)| format!("{b}: {why}"))
-        .collect::<Vec<_>>()
-        .join("; "))
-}
-
 /// Why a backend could not be used.
 enum Failure {
     /// The host lacks something the backend needs (BTF, a cgroup v2 mount, ...).
@@ -773,6 +675,7 @@ fn unload_quietly(result: Result<(), ProgramError>, program: &str) {
 
 #[cfg(test)]
 mod tests {
+    use super::dns::{DNS_FENTRY, DNS_KPROBE, DNS_OWNER_PROGRAMS, DNS_RAW_TP};
     use super::*;
 
     #[test]
