@@ -361,21 +361,30 @@ mod tests {
 
     #[test]
     fn a_live_processs_exe_is_read_through_proc() {
-        let me = std::process::id();
+        // A small program (a debug build of this test binary is over the 64 MiB limit):
+        // `sleep`, alive while it is hashed (spawn returns once it has exec'd).
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .expect("run sleep");
+        let pid = child.id();
         let (dev, ino) = {
-            let m = std::fs::metadata("/proc/self/exe").unwrap();
+            let m = std::fs::metadata(format!("/proc/{pid}/exe")).unwrap();
             (m.dev(), m.ino())
         };
         let h = ExeHasher::start(&HashConfig::default(), "/proc".into()).unwrap();
-        assert_eq!(h.exe_identity(me), Some((dev, ino)));
+        assert_eq!(h.exe_identity(pid), Some((dev, ino)));
         assert!(h.request(HashRequest {
-            pid: me,
+            pid,
             start: None,
             dev,
             ino,
             path: None,
         }));
-        assert_eq!(wait(&h).sha256.map(|s| s.len()), Some(64));
+        let hashed = wait(&h).sha256.map(|s| s.len());
+        let _ = child.kill();
+        let _ = child.wait();
+        assert_eq!(hashed, Some(64));
         assert_eq!(user_dev((8 << 20) | 1), libc::makedev(8, 1));
     }
 }
