@@ -41,8 +41,24 @@ pub mod stat {
     /// The exec program's walk of the executable's path stopped early (too deep, too long
     /// or a failed read): the record says so (`exe_flag::TRUNCATED`).
     pub const EXE_PATH_TRUNCATED: u32 = 17;
+    /// DNS answers (datagrams or TCP segments from a server's port 53) copied into the ring
+    /// buffer, and answers lost to a full ring buffer.
+    pub const DNS_ANSWERS: u32 = 18;
+    pub const LOST_DNS: u32 = 19;
+    /// A socket that asked a DNS server (cgroup `connect`/`sendmsg` to port 53) could not be
+    /// remembered with its process: its answers are attributed to the host only.
+    pub const DNS_OWNER_FAILED: u32 = 20;
+    /// An answer longer than `DNS_PAYLOAD_LEN`, or not all in the packet's linear area: the
+    /// copy is cut (user space counts it as truncated if the cut loses records).
+    pub const DNS_CUT: u32 = 21;
+    /// `sk_data_ready` on a DNS socket found its receive queue empty (a reader on another
+    /// CPU took the datagram first): the answer was not seen.
+    pub const DNS_MISSED: u32 = 22;
+    /// DNS answers not copied because the ring buffer was more than half full
+    /// (`DnsOffsets::shed_bytes`): connection events keep their room during a DNS flood.
+    pub const DNS_SHED: u32 = 23;
     /// Size of the array.
-    pub const COUNT: u32 = 18;
+    pub const COUNT: u32 = 24;
 }
 
 /// Marks an offset that does not exist on the running kernel (for instance the
@@ -166,6 +182,46 @@ pub struct TracepointOffsets {
 }
 const _: () = assert!(core::mem::size_of::<TracepointOffsets>() == 12 * 4);
 
+/// Byte offsets the DNS answer program reads: the socket's cookie and the tail of its
+/// receive queue, and in the `sk_buff` found there the payload and headers. From BTF.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DnsOffsets {
+    /// Non-zero when every offset below was resolved (and `SockOffsets::sk_protocol` too).
+    pub valid: u32,
+    /// `sock.__sk_common.skc_cookie` (atomic64_t; 0 until a cookie was asked for).
+    pub skc_cookie: u32,
+    /// `sock.sk_receive_queue` + `sk_buff_head.prev`: the last skb queued (pointer).
+    pub rcvq_tail: u32,
+    /// `sk_buff.head`, `sk_buff.data` (pointers), `sk_buff.len`, `sk_buff.data_len` (u32),
+    /// `sk_buff.transport_header`, `sk_buff.network_header` (u16, offsets from `head`).
+    pub skb_head: u32,
+    pub skb_data: u32,
+    pub skb_len: u32,
+    pub skb_data_len: u32,
+    pub skb_transport_header: u32,
+    pub skb_network_header: u32,
+    /// `sock.sk_receive_queue` itself: an empty queue's `prev` points here.
+    pub rcvq_head: u32,
+    /// Non-zero when TCP answers are read where the process receives them
+    /// (`sock:sock_recv_length`, from the user buffer), so `sk_data_ready` leaves TCP alone:
+    /// TCP segments are non-linear (page fragments), which that hook cannot read.
+    pub tcp_on_recv: u32,
+    /// `pt_regs.orig_ax` (the syscall number) and `pt_regs.si` (its second argument), the
+    /// user registers the receive hook finds the user buffer by (x86_64 only).
+    pub regs_orig_ax: u32,
+    pub regs_si: u32,
+    /// Non-zero when `skc_dport`, `skc_num`, `skc_family` and `skc_state` lie in the 8 bytes
+    /// from `skc_dport` (as on every kernel since 4.x): `sk_data_ready` then decides most
+    /// calls with one read.
+    pub ports_word: u32,
+    /// DNS answers are dropped (`stat::DNS_SHED`) while more than this many bytes wait in
+    /// the ring buffer, so a DNS flood cannot take the room connection events need.
+    pub shed_bytes: u32,
+    pub _pad0: u32,
+}
+const _: () = assert!(core::mem::size_of::<DnsOffsets>() == 16 * 4);
+
 /// The kernel programs' load-time configuration, the `CONFIG` global in `monitor-ebpf`.
 ///
 /// User space fills it and hands it over with `EbpfLoader::override_global("CONFIG", ..)`.
@@ -196,8 +252,9 @@ pub struct KernelConfig {
     pub task: TaskOffsets,
     pub file: FileOffsets,
     pub tp: TracepointOffsets,
+    pub dns: DnsOffsets,
 }
-const _: () = assert!(core::mem::size_of::<KernelConfig>() == 40 + 72 + 32 + 72 + 48);
+const _: () = assert!(core::mem::size_of::<KernelConfig>() == 40 + 72 + 32 + 72 + 48 + 64);
 
 impl KernelConfig {
     /// The value compiled into the object: nothing resolved, nothing excluded. The non-zero
@@ -274,6 +331,24 @@ impl KernelConfig {
             sk_daddr_v6: 0,
             exec_filename: 0,
             exit_group_dead: OFFSET_ABSENT,
+        },
+        dns: DnsOffsets {
+            valid: 0,
+            skc_cookie: 0,
+            rcvq_tail: 0,
+            skb_head: 0,
+            skb_data: 0,
+            skb_len: 0,
+            skb_data_len: 0,
+            skb_transport_header: 0,
+            skb_network_header: 0,
+            rcvq_head: 0,
+            tcp_on_recv: 0,
+            regs_orig_ax: 0,
+            regs_si: 0,
+            ports_word: 0,
+            shed_bytes: 0,
+            _pad0: 0,
         },
     };
 }

@@ -35,6 +35,7 @@ pub mod kind {
     pub const EXEC: u32 = 2;
     pub const EXIT: u32 = 3;
     pub const FORK: u32 = 4;
+    pub const DNS: u32 = 5;
 }
 
 /// Logical hook a connect event came from (`ConnectEvent::hook`).
@@ -278,8 +279,88 @@ pub struct UdpPending {
 }
 const _: () = assert!(core::mem::size_of::<UdpPending>() == 32 + COMM_LEN);
 
+/// Bytes of a DNS answer copied into the ring buffer at most: the classic UDP message limit
+/// (RFC 1035 4.2.1; larger answers need EDNS0 or TCP, and are cut here). Over TCP the
+/// 2-byte length prefix counts against it.
+pub const DNS_PAYLOAD_LEN: usize = 512;
+
+/// Entries of the kernel's table of sockets that asked a DNS server, by socket cookie
+/// (least recently used out).
+pub const DNS_OWNER_ENTRIES: u32 = 8 * 1024;
+
+/// `DnsEvent::flags` bits.
+pub mod dns_flag {
+    /// The socket's owner is known (`DnsOwner` found by cookie): `tgid`.. `comm` are the
+    /// process that asked. Otherwise they are zero and the answer is attributed to the host.
+    pub const OWNER_KNOWN: u32 = 1;
+    /// The answer came over TCP (the payload starts with the 2-byte length prefix).
+    pub const TCP: u32 = 2;
+    /// The copy is shorter than the answer (`DNS_PAYLOAD_LEN`, or a non-linear skb).
+    pub const CUT: u32 = 4;
+}
+
+/// A DNS answer arriving at a socket from a server's port 53: read in `sk_data_ready` from
+/// the tail of the socket's receive queue, with the process that asked (remembered by the
+/// cgroup `connect`/`sendmsg` programs by socket cookie). Only `payload[..payload_len]` is
+/// meaningful (the record is filled in place in the ring buffer).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct DnsEvent {
+    /// `kind::DNS`.
+    pub kind: u32,
+    /// `dns_flag::*`.
+    pub flags: u32,
+    pub ktime_ns: u64,
+    /// The process that asked (see `dns_flag::OWNER_KNOWN`).
+    pub tgid: u32,
+    pub tid: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub cgroup_id: u64,
+    pub start_time_ns: u64,
+    /// The socket's cookie (0 when it never had one).
+    pub cookie: u64,
+    /// `AF_INET` or `AF_INET6` (of the addresses below).
+    pub family: u16,
+    /// `IPPROTO_TCP` or `IPPROTO_UDP`.
+    pub protocol: u8,
+    pub _pad0: u8,
+    /// The server's port (53) and the local port, host byte order.
+    pub server_port: u16,
+    pub local_port: u16,
+    /// Bytes of `payload` used.
+    pub payload_len: u32,
+    /// The answer's length on the wire (UDP payload, or TCP segment data), when known.
+    pub wire_len: u32,
+    /// `backend::*` of the program that read it.
+    pub backend: u32,
+    pub _pad1: u32,
+    /// Network byte order; IPv4 in the first 4 bytes.
+    pub server: [u8; 16],
+    pub local: [u8; 16],
+    pub comm: [u8; COMM_LEN],
+    pub payload: [u8; DNS_PAYLOAD_LEN],
+}
+const _: () = assert!(core::mem::size_of::<DnsEvent>() == 80 + 32 + COMM_LEN + DNS_PAYLOAD_LEN);
+
+/// The process that last asked a DNS server through a socket (value of the kernel's table,
+/// keyed by socket cookie): written by the cgroup `connect4/6` and `sendmsg4/6` programs,
+/// which run in the asking task, and read where the answer arrives (softirq, no task).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct DnsOwner {
+    pub pid_tgid: u64,
+    /// `bpf_get_current_uid_gid()`: gid in the high 32 bits, uid in the low.
+    pub uid_gid: u64,
+    pub cgroup_id: u64,
+    pub comm: [u8; COMM_LEN],
+}
+const _: () = assert!(core::mem::size_of::<DnsOwner>() == 24 + COMM_LEN);
+
 #[cfg(feature = "user")]
 mod user {
+    unsafe impl aya::Pod for DnsEvent {}
+    unsafe impl aya::Pod for DnsOwner {}
     use super::*;
     unsafe impl aya::Pod for RecordHeader {}
     unsafe impl aya::Pod for ConnectEvent {}

@@ -7,6 +7,9 @@
 //!   `udp_cgroup_{connect,sendmsg}{4,6}` with `udp_cgroup_skb_egress` (a connected socket
 //!   is reported at its first datagram, not at `connect()`).
 //!
+//! DNS answers: `dns_raw_tp_sk_data_ready`, else `dns_{fentry,kprobe}_sock_def_readable`,
+//! with the asking process remembered by `dns_cgroup_{connect,sendmsg}{4,6}` (dns.rs).
+//!
 //! Process tracking: `proc_tp_sched_process_exec`, `proc_tp_sched_process_exit`.
 //!
 //! Kernel struct offsets come from the `CONFIG` global, which the loader fills from BTF
@@ -18,6 +21,7 @@
 #![cfg_attr(target_arch = "bpf", feature(core_intrinsics))]
 #![cfg_attr(target_arch = "bpf", allow(internal_features))]
 
+mod dns;
 mod emit;
 mod kernel;
 mod maps;

@@ -5,8 +5,8 @@ use aya_ebpf::{
     maps::{Array, LruHashMap, PerCpuArray, RingBuf},
 };
 use monitor_common::{
-    KernelConfig, UDP_EXPLICIT_SEND_ENTRIES, UDP_FLOOD_SLOTS, UDP_PENDING_ENTRIES, UdpFloodSlot,
-    UdpPending, stat,
+    DNS_OWNER_ENTRIES, DnsOwner, KernelConfig, UDP_EXPLICIT_SEND_ENTRIES, UDP_FLOOD_SLOTS,
+    UDP_PENDING_ENTRIES, UdpFloodSlot, UdpPending, stat,
 };
 
 /// Every record for user space. The size here is a placeholder: user space sets the real one
@@ -41,6 +41,12 @@ pub static UDP_PENDING: LruHashMap<u64, UdpPending> =
 #[map]
 pub static UDP_EXPLICIT_SEND: LruHashMap<u64, u64> =
     LruHashMap::with_max_entries(UDP_EXPLICIT_SEND_ENTRIES, 0);
+/// Sockets that asked a DNS server, by socket cookie, with the process that asked: written by
+/// the `dns_cgroup_*` programs, read where the answer arrives (`dns.rs`). Closed sockets
+/// leave their entry to be evicted (cookies are never reused).
+#[map]
+pub static DNS_OWNERS: LruHashMap<u64, DnsOwner> =
+    LruHashMap::with_max_entries(DNS_OWNER_ENTRIES, 0);
 
 /// Offsets and settings, written by the loader (`EbpfLoader::override_global("CONFIG", ..)`).
 #[unsafe(no_mangle)]

@@ -14,6 +14,7 @@ use aya_ebpf::{
 use monitor_common::{AF_INET, AF_INET6, IPPROTO_UDP, UdpPending, backend, hook, stat};
 
 use crate::{
+    dns,
     emit::unspecified_v6,
     emit::{Flow, Identity, Origin, count, emit_connect, emit_connect_as, finish, is_excluded},
     kernel::{current_start_time, read_at, sock_family, sock_flow, sock_source},
@@ -370,10 +371,15 @@ const fn udp_hook(v6: bool) -> u32 {
 /// A re-connect re-arms it (the entry is overwritten). Start time is left unknown (the
 /// process table fills it from /proc), as for every cgroup hook.
 fn try_udp_cgroup_connect(ctx: &SockAddrContext, v6: bool) -> Result<(), i64> {
-    let Some((_, pid_tgid)) = udp_destination(ctx, v6) else {
+    let Some((flow, pid_tgid)) = udp_destination(ctx, v6) else {
         return Ok(());
     };
     let who = Identity::current();
+    if flow.dport == dns::DNS_PORT {
+        // The asker of the DNS answers this socket will receive (dns.rs). A failure is
+        // counted there; the connect is still armed below.
+        let _ = dns::remember_owner(ctx, pid_tgid, &who);
+    }
     let pending = UdpPending {
         pid_tgid,
         uid_gid: who.uid_gid,
@@ -400,6 +406,9 @@ fn try_udp_cgroup_sendmsg(ctx: &SockAddrContext, v6: bool) -> Result<(), i64> {
         // A connected socket not yet reported: tell the send tracepoint that this send is
         // not to the peer. Losing this entry can only report the peer early.
         let _ = UDP_EXPLICIT_SEND.insert(pid_tgid, cookie, 0);
+    }
+    if flow.dport == dns::DNS_PORT {
+        let _ = dns::remember_owner(ctx, pid_tgid, &Identity::current());
     }
     let origin = Origin {
         hook: udp_hook(v6),

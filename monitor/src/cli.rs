@@ -128,6 +128,9 @@ pub struct RunArgs {
     /// Drop to this user after the programs are attached.
     #[arg(long, value_name = "NAME")]
     pub user: Option<String>,
+    /// Do not capture DNS answers (no `destination.domain`, no DNS query records).
+    #[arg(long)]
+    pub no_dns: bool,
 }
 
 #[derive(Args, Debug)]

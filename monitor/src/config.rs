@@ -30,6 +30,8 @@ pub struct ConfigFile {
     pub metrics_listen: Option<SocketAddr>,
     pub ringbuf_bytes: Option<u32>,
     pub udp_suppress_ms: Option<u64>,
+    /// Capture DNS answers (default true).
+    pub dns: Option<bool>,
     pub poll_interval_ms: Option<u64>,
     pub user: Option<String>,
     pub shutdown_deadline_secs: Option<u64>,
@@ -117,6 +119,7 @@ pub struct RunConfig {
     pub metrics_listen: Option<SocketAddr>,
     pub ringbuf_bytes: u32,
     pub udp_suppress: Duration,
+    pub dns: bool,
     pub poll_interval: Duration,
     pub user: Option<String>,
     pub shutdown_deadline: Duration,
@@ -210,6 +213,7 @@ impl RunConfig {
                     .or(file.udp_suppress_ms)
                     .unwrap_or(defaults::UDP_SUPPRESS_MS),
             ),
+            dns: !args.no_dns && file.dns.unwrap_or(true),
             poll_interval: Duration::from_millis(
                 file.poll_interval_ms
                     .unwrap_or(defaults::POLL_INTERVAL_MS)

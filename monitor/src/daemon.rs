@@ -85,6 +85,7 @@ async fn run_async(cfg: RunConfig, rules: Arc<RuleSet>) -> Result<(), RunFailure
         udp_suppress: cfg.udp_suppress,
         poll_interval: cfg.poll_interval,
         exclude_tgid: std::process::id(),
+        dns: cfg.dns,
     };
     // Attach first, so that nothing starting from here on is missed: processes already running
     // are learned from /proc below, and new ones arrive as exec events queued in the ring
@@ -135,6 +136,7 @@ async fn run_async(cfg: RunConfig, rules: Arc<RuleSet>) -> Result<(), RunFailure
     let mut batch: Vec<RawEvent> = Vec::with_capacity(4096);
     let mut pending: Vec<OutputRecord> = Vec::with_capacity(64);
     let mut loss = LossReporter::default();
+    let mut dns_stats = crate::dns::DnsStats::default();
     tracing::info!(rules = pipeline_rule_count(&cfg), "monitor running");
     loop {
         tokio::select! {
@@ -151,6 +153,14 @@ async fn run_async(cfg: RunConfig, rules: Arc<RuleSet>) -> Result<(), RunFailure
                         RawEvent::Exec(e) => table.on_exec(&e),
                         RawEvent::Exit(e) => table.on_exit(&e),
                         RawEvent::Fork(f) => table.on_fork(&f),
+                        RawEvent::Dns(d) => {
+                            let ts = capture.timestamp_of(d.ktime_ns);
+                            if let Some(rec) =
+                                crate::dns::record_of(&d, ts, &mut table, &host, &mut dns_stats)
+                            {
+                                pipeline.process(&rec, &mut |e| pending.push(e.to_output()));
+                            }
+                        }
                     }
                 }
                 for r in pending.drain(..) {
@@ -163,7 +173,8 @@ async fn run_async(cfg: RunConfig, rules: Arc<RuleSet>) -> Result<(), RunFailure
                 for r in pending.drain(..) {
                     hub.send(r).await;
                 }
-                let snap = MetricsSnapshot::collect(&capture, &table, &pipeline, &hub);
+                let mut snap = MetricsSnapshot::collect(&capture, &table, &pipeline, &hub);
+                snap.dns = dns_stats;
                 let snap = reloads.apply(snap);
                 if let Some(rec) = loss.check(&snap, &host, Timestamp::now()) {
                     tracing::warn!(
@@ -185,7 +196,8 @@ async fn run_async(cfg: RunConfig, rules: Arc<RuleSet>) -> Result<(), RunFailure
                 }
             }
             _ = sigusr1.recv() => {
-                let snap = MetricsSnapshot::collect(&capture, &table, &pipeline, &hub);
+                let mut snap = MetricsSnapshot::collect(&capture, &table, &pipeline, &hub);
+                snap.dns = dns_stats;
                 metrics.update(reloads.apply(snap));
                 hub.send(OutputRecord::from_metric(metrics.record(&host))).await;
             }

@@ -82,3 +82,33 @@ impl SyslogFramer {
 pub fn fit_json(json: &str, budget: usize) -> String {
     fit::fit_json(json, budget)
 }
+
+/// A DNS query record carrying `q` written as its JSON line and read back (the general
+/// path): it must be one line and equal to what was written.
+pub fn dns_record_round_trip(q: &crate::record::DnsQuery) {
+    use std::sync::Arc;
+    let rec = ConnectionRecord {
+        timestamp: crate::record::Timestamp(1_800_000_000_000_000_000),
+        host_name: "fuzz".into(),
+        process: Arc::new(crate::record::ProcessInfo::default()),
+        source: None,
+        destination: crate::record::Endpoint {
+            ip: std::net::IpAddr::from([192, 0, 2, 53]),
+            port: 53,
+        },
+        transport: crate::record::Transport::Udp,
+        partial: false,
+        suppressed: 0,
+        probe: None,
+        dns_resolver: false,
+        domain: None,
+        domain_source: None,
+        dns: Some(Arc::new(q.clone())),
+    };
+    let line = rec.to_json_line();
+    assert_eq!(line.matches('\n').count(), 1, "one line: {line}");
+    let back = ConnectionRecord::from_json_line(line.trim_end())
+        .expect("a written record reads back")
+        .expect("an event");
+    assert_eq!(back, rec, "{line}");
+}

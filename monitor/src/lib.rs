@@ -3,7 +3,7 @@
 //!
 //! Data flows one way: a source (`capture` live, `replay` from JSON lines) yields
 //! `ConnectionRecord`s (`record`), enriched by `process` when live; `pipeline` runs the rules
-//! (`rules`) and detectors (`detect`) on them; `output` delivers events, alerts and
+//! (`rules`) and detectors (`detect`) on them, with `dns` naming destinations; `output` delivers events, alerts and
 //! `metrics`; `mapped` reads replay files through memory maps; `arc_slots` are the caches
 //! keyed by a shared process. `daemon` wires the live path, `cli` and `config` say how it is set up, and
 //! `privileges` sheds capabilities after attach.
@@ -14,6 +14,7 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod detect;
+pub mod dns;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod mapped;

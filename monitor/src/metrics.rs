@@ -43,6 +43,24 @@ pub struct MetricsSnapshot {
     pub udp_pending_failed: u64,
     /// Ring-buffer records user space could not decode (counted, skipped).
     pub decode_errors: u64,
+    /// DNS answers the kernel copied (`dns_answers_kernel`), cut to the copy bound or to a
+    /// packet's linear part (`dns_cut`), missed because the socket's queue was already
+    /// empty (`dns_missed`), and sockets whose asking process could not be remembered
+    /// (`dns_owner_failed`); losses are in `ringbuf_lost_by_hook.dns`.
+    pub dns_answers_kernel: u64,
+    pub dns_cut: u64,
+    pub dns_missed: u64,
+    pub dns_owner_failed: u64,
+    /// Answers dropped in the kernel because the ring buffer was more than half full (a DNS
+    /// flood gives way to connection events).
+    pub dns_shed: u64,
+    /// What user space made of them: parsed, truncated, malformed, not answers.
+    pub dns: crate::dns::DnsStats,
+    /// Connection records named from the process's own answers, host-wide, or not at all;
+    /// and the attribution tables' entries (host-wide, over all processes).
+    pub domains: crate::dns::AttributionStats,
+    pub domain_entries_host: u64,
+    pub domain_entries_process: u64,
     pub events_processed: u64,
     pub enrichment_partial: u64,
     pub process_table_entries: u64,
@@ -94,6 +112,7 @@ impl MetricsSnapshot {
                     k.lost_execs,
                     k.lost_exits,
                     k.lost_forks,
+                    k.lost_dns,
                 ];
                 for (h, n) in LOSS_HOOKS.iter().zip(lost) {
                     s.ringbuf_lost_by_hook.insert(h.to_string(), n);
@@ -107,6 +126,11 @@ impl MetricsSnapshot {
                 s.flood_map_full = k.flood_map_full;
                 s.udp_pending_failed = k.udp_pending_failed;
                 s.decode_errors = k.decode_errors;
+                s.dns_answers_kernel = k.dns_answers;
+                s.dns_cut = k.dns_cut;
+                s.dns_missed = k.dns_missed;
+                s.dns_owner_failed = k.dns_owner_failed;
+                s.dns_shed = k.dns_shed;
             }
             Err(e) => tracing::warn!(error = %e, "reading kernel counters failed"),
         }
@@ -124,6 +148,10 @@ impl MetricsSnapshot {
         s.beacon_keys = pipeline.beacon_keys() as u64;
         s.correlation_groups = pipeline.correlation_groups() as u64;
         s.correlation_evictions = pipeline.correlation_evictions();
+        s.domains = pipeline.names().stats();
+        let (host, per_process) = pipeline.names().len();
+        s.domain_entries_host = host as u64;
+        s.domain_entries_process = per_process as u64;
         s.outputs = hub.stats().outputs;
         s
     }
@@ -137,14 +165,15 @@ impl MetricsSnapshot {
 }
 
 /// The names under `monitor.lost` (and `ringbuf_lost_by_hook`): the three connect hooks as
-/// `events_by_hook` names them, then exec, exit and fork records.
-pub const LOSS_HOOKS: [&str; 6] = [
+/// `events_by_hook` names them, then exec, exit and fork records, and DNS answers.
+pub const LOSS_HOOKS: [&str; 7] = [
     "tcp_connect",
     "udp_sendmsg",
     "udpv6_sendmsg",
     "exec",
     "exit",
     "fork",
+    "dns",
 ];
 
 /// Turns the kernel's loss counters into `events-lost` records: the daemon checks every

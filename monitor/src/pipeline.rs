@@ -30,6 +30,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::detect::{BeaconConfig, BeaconDetector};
+use crate::dns::NameTables;
 use crate::output::OutputRecord;
 use crate::record::{Alert, ConnectionRecord, Timestamp};
 use crate::rules::{RuleEngine, RuleSet};
@@ -119,6 +120,8 @@ pub struct Pipeline {
     beacon_config: BeaconConfig,
     /// Correlation groups evicted by rule engines replaced after a backward jump.
     correlation_evictions_before: u64,
+    /// Address → name asked, from the DNS query records seen (`crate::dns::table`).
+    names: NameTables,
 }
 
 impl Pipeline {
@@ -135,6 +138,7 @@ impl Pipeline {
             jumps: Vec::new(),
             beacon_config: beacon,
             correlation_evictions_before: 0,
+            names: NameTables::new(),
         }
     }
 
@@ -146,6 +150,11 @@ impl Pipeline {
 
     pub fn counters(&self) -> &PipelineCounters {
         &self.counters
+    }
+
+    /// The DNS attribution tables (`destination.domain`).
+    pub fn names(&self) -> &NameTables {
+        &self.names
     }
 
     pub fn beacon_keys(&self) -> usize {
@@ -287,7 +296,26 @@ impl Pipeline {
 
     /// Runs one accepted record through the rules and detectors. Windows that end before the
     /// record's time are closed first, so summaries come out in time order.
+    ///
+    /// A DNS query record feeds the attribution tables; a connection record without a
+    /// `destination.domain` gets one from them (a recorded one keeps its own, so a replay
+    /// of `run --events` output names what the live run named).
     fn run(&mut self, rec: &ConnectionRecord, out: &mut dyn FnMut(Emitted<'_>)) {
+        if rec.dns.is_some() {
+            self.names.learn(rec);
+        } else if rec.domain.is_none()
+            && let Some((name, source)) = self.names.lookup(rec)
+        {
+            let mut named = rec.clone();
+            named.domain = Some(name);
+            named.domain_source = Some(source);
+            self.run_named(&named, out);
+            return;
+        }
+        self.run_named(rec, out);
+    }
+
+    fn run_named(&mut self, rec: &ConnectionRecord, out: &mut dyn FnMut(Emitted<'_>)) {
         self.move_clock(rec.timestamp, out);
         self.counters.events += 1;
         if rec.partial {

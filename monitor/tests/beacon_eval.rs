@@ -359,6 +359,9 @@ fn memory_stays_bounded_at_100k_active_keys() {
             suppressed: 0,
             probe: None,
             dns_resolver: false,
+            domain: None,
+            domain_source: None,
+            dns: None,
         })
         .collect();
     // Everything allocated so far except the detector is the test's own input.
@@ -441,6 +444,9 @@ fn bytes_per_destination_key_seen_once_and_with_intervals() {
         suppressed: 0,
         probe: None,
         dns_resolver: false,
+        domain: None,
+        domain_source: None,
+        dns: None,
     };
     let rounds: Vec<Vec<ConnectionRecord>> = (0..3)
         .map(|round| (0..keys).map(|i| record(i, round)).collect())

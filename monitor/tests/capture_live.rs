@@ -50,6 +50,7 @@ fn config(probe: ProbeChoice) -> CaptureConfig {
         udp_suppress: Duration::from_secs(1),
         poll_interval: Duration::from_millis(10),
         exclude_tgid: std::process::id(),
+        dns: true,
     }
 }
 
@@ -198,13 +199,18 @@ fn scratch_port(offset: u16) -> u16 {
 async fn start_reports_a_backend_per_hook_with_reasons_for_skipped_ones() {
     let capture = start(ProbeChoice::Auto);
     let names: Vec<&str> = capture.hooks().iter().map(|h| h.hook).collect();
-    assert_eq!(names, ["tcp_connect", "udp_sendmsg", "udpv6_sendmsg"]);
+    // The connection hooks, then DNS answers (issue #13; on this host the raw tracepoint
+    // sock:sk_data_ready).
+    assert_eq!(
+        names,
+        ["tcp_connect", "udp_sendmsg", "udpv6_sendmsg", "dns_answer"]
+    );
     for status in capture.hooks() {
         // Best first, per hook.
-        let order: &[&str] = if status.hook == "tcp_connect" {
-            &["fentry", "kprobe", "cgroup", "raw_tracepoint", "tracepoint"]
-        } else {
-            &["fentry", "kprobe", "cgroup"]
+        let order: &[&str] = match status.hook {
+            "tcp_connect" => &["fentry", "kprobe", "cgroup", "raw_tracepoint", "tracepoint"],
+            "dns_answer" => &["fentry", "kprobe", "raw_tracepoint"],
+            _ => &["fentry", "kprobe", "cgroup"],
         };
         assert!(order.contains(&status.backend), "{status:?}");
         // Every better backend is listed as skipped, with a one-line reason.
@@ -972,7 +978,7 @@ async fn forced_backends_attach_every_hook_or_fail_naming_it() {
     ] {
         match Capture::start(&config(choice)) {
             Ok(capture) => {
-                for status in capture.hooks() {
+                for status in capture.hooks().iter().filter(|h| h.hook != "dns_answer") {
                     assert_eq!(status.backend, name, "{status:?}");
                     assert!(status.skipped.is_empty(), "{status:?}");
                 }
@@ -991,18 +997,25 @@ async fn forced_backends_attach_every_hook_or_fail_naming_it() {
     // The fallback family: cgroup first for TCP too (this host has a cgroup v2 root).
     let capture = Capture::start(&config(ProbeChoice::Tracepoint)).expect("tracepoint backend");
     let backends: Vec<&str> = capture.hooks().iter().map(|h| h.backend).collect();
-    assert_eq!(backends, ["cgroup", "cgroup", "cgroup"]);
+    // DNS answers: the raw tracepoint sk_data_ready, the family's only DNS program.
+    assert_eq!(backends, ["cgroup", "cgroup", "cgroup", "raw_tracepoint"]);
     assert!(capture.hooks().iter().all(|h| h.skipped.is_empty()));
     drop(capture);
     let capture = Capture::start(&config(ProbeChoice::RawTracepoint)).expect("raw tracepoint");
     let backends: Vec<&str> = capture.hooks().iter().map(|h| h.backend).collect();
-    assert_eq!(backends, ["raw_tracepoint", "cgroup", "cgroup"]);
+    assert_eq!(
+        backends,
+        ["raw_tracepoint", "cgroup", "cgroup", "raw_tracepoint"]
+    );
     assert!(capture.hooks().iter().all(|h| h.skipped.is_empty()));
     drop(capture);
     let capture =
         Capture::start(&config(ProbeChoice::ClassicTracepoint)).expect("classic tracepoint");
     let backends: Vec<&str> = capture.hooks().iter().map(|h| h.backend).collect();
-    assert_eq!(backends, ["tracepoint", "cgroup", "cgroup"]);
+    assert_eq!(
+        backends,
+        ["tracepoint", "cgroup", "cgroup", "raw_tracepoint"]
+    );
     assert!(capture.hooks().iter().all(|h| h.skipped.is_empty()));
 }
 

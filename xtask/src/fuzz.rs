@@ -17,6 +17,7 @@ pub const TARGETS: &[&str] = &[
     "rules_load",
     "rules_condition",
     "syslog_frame",
+    "dns_answer",
 ];
 
 /// The targets `cargo xtask test` runs: all of them (each has run 10 minutes clean;

@@ -88,6 +88,9 @@ enum Cmd {
         /// Output file (`-` for standard output).
         #[arg(long, default_value = "-")]
         out: PathBuf,
+        /// Percent of connections preceded by their DNS query record (and named by it).
+        #[arg(long, default_value_t = 0)]
+        dns_percent: u32,
     },
     /// Run the fuzz targets in fuzz/ (fuzz/README.md) one after another on nightly, each
     /// for a fixed time; fails if any finds a crash, a timeout or runs out of memory.
@@ -96,7 +99,7 @@ enum Cmd {
         #[arg(long, default_value_t = 60)]
         seconds: u64,
         /// Run only this target (repeatable): replay_decode, rules_load, rules_condition,
-        /// syslog_frame. Default all.
+        /// syslog_frame, dns_answer. Default all.
         #[arg(long = "target")]
         targets: Vec<String>,
     },
@@ -171,7 +174,12 @@ fn main() -> Result<()> {
             let bin = build_release(&root)?;
             vm::run(&vm_options(&root, bin, probes, kernels, timeout)?)
         }
-        Cmd::Workload { events, seed, out } => write_workload(events, seed, &out),
+        Cmd::Workload {
+            events,
+            seed,
+            out,
+            dns_percent,
+        } => write_workload(events, seed, dns_percent, &out),
         Cmd::Fuzz { seconds, targets } => {
             // The targets link the monitor crate, whose build compiles the eBPF programs.
             bootstrap::run(false)?;
@@ -208,9 +216,10 @@ fn main() -> Result<()> {
     }
 }
 
-fn write_workload(events: u64, seed: Option<u64>, out: &Path) -> Result<()> {
+fn write_workload(events: u64, seed: Option<u64>, dns_percent: u32, out: &Path) -> Result<()> {
     let mut cfg = bench::workload::WorkloadConfig {
         events,
+        dns_percent: dns_percent.min(100),
         ..Default::default()
     };
     if let Some(seed) = seed {
@@ -231,8 +240,9 @@ fn write_workload(events: u64, seed: Option<u64>, out: &Path) -> Result<()> {
         stats
     };
     eprintln!(
-        "workload: {} events, {} bytes, {:.0} s of event time, {} hits, {} beacon connections",
-        stats.events, stats.bytes, stats.span_s, stats.hits, stats.beacon_events
+        "workload: {} events, {} DNS records, {} bytes, {:.0} s of event time, {} hits, {} \
+         beacon connections",
+        stats.events, stats.dns, stats.bytes, stats.span_s, stats.hits, stats.beacon_events
     );
     Ok(())
 }

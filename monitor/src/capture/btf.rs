@@ -7,7 +7,7 @@
 use std::path::Path;
 
 use btf_rs::{Backend, Btf, Struct, Type};
-use monitor_common::{FileOffsets, OFFSET_ABSENT, SockOffsets, TaskOffsets};
+use monitor_common::{DnsOffsets, FileOffsets, OFFSET_ABSENT, SockOffsets, TaskOffsets};
 
 /// Where the running kernel publishes its BTF.
 pub const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
@@ -141,6 +141,50 @@ impl KernelBtf {
             .or_else(|_| timespec("__i_ctime"))
             .or_else(|_| timespec("i_ctime"))
             .unwrap_or((OFFSET_ABSENT, OFFSET_ABSENT))
+    }
+
+    /// The offsets the DNS answer program reads (`DnsOffsets`), `valid` set.
+    pub fn dns_offsets(&self) -> Result<DnsOffsets, OffsetError> {
+        let rcvq_head = self.member_offset("sock", &["sk_receive_queue"])?;
+        let skb = |field: &str, size: usize| self.field("sk_buff", &[field], size);
+        Ok(DnsOffsets {
+            valid: 1,
+            skc_cookie: self.field("sock", &["__sk_common", "skc_cookie"], 8)?,
+            rcvq_tail: rcvq_head + self.field("sk_buff_head", &["prev"], 8)?,
+            skb_head: skb("head", 8)?,
+            skb_data: skb("data", 8)?,
+            skb_len: skb("len", 4)?,
+            skb_data_len: skb("data_len", 4)?,
+            skb_transport_header: skb("transport_header", 2)?,
+            skb_network_header: skb("network_header", 2)?,
+            rcvq_head,
+            // Set by the loader when the receive tracepoint exists (x86_64).
+            tcp_on_recv: 0,
+            // x86_64's names; elsewhere TCP answers stay on `sk_data_ready`.
+            regs_orig_ax: self
+                .field("pt_regs", &["orig_ax"], 8)
+                .unwrap_or(OFFSET_ABSENT),
+            regs_si: self.field("pt_regs", &["si"], 8).unwrap_or(OFFSET_ABSENT),
+            ports_word: u32::from(self.ports_word()),
+            // Set by the loader from the ring buffer's size.
+            shed_bytes: 0,
+            _pad0: 0,
+        })
+    }
+
+    /// Whether `skc_dport` (2 bytes), `skc_num` (2), `skc_family` (2) and `skc_state` (1)
+    /// are consecutive in `struct sock_common`.
+    fn ports_word(&self) -> bool {
+        let sk = |field: &str, size: usize| self.field("sock", &["__sk_common", field], size);
+        match (
+            sk("skc_dport", 2),
+            sk("skc_num", 2),
+            sk("skc_family", 2),
+            sk("skc_state", 1),
+        ) {
+            (Ok(d), Ok(n), Ok(f), Ok(s)) => n == d + 2 && f == d + 4 && s == d + 6,
+            _ => false,
+        }
     }
 
     /// Byte offset of a member of any width (an embedded struct).

@@ -7,8 +7,8 @@
 //! kernel programs do not write such records; this is the safety net).
 
 use monitor_common::{
-    AF_INET, AF_INET6, ARGS_LEN, ConnectEvent, EXE_LEN, EXE_PATH_LEN, ExecEvent, ExitEvent,
-    ForkEvent, RecordHeader, kind,
+    AF_INET, AF_INET6, ARGS_LEN, ConnectEvent, DNS_PAYLOAD_LEN, DnsEvent, EXE_LEN, EXE_PATH_LEN,
+    ExecEvent, ExitEvent, ForkEvent, RecordHeader, kind,
 };
 
 use super::RawEvent;
@@ -26,7 +26,7 @@ pub enum DecodeError {
          {protocol}): never a remote peer, dropped"
     )]
     UnspecifiedDestination { tgid: u32, port: u16, protocol: u8 },
-    #[error("exec record of tgid {tgid} claims {field} of {claimed} bytes (at most {max})")]
+    #[error("record of tgid {tgid} claims {field} of {claimed} bytes (at most {max})")]
     BadLength {
         tgid: u32,
         field: &'static str,
@@ -67,6 +67,11 @@ pub fn decode(buf: &[u8]) -> Result<RawEvent, DecodeError> {
         }
         kind::EXIT => read::<ExitEvent>(buf).map(RawEvent::Exit).map_err(short),
         kind::FORK => read::<ForkEvent>(buf).map(RawEvent::Fork).map_err(short),
+        kind::DNS => {
+            let ev = Box::new(read::<DnsEvent>(buf).map_err(short)?);
+            check_len(ev.tgid, "payload_len", ev.payload_len, DNS_PAYLOAD_LEN)?;
+            Ok(RawEvent::Dns(ev))
+        }
         other => Err(DecodeError::UnknownKind {
             kind: other,
             len: buf.len(),

@@ -68,6 +68,8 @@ pub struct CaptureConfig {
     pub poll_interval: Duration,
     /// The monitor itself: its own connections (syslog, ...) are never reported.
     pub exclude_tgid: u32,
+    /// Capture DNS answers (`destination.domain`, DNS query events).
+    pub dns: bool,
 }
 
 impl Default for CaptureConfig {
@@ -78,6 +80,7 @@ impl Default for CaptureConfig {
             udp_suppress: Duration::from_secs(1),
             poll_interval: Duration::from_millis(10),
             exclude_tgid: std::process::id(),
+            dns: true,
         }
     }
 }
@@ -100,6 +103,7 @@ pub enum RawEvent {
     Exec(Box<monitor_common::ExecEvent>),
     Exit(monitor_common::ExitEvent),
     Fork(monitor_common::ForkEvent),
+    Dns(Box<monitor_common::DnsEvent>),
 }
 
 /// The kernel programs' counters (summed over CPUs) since start.
@@ -130,6 +134,14 @@ pub struct KernelStats {
     /// Connected UDP sockets (cgroup backend) that could not be armed: their first datagram
     /// goes unreported.
     pub udp_pending_failed: u64,
+    /// DNS answers copied by the kernel, lost to a full ring buffer, cut to the copy bound,
+    /// missed (queue already empty), and sockets whose asking process could not be stored.
+    pub dns_answers: u64,
+    pub lost_dns: u64,
+    pub dns_cut: u64,
+    pub dns_missed: u64,
+    pub dns_owner_failed: u64,
+    pub dns_shed: u64,
     /// Records user space could not decode (or would not: an unspecified destination) and
     /// skipped.
     pub decode_errors: u64,
@@ -245,6 +257,12 @@ impl Capture {
             exe_path_truncated: read(stat::EXE_PATH_TRUNCATED)?,
             flood_map_full: read(stat::FLOOD_MAP_FULL)?,
             udp_pending_failed: read(stat::UDP_PENDING_FAILED)?,
+            dns_answers: read(stat::DNS_ANSWERS)?,
+            lost_dns: read(stat::LOST_DNS)?,
+            dns_cut: read(stat::DNS_CUT)?,
+            dns_missed: read(stat::DNS_MISSED)?,
+            dns_owner_failed: read(stat::DNS_OWNER_FAILED)?,
+            dns_shed: read(stat::DNS_SHED)?,
             decode_errors: self.source.decode_errors(),
         })
     }

@@ -30,6 +30,10 @@ use super::{
     tracefs,
 };
 
+mod dns;
+
+use dns::{DNS_RECV_TP, attach_dns};
+
 /// The kernel programs, built by monitor/build.rs (aya-build names the object after the
 /// eBPF crate's bin, `monitor`).
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/monitor"));
@@ -179,7 +183,7 @@ pub fn load(cfg: &CaptureConfig) -> Result<LoadedProbes, CaptureError> {
 
     // Offsets first, from a memory-mapped BTF (no parse of every type); dropped at the end
     // of this block.
-    let (sock, raw_tracepoint) = {
+    let (sock, raw_tracepoint, dns) = {
         let kernel_btf = KernelBtf::load(Path::new(VMLINUX_BTF));
         let sock = match &kernel_btf {
             Ok(btf) => btf.sock_offsets().map_err(|e| format!("kernel BTF: {e}")),
@@ -226,8 +230,39 @@ pub fn load(cfg: &CaptureConfig) -> Result<LoadedProbes, CaptureError> {
             (_, Err(e)) => Err(e.clone()),
             (Err(e), _) => Err(format!("kernel BTF: {e}")),
         };
-        (sock, raw_tracepoint)
+        let dns = match (&kernel_btf, &raw_tracepoint) {
+            (Ok(btf), Ok(())) => match btf.dns_offsets() {
+                Ok(offsets) => {
+                    config.dns = offsets;
+                    Ok(())
+                }
+                Err(e) => Err(format!("kernel BTF: {e}")),
+            },
+            (_, Err(e)) => Err(e.clone()),
+            (Err(e), _) => Err(format!("kernel BTF: {e}")),
+        };
+        (sock, raw_tracepoint, dns)
     };
+    // DNS answers give way to connection events once half the ring buffer is waiting (set
+    // after the offsets, which replace the whole `dns` block).
+    config.dns.shed_bytes = ring_bytes / 2;
+    // TCP answers at the receiver: the tracepoint exists (Linux 6.3+) and the syscall
+    // registers could be named (x86_64).
+    if cfg.dns
+        && dns.is_ok()
+        && config.dns.regs_si != monitor_common::OFFSET_ABSENT
+        && config.dns.regs_orig_ax != monitor_common::OFFSET_ABSENT
+        && tracefs_dir.join("events/sock/sock_recv_length").is_dir()
+        && matches!(
+            cfg.probe,
+            ProbeChoice::Auto
+                | ProbeChoice::Tracepoint
+                | ProbeChoice::RawTracepoint
+                | ProbeChoice::ClassicTracepoint
+        )
+    {
+        config.dns.tcp_on_recv = 1;
+    }
     tracefs::process_offsets(&tracefs_dir, &mut config.tp)?;
     let tcp_tracepoint =
         tracefs::sock_state_offsets(&tracefs_dir, &mut config.tp).map_err(|e| e.to_string());
@@ -288,6 +323,43 @@ pub fn load(cfg: &CaptureConfig) -> Result<LoadedProbes, CaptureError> {
             "capture hook attached"
         );
         hooks.push(status);
+    }
+    if cfg.dns && config.dns.tcp_on_recv != 0 {
+        let (program, name) = DNS_RECV_TP;
+        if let Err(e) = attach_raw_tracepoint(&mut ebpf, program, name) {
+            tracing::warn!(
+                program,
+                error = %e.detailed(),
+                "TCP DNS answers unavailable (UDP answers are read in sk_data_ready)"
+            );
+        }
+    }
+    if cfg.dns {
+        let udp_on_cgroup = hooks
+            .iter()
+            .filter(|h| h.hook != "tcp_connect")
+            .all(|h| h.backend == CGROUP);
+        let owners_needed = !udp_on_cgroup || config.dns.tcp_on_recv == 0;
+        match attach_dns(&mut ebpf, cfg.probe, &host, &dns, owners_needed) {
+            Ok(status) => {
+                tracing::info!(
+                    hook = status.hook,
+                    backend = status.backend,
+                    skipped = %status
+                        .skipped
+                        .iter()
+                        .map(|(b, why)| format!("{b}: {why}"))
+                        .collect::<Vec<_>>()
+                        .join("; "),
+                    "DNS answer capture attached"
+                );
+                hooks.push(status);
+            }
+            Err(why) => tracing::warn!(
+                reason = %why,
+                "DNS answer capture unavailable: connections carry no destination.domain"
+            ),
+        }
     }
     // aya's parsed BTF goes now, and its pages back to the kernel before the ring buffer is
     // mapped: otherwise both count in the daemon's peak RSS.
@@ -656,6 +728,7 @@ fn unload_quietly(result: Result<(), ProgramError>, program: &str) {
 
 #[cfg(test)]
 mod tests {
+    use super::dns::{DNS_FENTRY, DNS_KPROBE, DNS_OWNER_PROGRAMS, DNS_RAW_TP};
     use super::*;
 
     #[test]
@@ -708,6 +781,8 @@ mod tests {
                 names.extend([tp.raw_program, tp.program]);
             }
         }
+        names.extend([DNS_FENTRY, DNS_KPROBE, DNS_RAW_TP.0, DNS_RECV_TP.0]);
+        names.extend(DNS_OWNER_PROGRAMS);
         for name in names {
             assert!(
                 ebpf.program(name).is_some(),
@@ -716,7 +791,7 @@ mod tests {
         }
         assert_eq!(
             ebpf.programs().count(),
-            19,
+            27,
             "an unplanned program is in the object"
         );
         assert!(ebpf.map(EVENTS_MAP).is_some() && ebpf.map(STATS_MAP).is_some());

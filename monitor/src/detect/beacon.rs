@@ -507,6 +507,16 @@ fn process_identity(p: &ProcessInfo) -> u64 {
 
 /// 32 bits of the destination address for the port key's destination ring (fixed seed:
 /// the same in every run).
+/// The destination key's address for a `destination.domain`: a 64-bit hash of the name in
+/// the IPv6 discard-only prefix `100::/64` (RFC 6666), which no real destination uses, so a
+/// name never shares a key with an address.
+fn name_key(name: &str) -> IpAddr {
+    let h = foldhash::fast::FixedState::with_seed(0x6e61_6d65).hash_one(name);
+    IpAddr::V6(std::net::Ipv6Addr::from(
+        (0x0100u128 << 112) | u128::from(h),
+    ))
+}
+
 fn destination_hash(ip: IpAddr) -> u32 {
     foldhash::fast::FixedState::with_seed(0x6465_7374).hash_one(ip) as u32
 }
@@ -627,7 +637,9 @@ impl BeaconDetector {
 
     /// Feeds one record; a key that has just become periodic pushes one alert.
     pub fn process(&mut self, rec: &ConnectionRecord, out: &mut Vec<Alert>) {
-        if !self.s.enabled {
+        // DNS query records are lookups, not check-ins (their connections to the server
+        // are the send records).
+        if !self.s.enabled || rec.dns.is_some() {
             return;
         }
         self.counters.records += 1;
@@ -643,7 +655,12 @@ impl BeaconDetector {
             return;
         }
         let process = self.identities.identity(&rec.process);
-        let dest = rec.destination;
+        let mut dest = rec.destination;
+        // By name when the destination has one: addresses rotating under one name (DNS
+        // round robin, fast flux, a CDN) are one series, as RITA groups by FQDN.
+        if let Some(name) = &rec.domain {
+            dest.ip = name_key(name);
+        }
         let key = DestinationKey {
             process,
             ip: dest.ip,

@@ -39,6 +39,9 @@ fn rec(
         suppressed: 0,
         probe: None,
         dns_resolver: false,
+        domain: None,
+        domain_source: None,
+        dns: None,
     }
 }
 

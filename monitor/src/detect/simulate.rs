@@ -9,7 +9,7 @@
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
-use crate::record::{ConnectionRecord, Endpoint, ProcessInfo, Timestamp, Transport};
+use crate::record::{ConnectionRecord, DomainSource, Endpoint, ProcessInfo, Timestamp, Transport};
 
 /// Nominal beacon period of every class, seconds.
 pub const PERIOD_SECS: f64 = 60.0;
@@ -66,10 +66,15 @@ pub enum TraceClass {
     /// The same scraper from a copy at `/tmp/prometheus`: a renamed binary does not
     /// inherit the allowlist, and its polling is a beacon.
     RenamedScraper,
+    /// 60 s × (1 + U(−0.2, 0.2)), each check-in to a new address under one name
+    /// (`destination.domain` from the DNS answers: fast flux, a CDN, DNS round robin over
+    /// a large pool). By address alone it is the many-destinations class; by name, one
+    /// series.
+    RotatingByName,
 }
 
 impl TraceClass {
-    pub const ALL: [TraceClass; 14] = [
+    pub const ALL: [TraceClass; 15] = [
         TraceClass::Periodic,
         TraceClass::Jitter20,
         TraceClass::OneSidedJitter50,
@@ -84,6 +89,7 @@ impl TraceClass {
         TraceClass::Browsing,
         TraceClass::AllowlistedScraper,
         TraceClass::RenamedScraper,
+        TraceClass::RotatingByName,
     ];
 
     pub fn name(self) -> &'static str {
@@ -102,6 +108,7 @@ impl TraceClass {
             TraceClass::Browsing => "browsing (n active periods), 40 sites",
             TraceClass::AllowlistedScraper => "scraper every 15 s, allowlisted, 4 targets",
             TraceClass::RenamedScraper => "scraper every 15 s, renamed copy, 4 targets",
+            TraceClass::RotatingByName => "jitter ±20 %, a new address each time, one name",
         }
     }
 
@@ -112,7 +119,8 @@ impl TraceClass {
             | TraceClass::OneSidedJitter50
             | TraceClass::Jitter20Missed20
             | TraceClass::Rotating
-            | TraceClass::RenamedScraper => Expectation::Detect,
+            | TraceClass::RenamedScraper
+            | TraceClass::RotatingByName => Expectation::Detect,
             TraceClass::Poisson
             | TraceClass::Burst
             | TraceClass::ManyDestinations
@@ -147,7 +155,7 @@ pub fn generate(class: TraceClass, connections: usize, seed: u64) -> Trace {
         TraceClass::OneSidedJitter50 => jittered(&mut rng, connections, -0.5, 0.0, 0.0),
         TraceClass::Jitter20Missed20 => jittered(&mut rng, connections, -0.2, 0.2, 0.2),
         TraceClass::Jitter50 => jittered(&mut rng, connections, -0.5, 0.5, 0.0),
-        TraceClass::ManyDestinations | TraceClass::Rotating => {
+        TraceClass::ManyDestinations | TraceClass::Rotating | TraceClass::RotatingByName => {
             jittered(&mut rng, connections, -0.2, 0.2, 0.0)
         }
         TraceClass::Poisson => {
@@ -186,7 +194,7 @@ pub fn generate(class: TraceClass, connections: usize, seed: u64) -> Trace {
         .map(|(i, &t)| {
             let ip = match class {
                 // A new address every time: 198.51.100.1, .2, ... then 192.0.2.x.
-                TraceClass::ManyDestinations => {
+                TraceClass::ManyDestinations | TraceClass::RotatingByName => {
                     let i = i as u32;
                     if i < 254 {
                         IpAddr::V4(Ipv4Addr::new(198, 51, 100, 1 + i as u8))
@@ -314,6 +322,8 @@ fn records(
     rng: &mut Rng,
 ) -> Trace {
     let (process, port) = process_and_port(class, rng);
+    let domain: Option<Arc<str>> =
+        (class == TraceClass::RotatingByName).then(|| Arc::from("cdn.c2.example"));
 
     let host: Arc<str> = Arc::from("sim-host");
     let records = sends
@@ -332,6 +342,9 @@ fn records(
             suppressed: 0,
             probe: None,
             dns_resolver: false,
+            domain: domain.clone(),
+            domain_source: domain.as_ref().map(|_| DomainSource::Process),
+            dns: None,
         })
         .collect();
     Trace {

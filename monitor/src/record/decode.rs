@@ -99,6 +99,7 @@ struct MonitorPart {
     suppressed: u32,
     dns_resolver: bool,
     probe: Option<&'static str>,
+    domain_source: Option<DomainSource>,
 }
 
 /// What a known object says.
@@ -256,6 +257,10 @@ impl KnownObjects {
                     suppressed: m.suppressed.unwrap_or(0),
                     dns_resolver: m.dns_resolver.unwrap_or(false),
                     probe: probe_of(m.probe.as_deref())?,
+                    domain_source: match m.domain_source.as_deref() {
+                        None => None,
+                        Some(s) => Some(DomainSource::parse(s)?),
+                    },
                 })
             }
             // Checked and kept once the combination has parsed.
@@ -510,6 +515,9 @@ enum TopLevel {
     Timestamp,
     Source,
     Destination,
+    /// A DNS query record's `dns` object: parsed on its own by serde_json (few lines have
+    /// one), while the rest of the line takes the fast path.
+    Dns,
     Object(ObjectField),
     Other,
 }
@@ -548,7 +556,8 @@ impl RunCandidates {
 }
 
 /// `source` / `destination`: the address's text and the port, either absent.
-type EndpointText<'a> = (Option<&'a [u8]>, Option<u64>);
+/// Address, port and (destination only) domain, as found.
+type EndpointText<'a> = (Option<&'a [u8]>, Option<u64>, Option<&'a [u8]>);
 
 /// Why `decode_fast_with` gave up.
 enum Refusal {
@@ -693,6 +702,7 @@ impl RecordDecoder {
         let mut destination = None;
         let mut transport = None;
         let mut monitor = None;
+        let mut dns: Option<Arc<DnsQuery>> = None;
         // Fields seen, one bit each: serde rejects a duplicate, so it goes the general way.
         let mut seen = 0u16;
         // Object members read one by one since a run lookup missed: where they start and
@@ -761,6 +771,11 @@ impl RecordDecoder {
                 TopLevel::Timestamp => ts = Some(self.timestamp(&mut c).general()?),
                 TopLevel::Source => source = Some(c.endpoint().general()?),
                 TopLevel::Destination => destination = Some(c.endpoint().general()?),
+                TopLevel::Dns => {
+                    let text = c.object_span().general()?;
+                    let d: InDns = parse_part(text).general()?;
+                    dns = Some(Arc::new(dns_query(d).ok().general()?));
+                }
                 TopLevel::Other => c.skip_value().general()?,
                 TopLevel::Object(field) => {
                     let (part, value) = self.objects.read(field, &mut c).general()?;
@@ -806,7 +821,11 @@ impl RecordDecoder {
             c.pos + 1
         };
 
-        let (dip, dport) = destination.general()?;
+        let (dip, dport, domain) = destination.general()?;
+        let domain: Option<Arc<str>> = match domain {
+            Some(d) => Some(Arc::from(std::str::from_utf8(d).ok().general()?)),
+            None => None,
+        };
         let dip = self.address(dip.general()?).general()?;
         let dport = u16::try_from(dport.general()?).ok().general()?;
         let timestamp = match ts.general()? {
@@ -814,12 +833,12 @@ impl RecordDecoder {
             None => return Err(Refusal::General),
         };
         let source = match source {
-            Some((Some(ip), port)) => Some(Endpoint {
+            Some((Some(ip), port, _)) => Some(Endpoint {
                 ip: normalize_ip(self.address(ip).general()?),
                 port: u16::try_from(port.unwrap_or(0)).ok().general()?,
             }),
             // The general path still checks a port without an address.
-            Some((None, port)) => {
+            Some((None, port, _)) => {
                 u16::try_from(port.unwrap_or(0)).ok().general()?;
                 None
             }
@@ -830,6 +849,7 @@ impl RecordDecoder {
             suppressed,
             dns_resolver,
             probe,
+            domain_source,
         } = monitor.unwrap_or_default();
         let line_parts = seen & PROCESS_PARTS;
         let process = match run_process {
@@ -870,6 +890,9 @@ impl RecordDecoder {
             suppressed,
             probe,
             dns_resolver,
+            domain_source: domain.as_ref().and(domain_source),
+            domain,
+            dns,
         };
         Ok((rec, read))
     }
@@ -1343,6 +1366,7 @@ impl<'a> Cursor<'a> {
             b'@' if has(rest, b"\"@timestamp\"") => (12, 0, TopLevel::Timestamp),
             b's' if has(rest, b"\"source\"") => (8, 1, TopLevel::Source),
             b'd' if has(rest, b"\"destination\"") => (13, 2, TopLevel::Destination),
+            b'd' if has(rest, b"\"dns\"") => (5, 12, TopLevel::Dns),
             b'e' if has(rest, b"\"event\"") => (7, 3, TopLevel::Object(F::Event)),
             b'h' if has(rest, b"\"host\"") => (6, 4, TopLevel::Object(F::Host)),
             b'n' if has(rest, b"\"network\"") => (9, 5, TopLevel::Object(F::Network)),
@@ -1374,12 +1398,12 @@ impl<'a> Cursor<'a> {
     /// `endpoint` in any shape (kept out of line: the common shape needs few registers).
     #[inline(never)]
     fn any_endpoint(&mut self) -> Option<EndpointText<'a>> {
-        let (mut ip, mut port) = (None, None);
+        let (mut ip, mut port, mut domain) = (None, None, None);
         self.eat(b'{')?;
         self.ws();
         if self.peek()? == b'}' {
             self.pos += 1;
-            return Some((None, None));
+            return Some((None, None, None));
         }
         loop {
             self.ws();
@@ -1391,6 +1415,9 @@ impl<'a> Cursor<'a> {
             } else if has(rest, b"\"port\"") {
                 self.pos += 6;
                 2
+            } else if has(rest, b"\"domain\"") {
+                self.pos += 8;
+                3
             } else {
                 self.text()?;
                 0
@@ -1401,6 +1428,7 @@ impl<'a> Cursor<'a> {
             match name {
                 1 => set_once(&mut ip, self.plain_str()?)?,
                 2 => set_once(&mut port, self.uint()?)?,
+                3 => set_once(&mut domain, self.plain_str()?)?,
                 _ => self.skip_value()?,
             }
             self.ws();
@@ -1408,7 +1436,7 @@ impl<'a> Cursor<'a> {
                 b',' => self.pos += 1,
                 b'}' => {
                     self.pos += 1;
-                    return Some((ip, port));
+                    return Some((ip, port, domain));
                 }
                 _ => return None,
             }
@@ -1441,7 +1469,7 @@ impl<'a> Cursor<'a> {
             return None;
         }
         self.pos = start + 7 + len + 9 + n + 1;
-        Some((Some(ip), Some(port)))
+        Some((Some(ip), Some(port), None))
     }
 }
 
@@ -1634,7 +1662,9 @@ pub(crate) fn decode_general(line: &str) -> Result<Option<ConnectionRecord>, Rec
         None => Transport::Tcp,
     };
     let source = match doc.source {
-        Some(InEndpoint { ip: Some(ip), port }) => Some(Endpoint {
+        Some(InEndpoint {
+            ip: Some(ip), port, ..
+        }) => Some(Endpoint {
             ip: normalize_ip(
                 ip.parse()
                     .map_err(|_| RecordError::Invalid("source.ip", ip.clone()))?,
@@ -1653,6 +1683,18 @@ pub(crate) fn decode_general(line: &str) -> Result<Option<ConnectionRecord>, Rec
     let probe = probe_of(monitor.probe.as_deref()).ok_or_else(|| {
         RecordError::Invalid("monitor.probe", monitor.probe.clone().unwrap_or_default())
     })?;
+    let domain_source = match monitor.domain_source.as_deref() {
+        None => None,
+        Some(s) => Some(
+            DomainSource::parse(s)
+                .ok_or_else(|| RecordError::Invalid("monitor.domain_source", s.to_string()))?,
+        ),
+    };
+    let domain: Option<Arc<str>> = dest.domain.map(Arc::from);
+    let dns = match doc.dns {
+        Some(d) => Some(Arc::new(dns_query(d)?)),
+        None => None,
+    };
     Ok(Some(ConnectionRecord {
         timestamp,
         host_name: doc.host.and_then(|h| h.hostname).unwrap_or_default().into(),
@@ -1667,7 +1709,41 @@ pub(crate) fn decode_general(line: &str) -> Result<Option<ConnectionRecord>, Rec
         suppressed: monitor.suppressed.unwrap_or(0),
         probe,
         dns_resolver: monitor.dns_resolver.unwrap_or(false),
+        domain_source: domain.as_ref().and(domain_source),
+        domain,
+        dns,
     }))
+}
+
+/// A recorded `dns` object back into a `DnsQuery` (the general path only: DNS records are
+/// few beside connections).
+fn dns_query(d: InDns) -> Result<DnsQuery, RecordError> {
+    let q = d.question.unwrap_or_default();
+    let mut resolved = Vec::new();
+    for ip in d.resolved_ip.unwrap_or_default() {
+        let parsed: IpAddr = ip
+            .parse()
+            .map_err(|_| RecordError::Invalid("dns.resolved_ip", ip.clone()))?;
+        resolved.push(parsed);
+    }
+    let answers = d
+        .answers
+        .unwrap_or_default()
+        .into_iter()
+        .map(|a| DnsAnswerRecord {
+            name: a.name.unwrap_or_default(),
+            kind: a.r#type.unwrap_or_default(),
+            ttl: a.ttl.unwrap_or(0),
+            data: a.data.unwrap_or_default(),
+        })
+        .collect();
+    Ok(DnsQuery::new(
+        q.name.ok_or(RecordError::Missing("dns.question.name"))?,
+        q.r#type.unwrap_or_default(),
+        d.response_code.unwrap_or_default(),
+        answers,
+        resolved,
+    ))
 }
 
 /// The one place a `ProcessInfo` is built from input objects (both paths).
@@ -1723,6 +1799,29 @@ struct InDoc {
     network: Option<InNetwork>,
     container: Option<InContainer>,
     monitor: Option<InMonitor>,
+    dns: Option<InDns>,
+}
+
+#[derive(Deserialize, Default)]
+struct InDns {
+    question: Option<InQuestion>,
+    response_code: Option<String>,
+    answers: Option<Vec<InAnswer>>,
+    resolved_ip: Option<Vec<String>>,
+}
+
+#[derive(Deserialize, Default)]
+struct InQuestion {
+    name: Option<String>,
+    r#type: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+struct InAnswer {
+    name: Option<String>,
+    r#type: Option<String>,
+    ttl: Option<u32>,
+    data: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -1777,6 +1876,7 @@ struct InId {
 struct InEndpoint {
     ip: Option<String>,
     port: Option<u16>,
+    domain: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -1795,6 +1895,7 @@ struct InMonitor {
     suppressed: Option<u32>,
     dns_resolver: Option<bool>,
     probe: Option<String>,
+    domain_source: Option<String>,
 }
 
 /// ECS keeps ids as strings; accept numbers too, as hand-written fixtures use them. Any
@@ -1878,6 +1979,18 @@ mod tests {
             r#"{"@timestamp":"2026-11-23T10:00:00Z","user":{"id":true},"destination":{"ip":"203.0.113.9","port":80}}"#,
             // The probe is carried; a name the monitor never writes is an error.
             r#"{"@timestamp":"2026-11-23T10:00:00Z","destination":{"ip":"203.0.113.9","port":80},"monitor":{"enrichment":"full","probe":"kprobe"}}"#,
+            // DNS (issue #13): a query record, a named connection, and their broken forms.
+            r#"{"@timestamp":"2026-11-23T10:00:00Z","event":{"kind":"event","category":["network"],"type":["protocol","info"],"action":"dns-query"},"host":{"hostname":"h1"},"process":{"pid":7,"executable":"/usr/bin/curl"},"destination":{"ip":"192.0.2.53","port":53},"network":{"transport":"udp","type":"ipv4","direction":"egress"},"dns":{"type":"answer","question":{"name":"www.example.org","type":"A"},"response_code":"NOERROR","answers":[{"name":"www.example.org","type":"CNAME","ttl":300,"data":"e.cdn.example"},{"name":"e.cdn.example","type":"A","ttl":60,"data":"203.0.113.9"}],"resolved_ip":["203.0.113.9"]},"monitor":{"enrichment":"full","probe":"raw_tracepoint"}}"#,
+            r#"{"@timestamp":"2026-11-23T10:00:00Z","destination":{"ip":"192.0.2.53","port":53},"dns":{"question":{"name":"x\u0041.example"},"answers":[{"name":"x","type":"TXT","ttl":1}],"resolved_ip":[]}}"#,
+            r#"{"@timestamp":"2026-11-23T10:00:00Z","destination":{"ip":"192.0.2.53","port":53},"dns":{"question":{"name":"x"},"resolved_ip":["not-an-ip"]}}"#,
+            r#"{"@timestamp":"2026-11-23T10:00:00Z","destination":{"ip":"192.0.2.53","port":53},"dns":{"question":{"type":"A"}}}"#,
+            r#"{"@timestamp":"2026-11-23T10:00:00Z","destination":{"ip":"192.0.2.53","port":53},"dns":{"question":{"name":"a"}},"dns":{"question":{"name":"b"}}}"#,
+            r#"{"@timestamp":"2026-11-23T10:00:00Z","destination":{"ip":"192.0.2.53","port":53},"dns":null}"#,
+            r#"{"@timestamp":"2026-11-23T10:00:00Z","destination":{"ip":"203.0.113.9","port":443,"domain":"www.example.org"},"monitor":{"enrichment":"full","domain_source":"process"}}"#,
+            r#"{"@timestamp":"2026-11-23T10:00:00Z","destination":{"ip":"203.0.113.9","port":443,"domain":"w\u0077w.example.org"},"monitor":{"domain_source":"host"}}"#,
+            r#"{"@timestamp":"2026-11-23T10:00:00Z","destination":{"ip":"203.0.113.9","port":443,"domain":"www.example.org"},"monitor":{"domain_source":"elsewhere"}}"#,
+            r#"{"@timestamp":"2026-11-23T10:00:00Z","destination":{"ip":"203.0.113.9","port":443},"monitor":{"domain_source":"host"}}"#,
+            r#"{"@timestamp":"2026-11-23T10:00:00Z","destination":{"domain":"a","ip":"203.0.113.9","port":443,"domain":"b"}}"#,
             r#"{"@timestamp":"2026-11-23T10:00:00Z","destination":{"ip":"203.0.113.9","port":80},"monitor":{"probe":"bogus"}}"#,
             // Times outside the years replay accepts.
             r#"{"@timestamp":"1000-01-01T00:00:00Z","destination":{"ip":"203.0.113.9","port":80}}"#,

@@ -99,8 +99,12 @@ fn write_doc<S: JsonSink>(
     } else {
         "\",\"event\":{\"kind\":\"event\""
     });
-    out.put(",\"category\":[\"network\"],\"type\":[\"connection\",\"start\"],\"action\":");
-    put_literal(out, r.transport.action());
+    if r.dns.is_some() {
+        out.put(",\"category\":[\"network\"],\"type\":[\"protocol\",\"info\"],\"action\":");
+    } else {
+        out.put(",\"category\":[\"network\"],\"type\":[\"connection\",\"start\"],\"action\":");
+    }
+    put_literal(out, r.action());
     if let Some(a) = alert {
         out.put(",\"severity\":");
         put_u32(out, a.level.severity());
@@ -128,6 +132,7 @@ fn write_doc<S: JsonSink>(
     caches.addresses.put(out, r.destination.ip);
     out.put("\",\"port\":");
     put_u32(out, r.destination.port.into());
+    put_opt_field(out, ",\"domain\":", r.domain.as_deref());
     out.put("},\"network\":{\"transport\":");
     put_literal(out, r.transport.as_str());
     out.put(",\"type\":");
@@ -137,6 +142,9 @@ fn write_doc<S: JsonSink>(
         out.put(",\"container\":{\"id\":");
         put_str(out, id);
         out.put("}");
+    }
+    if let Some(q) = &r.dns {
+        put_dns(out, q);
     }
 
     if let Some(a) = alert {
@@ -181,6 +189,12 @@ fn write_doc<S: JsonSink>(
     put_opt_field(out, ",\"probe\":", r.probe);
     if r.dns_resolver {
         out.put(",\"dns_resolver\":true");
+    }
+    if r.domain.is_some()
+        && let Some(src) = r.domain_source
+    {
+        out.put(",\"domain_source\":");
+        put_literal(out, src.as_str());
     }
     if let Some(a) = alert {
         out.put(",\"detector\":");
@@ -605,6 +619,46 @@ pub(crate) fn is_subtechnique(id: &str) -> bool {
     id.contains('.')
 }
 
+/// `,"dns":{...}`: ECS `dns.*` of a DNS query record.
+fn put_dns<S: JsonSink>(out: &mut S, q: &DnsQuery) {
+    out.put(",\"dns\":{\"type\":\"answer\",\"question\":{\"name\":");
+    put_str(out, &q.question_name);
+    out.put(",\"type\":");
+    put_str(out, &q.question_type);
+    out.put("},\"response_code\":");
+    put_str(out, &q.response_code);
+    out.put(",\"answers\":[");
+    for (i, a) in q.answers.iter().enumerate() {
+        if i > 0 {
+            out.put(",");
+        }
+        out.put("{\"name\":");
+        put_str(out, &a.name);
+        out.put(",\"type\":");
+        put_str(out, &a.kind);
+        out.put(",\"ttl\":");
+        put_u32(out, a.ttl);
+        if !a.data.is_empty() {
+            out.put(",\"data\":");
+            put_str(out, &a.data);
+        }
+        out.put("}");
+    }
+    out.put("],\"resolved_ip\":[");
+    let mut text = String::new();
+    for (i, ip) in q.resolved_ip.iter().enumerate() {
+        if i > 0 {
+            out.put(",");
+        }
+        text.clear();
+        write_ip(&mut text, *ip);
+        out.put("\"");
+        out.put(&text);
+        out.put("\"");
+    }
+    out.put("]}");
+}
+
 fn put_str_array<S: JsonSink>(out: &mut S, items: &[String]) {
     out.put("[");
     for (i, s) in items.iter().enumerate() {
@@ -733,7 +787,7 @@ fn escape_range<S: JsonSink>(out: &mut S, s: &str, run: &mut usize, from: usize,
 
 /// An address as `IpAddr`'s `Display` writes it (RFC 5952 for IPv6: lower-case hex, the
 /// first longest run of two or more zero groups as `::`, mapped IPv4 as `::ffff:a.b.c.d`).
-fn write_ip(out: &mut String, ip: IpAddr) {
+pub(crate) fn write_ip(out: &mut String, ip: IpAddr) {
     let mut buf = [0u8; 48];
     let len = match ip {
         IpAddr::V4(v4) => format_v4(&mut buf, 0, v4.octets()),
@@ -881,11 +935,13 @@ mod tests {
             #[serde(skip_serializing_if = "Option::is_none")]
             group: Option<IdOut>,
             #[serde(skip_serializing_if = "Option::is_none")]
-            source: Option<EndpointOut>,
-            destination: EndpointOut,
+            source: Option<EndpointOut<'a>>,
+            destination: EndpointOut<'a>,
             network: NetworkOut,
             #[serde(skip_serializing_if = "Option::is_none")]
             container: Option<ContainerOut<'a>>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            dns: Option<DnsOut<'a>>,
             #[serde(skip_serializing_if = "Option::is_none")]
             rule: Option<RuleOut<'a>>,
             #[serde(skip_serializing_if = "Option::is_none")]
@@ -903,8 +959,12 @@ mod tests {
                     event: EventOut {
                         kind,
                         category: ["network"],
-                        r#type: ["connection", "start"],
-                        action: r.transport.action(),
+                        r#type: if r.dns.is_some() {
+                            ["protocol", "info"]
+                        } else {
+                            ["connection", "start"]
+                        },
+                        action: r.action(),
                         severity: None,
                         risk_score: None,
                     },
@@ -943,10 +1003,12 @@ mod tests {
                     source: r.source.map(|s| EndpointOut {
                         ip: s.ip.to_string(),
                         port: if s.port == 0 { None } else { Some(s.port) },
+                        domain: None,
                     }),
                     destination: EndpointOut {
                         ip: r.destination.ip.to_string(),
                         port: Some(r.destination.port),
+                        domain: r.domain.as_deref(),
                     },
                     network: NetworkOut {
                         transport: r.transport.as_str(),
@@ -954,6 +1016,25 @@ mod tests {
                         direction: "egress",
                     },
                     container: p.container_id.as_deref().map(|id| ContainerOut { id }),
+                    dns: r.dns.as_deref().map(|q| DnsOut {
+                        r#type: "answer",
+                        question: QuestionOut {
+                            name: &q.question_name,
+                            r#type: &q.question_type,
+                        },
+                        response_code: &q.response_code,
+                        answers: q
+                            .answers
+                            .iter()
+                            .map(|a| AnswerOut {
+                                name: &a.name,
+                                r#type: &a.kind,
+                                ttl: a.ttl,
+                                data: (!a.data.is_empty()).then_some(a.data.as_str()),
+                            })
+                            .collect(),
+                        resolved_ip: q.resolved_ip.iter().map(|ip| ip.to_string()).collect(),
+                    }),
                     rule: None,
                     threat: None,
                     labels: None,
@@ -966,6 +1047,7 @@ mod tests {
                         },
                         probe: r.probe,
                         dns_resolver: r.dns_resolver.then_some(true),
+                        domain_source: r.domain.as_ref().and(r.domain_source).map(|d| d.as_str()),
                         detector: None,
                         level: None,
                         aggregate: None,
@@ -1049,10 +1131,36 @@ mod tests {
         }
 
         #[derive(Serialize)]
-        struct EndpointOut {
+        struct EndpointOut<'a> {
             ip: String,
             #[serde(skip_serializing_if = "Option::is_none")]
             port: Option<u16>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            domain: Option<&'a str>,
+        }
+
+        #[derive(Serialize)]
+        struct DnsOut<'a> {
+            r#type: &'static str,
+            question: QuestionOut<'a>,
+            response_code: &'a str,
+            answers: Vec<AnswerOut<'a>>,
+            resolved_ip: Vec<String>,
+        }
+
+        #[derive(Serialize)]
+        struct QuestionOut<'a> {
+            name: &'a str,
+            r#type: &'a str,
+        }
+
+        #[derive(Serialize)]
+        struct AnswerOut<'a> {
+            name: &'a str,
+            r#type: &'a str,
+            ttl: u32,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            data: Option<&'a str>,
         }
 
         #[derive(Serialize)]
@@ -1103,6 +1211,8 @@ mod tests {
             probe: Option<&'static str>,
             #[serde(skip_serializing_if = "Option::is_none")]
             dns_resolver: Option<bool>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            domain_source: Option<&'static str>,
             #[serde(skip_serializing_if = "Option::is_none")]
             detector: Option<&'static str>,
             #[serde(skip_serializing_if = "Option::is_none")]
@@ -1314,6 +1424,32 @@ mod tests {
                     Some("cgroup"),
                 ]),
                 dns_resolver: self.chance(20),
+                domain: self.chance(30).then(|| self.hostile().into()),
+                domain_source: self.pick(&[
+                    None,
+                    Some(DomainSource::Process),
+                    Some(DomainSource::Host),
+                ]),
+                dns: self.chance(20).then(|| {
+                    Arc::new(DnsQuery::new(
+                        self.hostile(),
+                        self.hostile(),
+                        "NOERROR".into(),
+                        (0..self.below(3))
+                            .map(|_| DnsAnswerRecord {
+                                name: self.hostile(),
+                                kind: "A".into(),
+                                ttl: self.number(),
+                                data: if self.chance(20) {
+                                    String::new()
+                                } else {
+                                    self.hostile()
+                                },
+                            })
+                            .collect(),
+                        (0..self.below(3)).map(|_| self.address()).collect(),
+                    ))
+                }),
             }
         }
 

@@ -24,6 +24,13 @@ mod addresses;
 mod decode;
 mod ecs;
 
+/// An address as text, as records write it (`Display`'s text, without `core::fmt`).
+pub fn ip_text(ip: IpAddr) -> String {
+    let mut s = String::with_capacity(15);
+    ecs::write_ip(&mut s, ip);
+    s
+}
+
 pub(crate) use decode::{RecordDecoder, decode_general};
 
 /// The unspecified IPv4 address, for a destination whose family the kernel did not report.
@@ -235,9 +242,140 @@ pub struct ConnectionRecord {
     /// (/etc/resolv.conf when the event was captured): a program resolving a name for
     /// itself, rather than DNS used as a channel (`monitor.dns_resolver`).
     pub dns_resolver: bool,
+    /// `destination.domain`: the name the process looked up (the name asked, not a CNAME
+    /// target) that resolved to the destination, from the DNS answers captured before
+    /// (`crate::dns`). On a DNS query record, `None`.
+    pub domain: Option<Arc<str>>,
+    /// `monitor.domain_source`: which attribution table gave `domain`.
+    pub domain_source: Option<DomainSource>,
+    /// A DNS query record (`event.action: "dns-query"`): the answer the process received
+    /// from `destination` (the server). `None` for connection records.
+    pub dns: Option<Arc<DnsQuery>>,
+}
+
+/// Where `destination.domain` came from (`monitor.domain_source`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DomainSource {
+    /// An answer this process received.
+    Process,
+    /// An answer some other process on the host received (a name resolved by one program
+    /// and connected to by another, or an answer whose asker was not known).
+    Host,
+}
+
+impl DomainSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DomainSource::Process => "process",
+            DomainSource::Host => "host",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "process" => Some(DomainSource::Process),
+            "host" => Some(DomainSource::Host),
+            _ => None,
+        }
+    }
+}
+
+/// One answered DNS query (ECS `dns.*`). Names are lowercase text with every byte outside
+/// printable ASCII (and dots or backslashes inside a label) written as `\xNN`
+/// (`dns::parse::name_text`); replayed records keep what they say.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DnsQuery {
+    /// `dns.question.name`.
+    pub question_name: String,
+    /// `dns.question.type` (`A`, `AAAA`, ...).
+    pub question_type: String,
+    /// `dns.response_code` (`NOERROR`, `NXDOMAIN`, ...).
+    pub response_code: String,
+    /// `dns.answers`, at most `dns::parse::MAX_ANSWERS`.
+    pub answers: Vec<DnsAnswerRecord>,
+    /// `dns.resolved_ip`: addresses of the name asked (through its CNAME chain).
+    pub resolved_ip: Vec<IpAddr>,
+    /// Sysmon's `QueryResults` for rules: each answer's data (addresses, CNAME targets).
+    pub results: Vec<String>,
+    /// The shortest TTL (s) among the `resolved_ip` answers; 0 when none.
+    pub ttl: u32,
+}
+
+impl DnsQuery {
+    /// Builds the derived fields (`results`, `ttl`) from the answers.
+    pub fn new(
+        question_name: String,
+        question_type: String,
+        response_code: String,
+        answers: Vec<DnsAnswerRecord>,
+        resolved_ip: Vec<IpAddr>,
+    ) -> Self {
+        let ips: Vec<Option<IpAddr>> = answers.iter().map(|a| a.data.parse().ok()).collect();
+        Self::from_parts(
+            question_name,
+            question_type,
+            response_code,
+            answers,
+            resolved_ip,
+            &ips,
+        )
+    }
+
+    /// As `new`, with each answer's data as an address already known (`None` for other
+    /// data), so the parser does not read back the text it just wrote.
+    pub fn from_parts(
+        question_name: String,
+        question_type: String,
+        response_code: String,
+        answers: Vec<DnsAnswerRecord>,
+        resolved_ip: Vec<IpAddr>,
+        answer_ips: &[Option<IpAddr>],
+    ) -> Self {
+        let results = answers
+            .iter()
+            .filter(|a| !a.data.is_empty())
+            .map(|a| a.data.clone())
+            .collect();
+        let ttl = answers
+            .iter()
+            .zip(answer_ips)
+            .filter(|(_, ip)| ip.is_some_and(|ip| resolved_ip.contains(&ip)))
+            .map(|(a, _)| a.ttl)
+            .min()
+            .unwrap_or(0);
+        DnsQuery {
+            question_name,
+            question_type,
+            response_code,
+            answers,
+            resolved_ip,
+            results,
+            ttl,
+        }
+    }
+}
+
+/// One record of `dns.answers`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DnsAnswerRecord {
+    pub name: String,
+    /// `type` (`A`, `AAAA`, `CNAME`, ...).
+    pub kind: String,
+    pub ttl: u32,
+    /// The address or target name; empty for other types.
+    pub data: String,
 }
 
 impl ConnectionRecord {
+    /// ECS `event.action`.
+    pub fn action(&self) -> &'static str {
+        if self.dns.is_some() {
+            "dns-query"
+        } else {
+            self.transport.action()
+        }
+    }
+
     /// ECS `network.type`.
     pub fn network_type(&self) -> &'static str {
         match self.destination.ip {
@@ -434,6 +572,9 @@ pub(crate) mod tests {
             suppressed: 0,
             probe: None,
             dns_resolver: false,
+            domain: None,
+            domain_source: None,
+            dns: None,
         }
     }
 

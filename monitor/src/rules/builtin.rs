@@ -27,6 +27,10 @@ pub(crate) const FILES: &[(&str, &str)] = &[
         include_str!("../../../rules/t1046_port_scan.yml"),
     ),
     (
+        "t1071_004_dns_tunnel_long_labels.yml",
+        include_str!("../../../rules/t1071_004_dns_tunnel_long_labels.yml"),
+    ),
+    (
         "t1505_web_shell_outbound.yml",
         include_str!("../../../rules/t1505_web_shell_outbound.yml"),
     ),
@@ -51,6 +55,10 @@ pub(crate) const SAMPLES: &[(&str, &str)] = &[
     (
         "samples/t1046_port_scan.jsonl",
         include_str!("../../../rules/samples/t1046_port_scan.jsonl"),
+    ),
+    (
+        "samples/t1071_004_dns_tunnel_long_labels.jsonl",
+        include_str!("../../../rules/samples/t1071_004_dns_tunnel_long_labels.jsonl"),
     ),
     (
         "samples/t1505_web_shell_outbound.jsonl",

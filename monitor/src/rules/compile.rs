@@ -18,6 +18,7 @@ use super::limits::{Budget, Limits};
 use super::matcher::{self, CmpOp, IpSet, NumSet, Test, TestId, Tests};
 use super::strset::{self, PatternSpec, StrMode, StringSet};
 use super::yaml::{self, Node, NodeKind, Pos, Value};
+use crate::record::ConnectionRecord;
 use crate::record::{Level, RuleMeta};
 
 /// One rule or list file's text and where it came from.
@@ -277,11 +278,30 @@ pub struct GroupSpec {
     pub window_ns: i64,
 }
 
+/// Which records a rule evaluates on (`logsource.category`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Category {
+    /// Connection records (`network_connection`).
+    NetworkConnection,
+    /// DNS query records (`dns_query`).
+    DnsQuery,
+}
+
+impl Category {
+    /// Whether a record is one this category's rules evaluate on.
+    #[inline]
+    pub fn covers(self, rec: &ConnectionRecord) -> bool {
+        (self == Category::DnsQuery) == rec.dns.is_some()
+    }
+}
+
 #[derive(Debug)]
 pub(crate) struct Rule {
     pub meta: Arc<RuleMeta>,
     /// Sigma's `name`: what correlation rules may refer to the rule by.
     pub sigma_name: Option<String>,
+    /// The records the rule evaluates on.
+    pub category: Category,
     pub level: Level,
     pub techniques: Arc<[String]>,
     pub tags: Vec<String>,
@@ -1281,13 +1301,17 @@ impl Compiler {
         let category = logsource.get("category").and_then(|n| n.as_text());
         let product = logsource.get("product").and_then(|n| n.as_text());
         let service = logsource.get("service").and_then(|n| n.as_text());
-        if category != Some("network_connection")
-            || !matches!(product, None | Some("linux"))
-            || service.is_some()
-        {
+        let rule_category = match category {
+            Some("network_connection") => Some(Category::NetworkConnection),
+            Some("dns_query") => Some(Category::DnsQuery),
+            _ => None,
+        };
+        let Some(rule_category) =
+            rule_category.filter(|_| matches!(product, None | Some("linux")) && service.is_none())
+        else {
             notices.push(format!(
                 "{}:{}: rule {label}: skipped: log source (category {}, product {}{}) is not \
-                 Linux network_connection",
+                 Linux network_connection or dns_query",
                 src.name,
                 logsource.pos.line,
                 category.unwrap_or("none"),
@@ -1297,7 +1321,7 @@ impl Compiler {
                     .unwrap_or_default(),
             ));
             return Ok(None);
-        }
+        };
         let id = match id {
             Some(id) => id,
             None => {
@@ -1495,6 +1519,7 @@ impl Compiler {
                 .get("name")
                 .and_then(|n| n.as_text())
                 .map(str::to_string),
+            category: rule_category,
             level,
             techniques: techniques.into(),
             tags,

@@ -186,7 +186,12 @@ impl RuleEngine {
     #[inline]
     fn rule_matches(&mut self, i: u32, rec: &ConnectionRecord) -> bool {
         let set = &*self.rules;
-        let cond = &set.rules[i as usize].condition;
+        let rule = &set.rules[i as usize];
+        // A network_connection rule never sees DNS query records, nor the reverse.
+        if !rule.category.covers(rec) {
+            return false;
+        }
+        let cond = &rule.condition;
         if self.scratch.included(i) {
             return true;
         }
@@ -528,6 +533,9 @@ level: high
             suppressed: 0,
             probe: None,
             dns_resolver: false,
+            domain: None,
+            domain_source: None,
+            dns: None,
         }
     }
 

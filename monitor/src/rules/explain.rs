@@ -131,7 +131,10 @@ impl RuleSet {
                     file: r.file.clone(),
                     line: r.line,
                     condition: r.explain.condition.clone(),
-                    matched: r.condition.eval(&self.tests, rec, &mut s),
+                    // A rule never matches records of another category (a
+                    // network_connection rule on a DNS query record), whatever its
+                    // selections say.
+                    matched: r.category.covers(rec) && r.condition.eval(&self.tests, rec, &mut s),
                     selections,
                 }
             })

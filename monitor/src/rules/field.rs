@@ -39,6 +39,14 @@ pub enum Field {
     Hashes,
     /// `process.hash.sha256` (hex).
     ProcessHash,
+    /// DNS query records (`logsource.category: dns_query`): `dns.question.name` (Sysmon
+    /// `QueryName`), `dns.question.type`, `dns.response_code` (`QueryStatus`, the RFC
+    /// mnemonic such as `NOERROR` or `NXDOMAIN`), and each answer's data (`QueryResults`:
+    /// addresses and CNAME targets, a list).
+    QueryName,
+    QueryType,
+    QueryStatus,
+    QueryResults,
     /// `process.ancestors`: executables of the parent, grandparent, ... (a list).
     Ancestors,
 }
@@ -78,6 +86,9 @@ pub const FIELD_NAMES: &[(&str, Field)] = &[
     ("SourceIsIpv6", Field::SourceIsIpv6),
     ("SourceHostname", Field::SourceHostname),
     ("Computer", Field::HostName),
+    ("QueryName", Field::QueryName),
+    ("QueryStatus", Field::QueryStatus),
+    ("QueryResults", Field::QueryResults),
     ("process.executable", Field::Image),
     ("process.name", Field::ProcessName),
     ("process.command_line", Field::CommandLine),
@@ -103,6 +114,10 @@ pub const FIELD_NAMES: &[(&str, Field)] = &[
     ("monitor.dns_resolver", Field::DestinationIsResolver),
     ("process.hash.sha256", Field::ProcessHash),
     ("process.ancestors", Field::Ancestors),
+    ("dns.question.name", Field::QueryName),
+    ("dns.question.type", Field::QueryType),
+    ("dns.response_code", Field::QueryStatus),
+    ("dns.answers.data", Field::QueryResults),
 ];
 
 impl Field {
@@ -124,7 +139,7 @@ impl Field {
     pub fn kind(self) -> FieldKind {
         use Field::*;
         match self {
-            ProcessArgs | Ancestors => FieldKind::TextList,
+            ProcessArgs | Ancestors | QueryResults => FieldKind::TextList,
             ProcessId | ParentProcessId | UserId | GroupId | SourcePort | DestinationPort => {
                 FieldKind::Number
             }
@@ -167,6 +182,10 @@ impl Field {
             Hashes => "(Hashes)",
             ProcessHash => "process.hash.sha256",
             Ancestors => "process.ancestors",
+            QueryName => "dns.question.name",
+            QueryType => "dns.question.type",
+            QueryStatus => "dns.response_code",
+            QueryResults => "dns.answers.data",
         }
     }
 
@@ -198,7 +217,7 @@ impl Field {
     /// Fields the monitor never fills today: rules on them load, never match, and
     /// `rules check` warns.
     pub fn never_filled(self) -> bool {
-        matches!(self, Field::DestinationHostname | Field::SourceHostname)
+        matches!(self, Field::SourceHostname)
     }
 
     pub const COUNT: usize = Field::Ancestors as usize + 1;
@@ -263,7 +282,10 @@ impl<'a> FieldValue<'a> {
             },
             Field::DestinationIp => FieldValue::Ip(normalize_ip(rec.destination.ip)),
             Field::DestinationPort => FieldValue::Number(rec.destination.port as u64),
-            Field::DestinationHostname => FieldValue::Missing,
+            Field::DestinationHostname => match &rec.domain {
+                Some(d) => FieldValue::Text(d),
+                None => FieldValue::Missing,
+            },
             Field::Protocol => FieldValue::Text(rec.transport.as_str()),
             Field::NetworkType => FieldValue::Text(rec.network_type()),
             // Every record is an outbound connect or send.
@@ -294,6 +316,22 @@ impl<'a> FieldValue<'a> {
                     FieldValue::List(&p.ancestors)
                 }
             }
+            Field::QueryName => match &rec.dns {
+                Some(q) => FieldValue::Text(&q.question_name),
+                None => FieldValue::Missing,
+            },
+            Field::QueryType => match &rec.dns {
+                Some(q) => FieldValue::Text(&q.question_type),
+                None => FieldValue::Missing,
+            },
+            Field::QueryStatus => match &rec.dns {
+                Some(q) => FieldValue::Text(&q.response_code),
+                None => FieldValue::Missing,
+            },
+            Field::QueryResults => match &rec.dns {
+                Some(q) if !q.results.is_empty() => FieldValue::List(&q.results),
+                _ => FieldValue::Missing,
+            },
         }
     }
 }
@@ -409,6 +447,9 @@ mod tests {
             suppressed: 0,
             probe: None,
             dns_resolver: false,
+            domain: None,
+            domain_source: None,
+            dns: None,
         };
         assert_eq!(
             FieldValue::of(&rec, Field::DestinationIsIpv6),
@@ -447,6 +488,22 @@ mod tests {
             FieldValue::of(&rec, Field::SourceHostname),
             FieldValue::Missing
         );
+        // DestinationHostname is the name the process asked for, when known.
+        assert!(!Field::DestinationHostname.never_filled());
+        assert_eq!(
+            FieldValue::of(&rec, Field::DestinationHostname),
+            FieldValue::Missing
+        );
+        rec.domain = Some("c2.example.org".into());
+        assert_eq!(
+            FieldValue::of(&rec, Field::DestinationHostname),
+            FieldValue::Text("c2.example.org")
+        );
+        assert_eq!(
+            Field::from_name("QueryName").map(Field::ecs_name),
+            Some("dns.question.name")
+        );
+        assert_eq!(FieldValue::of(&rec, Field::QueryName), FieldValue::Missing);
     }
 
     #[test]

@@ -593,7 +593,7 @@ impl ProcessCache {
 }
 
 /// What a compiled rule set evaluates against: its tests and per-field string sets.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Tests {
     pub tests: Vec<Test>,
     pub sets: Vec<StringSet>,
@@ -602,6 +602,18 @@ pub(crate) struct Tests {
     /// Per test: its outcome depends on `ConnectionRecord::process` alone (filled by
     /// `find_process_only`).
     pub process_only: Vec<bool>,
+}
+
+// By hand: `Default` is derived for arrays of at most 32 elements.
+impl Default for Tests {
+    fn default() -> Self {
+        Tests {
+            tests: Vec::new(),
+            sets: Vec::new(),
+            set_of: [None; Field::COUNT],
+            process_only: Vec::new(),
+        }
+    }
 }
 
 impl Tests {

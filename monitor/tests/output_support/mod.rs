@@ -54,6 +54,9 @@ pub fn event(seq: u64) -> ConnectionRecord {
         suppressed: 0,
         probe: None,
         dns_resolver: false,
+        domain: None,
+        domain_source: None,
+        dns: None,
     }
 }
 

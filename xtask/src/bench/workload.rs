@@ -25,6 +25,9 @@ pub struct WorkloadConfig {
     pub start_ns: i64,
     /// Mean time between events (exponential gaps): 10 ms is 100 connections per second.
     pub mean_gap_ns: i64,
+    /// Percent of (non-beacon) connections preceded by the DNS query record of their
+    /// lookup, and so carrying `destination.domain` (0: the mix as before issue #13).
+    pub dns_percent: u32,
 }
 
 impl Default for WorkloadConfig {
@@ -35,6 +38,7 @@ impl Default for WorkloadConfig {
             // 2026-11-23T00:00:00Z
             start_ns: 1_795_392_000 * 1_000_000_000,
             mean_gap_ns: 10_000_000,
+            dns_percent: 0,
         }
     }
 }
@@ -48,6 +52,8 @@ pub struct WorkloadStats {
     pub beacon_events: u64,
     pub udp: u64,
     pub ipv6: u64,
+    /// DNS query records written (besides `events` connections).
+    pub dns: u64,
     pub span_s: f64,
 }
 
@@ -717,8 +723,22 @@ pub fn generate(cfg: &WorkloadConfig, out: &mut dyn Write) -> io::Result<Workloa
                 .expect("shares cover the range");
             (t, inst.fragment.as_str(), dest_ip, port, proto, p.hit)
         };
-        rfc3339(ts, &mut line);
         let v6 = dest_ip.contains(':');
+        // The lookup before the connection: a DNS query record, then the connection names it.
+        let domain = (due.is_none() && rng.below(100) < u64::from(cfg.dns_percent)).then(|| {
+            let name = format!("h{}.p{}.example", rng.below(500), port);
+            rfc3339(ts, &mut line);
+            let (qtype, net) = if v6 { ("AAAA", "ipv6") } else { ("A", "ipv4") };
+            let resolver = if v6 { "2001:db8::53" } else { "192.0.2.53" };
+            let _ = writeln!(
+                line,
+                "\",\"event\":{{\"kind\":\"event\",\"category\":[\"network\"],\"type\":[\"protocol\",\"info\"],\"action\":\"dns-query\"}},\"host\":{{\"hostname\":\"bench-host\"}},{fragment},\"destination\":{{\"ip\":\"{resolver}\",\"port\":53}},\"network\":{{\"transport\":\"udp\",\"type\":\"{net}\",\"direction\":\"egress\"}},\"dns\":{{\"type\":\"answer\",\"question\":{{\"name\":\"{name}\",\"type\":\"{qtype}\"}},\"response_code\":\"NOERROR\",\"answers\":[{{\"name\":\"{name}\",\"type\":\"{qtype}\",\"ttl\":300,\"data\":\"{dest_ip}\"}}],\"resolved_ip\":[\"{dest_ip}\"]}},\"monitor\":{{\"enrichment\":\"full\",\"probe\":\"raw_tracepoint\"}}}}"
+            );
+            line.push_str("{\"@timestamp\":\"");
+            stats.dns += 1;
+            name
+        });
+        rfc3339(ts, &mut line);
         let action = if proto == Proto::Tcp {
             "connect"
         } else {
@@ -744,9 +764,16 @@ pub fn generate(cfg: &WorkloadConfig, out: &mut dyn Write) -> io::Result<Workloa
         } else {
             "cgroup"
         };
+        let (domain, domain_source) = match &domain {
+            Some(name) => (
+                format!(",\"domain\":\"{name}\""),
+                ",\"domain_source\":\"process\"",
+            ),
+            None => (String::new(), ""),
+        };
         let _ = writeln!(
             line,
-            ",\"source\":{{\"ip\":\"{src_ip}\",\"port\":{src_port}}},\"destination\":{{\"ip\":\"{dest_ip}\",\"port\":{port}}},\"network\":{{\"transport\":\"{transport}\",\"type\":\"{net_type}\",\"direction\":\"egress\"}},\"monitor\":{{\"enrichment\":\"full\",\"probe\":\"{probe}\"}}}}"
+            ",\"source\":{{\"ip\":\"{src_ip}\",\"port\":{src_port}}},\"destination\":{{\"ip\":\"{dest_ip}\",\"port\":{port}{domain}}},\"network\":{{\"transport\":\"{transport}\",\"type\":\"{net_type}\",\"direction\":\"egress\"}},\"monitor\":{{\"enrichment\":\"full\",\"probe\":\"{probe}\"{domain_source}}}}}"
         );
         w.write_all(line.as_bytes())?;
         stats.events += 1;

@@ -40,6 +40,35 @@ impl ProcessTable {
             suppressed: ev.suppressed,
             probe: probe_name(ev.backend),
             dns_resolver,
+            domain: None,
+            domain_source: None,
+            dns: None,
+        }
+    }
+
+    /// A record for an event whose process is not known (a DNS answer to a socket whose
+    /// asker the kernel did not see): addresses only, no process fields, partial.
+    pub fn enrich_unknown(
+        &mut self,
+        ev: &ConnectEvent,
+        ts: Timestamp,
+        host: &Arc<str>,
+    ) -> ConnectionRecord {
+        let addrs = decode_connect(ev).unwrap_or_else(|_| decode_connect_lossy(ev));
+        ConnectionRecord {
+            timestamp: ts,
+            host_name: host.clone(),
+            process: Arc::new(ProcessInfo::default()),
+            source: addrs.source,
+            destination: addrs.destination,
+            transport: addrs.transport,
+            partial: true,
+            suppressed: 0,
+            probe: probe_name(ev.backend),
+            dns_resolver: false,
+            domain: None,
+            domain_source: None,
+            dns: None,
         }
     }
 
