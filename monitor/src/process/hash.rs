@@ -443,7 +443,7 @@ mod tests {
         let h = ExeHasher::start(&HashConfig::default(), "/proc".into()).unwrap();
         assert_eq!(h.exe_identity(me).map(|(file, _)| file), Some((dev, ino)));
         assert!(h.request(HashRequest {
-            pid,
+            pid: me,
             start: None,
             dev,
             ino,
