@@ -16,8 +16,8 @@ use monitor::fuzzing::{SyslogFramer, fit_json};
 use monitor::output::syslog::format::check_sd_id;
 use monitor::output::{Facility, OutputRecord, SyslogFormat};
 use monitor::record::{
-    AccountId, Aggregate, Alert, BeaconStats, ConnectionRecord, Detector, Endpoint, Level,
-    ParentInfo, ProcessInfo, RuleMeta, Timestamp, Transport,
+    AccountId, Aggregate, Alert, BeaconStats, ConnectionRecord, Detector, DomainSource, Endpoint,
+    Level, ParentInfo, ProcessInfo, RuleMeta, Timestamp, Transport,
 };
 use serde_json::Value;
 
@@ -65,6 +65,9 @@ struct Record {
     partial: bool,
     suppressed: u32,
     dns_resolver: bool,
+    /// An attacker-chosen name (DNS answers are hostile input too).
+    domain: Option<String>,
+    domain_from_host: bool,
 }
 
 #[derive(Arbitrary, Clone, Debug)]
@@ -132,6 +135,15 @@ fn connection(r: Record) -> ConnectionRecord {
         suppressed: r.suppressed,
         probe: None,
         dns_resolver: r.dns_resolver,
+        domain_source: r.domain.as_ref().map(|_| {
+            if r.domain_from_host {
+                DomainSource::Host
+            } else {
+                DomainSource::Process
+            }
+        }),
+        domain: r.domain.map(Into::into),
+        dns: None,
     }
 }
 

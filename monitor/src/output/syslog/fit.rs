@@ -27,7 +27,9 @@ pub(crate) fn fit_json(json: &str, budget: usize) -> String {
     if json.len() <= budget {
         return json.to_string();
     }
-    let Ok(mut doc) = serde_json::from_str::<Value>(json) else {
+    // Only an object can carry the truncation mark (a bare number would come back
+    // reformatted and unmarked).
+    let Ok(mut doc @ Value::Object(_)) = serde_json::from_str::<Value>(json) else {
         return minimal(json.len(), budget);
     };
     mark(&mut doc, json.len());
@@ -293,5 +295,14 @@ mod tests {
         let doc = serde_json::json!({"process": {"command_line": "x".repeat(1000)}});
         let out = fit_json(&doc.to_string(), 40);
         check(&out, 40);
+    }
+
+    #[test]
+    fn json_that_is_not_an_object_becomes_the_marker() {
+        // Found by the syslog_frame fuzz target: a long number came back shorter, unmarked.
+        let number = "66666666666666666666666666666.0";
+        let out = fit_json(number, 25);
+        let v: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["monitor"]["truncated"], Value::Bool(true), "{out}");
     }
 }
