@@ -1,6 +1,6 @@
 //! Replay input: ECS JSON lines back into `ConnectionRecord`s.
 //!
-//! Length: 2,600 lines of hand-written fast path plus its differential tests against
+//! Length: 2,750 lines of hand-written fast path plus its differential tests against
 //! serde_json. Planned: move it behind `record/json/read.rs` and measure whether a crate
 //! (sonic-rs, simd-json) can replace it; until then it stays whole, fenced by those tests.
 

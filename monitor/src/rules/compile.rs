@@ -1,5 +1,9 @@
 //! Sigma rule files (and the monitor's list files) to a compiled `RuleSet`.
 //!
+//! Length: 3,077 lines, far past the house limit: walking rule files, expanding lists,
+//! compiling selections and the runtime `Cond` are still one file. Planned split (issue
+//! #16): load / lists / condition / compile, each with its unit tests; not done yet.
+//!
 //! Loading is all-or-nothing per rule: a rule with any construct this engine does not
 //! implement is an error naming the file, line, rule and construct, never a rule that
 //! quietly matches less than its author wrote.
