@@ -22,7 +22,6 @@ mod procfs;
 mod replay;
 mod rules;
 mod subject;
-pub mod workload;
 
 use std::fs;
 use std::path::{Path, PathBuf};

@@ -1,6 +1,7 @@
 //! A realistic, deterministic stream of connection events as JSON lines (the records
-//! `monitor run --events` writes), for the replay benchmark and, through `#[path]`, the rule
-//! evaluation benchmark in monitor/benches/.
+//! `monitor run --events` writes), for the replay benchmark (xtask), the rule evaluation
+//! benchmarks in monitor/benches/ and the alert-budget test. A crate of its own so tests and
+//! benches share it without it shipping in the monitor.
 //!
 //! The mix is what a Linux workstation or small server makes in a day: browsers to 443 (some
 //! QUIC over UDP, some IPv6), package managers and their HTTP methods to 80/443, the
@@ -10,7 +11,7 @@
 //! port 8088 on a steady period (curl every 60 s, a python3 loop every 30 s), as in the
 //! "8088 beacon test". Addresses come from the documentation ranges only.
 //!
-//! Depends on std and serde_json only, so the monitor's benches can include it unchanged.
+//! Depends on std and serde_json only.
 
 use std::fmt::Write as _;
 use std::io::{self, Write};
