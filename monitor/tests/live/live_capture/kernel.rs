@@ -1,8 +1,5 @@
 //! Live tests of the kernel capture alone (`monitor::capture::Capture`), as root: real eBPF,
 //! real curl and python3 traffic on loopback, real bpftool.
-//!
-//! Run: `cargo test -p monitor --test capture_live -- --test-threads=1`. A test that cannot
-//! run (not root, a program missing) fails with the reason; none passes silently.
 
 use std::{
     collections::HashSet,
@@ -20,27 +17,14 @@ use monitor_common::{
 };
 
 /// Set in the child that `start_without_capabilities_fails_naming_them` runs without caps.
-const UNPRIVILEGED_CHILD: &str = "CAPTURE_LIVE_UNPRIVILEGED_CHILD";
+const UNPRIVILEGED_CHILD: &str = "LIVE_CAPTURE_UNPRIVILEGED_CHILD";
 
 fn require_root() {
-    // SAFETY: geteuid has no preconditions.
-    let euid = unsafe { libc::geteuid() };
-    assert_eq!(
-        euid, 0,
-        "capture_live needs root (eBPF programs, tracefs, cgroup attach); run the tests as root"
-    );
+    crate::common::require_root("live_capture");
 }
 
 fn require_program(name: &str) {
-    let found = Command::new("sh")
-        .args(["-c", &format!("command -v {name}")])
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(
-        found,
-        "capture_live needs `{name}` on PATH; install it (apt-get install -y {name})"
-    );
+    crate::common::require_program(&[name], name);
 }
 
 fn config(probe: ProbeChoice) -> CaptureConfig {
