@@ -15,7 +15,8 @@
 use anyhow::{Context as _, Result, ensure};
 use serde_json::{Value, json};
 
-use super::live::{LOAD_CPU, LoadResult, TOOL_CPU, median_interval, quantile, run_loadgen};
+use super::live::{LOAD_CPU, LoadResult, TOOL_CPU, run_loadgen};
+use super::stats::{median_interval, quantile};
 use super::subject::{Monitor, MonitorRun, Scrape};
 use super::{Ctx, fmt_rate, median};
 
