@@ -17,7 +17,7 @@ use std::process::{Command, Stdio};
 use anyhow::{Context as _, Result, bail, ensure};
 use serde_json::{Value, json};
 
-use super::stats::{median_interval, quantile};
+use super::stats::RatioSummary;
 use super::subject::{Bpftrace, Counters, Monitor, MonitorRun};
 use super::{Ctx, fmt_rate, median};
 
@@ -641,15 +641,14 @@ pub fn paired_tcp(ctx: &Ctx) -> Result<(Value, String)> {
     for config in CONFIGS {
         let ts: Vec<&Trial> = trials.iter().filter(|t| t.config == config).collect();
         let rates: Vec<f64> = ts.iter().map(|t| t.load.rate).collect();
-        let mut ratios: Vec<f64> = ts
-            .iter()
-            .filter_map(|t| bare_rate(t.round).map(|b| t.load.rate / b))
-            .collect();
-        ratios.sort_by(f64::total_cmp);
-        let ratio = median(&ratios);
-        let (lo, hi) = median_interval(&ratios, 0.95);
-        let (q1, q3) = (quantile(&ratios, 0.25), quantile(&ratios, 0.75));
-        let at_least = ratios.iter().filter(|&&r| r >= 0.95).count();
+        let summary = RatioSummary::of(
+            ts.iter()
+                .filter_map(|t| bare_rate(t.round).map(|b| t.load.rate / b))
+                .collect(),
+            0.95,
+        );
+        let (ratio, (lo, hi)) = (summary.median, summary.ci95);
+        let [ratio_cell, interval_cell, quartile_cell, goal_cell] = summary.cells();
         let seen: u64 = ts.iter().map(|t| t.seen).sum();
         let lost: u64 = ts.iter().map(|t| t.lost).sum();
         let cpu_ns: u64 = ts.iter().map(|t| t.cpu_ns).sum();
@@ -660,13 +659,10 @@ pub fn paired_tcp(ctx: &Ctx) -> Result<(Value, String)> {
             "| {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
             config.name(),
             fmt_rate(median(&rates)),
-            dash(format!("{ratio:.3}")),
-            dash(match (lo, hi) {
-                (Some(lo), Some(hi)) => format!("{lo:.3} – {hi:.3}"),
-                _ => "too few rounds".into(),
-            }),
-            dash(format!("{q1:.3} – {q3:.3}")),
-            dash(format!("{at_least} of {}", ratios.len())),
+            dash(ratio_cell),
+            dash(interval_cell),
+            dash(quartile_cell),
+            dash(goal_cell),
             dash(format!(
                 "{:.2} µs",
                 cpu_ns as f64 / ops.max(1) as f64 / 1000.0
@@ -678,10 +674,10 @@ pub fn paired_tcp(ctx: &Ctx) -> Result<(Value, String)> {
         rows.push(json!({
             "config": config.key(),
             "rates": rates,
-            "ratios_sorted": ratios,
+            "ratios_sorted": summary.sorted,
             "ratio_median": ratio,
             "ratio_median_ci95": [lo, hi],
-            "rounds_at_least_0_95": at_least,
+            "rounds_at_least_0_95": summary.at_least_goal,
             "seen": seen,
             "lost": lost,
             "watcher_cpu_ns": cpu_ns,

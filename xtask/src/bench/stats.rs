@@ -1,5 +1,46 @@
 //! Order statistics for the benchmark reports: quantiles and the distribution-free
-//! confidence interval of a median.
+//! confidence interval of a median, and the summary of paired ratios both paired stages
+//! (TCP connects, exec storm) report.
+
+use super::median;
+
+/// Round-by-round ratios of one configuration to bare, summarized.
+pub struct RatioSummary {
+    /// The ratios, sorted.
+    pub sorted: Vec<f64>,
+    pub median: f64,
+    /// 95 % interval of the median (`None`: too few rounds).
+    pub ci95: (Option<f64>, Option<f64>),
+    pub quartiles: (f64, f64),
+    /// Rounds whose ratio reached the goal.
+    pub at_least_goal: usize,
+}
+
+impl RatioSummary {
+    pub fn of(mut ratios: Vec<f64>, goal: f64) -> RatioSummary {
+        ratios.sort_by(f64::total_cmp);
+        RatioSummary {
+            median: median(&ratios),
+            ci95: median_interval(&ratios, 0.95),
+            quartiles: (quantile(&ratios, 0.25), quantile(&ratios, 0.75)),
+            at_least_goal: ratios.iter().filter(|&&r| r >= goal).count(),
+            sorted: ratios,
+        }
+    }
+
+    /// The table cells: median, its interval, quartiles, rounds at the goal.
+    pub fn cells(&self) -> [String; 4] {
+        [
+            format!("{:.3}", self.median),
+            match self.ci95 {
+                (Some(lo), Some(hi)) => format!("{lo:.3} – {hi:.3}"),
+                _ => "too few rounds".into(),
+            },
+            format!("{:.3} – {:.3}", self.quartiles.0, self.quartiles.1),
+            format!("{} of {}", self.at_least_goal, self.sorted.len()),
+        ]
+    }
+}
 
 /// Linear-interpolated quantile of a sorted list.
 pub fn quantile(sorted: &[f64], q: f64) -> f64 {
