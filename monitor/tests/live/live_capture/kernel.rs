@@ -1099,7 +1099,7 @@ fn start_without_capabilities_fails_naming_them() {
         .arg(exe)
         .args([
             "--exact",
-            "start_without_capabilities_fails_naming_them",
+            "kernel::start_without_capabilities_fails_naming_them",
             "--test-threads=1",
         ])
         .env(UNPRIVILEGED_CHILD, "1")
