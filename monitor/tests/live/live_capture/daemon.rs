@@ -3,6 +3,8 @@
 //! a test host in a network namespace, each event found by the client's pid and checked
 //! field by field against what the test knows about the process it started.
 //!
+//! Length: over 800 lines: one live test per end-to-end behaviour, sharing the monitor and
+//! client harness at the top.
 
 use std::io::{BufRead as _, BufReader};
 use std::net::UdpSocket;

@@ -1,5 +1,9 @@
 //! Live tests of the kernel capture alone (`monitor::capture::Capture`), as root: real eBPF,
 //! real curl and python3 traffic on loopback, real bpftool.
+//!
+//! Length: over 800 lines: one live test per kernel-side behaviour (backends, flood
+//! control, wake-ups, exec records, detach, capabilities), sharing the capture start-up and
+//! collection helpers at the top.
 
 use std::{
     collections::HashSet,
