@@ -34,7 +34,9 @@ fn errors_with(sources: &[Source], limits: Limits) -> (Vec<String>, Duration) {
 
 fn errors(sources: &[Source]) -> Vec<String> {
     let (e, took) = errors_with(sources, Limits::default());
-    assert!(took < Duration::from_secs(2), "took {took:?}: {e:?}");
+    // Bounds for blow-ups (these inputs took minutes before the budgets), generous enough
+    // for an unoptimized build on a loaded two-core machine.
+    assert!(took < Duration::from_secs(10), "took {took:?}: {e:?}");
     e
 }
 
@@ -301,7 +303,7 @@ fn a_selection_of_many_maps_compiles_in_linear_time_and_space() {
     assert!(words <= 2 * c.tests.tests.len(), "{words} mask words");
     let set = crate::rules::RuleSet::new(c.rules, c.tests, c.correlations);
     assert_eq!(set.len(), 1);
-    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
 }
 
 #[test]
@@ -317,7 +319,7 @@ fn the_deadline_stops_a_long_run_of_regular_expressions_promptly() {
         ..Limits::default()
     };
     let (e, took) = errors_with(&[src("r.yml", rule(&det, ""))], limits);
-    assert!(took < Duration::from_millis(1500), "{took:?}");
+    assert!(took < Duration::from_secs(5), "{took:?}");
     assert_eq!(e.len(), 1, "{e:?}");
     assert!(e[0].starts_with("r.yml:"), "{e:?}");
     assert!(
