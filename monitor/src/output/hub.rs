@@ -13,6 +13,7 @@ use super::spec::OutputSpec;
 use super::stdout::StdoutTarget;
 use super::syslog::format::{Framer, SyslogFormat};
 use super::syslog::sink::SyslogSink;
+use super::syslog::tls::TlsClient;
 use super::syslog::transport::{MAX_DATAGRAM, Target};
 use super::{OutputConfig, OutputError};
 
@@ -88,6 +89,8 @@ impl OutputHub {
         }
         let hostname = cfg.hostname.clone().unwrap_or_else(system_hostname);
         let mut sinks = Vec::with_capacity(specs.len());
+        // One TLS client configuration for every TLS output, built at the first.
+        let mut tls: Option<TlsClient> = None;
         for spec in specs {
             let name = spec.to_string();
             let sink = match spec {
@@ -109,7 +112,9 @@ impl OutputHub {
                 }
                 OutputSpec::Syslog
                 | OutputSpec::SyslogUdp { .. }
-                | OutputSpec::SyslogTcp { .. } => {
+                | OutputSpec::SyslogTcp { .. }
+                | OutputSpec::SyslogTls { .. }
+                | OutputSpec::SyslogRelp { .. } => {
                     let (target, local) = match spec {
                         OutputSpec::SyslogUdp { host, port } => (
                             Target::Udp {
@@ -125,6 +130,26 @@ impl OutputHub {
                             },
                             false,
                         ),
+                        OutputSpec::SyslogTls { host, port } => (
+                            Target::Tls {
+                                host: host.clone(),
+                                port: *port,
+                                tls: tls_client(&mut tls, cfg, &name)?,
+                            },
+                            false,
+                        ),
+                        OutputSpec::SyslogRelp { host, port, tls: t } => (
+                            Target::Relp {
+                                host: host.clone(),
+                                port: *port,
+                                tls: if *t {
+                                    Some(tls_client(&mut tls, cfg, &name)?)
+                                } else {
+                                    None
+                                },
+                            },
+                            false,
+                        ),
                         _ => (Target::Unix(cfg.local_socket.clone()), true),
                     };
                     let format = cfg.syslog_format.unwrap_or(if local {
@@ -133,7 +158,9 @@ impl OutputHub {
                         SyslogFormat::Rfc5424
                     });
                     let max_message = match target {
-                        Target::Tcp { .. } => cfg.max_message_bytes,
+                        Target::Tcp { .. } | Target::Tls { .. } | Target::Relp { .. } => {
+                            cfg.max_message_bytes
+                        }
                         _ => cfg.max_message_bytes.min(MAX_DATAGRAM),
                     };
                     let framer = Framer::new(
@@ -304,6 +331,23 @@ impl FinalStats {
 
 /// Spool subdirectory of a syslog output: its spec with anything but letters, digits and
 /// `.+-` replaced, e.g. `syslog+tcp_127.0.0.1_514`.
+/// The TLS client of the TLS outputs, built once from `cfg.tls`; an error names the output.
+fn tls_client(
+    tls: &mut Option<TlsClient>,
+    cfg: &OutputConfig,
+    output: &str,
+) -> Result<TlsClient, OutputError> {
+    if let Some(t) = tls {
+        return Ok(t.clone());
+    }
+    let t = TlsClient::new(&cfg.tls).map_err(|source| OutputError::Tls {
+        output: output.to_string(),
+        source,
+    })?;
+    *tls = Some(t.clone());
+    Ok(t)
+}
+
 fn spool_key(spec: &OutputSpec) -> String {
     spec.to_string()
         .replace("://", "_")
@@ -351,5 +395,9 @@ mod tests {
             "syslog+udp__2001_db8__1__514"
         );
         assert_eq!(spool_key(&OutputSpec::Syslog), "syslog");
+        assert_eq!(
+            spool_key(&"syslog+relp+tls://h.example:2514".parse().unwrap()),
+            "syslog+relp+tls_h.example_2514"
+        );
     }
 }

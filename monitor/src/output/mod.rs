@@ -8,7 +8,9 @@
 //!   opened in append mode (created `0640`, as command lines may hold secrets) and reopened
 //!   by [`OutputHub::reopen_files`] (SIGHUP, for logrotate).
 //! - `syslog` (the local daemon's socket, `/dev/log`), `syslog+udp://HOST:PORT`,
-//!   `syslog+tcp://HOST:PORT` (RFC 6587 octet counting). See [`syslog`] for the framing,
+//!   `syslog+tcp://HOST:PORT` (RFC 6587 octet counting), `syslog+tls://HOST:PORT` (RFC
+//!   5425), `syslog+relp://HOST:PORT` and `syslog+relp+tls://HOST:PORT` (RELP: every
+//!   message acknowledged by the collector). See [`syslog`] for the framing,
 //!   facility, severity, size limit, queue, spool and what "no loss" means per transport.
 //!
 //! One failing output does not stop the others: a file that cannot be written counts the
@@ -33,6 +35,7 @@ pub use hub::{OutputHub, OutputStats, SinkStats};
 pub use output_record::{OutputRecord, RecordKind};
 pub use spec::{OutputSpec, OutputSpecError};
 pub use syslog::format::{Facility, SyslogFormat};
+pub use syslog::tls::{TlsSettings, TlsSetupError};
 
 /// How outputs behave. `Default` gives the documented defaults.
 #[derive(Clone, Debug, PartialEq)]
@@ -89,6 +92,9 @@ pub struct OutputConfig {
     pub connect_timeout: Duration,
     /// Records each stdout/file writer thread holds before `send` waits. Default 1024.
     pub line_queue_capacity: usize,
+    /// TLS of `syslog+tls://` and `syslog+relp+tls://` (`[output.tls]`): CA (default the
+    /// system trust store), client certificate and key, server name.
+    pub tls: TlsSettings,
 }
 
 impl Default for OutputConfig {
@@ -109,6 +115,7 @@ impl Default for OutputConfig {
             reconnect_max: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(5),
             line_queue_capacity: 1024,
+            tls: TlsSettings::default(),
         }
     }
 }
@@ -191,6 +198,11 @@ pub enum OutputError {
         "spool directory {dir} for output `{output}` is locked by another monitor process; give each instance its own spool directory"
     )]
     SpoolLocked { output: String, dir: PathBuf },
+    #[error("output `{output}`: {source}")]
+    Tls {
+        output: String,
+        source: TlsSetupError,
+    },
     #[error("cannot start the writer thread for output `{output}`: {source}")]
     Thread { output: String, source: io::Error },
     #[error("output `{output}` did not finish within the shutdown deadline: {detail}")]

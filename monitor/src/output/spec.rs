@@ -7,7 +7,10 @@ use std::str::FromStr;
 use thiserror::Error;
 
 /// Where records go: `stdout` | `file:PATH` | `syslog` | `syslog+udp://HOST:PORT` |
-/// `syslog+tcp://HOST:PORT`. An IPv6 HOST is written in brackets: `[2001:db8::1]:514`.
+/// `syslog+tcp://HOST:PORT` | `syslog+tls://HOST:PORT` | `syslog+relp://HOST:PORT` |
+/// `syslog+relp+tls://HOST:PORT`. An IPv6 HOST is written in brackets:
+/// `[2001:db8::1]:514`. TLS settings (CA, client certificate) are `[output.tls]` in the
+/// config file, shared by the TLS outputs.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum OutputSpec {
     Stdout,
@@ -22,11 +25,22 @@ pub enum OutputSpec {
         host: String,
         port: u16,
     },
+    /// RFC 5425: octet-counted frames over TLS.
+    SyslogTls {
+        host: String,
+        port: u16,
+    },
+    /// RELP (rsyslog's imrelp), over TLS when `tls`.
+    SyslogRelp {
+        host: String,
+        port: u16,
+        tls: bool,
+    },
 }
 
 #[derive(Debug, Error, PartialEq, Eq)]
 #[error(
-    "invalid output `{spec}`: {reason}; expected stdout, file:PATH, syslog, syslog+udp://HOST:PORT or syslog+tcp://HOST:PORT"
+    "invalid output `{spec}`: {reason}; expected stdout, file:PATH, syslog, syslog+udp://HOST:PORT, syslog+tcp://HOST:PORT, syslog+tls://HOST:PORT, syslog+relp://HOST:PORT or syslog+relp+tls://HOST:PORT"
 )]
 pub struct OutputSpecError {
     pub spec: String,
@@ -53,18 +67,34 @@ impl FromStr for OutputSpec {
             }
             return Ok(OutputSpec::File(PathBuf::from(path)));
         }
-        let (tcp, rest) = if let Some(rest) = s.strip_prefix("syslog+tcp://") {
-            (true, rest)
-        } else if let Some(rest) = s.strip_prefix("syslog+udp://") {
-            (false, rest)
-        } else {
+        const SCHEMES: [&str; 5] = [
+            "syslog+tcp://",
+            "syslog+udp://",
+            "syslog+tls://",
+            "syslog+relp://",
+            "syslog+relp+tls://",
+        ];
+        let Some((scheme, rest)) = SCHEMES
+            .iter()
+            .find_map(|p| s.strip_prefix(p).map(|rest| (*p, rest)))
+        else {
             return Err(err("unknown output kind"));
         };
         let (host, port) = parse_host_port(rest).map_err(|r| err(&r))?;
-        Ok(if tcp {
-            OutputSpec::SyslogTcp { host, port }
-        } else {
-            OutputSpec::SyslogUdp { host, port }
+        Ok(match scheme {
+            "syslog+tcp://" => OutputSpec::SyslogTcp { host, port },
+            "syslog+udp://" => OutputSpec::SyslogUdp { host, port },
+            "syslog+tls://" => OutputSpec::SyslogTls { host, port },
+            "syslog+relp://" => OutputSpec::SyslogRelp {
+                host,
+                port,
+                tls: false,
+            },
+            _ => OutputSpec::SyslogRelp {
+                host,
+                port,
+                tls: true,
+            },
         })
     }
 }
@@ -124,6 +154,13 @@ impl fmt::Display for OutputSpec {
             OutputSpec::Syslog => f.write_str("syslog"),
             OutputSpec::SyslogUdp { host, port } => host_port(f, "syslog+udp", host, *port),
             OutputSpec::SyslogTcp { host, port } => host_port(f, "syslog+tcp", host, *port),
+            OutputSpec::SyslogTls { host, port } => host_port(f, "syslog+tls", host, *port),
+            OutputSpec::SyslogRelp { host, port, tls } => host_port(
+                f,
+                if *tls { "syslog+relp+tls" } else { "syslog+relp" },
+                host,
+                *port,
+            ),
         }
     }
 }
@@ -156,6 +193,29 @@ mod tests {
                 },
             ),
             (
+                "syslog+tls://logs.example.org:6514",
+                OutputSpec::SyslogTls {
+                    host: "logs.example.org".into(),
+                    port: 6514,
+                },
+            ),
+            (
+                "syslog+relp://127.0.0.1:2514",
+                OutputSpec::SyslogRelp {
+                    host: "127.0.0.1".into(),
+                    port: 2514,
+                    tls: false,
+                },
+            ),
+            (
+                "syslog+relp+tls://[2001:db8::1]:2514",
+                OutputSpec::SyslogRelp {
+                    host: "2001:db8::1".into(),
+                    port: 2514,
+                    tls: true,
+                },
+            ),
+            (
                 "syslog+tcp://[2001:db8::1]:514",
                 OutputSpec::SyslogTcp {
                     host: "2001:db8::1".into(),
@@ -182,6 +242,8 @@ mod tests {
             ("syslog+tcp://:514", "the host is empty"),
             ("syslog+tcp://a b:514", "not a host name"),
             ("syslog+http://h:1", "unknown output kind"),
+            ("syslog+relps://h:1", "unknown output kind"),
+            ("syslog+relp://h", "the port is missing"),
         ] {
             let e = s.parse::<OutputSpec>().unwrap_err();
             assert!(e.reason.contains(reason), "{s}: {e}");

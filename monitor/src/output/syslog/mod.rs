@@ -68,6 +68,8 @@
 
 pub mod fit;
 pub mod format;
+pub(crate) mod relp;
 pub(crate) mod sink;
 pub mod spool;
+pub mod tls;
 pub(crate) mod transport;

@@ -27,6 +27,8 @@ const BATCH_RECORDS: usize = 256;
 const BATCH_BYTES: usize = 256 * 1024;
 /// Extra time, after the deadline, that `shutdown` waits for the task to notice it.
 const STOP_GRACE: Duration = Duration::from_secs(2);
+/// How long the task waits for the answer to a RELP `close` when it stops.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 
 pub(crate) struct SyslogSink {
     shared: Arc<Shared>,
@@ -384,14 +386,29 @@ async fn until_deadline<F: std::future::Future>(
     }
 }
 
-/// The delivery task.
+/// The delivery task. At the end a RELP session is closed (`close`), briefly: whatever is
+/// unacknowledged is already back in memory or the spool.
 async fn deliver(
     shared: Arc<Shared>,
     target: Target,
     timing: Timing,
-    mut deadline: watch::Receiver<Option<Instant>>,
+    deadline: watch::Receiver<Option<Instant>>,
 ) {
     let mut conn: Option<Connection> = None;
+    deliver_until_done(&shared, &target, &timing, deadline, &mut conn).await;
+    if let Some(mut c) = conn {
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, c.close()).await;
+    }
+}
+
+/// Delivers until everything is sent at shutdown or the deadline passes.
+async fn deliver_until_done(
+    shared: &Arc<Shared>,
+    target: &Target,
+    timing: &Timing,
+    mut deadline: watch::Receiver<Option<Instant>>,
+    conn: &mut Option<Connection>,
+) {
     let mut backoff = timing.reconnect_min;
     let mut down_since: Option<Instant> = None;
     let down_log = LogEvery::new(Duration::from_secs(60));
@@ -447,8 +464,8 @@ async fn deliver(
             }
             continue;
         };
-        if conn.as_ref().is_some_and(Connection::peer_closed) {
-            conn = None;
+        if conn.as_mut().is_some_and(Connection::peer_closed) {
+            *conn = None;
             down_since.get_or_insert_with(Instant::now);
             tracing::info!(output = %shared.name, "the receiver closed the connection; reconnecting");
         }
@@ -458,7 +475,7 @@ async fn deliver(
                     shared.settle(source, &mut batch, 0);
                     return;
                 }
-                Some(Ok(c)) => conn = Some(c),
+                Some(Ok(c)) => *conn = Some(c),
                 Some(Err(e)) => {
                     shared.settle(source, &mut batch, 0);
                     failed(
@@ -516,7 +533,7 @@ async fn deliver(
             }
         }
         if let Some(e) = sent.error {
-            conn = None;
+            *conn = None;
             failed(
                 &shared,
                 "sending to the syslog receiver failed",

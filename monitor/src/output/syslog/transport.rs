@@ -1,5 +1,6 @@
 //! Sockets to a syslog receiver: the local daemon's unix socket (datagram, or stream as a
-//! fallback), UDP, and TCP with RFC 6587 octet counting.
+//! fallback), UDP, TCP with RFC 6587 octet counting, TLS with the same framing (RFC 5425),
+//! and RELP sessions over TCP or TLS (see [`super::relp`]).
 
 use std::io;
 use std::os::fd::AsRawFd;
@@ -8,6 +9,10 @@ use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpStream, UdpSocket, UnixDatagram, UnixStream};
+use tokio_rustls::client::TlsStream;
+
+use super::relp::{self, Session};
+use super::tls::TlsClient;
 
 /// Where one syslog output sends.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -15,6 +20,18 @@ pub(crate) enum Target {
     Unix(PathBuf),
     Udp { host: String, port: u16 },
     Tcp { host: String, port: u16 },
+    /// RFC 5425: octet-counted frames over TLS.
+    Tls {
+        host: String,
+        port: u16,
+        tls: TlsClient,
+    },
+    /// RELP, over TLS when `tls` is set.
+    Relp {
+        host: String,
+        port: u16,
+        tls: Option<TlsClient>,
+    },
 }
 
 impl Target {
@@ -50,23 +67,65 @@ impl Target {
                 Err(last.unwrap_or_else(|| no_address(host)))
             }
             Target::Tcp { host, port } => {
-                let mut last = None;
-                for addr in tokio::net::lookup_host((host.as_str(), *port)).await? {
-                    match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
-                        Ok(Ok(s)) => return Ok(Connection::Tcp(s)),
-                        Ok(Err(e)) => last = Some(e),
-                        Err(_) => {
-                            last = Some(io::Error::new(
-                                io::ErrorKind::TimedOut,
-                                format!("connecting to {addr} took longer than {timeout:?}"),
-                            ))
-                        }
-                    }
-                }
-                Err(last.unwrap_or_else(|| no_address(host)))
+                Ok(Connection::Tcp(connect_tcp(host, *port, timeout).await?))
+            }
+            Target::Tls { host, port, tls } => {
+                let tcp = connect_tcp(host, *port, timeout).await?;
+                let stream = with_timeout(timeout, host, *port, tls.handshake(tcp, host, *port))
+                    .await?;
+                Ok(Connection::Tls(Box::new(stream)))
+            }
+            Target::Relp { host, port, tls } => {
+                let tcp = connect_tcp(host, *port, timeout).await?;
+                let stream: Box<dyn relp::Stream> = match tls {
+                    Some(tls) => Box::new(
+                        with_timeout(timeout, host, *port, tls.handshake(tcp, host, *port))
+                            .await?,
+                    ),
+                    None => Box::new(tcp),
+                };
+                let session = Session::open(stream, relp::ANSWER_TIMEOUT.min(timeout.max(
+                    std::time::Duration::from_secs(1),
+                )))
+                .await
+                .map_err(|e| io::Error::new(e.kind(), format!("opening a RELP session with {host}:{port}: {e}")))?;
+                Ok(Connection::Relp(Box::new(session)))
             }
         }
     }
+}
+
+async fn with_timeout<T>(
+    timeout: Duration,
+    host: &str,
+    port: u16,
+    fut: impl std::future::Future<Output = io::Result<T>>,
+) -> io::Result<T> {
+    match tokio::time::timeout(timeout, fut).await {
+        Ok(r) => r,
+        Err(_) => Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!("the TLS handshake with {host}:{port} took longer than {timeout:?}"),
+        )),
+    }
+}
+
+/// A TCP connection to the first address of `host` that answers.
+async fn connect_tcp(host: &str, port: u16, timeout: Duration) -> io::Result<TcpStream> {
+    let mut last = None;
+    for addr in tokio::net::lookup_host((host, port)).await? {
+        match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+            Ok(Ok(s)) => return Ok(s),
+            Ok(Err(e)) => last = Some(e),
+            Err(_) => {
+                last = Some(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("connecting to {addr} took longer than {timeout:?}"),
+                ))
+            }
+        }
+    }
+    Err(last.unwrap_or_else(|| no_address(host)))
 }
 
 fn no_address(host: &str) -> io::Error {
@@ -83,6 +142,10 @@ pub(crate) enum Connection {
     Udp(UdpSocket),
     /// RFC 6587 octet counting: `LEN SP MSG`.
     Tcp(TcpStream),
+    /// RFC 5425: the same framing over TLS.
+    Tls(Box<TlsStream<TcpStream>>),
+    /// A RELP session: a message is sent once the collector acknowledged it.
+    Relp(Box<Session>),
 }
 
 /// Largest datagram the outputs send (UDP's limit is 65,507 bytes of payload over IPv4).
@@ -105,10 +168,16 @@ impl Connection {
     /// For stream sockets: whether the receiver has closed or reset the connection. Checked
     /// before each batch so messages are not written into a connection that is already
     /// dead (the kernel would accept them and they would be lost).
-    pub fn peer_closed(&self) -> bool {
+    pub fn peer_closed(&mut self) -> bool {
         let fd = match self {
             Connection::Tcp(s) => s.as_raw_fd(),
+            // The raw socket carries TLS records (session tickets, alerts) that are not
+            // the collector's data; an orderly close still reads as zero bytes.
+            Connection::Tls(s) => s.get_ref().0.as_raw_fd(),
             Connection::UnixStream(s) => s.as_raw_fd(),
+            // Between batches nothing is outstanding, so anything the server says (only
+            // `serverclose` is allowed then) or an end of stream ends the session.
+            Connection::Relp(s) => return s.has_unsolicited(),
             Connection::UnixDgram(_) | Connection::Udp(_) => return false,
         };
         let mut byte = [0u8; 1];
@@ -146,16 +215,22 @@ impl Connection {
             Connection::UnixDgram(s) => send_datagrams(msgs, |m| s.send(m)).await,
             Connection::Udp(s) => send_datagrams(msgs, |m| s.send(m)).await,
             Connection::Tcp(s) => {
-                scratch.clear();
-                let mut ends = Vec::with_capacity(msgs.len());
-                for m in msgs {
-                    scratch.extend_from_slice(m.len().to_string().as_bytes());
-                    scratch.push(b' ');
-                    scratch.extend_from_slice(m);
-                    ends.push(scratch.len());
-                }
+                let ends = octet_counted(msgs, scratch);
                 write_counted(s, scratch, &ends).await
             }
+            Connection::Tls(s) => {
+                let ends = octet_counted(msgs, scratch);
+                let mut sent = write_counted(s.as_mut(), scratch, &ends).await;
+                // rustls buffers: only what is flushed to the socket has left.
+                if sent.error.is_none()
+                    && let Err(e) = s.flush().await
+                {
+                    sent.count = 0;
+                    sent.error = Some(e);
+                }
+                sent
+            }
+            Connection::Relp(s) => s.send_batch(msgs, scratch).await,
             Connection::UnixStream(s) => {
                 scratch.clear();
                 let mut ends = Vec::with_capacity(msgs.len());
@@ -166,6 +241,28 @@ impl Connection {
                 }
                 write_counted(s, scratch, &ends).await
             }
+        }
+    }
+}
+
+/// RFC 6587 octet counting of `msgs` into `scratch`; the end of each frame.
+fn octet_counted(msgs: &[Vec<u8>], scratch: &mut Vec<u8>) -> Vec<usize> {
+    scratch.clear();
+    let mut ends = Vec::with_capacity(msgs.len());
+    for m in msgs {
+        scratch.extend_from_slice(m.len().to_string().as_bytes());
+        scratch.push(b' ');
+        scratch.extend_from_slice(m);
+        ends.push(scratch.len());
+    }
+    ends
+}
+
+impl Connection {
+    /// Ends a RELP session politely (`close`); other connections are just dropped.
+    pub async fn close(&mut self) {
+        if let Connection::Relp(s) = self {
+            let _ = s.close().await;
         }
     }
 }
