@@ -341,9 +341,17 @@ fn replay_command(args: ReplayArgs) -> Result<(), Failure> {
         let mut pending: Vec<OutputRecord> = Vec::new();
         let mut failure = None;
         let mut time_report = TimeReport::default();
+        let mut first = true;
         loop {
             match source.next_record() {
                 Ok(Some(rec)) => {
+                    if first {
+                        // Deterministic event.id: the same input gives the same ids.
+                        first = false;
+                        let mut json = Vec::new();
+                        rec.write_json(&mut json);
+                        monitor::output::event_id::start_deterministic(&json);
+                    }
                     pipeline
                         .process_tagged(&rec, source.line(), &mut |e| pending.push(e.to_output()));
                     time_report.collect(&name, &mut pipeline);

@@ -17,6 +17,7 @@
 //! error, logs it (at most every 10 s) and retries opening on the next record; a syslog
 //! output that cannot deliver queues and spools.
 
+pub mod event_id;
 mod file;
 mod hub;
 mod line;

@@ -5,6 +5,7 @@ use std::cell::RefCell;
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use super::event_id::next_event_id;
 use crate::record::{Alert, ConnectionRecord, Level, ProcessInfo, RuleMeta, Timestamp, Transport};
 
 /// ECS `event.kind` of a record; it is also the RFC 5424 MSGID.
@@ -89,7 +90,7 @@ impl OutputRecord {
         OutputRecord(Arc::new(Inner {
             kind: RecordKind::Event,
             timestamp: r.timestamp,
-            json: json_of(|buf| r.write_json_object(buf)),
+            json: json_of(|buf| r.write_json_object_with_id(buf, next_event_id().as_str())),
             level: None,
             rule: None,
             techniques: None,
@@ -103,7 +104,7 @@ impl OutputRecord {
         OutputRecord(Arc::new(Inner {
             kind: RecordKind::Alert,
             timestamp: a.timestamp,
-            json: json_of(|buf| a.write_json_object(buf)),
+            json: json_of(|buf| a.write_json_object_with_id(buf, next_event_id().as_str())),
             level: Some(a.level),
             rule: Some(a.rule.clone()),
             techniques: Some(a.techniques.clone()),
@@ -120,6 +121,15 @@ impl OutputRecord {
             .and_then(|t| t.as_str())
             .and_then(|t| Timestamp::parse_rfc3339(t).ok())
             .unwrap_or_else(Timestamp::now);
+        let mut doc = doc;
+        if let Some(event) = doc.get_mut("event").and_then(|e| e.as_object_mut()) {
+            event.insert("id".into(), next_event_id().as_str().into());
+        } else if let Some(obj) = doc.as_object_mut() {
+            obj.insert(
+                "event".into(),
+                serde_json::json!({ "id": next_event_id().as_str() }),
+            );
+        }
         // A Value has string keys only, so serializing it cannot fail.
         let json = serde_json::to_string(&doc).expect("serialize metric");
         OutputRecord(Arc::new(Inner {

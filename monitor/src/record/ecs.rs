@@ -53,7 +53,12 @@ impl ConnectionRecord {
 
     /// Writes the record as one JSON object, without a newline.
     pub(crate) fn write_json_object<S: JsonSink>(&self, out: &mut S) {
-        WriterCaches::with(|caches| write_doc(out, caches, self, self.timestamp, None));
+        WriterCaches::with(|caches| write_doc(out, caches, self, self.timestamp, None, None));
+    }
+
+    /// `write_json_object` with `event.id` (the outputs' records).
+    pub(crate) fn write_json_object_with_id<S: JsonSink>(&self, out: &mut S, id: &str) {
+        WriterCaches::with(|caches| write_doc(out, caches, self, self.timestamp, None, Some(id)));
     }
 
     pub fn to_json_line(&self) -> String {
@@ -74,7 +79,14 @@ impl Alert {
     /// Writes the alert as one JSON object, without a newline.
     pub(crate) fn write_json_object<S: JsonSink>(&self, out: &mut S) {
         WriterCaches::with(|caches| {
-            write_doc(out, caches, &self.event, self.timestamp, Some(self))
+            write_doc(out, caches, &self.event, self.timestamp, Some(self), None)
+        });
+    }
+
+    /// `write_json_object` with `event.id` (the outputs' records).
+    pub(crate) fn write_json_object_with_id<S: JsonSink>(&self, out: &mut S, id: &str) {
+        WriterCaches::with(|caches| {
+            write_doc(out, caches, &self.event, self.timestamp, Some(self), Some(id))
         });
     }
 
@@ -95,6 +107,7 @@ fn write_doc<S: JsonSink>(
     r: &ConnectionRecord,
     ts: Timestamp,
     alert: Option<&Alert>,
+    id: Option<&str>,
 ) {
     out.put("{\"@timestamp\":\"");
     caches.second.put(out, ts);
@@ -103,6 +116,12 @@ fn write_doc<S: JsonSink>(
     } else {
         "\",\"event\":{\"kind\":\"event\""
     });
+    if let Some(id) = id {
+        // Hex digits only (output::event_id): nothing to escape.
+        out.put(",\"id\":\"");
+        out.put(id);
+        out.put("\"");
+    }
     if r.dns.is_some() {
         out.put(",\"category\":[\"network\"],\"type\":[\"protocol\",\"info\"],\"action\":");
     } else {

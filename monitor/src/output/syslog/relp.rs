@@ -406,7 +406,7 @@ mod tests {
         // librelp writes `N rsp 0 \n`? Accept the SP form as well as the bare one.
         let (f, n) = parse(b"5 rsp 0 \n").unwrap().unwrap();
         assert_eq!((f.txnr, f.data, n), (5, &b""[..], 9));
-        let whole = b"1 rsp 92 200 OK\nrelp_version=0\nrelp_software=librelp,1.11.0,http://librelp.adiscon.com\ncommands=syslog\n";
+        let whole = b"1 rsp 93 200 OK\nrelp_version=0\nrelp_software=librelp,1.11.0,http://librelp.adiscon.com\ncommands=syslog\n";
         let (f, n) = parse(whole).unwrap().unwrap();
         assert_eq!((f.txnr, n), (1, whole.len()));
         for cut in 0..whole.len() {
@@ -470,7 +470,7 @@ mod tests {
         out
     }
 
-    const OPEN_OK: &[u8] = b"1 rsp 30 200 OK\nrelp_version=0\ncommands=syslog\n";
+    const OPEN_OK: &[u8] = b"1 rsp 37 200 OK\nrelp_version=0\ncommands=syslog\n";
 
     #[tokio::test]
     async fn acks_in_any_order_count_only_the_acknowledged_prefix() {
@@ -484,7 +484,7 @@ mod tests {
                     got.extend(read_frames(&mut srv, &mut buf).await);
                 }
                 // 3 and 2 acknowledged (out of order), 4 refused: 2 and 3 count.
-                srv.write_all(b"3 rsp 6 200 OK\n2 rsp 6 200 OK\n4 rsp 9 500 full\n")
+                srv.write_all(b"3 rsp 6 200 OK\n2 rsp 6 200 OK\n4 rsp 8 500 full\n")
                     .await
                     .unwrap();
                 std::future::pending::<()>().await;
@@ -547,8 +547,8 @@ mod tests {
     #[tokio::test]
     async fn open_refused_or_without_syslog_is_an_error() {
         for (answer, want) in [
-            (&b"1 rsp 13 500 go away\n"[..], "500 go away"),
-            (b"1 rsp 31 200 OK\nrelp_version=0\ncommands=foo\n", "does not offer"),
+            (&b"1 rsp 11 500 go away\n"[..], "500 go away"),
+            (b"1 rsp 34 200 OK\nrelp_version=0\ncommands=foo\n", "does not offer"),
         ] {
             let answer = answer.to_vec();
             let e = session_with(move |mut srv| {
