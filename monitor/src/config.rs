@@ -13,7 +13,7 @@ use serde::Deserialize;
 
 use crate::cli::{ProbeArg, RunArgs, SyslogFormatArg};
 use crate::detect::BeaconConfig;
-use crate::output::{Facility, OutputConfig, OutputSpec, SyslogFormat};
+use crate::output::{Facility, OutputConfig, OutputSpec, SyslogFormat, TlsSettings};
 use crate::process::ProcessTableConfig;
 use crate::rules::RuleSet;
 
@@ -58,6 +58,21 @@ pub struct OutputSection {
     pub reconnect_min_ms: Option<u64>,
     pub reconnect_max_ms: Option<u64>,
     pub connect_timeout_ms: Option<u64>,
+    /// `[output.tls]`: for `syslog+tls://` and `syslog+relp+tls://`.
+    pub tls: TlsSection,
+}
+
+/// The `[output.tls]` table. Relative paths are taken from the working directory.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsSection {
+    /// PEM CA certificate(s) for the collector's certificate; default the system store.
+    pub ca: Option<PathBuf>,
+    /// PEM client certificate (chain) and private key, both or neither.
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    /// The name the collector's certificate must carry; default the output's HOST.
+    pub server_name: Option<String>,
 }
 
 impl OutputSection {
@@ -103,6 +118,15 @@ impl OutputSection {
         if let Some(v) = self.connect_timeout_ms {
             c.connect_timeout = Duration::from_millis(v);
         }
+        if self.tls.cert.is_some() != self.tls.key.is_some() {
+            bail!("[output.tls]: cert and key go together; give both or neither");
+        }
+        c.tls = TlsSettings {
+            ca_file: self.tls.ca,
+            cert_file: self.tls.cert,
+            key_file: self.tls.key,
+            server_name: self.tls.server_name,
+        };
         Ok(c)
     }
 }

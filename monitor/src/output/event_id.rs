@@ -95,7 +95,11 @@ mod tests {
         assert_ne!(a, b);
         for id in [a, b] {
             assert_eq!(id.as_str().len(), 32);
-            assert!(id.as_str().bytes().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+            assert!(
+                id.as_str()
+                    .bytes()
+                    .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+            );
         }
         assert_eq!(
             EventId::from_parts(0x0123_4567_89ab_cdef, 2).as_str(),

@@ -157,7 +157,11 @@ impl fmt::Display for OutputSpec {
             OutputSpec::SyslogTls { host, port } => host_port(f, "syslog+tls", host, *port),
             OutputSpec::SyslogRelp { host, port, tls } => host_port(
                 f,
-                if *tls { "syslog+relp+tls" } else { "syslog+relp" },
+                if *tls {
+                    "syslog+relp+tls"
+                } else {
+                    "syslog+relp"
+                },
                 host,
                 *port,
             ),

@@ -86,7 +86,14 @@ impl Alert {
     /// `write_json_object` with `event.id` (the outputs' records).
     pub(crate) fn write_json_object_with_id<S: JsonSink>(&self, out: &mut S, id: &str) {
         WriterCaches::with(|caches| {
-            write_doc(out, caches, &self.event, self.timestamp, Some(self), Some(id))
+            write_doc(
+                out,
+                caches,
+                &self.event,
+                self.timestamp,
+                Some(self),
+                Some(id),
+            )
         });
     }
 

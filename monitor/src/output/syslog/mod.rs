@@ -1,5 +1,7 @@
 //! Syslog outputs: `syslog` (the local daemon), `syslog+udp://HOST:PORT`,
-//! `syslog+tcp://HOST:PORT`.
+//! `syslog+tcp://HOST:PORT`, `syslog+tls://HOST:PORT` (RFC 5425: the TCP framing over TLS,
+//! see [`tls`]), `syslog+relp://HOST:PORT` and `syslog+relp+tls://HOST:PORT` (RELP, see
+//! [`relp`]).
 //!
 //! # Messages
 //! RFC 5424 (default for UDP and TCP):
@@ -49,14 +51,19 @@
 //! then written to the front of the spool.
 //!
 //! What "delivered" means per transport:
+//! - RELP: a message counts as sent when the collector's `rsp 200` for it came back; the
+//!   batch's unacknowledged rest goes back to the front of memory or the spool and is sent
+//!   again, in order, on the next session. Nothing is lost; a message the collector stored
+//!   but could not acknowledge (it crashed, the connection dropped) arrives twice, with the
+//!   same `event.id`. This is the transport to use when every alert counts.
+//! - TLS: as TCP; a batch counts once rustls has flushed it to the socket.
 //! - TCP (and a stream unix socket): a message counts as sent once the kernel has taken it
 //!   whole. Before each batch the socket is checked for the receiver's close or reset
 //!   (a zero-byte `MSG_PEEK` read), so a receiver that stopped is noticed before anything
 //!   is written into the dead connection; a write error counts the cut message and those
 //!   after it as not sent. What remains possible: a receiver that dies after the check with
 //!   a batch in its socket buffer loses that batch, and a batch cut by a failing write may
-//!   arrive once in part and then again whole. This is the transport to use when every
-//!   alert counts.
+//!   arrive once in part and then again whole.
 //! - Unix datagram (`/dev/log`): a datagram is either queued at the daemon's socket or the
 //!   send fails (the daemon is down: it is kept and retried), so nothing is lost in
 //!   transit; the daemon itself may rate-limit (journald's `RateLimitBurst`).

@@ -400,9 +400,15 @@ mod tests {
     #[test]
     fn parses_answers_and_needs_more_for_partial_frames() {
         let (f, n) = parse(b"2 rsp 6 200 OK\n3 rsp").unwrap().unwrap();
-        assert_eq!((f.txnr, f.command, f.data, n), (2, &b"rsp"[..], &b"200 OK"[..], 15));
+        assert_eq!(
+            (f.txnr, f.command, f.data, n),
+            (2, &b"rsp"[..], &b"200 OK"[..], 15)
+        );
         let (f, n) = parse(b"0 serverclose 0\n").unwrap().unwrap();
-        assert_eq!((f.txnr, f.command, f.data, n), (0, &b"serverclose"[..], &b""[..], 16));
+        assert_eq!(
+            (f.txnr, f.command, f.data, n),
+            (0, &b"serverclose"[..], &b""[..], 16)
+        );
         // librelp writes `N rsp 0 \n`? Accept the SP form as well as the bare one.
         let (f, n) = parse(b"5 rsp 0 \n").unwrap().unwrap();
         assert_eq!((f.txnr, f.data, n), (5, &b""[..], 9));
@@ -433,7 +439,11 @@ mod tests {
             (b"1 rsp \n", "DATALEN is not a number"),
         ] {
             let e = parse(bad).expect_err(&String::from_utf8_lossy(bad));
-            assert!(e.to_string().contains(want), "{:?}: {e}", String::from_utf8_lossy(bad));
+            assert!(
+                e.to_string().contains(want),
+                "{:?}: {e}",
+                String::from_utf8_lossy(bad)
+            );
         }
     }
 
@@ -445,7 +455,11 @@ mod tests {
         assert_eq!(out, b"7 syslog 20 <85>1 - - - - - - {}\n8 close 0\n");
         assert_eq!(next_txnr(MAX_TXNR), 1);
         assert_eq!(rsp_status(b"200 OK"), Ok(()));
-        assert!(rsp_status(b"500 error\nmore").unwrap_err().contains("500 error"));
+        assert!(
+            rsp_status(b"500 error\nmore")
+                .unwrap_err()
+                .contains("500 error")
+        );
         assert!(rsp_status(b"2000").is_err());
     }
 
@@ -548,7 +562,10 @@ mod tests {
     async fn open_refused_or_without_syslog_is_an_error() {
         for (answer, want) in [
             (&b"1 rsp 11 500 go away\n"[..], "500 go away"),
-            (b"1 rsp 34 200 OK\nrelp_version=0\ncommands=foo\n", "does not offer"),
+            (
+                b"1 rsp 34 200 OK\nrelp_version=0\ncommands=foo\n",
+                "does not offer",
+            ),
         ] {
             let answer = answer.to_vec();
             let e = session_with(move |mut srv| {

@@ -18,8 +18,14 @@ use super::tls::TlsClient;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Target {
     Unix(PathBuf),
-    Udp { host: String, port: u16 },
-    Tcp { host: String, port: u16 },
+    Udp {
+        host: String,
+        port: u16,
+    },
+    Tcp {
+        host: String,
+        port: u16,
+    },
     /// RFC 5425: octet-counted frames over TLS.
     Tls {
         host: String,
@@ -71,24 +77,29 @@ impl Target {
             }
             Target::Tls { host, port, tls } => {
                 let tcp = connect_tcp(host, *port, timeout).await?;
-                let stream = with_timeout(timeout, host, *port, tls.handshake(tcp, host, *port))
-                    .await?;
+                let stream =
+                    with_timeout(timeout, host, *port, tls.handshake(tcp, host, *port)).await?;
                 Ok(Connection::Tls(Box::new(stream)))
             }
             Target::Relp { host, port, tls } => {
                 let tcp = connect_tcp(host, *port, timeout).await?;
                 let stream: Box<dyn relp::Stream> = match tls {
                     Some(tls) => Box::new(
-                        with_timeout(timeout, host, *port, tls.handshake(tcp, host, *port))
-                            .await?,
+                        with_timeout(timeout, host, *port, tls.handshake(tcp, host, *port)).await?,
                     ),
                     None => Box::new(tcp),
                 };
-                let session = Session::open(stream, relp::ANSWER_TIMEOUT.min(timeout.max(
-                    std::time::Duration::from_secs(1),
-                )))
+                let session = Session::open(
+                    stream,
+                    relp::ANSWER_TIMEOUT.min(timeout.max(std::time::Duration::from_secs(1))),
+                )
                 .await
-                .map_err(|e| io::Error::new(e.kind(), format!("opening a RELP session with {host}:{port}: {e}")))?;
+                .map_err(|e| {
+                    io::Error::new(
+                        e.kind(),
+                        format!("opening a RELP session with {host}:{port}: {e}"),
+                    )
+                })?;
                 Ok(Connection::Relp(Box::new(session)))
             }
         }
