@@ -612,3 +612,15 @@ pub fn parse_rfc3164(
 pub fn json_of(line: &str) -> serde_json::Value {
     serde_json::from_str(line).unwrap()
 }
+
+/// `json_of` without `event.id` (which it asserts is there): for records made by another
+/// process, whose ids are its own.
+pub fn json_without_id(line: &str) -> serde_json::Value {
+    let mut v = json_of(line);
+    let id = v["event"]
+        .as_object_mut()
+        .and_then(|e| e.remove("id"))
+        .unwrap_or_else(|| panic!("no event.id in {line}"));
+    assert_eq!(id.as_str().map(str::len), Some(32), "{id}");
+    v
+}
