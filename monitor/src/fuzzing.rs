@@ -112,3 +112,71 @@ pub fn dns_record_round_trip(q: &crate::record::DnsQuery) {
         .expect("an event");
     assert_eq!(back, rec, "{line}");
 }
+
+/// RELP: parses `server` frame after frame as the session's reader does, until it needs
+/// more or refuses; every frame must lie inside what was given.
+pub fn relp_parse_all(server: &[u8]) {
+    use crate::output::syslog::relp::{MAX_RESPONSE, parse_frame};
+    let mut rest = server;
+    while let Ok(Some((frame, used))) = parse_frame(rest) {
+        assert!(
+            used > 0 && used <= rest.len(),
+            "used {used} of {}",
+            rest.len()
+        );
+        assert!(frame.data.len() <= MAX_RESPONSE);
+        assert!(!frame.command.is_empty() && frame.command.len() <= 32);
+        rest = &rest[used..];
+    }
+}
+
+/// RELP: a session (open, then a batch of `msgs` messages) against a server that sends
+/// `server` and hangs up. Returns how many messages counted as acknowledged; never more
+/// than the batch or than the `rsp 200` answers the server sent.
+pub fn relp_session(server: &[u8], msgs: usize) -> usize {
+    use crate::output::syslog::relp::Session;
+    use std::time::Duration;
+    use tokio::io::AsyncWriteExt as _;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let server = server.to_vec();
+    rt.block_on(async move {
+        let (client, mut srv) = tokio::io::duplex(1 << 20);
+        let answers = server.clone();
+        let feeder = tokio::spawn(async move {
+            let _ = srv.write_all(&answers).await;
+            // Read what the client writes until it is done, so it never blocks on a
+            // full pipe, then hang up.
+            let _ = srv.shutdown().await;
+            let mut sink = tokio::io::sink();
+            let _ = tokio::io::copy(&mut srv, &mut sink).await;
+        });
+        // Long timeouts: the end of the server's stream, not a timer, ends every session.
+        let long = Duration::from_secs(60);
+        let Ok(mut s) = Session::open(Box::new(client), long, long).await else {
+            feeder.abort();
+            return 0;
+        };
+        let batch: Vec<Vec<u8>> = (0..msgs)
+            .map(|i| format!("<14>1 - - - - - - {i}").into_bytes())
+            .collect();
+        let sent = s.send_batch(&batch, &mut Vec::new()).await;
+        drop(s);
+        let _ = feeder.await;
+        // Every acknowledgement is an `rsp` whose DATA (after a SP) starts with `200`.
+        let oks = server.windows(4).filter(|w| *w == b" 200").count();
+        assert!(sent.count <= msgs, "{} of {msgs}", sent.count);
+        assert!(
+            sent.count <= oks,
+            "{} acknowledged with {oks} answers",
+            sent.count
+        );
+        assert!(
+            sent.count == msgs || sent.error.is_some(),
+            "a short batch says why"
+        );
+        sent.count
+    })
+}

@@ -310,7 +310,10 @@ fn replay_refuses_timestamps_outside_the_accepted_years() {
 fn without_event_ids(mut recs: Vec<serde_json::Value>) -> Vec<serde_json::Value> {
     for r in &mut recs {
         if let Some(e) = r.get_mut("event").and_then(|e| e.as_object_mut()) {
-            assert!(e.remove("id").is_some_and(|id| id.is_string()), "every record has event.id");
+            assert!(
+                e.remove("id").is_some_and(|id| id.is_string()),
+                "every record has event.id"
+            );
         }
     }
     recs

@@ -18,6 +18,7 @@ pub const TARGETS: &[&str] = &[
     "rules_condition",
     "syslog_frame",
     "dns_answer",
+    "relp_response",
 ];
 
 /// The targets `cargo xtask test` runs: all of them (each has run 10 minutes clean;

@@ -14,12 +14,24 @@
 //! order, and in replay the ids, follow the output order).
 
 use std::hash::{BuildHasher, Hasher};
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-static RUN: AtomicU64 = AtomicU64::new(0);
+/// The run's half of every id, as hex digits; chosen at the first id or by
+/// `start_deterministic`.
+static RUN_HEX: OnceLock<[u8; 16]> = OnceLock::new();
 static NEXT: AtomicU64 = AtomicU64::new(0);
-/// Whether `RUN` was chosen; until then the first id picks a random one.
-static CHOSEN: std::sync::Once = std::sync::Once::new();
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+fn hex16(v: u64) -> [u8; 16] {
+    let mut out = [0u8; 16];
+    for (i, b) in v.to_be_bytes().into_iter().enumerate() {
+        out[2 * i] = HEX[usize::from(b >> 4)];
+        out[2 * i + 1] = HEX[usize::from(b & 0xf)];
+    }
+    out
+}
 
 /// Length of an id in hex digits.
 pub const EVENT_ID_LEN: usize = 32;
@@ -34,13 +46,10 @@ impl EventId {
         std::str::from_utf8(&self.0).expect("hex digits")
     }
 
-    fn from_parts(run: u64, seq: u64) -> EventId {
-        const HEX: &[u8; 16] = b"0123456789abcdef";
+    fn from_parts(run: &[u8; 16], seq: u64) -> EventId {
         let mut out = [0u8; EVENT_ID_LEN];
-        let v = (u128::from(run) << 64) | u128::from(seq);
-        for (i, b) in out.iter_mut().enumerate() {
-            *b = HEX[((v >> (4 * (EVENT_ID_LEN - 1 - i))) & 0xf) as usize];
-        }
+        out[..16].copy_from_slice(run);
+        out[16..].copy_from_slice(&hex16(seq));
         EventId(out)
     }
 }
@@ -69,19 +78,18 @@ fn random_u64() -> u64 {
 /// record, as JSON) and count from zero. Call before the first record is made; later
 /// calls change nothing.
 pub fn start_deterministic(first_record: &[u8]) {
-    CHOSEN.call_once(|| {
+    RUN_HEX.get_or_init(|| {
         let mut h = foldhash::fast::FixedState::with_seed(0x6d6f_6e69_746f_7201).build_hasher();
         h.write(first_record);
-        RUN.store(h.finish(), Ordering::Relaxed);
         NEXT.store(0, Ordering::Relaxed);
+        hex16(h.finish())
     });
 }
 
 /// The next id of this process.
 pub fn next_event_id() -> EventId {
-    CHOSEN.call_once(|| RUN.store(random_u64(), Ordering::Relaxed));
-    let seq = NEXT.fetch_add(1, Ordering::Relaxed);
-    EventId::from_parts(RUN.load(Ordering::Relaxed), seq)
+    let run = RUN_HEX.get_or_init(|| hex16(random_u64()));
+    EventId::from_parts(run, NEXT.fetch_add(1, Ordering::Relaxed))
 }
 
 #[cfg(test)]
@@ -102,7 +110,7 @@ mod tests {
             );
         }
         assert_eq!(
-            EventId::from_parts(0x0123_4567_89ab_cdef, 2).as_str(),
+            EventId::from_parts(&hex16(0x0123_4567_89ab_cdef), 2).as_str(),
             "0123456789abcdef0000000000000002"
         );
     }

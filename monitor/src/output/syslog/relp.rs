@@ -237,14 +237,19 @@ fn next_txnr(t: u32) -> u32 {
 }
 
 impl Session {
-    /// Opens a session on `stream`: `open` with our offers, and the server's `rsp 200`,
-    /// which must accept the `syslog` command.
-    pub async fn open(stream: Box<dyn Stream>, answer_timeout: Duration) -> io::Result<Session> {
+    /// Opens a session on `stream`: `open` with our offers, and the server's `rsp 200`
+    /// within `open_timeout`, which must accept the `syslog` command. Later commands wait
+    /// up to `answer_timeout` for their answers.
+    pub async fn open(
+        stream: Box<dyn Stream>,
+        open_timeout: Duration,
+        answer_timeout: Duration,
+    ) -> io::Result<Session> {
         let mut s = Session {
             stream,
             rx: Vec::with_capacity(4096),
             txnr: 0,
-            answer_timeout,
+            answer_timeout: open_timeout,
         };
         let offers = concat!(
             "relp_version=0\nrelp_software=monitor,",
@@ -273,6 +278,7 @@ impl Session {
             )
             .into());
         }
+        s.answer_timeout = answer_timeout;
         Ok(s)
     }
 
@@ -469,7 +475,12 @@ mod tests {
     ) -> io::Result<Session> {
         let (client, server) = tokio::io::duplex(1 << 20);
         let _task = script(server);
-        Session::open(Box::new(client), Duration::from_millis(500)).await
+        Session::open(
+            Box::new(client),
+            Duration::from_millis(500),
+            Duration::from_millis(500),
+        )
+        .await
     }
 
     async fn read_frames(s: &mut tokio::io::DuplexStream, buf: &mut Vec<u8>) -> Vec<(u32, String)> {

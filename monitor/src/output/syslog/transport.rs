@@ -89,17 +89,14 @@ impl Target {
                     ),
                     None => Box::new(tcp),
                 };
-                let session = Session::open(
-                    stream,
-                    relp::ANSWER_TIMEOUT.min(timeout.max(std::time::Duration::from_secs(1))),
-                )
-                .await
-                .map_err(|e| {
-                    io::Error::new(
-                        e.kind(),
-                        format!("opening a RELP session with {host}:{port}: {e}"),
-                    )
-                })?;
+                let session = Session::open(stream, timeout, relp::ANSWER_TIMEOUT)
+                    .await
+                    .map_err(|e| {
+                        io::Error::new(
+                            e.kind(),
+                            format!("opening a RELP session with {host}:{port}: {e}"),
+                        )
+                    })?;
                 Ok(Connection::Relp(Box::new(session)))
             }
         }
