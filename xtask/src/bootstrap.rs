@@ -19,10 +19,16 @@ pub const TEST_PACKAGES: &[(&str, &str)] = &[
     ("python3", "/usr/bin/python3"),
     ("iproute2", "/usr/sbin/ip"),
     ("rsyslog", "/usr/sbin/rsyslogd"),
-    // RELP and TLS outputs (monitor/tests/syslog_relp.rs): imrelp, the gtls stream driver,
+    // RELP and TLS outputs (monitor/tests/live/syslog_relp.rs): imrelp, the gtls stream driver,
     // and the openssl command that makes the test CA.
-    ("rsyslog-relp", "/usr/lib/x86_64-linux-gnu/rsyslog/imrelp.so"),
-    ("rsyslog-gnutls", "/usr/lib/x86_64-linux-gnu/rsyslog/lmnsd_gtls.so"),
+    (
+        "rsyslog-relp",
+        "/usr/lib/x86_64-linux-gnu/rsyslog/imrelp.so",
+    ),
+    (
+        "rsyslog-gnutls",
+        "/usr/lib/x86_64-linux-gnu/rsyslog/lmnsd_gtls.so",
+    ),
     ("openssl", "/usr/bin/openssl"),
     ("socat", "/usr/bin/socat"),
     ("ncat", "/usr/bin/ncat"),
