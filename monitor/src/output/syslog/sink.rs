@@ -479,7 +479,7 @@ async fn deliver_until_done(
                 Some(Err(e)) => {
                     shared.settle(source, &mut batch, 0);
                     failed(
-                        &shared,
+                        shared,
                         "cannot reach the syslog receiver",
                         &e,
                         &mut down_since,
@@ -535,7 +535,7 @@ async fn deliver_until_done(
         if let Some(e) = sent.error {
             *conn = None;
             failed(
-                &shared,
+                shared,
                 "sending to the syslog receiver failed",
                 &e,
                 &mut down_since,
