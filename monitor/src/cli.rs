@@ -105,7 +105,9 @@ pub struct RunArgs {
     /// Also emit every connection event, not only alerts.
     #[arg(long)]
     pub events: bool,
-    /// stdout | file:PATH | syslog | syslog+udp://HOST:PORT | syslog+tcp://HOST:PORT. Repeatable.
+    /// stdout | file:PATH | syslog | syslog+udp://HOST:PORT | syslog+tcp://HOST:PORT |
+    /// syslog+tls://HOST:PORT | syslog+relp://HOST:PORT | syslog+relp+tls://HOST:PORT
+    /// (TLS settings: [output.tls] in --config). Repeatable.
     #[arg(long = "output", value_name = "SPEC")]
     pub outputs: Vec<String>,
     /// Syslog message format (default: RFC 5424 over the network, RFC 3164 on /dev/log,
