@@ -179,9 +179,10 @@ impl Connection {
     pub fn peer_closed(&mut self) -> bool {
         let fd = match self {
             Connection::Tcp(s) => s.as_raw_fd(),
-            // The raw socket carries TLS records (session tickets, alerts) that are not
-            // the collector's data; an orderly close still reads as zero bytes.
-            Connection::Tls(s) => s.get_ref().0.as_raw_fd(),
+            // The socket carries TLS records (session tickets, the close_notify alert), so
+            // the check reads through rustls: a close_notify or the end of the stream is a
+            // close; a ticket is not data and leaves the connection open.
+            Connection::Tls(s) => return tls_peer_closed(s),
             Connection::UnixStream(s) => s.as_raw_fd(),
             // Between batches nothing is outstanding, so anything the server says (only
             // `serverclose` is allowed then) or an end of stream ends the session.
@@ -249,6 +250,24 @@ impl Connection {
                 }
                 write_counted(s, scratch, &ends).await
             }
+        }
+    }
+}
+
+/// Reads what the collector sent on a TLS output, without waiting: true when it closed
+/// (close_notify, end of stream, an error). Collectors send no data on this transport;
+/// anything that arrives is dropped.
+fn tls_peer_closed(s: &mut TlsStream<TcpStream>) -> bool {
+    use tokio::io::AsyncRead;
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    let mut byte = [0u8; 512];
+    loop {
+        let mut buf = tokio::io::ReadBuf::new(&mut byte);
+        match std::pin::Pin::new(&mut *s).poll_read(&mut cx, &mut buf) {
+            std::task::Poll::Pending => return false,
+            std::task::Poll::Ready(Ok(())) if buf.filled().is_empty() => return true,
+            std::task::Poll::Ready(Ok(())) => continue,
+            std::task::Poll::Ready(Err(_)) => return true,
         }
     }
 }
