@@ -7,7 +7,9 @@
 use std::path::Path;
 
 use btf_rs::{Backend, Btf, Struct, Type};
-use monitor_common::{DnsOffsets, FileOffsets, OFFSET_ABSENT, SockOffsets, TaskOffsets};
+use monitor_common::{
+    DnsOffsets, DnsRecvOffsets, FileOffsets, OFFSET_ABSENT, SockOffsets, TaskOffsets,
+};
 
 /// Where the running kernel publishes its BTF.
 pub const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
@@ -169,7 +171,79 @@ impl KernelBtf {
             // Set by the loader from the ring buffer's size.
             shed_bytes: 0,
             _pad0: 0,
+            // Resolved on its own (`dns_recv_offsets`): only kernels before 6.3 need them.
+            recv: DnsOffsets::UNSET_RECV,
         })
+    }
+
+    /// What the `sock_recvmsg` entry programs read (`DnsRecvOffsets`), `valid` set. The
+    /// iterator's layout changed in 5.14 (`type` became the byte `iter_type`), 6.0 (`ubuf`)
+    /// and 6.4 (`iov` became `__iov`); `enum iter_type`'s values with it.
+    pub fn dns_recv_offsets(&self) -> Result<DnsRecvOffsets, OffsetError> {
+        let iter = |names: &[&str], size: usize| {
+            let mut last = None;
+            for name in names {
+                match self.field("iov_iter", &[name], size) {
+                    Ok(offset) => return Ok(offset),
+                    Err(e) => last = Some(e),
+                }
+            }
+            Err(last.unwrap_or_else(|| OffsetError::new("struct iov_iter", "no field named")))
+        };
+        let iter_type = iter(&["iter_type"], 1).or_else(|_| iter(&["type"], 4))?;
+        let ubuf = iter(&["ubuf"], 8).ok();
+        let type_ubuf = self.enum_value("iter_type", "ITER_UBUF")?;
+        let (iter_ubuf, type_ubuf) = match (ubuf, type_ubuf) {
+            (Some(offset), Some(value)) => (offset, value),
+            _ => (OFFSET_ABSENT, OFFSET_ABSENT),
+        };
+        let type_iovec = self
+            .enum_value("iter_type", "ITER_IOVEC")?
+            .ok_or_else(|| OffsetError::new("enum iter_type", "no ITER_IOVEC"))?;
+        Ok(DnsRecvOffsets {
+            valid: 1,
+            socket_sk: self.field("socket", &["sk"], 8)?,
+            msg_iter: self.member_offset("msghdr", &["msg_iter"])?,
+            iter_type,
+            iter_offset: iter(&["iov_offset"], 8)?,
+            iter_iov: iter(&["__iov", "iov"], 8)?,
+            iter_ubuf,
+            type_iovec,
+            type_ubuf,
+            _pad0: 0,
+        })
+    }
+
+    /// The value of `enum name`'s member `member` (`None` when the enum lacks it); it must
+    /// fit the byte the programs compare it with.
+    fn enum_value(&self, name: &str, member: &str) -> Result<Option<u32>, OffsetError> {
+        let what = format!("enum {name}");
+        let types = self
+            .btf
+            .resolve_types_by_name(name)
+            .map_err(|e| OffsetError::new(&what, e.to_string()))?;
+        let Some(e) = types.into_iter().find_map(|t| match t {
+            Type::Enum(e) => Some(e),
+            _ => None,
+        }) else {
+            return Err(OffsetError::new(&what, "not in the kernel's BTF"));
+        };
+        for m in &e.members {
+            let n = self
+                .btf
+                .resolve_name(m)
+                .map_err(|err| OffsetError::new(&what, err.to_string()))?;
+            if n == member {
+                return match u8::try_from(m.val()) {
+                    Ok(v) => Ok(Some(u32::from(v))),
+                    Err(_) => Err(OffsetError::new(
+                        format!("{what}.{member}"),
+                        format!("value {} does not fit a byte", m.val()),
+                    )),
+                };
+            }
+        }
+        Ok(None)
     }
 
     /// Whether `skc_dport` (2 bytes), `skc_num` (2), `skc_family` (2) and `skc_state` (1)

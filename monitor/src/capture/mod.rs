@@ -142,6 +142,9 @@ pub struct KernelStats {
     pub dns_missed: u64,
     pub dns_owner_failed: u64,
     pub dns_shed: u64,
+    /// `sock_recvmsg` calls on TCP DNS sockets not carried from entry to return (the
+    /// fentry/fexit and kprobe/kretprobe pairs): those answers were not read.
+    pub dns_recv_failed: u64,
     /// Records user space could not decode (or would not: an unspecified destination) and
     /// skipped.
     pub decode_errors: u64,
@@ -263,6 +266,7 @@ impl Capture {
             dns_missed: read(stat::DNS_MISSED)?,
             dns_owner_failed: read(stat::DNS_OWNER_FAILED)?,
             dns_shed: read(stat::DNS_SHED)?,
+            dns_recv_failed: read(stat::DNS_RECV_FAILED)?,
             decode_errors: self.source.decode_errors(),
         })
     }
