@@ -58,7 +58,7 @@ pub mod stat {
     /// (`DnsOffsets::shed_bytes`): connection events keep their room during a DNS flood.
     pub const DNS_SHED: u32 = 23;
     /// A `sock_recvmsg` on a TCP DNS socket could not be remembered from entry to return
-    /// (fentry/fexit and kprobe/kretprobe, before Linux 6.3): that answer is not read.
+    /// (fentry/fexit, or the kprobes, before Linux 6.3): that answer is not read.
     pub const DNS_RECV_FAILED: u32 = 24;
     /// Size of the array.
     pub const COUNT: u32 = 25;
@@ -233,8 +233,8 @@ const _: () = assert!(core::mem::size_of::<DnsOffsets>() == 16 * 4 + 40);
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DnsRecvOffsets {
-    /// Non-zero when every offset below was resolved (`iter_ubuf` and `type_ubuf` may be
-    /// `OFFSET_ABSENT`: kernels before 6.0 have no `ITER_UBUF`).
+    /// Non-zero when every offset below was resolved (`type_ubuf` may be `OFFSET_ABSENT`,
+    /// `iter_ubuf` then 0: kernels before 6.0 have no `ITER_UBUF`).
     pub valid: u32,
     /// `socket.sk` (pointer).
     pub socket_sk: u32,
@@ -253,7 +253,9 @@ pub struct DnsRecvOffsets {
     /// 6.0 and 6.5).
     pub type_iovec: u32,
     pub type_ubuf: u32,
-    pub _pad0: u32,
+    /// `iov_iter.count` (usize): the bytes still wanted, which the kprobe backend compares
+    /// with the count at entry to learn how much was copied.
+    pub iter_count: u32,
 }
 const _: () = assert!(core::mem::size_of::<DnsRecvOffsets>() == 40);
 
@@ -266,10 +268,10 @@ impl DnsOffsets {
         iter_type: 0,
         iter_offset: 0,
         iter_iov: 0,
-        iter_ubuf: OFFSET_ABSENT,
+        iter_ubuf: 0,
         type_iovec: OFFSET_ABSENT,
         type_ubuf: OFFSET_ABSENT,
-        _pad0: 0,
+        iter_count: 0,
     };
 }
 

@@ -34,11 +34,8 @@ use aya_ebpf::{
             bpf_probe_read_user, bpf_task_pt_regs,
         },
     },
-    macros::{cgroup_sock_addr, fentry, fexit, kprobe, kretprobe, raw_tracepoint},
-    programs::{
-        FEntryContext, FExitContext, ProbeContext, RawTracePointContext, RetProbeContext,
-        SockAddrContext,
-    },
+    macros::{cgroup_sock_addr, fentry, fexit, kprobe, raw_tracepoint},
+    programs::{FEntryContext, FExitContext, ProbeContext, RawTracePointContext, SockAddrContext},
 };
 use monitor_common::{
     AF_INET, AF_INET6, DNS_PAYLOAD_LEN, DnsEvent, DnsOwner, IPPROTO_TCP, IPPROTO_UDP, backend,
@@ -286,14 +283,22 @@ pub fn dns_kprobe_sock_recvmsg(ctx: ProbeContext) -> u32 {
     )
 }
 
-/// `sock_recvmsg`'s return, as a kretprobe.
-#[kretprobe]
-pub fn dns_kretprobe_sock_recvmsg(ctx: RetProbeContext) -> u32 {
-    let ret = ctx.ret::<u64>() as i32;
+/// `void tcp_rcv_space_adjust(struct sock *sk)` (net/ipv4/tcp_input.c), which
+/// `tcp_recvmsg` calls after each chunk it copied to the caller: the kprobe backend's "return"
+/// of `dns_kprobe_sock_recvmsg`. A kretprobe on `sock_recvmsg` would be simpler, but every
+/// blocked reader of the host holds one of its few instances (as many as CPUs on a kernel
+/// without preemption), and returns past that are dropped: Debian 11's 5.10 missed every
+/// TCP answer so in `cargo xtask vm`.
+#[kprobe]
+pub fn dns_kprobe_tcp_rcv_space_adjust(ctx: ProbeContext) -> u32 {
+    let Some(sk) = ctx.arg::<*const u8>(0) else {
+        count(stat::READ_FAILED);
+        return 0;
+    };
     finish(
         &ctx,
-        "dns_kretprobe_sock_recvmsg",
-        try_dns_recv_return(ret, backend::KPROBE),
+        "dns_kprobe_tcp_rcv_space_adjust",
+        try_dns_recv_copied(sk),
     )
 }
 
@@ -304,6 +309,10 @@ pub struct RecvArgs {
     sk: u64,
     /// The user buffer the data is copied to.
     buf: u64,
+    /// `&msg->msg_iter`, and its `count` (bytes wanted) at entry: the kprobe backend learns
+    /// how much was copied from the difference.
+    iter: u64,
+    want: u64,
 }
 
 /// Entry of `sock_recvmsg`: on a TCP socket talking to port 53, remembers the socket and the
@@ -333,6 +342,8 @@ fn try_dns_recv_enter(sock: *const u8, msg: *const u8, flags: i32) -> Result<(),
     let args = RecvArgs {
         sk: sk as u64,
         buf: base.wrapping_add(offset),
+        iter: iter as u64,
+        want: read_at::<u64>(iter, config!(dns.recv.iter_count))?,
     };
     if let Err(err) = DNS_RECV_ARGS.insert(bpf_get_current_pid_tgid(), args, 0) {
         count(stat::DNS_RECV_FAILED);
@@ -341,13 +352,14 @@ fn try_dns_recv_enter(sock: *const u8, msg: *const u8, flags: i32) -> Result<(),
     Ok(())
 }
 
-/// Return of `sock_recvmsg`: `ret` bytes of the answer are in the buffer the entry found.
+/// Return of `sock_recvmsg` (fexit): `ret` bytes of the answer are in the buffer the entry
+/// found.
 #[inline(always)]
 fn try_dns_recv_return(ret: i32, backend: u32) -> Result<(), i64> {
     let pid_tgid = bpf_get_current_pid_tgid();
     // SAFETY: the value is copied out at once, before anything else touches the map.
-    let Some((sk, buf)) = (unsafe { DNS_RECV_ARGS.get(pid_tgid) })
-        .map(|a| (a.sk as *const u8, a.buf as *const u8))
+    let Some((sk, buf)) =
+        (unsafe { DNS_RECV_ARGS.get(pid_tgid) }).map(|a| (a.sk as *const u8, a.buf as *const u8))
     else {
         return Ok(()); // not a DNS socket: nearly every call
     };
@@ -357,6 +369,41 @@ fn try_dns_recv_return(ret: i32, backend: u32) -> Result<(), i64> {
         return Ok(());
     }
     tcp_answer(sk, buf, ret, backend)
+}
+
+/// A chunk of a TCP read was copied (kprobe backend): once the read armed for this thread
+/// on this socket holds a DNS header or more, the answer is reported from the caller's
+/// buffer, so an answer that arrived in several segments may be reported cut (the parser
+/// counts it). A read that stops short of that leaves its entry to the next read.
+#[inline(always)]
+fn try_dns_recv_copied(sk: *const u8) -> Result<(), i64> {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    // SAFETY: the values are copied out at once, before anything else touches the map.
+    let Some((armed, buf, iter, want)) = (unsafe { DNS_RECV_ARGS.get(pid_tgid) }).map(|a| {
+        (
+            a.sk as *const u8,
+            a.buf as *const u8,
+            a.iter as *const u8,
+            a.want,
+        )
+    }) else {
+        return Ok(()); // no DNS read in progress in this thread: nearly every call
+    };
+    if armed != sk {
+        return Ok(());
+    }
+    let left = read_at::<u64>(iter, config!(dns.recv.iter_count))?;
+    let copied = want.saturating_sub(left);
+    if copied < DNS_HEADER_LEN as u64 {
+        return Ok(());
+    }
+    let _ = DNS_RECV_ARGS.remove(pid_tgid);
+    let copied = if copied > i32::MAX as u64 {
+        i32::MAX
+    } else {
+        copied as i32
+    };
+    tcp_answer(sk, buf, copied, backend::KPROBE)
 }
 
 /// Reports `ret` bytes a TCP DNS client just received into `buf` (its own memory): the

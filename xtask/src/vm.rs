@@ -279,8 +279,7 @@ fn table(runs: &[KernelRun]) -> String {
             out.push_str(&format!(
                 "| {kernel} | {} | {} | {} |\n",
                 v.probe,
-                cols
-                    .iter()
+                cols.iter()
                     .map(|h| hooks[h].as_str())
                     .collect::<Vec<_>>()
                     .join(" | "),

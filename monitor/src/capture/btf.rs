@@ -193,9 +193,11 @@ impl KernelBtf {
         let iter_type = iter(&["iter_type"], 1).or_else(|_| iter(&["type"], 4))?;
         let ubuf = iter(&["ubuf"], 8).ok();
         let type_ubuf = self.enum_value("iter_type", "ITER_UBUF")?;
+        // Without `ITER_UBUF` the type never matches; the offset stays 0 all the same, since
+        // the 5.10 verifier rejects even dead arithmetic of a BTF pointer with `u32::MAX`.
         let (iter_ubuf, type_ubuf) = match (ubuf, type_ubuf) {
             (Some(offset), Some(value)) => (offset, value),
-            _ => (OFFSET_ABSENT, OFFSET_ABSENT),
+            _ => (0, OFFSET_ABSENT),
         };
         let type_iovec = self
             .enum_value("iter_type", "ITER_IOVEC")?
@@ -210,7 +212,7 @@ impl KernelBtf {
             iter_ubuf,
             type_iovec,
             type_ubuf,
-            _pad0: 0,
+            iter_count: iter(&["count"], 8)?,
         })
     }
 

@@ -143,7 +143,7 @@ pub struct KernelStats {
     pub dns_owner_failed: u64,
     pub dns_shed: u64,
     /// `sock_recvmsg` calls on TCP DNS sockets not carried from entry to return (the
-    /// fentry/fexit and kprobe/kretprobe pairs): those answers were not read.
+    /// fentry/fexit or kprobe pairs): those answers were not read.
     pub dns_recv_failed: u64,
     /// Records user space could not decode (or would not: an unspecified destination) and
     /// skipped.

@@ -76,7 +76,9 @@ fn serve(port: u16) -> Result<(), String> {
         .spawn()
         .map_err(|e| format!("starting the client: {e}"))?;
     println!("client={}", child.id());
-    let status = child.wait().map_err(|e| format!("waiting for the client: {e}"))?;
+    let status = child
+        .wait()
+        .map_err(|e| format!("waiting for the client: {e}"))?;
     if !status.success() {
         return Err(format!("client failed: {status}"));
     }
@@ -151,7 +153,8 @@ fn client(port: u16) -> Result<(), String> {
     let udp = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).map_err(|e| format!("udp: {e}"))?;
     udp.set_read_timeout(Some(TIMEOUT))
         .map_err(|e| e.to_string())?;
-    udp.connect(SERVER).map_err(|e| format!("udp connect: {e}"))?;
+    udp.connect(SERVER)
+        .map_err(|e| format!("udp connect: {e}"))?;
     udp.send(&query(0x5501, UDP_NAME)?)
         .map_err(|e| format!("udp send: {e}"))?;
     let mut buf = [0u8; 512];

@@ -588,7 +588,11 @@ mod tests {
             .join("\n");
         let v = verdict(&no_tcp_query);
         assert_eq!(v.problems.len(), 1, "{:?}", v.problems);
-        assert!(v.problems[0].contains("no dns-query record"), "{:?}", v.problems);
+        assert!(
+            v.problems[0].contains("no dns-query record"),
+            "{:?}",
+            v.problems
+        );
         // Named from another process's answer: not the process's own.
         let host = good.replacen(
             r#""domain_source":"process""#,
@@ -597,7 +601,11 @@ mod tests {
         );
         let v = verdict(&host);
         assert_eq!(v.problems.len(), 1, "{:?}", v.problems);
-        assert!(v.problems[0].contains("udp.dns-probe.test"), "{:?}", v.problems);
+        assert!(
+            v.problems[0].contains("udp.dns-probe.test"),
+            "{:?}",
+            v.problems
+        );
         // The TCP hook on another backend, or not attached at all.
         let v = verdict(&good.replace(
             "hook=\"dns_tcp_answer\" backend=\"fentry\"",
@@ -610,7 +618,11 @@ mod tests {
         // The probe itself failed, or did not run.
         let v = verdict(&good.replace("client=300 status=0", "client=300 status=1"));
         assert_eq!(v.problems.len(), 1, "{:?}", v.problems);
-        assert!(v.problems[0].contains("DNS probe failed"), "{:?}", v.problems);
+        assert!(
+            v.problems[0].contains("DNS probe failed"),
+            "{:?}",
+            v.problems
+        );
         let v = verdict(&good.replace("=== DNS fentry client=300 status=0 ===\n", ""));
         assert_eq!(v.problems.len(), 1, "{:?}", v.problems);
     }

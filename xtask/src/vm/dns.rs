@@ -24,11 +24,7 @@ pub const DNS_HOOKS: [&str; 2] = ["dns_answer", "dns_tcp_answer"];
 /// `sock:sock_recv_length` 6.3+ (before that, TCP answers need fentry or kprobes, which
 /// `--probe tracepoint` excludes).
 pub fn expected_backend(probe: &str, hook: &str, kernel: (u32, u32)) -> Option<&'static str> {
-    let tracepoint_since = if hook == "dns_answer" {
-        (6, 5)
-    } else {
-        (6, 3)
-    };
+    let tracepoint_since = if hook == "dns_answer" { (6, 5) } else { (6, 3) };
     match probe {
         "fentry" => Some("fentry"),
         "kprobe" => Some("kprobe"),
@@ -102,7 +98,9 @@ pub fn check(v: &mut Verdict, console: &str, kernel: (u32, u32), docs: &[Value])
         } else {
             "dns_tcp_answer"
         };
-        let captured = expected.iter().any(|(h, want)| *h == hook && want.is_some());
+        let captured = expected
+            .iter()
+            .any(|(h, want)| *h == hook && want.is_some());
         let query = docs.iter().filter(from_client).find(|d| {
             d["event"]["action"] == "dns-query"
                 && d["dns"]["question"]["name"] == name
@@ -148,8 +146,7 @@ pub fn check(v: &mut Verdict, console: &str, kernel: (u32, u32), docs: &[Value])
                 }
             }
         }
-        if conn["destination"]["domain"] != name || conn["monitor"]["domain_source"] != "process"
-        {
+        if conn["destination"]["domain"] != name || conn["monitor"]["domain_source"] != "process" {
             v.problems.push(format!(
                 "{label}: the connection must carry destination.domain {name} with \
                  monitor.domain_source \"process\": {conn}"
@@ -167,15 +164,24 @@ mod tests {
         let old = (6, 1);
         let new = (6, 12);
         assert_eq!(expected_backend("auto", "dns_answer", old), Some("fentry"));
-        assert_eq!(expected_backend("auto", "dns_tcp_answer", old), Some("fentry"));
+        assert_eq!(
+            expected_backend("auto", "dns_tcp_answer", old),
+            Some("fentry")
+        );
         assert_eq!(
             expected_backend("auto", "dns_tcp_answer", new),
             Some("raw_tracepoint")
         );
         assert_eq!(expected_backend("auto", "dns_answer", new), Some("fentry"));
-        assert_eq!(expected_backend("kprobe", "dns_tcp_answer", new), Some("kprobe"));
+        assert_eq!(
+            expected_backend("kprobe", "dns_tcp_answer", new),
+            Some("kprobe")
+        );
         assert_eq!(expected_backend("tracepoint", "dns_answer", old), None);
-        assert_eq!(expected_backend("tracepoint", "dns_tcp_answer", (6, 3)), Some("raw_tracepoint"));
+        assert_eq!(
+            expected_backend("tracepoint", "dns_tcp_answer", (6, 3)),
+            Some("raw_tracepoint")
+        );
         assert_eq!(expected_backend("tracepoint", "dns_answer", (6, 3)), None);
         assert_eq!(kernel_version("5.10.0-32-cloud-amd64"), Some((5, 10)));
         assert_eq!(kernel_version("6.12.117+deb13-cloud-amd64"), Some((6, 12)));

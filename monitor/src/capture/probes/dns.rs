@@ -1,6 +1,7 @@
 //! DNS answer capture (issue #13): the answer programs on `sk_data_ready` (fentry, kprobe
 //! or the raw tracepoint), the receive programs for TCP answers (the `sock_recv_length` raw
-//! tracepoint, else fentry/fexit or kprobe/kretprobe pairs on `sock_recvmsg`), and the
+//! tracepoint, else fentry/fexit on `sock_recvmsg` or kprobes on it and on
+//! `tcp_rcv_space_adjust`), and the
 //! cgroup programs that remember which process asked through which socket where the UDP
 //! cgroup programs do not.
 
@@ -26,11 +27,14 @@ pub(super) const DNS_KPROBE: &str = "dns_kprobe_sock_def_readable";
 pub(super) const DNS_RAW_TP: (&str, &str) = ("dns_raw_tp_sk_data_ready", "sk_data_ready");
 /// TCP answers, read where the process receives them (see `KernelConfig::dns`).
 pub(super) const DNS_RECV_TP: (&str, &str) = ("dns_raw_tp_sock_recv_length", "sock_recv_length");
-/// Kernels before 6.3: entry and return of `sock_recvmsg`, attached as a pair.
+/// Kernels before 6.3: entry and return of `sock_recvmsg`, attached as a pair; for kprobes,
+/// entry of `sock_recvmsg` and of `tcp_rcv_space_adjust` (after each chunk copied; a
+/// kretprobe misses returns while readers elsewhere block, see the eBPF program).
 pub(super) const DNS_RECV_FN: &str = "sock_recvmsg";
+pub(super) const DNS_RECV_COPIED_FN: &str = "tcp_rcv_space_adjust";
 pub(super) const DNS_RECV_FENTRY: [&str; 2] = ["dns_fentry_sock_recvmsg", "dns_fexit_sock_recvmsg"];
 pub(super) const DNS_RECV_KPROBE: [&str; 2] =
-    ["dns_kprobe_sock_recvmsg", "dns_kretprobe_sock_recvmsg"];
+    ["dns_kprobe_sock_recvmsg", "dns_kprobe_tcp_rcv_space_adjust"];
 /// `HookStatus::hook` of the TCP answer capture.
 pub(super) const DNS_RECV_HOOK: &str = "dns_tcp_answer";
 pub(super) const DNS_OWNER_PROGRAMS: [&str; 4] = [
@@ -192,8 +196,8 @@ impl RecvSupport {
 }
 
 /// TCP answers, read where the process receives them: the `sock_recv_length` raw tracepoint
-/// where the kernel has it, else the fentry/fexit pair on `sock_recvmsg`, else the
-/// kprobe/kretprobe pair, within what `choice` allows.
+/// where the kernel has it, else the fentry/fexit pair on `sock_recvmsg`, else the kprobe
+/// pair, within what `choice` allows.
 pub(super) fn attach_dns_recv(
     ebpf: &mut Ebpf,
     choice: ProbeChoice,
@@ -277,14 +281,14 @@ fn attach_recv_fentry(ebpf: &mut Ebpf, btf: &aya::Btf) -> Result<(), Failure> {
     attached
 }
 
-/// The kretprobe first, then the kprobe (as `attach_recv_fentry`).
+/// The copy side first, then the entry (as `attach_recv_fentry`).
 fn attach_recv_kprobe(ebpf: &mut Ebpf) -> Result<(), Failure> {
-    let [entry, exit] = DNS_RECV_KPROBE;
+    let [entry, copied] = DNS_RECV_KPROBE;
     let mut attached = Vec::new();
-    for program_name in [exit, entry] {
+    for (program_name, function) in [(copied, DNS_RECV_COPIED_FN), (entry, DNS_RECV_FN)] {
         let result = program_mut::<KProbe>(ebpf, program_name).and_then(|program| {
             program.load().map_err(kernel(program_name))?;
-            if let Err(error) = program.attach(DNS_RECV_FN, 0) {
+            if let Err(error) = program.attach(function, 0) {
                 unload_quietly(program.unload(), program_name);
                 return Err(kernel(program_name)(error));
             }

@@ -15,7 +15,9 @@ use serde_json::Value;
 use crate::common::daemon::{MonitorProcess, loaded_bpf_programs};
 use crate::common::netns::{Listener, NS_V4, NS_V6, NetNsGuard};
 use crate::common::records::{briefs, events_of, events_to, str_field, u64_field};
-use crate::common::{self, TempDir, canonical, python3, require_program, require_root, wait_or_kill};
+use crate::common::{
+    self, TempDir, canonical, python3, require_program, require_root, wait_or_kill,
+};
 
 /// The monitor with `--events` and an empty rule directory: every event, no alerts.
 fn start_monitor(rules: &TempDir, extra: &[String]) -> MonitorProcess {
