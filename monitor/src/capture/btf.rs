@@ -445,6 +445,26 @@ mod tests {
         assert!(protocol > sock.skc_v6_rcv_saddr, "{protocol}");
     }
 
+    /// The `sock_recvmsg` programs' offsets on this kernel (6.4+: `__iov`, `ITER_UBUF`); the
+    /// 5.10 and 6.1 layouts are exercised by `cargo xtask vm`.
+    #[test]
+    fn resolves_the_receive_iterator() {
+        let recv = kernel_btf_recv();
+        assert_eq!(recv.valid, 1);
+        // struct iov_iter opens with its type byte; the user buffer (ITER_UBUF) and the
+        // iovec array (ITER_IOVEC) share one union slot.
+        assert_eq!(recv.iter_type, 0);
+        assert_eq!(recv.iter_ubuf, recv.iter_iov, "{recv:?}");
+        assert!(recv.iter_offset > 0 && recv.iter_count > 0, "{recv:?}");
+        assert_ne!(recv.type_ubuf, OFFSET_ABSENT, "{recv:?}");
+        assert_ne!(recv.type_iovec, recv.type_ubuf, "{recv:?}");
+        assert!(recv.msg_iter > 0 && recv.socket_sk > 0, "{recv:?}");
+    }
+
+    fn kernel_btf_recv() -> DnsRecvOffsets {
+        kernel().dns_recv_offsets().expect("receive offsets")
+    }
+
     #[test]
     fn reports_missing_members_and_wrong_widths() {
         let btf = kernel();
