@@ -7,7 +7,10 @@
 //! fentry there, never a fallback. The guest's /init (xtask/vm/init.sh) runs
 //! `monitor run --probe <backend> --events` for each backend, makes one TCP connect and a
 //! few UDP sends on loopback with busybox applets, runs the fork probe (a child that
-//! connects and sends without exec'ing), stops the monitor with SIGTERM and prints its log
+//! connects and sends without exec'ing) and the DNS probe (a DNS server on 127.0.0.1:53 and
+//! a client resolving one name over UDP and one over TCP, then connecting to each answer;
+//! `vm/dns.rs` checks the `dns-query` records and `destination.domain`), stops the monitor
+//! with SIGTERM and prints its log
 //! and JSON output between markers on the serial console. The host then checks, per
 //! kernel and backend, that the start-up log names that backend for the hooks, that the
 //! traffic came out as connection events, and that each carries the executable the kernel
@@ -17,7 +20,8 @@
 //!
 //! One file per job: `vm/kernel.rs` (kernel packages through a private apt configuration),
 //! `vm/initramfs.rs` (the archive), `vm/elf.rs` (interpreter and libraries of a binary),
-//! `vm/host.rs` (qemu, busybox), `vm/boot.rs` (qemu and the console), `vm/checks.rs`.
+//! `vm/host.rs` (qemu, busybox), `vm/boot.rs` (qemu and the console), `vm/checks.rs`,
+//! `vm/dns.rs` (the DNS part of the checks).
 
 mod boot;
 mod checks;

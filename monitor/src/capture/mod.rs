@@ -88,7 +88,8 @@ impl Default for CaptureConfig {
 /// Which backend implements a hook, and why better ones were skipped.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HookStatus {
-    /// `"tcp_connect"` | `"udp_sendmsg"` | `"udpv6_sendmsg"`.
+    /// `"tcp_connect"` | `"udp_sendmsg"` | `"udpv6_sendmsg"`, then the DNS hooks
+    /// `"dns_answer"` and `"dns_tcp_answer"` when they attached.
     pub hook: &'static str,
     /// `"fentry"` | `"kprobe"` | `"raw_tracepoint"` | `"tracepoint"` | `"cgroup"`.
     pub backend: &'static str,
