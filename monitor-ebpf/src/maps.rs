@@ -48,6 +48,13 @@ pub static UDP_EXPLICIT_SEND: LruHashMap<u64, u64> =
 pub static DNS_OWNERS: LruHashMap<u64, DnsOwner> =
     LruHashMap::with_max_entries(DNS_OWNER_ENTRIES, 0);
 
+/// TCP DNS reads in progress (`sock_recvmsg` entry to return, kernels before 6.3), by
+/// thread: written by `dns_{fentry,kprobe}_sock_recvmsg` for TCP sockets talking to port 53
+/// only, taken at the return. An entry whose return was never seen is evicted.
+#[map]
+pub static DNS_RECV_ARGS: LruHashMap<u64, crate::dns::RecvArgs> =
+    LruHashMap::with_max_entries(1024, 0);
+
 /// Offsets and settings, written by the loader (`EbpfLoader::override_global("CONFIG", ..)`).
 #[unsafe(no_mangle)]
 pub static CONFIG: KernelConfig = KernelConfig::UNSET;

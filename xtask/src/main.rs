@@ -274,7 +274,7 @@ fn vm_options(
     kernels: Vec<String>,
     timeout: u64,
 ) -> Result<vm::VmOptions> {
-    // The guest's fork probe (xtask/src/bin/vm-fork-probe.rs).
+    // The guest's fork and DNS probes (xtask/src/bin/vm-{fork,dns}-probe.rs).
     check(cargo().args([
         "build",
         "--release",
@@ -282,10 +282,13 @@ fn vm_options(
         "xtask",
         "--bin",
         "vm-fork-probe",
+        "--bin",
+        "vm-dns-probe",
     ]))?;
     Ok(vm::VmOptions {
         monitor_bin,
         fork_probe_bin: target_dir(root).join("release/vm-fork-probe"),
+        dns_probe_bin: target_dir(root).join("release/vm-dns-probe"),
         // Kept across runs (the kernel package downloads), outside `target/` so `cargo clean`
         // does not throw it away.
         cache_dir: root.join(".cache/vm"),

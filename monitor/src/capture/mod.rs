@@ -88,7 +88,8 @@ impl Default for CaptureConfig {
 /// Which backend implements a hook, and why better ones were skipped.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HookStatus {
-    /// `"tcp_connect"` | `"udp_sendmsg"` | `"udpv6_sendmsg"`.
+    /// `"tcp_connect"` | `"udp_sendmsg"` | `"udpv6_sendmsg"`, then the DNS hooks
+    /// `"dns_answer"` and `"dns_tcp_answer"` when they attached.
     pub hook: &'static str,
     /// `"fentry"` | `"kprobe"` | `"raw_tracepoint"` | `"tracepoint"` | `"cgroup"`.
     pub backend: &'static str,
@@ -142,6 +143,9 @@ pub struct KernelStats {
     pub dns_missed: u64,
     pub dns_owner_failed: u64,
     pub dns_shed: u64,
+    /// `sock_recvmsg` calls on TCP DNS sockets not carried from entry to return (the
+    /// fentry/fexit or kprobe pairs): those answers were not read.
+    pub dns_recv_failed: u64,
     /// Records user space could not decode (or would not: an unspecified destination) and
     /// skipped.
     pub decode_errors: u64,
@@ -263,6 +267,7 @@ impl Capture {
             dns_missed: read(stat::DNS_MISSED)?,
             dns_owner_failed: read(stat::DNS_OWNER_FAILED)?,
             dns_shed: read(stat::DNS_SHED)?,
+            dns_recv_failed: read(stat::DNS_RECV_FAILED)?,
             decode_errors: self.source.decode_errors(),
         })
     }

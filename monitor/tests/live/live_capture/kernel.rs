@@ -187,17 +187,25 @@ fn scratch_port(offset: u16) -> u16 {
 async fn start_reports_a_backend_per_hook_with_reasons_for_skipped_ones() {
     let capture = start(ProbeChoice::Auto);
     let names: Vec<&str> = capture.hooks().iter().map(|h| h.hook).collect();
-    // The connection hooks, then DNS answers (issue #13; on this host the raw tracepoint
-    // sock:sk_data_ready).
+    // The connection hooks, then DNS answers (issue #13; on this host the raw tracepoints
+    // sock:sk_data_ready, and sock:sock_recv_length for TCP answers).
     assert_eq!(
         names,
-        ["tcp_connect", "udp_sendmsg", "udpv6_sendmsg", "dns_answer"]
+        [
+            "tcp_connect",
+            "udp_sendmsg",
+            "udpv6_sendmsg",
+            "dns_answer",
+            "dns_tcp_answer"
+        ]
     );
     for status in capture.hooks() {
         // Best first, per hook.
         let order: &[&str] = match status.hook {
             "tcp_connect" => &["fentry", "kprobe", "cgroup", "raw_tracepoint", "tracepoint"],
             "dns_answer" => &["fentry", "kprobe", "raw_tracepoint"],
+            // The tracepoint first: it exists from 6.3, where the pairs are not needed.
+            "dns_tcp_answer" => &["raw_tracepoint", "fentry", "kprobe"],
             _ => &["fentry", "kprobe", "cgroup"],
         };
         assert!(order.contains(&status.backend), "{status:?}");
@@ -966,7 +974,11 @@ async fn forced_backends_attach_every_hook_or_fail_naming_it() {
     ] {
         match Capture::start(&config(choice)) {
             Ok(capture) => {
-                for status in capture.hooks().iter().filter(|h| h.hook != "dns_answer") {
+                for status in capture
+                    .hooks()
+                    .iter()
+                    .filter(|h| !h.hook.starts_with("dns_"))
+                {
                     assert_eq!(status.backend, name, "{status:?}");
                     assert!(status.skipped.is_empty(), "{status:?}");
                 }
@@ -985,15 +997,31 @@ async fn forced_backends_attach_every_hook_or_fail_naming_it() {
     // The fallback family: cgroup first for TCP too (this host has a cgroup v2 root).
     let capture = Capture::start(&config(ProbeChoice::Tracepoint)).expect("tracepoint backend");
     let backends: Vec<&str> = capture.hooks().iter().map(|h| h.backend).collect();
-    // DNS answers: the raw tracepoint sk_data_ready, the family's only DNS program.
-    assert_eq!(backends, ["cgroup", "cgroup", "cgroup", "raw_tracepoint"]);
+    // DNS answers: the raw tracepoints sk_data_ready and sock_recv_length, the family's only
+    // DNS programs.
+    assert_eq!(
+        backends,
+        [
+            "cgroup",
+            "cgroup",
+            "cgroup",
+            "raw_tracepoint",
+            "raw_tracepoint"
+        ]
+    );
     assert!(capture.hooks().iter().all(|h| h.skipped.is_empty()));
     drop(capture);
     let capture = Capture::start(&config(ProbeChoice::RawTracepoint)).expect("raw tracepoint");
     let backends: Vec<&str> = capture.hooks().iter().map(|h| h.backend).collect();
     assert_eq!(
         backends,
-        ["raw_tracepoint", "cgroup", "cgroup", "raw_tracepoint"]
+        [
+            "raw_tracepoint",
+            "cgroup",
+            "cgroup",
+            "raw_tracepoint",
+            "raw_tracepoint"
+        ]
     );
     assert!(capture.hooks().iter().all(|h| h.skipped.is_empty()));
     drop(capture);
@@ -1002,7 +1030,13 @@ async fn forced_backends_attach_every_hook_or_fail_naming_it() {
     let backends: Vec<&str> = capture.hooks().iter().map(|h| h.backend).collect();
     assert_eq!(
         backends,
-        ["tracepoint", "cgroup", "cgroup", "raw_tracepoint"]
+        [
+            "tracepoint",
+            "cgroup",
+            "cgroup",
+            "raw_tracepoint",
+            "raw_tracepoint"
+        ]
     );
     assert!(capture.hooks().iter().all(|h| h.skipped.is_empty()));
 }
