@@ -38,7 +38,9 @@ fn main() -> Result<()> {
 fn write_pages(cmd: &clap::Command, name: &str, dir: &Path) -> Result<()> {
     // clap takes `&'static str` names without its `string` feature; a few short strings
     // leaked in a one-shot generator cost nothing.
-    let page = cmd.clone().name(&*Box::leak(name.to_string().into_boxed_str()));
+    let page = cmd
+        .clone()
+        .name(&*Box::leak(name.to_string().into_boxed_str()));
     let mut text = Vec::new();
     clap_mangen::Man::new(page)
         .section(SECTION)

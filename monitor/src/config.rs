@@ -369,7 +369,10 @@ mod tests {
         assert!(!merge("rules = [\"/r\"]\n", &[]).builtin_rules);
         assert!(!merge("", &["--rules", "/r"]).builtin_rules);
         // Said explicitly, it decides, also for `--rules` given on the command line.
-        let cfg = merge("rules = [\"/r\"]\nbuiltin_rules = true\n", &["--rules", "/x"]);
+        let cfg = merge(
+            "rules = [\"/r\"]\nbuiltin_rules = true\n",
+            &["--rules", "/x"],
+        );
         assert_eq!(cfg.rules, vec![PathBuf::from("/x")]);
         assert!(cfg.builtin_rules);
         assert!(!merge("builtin_rules = false\n", &[]).builtin_rules);

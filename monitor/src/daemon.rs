@@ -303,5 +303,9 @@ fn start_reload(cfg: &RunConfig) -> JoinHandle<anyhow::Result<RuleSet>> {
 fn pipeline_rule_count(cfg: &RunConfig) -> String {
     let paths = cfg.rules.iter().map(|p| p.display().to_string());
     let builtin = cfg.builtin_rules.then(|| "built-in".to_string());
-    builtin.into_iter().chain(paths).collect::<Vec<_>>().join(",")
+    builtin
+        .into_iter()
+        .chain(paths)
+        .collect::<Vec<_>>()
+        .join(",")
 }

@@ -28,6 +28,10 @@ pub const TEST_PACKAGES: &[(&str, &str)] = &[
     ("qemu-system-x86", "/usr/bin/qemu-system-x86_64"),
     ("busybox-static", "/bin/busybox"),
     ("libcap2-bin", "/usr/sbin/capsh"),
+    // `cargo xtask debvm`: the guest's Debian root file system, made into an image without
+    // mounting (`mkfs.ext4 -d`).
+    ("debootstrap", "/usr/sbin/debootstrap"),
+    ("e2fsprogs", "/usr/sbin/mkfs.ext4"),
     // Benchmarks: instruction counts (callgrind), repeatable on a busy machine.
     ("valgrind", "/usr/bin/valgrind"),
 ];
