@@ -260,6 +260,8 @@ fi
 
 # 8. Removing stops the service and detaches; purging removes the spool and /etc/monitor.
 n=$(count_log "monitor running")
+# The checks above started it 4 times within the unit's 5-minute start limit.
+systemctl reset-failed monitor.service
 systemctl start monitor.service
 wait_log 240 "monitor running" "$n"
 if dpkg -r monitor </dev/null >/tmp/dpkg-r.log 2>&1 && ! systemctl is-active --quiet monitor.service; then

@@ -100,11 +100,20 @@ pub fn run(root: &Path, opts: &DebvmOptions) -> Result<()> {
     let cache = root.join("target/debvm");
     fs::create_dir_all(&cache)?;
 
-    let deb1 = deb::build(root, None)?;
+    // Each package is copied aside at once: cargo-deb deletes the package's other versions
+    // from target/debian/ when it builds one.
+    let built = cache.join("packages");
+    if built.exists() {
+        fs::remove_dir_all(&built)?;
+    }
+    fs::create_dir_all(&built)?;
+    let deb1 = built.join("monitor-1.deb");
+    fs::copy(deb::build(root, None)?, &deb1)?;
     let version1 = deb_field(&deb1, "Version")?;
     // The same build with a higher Debian version: the upgrade.
     let version2 = format!("{version1}+debvm2");
-    let deb2 = deb::build(root, Some(&version2))?;
+    let deb2 = built.join("monitor-2.deb");
+    fs::copy(deb::build(root, Some(&version2))?, &deb2)?;
     let t_build = started.elapsed().as_secs_f64();
 
     let rootfs = rootfs::ensure(&cache)?;
@@ -124,6 +133,7 @@ pub fn run(root: &Path, opts: &DebvmOptions) -> Result<()> {
             append: "console=ttyS0 root=/dev/vda rw quiet loglevel=3 systemd.show_status=0 panic=-1",
             accel: &opts.accel,
             disks: &[(&rootfs.image, false), (&payload, true)],
+            live_log: Some(&cache.join("console.live.log")),
         },
         opts.timeout,
     )?;

@@ -18,6 +18,7 @@ pub fn boot(qemu: &Path, vmlinuz: &Path, initrd: &Path, timeout: Duration) -> Re
             // TCG, never KVM: KVM guests crash on the CI machines.
             accel: "tcg",
             disks: &[],
+            live_log: None,
         },
         timeout,
     )
@@ -32,6 +33,8 @@ pub struct Machine<'a> {
     /// `tcg` or `kvm`.
     pub accel: &'a str,
     pub disks: &'a [(&'a Path, bool)],
+    /// The console is also written here as it comes, to follow a long run.
+    pub live_log: Option<&'a Path>,
 }
 
 /// Boots `m` with one CPU and 1 GiB, no network device, the serial line as the console,
@@ -67,9 +70,15 @@ pub fn run(qemu: &Path, m: &Machine, timeout: Duration) -> Result<String> {
         .with_context(|| format!("starting {}", qemu.display()))?;
     let console = Arc::new(Mutex::new(Vec::new()));
     let stderr = Arc::new(Mutex::new(Vec::new()));
+    let live = match m.live_log {
+        Some(p) => {
+            Some(std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?)
+        }
+        None => None,
+    };
     let readers = [
-        pump(child.stdout.take().expect("piped"), Arc::clone(&console)),
-        pump(child.stderr.take().expect("piped"), Arc::clone(&stderr)),
+        pump(child.stdout.take().expect("piped"), Arc::clone(&console), live),
+        pump(child.stderr.take().expect("piped"), Arc::clone(&stderr), None),
     ];
     let deadline = Instant::now() + timeout;
     let status = loop {
@@ -107,12 +116,17 @@ pub fn run(qemu: &Path, m: &Machine, timeout: Duration) -> Result<String> {
 fn pump<R: std::io::Read + Send + 'static>(
     mut from: R,
     into: Arc<Mutex<Vec<u8>>>,
+    mut live: Option<std::fs::File>,
 ) -> thread::JoinHandle<()> {
     thread::spawn(move || {
         let mut buf = [0u8; 8192];
         while let Ok(n) = from.read(&mut buf) {
             if n == 0 {
                 break;
+            }
+            if let Some(f) = live.as_mut() {
+                // Best effort: the returned console is what the checks read.
+                let _ = std::io::Write::write_all(f, &buf[..n]);
             }
             into.lock()
                 .expect("console lock")
