@@ -77,8 +77,16 @@ pub fn run(qemu: &Path, m: &Machine, timeout: Duration) -> Result<String> {
         None => None,
     };
     let readers = [
-        pump(child.stdout.take().expect("piped"), Arc::clone(&console), live),
-        pump(child.stderr.take().expect("piped"), Arc::clone(&stderr), None),
+        pump(
+            child.stdout.take().expect("piped"),
+            Arc::clone(&console),
+            live,
+        ),
+        pump(
+            child.stderr.take().expect("piped"),
+            Arc::clone(&stderr),
+            None,
+        ),
     ];
     let deadline = Instant::now() + timeout;
     let status = loop {
