@@ -43,6 +43,13 @@ pub fn build(root: &Path, version: Option<&str>) -> Result<PathBuf> {
         std::fs::remove_dir_all(&docs).with_context(|| format!("clearing {}", docs.display()))?;
     }
     check(Command::new(target_dir(root).join("release/examples/gen_docs")).arg(&docs))?;
+    // Man pages go in compressed (Debian policy 12.1); cargo-deb leaves files it takes from
+    // the target directory as they are. -n: no name or time stamp, the same bytes each build.
+    let pages: Vec<PathBuf> = std::fs::read_dir(docs.join("man"))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    ensure!(!pages.is_empty(), "gen_docs wrote no man pages");
+    check(Command::new("gzip").args(["-9", "-n", "-f"]).args(&pages))?;
     let template = root.join("packaging/debian/copyright.in");
     let template = std::fs::read_to_string(&template)
         .with_context(|| format!("reading {}", template.display()))?;
