@@ -46,7 +46,10 @@ def main():
     if mode == "beacon":
         count = int(sys.argv[3])
         for name, user in (("curl", "root"), ("python3", "nobody")):
-            mine = [a for a in alerts if get(a, "process.name") == name]
+            # By executable: /usr/bin/python3 is a link to python3.11, and the kernel's
+            # file is what identifies the process.
+            mine = [a for a in alerts
+                    if (get(a, "process.executable") or "").startswith("/usr/bin/" + name)]
             if not any(get(a, "monitor.detector") == "rule"
                        and "T1571" in (get(a, "threat.technique.id") or [])
                        and get(a, "destination.port") == 8088 for a in mine):
