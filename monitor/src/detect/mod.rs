@@ -10,6 +10,7 @@ pub mod allowlist;
 pub mod beacon;
 pub mod beacon_config;
 pub mod periodicity;
+#[cfg(any(test, feature = "test-support"))]
 pub mod simulate;
 
 pub use beacon::{
