@@ -17,6 +17,12 @@ pub struct Cli {
     pub cmd: Command,
 }
 
+/// The clap definition of the whole command line, for the man pages and shell completions
+/// the Debian package ships (monitor/examples/gen_docs.rs, run by `cargo xtask deb`).
+pub fn command() -> clap::Command {
+    <Cli as clap::CommandFactory>::command()
+}
+
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Capture live (as root), evaluate the rules and detectors, deliver alerts.

@@ -296,18 +296,16 @@ impl ReloadCounters {
 /// Compiles the configured rules on a blocking-pool thread.
 fn start_reload(cfg: &RunConfig) -> JoinHandle<anyhow::Result<RuleSet>> {
     tracing::info!("SIGHUP: compiling the new rules; the current set stays active meanwhile");
-    let paths = cfg.rules.clone();
-    tokio::task::spawn_blocking(move || load_rules_from(&paths))
+    let (paths, builtin) = (cfg.rules.clone(), cfg.builtin_rules);
+    tokio::task::spawn_blocking(move || load_rules_from(&paths, builtin))
 }
 
 fn pipeline_rule_count(cfg: &RunConfig) -> String {
-    if cfg.rules.is_empty() {
-        "built-in".to_string()
-    } else {
-        cfg.rules
-            .iter()
-            .map(|p| p.display().to_string())
-            .collect::<Vec<_>>()
-            .join(",")
-    }
+    let paths = cfg.rules.iter().map(|p| p.display().to_string());
+    let builtin = cfg.builtin_rules.then(|| "built-in".to_string());
+    builtin
+        .into_iter()
+        .chain(paths)
+        .collect::<Vec<_>>()
+        .join(",")
 }

@@ -282,15 +282,15 @@ const REPLAY_FILE_BATCH: usize = 128;
 
 fn replay_command(args: ReplayArgs) -> Result<(), Failure> {
     // The live run's config: its rules and beacon settings, checked as `run` checks them.
-    let (config_rules, beacon) = match &args.config {
+    let (config_rules, builtin_rules, beacon) = match &args.config {
         Some(path) => {
             let file = monitor::config::read_config_file(path).map_err(Failure::Invalid)?;
             file.beacon
                 .validate()
                 .map_err(|e| Failure::Invalid(anyhow!("{}: [beacon] {e}", path.display())))?;
-            (file.rules, file.beacon)
+            (file.rules, file.builtin_rules, file.beacon)
         }
-        None => (Vec::new(), BeaconConfig::default()),
+        None => (Vec::new(), None, BeaconConfig::default()),
     };
     let rules_args = if args.rules.rules.is_empty() {
         RulesArgs {
@@ -299,7 +299,15 @@ fn replay_command(args: ReplayArgs) -> Result<(), Failure> {
     } else {
         args.rules.clone()
     };
-    let rules = Arc::new(load_rules(&rules_args)?);
+    // The config's `builtin_rules` decides as in `run` (the package's config: the built-in
+    // set plus /etc/monitor/rules.d); unset, the paths replace the built-in set.
+    let builtin = monitor::config::builtin_rules(builtin_rules, &rules_args.rules);
+    let rules = if builtin == rules_args.rules.is_empty() {
+        load_rules(&rules_args)?
+    } else {
+        monitor::config::load_rules_from(&rules_args.rules, builtin).map_err(Failure::Invalid)?
+    };
+    let rules = Arc::new(rules);
     let specs = parse_outputs(&args.outputs)?;
     // Records waiting before they are handed to the outputs. A regular file is read without
     // blocking, so its records go out in batches, one writer wake-up per batch instead of

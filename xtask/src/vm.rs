@@ -20,14 +20,14 @@
 //!
 //! One file per job: `vm/kernel.rs` (kernel packages through a private apt configuration),
 //! `vm/initramfs.rs` (the archive), `vm/elf.rs` (interpreter and libraries of a binary),
-//! `vm/host.rs` (qemu, busybox), `vm/boot.rs` (qemu and the console), `vm/checks.rs`,
-//! `vm/dns.rs` (the DNS part of the checks).
+//! `vm/host.rs` (qemu, busybox), `vm/boot.rs` (qemu and the console, also used by
+//! `cargo xtask debvm`), `vm/checks.rs`, `vm/dns.rs` (the DNS part of the checks).
 
-mod boot;
+pub(crate) mod boot;
 mod checks;
 mod dns;
 mod elf;
-mod host;
+pub(crate) mod host;
 mod initramfs;
 mod kernel;
 
