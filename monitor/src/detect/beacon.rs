@@ -80,7 +80,12 @@ struct Settings {
     coalesce_ns: i64,
     min_interval_ns: i64,
     max_session_sends: u32,
-    max_interval_ns: i64,
+    /// An interval longer than this ends a key's series: no reading could explain it.
+    series_gap_ns: i64,
+    /// Recent intervals a key is also scored on when its whole history is not periodic.
+    recovery_intervals: usize,
+    /// Length of a fan-out epoch.
+    fan_out_epoch_ns: i64,
     suppress_ns: i64,
     idle_ns: i64,
     min_interval_ms: f64,
@@ -110,6 +115,12 @@ impl Settings {
         let max_iv = finite(c.max_interval_secs, d.max_interval_secs)
             .clamp(min_iv + 0.001, MAX_INTERVAL_LIMIT_SECS);
         let suppress = finite(c.suppress_secs, d.suppress_secs).max(0.0);
+        let max_missed = c.max_missed.min(10);
+        let fold_tolerance = finite(c.fold_tolerance, d.fold_tolerance).clamp(0.001, 0.3);
+        // The longest interval a reading can explain: the longest period, jittered, with
+        // `max_missed` check-ins missed; below the session mark in milliseconds.
+        let series_gap = (max_iv * f64::from(max_missed + 1) * (1.0 + fold_tolerance))
+            .min(f64::from(NOT_A_CHECKIN_MS - 1) / 1000.0);
         let fraction = |v: f64, default: f64| finite(v, default).clamp(0.0, 1.0);
         let min_intervals = (c.min_connections.clamp(3, RING as u32 + 1) - 1) as usize;
         let mut allow: Vec<AllowEntry> =
@@ -127,17 +138,23 @@ impl Settings {
             coalesce_ns: secs_to_ns(coalesce),
             min_interval_ns: secs_to_ns(min_iv),
             max_session_sends: c.max_session_sends.clamp(1, u32::from(u16::MAX) - 1),
-            max_interval_ns: secs_to_ns(max_iv),
+            series_gap_ns: secs_to_ns(series_gap),
+            recovery_intervals: (c.recovery_connections.clamp(3, RING as u32 + 1) - 1)
+                .max(min_intervals as u32) as usize,
+            // An hour or the suppression window, as before day-long periods: how many
+            // addresses a process reaches in an hour or two says whether it fans out,
+            // whatever the longest period.
+            fan_out_epoch_ns: secs_to_ns(max_iv.min(3600.0).max(suppress)),
             suppress_ns: secs_to_ns(suppress),
             // A dropped key must be indistinguishable from a restarted series, including
             // its suppression window.
-            idle_ns: secs_to_ns(max_iv.max(suppress)),
+            idle_ns: secs_to_ns(series_gap.max(suppress)),
             min_interval_ms: min_iv * 1000.0,
             max_interval_ms: max_iv * 1000.0,
             score: ScoreParams {
                 tolerance: finite(c.tolerance, d.tolerance).clamp(0.001, 0.5),
-                fold_tolerance: finite(c.fold_tolerance, d.fold_tolerance).clamp(0.001, 0.3),
-                max_missed: c.max_missed.min(10),
+                fold_tolerance,
+                max_missed,
                 missed_margin: c.missed_margin.min(RING as u32),
                 min_intervals,
             },
@@ -156,12 +173,42 @@ impl Settings {
         !self.allow.is_empty() && self.allow.allows(rec)
     }
 
-    /// The periodicity of `series` if it is a beacon by the configured bars.
-    fn beacon(&self, series: &Series) -> Option<Periodicity> {
+    /// The periodicity of `series` if it is a beacon by the configured bars: its whole
+    /// history, or else (with `recover`) its most recent `recovery_intervals`, so stray
+    /// traffic before a beacon started does not hide it until the ring has filled with
+    /// beacon intervals.
+    fn beacon(&self, series: &Series, recover: bool) -> Option<Periodicity> {
+        let all = series.intervals();
+        if let Some(p) = self.periodic(all) {
+            return Some(p);
+        }
+        let recent = self.recovery_intervals;
+        if !recover || all.len() <= recent {
+            return None;
+        }
+        let mut buf = [0u32; RING];
+        // Steady readings only, in the narrower band of on-time check-ins (±20 % jitter
+        // fits; Cobalt Strike's 50 % waits for the full ring): the recent window is a
+        // second test on every check-in, and random traffic passes the wide band and the
+        // readings with missed check-ins most often.
+        let steady = ScoreParams {
+            max_missed: 0,
+            tolerance: self.score.fold_tolerance.min(self.score.tolerance),
+            ..self.score
+        };
+        self.periodic_with(series.recent(recent, &mut buf), &steady)
+    }
+
+    /// The periodicity of `intervals` if it passes the configured bars.
+    fn periodic(&self, intervals: &[u32]) -> Option<Periodicity> {
+        self.periodic_with(intervals, &self.score)
+    }
+
+    fn periodic_with(&self, intervals: &[u32], score: &ScoreParams) -> Option<Periodicity> {
         // Skips the full analysis where the share bar cannot be met (most busy keys).
-        let p = periodicity::analyze_if_bar(series.intervals(), &self.score, &self.share_bar)?;
+        let p = periodicity::analyze_if_bar(intervals, score, &self.share_bar)?;
         let is_beacon = p.median_ms >= self.min_interval_ms
-            && p.median_ms <= self.max_interval_ms
+            && p.median_ms <= self.max_interval_ms * (1.0 + self.score.tolerance)
             && p.share >= self.min_share - 1e-9
             && p.jitter() <= self.max_jitter
             && p.score >= self.min_score;
@@ -237,6 +284,20 @@ impl Series {
             .map_or(&[], |r| &r.intervals[..usize::from(r.len)])
     }
 
+    /// The newest `w` intervals (all of them if fewer), oldest first, copied into `buf`.
+    fn recent<'b>(&self, w: usize, buf: &'b mut [u32; RING]) -> &'b [u32] {
+        let Some(r) = self.ring.as_deref() else {
+            return &buf[..0];
+        };
+        let (len, next) = (usize::from(r.len), usize::from(r.next));
+        let w = w.min(len);
+        // Slots next-w .. next, wrapping: the ring writes at `next` and moves on.
+        for (i, slot) in buf[..w].iter_mut().enumerate() {
+            *slot = r.intervals[(next + RING - w + i) % RING];
+        }
+        &buf[..w]
+    }
+
     /// Time of the last alert (ns), `i64::MIN` if none.
     fn last_alert(&self) -> i64 {
         self.ring.as_deref().map_or(i64::MIN, |r| r.last_alert)
@@ -271,7 +332,7 @@ impl Series {
         self.last_send = t;
         self.checkin_start = t;
         self.sends = 1;
-        if interval > s.max_interval_ns {
+        if interval > s.series_gap_ns {
             if let Some(r) = self.ring.as_deref_mut() {
                 r.len = 0;
                 r.next = 0;
@@ -288,7 +349,7 @@ impl Series {
                 last_alert: i64::MIN,
             })
         });
-        // max_interval is at most 7 days, so the milliseconds fit a u32 below the mark.
+        // The series gap is below the mark, so the milliseconds fit a u32 below it.
         r.intervals[usize::from(r.next)] = if session {
             NOT_A_CHECKIN_MS
         } else {
@@ -706,7 +767,7 @@ impl BeaconDetector {
                 // reported covers the keys of its destinations, and the reverse below.
                 let rotation_reported =
                     r.series.in_window(t, s) && r.destinations().contains(&dest_hash);
-                r.reach(dest_hash, t, s.idle_ns);
+                r.reach(dest_hash, t, s.fan_out_epoch_ns);
                 let fan_out = r.fan_out() >= s.fan_out_destinations;
                 let destination_reported = keys.destination(
                     destinations,
@@ -851,11 +912,15 @@ impl KeyStep<'_> {
             }
             return None;
         };
+        let least = if fan_out { s.fan_out_min_intervals } else { 0 };
         if series.observe(t, s) == Step::Recorded
             && series.due(t, s)
-            && (!fan_out || series.intervals().len() >= s.fan_out_min_intervals)
+            && series.intervals().len() >= least
             && !rotation_reported
-            && let Some(p) = s.beacon(series)
+            // Not for a fanning-out process: each of its many keys would get a second
+            // test per check-in, and random series pass one of them by luck (the
+            // multiple-comparisons problem the fan-out rule exists for).
+            && let Some(p) = s.beacon(series, !fan_out)
         {
             series.set_last_alert(t);
             let labels = BTreeMap::from([("beacon_key".into(), "destination".into())]);
@@ -890,7 +955,9 @@ impl KeyStep<'_> {
             && r.series.due(t, s)
             && destination_quiet
             && let Some(distinct) = r.rotates(s.min_intervals + 1)
-            && let Some(p) = s.beacon(&r.series)
+            // The port key reads its whole history only: a rotation is judged over the
+            // destinations of its recent check-ins, all of them.
+            && let Some(p) = s.beacon(&r.series, false)
         {
             r.series.set_last_alert(t);
             let labels = BTreeMap::from([

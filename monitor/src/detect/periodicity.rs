@@ -54,6 +54,22 @@ impl ScoreParams {
             .saturating_sub(n.saturating_sub(self.min_intervals) / MARGIN_RELIEF)
     }
 
+    /// The fewest on-time intervals an admissible reading with missed check-ins that
+    /// explains `explained` of `n` intervals has: all of them if it assumes none missed,
+    /// else half of them plus the margin (`Fit::admissible`).
+    fn on_time_needed(&self, explained: usize, n: usize) -> usize {
+        explained.min((explained + self.margin(n)).div_ceil(2))
+    }
+
+    /// Most intervals an admissible reading with missed check-ins explains when at most
+    /// `on_time` can be on time and at most `banded` explained at all, of `n`: all on time,
+    /// or on time plus at most on time − margin folded.
+    fn explained_bound(&self, on_time: usize, banded: usize, n: usize) -> usize {
+        on_time
+            .max((2 * on_time).saturating_sub(self.margin(n)))
+            .min(banded)
+    }
+
     /// Largest over smallest interval of a steady window.
     fn steady_ratio(&self) -> f64 {
         (1.0 + self.tolerance) / (1.0 - self.tolerance)
@@ -271,7 +287,7 @@ fn run_starts_by(xs: &[f64], ratio: f64, len: usize, last: usize) -> bool {
 /// `best_fold`: among the first n − floor + 1.
 fn fold_may_reach(xs: &[f64], p: &ScoreParams, floor: usize) -> bool {
     let n = xs.len();
-    let on_time_needed = floor.min((floor + p.margin(n)).div_ceil(2));
+    let on_time_needed = p.on_time_needed(floor, n);
     p.max_missed > 0
         && floor <= n
         && runs_reach(xs, p.banded_ratio(), floor)
@@ -290,9 +306,7 @@ fn fold_bound(xs: &[f64], p: &ScoreParams) -> usize {
     }
     let on_time = longest_run(xs, p.on_time_ratio());
     let banded = longest_run(xs, p.banded_ratio());
-    // All on time (nothing missed), or on time plus at most on time − margin folded.
-    let folded = on_time.max((2 * on_time).saturating_sub(p.margin(xs.len())));
-    folded.min(banded)
+    p.explained_bound(on_time, banded, xs.len())
 }
 
 /// The most sorted intervals with the largest at most `ratio` times the smallest.
@@ -600,7 +614,7 @@ fn best_fold(xs: &[f64], p: &ScoreParams, at_least: usize) -> Option<(f64, Fit)>
     // first among those it explains (fewer periods each) and lie within `on_time_ratio`
     // of each other, so what lies below them is unexplained: they start among the first
     // `spare + 1`.
-    let on_time_needed = at_least.min((at_least + margin).div_ceil(2));
+    let on_time_needed = p.on_time_needed(at_least, n);
     if !run_starts_by(xs, p.on_time_ratio(), on_time_needed, spare) {
         return None;
     }
@@ -653,11 +667,7 @@ fn best_fold(xs: &[f64], p: &ScoreParams, at_least: usize) -> Option<(f64, Fit)>
         }
         let on_time = on_time_end - below;
         let banded = banded_end - below;
-        if on_time
-            .max((2 * on_time).saturating_sub(margin))
-            .min(banded)
-            < at_least
-        {
+        if p.explained_bound(on_time, banded, n) < at_least {
             continue;
         }
         let (total, periods) = match bands.as_mut() {
