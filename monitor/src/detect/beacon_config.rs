@@ -5,7 +5,7 @@ use serde::Deserialize;
 use thiserror::Error;
 
 use super::allowlist::AllowEntry;
-use super::beacon::NOT_A_CHECKIN_MS;
+use super::series::NOT_A_CHECKIN_MS;
 use super::periodicity::RING;
 
 /// Ports the T1571 seed query treats as standard (`isStandardPort`).

@@ -79,6 +79,9 @@ fn idle_skip_evicts_as_the_full_scan_does() {
         let cfg = BeaconConfig {
             max_keys: 300,
             max_port_keys: 40,
+            // Series gap 800 s × 4 × 1.22 = 3,904 s, so the idle limit is below the
+            // 4,000 s jumps.
+            max_interval_secs: 800.0,
             ..BeaconConfig::default()
         };
         let mut fast = BeaconDetector::try_new(cfg.clone()).unwrap();
@@ -264,13 +267,64 @@ fn intervals_below_the_minimum_are_not_beacons() {
     assert_eq!(alerts.len(), 1, "5.5 s is above the 5 s minimum");
 }
 
+/// The longest interval a reading explains: a day, with `max_missed` (3) check-ins
+/// missed, at the fold tolerance (1.22 periods per period).
+const SERIES_GAP_SECS: f64 = 86_400.0 * 4.0 * 1.22;
+
 #[test]
-fn intervals_above_the_maximum_restart_the_series() {
+fn intervals_above_the_series_gap_restart_the_series() {
     let p = process("/usr/bin/python3", 0, 1);
-    let alerts = run(&mut detector(), &beacon(&p, "192.0.2.3", 8088, 7200.0, 12));
+    let alerts = run(
+        &mut detector(),
+        &beacon(&p, "192.0.2.3", 8088, SERIES_GAP_SECS + 1.0, 12),
+    );
     assert!(alerts.is_empty());
-    let alerts = run(&mut detector(), &beacon(&p, "192.0.2.3", 8088, 3000.0, 10));
-    assert_eq!(alerts.len(), 1, "a 50 min period is within the 1 h maximum");
+    let alerts = run(&mut detector(), &beacon(&p, "192.0.2.3", 8088, 7200.0, 10));
+    assert_eq!(alerts.len(), 1, "a 2 h period is within the 24 h maximum");
+    let alerts = run(&mut detector(), &beacon(&p, "192.0.2.3", 8088, 86_000.0, 10));
+    assert_eq!(alerts.len(), 1, "so is a daily one");
+    // Periods above the maximum (with its tolerance) are not beacons, even when held.
+    let alerts = run(
+        &mut detector(),
+        &beacon(&p, "192.0.2.3", 8088, 86_400.0 * 1.4, 10),
+    );
+    assert!(alerts.is_empty());
+}
+
+#[test]
+fn stray_traffic_before_a_beacon_does_not_hide_it() {
+    // Irregular use of the key first (30 intervals from 7 s to 50 min), then a beacon
+    // every 60 s: reported by its 12th check-in (`recovery_connections`), long before
+    // the ring of 32 intervals holds beacon intervals only.
+    let p = process("/usr/bin/python3", 0, 1);
+    let mut recs = Vec::new();
+    let mut t = 0.0;
+    for i in 0..31u32 {
+        recs.push(rec(&p, "192.0.2.4", 8088, Transport::Tcp, t));
+        t += [7.0, 3000.0, 41.0, 900.0, 13.0, 222.0][i as usize % 6];
+    }
+    let start = t + 300.0;
+    let checkins: Vec<_> = (0..12)
+        .map(|i| rec(&p, "192.0.2.4", 8088, Transport::Tcp, start + f64::from(i) * 60.0))
+        .collect();
+    let mut det = detector();
+    let mut out = Vec::new();
+    for r in recs.iter().chain(&checkins[..11]) {
+        det.process(r, &mut out);
+    }
+    assert!(out.is_empty(), "11 check-ins: 10 beacon intervals");
+    det.process(&checkins[11], &mut out);
+    assert_eq!(out.len(), 1, "the 12th check-in");
+    // Without the recovery window the full ring decides, and it is mostly strays.
+    let cfg = BeaconConfig {
+        recovery_connections: 33,
+        ..BeaconConfig::default()
+    };
+    let alerts = run(
+        &mut BeaconDetector::try_new(cfg).unwrap(),
+        &recs.iter().chain(&checkins).cloned().collect::<Vec<_>>(),
+    );
+    assert!(alerts.is_empty());
 }
 
 #[test]
@@ -603,11 +657,17 @@ fn idle_keys_are_dropped_by_event_time() {
         det.process(r, &mut out);
     }
     assert_eq!(det.key_count(), 2, "one destination key, one port key");
-    // An hour after the last check-in the keys are still held ...
-    det.advance(Timestamp::from_secs_f64(T0 + 240.0 + 3600.0), &mut out);
+    // The series gap after the last check-in the keys are still held ...
+    det.advance(
+        Timestamp::from_secs_f64(T0 + 240.0 + SERIES_GAP_SECS - 1.0),
+        &mut out,
+    );
     assert_eq!(det.key_count(), 2);
     // ... and gone just after.
-    det.advance(Timestamp::from_secs_f64(T0 + 240.0 + 3601.0), &mut out);
+    det.advance(
+        Timestamp::from_secs_f64(T0 + 240.0 + SERIES_GAP_SECS + 1.0),
+        &mut out,
+    );
     assert_eq!(det.key_count(), 0);
     assert_eq!(det.counters().evicted_idle, 2);
     // Time never moves back: an older `advance` is a no-op.

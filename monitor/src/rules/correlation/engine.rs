@@ -8,9 +8,8 @@ use std::sync::Arc;
 
 use std::hash::BuildHasher as _;
 
-use lru::LruCache;
-
 use super::prefix::PrefixCache;
+use super::store;
 use super::window::{Value, Window};
 use super::{CorrelationRule, Kind, MAX_ALERT_VALUES};
 use crate::record::{Alert, ConnectionRecord, Correlation, Detector, Timestamp};
@@ -32,26 +31,7 @@ pub const MAX_GROUPS: usize = 100_000;
 /// iterates the store in hash order, so output stays deterministic.
 type GroupKey = u64;
 
-/// The digest is already uniformly random: the store's hash passes it through.
-#[derive(Default)]
-struct PassThrough(u64);
-
-impl std::hash::Hasher for PassThrough {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        // Only `write_u64` is used (a u64 key); fold anything else in anyway.
-        for &b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(b);
-        }
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
-}
-
-type Store = LruCache<GroupKey, Group, std::hash::BuildHasherDefault<PassThrough>>;
+type Store = store::Store<Group>;
 
 #[derive(Debug)]
 struct Group {
@@ -69,6 +49,9 @@ struct Bounded {
     /// The latest match (the alert's event when the window closes) and its rule's position.
     last: Option<(ConnectionRecord, u8)>,
 }
+
+// A group is one slot of the store: keep it small (memory per group, mod.rs).
+const _: () = assert!(size_of::<Group>() <= 64);
 
 impl Group {
     fn deadline(&self) -> Option<(Timestamp, u64)> {
@@ -99,10 +82,7 @@ impl Default for CorrelationEngine {
     fn default() -> Self {
         CorrelationEngine {
             // At the cap, an insert drops the least recently used group (see `on_match`).
-            store: LruCache::with_hasher(
-                std::num::NonZeroUsize::new(MAX_GROUPS).expect("not zero"),
-                Default::default(),
-            ),
+            store: Store::new(MAX_GROUPS),
             deadlines: BTreeMap::new(),
             seq: 0,
             key: Vec::with_capacity(128),
@@ -172,11 +152,11 @@ impl CorrelationEngine {
         let key: GroupKey = digest ^ self.salt(c as u16);
         let bounded = !rule.bounds.rising();
         if bounded
-            && let Some(g) = self.store.peek(&key)
+            && let Some(g) = self.store.peek(key)
             && g.deadline().is_some_and(|(end, _)| t >= end)
         {
             // This group's window is over by the event's time: test it, then start anew.
-            let g = self.store.pop(&key).expect("present");
+            let g = self.store.pop(key).expect("present");
             let (end, seq) = g.deadline().expect("bounded");
             self.deadlines.remove(&(end, seq));
             close(corrs, g, end, out);
@@ -184,9 +164,8 @@ impl CorrelationEngine {
         // One lookup on the common path (the group exists). At the cap, inserting drops
         // the least recently matched group; a deadline it leaves behind is recognized by
         // its sequence number and skipped (`advance`).
-        let full = self.store.len() >= MAX_GROUPS;
         let mut created = false;
-        let g = self.store.get_or_insert_mut(key, || {
+        let (g, dropped) = self.store.get_or_insert_mut(key, || {
             created = true;
             Group {
                 corr: c as u16,
@@ -195,7 +174,7 @@ impl CorrelationEngine {
             }
         });
         if created {
-            self.evictions += u64::from(full);
+            self.evictions += u64::from(dropped.is_some());
             if bounded {
                 self.seq += 1;
                 let d = (Timestamp(t.0.saturating_add(rule.timespan_ns)), self.seq);
@@ -239,9 +218,9 @@ impl CorrelationEngine {
             // The group may have been evicted, and its key reused by a newer group.
             if self
                 .store
-                .peek(&key)
+                .peek(key)
                 .is_some_and(|g| g.deadline() == Some((end, seq)))
-                && let Some(g) = self.store.pop(&key)
+                && let Some(g) = self.store.pop(key)
             {
                 close(corrs, g, end, out);
             }
@@ -267,9 +246,9 @@ impl CorrelationEngine {
         for ((end, seq), key) in std::mem::take(&mut self.deadlines) {
             if self
                 .store
-                .peek(&key)
+                .peek(key)
                 .is_some_and(|g| g.deadline() == Some((end, seq)))
-                && let Some(g) = self.store.pop(&key)
+                && let Some(g) = self.store.pop(key)
             {
                 let at = end.min(self.last_event.max(g.win.newest));
                 close(corrs, g, at, out);
@@ -305,7 +284,8 @@ impl CorrelationEngine {
             kept.push((key, g));
         }
         for (k, g) in kept {
-            self.store.push(k, g);
+            // As many as were held: nothing is dropped.
+            let _ = self.store.push(k, g);
         }
     }
 }

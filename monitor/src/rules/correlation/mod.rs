@@ -24,6 +24,7 @@
 mod engine;
 mod parse;
 mod prefix;
+mod store;
 mod window;
 
 #[cfg(test)]
