@@ -680,7 +680,7 @@ fn idle_keys_are_dropped_by_event_time() {
     }
     let q = process("/usr/bin/curl", 0, 2);
     det.process(
-        &rec(&q, "192.0.2.6", 80, Transport::Tcp, 240.0 + 3700.0),
+        &rec(&q, "192.0.2.6", 80, Transport::Tcp, 240.0 + SERIES_GAP_SECS + 100.0),
         &mut out,
     );
     assert_eq!(det.key_count(), 2, "only the new record's keys remain");

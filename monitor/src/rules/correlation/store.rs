@@ -127,7 +127,7 @@ impl<V> Store<V> {
     fn insert_new(&mut self, key: u64, value: V) -> u32 {
         if self.slots.len() == self.slots.capacity() {
             // Doubling, but never past the cap: a full store holds no spare slots.
-            let want = (self.slots.len() * 2).clamp(16, self.cap);
+            let want = (self.slots.len() * 2).max(16).min(self.cap);
             self.slots
                 .reserve_exact(want.saturating_sub(self.slots.len()).max(1));
         }
