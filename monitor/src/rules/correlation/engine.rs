@@ -10,15 +10,15 @@ use std::hash::BuildHasher as _;
 
 use super::prefix::PrefixCache;
 use super::store;
-use super::window::{Value, Window};
+use super::window::{Texts, Value, Window};
 use super::{CorrelationRule, Kind, MAX_ALERT_VALUES};
 use crate::record::{Alert, ConnectionRecord, Correlation, Detector, Timestamp};
 use crate::rules::field::{Field, FieldValue};
 
-/// Groups kept at once over all correlation rules. At about 155 bytes a group of one entry
-/// (more for groups holding many values) this is some 15 to 22 MiB at most; past it the
-/// least recently matched group is dropped (its count starts again at its next match) and
-/// counted.
+/// Groups kept at once over all correlation rules. A group of one entry is one 64-byte slot
+/// and 5 bytes of index (more for groups holding many values, BENCHMARKS.md section 2); past
+/// it the least recently matched group is dropped (its count starts again at its next
+/// match) and counted.
 pub const MAX_GROUPS: usize = 100_000;
 
 /// A group: a 64-bit digest of its `group-by` values, mixed with a random word of its
@@ -37,9 +37,29 @@ type Store = store::Store<Group>;
 struct Group {
     corr: u16,
     win: Window,
-    /// Only groups of a bounded condition have it: boxed, so the others stay small
-    /// (memory per group, mod.rs).
-    bounded: Option<Box<Bounded>>,
+    /// What few groups need, boxed so that the others stay one 64-byte slot (memory per
+    /// group, mod.rs): groups of a bounded condition, groups that alerted, groups counting
+    /// values kept as digests.
+    extra: Option<Box<Extra>>,
+}
+
+#[derive(Debug)]
+struct Extra {
+    /// Rising conditions: no alert before this time (one alert per timespan).
+    quiet_until: Timestamp,
+    /// The text of digest values (`Value::is_digest`), for the alert.
+    texts: Texts,
+    bounded: Option<Bounded>,
+}
+
+impl Extra {
+    fn boxed() -> Box<Extra> {
+        Box::new(Extra {
+            quiet_until: Timestamp(i64::MIN),
+            texts: Vec::new(),
+            bounded: None,
+        })
+    }
 }
 
 #[derive(Debug)]
@@ -50,12 +70,31 @@ struct Bounded {
     last: Option<(ConnectionRecord, u8)>,
 }
 
-// A group is one slot of the store: keep it small (memory per group, mod.rs).
-const _: () = assert!(size_of::<Group>() <= 64);
+// A group is most of one slot of the store (with its key and links, 64 bytes): keep it
+// there (memory per group, mod.rs).
+const _: () = assert!(size_of::<Group>() <= 48);
 
 impl Group {
     fn deadline(&self) -> Option<(Timestamp, u64)> {
-        self.bounded.as_ref().map(|b| b.deadline)
+        self.bounded().map(|b| b.deadline)
+    }
+
+    fn bounded(&self) -> Option<&Bounded> {
+        self.extra.as_ref()?.bounded.as_ref()
+    }
+
+    fn quiet_until(&self) -> Timestamp {
+        self.extra
+            .as_ref()
+            .map_or(Timestamp(i64::MIN), |e| e.quiet_until)
+    }
+
+    fn texts(&self) -> &[(u64, Box<str>)] {
+        self.extra.as_ref().map_or(&[], |e| &e.texts[..])
+    }
+
+    fn extra(&mut self) -> &mut Extra {
+        self.extra.get_or_insert_with(Extra::boxed)
     }
 }
 
@@ -170,7 +209,7 @@ impl CorrelationEngine {
             Group {
                 corr: c as u16,
                 win: Window::new(t),
-                bounded: None,
+                extra: None,
             }
         });
         if created {
@@ -179,30 +218,33 @@ impl CorrelationEngine {
                 self.seq += 1;
                 let d = (Timestamp(t.0.saturating_add(rule.timespan_ns)), self.seq);
                 self.deadlines.insert(d, key);
-                g.bounded = Some(Box::new(Bounded {
+                g.extra().bounded = Some(Bounded {
                     deadline: d,
                     last: None,
-                }));
+                });
             }
         }
         if g.win.add(rule, pos as u8, t, v) && v.is_digest() {
             let fields = &rule.value_fields[pos];
-            g.win.keep_text(v, || value_text(rec, fields));
+            let Group { win, extra, .. } = g;
+            let texts = &mut extra.get_or_insert_with(Extra::boxed).texts;
+            win.keep_text(texts, v, || value_text(rec, fields));
         }
         if bounded {
-            if let Some(b) = &mut g.bounded {
+            if let Some(b) = g.extra.as_mut().and_then(|e| e.bounded.as_mut()) {
                 b.last = Some((rec.clone(), pos as u8));
             }
             return;
         }
         g.win.prune(rule.timespan_ns);
-        if g.win.newest >= g.win.quiet_until {
+        if g.win.newest >= g.quiet_until() {
             let n = g.win.count(rule);
             if rule.bounds.holds(n) {
-                out.push(alert(rule, pos, rec, &g.win, n, t));
+                out.push(alert(rule, pos, rec, &g.win, g.texts(), n, t));
                 // Count afresh; at most one alert per timespan.
                 g.win.entries.clear();
-                g.win.quiet_until = Timestamp(g.win.newest.0.saturating_add(rule.timespan_ns));
+                g.extra().quiet_until =
+                    Timestamp(g.win.newest.0.saturating_add(rule.timespan_ns));
             }
         }
     }
@@ -233,7 +275,7 @@ impl CorrelationEngine {
         while let Some((_, g)) = self.store.peek_lru() {
             let rule = &corrs[g.corr as usize];
             let idle_until = g.win.newest.0.saturating_add(rule.timespan_ns);
-            if g.bounded.is_some() || idle_until > now.0 || g.win.quiet_until > now {
+            if g.bounded().is_some() || idle_until > now.0 || g.quiet_until() > now {
                 break;
             }
             self.store.pop_lru();
@@ -294,10 +336,10 @@ impl CorrelationEngine {
 fn close(corrs: &[CorrelationRule], g: Group, at: Timestamp, out: &mut Vec<Alert>) {
     let rule = &corrs[g.corr as usize];
     let n = g.win.count(rule);
-    if let Some(Some((rec, pos))) = g.bounded.as_ref().map(|b| &b.last)
+    if let Some(Some((rec, pos))) = g.bounded().map(|b| &b.last)
         && rule.bounds.holds(n)
     {
-        out.push(alert(rule, usize::from(*pos), rec, &g.win, n, at));
+        out.push(alert(rule, usize::from(*pos), rec, &g.win, g.texts(), n, at));
     }
 }
 
@@ -306,6 +348,7 @@ fn alert(
     pos: usize,
     rec: &ConnectionRecord,
     win: &Window,
+    texts: &[(u64, Box<str>)],
     count: u64,
     at: Timestamp,
 ) -> Alert {
@@ -319,7 +362,7 @@ fn alert(
         win.entries
             .iter()
             .take(MAX_ALERT_VALUES)
-            .map(|e| e.v.to_json(win.texts()))
+            .map(|e| e.v.to_json(texts))
             .collect()
     });
     let (first, last) = win.span();

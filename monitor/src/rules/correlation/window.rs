@@ -87,11 +87,6 @@ pub struct Window {
     pub entries: SmallVec<[Entry; 1]>,
     /// Newest event time seen by the group.
     pub newest: Timestamp,
-    /// Rising conditions: no alert before this time (one alert per timespan).
-    pub quiet_until: Timestamp,
-    /// The text of digest values (`Value::is_digest`), for the alert; only groups that
-    /// count such values have it.
-    pub texts: Option<Box<Texts>>,
 }
 
 impl Window {
@@ -99,8 +94,6 @@ impl Window {
         Window {
             entries: SmallVec::new(),
             newest: t,
-            quiet_until: Timestamp(i64::MIN),
-            texts: None,
         }
     }
 
@@ -163,19 +156,14 @@ impl Window {
         true
     }
 
-    /// Keeps the text of a digest value just added, and drops texts of values gone.
-    pub fn keep_text(&mut self, v: Value, text: impl FnOnce() -> String) {
-        let texts = self.texts.get_or_insert_with(Default::default);
+    /// Keeps the text of a digest value just added in `texts` (the group's), and drops
+    /// texts of values gone.
+    pub fn keep_text(&self, texts: &mut Texts, v: Value, text: impl FnOnce() -> String) {
         if texts.len() >= self.entries.len() * 2 {
             let entries = &self.entries;
             texts.retain(|(x, _)| entries.iter().any(|e| e.v.0 == *x));
         }
         texts.push((v.0, text().into()));
-    }
-
-    /// The texts of digest values (empty when the group has none).
-    pub fn texts(&self) -> &[(u64, Box<str>)] {
-        self.texts.as_deref().map_or(&[], |t| &t[..])
     }
 
     /// Drops entries more than `timespan` before the newest event (sliding windows).
