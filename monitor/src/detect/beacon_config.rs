@@ -5,8 +5,8 @@ use serde::Deserialize;
 use thiserror::Error;
 
 use super::allowlist::AllowEntry;
-use super::series::NOT_A_CHECKIN_MS;
 use super::periodicity::RING;
+use super::series::NOT_A_CHECKIN_MS;
 
 /// Ports the T1571 seed query treats as standard (`isStandardPort`).
 pub const SEED_STANDARD_PORTS: [u16; 9] = [80, 443, 8080, 8443, 53, 25, 3000, 5000, 9000];

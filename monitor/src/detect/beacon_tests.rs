@@ -281,7 +281,10 @@ fn intervals_above_the_series_gap_restart_the_series() {
     assert!(alerts.is_empty());
     let alerts = run(&mut detector(), &beacon(&p, "192.0.2.3", 8088, 7200.0, 10));
     assert_eq!(alerts.len(), 1, "a 2 h period is within the 24 h maximum");
-    let alerts = run(&mut detector(), &beacon(&p, "192.0.2.3", 8088, 86_000.0, 10));
+    let alerts = run(
+        &mut detector(),
+        &beacon(&p, "192.0.2.3", 8088, 86_000.0, 10),
+    );
     assert_eq!(alerts.len(), 1, "so is a daily one");
     // Periods above the maximum (with its tolerance) are not beacons, even when held.
     let alerts = run(
@@ -305,7 +308,15 @@ fn stray_traffic_before_a_beacon_does_not_hide_it() {
     }
     let start = t + 300.0;
     let checkins: Vec<_> = (0..12)
-        .map(|i| rec(&p, "192.0.2.4", 8088, Transport::Tcp, start + f64::from(i) * 60.0))
+        .map(|i| {
+            rec(
+                &p,
+                "192.0.2.4",
+                8088,
+                Transport::Tcp,
+                start + f64::from(i) * 60.0,
+            )
+        })
         .collect();
     let mut det = detector();
     let mut out = Vec::new();
@@ -680,7 +691,13 @@ fn idle_keys_are_dropped_by_event_time() {
     }
     let q = process("/usr/bin/curl", 0, 2);
     det.process(
-        &rec(&q, "192.0.2.6", 80, Transport::Tcp, 240.0 + SERIES_GAP_SECS + 100.0),
+        &rec(
+            &q,
+            "192.0.2.6",
+            80,
+            Transport::Tcp,
+            240.0 + SERIES_GAP_SECS + 100.0,
+        ),
         &mut out,
     );
     assert_eq!(det.key_count(), 2, "only the new record's keys remain");

@@ -385,8 +385,7 @@ fn the_pruned_fold_search_finds_what_the_full_search_finds() {
             let floor = ShareBar::new(0.93 - 1e-9).floor(n);
             for at_least in [0, 1, n / 2, n.saturating_sub(2), floor, count + 1, n, n + 1] {
                 let got = best_fold(sorted, p, at_least).map(|(c, f)| (c.to_bits(), f));
-                let want =
-                    reference_best_fold(sorted, p, at_least).map(|(c, f)| (c.to_bits(), f));
+                let want = reference_best_fold(sorted, p, at_least).map(|(c, f)| (c.to_bits(), f));
                 assert_eq!(got, want, "{xs:?} at least {at_least} {p:?}");
                 found += usize::from(got.is_some());
             }

@@ -243,8 +243,7 @@ impl CorrelationEngine {
                 out.push(alert(rule, pos, rec, &g.win, g.texts(), n, t));
                 // Count afresh; at most one alert per timespan.
                 g.win.entries.clear();
-                g.extra().quiet_until =
-                    Timestamp(g.win.newest.0.saturating_add(rule.timespan_ns));
+                g.extra().quiet_until = Timestamp(g.win.newest.0.saturating_add(rule.timespan_ns));
             }
         }
     }
@@ -339,7 +338,15 @@ fn close(corrs: &[CorrelationRule], g: Group, at: Timestamp, out: &mut Vec<Alert
     if let Some(Some((rec, pos))) = g.bounded().map(|b| &b.last)
         && rule.bounds.holds(n)
     {
-        out.push(alert(rule, usize::from(*pos), rec, &g.win, g.texts(), n, at));
+        out.push(alert(
+            rule,
+            usize::from(*pos),
+            rec,
+            &g.win,
+            g.texts(),
+            n,
+            at,
+        ));
     }
 }
 
