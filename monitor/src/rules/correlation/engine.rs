@@ -16,17 +16,20 @@ use crate::record::{Alert, ConnectionRecord, Correlation, Detector, Timestamp};
 use crate::rules::field::{Field, FieldValue};
 
 /// Groups kept at once over all correlation rules. A group of one entry is one 64-byte slot
-/// and 5 bytes of index (more for groups holding many values, BENCHMARKS.md section 2); past
-/// it the least recently matched group is dropped (its count starts again at its next
-/// match) and counted.
-pub const MAX_GROUPS: usize = 100_000;
+/// and about 6 bytes of index (more for groups holding many values); past the cap the least
+/// recently matched group is dropped (its count starts again at its next match) and
+/// counted. 50,000 rather than 100,000: with 100,000 beacon keys and 10,000 processes the
+/// daemon holds about 60 MiB before any group, and 100,000 groups took the memory stage to
+/// 64.9 MiB, over its 64 MiB goal (BENCHMARKS.md section 5); no group smaller than its key,
+/// links and one timestamped entry would fit 100,000 in what is left.
+pub const MAX_GROUPS: usize = 50_000;
 
 /// A group: a 64-bit digest of its `group-by` values, mixed with a random word of its
 /// correlation (`CorrelationEngine::salt`). The values are a few dozen bytes the process
 /// chose (its path, its user); keeping only a digest, keyed at random per engine, makes a
-/// key a word rather than an allocation (8 bytes of each of up to 100,000 groups), and no
+/// key a word rather than an allocation (8 bytes of each of up to 50,000 groups), and no
 /// input can pick two groups that share one. Two groups share one by chance with odds of
-/// 2^-64 per pair (about 3 in 10^10 with all 100,000 groups open); they would then count
+/// 2^-64 per pair (under 1 in 10^10 with all 50,000 groups open); they would then count
 /// together. The alert takes its values from the event, never from the key. Nothing
 /// iterates the store in hash order, so output stays deterministic.
 type GroupKey = u64;
