@@ -725,3 +725,7 @@ impl KeyStep<'_> {
 #[cfg(test)]
 #[path = "beacon_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "beacon_allow_config_tests.rs"]
+mod allow_config_tests;
