@@ -5,8 +5,7 @@
 //! most `BENIGN_BUDGET` alert records on benign programs, and every designed attack must
 //! still alert. Runs the real binary on the generated file; needs no root.
 
-#[path = "../../xtask/src/bench/workload.rs"]
-mod workload;
+use monitor_workload as workload;
 
 use std::collections::BTreeMap;
 use std::process::Command;

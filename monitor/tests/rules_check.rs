@@ -478,7 +478,7 @@ fn accepted_quickly(name: &str, text: String) {
 
 #[test]
 fn every_real_rule_is_inside_the_budgets() {
-    let shared = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/sigma-linux-network");
+    let shared = support::sigmahq_rules_dir();
     let mut paths = vec![repo_rules_dir(), fixtures().join("valid")];
     for e in std::fs::read_dir(&shared).unwrap() {
         let p = e.unwrap().path();

@@ -10,10 +10,10 @@ use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
 
 use monitor::rules::{RuleEngine, RuleSet, explain_text};
-use support::{ev, shared_dir};
+use support::{ev, sigmahq_rules_dir};
 
 fn sigmahq() -> Arc<RuleSet> {
-    let dir = shared_dir().join("sigma-linux-network");
+    let dir = sigmahq_rules_dir();
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().path())

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use monitor::rules::{RuleError, RuleSet, check};
-use support::{ev, matches, shared_dir};
+use support::{ev, matches, sigmahq_rules_dir};
 
 const CALLBACK: &str = "dbfc7c98-04ab-4ab7-aa94-c74d22aa7376";
 const BACK_CONNECT: &str = "83dcd9f6-9ca8-4af7-a16e-a1c7a6b51871";
@@ -17,7 +17,7 @@ const REV_SHELL: &str = "6104e693-a7d6-4891-86cb-49a258523559";
 const METADATA: &str = "6c1f4d8a-2e5b-4c9f-a7d3-0b5e8f1c4a6d";
 
 fn rule_files() -> Vec<PathBuf> {
-    let dir = shared_dir().join("sigma-linux-network");
+    let dir = sigmahq_rules_dir();
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -293,8 +293,7 @@ fn initiated_as_boolean_and_as_string_both_match() {
 }
 
 fn broken_file() -> PathBuf {
-    shared_dir()
-        .join("sigma-linux-network/broken/net_connection_lnx_localtonet_tunnel_tab_indent.yml")
+    sigmahq_rules_dir().join("broken/net_connection_lnx_localtonet_tunnel_tab_indent.yml")
 }
 
 fn tab_line() -> u32 {
@@ -321,7 +320,7 @@ fn tab_indented_file_fails_with_file_and_line() {
 
 #[test]
 fn broken_file_in_a_directory_fails_strict_load_and_is_skipped_when_lenient() {
-    let dir = shared_dir().join("sigma-linux-network");
+    let dir = sigmahq_rules_dir();
     let err = RuleSet::load(std::slice::from_ref(&dir)).unwrap_err();
     assert!(err.to_string().contains("tab_indent.yml"), "{err}");
     let rep = RuleSet::load_lenient(&[dir]);

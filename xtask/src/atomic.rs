@@ -1,4 +1,4 @@
-//! `cargo xtask atomic`: the attack simulations (monitor/tests/atomic.rs) run live against a
+//! `cargo xtask atomic`: the attack simulations (monitor/tests/live/atomic.rs) run live against a
 //! test host in a network namespace, with the monitor's default rules.
 //!
 //! Examples:

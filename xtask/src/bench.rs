@@ -16,13 +16,14 @@
 //! `<out>/bench.json` and `<out>/bench.md`.
 
 mod exec;
+mod kernel_cost;
 mod live;
 mod memory;
 mod procfs;
 mod replay;
 mod rules;
+mod stats;
 mod subject;
-pub mod workload;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -330,7 +331,7 @@ pub fn run(opts: &BenchOptions) -> Result<()> {
         (
             "kernel",
             "3b. Live capture cost in the kernel",
-            live::kernel_cost,
+            kernel_cost::kernel_cost,
         ),
         ("threshold", "4. Loss threshold", live::loss_threshold),
         (

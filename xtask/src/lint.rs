@@ -54,6 +54,11 @@ pub fn run() -> Result<()> {
         &[],
     );
     step(
+        "clippy monitor-workload",
+        &clippy(&["-p", "monitor-workload", "--all-targets"]),
+        &[],
+    );
+    step(
         "clippy xtask",
         &clippy(&["-p", "xtask", "--all-targets"]),
         &[],

@@ -217,7 +217,7 @@ fn main() -> Result<()> {
 }
 
 fn write_workload(events: u64, seed: Option<u64>, dns_percent: u32, out: &Path) -> Result<()> {
-    let mut cfg = bench::workload::WorkloadConfig {
+    let mut cfg = monitor_workload::WorkloadConfig {
         events,
         dns_percent: dns_percent.min(100),
         ..Default::default()
@@ -227,14 +227,14 @@ fn write_workload(events: u64, seed: Option<u64>, dns_percent: u32, out: &Path) 
     }
     let stats = if out == Path::new("-") {
         let mut w = std::io::BufWriter::new(std::io::stdout().lock());
-        let stats = bench::workload::generate(&cfg, &mut w)?;
+        let stats = monitor_workload::generate(&cfg, &mut w)?;
         std::io::Write::flush(&mut w)?;
         stats
     } else {
         let mut w = std::io::BufWriter::new(
             std::fs::File::create(out).with_context(|| format!("creating {}", out.display()))?,
         );
-        let stats = bench::workload::generate(&cfg, &mut w)
+        let stats = monitor_workload::generate(&cfg, &mut w)
             .with_context(|| format!("writing {}", out.display()))?;
         std::io::Write::flush(&mut w).with_context(|| format!("writing {}", out.display()))?;
         stats

@@ -1,6 +1,6 @@
 //! What the rule benchmarks share: the event mix and the rule sets they evaluate.
 //!
-//! Events: the realistic mix of `xtask/src/bench/workload.rs` (mostly browsers, package
+//! Events: the realistic mix of the `monitor-workload` crate (mostly browsers, package
 //! managers and daemons; about 0.5 % hits), parsed with the code replay uses. Rule sets: the
 //! default rules, the default rules plus every SigmaHQ rule in monitor/tests/fixtures/sigma-linux-network/,
 //! and that set plus generated rules, to see how the cost grows with the number of rules.
@@ -17,9 +17,7 @@ use std::sync::Arc;
 use monitor::record::{ConnectionRecord, ProcessInfo};
 use monitor::rules::RuleSet;
 
-#[path = "../../../xtask/src/bench/workload.rs"]
-#[allow(dead_code)]
-mod workload;
+use monitor_workload as workload;
 
 /// Records per batch.
 pub const BATCH: usize = 10_000;

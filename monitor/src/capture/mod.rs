@@ -3,19 +3,19 @@
 //! - `probes`: loads the object and picks a backend per hook (fentry, kprobe, raw
 //!   tracepoint, tracepoint or cgroup), falling back automatically.
 //! - `btf`, `tracefs`: kernel struct and tracepoint offsets, resolved at load time.
-//! - `ringbuf`, `decode`: batched reading and checked decoding of records.
+//! - `ringbuf`, `ring_record`: batched reading and checked decoding of records.
 //! - `clock`: kernel boot-clock timestamps to wall-clock time.
 //!
 //! Dropping a `Capture` (or `shutdown`) detaches and unloads every program.
 
 mod btf;
+mod capabilities;
 mod cgroup;
 mod clock;
-mod decode;
 mod ebpf_log;
 mod error;
-mod privileges;
 mod probes;
+mod ring_record;
 mod ringbuf;
 mod tracefs;
 
@@ -25,12 +25,12 @@ use aya::maps::{MapData, PerCpuArray, RingBuf};
 use aya_log::EbpfLogger;
 use monitor_common::{hook, stat};
 
-pub use clock::BootClock;
-pub use decode::{DecodeError, decode};
-pub use error::CaptureError;
 /// The capability check `Capture::start` runs first, for callers that want to fail before
 /// doing anything else.
-pub use privileges::check as check_capabilities;
+pub use capabilities::check as check_capabilities;
+pub use clock::BootClock;
+pub use error::CaptureError;
+pub use ring_record::{RingRecordError, decode};
 
 use crate::record::Timestamp;
 
@@ -167,7 +167,7 @@ impl Capture {
     /// Loads the kernel programs and attaches them, choosing backends per `cfg.probe`.
     /// Needs root (or the capabilities the error names) and a tokio runtime with I/O.
     pub fn start(cfg: &CaptureConfig) -> Result<Capture, CaptureError> {
-        privileges::check()?;
+        capabilities::check()?;
         if tokio::runtime::Handle::try_current().is_err() {
             return Err(CaptureError::NoRuntime);
         }

@@ -11,7 +11,7 @@ use tokio::{
     time::{Interval, MissedTickBehavior},
 };
 
-use super::{RawEvent, decode};
+use super::{RawEvent, ring_record};
 
 /// Records taken per `read_batch` at most, so one call cannot grow `out` without bound while
 /// the kernel keeps writing; the next call continues without waiting.
@@ -64,7 +64,7 @@ impl EventSource {
         let mut taken = 0;
         self.backlog = false;
         while let Some(item) = ring.next() {
-            match decode::decode(&item) {
+            match ring_record::decode(&item) {
                 Ok(ev) => out.push(ev),
                 Err(err) => {
                     self.decode_errors += 1;

@@ -218,6 +218,10 @@ print fmt: \"family=%s\", REC->family
     }
 
     #[test]
+    #[cfg_attr(
+        not(feature = "host-tests"),
+        ignore = "needs root (mounts tracefs): cargo test --features host-tests, as root"
+    )]
     fn reads_the_running_kernels_formats() {
         let tracefs = ensure_mounted().expect("tracefs (this test runs as root)");
         let mut offsets = monitor_common::KernelConfig::UNSET.tp;

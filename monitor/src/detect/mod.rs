@@ -12,6 +12,7 @@ pub mod beacon;
 pub mod beacon_config;
 pub mod periodicity;
 mod series;
+#[cfg(any(test, feature = "test-support"))]
 pub mod simulate;
 
 pub use beacon::{

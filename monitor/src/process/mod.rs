@@ -7,7 +7,7 @@
 //! process the table did not know, and the result cached in bounded maps.
 //!
 //! - `table`: `ProcessTable` and its configuration and counters.
-//! - `decode`: checked decoding of kernel bytes (addresses, argv, comm).
+//! - `kernel_fields`: checked decoding of kernel bytes (addresses, argv, comm).
 //! - `hash`: SHA-256 of executables, in a worker thread.
 //! - `procfs`: bounded readers for /proc/PID/*.
 //! - `users`: uid -> name from /etc/passwd.
@@ -15,8 +15,8 @@
 //! - `container`: container id from the cgroup path.
 
 mod container;
-mod decode;
 mod hash;
+mod kernel_fields;
 mod nameservers;
 mod procfs;
 mod table;
@@ -26,7 +26,7 @@ mod users;
 mod tests;
 
 pub use container::{CgroupMatch, container_id_from_cgroup, container_id_from_path};
-pub use decode::{ConnectAddrs, DecodeError, decode_connect, probe_name};
 pub use hash::HashConfig;
+pub use kernel_fields::{ConnectAddrs, ConnectFieldError, decode_connect, probe_name};
 pub use nameservers::{Nameservers, parse_resolv_conf};
 pub use table::{ProcessStats, ProcessTable, ProcessTableConfig};

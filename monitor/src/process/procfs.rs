@@ -10,7 +10,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::decode::split_argv;
+use super::kernel_fields::split_argv;
 
 /// Most bytes of /proc/PID/cmdline kept per process.
 pub const MAX_CMDLINE_BYTES: usize = 4096;

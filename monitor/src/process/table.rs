@@ -32,11 +32,11 @@ use monitor_common::{COMM_LEN, ConnectEvent, ExecEvent, ExitEvent, ForkEvent};
 use serde::{Deserialize, Serialize};
 
 use super::container::{ContainerIds, Resolved};
-use super::decode::{
+use super::hash::{ExeHasher, FileVersion, HashConfig, HashRequest, user_dev};
+use super::kernel_fields::{
     c_text, decode_connect, decode_connect_lossy, exe_basename, kernel_exe_path, probe_name,
     split_argv, used,
 };
-use super::hash::{ExeHasher, FileVersion, HashConfig, HashRequest, user_dev};
 use super::nameservers::Nameservers;
 use super::procfs::{ProcFs, ProcSnapshot, clock_ticks_per_sec};
 use super::users::{DEFAULT_RECHECK, UserNames};
@@ -108,7 +108,7 @@ pub struct ProcessStats {
     /// A live pid whose /proc start time differed from the kernel's: pid reuse, or kernel
     /// programs reporting a start time on another clock (should stay 0).
     pub start_mismatches: u64,
-    /// Connect events with an unknown address family or protocol (see `DecodeError`).
+    /// Connect events with an unknown address family or protocol (see `ConnectFieldError`).
     pub malformed: u64,
     /// `ProcessInfo`s built; every other record shared an existing one.
     pub builds: u64,

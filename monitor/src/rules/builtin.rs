@@ -2,7 +2,7 @@
 //! needs no files. `RuleSet::builtin()` and `--rules rules/` load the same text through
 //! the same loader. A test checks that every `*.yml` under `rules/` is listed here.
 
-use super::compile::Source;
+use super::load::Source;
 
 /// (path under `rules/`, contents)
 pub(crate) const FILES: &[(&str, &str)] = &[

@@ -1,5 +1,9 @@
 //! Sigma condition expressions: `sel and not 1 of filter_*`, with Sigma's precedence
-//! (`not` binds tighter than `and`, which binds tighter than `or`).
+//! (`not` binds tighter than `and`, which binds tighter than `or`), parsed to a `CondAst`;
+//! and `Cond`, the compiled condition over test ids that the engine evaluates.
+
+use super::matcher::{Scratch, Test, TestId, Tests};
+use crate::record::ConnectionRecord;
 
 /// A parsed condition, before identifiers are resolved to selections.
 #[derive(Clone, Debug, PartialEq)]
@@ -289,6 +293,255 @@ pub(crate) fn name_matches(pattern: &str, name: &str) -> bool {
         }
     }
     p[i..].iter().all(|&c| c == b'*')
+}
+
+/// A compiled condition over test ids.
+#[derive(Debug)]
+pub(crate) enum Cond {
+    /// Known at load time (a test on a field the monitor never fills, `Initiated`).
+    Const(bool),
+    Test(TestId),
+    And(Box<[Cond]>),
+    Or(Box<[Cond]>),
+    Not(Box<Cond>),
+    AtLeast(u32, Box<[Cond]>),
+}
+
+impl Cond {
+    pub fn eval(&self, tests: &Tests, rec: &ConnectionRecord, s: &mut Scratch) -> bool {
+        match self {
+            Cond::Const(b) => *b,
+            Cond::Test(id) => tests.eval(*id, rec, s),
+            Cond::And(c) => c.iter().all(|c| c.eval_leaf(tests, rec, s)),
+            Cond::Or(c) => c.iter().any(|c| c.eval_leaf(tests, rec, s)),
+            Cond::Not(c) => !c.eval_leaf(tests, rec, s),
+            Cond::AtLeast(n, c) => {
+                let mut hits = 0;
+                for x in c.iter() {
+                    if x.eval_leaf(tests, rec, s) {
+                        hits += 1;
+                        if hits >= *n {
+                            return true;
+                        }
+                    }
+                }
+                false
+            }
+        }
+    }
+
+    /// The outcome as far as the process's own fields decide it, `None` where it depends
+    /// on fields of the event (destination, source, ...). Evaluates process tests the
+    /// condition may have skipped.
+    pub fn eval_process(
+        &self,
+        tests: &Tests,
+        rec: &ConnectionRecord,
+        s: &mut Scratch,
+    ) -> Option<bool> {
+        match self {
+            Cond::Const(b) => Some(*b),
+            Cond::Test(id) => tests.process_only[*id as usize].then(|| tests.eval(*id, rec, s)),
+            Cond::And(c) => {
+                let mut known = true;
+                for x in c.iter() {
+                    match x.eval_process(tests, rec, s) {
+                        Some(false) => return Some(false),
+                        Some(true) => {}
+                        None => known = false,
+                    }
+                }
+                known.then_some(true)
+            }
+            Cond::Or(c) => {
+                let mut known = true;
+                for x in c.iter() {
+                    match x.eval_process(tests, rec, s) {
+                        Some(true) => return Some(true),
+                        Some(false) => {}
+                        None => known = false,
+                    }
+                }
+                known.then_some(false)
+            }
+            Cond::Not(c) => c.eval_process(tests, rec, s).map(|b| !b),
+            Cond::AtLeast(n, c) => {
+                let (mut yes, mut unknown) = (0u32, 0u32);
+                for x in c.iter() {
+                    match x.eval_process(tests, rec, s) {
+                        Some(true) => yes += 1,
+                        Some(false) => {}
+                        None => unknown += 1,
+                    }
+                }
+                if yes >= *n {
+                    Some(true)
+                } else if yes + unknown < *n {
+                    Some(false)
+                } else {
+                    None
+                }
+            }
+        }
+    }
+
+    /// Most operands are tests: evaluate those in place and recurse only into subtrees.
+    #[inline(always)]
+    fn eval_leaf(&self, tests: &Tests, rec: &ConnectionRecord, s: &mut Scratch) -> bool {
+        match self {
+            Cond::Test(id) => tests.eval(*id, rec, s),
+            Cond::Const(b) => *b,
+            other => other.eval(tests, rec, s),
+        }
+    }
+
+    /// `and` inside `and` (and `or` inside `or`) become one level, and one-operand nodes
+    /// their operand: selections pasted into conditions nest deeply otherwise.
+    fn flatten(&mut self) {
+        match self {
+            Cond::And(c) | Cond::Or(c) | Cond::AtLeast(_, c) => {
+                c.iter_mut().for_each(Cond::flatten)
+            }
+            Cond::Not(c) => c.flatten(),
+            Cond::Test(_) | Cond::Const(_) => {}
+        }
+        let is_and = matches!(self, Cond::And(_));
+        if let Cond::And(c) | Cond::Or(c) = self {
+            let mut flat = Vec::with_capacity(c.len());
+            for x in std::mem::take(c).into_vec() {
+                match x {
+                    Cond::And(inner) if is_and => flat.extend(inner.into_vec()),
+                    Cond::Or(inner) if !is_and => flat.extend(inner.into_vec()),
+                    x => flat.push(x),
+                }
+            }
+            if flat.len() == 1 {
+                *self = flat.pop().expect("one");
+            } else {
+                *c = flat.into_boxed_slice();
+            }
+        }
+    }
+
+    fn cost(&self, tests: &[Test]) -> u32 {
+        match self {
+            Cond::Const(_) => 0,
+            Cond::Test(id) => tests[*id as usize].cost(tests),
+            Cond::And(c) | Cond::Or(c) | Cond::AtLeast(_, c) => {
+                c.iter().map(|c| c.cost(tests)).sum()
+            }
+            Cond::Not(c) => c.cost(tests),
+        }
+    }
+
+    /// Sigma conditions have no side effects, so `and`/`or` operands may run in any
+    /// order: cheap ones (port bitsets, address tables) first.
+    /// Replaces tests whose outcome is known at load time by constants, and simplifies.
+    pub fn fold(&mut self, tests: &[Test]) {
+        match self {
+            Cond::Test(id) => {
+                if let Some(b) = tests[*id as usize].constant(tests) {
+                    *self = Cond::Const(b);
+                }
+            }
+            Cond::Not(c) => {
+                c.fold(tests);
+                if let Cond::Const(b) = **c {
+                    *self = Cond::Const(!b);
+                }
+            }
+            Cond::And(c) | Cond::Or(c) | Cond::AtLeast(_, c) => {
+                c.iter_mut().for_each(|x| x.fold(tests));
+            }
+            Cond::Const(_) => {}
+        }
+        let folded = match self {
+            Cond::And(c) => {
+                if c.iter().any(|x| matches!(x, Cond::Const(false))) {
+                    Some(Cond::Const(false))
+                } else {
+                    let rest: Vec<Cond> = std::mem::take(c)
+                        .into_vec()
+                        .into_iter()
+                        .filter(|x| !matches!(x, Cond::Const(true)))
+                        .collect();
+                    Some(if rest.is_empty() {
+                        Cond::Const(true)
+                    } else {
+                        Cond::And(rest.into_boxed_slice())
+                    })
+                }
+            }
+            Cond::Or(c) => {
+                if c.iter().any(|x| matches!(x, Cond::Const(true))) {
+                    Some(Cond::Const(true))
+                } else {
+                    let rest: Vec<Cond> = std::mem::take(c)
+                        .into_vec()
+                        .into_iter()
+                        .filter(|x| !matches!(x, Cond::Const(false)))
+                        .collect();
+                    Some(if rest.is_empty() {
+                        Cond::Const(false)
+                    } else {
+                        Cond::Or(rest.into_boxed_slice())
+                    })
+                }
+            }
+            _ => None,
+        };
+        if let Some(f) = folded {
+            *self = f;
+        }
+    }
+
+    pub(super) fn order_by_cost(&mut self, tests: &[Test]) {
+        self.fold(tests);
+        self.flatten();
+        let is_and = matches!(self, Cond::And(_));
+        match self {
+            Cond::And(c) | Cond::Or(c) => {
+                for x in c.iter_mut() {
+                    x.order_by_cost(tests);
+                }
+                // Expected cost before the operator is decided: cost over the chance that an
+                // operand decides it (false for `and`, true for `or`). Selections rarely
+                // hold and filters (`not ...`) nearly always do, so a filter goes after
+                // positive tests of similar cost in an `and` and before them in an `or`.
+                c.sort_by_cached_key(|x| {
+                    let likely_true = matches!(x, Cond::Not(_));
+                    x.cost(tests) * if likely_true == is_and { 10 } else { 1 }
+                });
+            }
+            Cond::AtLeast(_, c) => c.iter_mut().for_each(|x| x.order_by_cost(tests)),
+            Cond::Not(c) => c.order_by_cost(tests),
+            Cond::Test(_) | Cond::Const(_) => {}
+        }
+    }
+}
+
+/// Nodes in a condition tree (recursive: trees are at most the depth budget plus the few
+/// levels of a selection).
+pub(super) fn cond_size(c: &Cond) -> usize {
+    match c {
+        Cond::Const(_) | Cond::Test(_) => 1,
+        Cond::Not(x) => 1 + cond_size(x),
+        Cond::And(x) | Cond::Or(x) | Cond::AtLeast(_, x) => {
+            1 + x.iter().map(cond_size).sum::<usize>()
+        }
+    }
+}
+
+/// Conditions are small trees of ids; cloning one for a second use is cheap.
+pub(super) fn clone_cond(c: &Cond) -> Cond {
+    match c {
+        Cond::Const(b) => Cond::Const(*b),
+        Cond::Test(i) => Cond::Test(*i),
+        Cond::And(x) => Cond::And(x.iter().map(clone_cond).collect()),
+        Cond::Or(x) => Cond::Or(x.iter().map(clone_cond).collect()),
+        Cond::Not(x) => Cond::Not(Box::new(clone_cond(x))),
+        Cond::AtLeast(n, x) => Cond::AtLeast(*n, x.iter().map(clone_cond).collect()),
+    }
 }
 
 #[cfg(test)]

@@ -15,7 +15,8 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use super::RuleSet;
-use super::compile::{Case, Cond, GroupSpec, Rule};
+use super::compile::{Case, GroupSpec, Rule};
+use super::condition::Cond;
 use super::correlation::CorrelationEngine;
 use super::field::{FieldValue, TextBuf};
 use super::matcher::{Scratch, Tests};

@@ -92,3 +92,25 @@ impl RuleError {
         }
     }
 }
+
+/// Names for a message: all of them when few, else the first ones and a count.
+pub(super) fn name_list(names: &[&str]) -> String {
+    const SHOWN: usize = 20;
+    if names.len() <= SHOWN {
+        names.join(", ")
+    } else {
+        format!(
+            "{}, and {} more",
+            names[..SHOWN].join(", "),
+            names.len() - SHOWN
+        )
+    }
+}
+
+/// A condition for a message: at most 200 characters of it.
+pub(super) fn excerpt(text: &str) -> std::borrow::Cow<'_, str> {
+    match text.char_indices().nth(200) {
+        Some((cut, _)) => format!("{}...", &text[..cut]).into(),
+        None => text.into(),
+    }
+}

@@ -14,7 +14,8 @@
 
 use std::collections::HashMap;
 
-use super::compile::{Cond, Rule};
+use super::compile::Rule;
+use super::condition::Cond;
 use super::field::{Field, FieldValue};
 use super::matcher::{Scratch, Test, Tests};
 use crate::record::ConnectionRecord;

@@ -51,6 +51,8 @@ mod explain;
 mod field;
 mod index;
 mod limits;
+mod lists;
+mod load;
 mod matcher;
 mod samples;
 mod strset;
@@ -161,7 +163,7 @@ impl RuleSet {
     /// Loads rule files and directories (recursively, `*.yml` / `*.yaml`). Any error in
     /// any file fails the load, naming every error found.
     pub fn load(paths: &[PathBuf]) -> Result<LoadReport, RuleError> {
-        let (sources, mut errors) = compile::read_paths(paths, &limits::Limits::default());
+        let (sources, mut errors) = load::read_paths(paths, &limits::Limits::default());
         let mut c = compile::compile(&sources);
         errors.append(&mut c.errors);
         match RuleError::from_list(errors) {
@@ -173,7 +175,7 @@ impl RuleSet {
     /// The built-in rules plus `paths`, as one set: for an operator who keeps the default
     /// rules and adds list files (exclusions) or rules of their own.
     pub fn load_with_builtin(paths: &[PathBuf]) -> Result<LoadReport, RuleError> {
-        let (mut sources, mut errors) = compile::read_paths(paths, &limits::Limits::default());
+        let (mut sources, mut errors) = load::read_paths(paths, &limits::Limits::default());
         let mut all = builtin::sources();
         all.append(&mut sources);
         let mut c = compile::compile(&all);
@@ -188,7 +190,7 @@ impl RuleSet {
     /// `LoadReport::skipped`) and the rest load: for operators who prefer running with
     /// the valid rules to not starting.
     pub fn load_lenient(paths: &[PathBuf]) -> LoadReport {
-        let (sources, mut errors) = compile::read_paths(paths, &limits::Limits::default());
+        let (sources, mut errors) = load::read_paths(paths, &limits::Limits::default());
         let mut c = compile::compile(&sources);
         errors.append(&mut c.errors);
         report(c, errors)
@@ -197,9 +199,9 @@ impl RuleSet {
     /// Loads rules and lists from text, as if each `(name, text)` were a file named `name`
     /// (ruleset `inline`): for tests and tools that hold rules in memory.
     pub fn from_texts(files: &[(&str, &str)]) -> Result<LoadReport, RuleError> {
-        let sources: Vec<compile::Source> = files
+        let sources: Vec<load::Source> = files
             .iter()
-            .map(|(name, text)| compile::Source {
+            .map(|(name, text)| load::Source {
                 name: (*name).to_string(),
                 ruleset: "inline".to_string(),
                 text: (*text).to_string(),
@@ -311,7 +313,7 @@ const _: () = {
 fn report(c: Compiled, skipped: Vec<RuleError>) -> LoadReport {
     let mut warnings = c.warnings;
     for r in &c.rules {
-        let what = if matches!(r.condition, compile::Cond::Const(false)) {
+        let what = if matches!(r.condition, condition::Cond::Const(false)) {
             "so the rule can never match"
         } else {
             "so this test never matches"
@@ -355,7 +357,7 @@ pub fn check(paths: &[PathBuf]) -> CheckReport {
     let (sources, mut errors) = if paths.is_empty() {
         (builtin::sources(), Vec::new())
     } else {
-        compile::read_paths(paths, &limits::Limits::default())
+        load::read_paths(paths, &limits::Limits::default())
     };
     let mut c = compile::compile(&sources);
     errors.append(&mut c.errors);

@@ -14,8 +14,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::compile::{self, Source};
+use super::compile;
 use super::error::RuleError;
+use super::load::{self, Source};
 use super::{RuleEngine, builtin, limits};
 use crate::record::{ConnectionRecord, Level};
 
@@ -146,7 +147,7 @@ fn sources(paths: &[PathBuf]) -> (Vec<WithSamples>, Vec<SampleError>) {
             .collect();
         return (out, Vec::new());
     }
-    let (srcs, errs) = compile::read_paths(paths, &limits::Limits::default());
+    let (srcs, errs) = load::read_paths(paths, &limits::Limits::default());
     let mut errors: Vec<SampleError> = errs.into_iter().map(SampleError::from).collect();
     let mut out = Vec::new();
     for source in srcs {

@@ -15,7 +15,8 @@
 use anyhow::{Context as _, Result, ensure};
 use serde_json::{Value, json};
 
-use super::live::{LOAD_CPU, LoadResult, TOOL_CPU, median_interval, quantile, run_loadgen};
+use super::live::{LOAD_CPU, LoadResult, TOOL_CPU, run_loadgen};
+use super::stats::RatioSummary;
 use super::subject::{Monitor, MonitorRun, Scrape};
 use super::{Ctx, fmt_rate, median};
 
@@ -210,15 +211,14 @@ pub fn exec_storm(ctx: &Ctx) -> Result<(Value, String)> {
     for (i, c) in configs.iter().enumerate() {
         let ts: Vec<&Trial> = trials.iter().filter(|t| t.config == i).collect();
         let rates: Vec<f64> = ts.iter().map(|t| t.load.rate).collect();
-        let mut ratios: Vec<f64> = ts
-            .iter()
-            .filter_map(|t| bare_rate(t.round).map(|b| t.load.rate / b))
-            .collect();
-        ratios.sort_by(f64::total_cmp);
-        let ratio = median(&ratios);
-        let (lo, hi) = median_interval(&ratios, 0.95);
-        let (q1, q3) = (quantile(&ratios, 0.25), quantile(&ratios, 0.75));
-        let at_least = ratios.iter().filter(|&&r| r >= GOAL).count();
+        let summary = RatioSummary::of(
+            ts.iter()
+                .filter_map(|t| bare_rate(t.round).map(|b| t.load.rate / b))
+                .collect(),
+            GOAL,
+        );
+        let (ratio, (lo, hi)) = (summary.median, summary.ci95);
+        let [ratio_cell, interval_cell, quartile_cell, goal_cell] = summary.cells();
         let ops: u64 = ts.iter().map(|t| t.load.ops).sum();
         let sum = |f: &dyn Fn(&Trial) -> Option<u64>| -> Option<u64> {
             ts.iter().map(|t| f(t)).sum::<Option<u64>>()
@@ -235,13 +235,10 @@ pub fn exec_storm(ctx: &Ctx) -> Result<(Value, String)> {
             "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
             c.name,
             fmt_rate(median(&rates)),
-            dash(format!("{ratio:.3}")),
-            dash(match (lo, hi) {
-                (Some(lo), Some(hi)) => format!("{lo:.3} – {hi:.3}"),
-                _ => "too few rounds".into(),
-            }),
-            dash(format!("{q1:.3} – {q3:.3}")),
-            dash(format!("{at_least} of {}", ratios.len())),
+            dash(ratio_cell),
+            dash(interval_cell),
+            dash(quartile_cell),
+            dash(goal_cell),
             dash(format!(
                 "{:.1} µs",
                 cpu_ns as f64 / ops.max(1) as f64 / 1000.0
@@ -258,10 +255,10 @@ pub fn exec_storm(ctx: &Ctx) -> Result<(Value, String)> {
             "config": c.key,
             "name": c.name,
             "rates": rates,
-            "ratios_sorted": ratios,
+            "ratios_sorted": summary.sorted,
             "ratio_median": ratio,
             "ratio_median_ci95": [lo, hi],
-            "rounds_at_least_goal": at_least,
+            "rounds_at_least_goal": summary.at_least_goal,
             "ops": ops,
             "execs_seen": execs,
             "lost": lost,

@@ -17,6 +17,7 @@ use std::process::{Command, Stdio};
 use anyhow::{Context as _, Result, bail, ensure};
 use serde_json::{Value, json};
 
+use super::stats::RatioSummary;
 use super::subject::{Bpftrace, Counters, Monitor, MonitorRun};
 use super::{Ctx, fmt_rate, median};
 
@@ -47,7 +48,7 @@ impl Config {
             Config::Bpftrace => "bpftrace (capture.bt)",
         }
     }
-    fn key(self) -> &'static str {
+    pub(super) fn key(self) -> &'static str {
         match self {
             Config::Bare => "bare",
             Config::MonitorAlerts => "monitor_alerts",
@@ -73,7 +74,7 @@ impl Workload {
             Workload::UdpRepeat => "UDP sendto, one destination",
         }
     }
-    fn key(self) -> &'static str {
+    pub(super) fn key(self) -> &'static str {
         match self {
             Workload::Tcp => "tcp",
             Workload::UdpDistinct => "udp_distinct",
@@ -126,7 +127,7 @@ pub fn run_loadgen(loadgen: &Path, args: &[String]) -> Result<LoadResult> {
     })
 }
 
-fn load_args(w: Workload, secs: f64, rate: Option<f64>, cpu: usize) -> Vec<String> {
+pub(super) fn load_args(w: Workload, secs: f64, rate: Option<f64>, cpu: usize) -> Vec<String> {
     let mut a = w.loadgen_args();
     a.extend([
         "--duration".into(),
@@ -562,114 +563,6 @@ pub fn loss_threshold(ctx: &Ctx) -> Result<(Value, String)> {
     ))
 }
 
-/// Run counts and run time of every BPF program (`bpftool prog show`), by program id.
-fn bpf_prog_stats() -> Result<Vec<(u64, String, u64, u64)>> {
-    let out = Command::new("bpftool")
-        .args(["prog", "show", "-j"])
-        .output()
-        .context("running bpftool (Debian package bpftool)")?;
-    ensure!(
-        out.status.success(),
-        "bpftool prog show failed ({})",
-        out.status
-    );
-    let v: Value = serde_json::from_slice(&out.stdout).context("parsing bpftool's JSON")?;
-    Ok(v.as_array()
-        .map(|a| {
-            a.iter()
-                .map(|p| {
-                    (
-                        p["id"].as_u64().unwrap_or(0),
-                        p["name"].as_str().unwrap_or("?").to_string(),
-                        p["run_cnt"].as_u64().unwrap_or(0),
-                        p["run_time_ns"].as_u64().unwrap_or(0),
-                    )
-                })
-                .collect()
-        })
-        .unwrap_or_default())
-}
-
-/// Restores `kernel.bpf_stats_enabled` when dropped.
-struct BpfStatsGuard(String);
-
-impl Drop for BpfStatsGuard {
-    fn drop(&mut self) {
-        let _ = std::fs::write("/proc/sys/kernel/bpf_stats_enabled", &self.0);
-    }
-}
-
-/// Item 3, the part timings on a shared machine cannot show: what the monitor's kernel
-/// programs cost per run and per operation, from the kernel's own accounting
-/// (`kernel.bpf_stats_enabled`, which adds a few tens of nanoseconds per run while on).
-pub fn kernel_cost(ctx: &Ctx) -> Result<(Value, String)> {
-    const STATS: &str = "/proc/sys/kernel/bpf_stats_enabled";
-    let before = std::fs::read_to_string(STATS).with_context(|| format!("reading {STATS}"))?;
-    let _guard = BpfStatsGuard(before.trim().to_string());
-    let known: Vec<u64> = bpf_prog_stats()?.iter().map(|p| p.0).collect();
-    std::fs::write(STATS, "1").with_context(|| format!("enabling {STATS}"))?;
-    let run = MonitorRun {
-        events: false,
-        ringbuf_bytes: None,
-        cpu: Some(TOOL_CPU),
-    };
-    let mut m = Monitor::start(&ctx.monitor_bin, &ctx.out, "kernel_cost", &run)?;
-    let mut md = String::from(
-        "In-kernel cost of the monitor's programs, from the kernel's accounting (`kernel.bpf_stats_enabled=1`, \
-         `bpftool prog show`): these run in the generator's context, on CPU 1, and are the part of the monitor's \
-         cost that no other core can absorb. On a host without fentry and kprobes TCP connects are caught by \
-         `tcp_cgroup_connect4` (once per connect; `udp_cgroup_connect4` runs on them too and returns at once); \
-         were a TCP tracepoint chosen, it would run on every state change of both ends (six per op). The kernel's \
-         accounting covers the program only: what the kernel does around it (for a classic tracepoint, filling \
-         the trace record on every state change) shows in the live ratio instead.\n\n\
-         | workload | program | runs per op | ns per run | ns per op |\n| --- | --- | ---: | ---: | ---: |\n",
-    );
-    let mut rows = Vec::new();
-    for workload in Workload::ALL {
-        m.settle()?;
-        let p0 = bpf_prog_stats()?;
-        let load = run_loadgen(
-            &ctx.loadgen,
-            &load_args(workload, ctx.plan.live_secs, None, LOAD_CPU),
-        )?;
-        m.settle()?;
-        let p1 = bpf_prog_stats()?;
-        let mut total = 0.0;
-        for (id, name, cnt, ns) in &p1 {
-            if known.contains(id) {
-                continue;
-            }
-            let (c0, n0) = p0
-                .iter()
-                .find(|p| p.0 == *id)
-                .map(|p| (p.2, p.3))
-                .unwrap_or((0, 0));
-            let (runs, time) = (cnt.saturating_sub(c0), ns.saturating_sub(n0));
-            // Programs that ran for less than 1 % of the operations are background
-            // (exec/exit of other processes), not this workload.
-            if load.ops == 0 || runs * 100 < load.ops {
-                continue;
-            }
-            let per_op = time as f64 / load.ops as f64;
-            total += per_op;
-            md.push_str(&format!(
-                "| {} | {name} | {:.2} | {:.0} | {per_op:.0} |\n",
-                workload.name(),
-                runs as f64 / load.ops as f64,
-                time as f64 / runs as f64
-            ));
-            rows.push(json!({"workload": workload.key(), "program": name, "runs": runs, "run_time_ns": time, "ops": load.ops}));
-        }
-        md.push_str(&format!(
-            "| {} | **all** | | | **{total:.0}** (the generator's own time per op here: {:.0} ns) |\n",
-            workload.name(),
-            1e9 / load.rate
-        ));
-    }
-    m.stop()?;
-    Ok((json!({ "rows": rows }), md))
-}
-
 /// Item 3, the TCP target alone, with adjacent short trials: each round runs the bare
 /// generator, the monitor (alerts only) and bpftrace back to back, a few seconds apart, in
 /// an order that cycles through all six permutations. A round's ratio compares trials
@@ -748,15 +641,14 @@ pub fn paired_tcp(ctx: &Ctx) -> Result<(Value, String)> {
     for config in CONFIGS {
         let ts: Vec<&Trial> = trials.iter().filter(|t| t.config == config).collect();
         let rates: Vec<f64> = ts.iter().map(|t| t.load.rate).collect();
-        let mut ratios: Vec<f64> = ts
-            .iter()
-            .filter_map(|t| bare_rate(t.round).map(|b| t.load.rate / b))
-            .collect();
-        ratios.sort_by(f64::total_cmp);
-        let ratio = median(&ratios);
-        let (lo, hi) = median_interval(&ratios, 0.95);
-        let (q1, q3) = (quantile(&ratios, 0.25), quantile(&ratios, 0.75));
-        let at_least = ratios.iter().filter(|&&r| r >= 0.95).count();
+        let summary = RatioSummary::of(
+            ts.iter()
+                .filter_map(|t| bare_rate(t.round).map(|b| t.load.rate / b))
+                .collect(),
+            0.95,
+        );
+        let (ratio, (lo, hi)) = (summary.median, summary.ci95);
+        let [ratio_cell, interval_cell, quartile_cell, goal_cell] = summary.cells();
         let seen: u64 = ts.iter().map(|t| t.seen).sum();
         let lost: u64 = ts.iter().map(|t| t.lost).sum();
         let cpu_ns: u64 = ts.iter().map(|t| t.cpu_ns).sum();
@@ -767,13 +659,10 @@ pub fn paired_tcp(ctx: &Ctx) -> Result<(Value, String)> {
             "| {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
             config.name(),
             fmt_rate(median(&rates)),
-            dash(format!("{ratio:.3}")),
-            dash(match (lo, hi) {
-                (Some(lo), Some(hi)) => format!("{lo:.3} – {hi:.3}"),
-                _ => "too few rounds".into(),
-            }),
-            dash(format!("{q1:.3} – {q3:.3}")),
-            dash(format!("{at_least} of {}", ratios.len())),
+            dash(ratio_cell),
+            dash(interval_cell),
+            dash(quartile_cell),
+            dash(goal_cell),
             dash(format!(
                 "{:.2} µs",
                 cpu_ns as f64 / ops.max(1) as f64 / 1000.0
@@ -785,10 +674,10 @@ pub fn paired_tcp(ctx: &Ctx) -> Result<(Value, String)> {
         rows.push(json!({
             "config": config.key(),
             "rates": rates,
-            "ratios_sorted": ratios,
+            "ratios_sorted": summary.sorted,
             "ratio_median": ratio,
             "ratio_median_ci95": [lo, hi],
-            "rounds_at_least_0_95": at_least,
+            "rounds_at_least_0_95": summary.at_least_goal,
             "seen": seen,
             "lost": lost,
             "watcher_cpu_ns": cpu_ns,
@@ -823,72 +712,4 @@ pub fn paired_tcp(ctx: &Ctx) -> Result<(Value, String)> {
 /// The report's lines for watchers that had to be forced to stop (none in a clean run).
 fn notes_md(notes: &[String]) -> String {
     notes.iter().map(|n| format!("\nNote: {n}.\n")).collect()
-}
-
-/// Linear-interpolated quantile of a sorted list.
-pub(super) fn quantile(sorted: &[f64], q: f64) -> f64 {
-    match sorted.len() {
-        0 => f64::NAN,
-        1 => sorted[0],
-        n => {
-            let pos = q * (n - 1) as f64;
-            let (i, frac) = (pos.floor() as usize, pos.fract());
-            sorted[i] + (sorted[(i + 1).min(n - 1)] - sorted[i]) * frac
-        }
-    }
-}
-
-/// The distribution-free confidence interval of the median of a sorted sample: the k-th
-/// smallest and k-th largest values, with k the largest index such that a Binomial(n, 1/2)
-/// falls below k with probability at most (1 - level) / 2. `None` when the sample is too
-/// small for that level (n < 6 at 95 %).
-pub(super) fn median_interval(sorted: &[f64], level: f64) -> (Option<f64>, Option<f64>) {
-    let n = sorted.len();
-    let tail = (1.0 - level) / 2.0;
-    // P(B <= j) for B ~ Binomial(n, 1/2), accumulated term by term.
-    let mut term = 0.5f64.powi(n as i32);
-    let mut cdf = 0.0;
-    let mut k = 0;
-    for j in 0..n {
-        cdf += term;
-        if cdf > tail {
-            break;
-        }
-        // P(B < j + 1) <= tail: the (j + 1)-th order statistic is a valid lower bound.
-        k = j + 1;
-        term *= (n - j) as f64 / (j + 1) as f64;
-    }
-    if k == 0 {
-        return (None, None);
-    }
-    (Some(sorted[k - 1]), Some(sorted[n - k]))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::{median_interval, quantile};
-
-    #[test]
-    fn median_interval_matches_binomial_tables() {
-        let v: Vec<f64> = (1..=30).map(f64::from).collect();
-        // n = 30: P(B <= 9) = 0.0214, P(B <= 10) = 0.0494 -> the 10th and 21st values.
-        assert_eq!(median_interval(&v, 0.95), (Some(10.0), Some(21.0)));
-        let v: Vec<f64> = (1..=10).map(f64::from).collect();
-        // n = 10: P(B <= 1) = 0.0107, P(B <= 2) = 0.0547 -> the 2nd and 9th values.
-        assert_eq!(median_interval(&v, 0.95), (Some(2.0), Some(9.0)));
-        // n = 5: P(B = 0) = 0.031 > 0.025: no 95 % interval.
-        assert_eq!(
-            median_interval(&[1.0, 2.0, 3.0, 4.0, 5.0], 0.95),
-            (None, None)
-        );
-    }
-
-    #[test]
-    fn quantiles_interpolate() {
-        let v = [1.0, 2.0, 3.0, 4.0, 5.0];
-        assert_eq!(quantile(&v, 0.5), 3.0);
-        assert_eq!(quantile(&v, 0.25), 2.0);
-        assert_eq!(quantile(&[1.0, 2.0], 0.5), 1.5);
-        assert!(quantile(&[], 0.5).is_nan());
-    }
 }

@@ -11,8 +11,8 @@ use std::time::Instant;
 use anyhow::{Context as _, Result, ensure};
 use serde_json::{Value, json};
 
-use super::workload::{WorkloadConfig, generate};
 use super::{Ctx, fmt_rate, median, procfs};
+use monitor_workload::{WorkloadConfig, generate};
 
 /// The core replay runs on.
 const REPLAY_CPU: usize = 1;

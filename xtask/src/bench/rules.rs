@@ -83,7 +83,7 @@ pub fn rule_evaluation(ctx: &Ctx) -> Result<(Value, String)> {
 
     let mut md = String::from(
         "Criterion, one thread; per iteration the rule engine (rules + grouping) processes a batch of records from the \
-         realistic mix (see `xtask/src/bench/workload.rs`); figures are the mean per event with criterion's 95 % \
+         realistic mix (see the `monitor-workload` crate); figures are the mean per event with criterion's 95 % \
          confidence interval.\n\n| rule set | rules | ns per event | 95 % CI |\n| --- | ---: | ---: | ---: |\n",
     );
     for e in &est {

@@ -7,10 +7,11 @@ use std::sync::Arc;
 
 use super::{Bounds, CorrelationRule, Kind};
 use crate::record::{Level, RuleMeta};
-use crate::rules::compile::{Rule, Source, parse_duration, technique_id};
+use crate::rules::compile::{Rule, parse_duration, technique_id};
 use crate::rules::error::RuleError;
 use crate::rules::field::Field;
 use crate::rules::limits::Limits;
+use crate::rules::load::Source;
 use crate::rules::yaml::{Node, NodeKind, Pos, Value};
 
 /// Top-level keys of a correlation document (specification v2, plus `tags`, which

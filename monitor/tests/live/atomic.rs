@@ -10,6 +10,10 @@
 //! - `MONITOR_ATOMIC_ONLY`: comma-separated simulation names (see `SIMULATIONS`).
 //! - `MONITOR_ATOMIC_INTERVAL`: seconds between beacons, 1..=60 (default 6).
 //! - `MONITOR_ATOMIC_COUNT`: beacons per beaconing process, 3..=100 (default 10).
+//!
+//! Length: over 800 lines because each seed simulation is one test with its own set-up
+//! (listeners, programs, expected alerts and near misses); they share one namespace and
+//! monitor harness here, which is why they stay in one target.
 
 mod common;
 

@@ -14,7 +14,7 @@ use monitor_common::{
 use super::RawEvent;
 
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
-pub enum DecodeError {
+pub enum RingRecordError {
     #[error("record of {len} bytes is shorter than its {need}-byte header")]
     NoHeader { len: usize, need: usize },
     #[error("record kind {kind} is {len} bytes, shorter than the {need} bytes expected")]
@@ -36,12 +36,12 @@ pub enum DecodeError {
 }
 
 /// Decodes one record.
-pub fn decode(buf: &[u8]) -> Result<RawEvent, DecodeError> {
-    let header: RecordHeader = read(buf).map_err(|_| DecodeError::NoHeader {
+pub fn decode(buf: &[u8]) -> Result<RawEvent, RingRecordError> {
+    let header: RecordHeader = read(buf).map_err(|_| RingRecordError::NoHeader {
         len: buf.len(),
         need: size_of::<RecordHeader>(),
     })?;
-    let short = |need| DecodeError::Short {
+    let short = |need| RingRecordError::Short {
         kind: header.kind,
         len: buf.len(),
         need,
@@ -50,7 +50,7 @@ pub fn decode(buf: &[u8]) -> Result<RawEvent, DecodeError> {
         kind::CONNECT => {
             let ev = read::<ConnectEvent>(buf).map_err(short)?;
             if unspecified_destination(&ev) {
-                return Err(DecodeError::UnspecifiedDestination {
+                return Err(RingRecordError::UnspecifiedDestination {
                     tgid: ev.tgid,
                     port: ev.dport,
                     protocol: ev.protocol,
@@ -72,7 +72,7 @@ pub fn decode(buf: &[u8]) -> Result<RawEvent, DecodeError> {
             check_len(ev.tgid, "payload_len", ev.payload_len, DNS_PAYLOAD_LEN)?;
             Ok(RawEvent::Dns(ev))
         }
-        other => Err(DecodeError::UnknownKind {
+        other => Err(RingRecordError::UnknownKind {
             kind: other,
             len: buf.len(),
         }),
@@ -94,9 +94,14 @@ fn unspecified_destination(ev: &ConnectEvent) -> bool {
     }
 }
 
-fn check_len(tgid: u32, field: &'static str, claimed: u32, max: usize) -> Result<(), DecodeError> {
+fn check_len(
+    tgid: u32,
+    field: &'static str,
+    claimed: u32,
+    max: usize,
+) -> Result<(), RingRecordError> {
     if claimed as usize > max {
-        return Err(DecodeError::BadLength {
+        return Err(RingRecordError::BadLength {
             tgid,
             field,
             claimed,
@@ -168,7 +173,7 @@ mod tests {
         let full = bytes_of(&connect());
         assert_eq!(
             decode(&full[..100]).unwrap_err(),
-            DecodeError::Short {
+            RingRecordError::Short {
                 kind: kind::CONNECT,
                 len: 100,
                 need: 112
@@ -176,13 +181,13 @@ mod tests {
         );
         assert!(matches!(
             decode(&full[..3]),
-            Err(DecodeError::NoHeader { len: 3, .. })
+            Err(RingRecordError::NoHeader { len: 3, .. })
         ));
         let mut other = full.clone();
         other[..4].copy_from_slice(&99u32.to_ne_bytes());
         assert_eq!(
             decode(&other).unwrap_err(),
-            DecodeError::UnknownKind { kind: 99, len: 112 }
+            RingRecordError::UnknownKind { kind: 99, len: 112 }
         );
     }
 
@@ -201,7 +206,7 @@ mod tests {
             (ev.family, ev.daddr, ev.protocol, ev.dport) = (family, daddr, protocol, 9090);
             assert_eq!(
                 decode(&bytes_of(&ev)).unwrap_err(),
-                DecodeError::UnspecifiedDestination {
+                RingRecordError::UnspecifiedDestination {
                     tgid: 42,
                     port: 9090,
                     protocol
@@ -238,7 +243,7 @@ mod tests {
         ev.args_len = ARGS_LEN as u32 + 1;
         assert!(matches!(
             decode(&bytes_of(&ev)),
-            Err(DecodeError::BadLength {
+            Err(RingRecordError::BadLength {
                 field: "args_len",
                 ..
             })

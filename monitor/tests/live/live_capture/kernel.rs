@@ -1,8 +1,9 @@
 //! Live tests of the kernel capture alone (`monitor::capture::Capture`), as root: real eBPF,
 //! real curl and python3 traffic on loopback, real bpftool.
 //!
-//! Run: `cargo test -p monitor --test capture_live -- --test-threads=1`. A test that cannot
-//! run (not root, a program missing) fails with the reason; none passes silently.
+//! Length: over 800 lines: one live test per kernel-side behaviour (backends, flood
+//! control, wake-ups, exec records, detach, capabilities), sharing the capture start-up and
+//! collection helpers at the top.
 
 use std::{
     collections::HashSet,
@@ -20,27 +21,14 @@ use monitor_common::{
 };
 
 /// Set in the child that `start_without_capabilities_fails_naming_them` runs without caps.
-const UNPRIVILEGED_CHILD: &str = "CAPTURE_LIVE_UNPRIVILEGED_CHILD";
+const UNPRIVILEGED_CHILD: &str = "LIVE_CAPTURE_UNPRIVILEGED_CHILD";
 
 fn require_root() {
-    // SAFETY: geteuid has no preconditions.
-    let euid = unsafe { libc::geteuid() };
-    assert_eq!(
-        euid, 0,
-        "capture_live needs root (eBPF programs, tracefs, cgroup attach); run the tests as root"
-    );
+    crate::common::require_root("live_capture");
 }
 
 fn require_program(name: &str) {
-    let found = Command::new("sh")
-        .args(["-c", &format!("command -v {name}")])
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(
-        found,
-        "capture_live needs `{name}` on PATH; install it (apt-get install -y {name})"
-    );
+    crate::common::require_program(&[name], name);
 }
 
 fn config(probe: ProbeChoice) -> CaptureConfig {
@@ -1115,7 +1103,7 @@ fn start_without_capabilities_fails_naming_them() {
         .arg(exe)
         .args([
             "--exact",
-            "start_without_capabilities_fails_naming_them",
+            "kernel::start_without_capabilities_fails_naming_them",
             "--test-threads=1",
         ])
         .env(UNPRIVILEGED_CHILD, "1")

@@ -1,6 +1,7 @@
 //! stdout and file outputs: one JSON object per line, flushed per line, appended, reopened
 //! after rotation.
 
+#[path = "../output_support/mod.rs"]
 mod output_support;
 
 use std::io::{BufRead, BufReader, Write};

@@ -3,9 +3,8 @@
 //! a test host in a network namespace, each event found by the client's pid and checked
 //! field by field against what the test knows about the process it started.
 //!
-//! Run: `sudo -E cargo test --release -p monitor --test live_capture -- --test-threads=1`
-
-mod common;
+//! Length: over 800 lines: one live test per end-to-end behaviour, sharing the monitor and
+//! client harness at the top.
 
 use std::io::{BufRead as _, BufReader};
 use std::net::UdpSocket;
@@ -15,10 +14,12 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::Value;
 
-use common::daemon::{MonitorProcess, loaded_bpf_programs};
-use common::netns::{Listener, NS_V4, NS_V6, NetNsGuard};
-use common::records::{briefs, events_of, events_to, str_field, u64_field};
-use common::{TempDir, canonical, python3, require_program, require_root, wait_or_kill};
+use crate::common::daemon::{MonitorProcess, loaded_bpf_programs};
+use crate::common::netns::{Listener, NS_V4, NS_V6, NetNsGuard};
+use crate::common::records::{briefs, events_of, events_to, str_field, u64_field};
+use crate::common::{
+    self, TempDir, canonical, python3, require_program, require_root, wait_or_kill,
+};
 
 /// The monitor with `--events` and an empty rule directory: every event, no alerts.
 fn start_monitor(rules: &TempDir, extra: &[String]) -> MonitorProcess {

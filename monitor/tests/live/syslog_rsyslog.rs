@@ -1,6 +1,7 @@
 //! Syslog outputs against a real rsyslogd (Debian's `rsyslog` package), started by each test
 //! on loopback ports and a unix socket in a temporary directory.
 
+#[path = "../output_support/mod.rs"]
 mod output_support;
 
 use std::path::Path;

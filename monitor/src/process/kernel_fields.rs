@@ -21,7 +21,7 @@ use crate::record::{Endpoint, Transport, UNSPECIFIED_V4, normalize_ip, text_from
 /// record (marked partial, counted in `ProcessStats::malformed`); callers that would rather
 /// drop such events call `decode_connect` first and count the error as a malformed event.
 #[derive(Clone, Copy, Debug, Error, PartialEq, Eq)]
-pub enum DecodeError {
+pub enum ConnectFieldError {
     #[error(
         "connect event has unknown address family {0} (expected AF_INET=2 or AF_INET6=10); \
          rebuild the monitor so kernel programs and user space share one monitor-common"
@@ -44,9 +44,11 @@ pub struct ConnectAddrs {
 }
 
 /// Decodes addresses, ports and transport; fails on an unknown family or protocol.
-pub fn decode_connect(ev: &ConnectEvent) -> Result<ConnectAddrs, DecodeError> {
-    let dst = ip_from_bytes(ev.family, &ev.daddr).ok_or(DecodeError::UnknownFamily(ev.family))?;
-    let transport = transport_of(ev.protocol).ok_or(DecodeError::UnknownProtocol(ev.protocol))?;
+pub fn decode_connect(ev: &ConnectEvent) -> Result<ConnectAddrs, ConnectFieldError> {
+    let dst =
+        ip_from_bytes(ev.family, &ev.daddr).ok_or(ConnectFieldError::UnknownFamily(ev.family))?;
+    let transport =
+        transport_of(ev.protocol).ok_or(ConnectFieldError::UnknownProtocol(ev.protocol))?;
     Ok(ConnectAddrs {
         source: source_of(ev),
         destination: Endpoint {
@@ -245,13 +247,23 @@ mod tests {
     #[test]
     fn unknown_family_and_protocol_are_errors_and_lossy_never_fails() {
         let ev = connect(99, IPPROTO_TCP, [1; 16], 1);
-        assert_eq!(decode_connect(&ev), Err(DecodeError::UnknownFamily(99)));
+        assert_eq!(
+            decode_connect(&ev),
+            Err(ConnectFieldError::UnknownFamily(99))
+        );
         assert_eq!(decode_connect_lossy(&ev).destination.ip, UNSPECIFIED_V4);
-        assert!(DecodeError::UnknownFamily(99).to_string().contains("99"));
+        assert!(
+            ConnectFieldError::UnknownFamily(99)
+                .to_string()
+                .contains("99")
+        );
 
         let mut ev = connect(AF_INET, 250, v4([192, 0, 2, 9]), 1);
         ev.hook = hook::UDP_SEND_V4;
-        assert_eq!(decode_connect(&ev), Err(DecodeError::UnknownProtocol(250)));
+        assert_eq!(
+            decode_connect(&ev),
+            Err(ConnectFieldError::UnknownProtocol(250))
+        );
         let lossy = decode_connect_lossy(&ev);
         assert_eq!(lossy.transport, Transport::Udp);
         assert_eq!(lossy.destination.ip.to_string(), "192.0.2.9");
