@@ -57,8 +57,15 @@ pub mod stat {
     /// DNS answers not copied because the ring buffer was more than half full
     /// (`DnsOffsets::shed_bytes`): connection events keep their room during a DNS flood.
     pub const DNS_SHED: u32 = 23;
+    /// Lifecycle records (TCP outcome, close, accept; TCP and UDP listen) written, and
+    /// lost to a full ring buffer.
+    pub const LIFE_RECORDS: u32 = 24;
+    pub const LOST_LIFE: u32 = 25;
+    /// A connection or listener could not be entered in its table (full): its outcome and
+    /// close records, or its accepts' owner, are missing.
+    pub const LIFE_TABLE_FULL: u32 = 26;
     /// Size of the array.
-    pub const COUNT: u32 = 24;
+    pub const COUNT: u32 = 27;
 }
 
 /// Marks an offset that does not exist on the running kernel (for instance the
@@ -222,6 +229,29 @@ pub struct DnsOffsets {
 }
 const _: () = assert!(core::mem::size_of::<DnsOffsets>() == 16 * 4);
 
+/// Byte offsets the lifecycle program reads (`struct sock`, `struct tcp_sock`, `struct net`),
+/// relative to the socket's address. From BTF.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LifeOffsets {
+    /// Non-zero when every offset below (but `net_inum`) was resolved, with
+    /// `SockOffsets` and its `sk_protocol`.
+    pub valid: u32,
+    /// `sock.sk_err` (int).
+    pub sk_err: u32,
+    /// `tcp_sock.bytes_acked`, `bytes_received` (u64), `segs_out`, `segs_in` (u32).
+    pub bytes_acked: u32,
+    pub bytes_received: u32,
+    pub segs_out: u32,
+    pub segs_in: u32,
+    /// `sock.__sk_common.skc_net` (a `struct net *`) and `net.ns.inum` (u32), the network
+    /// namespace listeners are keyed by; `net_inum` is `OFFSET_ABSENT` when unknown (then
+    /// every namespace shares one key space).
+    pub skc_net: u32,
+    pub net_inum: u32,
+}
+const _: () = assert!(core::mem::size_of::<LifeOffsets>() == 8 * 4);
+
 /// The kernel programs' load-time configuration, the `CONFIG` global in `monitor-ebpf`.
 ///
 /// User space fills it and hands it over with `EbpfLoader::override_global("CONFIG", ..)`.
@@ -253,8 +283,9 @@ pub struct KernelConfig {
     pub file: FileOffsets,
     pub tp: TracepointOffsets,
     pub dns: DnsOffsets,
+    pub life: LifeOffsets,
 }
-const _: () = assert!(core::mem::size_of::<KernelConfig>() == 40 + 72 + 32 + 72 + 48 + 64);
+const _: () = assert!(core::mem::size_of::<KernelConfig>() == 40 + 72 + 32 + 72 + 48 + 64 + 32);
 
 impl KernelConfig {
     /// The value compiled into the object: nothing resolved, nothing excluded. The non-zero
@@ -349,6 +380,16 @@ impl KernelConfig {
             ports_word: 0,
             shed_bytes: 0,
             _pad0: 0,
+        },
+        life: LifeOffsets {
+            valid: 0,
+            sk_err: 0,
+            bytes_acked: 0,
+            bytes_received: 0,
+            segs_out: 0,
+            segs_in: 0,
+            skc_net: 0,
+            net_inum: OFFSET_ABSENT,
         },
     };
 }

@@ -31,8 +31,10 @@ use super::{
 };
 
 mod dns;
+mod life;
 
 use dns::{DNS_RECV_TP, attach_dns};
+use life::attach_life;
 
 /// The kernel programs, built by monitor/build.rs (aya-build names the object after the
 /// eBPF crate's bin, `monitor`).
@@ -183,7 +185,7 @@ pub fn load(cfg: &CaptureConfig) -> Result<LoadedProbes, CaptureError> {
 
     // Offsets first, from a memory-mapped BTF (no parse of every type); dropped at the end
     // of this block.
-    let (sock, raw_tracepoint, dns) = {
+    let (sock, raw_tracepoint, dns, life) = {
         let kernel_btf = KernelBtf::load(Path::new(VMLINUX_BTF));
         let sock = match &kernel_btf {
             Ok(btf) => btf.sock_offsets().map_err(|e| format!("kernel BTF: {e}")),
@@ -241,7 +243,19 @@ pub fn load(cfg: &CaptureConfig) -> Result<LoadedProbes, CaptureError> {
             (_, Err(e)) => Err(e.clone()),
             (Err(e), _) => Err(format!("kernel BTF: {e}")),
         };
-        (sock, raw_tracepoint, dns)
+        let life = match (&kernel_btf, &raw_tracepoint) {
+            _ if !cfg.lifecycle => Err("not asked for (--lifecycle)".to_string()),
+            (Ok(btf), Ok(())) => match btf.life_offsets() {
+                Ok(offsets) => {
+                    config.life = offsets;
+                    Ok(())
+                }
+                Err(e) => Err(format!("kernel BTF: {e}")),
+            },
+            (_, Err(e)) => Err(e.clone()),
+            (Err(e), _) => Err(format!("kernel BTF: {e}")),
+        };
+        (sock, raw_tracepoint, dns, life)
     };
     // DNS answers give way to connection events once half the ring buffer is waiting (set
     // after the offsets, which replace the whole `dns` block).
@@ -308,7 +322,17 @@ pub fn load(cfg: &CaptureConfig) -> Result<LoadedProbes, CaptureError> {
         }
     }
 
-    let mut hooks = Vec::with_capacity(PLANS.len());
+    let mut hooks = Vec::with_capacity(PLANS.len() + 3);
+    if cfg.lifecycle {
+        for status in attach_life(&mut ebpf, &host, &life) {
+            tracing::info!(
+                hook = status.hook,
+                backend = status.backend,
+                "lifecycle hook attached"
+            );
+            hooks.push(status);
+        }
+    }
     for plan in &PLANS {
         let status = attach_hook(&mut ebpf, plan, cfg.probe, &host)?;
         let skipped: Vec<String> = status
@@ -729,6 +753,7 @@ fn unload_quietly(result: Result<(), ProgramError>, program: &str) {
 #[cfg(test)]
 mod tests {
     use super::dns::{DNS_FENTRY, DNS_KPROBE, DNS_OWNER_PROGRAMS, DNS_RAW_TP};
+    use super::life::{LIFE_BIND_PROGRAMS, LIFE_RAW_TP};
     use super::*;
 
     #[test]
@@ -783,6 +808,8 @@ mod tests {
         }
         names.extend([DNS_FENTRY, DNS_KPROBE, DNS_RAW_TP.0, DNS_RECV_TP.0]);
         names.extend(DNS_OWNER_PROGRAMS);
+        names.push(LIFE_RAW_TP.0);
+        names.extend(LIFE_BIND_PROGRAMS);
         for name in names {
             assert!(
                 ebpf.program(name).is_some(),
@@ -791,7 +818,7 @@ mod tests {
         }
         assert_eq!(
             ebpf.programs().count(),
-            27,
+            30,
             "an unplanned program is in the object"
         );
         assert!(ebpf.map(EVENTS_MAP).is_some() && ebpf.map(STATS_MAP).is_some());

@@ -42,6 +42,8 @@ fn rec(
         domain: None,
         domain_source: None,
         dns: None,
+        connection_id: None,
+        life: None,
     }
 }
 

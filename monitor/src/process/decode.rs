@@ -203,6 +203,7 @@ mod tests {
             saddr: [0; 16],
             daddr,
             comm: [0; 16],
+            conn_id: 0,
         }
     }
 

@@ -295,7 +295,7 @@ impl Category {
     /// Whether a record is one this category's rules evaluate on.
     #[inline]
     pub fn covers(self, rec: &ConnectionRecord) -> bool {
-        (self == Category::DnsQuery) == rec.dns.is_some()
+        (self == Category::DnsQuery) == rec.dns.is_some() && rec.life_action().for_rules()
     }
 }
 
