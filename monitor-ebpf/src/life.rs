@@ -248,9 +248,6 @@ fn listen_key(sk: *const u8, port: u16) -> ListenKey {
 /// `-> LISTEN`, in the task calling `listen()`: the port is bound.
 fn on_listen(sk: *const u8, key: u64) -> Result<(), i64> {
     let pid_tgid = bpf_get_current_pid_tgid();
-    if is_excluded(pid_tgid) {
-        return Ok(());
-    }
     let family = sock_family(sk)?;
     if family != AF_INET && family != AF_INET6 {
         return Ok(());
@@ -271,6 +268,11 @@ fn on_listen(sk: *const u8, key: u64) -> Result<(), i64> {
         .is_err()
     {
         count(stat::LIFE_TABLE_FULL);
+    }
+    // The monitor's own listeners (`--metrics-listen`) are entered above, so that their
+    // accepts are known to be its own and left out, but not reported.
+    if is_excluded(pid_tgid) {
+        return Ok(());
     }
     let mut conn = LifeConn {
         conn_id: 0,
