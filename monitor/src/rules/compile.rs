@@ -376,14 +376,12 @@ fn render_values(v: &Node) -> String {
 pub(crate) enum Gap {
     /// A field the monitor never fills (`Field::never_filled`).
     Unfilled(u32, Field),
-    /// `Initiated: false`: only outbound connections are captured.
-    Inbound(u32),
 }
 
 impl Gap {
     pub fn line(self) -> u32 {
         match self {
-            Gap::Unfilled(l, _) | Gap::Inbound(l) => l,
+            Gap::Unfilled(l, _) => l,
         }
     }
 }
@@ -1846,9 +1844,6 @@ impl Compiler {
             gaps.push(Gap::Unfilled(key.pos.line, field));
         }
         let mods = parse_mods(ctx, key.pos, spec, parts)?;
-        if field == Field::Initiated && !mods.exists && value_says_false(value) {
-            gaps.push(Gap::Inbound(key.pos.line));
-        }
 
         // Values, with placeholders expanded.
         let raw: Vec<&Node> = match &value.kind {
@@ -2475,18 +2470,6 @@ struct Ext {
     risk: Vec<Case<u32>>,
     level: Vec<Case<Level>>,
     group: Option<GroupSpec>,
-}
-
-/// Whether a value (or list of values) holds `false`, as a boolean field reads it.
-fn value_says_false(value: &Node) -> bool {
-    let is_false = |n: &Node| {
-        matches!(Val::from_node(n), Some(Val::Bool(false)))
-            || matches!(Val::from_node(n), Some(Val::Str(s)) if s.eq_ignore_ascii_case("false"))
-    };
-    match &value.kind {
-        NodeKind::Seq(items) => items.iter().any(is_false),
-        _ => is_false(value),
-    }
 }
 
 /// `NNNN` or `NNNN.NNN` (after `attack.t`) to the ATT&CK id `TNNNN` / `TNNNN.NNN`: a
