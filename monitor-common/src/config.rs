@@ -249,8 +249,12 @@ pub struct LifeOffsets {
     /// every namespace shares one key space).
     pub skc_net: u32,
     pub net_inum: u32,
+    /// `sock.sk_err_soft` (int): an ICMP error that arrived while the connecting task held
+    /// the socket (it then gives up on its own, and `sk_err` stays 0).
+    pub sk_err_soft: u32,
+    pub _pad0: u32,
 }
-const _: () = assert!(core::mem::size_of::<LifeOffsets>() == 8 * 4);
+const _: () = assert!(core::mem::size_of::<LifeOffsets>() == 10 * 4);
 
 /// The kernel programs' load-time configuration, the `CONFIG` global in `monitor-ebpf`.
 ///
@@ -285,7 +289,7 @@ pub struct KernelConfig {
     pub dns: DnsOffsets,
     pub life: LifeOffsets,
 }
-const _: () = assert!(core::mem::size_of::<KernelConfig>() == 40 + 72 + 32 + 72 + 48 + 64 + 32);
+const _: () = assert!(core::mem::size_of::<KernelConfig>() == 40 + 72 + 32 + 72 + 48 + 64 + 40);
 
 impl KernelConfig {
     /// The value compiled into the object: nothing resolved, nothing excluded. The non-zero
@@ -390,6 +394,8 @@ impl KernelConfig {
             segs_in: 0,
             skc_net: 0,
             net_inum: OFFSET_ABSENT,
+            sk_err_soft: 0,
+            _pad0: 0,
         },
     };
 }

@@ -364,7 +364,6 @@ pub struct DnsOwner {
 }
 const _: () = assert!(core::mem::size_of::<DnsOwner>() == 24 + COMM_LEN);
 
-
 /// `LifeEvent::action` values.
 pub mod life_action {
     /// A TCP connect's result: `error == 0` and `LifeEvent::flags & ESTABLISHED` for

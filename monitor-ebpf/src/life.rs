@@ -202,7 +202,12 @@ fn on_close(sk: *const u8, key: u64) -> Result<(), i64> {
     let conn = unsafe { &*conn };
     if conn.flags & life_flag::ESTABLISHED == 0 {
         // `tcp_reset`, `tcp_write_err` and the ICMP handler set `sk_err` before `tcp_done`.
-        let err = read_at::<i32>(sk, config!(life.sk_err)).unwrap_or(0);
+        // An ICMP error that came while the task held the socket is only in `sk_err_soft`
+        // (the task then closes the socket itself, unless it read the error first).
+        let mut err = read_at::<i32>(sk, config!(life.sk_err)).unwrap_or(0);
+        if err == 0 {
+            err = read_at::<i32>(sk, config!(life.sk_err_soft)).unwrap_or(0);
+        }
         emit(life_action::OUTCOME, conn, now, |ev| {
             // SAFETY: `ev` is the record `emit` reserved, writable until submitted.
             unsafe { (*ev).error = err as u32 };
@@ -364,14 +369,22 @@ fn emit(action: u32, conn: &LifeConn, now: u64, extra: impl FnOnce(*mut LifeEven
 /// listens; TCP ones are reported when they `listen()`. Always returns 1.
 #[cgroup_sock(post_bind4)]
 pub fn life_cgroup_post_bind4(ctx: SockContext) -> i32 {
-    finish(&ctx, "life_cgroup_post_bind4", try_life_post_bind(&ctx, false));
+    finish(
+        &ctx,
+        "life_cgroup_post_bind4",
+        try_life_post_bind(&ctx, false),
+    );
     1
 }
 
 /// `cgroup/post_bind6`: as `post_bind4`, for IPv6 sockets. Always returns 1.
 #[cgroup_sock(post_bind6)]
 pub fn life_cgroup_post_bind6(ctx: SockContext) -> i32 {
-    finish(&ctx, "life_cgroup_post_bind6", try_life_post_bind(&ctx, true));
+    finish(
+        &ctx,
+        "life_cgroup_post_bind6",
+        try_life_post_bind(&ctx, true),
+    );
     1
 }
 

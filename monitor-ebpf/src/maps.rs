@@ -53,7 +53,8 @@ pub static DNS_OWNERS: LruHashMap<u64, DnsOwner> =
 /// the accept, removed at `TCP_CLOSE`. Least recently used out, so an entry whose close was
 /// missed cannot fill the table.
 #[map]
-pub static LIFE_CONNS: LruHashMap<u64, LifeConn> = LruHashMap::with_max_entries(LIFE_CONN_ENTRIES, 0);
+pub static LIFE_CONNS: LruHashMap<u64, LifeConn> =
+    LruHashMap::with_max_entries(LIFE_CONN_ENTRIES, 0);
 
 /// Owners of listening TCP sockets, by network namespace and port (`life.rs`): written at
 /// `listen()`, read by the accepts that complete in softirq.

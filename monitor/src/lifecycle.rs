@@ -151,11 +151,7 @@ impl OutcomeTable {
         };
         Some(Lifecycle {
             success: Some(success),
-            reason: if success {
-                None
-            } else {
-                c.last_reason.clone()
-            },
+            reason: if success { None } else { c.last_reason.clone() },
             ..Lifecycle::default()
         })
     }

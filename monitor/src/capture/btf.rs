@@ -193,7 +193,13 @@ impl KernelBtf {
             segs_out: tcp("segs_out", 4)?,
             segs_in: tcp("segs_in", 4)?,
             skc_net,
-            net_inum: if skc_net == 0 { OFFSET_ABSENT } else { net_inum },
+            net_inum: if skc_net == 0 {
+                OFFSET_ABSENT
+            } else {
+                net_inum
+            },
+            sk_err_soft: self.field("sock", &["sk_err_soft"], 4)?,
+            _pad0: 0,
         })
     }
 

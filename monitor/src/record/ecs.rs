@@ -130,7 +130,8 @@ fn write_doc<S: JsonSink>(
     out.put("}");
     caches.processes.put(out, &r.process, write_process);
 
-    let (src_bytes, src_packets) = life.map_or((None, None), |l| (l.source_bytes, l.source_packets));
+    let (src_bytes, src_packets) =
+        life.map_or((None, None), |l| (l.source_bytes, l.source_packets));
     if let Some(src) = r.source {
         out.put(",\"source\":{\"ip\":\"");
         caches.addresses.put(out, src.ip);

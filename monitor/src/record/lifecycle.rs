@@ -150,10 +150,7 @@ mod tests {
             Lifecycle::outcome_of(false, 110),
             (false, "timed-out", Some("ETIMEDOUT".into()))
         );
-        assert_eq!(
-            Lifecycle::outcome_of(false, 113).1,
-            "host-unreachable"
-        );
+        assert_eq!(Lifecycle::outcome_of(false, 113).1, "host-unreachable");
         assert_eq!(Lifecycle::outcome_of(false, 0), (false, "aborted", None));
         assert_eq!(
             Lifecycle::outcome_of(false, 71),

@@ -389,7 +389,9 @@ impl ConnectionRecord {
 
     /// The lifecycle action (`Connect` for connect, send and DNS records).
     pub fn life_action(&self) -> LifeAction {
-        self.life.as_ref().map_or(LifeAction::Connect, |l| l.action())
+        self.life
+            .as_ref()
+            .map_or(LifeAction::Connect, |l| l.action())
     }
 
     /// Inbound (`network.direction: ingress`): an accept, a listen, or an accepted
