@@ -119,7 +119,7 @@ fn on_connect(sk: *const u8, key: u64) -> Result<(), i64> {
         raddr: flow.daddr,
         comm: who.comm,
     };
-    if LIFE_CONNS.insert(&key, &conn, 0).is_err() {
+    if LIFE_CONNS.insert(key, conn, 0).is_err() {
         count(stat::LIFE_TABLE_FULL);
     }
     Ok(())
@@ -130,7 +130,7 @@ fn on_connect(sk: *const u8, key: u64) -> Result<(), i64> {
 fn on_established(sk: *const u8, key: u64, old: i32) -> Result<(), i64> {
     // SAFETY: a helper without arguments.
     let now = unsafe { bpf_ktime_get_boot_ns() };
-    if let Some(conn) = LIFE_CONNS.get_ptr_mut(&key) {
+    if let Some(conn) = LIFE_CONNS.get_ptr_mut(key) {
         // Bound by now: the connect's source port.
         let lport = read_at::<u16>(sk, config!(sock.skc_num)).unwrap_or(0);
         // SAFETY: a value pointer from a successful lookup stays valid for this program run;
@@ -150,7 +150,7 @@ fn on_established(sk: *const u8, key: u64, old: i32) -> Result<(), i64> {
         return Ok(());
     };
     // The child's local port is the listener's.
-    let owner = LISTEN_OWNERS.get_ptr(&listen_key(sk, flow.sport));
+    let owner = LISTEN_OWNERS.get_ptr(listen_key(sk, flow.sport));
     let mut conn = LifeConn {
         conn_id: connection_id(sk),
         start_ns: now,
@@ -183,7 +183,7 @@ fn on_established(sk: *const u8, key: u64, old: i32) -> Result<(), i64> {
         }
         conn.flags |= life_flag::OWNER_KNOWN;
     }
-    if LIFE_CONNS.insert(&key, &conn, 0).is_err() {
+    if LIFE_CONNS.insert(key, conn, 0).is_err() {
         count(stat::LIFE_TABLE_FULL);
     }
     emit(life_action::ACCEPT, &conn, now, |_| {});
@@ -192,7 +192,7 @@ fn on_established(sk: *const u8, key: u64, old: i32) -> Result<(), i64> {
 
 /// `-> CLOSE` of a tracked connection: its outcome if it never established, else its end.
 fn on_close(sk: *const u8, key: u64) -> Result<(), i64> {
-    let Some(conn) = LIFE_CONNS.get_ptr(&key) else {
+    let Some(conn) = LIFE_CONNS.get_ptr(key) else {
         return Ok(());
     };
     // SAFETY: a helper without arguments.
@@ -228,7 +228,7 @@ fn on_close(sk: *const u8, key: u64) -> Result<(), i64> {
         });
     }
     // A failed removal leaves the entry to LRU eviction; nothing else to do.
-    let _ = LIFE_CONNS.remove(&key);
+    let _ = LIFE_CONNS.remove(key);
     Ok(())
 }
 
@@ -269,7 +269,7 @@ fn on_listen(sk: *const u8, key: u64) -> Result<(), i64> {
         comm: who.comm,
     };
     if LISTEN_OWNERS
-        .insert(&listen_key(sk, port), &owner, 0)
+        .insert(listen_key(sk, port), owner, 0)
         .is_err()
     {
         count(stat::LIFE_TABLE_FULL);
@@ -311,10 +311,10 @@ fn on_listen(sk: *const u8, key: u64) -> Result<(), i64> {
 fn on_listen_close(sk: *const u8, key: u64) -> Result<(), i64> {
     let port = read_at::<u16>(sk, config!(sock.skc_num))?;
     let lk = listen_key(sk, port);
-    if let Some(owner) = LISTEN_OWNERS.get_ptr(&lk) {
+    if let Some(owner) = LISTEN_OWNERS.get_ptr(lk) {
         // SAFETY: a value pointer from a successful lookup, valid for this program run.
         if unsafe { (*owner).sk } == key {
-            let _ = LISTEN_OWNERS.remove(&lk);
+            let _ = LISTEN_OWNERS.remove(lk);
         }
     }
     Ok(())
@@ -451,7 +451,7 @@ fn try_life_post_bind(ctx: &SockContext, v6: bool) -> Result<(), i64> {
 /// after `SYN_SENT` (fentry/kprobe on `tcp_connect`, the tracepoints): 0 when not tracked.
 #[inline(always)]
 pub fn tracked_id(sk: *const u8) -> u64 {
-    match LIFE_CONNS.get_ptr(&(sk as u64)) {
+    match LIFE_CONNS.get_ptr(sk as u64) {
         // SAFETY: a value pointer from a successful lookup, valid for this program run.
         Some(conn) => unsafe { (*conn).conn_id },
         None => 0,
