@@ -187,4 +187,67 @@ mod tests {
         t.learn(&line("close", "success", 8088));
         assert_eq!(t.summary(&connect), None);
     }
+
+    /// A beacon to a dead C2: every connect refused. Replayed, the connects alone make
+    /// the beacon (as before, without result records); with the results, its alert says
+    /// `event.outcome: failure`, and the connect records stay check-ins (the results do
+    /// not count twice).
+    #[test]
+    fn a_beacon_to_a_dead_c2_is_a_beacon_flagged_failure() {
+        use crate::detect::BeaconConfig;
+        use crate::pipeline::{Emitted, Pipeline};
+        use crate::rules::RuleSet;
+        let run = |with_results: bool| -> Vec<String> {
+            let rules = Arc::new(RuleSet::from_texts(&[]).unwrap().rules);
+            let mut p = Pipeline::new(rules, BeaconConfig::default(), false);
+            let mut out = Vec::new();
+            for i in 0..20u64 {
+                let t =
+                    crate::record::Timestamp(1_800_000_000_000_000_000 + i as i64 * 60_000_000_000);
+                let common = format!(
+                    r#""@timestamp":"{}","host":{{"hostname":"h"}},"process":{{"pid":7,"name":"curl","executable":"/usr/bin/curl"}},"destination":{{"ip":"203.0.113.7","port":8088}},"network":{{"transport":"tcp"}}"#,
+                    t.to_rfc3339()
+                );
+                let connect = format!(
+                    r#"{{{common},"event":{{"kind":"event","action":"connect"}},"monitor":{{"connection_id":"{i:x}"}}}}"#
+                );
+                let result = format!(
+                    r#"{{{common},"event":{{"kind":"event","action":"connect-result","outcome":"failure"}},"error":{{"code":"ECONNREFUSED"}},"monitor":{{"connection_id":"{i:x}","outcome_reason":"refused"}}}}"#
+                );
+                let mut lines = vec![connect];
+                if with_results {
+                    lines.push(result);
+                }
+                for line in lines {
+                    let rec = ConnectionRecord::from_json_line(&line).unwrap().unwrap();
+                    p.process(&rec, &mut |e| {
+                        if let Emitted::Alert(a) = e {
+                            out.push(a.to_json_line());
+                        }
+                    });
+                }
+            }
+            p.finish(&mut |e| {
+                if let Emitted::Alert(a) = e {
+                    out.push(a.to_json_line());
+                }
+            });
+            out.into_iter()
+                .filter(|l| l.contains("\"detector\":\"beacon\""))
+                .collect()
+        };
+        let plain = run(false);
+        let flagged = run(true);
+        assert!(!plain.is_empty(), "the connects alone are a beacon");
+        assert_eq!(plain.len(), flagged.len(), "results are not check-ins");
+        assert!(
+            plain.iter().all(|l| !l.contains("\"outcome\"")),
+            "{plain:?}"
+        );
+        assert!(
+            flagged.iter().all(|l| l.contains("\"outcome\":\"failure\"")
+                && l.contains("\"outcome_reason\":\"refused\"")),
+            "{flagged:?}"
+        );
+    }
 }
