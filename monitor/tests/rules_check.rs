@@ -22,9 +22,9 @@ fn builtin_and_repository_rules_check_clean() {
     let r = check(&[]);
     assert!(r.is_ok(), "{:?}", r.errors);
     assert_eq!(r.exit_code(), 0);
-    // Six detection rules (two of them the bases of the T1046 correlations) and two
+    // Seven detection rules (two of them the bases of the T1046 correlations) and two
     // correlation rules.
-    assert_eq!(r.rules.len(), 8);
+    assert_eq!(r.rules.len(), 9);
     assert_eq!(
         r.rules.iter().filter(|s| s.correlation.is_some()).count(),
         2
@@ -33,7 +33,7 @@ fn builtin_and_repository_rules_check_clean() {
     assert!(r.warnings.is_empty(), "{:?}", r.warnings);
     let d = check(&[repo_rules_dir()]);
     assert_eq!(d.exit_code(), 0, "{:?}", d.errors);
-    assert_eq!(d.rules.len(), 8);
+    assert_eq!(d.rules.len(), 9);
 }
 
 /// (file, line, rule, construct, words of the message)

@@ -720,7 +720,7 @@ fn builtin_and_rules_directory_are_the_same_rules() {
         v
     };
     assert_eq!(ids(&b), ids(&d));
-    assert_eq!(b.len(), 8);
+    assert_eq!(b.len(), 9);
     assert!(b.iter().all(|r| r.ruleset == "default"));
 }
 

@@ -9,6 +9,10 @@
 //! tracepoint (once per send call), else `cgroup_skb` egress (once per packet of every
 //! socket, TCP included: it cost the paired TCP benchmark 5 %). Each failure is kept as a
 //! one-line reason in `HookStatus::skipped`.
+//!
+//! Length: just over 800 lines with the lifecycle hooks' wiring (their programs and offsets
+//! are in `probes/life.rs`). Planned split: the per-backend `try_*` functions into
+//! `probes/backends.rs`.
 
 use std::{fs::File, path::Path};
 
@@ -243,18 +247,7 @@ pub fn load(cfg: &CaptureConfig) -> Result<LoadedProbes, CaptureError> {
             (_, Err(e)) => Err(e.clone()),
             (Err(e), _) => Err(format!("kernel BTF: {e}")),
         };
-        let life = match (&kernel_btf, &raw_tracepoint) {
-            _ if !cfg.lifecycle => Err("not asked for (--lifecycle)".to_string()),
-            (Ok(btf), Ok(())) => match btf.life_offsets() {
-                Ok(offsets) => {
-                    config.life = offsets;
-                    Ok(())
-                }
-                Err(e) => Err(format!("kernel BTF: {e}")),
-            },
-            (_, Err(e)) => Err(e.clone()),
-            (Err(e), _) => Err(format!("kernel BTF: {e}")),
-        };
+        let life = life::resolve_offsets(cfg.lifecycle, &kernel_btf, &raw_tracepoint, &mut config);
         (sock, raw_tracepoint, dns, life)
     };
     // DNS answers give way to connection events once half the ring buffer is waiting (set
@@ -324,14 +317,7 @@ pub fn load(cfg: &CaptureConfig) -> Result<LoadedProbes, CaptureError> {
 
     let mut hooks = Vec::with_capacity(PLANS.len() + 3);
     if cfg.lifecycle {
-        for status in attach_life(&mut ebpf, &host, &life) {
-            tracing::info!(
-                hook = status.hook,
-                backend = status.backend,
-                "lifecycle hook attached"
-            );
-            hooks.push(status);
-        }
+        hooks.extend(attach_life(&mut ebpf, &host, &life));
     }
     for plan in &PLANS {
         let status = attach_hook(&mut ebpf, plan, cfg.probe, &host)?;

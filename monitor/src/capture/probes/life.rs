@@ -8,12 +8,38 @@ use aya::{
     Ebpf,
     programs::{CgroupAttachMode, CgroupSock},
 };
+use monitor_common::KernelConfig;
 
 use super::{
     CGROUP, Failure, HostSupport, RAW_TRACEPOINT, attach_raw_tracepoint, kernel, program_mut,
     unload_quietly,
 };
-use crate::capture::HookStatus;
+use crate::capture::{
+    HookStatus,
+    btf::{KernelBtf, OffsetError},
+};
+
+/// Fills `config.life` from BTF when the lifecycle is asked for; why not otherwise. The
+/// program also needs what the raw tracepoints need (`raw_tracepoint`).
+pub(super) fn resolve_offsets(
+    wanted: bool,
+    kernel_btf: &Result<KernelBtf, OffsetError>,
+    raw_tracepoint: &Result<(), String>,
+    config: &mut KernelConfig,
+) -> Result<(), String> {
+    match (kernel_btf, raw_tracepoint) {
+        _ if !wanted => Err("not asked for (--lifecycle)".to_string()),
+        (Ok(btf), Ok(())) => match btf.life_offsets() {
+            Ok(offsets) => {
+                config.life = offsets;
+                Ok(())
+            }
+            Err(e) => Err(format!("kernel BTF: {e}")),
+        },
+        (_, Err(e)) => Err(e.clone()),
+        (Err(e), _) => Err(format!("kernel BTF: {e}")),
+    }
+}
 
 /// The TCP program and its raw tracepoint.
 pub(super) const LIFE_RAW_TP: (&str, &str) =
@@ -40,11 +66,18 @@ pub(super) fn attach_life(
         .map_err(Failure::Unsupported)
         .and_then(|()| attach_raw_tracepoint(ebpf, LIFE_RAW_TP.0, LIFE_RAW_TP.1));
     match tcp {
-        Ok(()) => hooks.push(HookStatus {
-            hook: LIFE_TCP_HOOK,
-            backend: RAW_TRACEPOINT,
-            skipped: Vec::new(),
-        }),
+        Ok(()) => {
+            tracing::info!(
+                hook = LIFE_TCP_HOOK,
+                backend = RAW_TRACEPOINT,
+                "lifecycle hook attached"
+            );
+            hooks.push(HookStatus {
+                hook: LIFE_TCP_HOOK,
+                backend: RAW_TRACEPOINT,
+                skipped: Vec::new(),
+            });
+        }
         Err(e) => tracing::warn!(
             program = LIFE_RAW_TP.0,
             error = %e.detailed(),
@@ -57,11 +90,18 @@ pub(super) fn attach_life(
         .map_err(|e| Failure::Unsupported(e.clone()))
         .and_then(|root| attach_binds(ebpf, root));
     match udp {
-        Ok(()) => hooks.push(HookStatus {
-            hook: LIFE_UDP_HOOK,
-            backend: CGROUP,
-            skipped: Vec::new(),
-        }),
+        Ok(()) => {
+            tracing::info!(
+                hook = LIFE_UDP_HOOK,
+                backend = CGROUP,
+                "lifecycle hook attached"
+            );
+            hooks.push(HookStatus {
+                hook: LIFE_UDP_HOOK,
+                backend: CGROUP,
+                skipped: Vec::new(),
+            });
+        }
         Err(e) => tracing::warn!(
             error = %e.detailed(),
             "UDP bind capture unavailable: no UDP listen records"
