@@ -690,7 +690,7 @@ fn builtin_rules_take_local_lists_on_top() {
     )
     .unwrap();
     let set = Arc::new(RuleSet::load_with_builtin(&[local]).unwrap().rules);
-    assert_eq!(set.len(), 8, "six detection rules and two correlations");
+    assert_eq!(set.len(), 9, "seven detection rules and two correlations");
     none(
         &set,
         &ev().image("/usr/bin/curl").dst("203.0.113.7", 8088).build(),
