@@ -51,6 +51,7 @@ fn config(probe: ProbeChoice) -> CaptureConfig {
         poll_interval: Duration::from_millis(10),
         exclude_tgid: std::process::id(),
         dns: true,
+        lifecycle: false,
     }
 }
 
