@@ -60,8 +60,15 @@ pub mod stat {
     /// A `sock_recvmsg` on a TCP DNS socket could not be remembered from entry to return
     /// (fentry/fexit, or the kprobes, before Linux 6.3): that answer is not read.
     pub const DNS_RECV_FAILED: u32 = 24;
+    /// Lifecycle records (TCP outcome, close, accept; TCP and UDP listen) written, and
+    /// lost to a full ring buffer.
+    pub const LIFE_RECORDS: u32 = 25;
+    pub const LOST_LIFE: u32 = 26;
+    /// A connection or listener could not be entered in its table (full): its outcome and
+    /// close records, or its accepts' owner, are missing.
+    pub const LIFE_TABLE_FULL: u32 = 27;
     /// Size of the array.
-    pub const COUNT: u32 = 25;
+    pub const COUNT: u32 = 28;
 }
 
 /// Marks an offset that does not exist on the running kernel (for instance the
@@ -275,6 +282,33 @@ impl DnsOffsets {
     };
 }
 
+/// Byte offsets the lifecycle program reads (`struct sock`, `struct tcp_sock`, `struct net`),
+/// relative to the socket's address. From BTF.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LifeOffsets {
+    /// Non-zero when every offset below (but `net_inum`) was resolved, with
+    /// `SockOffsets` and its `sk_protocol`.
+    pub valid: u32,
+    /// `sock.sk_err` (int).
+    pub sk_err: u32,
+    /// `tcp_sock.bytes_acked`, `bytes_received` (u64), `segs_out`, `segs_in` (u32).
+    pub bytes_acked: u32,
+    pub bytes_received: u32,
+    pub segs_out: u32,
+    pub segs_in: u32,
+    /// `sock.__sk_common.skc_net` (a `struct net *`) and `net.ns.inum` (u32), the network
+    /// namespace listeners are keyed by; `net_inum` is `OFFSET_ABSENT` when unknown (then
+    /// every namespace shares one key space).
+    pub skc_net: u32,
+    pub net_inum: u32,
+    /// `sock.sk_err_soft` (int): an ICMP error that arrived while the connecting task held
+    /// the socket (it then gives up on its own, and `sk_err` stays 0).
+    pub sk_err_soft: u32,
+    pub _pad0: u32,
+}
+const _: () = assert!(core::mem::size_of::<LifeOffsets>() == 10 * 4);
+
 /// The kernel programs' load-time configuration, the `CONFIG` global in `monitor-ebpf`.
 ///
 /// User space fills it and hands it over with `EbpfLoader::override_global("CONFIG", ..)`.
@@ -306,8 +340,9 @@ pub struct KernelConfig {
     pub file: FileOffsets,
     pub tp: TracepointOffsets,
     pub dns: DnsOffsets,
+    pub life: LifeOffsets,
 }
-const _: () = assert!(core::mem::size_of::<KernelConfig>() == 40 + 72 + 32 + 72 + 48 + 104);
+const _: () = assert!(core::mem::size_of::<KernelConfig>() == 40 + 72 + 32 + 72 + 48 + 104 + 40);
 
 impl KernelConfig {
     /// The value compiled into the object: nothing resolved, nothing excluded. The non-zero
@@ -403,6 +438,18 @@ impl KernelConfig {
             shed_bytes: 0,
             _pad0: 0,
             recv: DnsOffsets::UNSET_RECV,
+        },
+        life: LifeOffsets {
+            valid: 0,
+            sk_err: 0,
+            bytes_acked: 0,
+            bytes_received: 0,
+            segs_out: 0,
+            segs_in: 0,
+            skc_net: 0,
+            net_inum: OFFSET_ABSENT,
+            sk_err_soft: 0,
+            _pad0: 0,
         },
     };
 }

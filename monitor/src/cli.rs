@@ -137,6 +137,10 @@ pub struct RunArgs {
     /// Do not capture DNS answers (no `destination.domain`, no DNS query records).
     #[arg(long)]
     pub no_dns: bool,
+    /// Capture the connection lifecycle: each TCP connect's outcome, closes with duration
+    /// and bytes, accepts, and TCP and UDP listening sockets (README, "Lifecycle records").
+    #[arg(long)]
+    pub lifecycle: bool,
 }
 
 #[derive(Args, Debug)]

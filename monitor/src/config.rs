@@ -35,6 +35,8 @@ pub struct ConfigFile {
     pub udp_suppress_ms: Option<u64>,
     /// Capture DNS answers (default true).
     pub dns: Option<bool>,
+    /// Capture the connection lifecycle (default false; `--lifecycle`).
+    pub lifecycle: Option<bool>,
     pub poll_interval_ms: Option<u64>,
     pub user: Option<String>,
     pub shutdown_deadline_secs: Option<u64>,
@@ -126,6 +128,7 @@ pub struct RunConfig {
     pub ringbuf_bytes: u32,
     pub udp_suppress: Duration,
     pub dns: bool,
+    pub lifecycle: bool,
     pub poll_interval: Duration,
     pub user: Option<String>,
     pub shutdown_deadline: Duration,
@@ -222,6 +225,7 @@ impl RunConfig {
                     .unwrap_or(defaults::UDP_SUPPRESS_MS),
             ),
             dns: !args.no_dns && file.dns.unwrap_or(true),
+            lifecycle: args.lifecycle || file.lifecycle.unwrap_or(false),
             poll_interval: Duration::from_millis(
                 file.poll_interval_ms
                     .unwrap_or(defaults::POLL_INTERVAL_MS)

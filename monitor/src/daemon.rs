@@ -86,6 +86,7 @@ async fn run_async(cfg: RunConfig, rules: Arc<RuleSet>) -> Result<(), RunFailure
         poll_interval: cfg.poll_interval,
         exclude_tgid: std::process::id(),
         dns: cfg.dns,
+        lifecycle: cfg.lifecycle,
     };
     // Attach first, so that nothing starting from here on is missed: processes already running
     // are learned from /proc below, and new ones arrive as exec events queued in the ring
@@ -160,6 +161,11 @@ async fn run_async(cfg: RunConfig, rules: Arc<RuleSet>) -> Result<(), RunFailure
                             {
                                 pipeline.process(&rec, &mut |e| pending.push(e.to_output()));
                             }
+                        }
+                        RawEvent::Life(l) => {
+                            let ts = capture.timestamp_of(l.ktime_ns);
+                            let rec = crate::lifecycle::record_of(&l, ts, &mut table, &host);
+                            pipeline.process(&rec, &mut |e| pending.push(e.to_output()));
                         }
                     }
                 }

@@ -104,6 +104,8 @@ pub fn dns_record_round_trip(q: &crate::record::DnsQuery) {
         domain: None,
         domain_source: None,
         dns: Some(Arc::new(q.clone())),
+        connection_id: None,
+        life: None,
     };
     let line = rec.to_json_line();
     assert_eq!(line.matches('\n').count(), 1, "one line: {line}");

@@ -17,6 +17,7 @@ pub mod detect;
 pub mod dns;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod lifecycle;
 pub mod mapped;
 pub mod metrics;
 pub mod output;

@@ -432,6 +432,8 @@ fn memory_stays_bounded_at_100k_active_keys() {
             domain: None,
             domain_source: None,
             dns: None,
+            connection_id: None,
+            life: None,
         })
         .collect();
     // Everything allocated so far except the detector is the test's own input.
@@ -517,6 +519,8 @@ fn bytes_per_destination_key_seen_once_and_with_intervals() {
         domain: None,
         domain_source: None,
         dns: None,
+        connection_id: None,
+        life: None,
     };
     let rounds: Vec<Vec<ConnectionRecord>> = (0..3)
         .map(|round| (0..keys).map(|i| record(i, round)).collect())

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use btf_rs::{Backend, Btf, Struct, Type};
 use monitor_common::{
-    DnsOffsets, DnsRecvOffsets, FileOffsets, OFFSET_ABSENT, SockOffsets, TaskOffsets,
+    DnsOffsets, DnsRecvOffsets, FileOffsets, LifeOffsets, OFFSET_ABSENT, SockOffsets, TaskOffsets,
 };
 
 /// Where the running kernel publishes its BTF.
@@ -246,6 +246,35 @@ impl KernelBtf {
             }
         }
         Ok(None)
+    }
+
+    /// The offsets the lifecycle program reads (`LifeOffsets`), `valid` set. `tcp_sock`
+    /// starts with its `struct sock`, so its fields' offsets are from the socket's address.
+    /// The network namespace's inode number is optional (`OFFSET_ABSENT`).
+    pub fn life_offsets(&self) -> Result<LifeOffsets, OffsetError> {
+        let tcp = |field: &str, size: usize| self.field("tcp_sock", &[field], size);
+        let net_inum = self
+            .field("net", &["ns", "inum"], 4)
+            .unwrap_or(OFFSET_ABSENT);
+        let skc_net = self
+            .field("sock", &["__sk_common", "skc_net", "net"], 8)
+            .unwrap_or(0);
+        Ok(LifeOffsets {
+            valid: 1,
+            sk_err: self.field("sock", &["sk_err"], 4)?,
+            bytes_acked: tcp("bytes_acked", 8)?,
+            bytes_received: tcp("bytes_received", 8)?,
+            segs_out: tcp("segs_out", 4)?,
+            segs_in: tcp("segs_in", 4)?,
+            skc_net,
+            net_inum: if skc_net == 0 {
+                OFFSET_ABSENT
+            } else {
+                net_inum
+            },
+            sk_err_soft: self.field("sock", &["sk_err_soft"], 4)?,
+            _pad0: 0,
+        })
     }
 
     /// Whether `skc_dport` (2 bytes), `skc_num` (2), `skc_family` (2) and `skc_state` (1)

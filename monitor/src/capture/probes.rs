@@ -9,6 +9,10 @@
 //! tracepoint (once per send call), else `cgroup_skb` egress (once per packet of every
 //! socket, TCP included: it cost the paired TCP benchmark 5 %). Each failure is kept as a
 //! one-line reason in `HookStatus::skipped`.
+//!
+//! Length: just over 800 lines with the lifecycle hooks' wiring (their programs and offsets
+//! are in `probes/life.rs`). Planned split: the per-backend `try_*` functions into
+//! `probes/backends.rs`.
 
 use std::{fs::File, path::Path};
 
@@ -31,8 +35,10 @@ use super::{
 };
 
 mod dns;
+mod life;
 
 use dns::{attach_dns, attach_dns_recv};
+use life::attach_life;
 
 /// The kernel programs, built by monitor/build.rs (aya-build names the object after the
 /// eBPF crate's bin, `monitor`).
@@ -183,7 +189,7 @@ pub fn load(cfg: &CaptureConfig) -> Result<LoadedProbes, CaptureError> {
 
     // Offsets first, from a memory-mapped BTF (no parse of every type); dropped at the end
     // of this block.
-    let (sock, raw_tracepoint, dns, dns_recv) = {
+    let (sock, raw_tracepoint, dns, dns_recv, life) = {
         let kernel_btf = KernelBtf::load(Path::new(VMLINUX_BTF));
         let sock = match &kernel_btf {
             Ok(btf) => btf.sock_offsets().map_err(|e| format!("kernel BTF: {e}")),
@@ -242,7 +248,8 @@ pub fn load(cfg: &CaptureConfig) -> Result<LoadedProbes, CaptureError> {
             (Err(e), _) => Err(format!("kernel BTF: {e}")),
         };
         let dns_recv = dns::recv_offsets(kernel_btf.as_ref(), &dns, &mut config.dns);
-        (sock, raw_tracepoint, dns, dns_recv)
+        let life = life::resolve_offsets(cfg.lifecycle, &kernel_btf, &raw_tracepoint, &mut config);
+        (sock, raw_tracepoint, dns, dns_recv, life)
     };
     // DNS answers give way to connection events once half the ring buffer is waiting (set
     // after the offsets, which replace the whole `dns` block).
@@ -297,7 +304,10 @@ pub fn load(cfg: &CaptureConfig) -> Result<LoadedProbes, CaptureError> {
         }
     }
 
-    let mut hooks = Vec::with_capacity(PLANS.len());
+    let mut hooks = Vec::with_capacity(PLANS.len() + 3);
+    if cfg.lifecycle {
+        hooks.extend(attach_life(&mut ebpf, &host, &life));
+    }
     for plan in &PLANS {
         let status = attach_hook(&mut ebpf, plan, cfg.probe, &host)?;
         let skipped: Vec<String> = status
@@ -733,6 +743,7 @@ mod tests {
         DNS_FENTRY, DNS_KPROBE, DNS_OWNER_PROGRAMS, DNS_RAW_TP, DNS_RECV_FENTRY, DNS_RECV_KPROBE,
         DNS_RECV_TP,
     };
+    use super::life::{LIFE_BIND_PROGRAMS, LIFE_RAW_TP};
     use super::*;
 
     #[test]
@@ -789,6 +800,8 @@ mod tests {
         names.extend(DNS_RECV_FENTRY);
         names.extend(DNS_RECV_KPROBE);
         names.extend(DNS_OWNER_PROGRAMS);
+        names.push(LIFE_RAW_TP.0);
+        names.extend(LIFE_BIND_PROGRAMS);
         for name in names {
             assert!(
                 ebpf.program(name).is_some(),
@@ -797,7 +810,7 @@ mod tests {
         }
         assert_eq!(
             ebpf.programs().count(),
-            31,
+            34,
             "an unplanned program is in the object"
         );
         assert!(ebpf.map(EVENTS_MAP).is_some() && ebpf.map(STATS_MAP).is_some());

@@ -41,6 +41,8 @@ pub(super) fn rec(
         domain: None,
         domain_source: None,
         dns: None,
+        connection_id: None,
+        life: None,
     }
 }
 

@@ -423,6 +423,8 @@ fn records(
             domain: domain.clone(),
             domain_source: domain.as_ref().map(|_| DomainSource::Process),
             dns: None,
+            connection_id: None,
+            life: None,
         })
         .collect();
     Trace {

@@ -105,10 +105,18 @@ fn write_doc<S: JsonSink>(
     });
     if r.dns.is_some() {
         out.put(",\"category\":[\"network\"],\"type\":[\"protocol\",\"info\"],\"action\":");
+    } else if let Some(l) = &r.life {
+        out.put(",\"category\":[\"network\"],\"type\":");
+        out.put(l.action().event_type());
+        out.put(",\"action\":");
     } else {
         out.put(",\"category\":[\"network\"],\"type\":[\"connection\",\"start\"],\"action\":");
     }
     put_literal(out, r.action());
+    let life = r.life.as_deref();
+    if let Some(l) = life {
+        put_life_event(out, l);
+    }
     if let Some(a) = alert {
         out.put(",\"severity\":");
         put_u32(out, a.level.severity());
@@ -122,6 +130,8 @@ fn write_doc<S: JsonSink>(
     out.put("}");
     caches.processes.put(out, &r.process, write_process);
 
+    let (src_bytes, src_packets) =
+        life.map_or((None, None), |l| (l.source_bytes, l.source_packets));
     if let Some(src) = r.source {
         out.put(",\"source\":{\"ip\":\"");
         caches.addresses.put(out, src.ip);
@@ -130,6 +140,11 @@ fn write_doc<S: JsonSink>(
             out.put(",\"port\":");
             put_u32(out, src.port.into());
         }
+        put_counts(out, src_bytes, src_packets);
+        out.put("}");
+    } else if src_bytes.is_some() || src_packets.is_some() {
+        out.put(",\"source\":{");
+        put_counts(out, src_bytes, src_packets);
         out.put("}");
     }
     out.put(",\"destination\":{\"ip\":\"");
@@ -137,11 +152,22 @@ fn write_doc<S: JsonSink>(
     out.put("\",\"port\":");
     put_u32(out, r.destination.port.into());
     put_opt_field(out, ",\"domain\":", r.domain.as_deref());
+    if let Some(l) = life {
+        put_counts(out, l.destination_bytes, l.destination_packets);
+    }
     out.put("},\"network\":{\"transport\":");
     put_literal(out, r.transport.as_str());
     out.put(",\"type\":");
     put_literal(out, r.network_type());
-    out.put(",\"direction\":\"egress\"}");
+    out.put(if r.ingress() {
+        ",\"direction\":\"ingress\""
+    } else {
+        ",\"direction\":\"egress\""
+    });
+    if let Some(l) = life {
+        put_network_totals(out, l);
+    }
+    out.put("}");
     if let Some(id) = &r.process.container_id {
         out.put(",\"container\":{\"id\":");
         put_str(out, id);
@@ -149,6 +175,11 @@ fn write_doc<S: JsonSink>(
     }
     if let Some(q) = &r.dns {
         put_dns(out, q);
+    }
+    if let Some(code) = life.and_then(|l| l.error_code.as_deref()) {
+        out.put(",\"error\":{\"code\":");
+        put_str(out, code);
+        out.put("}");
     }
 
     if let Some(a) = alert {
@@ -199,6 +230,15 @@ fn write_doc<S: JsonSink>(
     {
         out.put(",\"domain_source\":");
         put_literal(out, src.as_str());
+    }
+    if let Some(id) = r.connection_id {
+        out.put(",\"connection_id\":\"");
+        out.put(&super::connection_id_text(id));
+        out.put("\"");
+    }
+    if let Some(reason) = life.and_then(|l| l.reason.as_deref()) {
+        out.put(",\"outcome_reason\":");
+        put_str(out, reason);
     }
     if let Some(a) = alert {
         out.put(",\"detector\":");
@@ -621,6 +661,47 @@ fn put_opt_field<S: JsonSink>(out: &mut S, key: &str, value: Option<&str>) {
 /// A technique id with a sub-technique suffix (`T1059.004`).
 pub(crate) fn is_subtechnique(id: &str) -> bool {
     id.contains('.')
+}
+
+/// `,"outcome":..,"duration":..` inside `event` of a lifecycle record.
+fn put_life_event<S: JsonSink>(out: &mut S, l: &Lifecycle) {
+    match l.success {
+        Some(true) => out.put(",\"outcome\":\"success\""),
+        Some(false) => out.put(",\"outcome\":\"failure\""),
+        None => {}
+    }
+    if let Some(d) = l.duration_ns {
+        out.put(",\"duration\":");
+        put_u64(out, d);
+    }
+}
+
+/// `,"bytes":..,"packets":..` of one end.
+fn put_counts<S: JsonSink>(out: &mut S, bytes: Option<u64>, packets: Option<u64>) {
+    if let Some(b) = bytes {
+        out.put(",\"bytes\":");
+        put_u64(out, b);
+    }
+    if let Some(p) = packets {
+        out.put(",\"packets\":");
+        put_u64(out, p);
+    }
+}
+
+/// `network.bytes` and `network.packets`: both ends together, when both are known.
+fn put_network_totals<S: JsonSink>(out: &mut S, l: &Lifecycle) {
+    if let (Some(a), Some(b)) = (l.source_bytes, l.destination_bytes) {
+        out.put(",\"bytes\":");
+        put_u64(out, a.saturating_add(b));
+    }
+    if let (Some(a), Some(b)) = (l.source_packets, l.destination_packets) {
+        out.put(",\"packets\":");
+        put_u64(out, a.saturating_add(b));
+    }
+}
+
+fn put_u64<S: JsonSink>(out: &mut S, n: u64) {
+    out.put(itoa::Buffer::new().format(n));
 }
 
 /// `,"dns":{...}`: ECS `dns.*` of a DNS query record.
@@ -1454,6 +1535,8 @@ mod tests {
                         (0..self.below(3)).map(|_| self.address()).collect(),
                     ))
                 }),
+                connection_id: None,
+                life: None,
             }
         }
 

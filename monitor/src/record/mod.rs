@@ -23,6 +23,9 @@ use thiserror::Error;
 mod addresses;
 mod decode;
 mod ecs;
+mod lifecycle;
+
+pub use lifecycle::{LifeAction, Lifecycle, connection_id_text, parse_connection_id};
 
 /// An address as text, as records write it (`Display`'s text, without `core::fmt`).
 pub fn ip_text(ip: IpAddr) -> String {
@@ -251,6 +254,12 @@ pub struct ConnectionRecord {
     /// A DNS query record (`event.action: "dns-query"`): the answer the process received
     /// from `destination` (the server). `None` for connection records.
     pub dns: Option<Arc<DnsQuery>>,
+    /// `monitor.connection_id`: joins a TCP connect to its outcome and close records
+    /// (`--lifecycle`); `None` when unknown.
+    pub connection_id: Option<u64>,
+    /// A lifecycle record (outcome, close, accept, listen), or a connect with a known
+    /// outcome; `None` for plain connect, send and DNS records.
+    pub life: Option<Arc<Lifecycle>>,
 }
 
 /// Where `destination.domain` came from (`monitor.domain_source`).
@@ -371,9 +380,24 @@ impl ConnectionRecord {
     pub fn action(&self) -> &'static str {
         if self.dns.is_some() {
             "dns-query"
+        } else if let Some(action) = self.life.as_ref().and_then(|l| l.action().as_str()) {
+            action
         } else {
             self.transport.action()
         }
+    }
+
+    /// The lifecycle action (`Connect` for connect, send and DNS records).
+    pub fn life_action(&self) -> LifeAction {
+        self.life
+            .as_ref()
+            .map_or(LifeAction::Connect, |l| l.action())
+    }
+
+    /// Inbound (`network.direction: ingress`): an accept, a listen, or an accepted
+    /// connection's close.
+    pub fn ingress(&self) -> bool {
+        self.life.as_ref().is_some_and(|l| l.ingress)
     }
 
     /// ECS `network.type`.
@@ -575,6 +599,8 @@ pub(crate) mod tests {
             domain: None,
             domain_source: None,
             dns: None,
+            connection_id: None,
+            life: None,
         }
     }
 

@@ -39,6 +39,7 @@ fn config(probe: ProbeChoice) -> CaptureConfig {
         poll_interval: Duration::from_millis(10),
         exclude_tgid: std::process::id(),
         dns: true,
+        lifecycle: false,
     }
 }
 
@@ -455,6 +456,58 @@ async fn refused_connects_are_reported_and_none_is_blocked() {
                 "{probe:?} port {port}"
             );
             assert_eq!(seen[0].daddr, v4(Ipv4Addr::LOCALHOST));
+        }
+    }
+}
+
+/// With the lifecycle on, every TCP connect backend gives the connect the id its result
+/// carries: the cookie the cgroup program asks for, or the id the lifecycle program drew
+/// and the raw or classic tracepoint finds by socket (`life::tracked_id`).
+#[tokio::test]
+async fn with_the_lifecycle_each_connect_shares_its_id_with_its_result() {
+    for probe in [ProbeChoice::Tracepoint, ProbeChoice::RawTracepoint] {
+        let server = HttpServer::start("127.0.0.1");
+        require_root();
+        let mut cfg = config(probe);
+        cfg.lifecycle = true;
+        let mut capture =
+            Capture::start(&cfg).unwrap_or_else(|e| panic!("Capture::start failed: {e}"));
+        hook_status(&capture, "tcp_lifecycle");
+        let closed = scratch_port(31);
+        let pid = python(
+            REFUSED_THEN_SERVED,
+            &[&closed.to_string(), &server.port.to_string()],
+        );
+        let lifes = |evs: &[RawEvent]| -> Vec<monitor_common::LifeEvent> {
+            evs.iter()
+                .filter_map(|e| match e {
+                    RawEvent::Life(l) if l.tgid == pid => Some(**l),
+                    _ => None,
+                })
+                .collect()
+        };
+        let events = collect_until(&mut capture, Duration::from_secs(5), |evs| {
+            lifes(evs)
+                .iter()
+                .filter(|l| l.action == monitor_common::life_action::OUTCOME)
+                .count()
+                >= 2
+        })
+        .await;
+        for port in [closed, server.port] {
+            let c: Vec<&ConnectEvent> = connects(&events)
+                .filter(|c| c.tgid == pid && c.dport == port)
+                .collect();
+            assert_eq!(c.len(), 1, "{probe:?} port {port}: {c:?}");
+            let results: Vec<monitor_common::LifeEvent> = lifes(&events)
+                .into_iter()
+                .filter(|l| l.action == monitor_common::life_action::OUTCOME && l.rport == port)
+                .collect();
+            assert_eq!(results.len(), 1, "{probe:?} port {port}: {results:?}");
+            assert_ne!(c[0].conn_id, 0, "{probe:?} port {port}: no id");
+            assert_eq!(c[0].conn_id, results[0].conn_id, "{probe:?} port {port}");
+            let established = results[0].flags & monitor_common::life_flag::ESTABLISHED != 0;
+            assert_eq!(established, port == server.port, "{probe:?} port {port}");
         }
     }
 }
