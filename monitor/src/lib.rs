@@ -17,7 +17,6 @@ pub mod detect;
 pub mod dns;
 #[doc(hidden)]
 pub mod fuzzing;
-pub mod mapped;
 pub mod metrics;
 pub mod output;
 pub mod pipeline;

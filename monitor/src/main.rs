@@ -14,10 +14,10 @@ use monitor::cli::{
 };
 use monitor::daemon;
 use monitor::detect::BeaconConfig;
-use monitor::mapped::MappedFile;
 use monitor::output::{OutputConfig, OutputHub, OutputRecord, OutputSpec, SyslogFormat};
 use monitor::pipeline::Pipeline;
 use monitor::replay::ReplaySource;
+use monitor::replay::mapped::MappedFile;
 use monitor::rules::RuleSet;
 
 /// A failure and the exit code it maps to.

@@ -20,18 +20,16 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 use thiserror::Error;
 
-mod addresses;
-mod decode;
-mod ecs;
+mod json;
 
 /// An address as text, as records write it (`Display`'s text, without `core::fmt`).
 pub fn ip_text(ip: IpAddr) -> String {
     let mut s = String::with_capacity(15);
-    ecs::write_ip(&mut s, ip);
+    json::write::write_ip(&mut s, ip);
     s
 }
 
-pub(crate) use decode::{RecordDecoder, decode_general};
+pub(crate) use json::read::{RecordDecoder, decode_general};
 
 /// The unspecified IPv4 address, for a destination whose family the kernel did not report.
 pub const UNSPECIFIED_V4: IpAddr = IpAddr::V4(Ipv4Addr::UNSPECIFIED);

@@ -9,6 +9,8 @@ use std::io::BufRead;
 
 use thiserror::Error;
 
+pub mod mapped;
+
 use crate::record::{ConnectionRecord, RecordDecoder, RecordError};
 
 #[derive(Debug, Error)]
