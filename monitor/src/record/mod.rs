@@ -29,6 +29,7 @@ pub fn ip_text(ip: IpAddr) -> String {
     s
 }
 
+pub(crate) use json::lines::{JsonLines, LineError};
 pub(crate) use json::read::{RecordDecoder, decode_general};
 
 /// The unspecified IPv4 address, for a destination whose family the kernel did not report.

@@ -1,0 +1,92 @@
+//! A stream of JSON lines read into records: the reading protocol between a `BufRead` and
+//! the line decoder (`read`), so a source only numbers lines and names its input.
+//!
+//! The common case: the decoder reads the line where it lies in the reader's buffer and
+//! finds its end itself (`decode_in_place`), so the line is never searched for its line
+//! feed nor copied. A line it refuses is decoded where it lies by the general path; a line
+//! that straddles a refill of the buffer is gathered first.
+
+use std::io::{self, BufRead};
+
+use super::LineDecoder;
+use crate::record::{ConnectionRecord, RecordError};
+
+/// Why a line gave no record.
+#[derive(Debug)]
+pub(crate) enum LineError {
+    /// Reading the input failed (the line being read: `JsonLines::line() + 1`).
+    Io(io::Error),
+    /// Line `JsonLines::line()` is not a connection record that can be read.
+    Record(RecordError),
+}
+
+/// Connection records from JSON lines. Lines of other kinds (alerts, metrics) and blank
+/// lines are skipped.
+pub(crate) struct JsonLines<R> {
+    reader: R,
+    line: u64,
+    /// A line that straddles refills of the reader's buffer; empty otherwise.
+    buf: Vec<u8>,
+    decoder: LineDecoder,
+}
+
+impl<R: BufRead> JsonLines<R> {
+    pub(crate) fn new(reader: R) -> Self {
+        JsonLines {
+            reader,
+            line: 0,
+            buf: Vec::new(),
+            decoder: LineDecoder::new(),
+        }
+    }
+
+    /// Line number of the last line read (1-based).
+    pub(crate) fn line(&self) -> u64 {
+        self.line
+    }
+
+    /// The next connection record, `Ok(None)` at the end of input.
+    pub(crate) fn next_record(&mut self) -> Result<Option<ConnectionRecord>, LineError> {
+        loop {
+            let available = self.reader.fill_buf().map_err(LineError::Io)?;
+            let whole_line_refused = self.buf.is_empty();
+            if whole_line_refused && let Some((rec, read)) = self.decoder.decode_in_place(available)
+            {
+                self.reader.consume(read);
+                self.line += 1;
+                return Ok(Some(rec));
+            }
+            let (end, consumed) = match memchr::memchr(b'\n', available) {
+                Some(i) => (i, i + 1),
+                None if available.is_empty() => {
+                    if self.buf.is_empty() {
+                        return Ok(None);
+                    }
+                    // The last line, without a newline.
+                    (0, 0)
+                }
+                None => {
+                    self.buf.extend_from_slice(available);
+                    let n = available.len();
+                    self.reader.consume(n);
+                    continue;
+                }
+            };
+            self.line += 1;
+            let result = if whole_line_refused {
+                // The decoder has seen this whole line in place and refused it.
+                LineDecoder::decode_line_general(&available[..end])
+            } else {
+                self.buf.extend_from_slice(&available[..end]);
+                self.decoder.decode_line(&self.buf)
+            };
+            self.reader.consume(consumed);
+            self.buf.clear();
+            match result {
+                Ok(Some(rec)) => return Ok(Some(rec)),
+                Ok(None) => continue,
+                Err(error) => return Err(LineError::Record(error)),
+            }
+        }
+    }
+}
