@@ -7,7 +7,13 @@ use super::*;
 mod addresses;
 pub(super) mod lines;
 pub(super) mod read;
+#[cfg(feature = "json-sonic")]
+mod sonic;
 pub(super) mod write;
 
-/// The decoder `JsonLines` reads with.
+/// The decoder `JsonLines` reads with: the hand-written one, or with the `json-sonic`
+/// feature the sonic-rs one it was measured against (BENCHMARKS.md, "JSON reader").
+#[cfg(not(feature = "json-sonic"))]
 type LineDecoder = read::RecordDecoder;
+#[cfg(feature = "json-sonic")]
+type LineDecoder = sonic::SonicDecoder;
