@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
-use super::addresses::AddressCache;
+use super::addresses::ParsedAddresses;
 use super::*;
 
 // ---- ECS input (replay) ----------------------------------------------------------------
@@ -593,7 +593,7 @@ pub(crate) struct RecordDecoder {
     /// Known-object ids of `process`, `user`, `group`, `container` (0: absent) -> process.
     processes: HashMap<[u64; 4], Arc<ProcessInfo>, foldhash::fast::FixedState>,
     /// Recent addresses by their text; `None` when caching is off.
-    addresses: Option<AddressCache>,
+    addresses: Option<ParsedAddresses>,
     /// Timestamps of a replay mostly share their minute with the one before. `None` until
     /// one was read: no bytes are trusted before a timestamp was checked.
     minute: Option<LastMinute>,
@@ -606,7 +606,7 @@ impl RecordDecoder {
             objects: KnownObjects::new(true),
             runs: KnownRuns::new(true),
             processes: HashMap::default(),
-            addresses: Some(AddressCache::new(ADDRESS_SETS_LOG2)),
+            addresses: Some(ParsedAddresses::new(ADDRESS_SETS_LOG2)),
             minute: None,
         }
     }

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use serde::Deserialize;
 use sonic_rs::LazyValue;
 
-use super::addresses::AddressCache;
+use super::addresses::ParsedAddresses;
 use super::read::{
     InContainer, InDns, InId, InProcess, build_process, decode_general, dns_query,
     is_json_whitespace, parse_address, parse_timestamp, probe_of,
@@ -103,7 +103,7 @@ pub(crate) struct SonicDecoder {
     key: Vec<u8>,
     /// The last host name (records of a run share one).
     host: Option<Arc<str>>,
-    addresses: AddressCache,
+    addresses: ParsedAddresses,
 }
 
 impl SonicDecoder {
@@ -112,7 +112,7 @@ impl SonicDecoder {
             processes: HashMap::default(),
             key: Vec::new(),
             host: None,
-            addresses: AddressCache::new(11),
+            addresses: ParsedAddresses::new(11),
         }
     }
 
