@@ -1,8 +1,9 @@
 //! Replay input: ECS JSON lines back into `ConnectionRecord`s.
 //!
 //! Length: 2,750 lines of hand-written fast path plus its differential tests against
-//! serde_json. Planned: move it behind `record/json/read.rs` and measure whether a crate
-//! (sonic-rs, simd-json) can replace it; until then it stays whole, fenced by those tests.
+//! serde_json, one job. Kept because no crate does it fast enough: sonic-rs with borrowed
+//! values and a process interner replayed the benchmark mix at about a third of this
+//! reader's rate (BENCHMARKS.md, "JSON reader"). Fenced: only `record::json` reaches it.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher as _, Hasher as _};
