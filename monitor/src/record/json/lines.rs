@@ -45,7 +45,9 @@ impl<R: BufRead> JsonLines<R> {
         self.line
     }
 
-    /// The next connection record, `Ok(None)` at the end of input.
+    /// The next connection record, `Ok(None)` at the end of input. Inlined into the
+    /// source's own `next_record`, so a record is built where the source returns it.
+    #[inline]
     pub(crate) fn next_record(&mut self) -> Result<Option<ConnectionRecord>, LineError> {
         loop {
             let available = self.reader.fill_buf().map_err(LineError::Io)?;

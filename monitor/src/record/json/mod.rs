@@ -7,13 +7,8 @@ use super::*;
 mod addresses;
 pub(super) mod lines;
 pub(super) mod read;
-#[cfg(feature = "json-sonic")]
-mod sonic;
 pub(super) mod write;
 
-/// The decoder `JsonLines` reads with: the hand-written one, or with the `json-sonic`
-/// feature the sonic-rs one it was measured against (BENCHMARKS.md, "JSON reader").
-#[cfg(not(feature = "json-sonic"))]
+/// The decoder `JsonLines` reads with. (A sonic-rs one was measured in its place and
+/// replayed at about a third of the rate: BENCHMARKS.md, "JSON reader".)
 type LineDecoder = read::RecordDecoder;
-#[cfg(feature = "json-sonic")]
-type LineDecoder = sonic::SonicDecoder;

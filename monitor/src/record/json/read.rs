@@ -991,12 +991,12 @@ impl RecordDecoder {
 /// The four characters JSON allows around values. `str::trim` would also strip Unicode
 /// spaces (U+00A0, U+2028, U+3000, NEL, VT, FF), which makes a line that is not JSON pass
 /// as one.
-pub(super) fn is_json_whitespace(c: char) -> bool {
+fn is_json_whitespace(c: char) -> bool {
     matches!(c, ' ' | '\t' | '\r' | '\n')
 }
 
 /// An address as `IpAddr::from_str` reads it, dotted quads without it.
-pub(super) fn parse_address(text: &[u8]) -> Option<IpAddr> {
+fn parse_address(text: &[u8]) -> Option<IpAddr> {
     match parse_ipv4(text) {
         Some(v4) => Some(IpAddr::V4(v4)),
         None => std::str::from_utf8(text).ok()?.parse().ok(),
@@ -1005,7 +1005,7 @@ pub(super) fn parse_address(text: &[u8]) -> Option<IpAddr> {
 
 /// `monitor.probe`: one of the backend names the monitor writes (`Some(None)` when absent);
 /// `None` for any other name, which the general path reports as invalid.
-pub(super) fn probe_of(p: Option<&str>) -> Option<Option<&'static str>> {
+fn probe_of(p: Option<&str>) -> Option<Option<&'static str>> {
     let Some(p) = p else { return Some(None) };
     (1..=16)
         .filter_map(monitor_common::backend::name)
@@ -1478,7 +1478,7 @@ impl<'a> Cursor<'a> {
 /// chrono. Both give the same value for the same instant (tests below). `None` also for
 /// bytes that are not UTF-8, and for times outside `Timestamp::REPLAY_MIN..REPLAY_END`
 /// (`decode_general` tells those apart for its error).
-pub(super) fn parse_timestamp(s: &[u8]) -> Option<Timestamp> {
+fn parse_timestamp(s: &[u8]) -> Option<Timestamp> {
     parse_utc_timestamp(s).or_else(|| {
         let t = chrono_timestamp(s)?;
         (Timestamp::REPLAY_MIN..Timestamp::REPLAY_END)
@@ -1718,7 +1718,7 @@ pub(crate) fn decode_general(line: &str) -> Result<Option<ConnectionRecord>, Rec
 
 /// A recorded `dns` object back into a `DnsQuery` (the general path only: DNS records are
 /// few beside connections).
-pub(super) fn dns_query(d: InDns) -> Result<DnsQuery, RecordError> {
+fn dns_query(d: InDns) -> Result<DnsQuery, RecordError> {
     let q = d.question.unwrap_or_default();
     let mut resolved = Vec::new();
     for ip in d.resolved_ip.unwrap_or_default() {
@@ -1748,7 +1748,7 @@ pub(super) fn dns_query(d: InDns) -> Result<DnsQuery, RecordError> {
 }
 
 /// The one place a `ProcessInfo` is built from input objects (both paths).
-pub(super) fn build_process(
+fn build_process(
     p: Option<InProcess>,
     user: Option<InId>,
     group: Option<InId>,
@@ -1804,7 +1804,7 @@ struct InDoc {
 }
 
 #[derive(Deserialize, Default)]
-pub(super) struct InDns {
+struct InDns {
     question: Option<InQuestion>,
     response_code: Option<String>,
     answers: Option<Vec<InAnswer>>,
@@ -1841,7 +1841,7 @@ struct InThread {
 }
 
 #[derive(Deserialize, Default)]
-pub(super) struct InProcess {
+struct InProcess {
     pid: Option<u32>,
     thread: Option<InThread>,
     name: Option<String>,
@@ -1867,7 +1867,7 @@ struct InParent {
 }
 
 #[derive(Deserialize, Default)]
-pub(super) struct InId {
+struct InId {
     #[serde(default, deserialize_with = "string_or_number")]
     id: Option<String>,
     name: Option<String>,
@@ -1886,8 +1886,8 @@ struct InNetwork {
 }
 
 #[derive(Deserialize, Default)]
-pub(super) struct InContainer {
-    pub(super) id: Option<String>,
+struct InContainer {
+    id: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -1913,14 +1913,14 @@ fn string_or_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Str
 }
 
 #[cfg(test)]
-pub(super) mod tests {
+mod tests {
     use super::*;
     use crate::record::tests::sample;
 
     /// Lines of every shape replay meets: what the monitor writes (several variants), the
     /// bench workload's sorted keys, other orders and spacing, and lines the fast path
     /// must leave to the general one (escapes, nulls, duplicates, other kinds, errors).
-    pub(in crate::record::json) fn corpus() -> Vec<String> {
+    fn corpus() -> Vec<String> {
         let mut lines = vec![sample().to_json_line().trim_end().to_string()];
         let mut v = sample();
         v.source = Some(Endpoint {
