@@ -81,7 +81,7 @@ pub fn run(
     };
     let defaults = OutputConfig::default();
     let cfg = OutputConfig {
-        syslog_format: syslog_format,
+        syslog_format,
         // A batch takes one slot of a writer's queue: the same bound on records held.
         line_queue_capacity: (defaults.line_queue_capacity / batch).max(1),
         ..defaults
