@@ -4,9 +4,10 @@
 //! and detectors read. It is deliberately separate from the raw kernel event
 //! (`monitor_common::ConnectEvent`): enrichment turns one into the other.
 //!
-//! JSON is written by `ecs` (a writer for these fixed documents, byte for byte what
-//! serde_json wrote before, which its tests keep as the oracle) and read back by `decode`
-//! (replay). Strings are escaped as serde_json escapes them (every control character), so
+//! The JSON form is one module, `json`: `json::write` (a writer for these fixed documents,
+//! byte for byte what serde_json wrote before, which its tests keep as the oracle) and
+//! `json::read` with `json::lines` (replay: bytes in, records out; serde_json is the
+//! reference of its differential tests). Strings are escaped as serde_json escapes them (every control character), so
 //! attacker-controlled names and command lines cannot break a record or forge another.
 //! Bytes that are not UTF-8 never reach a `String` unescaped: `text_from_bytes` writes them
 //! as `\xNN`.
