@@ -92,3 +92,62 @@ impl<R: BufRead> JsonLines<R> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::BufReader;
+
+    use super::*;
+    use crate::record::decode_general;
+    use crate::record::json::read::tests::corpus;
+
+    const GOOD: &str = r#"{"@timestamp":"2026-11-23T10:00:00Z","process":{"pid":7,"executable":"/usr/bin/curl"},"destination":{"ip":"203.0.113.7","port":8088}}"#;
+
+    type Outcome = (Vec<ConnectionRecord>, Option<(u64, RecordError)>);
+
+    /// serde_json on each line by itself: the records up to the first error, and that
+    /// error with its line number.
+    fn reference(lines: &[&str]) -> Outcome {
+        let mut records = Vec::new();
+        for (i, line) in lines.iter().enumerate() {
+            let text = line.trim_matches(|c| matches!(c, ' ' | '\t' | '\r' | '\n'));
+            if text.is_empty() {
+                continue;
+            }
+            match decode_general(text) {
+                Ok(Some(rec)) => records.push(rec),
+                Ok(None) => {}
+                Err(e) => return (records, Some((i as u64 + 1, e))),
+            }
+        }
+        (records, None)
+    }
+
+    fn read(input: &[u8], capacity: usize) -> Outcome {
+        let mut lines = JsonLines::new(BufReader::with_capacity(capacity, input));
+        let mut records = Vec::new();
+        loop {
+            match lines.next_record() {
+                Ok(Some(rec)) => records.push(rec),
+                Ok(None) => return (records, None),
+                Err(LineError::Record(e)) => return (records, Some((lines.line(), e))),
+                Err(LineError::Io(e)) => panic!("reading a slice: {e}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_stream_of_lines_reads_as_serde_json_reads_each_line() {
+        // Each line of the reader's corpus between known good lines, through buffers that
+        // cut it at different places: the same records, and the same error on the same
+        // line, as serde_json line by line.
+        for line in corpus().iter().filter(|l| !l.contains('\n')) {
+            let lines = [GOOD, line.as_str(), GOOD, "", line.as_str()];
+            let input = lines.join("\n");
+            let expected = reference(&lines);
+            for capacity in [1, 7, 64, 300, 1 << 16] {
+                assert_eq!(read(input.as_bytes(), capacity), expected, "{line}");
+            }
+        }
+    }
+}

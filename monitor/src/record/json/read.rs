@@ -1913,14 +1913,14 @@ fn string_or_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Str
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::record::tests::sample;
 
     /// Lines of every shape replay meets: what the monitor writes (several variants), the
     /// bench workload's sorted keys, other orders and spacing, and lines the fast path
     /// must leave to the general one (escapes, nulls, duplicates, other kinds, errors).
-    fn corpus() -> Vec<String> {
+    pub(in crate::record::json) fn corpus() -> Vec<String> {
         let mut lines = vec![sample().to_json_line().trim_end().to_string()];
         let mut v = sample();
         v.source = Some(Endpoint {
