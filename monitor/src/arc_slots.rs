@@ -18,7 +18,11 @@
 use std::sync::{Arc, Weak};
 
 pub(crate) struct ArcSlots<T: ?Sized> {
-    /// Slot `2 * set + way`; `None` while empty (`Weak::new` needs a sized `T`).
+    /// Slot `2 * set + way`: the address of the value it holds, 0 while empty. Compared
+    /// instead of the `Weak`s, whose `as_ptr` costs more than the comparison.
+    addrs: Box<[usize]>,
+    /// Per slot, the `Weak` that pins the value at its address; `None` while empty
+    /// (`Weak::new` needs a sized `T`).
     owners: Box<[Option<Weak<T>>]>,
     /// Per set: the way used last.
     recent: Box<[u8]>,
@@ -32,6 +36,7 @@ impl<T: ?Sized> ArcSlots<T> {
         assert!((1..=30).contains(&set_bits), "set_bits out of range");
         let sets = 1usize << set_bits;
         ArcSlots {
+            addrs: vec![0; 2 * sets].into_boxed_slice(),
             owners: (0..2 * sets).map(|_| None).collect(),
             recent: vec![0; sets].into_boxed_slice(),
             set_bits,
@@ -51,23 +56,24 @@ impl<T: ?Sized> ArcSlots<T> {
         let set = self.set_of(ptr);
         let first = 2 * set;
         for way in 0..2 {
-            if self.owners[first + way]
-                .as_ref()
-                .is_some_and(|w| std::ptr::addr_eq(w.as_ptr(), ptr))
-            {
+            if self.addrs[first + way] == ptr.addr() {
                 self.recent[set] = way as u8;
                 return (first + way, true);
             }
         }
         let way = usize::from(1 - self.recent[set]);
         self.recent[set] = way as u8;
+        self.addrs[first + way] = ptr.addr();
         self.owners[first + way] = Some(Arc::downgrade(p));
         (first + way, false)
     }
 
-    /// Empties `slot`: the next `slot_of` of its value is a miss.
+    /// Empties `slot`: the next `slot_of` of its value is a miss, and the next miss in its
+    /// set fills it (it becomes the less recently used way).
     pub(crate) fn forget(&mut self, slot: usize) {
+        self.addrs[slot] = 0;
         self.owners[slot] = None;
+        self.recent[slot / 2] = 1 - (slot % 2) as u8;
     }
 
     /// The set of the value at `ptr`. Fibonacci hashing of the address: allocations are
@@ -80,6 +86,7 @@ impl<T: ?Sized> ArcSlots<T> {
 
     /// Forgets every value.
     pub(crate) fn clear(&mut self) {
+        self.addrs.fill(0);
         self.owners.iter_mut().for_each(|w| *w = None);
         self.recent.fill(0);
     }
