@@ -7,7 +7,7 @@ use crate::output::syslog::fit;
 use crate::output::syslog::format::{Facility, Framer, SyslogFormat};
 use crate::record::{ConnectionRecord, RecordDecoder, RecordError};
 
-/// The replay decoder (`record::decode`) with its paths reachable one by one.
+/// The replay decoder (`record::json::read`) with its paths reachable one by one.
 pub struct ReplayDecoder(RecordDecoder);
 
 impl ReplayDecoder {

@@ -158,7 +158,7 @@ enum Cmd {
         #[arg(long)]
         exec_rounds: Option<usize>,
         /// Another monitor binary (e.g. one built from an older commit) to measure beside
-        /// this build in the exec-storm stage, labelled with `--baseline-label`.
+        /// this build in the exec-storm and replay stages, labelled with `--baseline-label`.
         #[arg(long)]
         baseline_monitor: Option<PathBuf>,
         #[arg(long, default_value = "baseline")]

@@ -4,9 +4,10 @@
 //! and detectors read. It is deliberately separate from the raw kernel event
 //! (`monitor_common::ConnectEvent`): enrichment turns one into the other.
 //!
-//! JSON is written by `ecs` (a writer for these fixed documents, byte for byte what
-//! serde_json wrote before, which its tests keep as the oracle) and read back by `decode`
-//! (replay). Strings are escaped as serde_json escapes them (every control character), so
+//! The JSON form is one module, `json`: `json::write` (a writer for these fixed documents,
+//! byte for byte what serde_json wrote before, which its tests keep as the oracle) and
+//! `json::read` with `json::lines` (replay: bytes in, records out; serde_json is the
+//! reference of its differential tests). Strings are escaped as serde_json escapes them (every control character), so
 //! attacker-controlled names and command lines cannot break a record or forge another.
 //! Bytes that are not UTF-8 never reach a `String` unescaped: `text_from_bytes` writes them
 //! as `\xNN`.
@@ -20,9 +21,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 use thiserror::Error;
 
-mod addresses;
-mod decode;
-mod ecs;
+mod json;
 mod lifecycle;
 
 pub use lifecycle::{LifeAction, Lifecycle, connection_id_text, parse_connection_id};
@@ -30,11 +29,12 @@ pub use lifecycle::{LifeAction, Lifecycle, connection_id_text, parse_connection_
 /// An address as text, as records write it (`Display`'s text, without `core::fmt`).
 pub fn ip_text(ip: IpAddr) -> String {
     let mut s = String::with_capacity(15);
-    ecs::write_ip(&mut s, ip);
+    json::write::write_ip(&mut s, ip);
     s
 }
 
-pub(crate) use decode::{RecordDecoder, decode_general};
+pub(crate) use json::lines::{JsonLines, LineError};
+pub(crate) use json::read::{RecordDecoder, decode_general};
 
 /// The unspecified IPv4 address, for a destination whose family the kernel did not report.
 pub const UNSPECIFIED_V4: IpAddr = IpAddr::V4(Ipv4Addr::UNSPECIFIED);

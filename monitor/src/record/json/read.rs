@@ -1,8 +1,9 @@
 //! Replay input: ECS JSON lines back into `ConnectionRecord`s.
 //!
 //! Length: 2,750 lines of hand-written fast path plus its differential tests against
-//! serde_json. Planned: move it behind `record/json/read.rs` and measure whether a crate
-//! (sonic-rs, simd-json) can replace it; until then it stays whole, fenced by those tests.
+//! serde_json, one job. Kept because no crate does it fast enough: sonic-rs with borrowed
+//! values and a process interner replayed the benchmark mix at about a third of this
+//! reader's rate (BENCHMARKS.md, "JSON reader"). Fenced: only `record::json` reaches it.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher as _, Hasher as _};
@@ -11,7 +12,7 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
-use super::addresses::AddressCache;
+use super::addresses::ParsedAddresses;
 use super::*;
 
 // ---- ECS input (replay) ----------------------------------------------------------------
@@ -604,7 +605,7 @@ pub(crate) struct RecordDecoder {
     /// Known-object ids of `process`, `user`, `group`, `container` (0: absent) -> process.
     processes: HashMap<[u64; 4], Arc<ProcessInfo>, foldhash::fast::FixedState>,
     /// Recent addresses by their text; `None` when caching is off.
-    addresses: Option<AddressCache>,
+    addresses: Option<ParsedAddresses>,
     /// Timestamps of a replay mostly share their minute with the one before. `None` until
     /// one was read: no bytes are trusted before a timestamp was checked.
     minute: Option<LastMinute>,
@@ -617,7 +618,7 @@ impl RecordDecoder {
             objects: KnownObjects::new(true),
             runs: KnownRuns::new(true),
             processes: HashMap::default(),
-            addresses: Some(AddressCache::new(ADDRESS_SETS_LOG2)),
+            addresses: Some(ParsedAddresses::new(ADDRESS_SETS_LOG2)),
             minute: None,
         }
     }
@@ -1989,14 +1990,14 @@ fn string_or_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Str
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::record::tests::sample;
 
     /// Lines of every shape replay meets: what the monitor writes (several variants), the
     /// bench workload's sorted keys, other orders and spacing, and lines the fast path
     /// must leave to the general one (escapes, nulls, duplicates, other kinds, errors).
-    fn corpus() -> Vec<String> {
+    pub(in crate::record::json) fn corpus() -> Vec<String> {
         let mut lines = vec![sample().to_json_line().trim_end().to_string()];
         let mut v = sample();
         v.source = Some(Endpoint {

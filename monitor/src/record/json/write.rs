@@ -1,8 +1,7 @@
 //! The ECS JSON form of records and alerts (what every output writes).
 //!
-//! Length: over 800 lines (1,814) with its oracle tests. Planned: move it behind
-//! `record/json/write.rs` with the reader (issue #16); until then it stays whole, fenced by
-//! the serde_json oracle.
+//! Length: over 800 lines (1,800) with its serde_json oracle tests, one job; only
+//! `record::json` reaches it.
 //!
 //! The documents have a fixed shape, so they are written by hand: keys are constant text,
 //! numbers go through `itoa`, and strings are escaped sixteen bytes at a time. The output
@@ -15,12 +14,10 @@
 //! Most of a record repeats from the one before: the same process (its command line and
 //! arguments are most of the text), the same rule, the same addresses, the same second.
 //! Each thread keeps what it wrote for those (`WriterCaches`) and copies it.
-//!
-//! Length: the hand-written writer plus its serde_json oracle tests (1,600 lines); planned:
-//! move it behind `record/json/write.rs`.
 
 use std::cell::RefCell;
-use std::sync::Weak;
+
+use crate::arc_slots::ArcSlots;
 
 use super::*;
 
@@ -126,7 +123,7 @@ fn write_doc<S: JsonSink>(
         }
     }
     out.put("},\"host\":{\"hostname\":");
-    caches.host.put(out, &r.host_name);
+    caches.host.put(out, &r.host_name, put_str::<String>);
     out.put("}");
     caches.processes.put(out, &r.process, write_process);
 
@@ -395,9 +392,15 @@ impl Fields {
 
 // ---- what each thread keeps ----------------------------------------------------------
 
-/// Slots of the process and rule caches, and the longest text either keeps.
-const PROCESS_SLOTS: usize = 256;
-const RULE_SLOTS: usize = 64;
+/// Sets (log2) of the process, rule and host-name caches (two texts each), and the longest
+/// text one keeps.
+const PROCESS_SET_BITS: u32 = 7;
+const RULE_SET_BITS: u32 = 5;
+const HOST_SET_BITS: u32 = 1;
+#[cfg(test)]
+const PROCESS_SLOTS: usize = 2 << PROCESS_SET_BITS;
+#[cfg(test)]
+const RULE_SLOTS: usize = 2 << RULE_SET_BITS;
 const FRAGMENT_MAX: usize = 16 * 1024;
 /// Slots of the address cache: a busy host talks to a few thousand addresses.
 const ADDRESS_SLOTS: usize = 1024;
@@ -408,21 +411,18 @@ const ADDRESS_SLOTS: usize = 1024;
 struct WriterCaches {
     processes: FragmentCache<ProcessInfo>,
     rules: FragmentCache<RuleMeta>,
-    addresses: AddressCache,
-    host: HostCache,
+    addresses: AddressTexts,
+    host: FragmentCache<str>,
     second: SecondCache,
 }
 
 impl WriterCaches {
     fn new() -> Self {
         WriterCaches {
-            processes: FragmentCache::new(PROCESS_SLOTS),
-            rules: FragmentCache::new(RULE_SLOTS),
-            addresses: AddressCache::new(),
-            host: HostCache {
-                owner: None,
-                text: String::new(),
-            },
+            processes: FragmentCache::new(PROCESS_SET_BITS),
+            rules: FragmentCache::new(RULE_SET_BITS),
+            addresses: AddressTexts::new(),
+            host: FragmentCache::new(HOST_SET_BITS),
             second: SecondCache {
                 secs: i64::MIN,
                 text: String::new(),
@@ -438,56 +438,52 @@ impl WriterCaches {
     }
 }
 
-/// The text written for values shared through an `Arc` (processes, rules), direct-mapped
-/// by the `Arc`'s address.
-///
-/// A slot's `Weak` keeps the allocation alive, so no other value can get that address while
-/// the slot names it, and the value cannot change (`Arc::get_mut` fails while a `Weak`
-/// exists; `Arc::make_mut` moves the value to a new allocation). A `Weak` does not keep
-/// the value's strings alive.
-struct FragmentCache<T> {
-    owners: Box<[Weak<T>]>,
+/// The text written for values shared through an `Arc` (processes, rules, the host name),
+/// found by the `Arc`'s address (`ArcSlots`: an equal address is the same, unchanged value).
+struct FragmentCache<T: ?Sized> {
+    owners: ArcSlots<T>,
+    /// Per slot of `owners`.
     texts: Box<[String]>,
 }
 
-impl<T> FragmentCache<T> {
-    fn new(slots: usize) -> Self {
+impl<T: ?Sized> FragmentCache<T> {
+    /// `2 << set_bits` texts.
+    fn new(set_bits: u32) -> Self {
+        let owners = ArcSlots::new(set_bits);
         FragmentCache {
-            owners: (0..slots).map(|_| Weak::new()).collect(),
-            texts: (0..slots).map(|_| String::new()).collect(),
+            texts: (0..owners.len()).map(|_| String::new()).collect(),
+            owners,
         }
     }
 
     /// Puts what `write` writes for `value`: the kept text, or written now and kept.
     fn put<S: JsonSink>(&mut self, out: &mut S, value: &Arc<T>, write: fn(&mut String, &T)) {
-        let ptr = Arc::as_ptr(value);
-        let slot = (ptr.addr().wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32) % self.texts.len();
+        let (slot, kept) = self.owners.slot_of(value);
         let text = &mut self.texts[slot];
-        if self.owners[slot].as_ptr() != ptr {
+        if !kept {
             text.clear();
             write(text, value);
             if text.len() > FRAGMENT_MAX {
                 // Too big to keep: written once, then the memory goes back.
                 out.put(text);
                 *text = String::new();
-                self.owners[slot] = Weak::new();
+                self.owners.forget(slot);
                 return;
             }
-            self.owners[slot] = Arc::downgrade(value);
         }
         out.put(text);
     }
 }
 
 /// Address text, direct-mapped by the address.
-struct AddressCache {
+struct AddressTexts {
     keys: Box<[Option<IpAddr>]>,
     texts: Box<[String]>,
 }
 
-impl AddressCache {
+impl AddressTexts {
     fn new() -> Self {
-        AddressCache {
+        AddressTexts {
             keys: vec![None; ADDRESS_SLOTS].into_boxed_slice(),
             texts: (0..ADDRESS_SLOTS).map(|_| String::new()).collect(),
         }
@@ -509,28 +505,6 @@ impl AddressCache {
             self.keys[slot] = Some(ip);
         }
         out.put(text);
-    }
-}
-
-/// The quoted host name last written. Every record of a run shares one `Arc<str>`; the
-/// `Weak` pins it as `FragmentCache` does.
-struct HostCache {
-    owner: Option<Weak<str>>,
-    text: String,
-}
-
-impl HostCache {
-    fn put<S: JsonSink>(&mut self, out: &mut S, host: &Arc<str>) {
-        let same = self
-            .owner
-            .as_ref()
-            .is_some_and(|w| std::ptr::addr_eq(w.as_ptr(), Arc::as_ptr(host)));
-        if !same {
-            self.text.clear();
-            put_str(&mut self.text, host);
-            self.owner = Some(Arc::downgrade(host));
-        }
-        out.put(&self.text);
     }
 }
 
@@ -1772,7 +1746,7 @@ mod tests {
     #[test]
     fn addresses_are_written_as_display_writes_them() {
         let mut rng = Rng(0x5eed_0005);
-        let mut cache = AddressCache::new();
+        let mut cache = AddressTexts::new();
         let mut check = |ip: IpAddr| {
             assert_eq!(put(|o| write_ip(o, ip)), ip.to_string(), "{ip:?}");
             // Twice through the cache: written, then kept (or replaced by a colliding one).
