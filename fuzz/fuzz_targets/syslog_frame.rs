@@ -144,6 +144,8 @@ fn connection(r: Record) -> ConnectionRecord {
         }),
         domain: r.domain.map(Into::into),
         dns: None,
+        connection_id: None,
+        life: None,
     }
 }
 

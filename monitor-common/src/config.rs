@@ -57,8 +57,18 @@ pub mod stat {
     /// DNS answers not copied because the ring buffer was more than half full
     /// (`DnsOffsets::shed_bytes`): connection events keep their room during a DNS flood.
     pub const DNS_SHED: u32 = 23;
+    /// A `sock_recvmsg` on a TCP DNS socket could not be remembered from entry to return
+    /// (fentry/fexit, or the kprobes, before Linux 6.3): that answer is not read.
+    pub const DNS_RECV_FAILED: u32 = 24;
+    /// Lifecycle records (TCP outcome, close, accept; TCP and UDP listen) written, and
+    /// lost to a full ring buffer.
+    pub const LIFE_RECORDS: u32 = 25;
+    pub const LOST_LIFE: u32 = 26;
+    /// A connection or listener could not be entered in its table (full): its outcome and
+    /// close records, or its accepts' owner, are missing.
+    pub const LIFE_TABLE_FULL: u32 = 27;
     /// Size of the array.
-    pub const COUNT: u32 = 24;
+    pub const COUNT: u32 = 28;
 }
 
 /// Marks an offset that does not exist on the running kernel (for instance the
@@ -219,8 +229,85 @@ pub struct DnsOffsets {
     /// the ring buffer, so a DNS flood cannot take the room connection events need.
     pub shed_bytes: u32,
     pub _pad0: u32,
+    /// Where TCP answers are read on kernels without `sock:sock_recv_length` (before 6.3).
+    pub recv: DnsRecvOffsets,
 }
-const _: () = assert!(core::mem::size_of::<DnsOffsets>() == 16 * 4);
+const _: () = assert!(core::mem::size_of::<DnsOffsets>() == 16 * 4 + 40);
+
+/// Offsets and constants the `sock_recvmsg` entry programs (fentry and kprobe, before Linux
+/// 6.3) read the caller's buffer with: `sock->sk`, and the first user buffer of
+/// `msg->msg_iter` before the copy advances it. From BTF.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DnsRecvOffsets {
+    /// Non-zero when every offset below was resolved (`type_ubuf` may be `OFFSET_ABSENT`,
+    /// `iter_ubuf` then 0: kernels before 6.0 have no `ITER_UBUF`).
+    pub valid: u32,
+    /// `socket.sk` (pointer).
+    pub socket_sk: u32,
+    /// `msghdr.msg_iter` (an embedded `struct iov_iter`).
+    pub msg_iter: u32,
+    /// `iov_iter.iter_type` (u8, 5.14+) or `iov_iter.type` (u32 with the direction in bit
+    /// 0, which is 0 for a read): its first byte is read (little-endian).
+    pub iter_type: u32,
+    /// `iov_iter.iov_offset` (usize).
+    pub iter_offset: u32,
+    /// `iov_iter.iov` (`__iov` since 6.4): the first `struct iovec` (pointer).
+    pub iter_iov: u32,
+    /// `iov_iter.ubuf`: the user buffer of an `ITER_UBUF` iterator (6.0+).
+    pub iter_ubuf: u32,
+    /// `ITER_IOVEC` and `ITER_UBUF` from `enum iter_type` (their values changed in 5.14,
+    /// 6.0 and 6.5).
+    pub type_iovec: u32,
+    pub type_ubuf: u32,
+    /// `iov_iter.count` (usize): the bytes still wanted, which the kprobe backend compares
+    /// with the count at entry to learn how much was copied.
+    pub iter_count: u32,
+}
+const _: () = assert!(core::mem::size_of::<DnsRecvOffsets>() == 40);
+
+impl DnsOffsets {
+    /// Nothing resolved: the `sock_recvmsg` programs do nothing.
+    pub const UNSET_RECV: DnsRecvOffsets = DnsRecvOffsets {
+        valid: 0,
+        socket_sk: 0,
+        msg_iter: 0,
+        iter_type: 0,
+        iter_offset: 0,
+        iter_iov: 0,
+        iter_ubuf: 0,
+        type_iovec: OFFSET_ABSENT,
+        type_ubuf: OFFSET_ABSENT,
+        iter_count: 0,
+    };
+}
+
+/// Byte offsets the lifecycle program reads (`struct sock`, `struct tcp_sock`, `struct net`),
+/// relative to the socket's address. From BTF.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LifeOffsets {
+    /// Non-zero when every offset below (but `net_inum`) was resolved, with
+    /// `SockOffsets` and its `sk_protocol`.
+    pub valid: u32,
+    /// `sock.sk_err` (int).
+    pub sk_err: u32,
+    /// `tcp_sock.bytes_acked`, `bytes_received` (u64), `segs_out`, `segs_in` (u32).
+    pub bytes_acked: u32,
+    pub bytes_received: u32,
+    pub segs_out: u32,
+    pub segs_in: u32,
+    /// `sock.__sk_common.skc_net` (a `struct net *`) and `net.ns.inum` (u32), the network
+    /// namespace listeners are keyed by; `net_inum` is `OFFSET_ABSENT` when unknown (then
+    /// every namespace shares one key space).
+    pub skc_net: u32,
+    pub net_inum: u32,
+    /// `sock.sk_err_soft` (int): an ICMP error that arrived while the connecting task held
+    /// the socket (it then gives up on its own, and `sk_err` stays 0).
+    pub sk_err_soft: u32,
+    pub _pad0: u32,
+}
+const _: () = assert!(core::mem::size_of::<LifeOffsets>() == 10 * 4);
 
 /// The kernel programs' load-time configuration, the `CONFIG` global in `monitor-ebpf`.
 ///
@@ -253,8 +340,9 @@ pub struct KernelConfig {
     pub file: FileOffsets,
     pub tp: TracepointOffsets,
     pub dns: DnsOffsets,
+    pub life: LifeOffsets,
 }
-const _: () = assert!(core::mem::size_of::<KernelConfig>() == 40 + 72 + 32 + 72 + 48 + 64);
+const _: () = assert!(core::mem::size_of::<KernelConfig>() == 40 + 72 + 32 + 72 + 48 + 104 + 40);
 
 impl KernelConfig {
     /// The value compiled into the object: nothing resolved, nothing excluded. The non-zero
@@ -348,6 +436,19 @@ impl KernelConfig {
             regs_si: 0,
             ports_word: 0,
             shed_bytes: 0,
+            _pad0: 0,
+            recv: DnsOffsets::UNSET_RECV,
+        },
+        life: LifeOffsets {
+            valid: 0,
+            sk_err: 0,
+            bytes_acked: 0,
+            bytes_received: 0,
+            segs_out: 0,
+            segs_in: 0,
+            skc_net: 0,
+            net_inum: OFFSET_ABSENT,
+            sk_err_soft: 0,
             _pad0: 0,
         },
     };

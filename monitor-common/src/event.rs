@@ -36,6 +36,8 @@ pub mod kind {
     pub const EXIT: u32 = 3;
     pub const FORK: u32 = 4;
     pub const DNS: u32 = 5;
+    /// `LifeEvent`: a TCP connect's outcome, a connection's end, an accept or a listen.
+    pub const LIFE: u32 = 6;
 }
 
 /// Logical hook a connect event came from (`ConnectEvent::hook`).
@@ -131,8 +133,13 @@ pub struct ConnectEvent {
     pub saddr: [u8; 16],
     pub daddr: [u8; 16],
     pub comm: [u8; COMM_LEN],
+    /// TCP: the connection id (`monitor.connection_id`) that joins this connect to its
+    /// outcome and close records (`LifeEvent::conn_id`): the socket's cookie, or an id the
+    /// lifecycle program drew for a socket without one. 0 when unknown (UDP, or a backend
+    /// that could not learn it).
+    pub conn_id: u64,
 }
-const _: () = assert!(core::mem::size_of::<ConnectEvent>() == 112);
+const _: () = assert!(core::mem::size_of::<ConnectEvent>() == 120);
 
 /// A successful execve: the new image's path and the first `ARGS_LEN` bytes of its argv.
 ///
@@ -357,6 +364,141 @@ pub struct DnsOwner {
 }
 const _: () = assert!(core::mem::size_of::<DnsOwner>() == 24 + COMM_LEN);
 
+/// `LifeEvent::action` values.
+pub mod life_action {
+    /// A TCP connect's result: `error == 0` and `LifeEvent::flags & ESTABLISHED` for
+    /// success, else the socket's error (`sk_err`: `ECONNREFUSED`, `ETIMEDOUT`, ...; 0 when
+    /// the socket was closed before either).
+    pub const OUTCOME: u32 = 1;
+    /// An established TCP connection ended (entered `TCP_CLOSE`): duration, bytes, segments.
+    pub const CLOSE: u32 = 2;
+    /// An inbound TCP connection was established (`SYN_RECV -> ESTABLISHED`), attributed to
+    /// the process that made the listening socket listen.
+    pub const ACCEPT: u32 = 3;
+    /// A TCP socket started listening, or a UDP socket was bound to a port.
+    pub const LISTEN: u32 = 4;
+}
+
+/// `LifeEvent::flags` bits.
+pub mod life_flag {
+    /// `tgid` .. `comm` name a process (the caller, or the listening socket's owner).
+    /// Otherwise they are zero: an accept on a socket whose `listen()` was not seen.
+    pub const OWNER_KNOWN: u32 = 1;
+    /// The connection reached `ESTABLISHED` (an outcome's success).
+    pub const ESTABLISHED: u32 = 2;
+    /// The connection came in (accepted): the local end is the destination.
+    pub const INBOUND: u32 = 4;
+}
+
+/// Entries of the kernel's table of tracked TCP connections (`LifeConn`, by socket address):
+/// connects from `SYN_SENT` and accepts from `ESTABLISHED`, until `TCP_CLOSE`.
+pub const LIFE_CONN_ENTRIES: u32 = 64 * 1024;
+/// Entries of the kernel's table of listening TCP sockets' owners (`ListenOwner`).
+pub const LISTEN_OWNER_ENTRIES: u32 = 8 * 1024;
+
+/// One record of a TCP connection's life (`kind::LIFE`), or a listen. Addresses are the
+/// local and remote ends (network byte order, IPv4 in the first 4 bytes); ports host order.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct LifeEvent {
+    /// `kind::LIFE`.
+    pub kind: u32,
+    /// `life_action::*`.
+    pub action: u32,
+    pub ktime_ns: u64,
+    /// The connection id (see `ConnectEvent::conn_id`); 0 for a listen.
+    pub conn_id: u64,
+    pub tgid: u32,
+    pub tid: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub cgroup_id: u64,
+    pub start_time_ns: u64,
+    /// CLOSE: from the connect (`SYN_SENT`) or the accept to the close; OUTCOME: from the
+    /// connect to the result.
+    pub duration_ns: u64,
+    /// CLOSE: `tcp_sock.bytes_acked` (sent and acknowledged) and `bytes_received`.
+    pub bytes_acked: u64,
+    pub bytes_received: u64,
+    /// CLOSE: `tcp_sock.segs_out` and `segs_in` (every segment, handshake and pure ACKs
+    /// included).
+    pub segs_out: u32,
+    pub segs_in: u32,
+    /// OUTCOME: `sk->sk_err` when the connect failed (0: closed before a result).
+    pub error: u32,
+    /// `backend::*` of the program that wrote it.
+    pub backend: u32,
+    /// `AF_INET` or `AF_INET6`.
+    pub family: u16,
+    /// `IPPROTO_TCP` or `IPPROTO_UDP` (a UDP listen).
+    pub protocol: u8,
+    pub _pad0: u8,
+    /// Local and remote ports (0 when unknown).
+    pub lport: u16,
+    pub rport: u16,
+    /// `life_flag::*`.
+    pub flags: u32,
+    pub _pad1: u32,
+    pub laddr: [u8; 16],
+    pub raddr: [u8; 16],
+    pub comm: [u8; COMM_LEN],
+}
+const _: () = assert!(core::mem::size_of::<LifeEvent>() == 112 + 32 + COMM_LEN);
+
+/// A tracked TCP connection (value of the kernel's table, keyed by the `struct sock`
+/// address, which stays the socket's until it is freed after `TCP_CLOSE`, where the entry
+/// is removed).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct LifeConn {
+    pub conn_id: u64,
+    /// ktime of the connect (`SYN_SENT`) or the accept.
+    pub start_ns: u64,
+    pub pid_tgid: u64,
+    /// `bpf_get_current_uid_gid()`: gid in the high 32 bits, uid in the low.
+    pub uid_gid: u64,
+    pub cgroup_id: u64,
+    pub start_time_ns: u64,
+    pub family: u16,
+    pub lport: u16,
+    pub rport: u16,
+    pub _pad0: u16,
+    /// `life_flag::*`.
+    pub flags: u32,
+    pub _pad1: u32,
+    pub laddr: [u8; 16],
+    pub raddr: [u8; 16],
+    pub comm: [u8; COMM_LEN],
+}
+const _: () = assert!(core::mem::size_of::<LifeConn>() == 64 + 32 + COMM_LEN);
+
+/// Key of the listening sockets' owners: the network namespace (its inode number, 0 when
+/// the kernel's BTF does not give it) and the port.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ListenKey {
+    pub netns: u32,
+    pub port: u16,
+    pub _pad0: u16,
+}
+const _: () = assert!(core::mem::size_of::<ListenKey>() == 8);
+
+/// The process that made a TCP socket listen, recorded in its context (`listen()`), for the
+/// accepts that complete in softirq, where no process is current.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct ListenOwner {
+    /// The listening socket, so that closing another socket of the same port (an old
+    /// listener, a `SO_REUSEPORT` sibling) does not remove this entry.
+    pub sk: u64,
+    pub pid_tgid: u64,
+    pub uid_gid: u64,
+    pub cgroup_id: u64,
+    pub start_time_ns: u64,
+    pub comm: [u8; COMM_LEN],
+}
+const _: () = assert!(core::mem::size_of::<ListenOwner>() == 40 + COMM_LEN);
+
 #[cfg(feature = "user")]
 mod user {
     unsafe impl aya::Pod for DnsEvent {}
@@ -370,4 +512,8 @@ mod user {
     unsafe impl aya::Pod for UdpFloodKey {}
     unsafe impl aya::Pod for UdpFloodSlot {}
     unsafe impl aya::Pod for UdpPending {}
+    unsafe impl aya::Pod for LifeEvent {}
+    unsafe impl aya::Pod for LifeConn {}
+    unsafe impl aya::Pod for ListenKey {}
+    unsafe impl aya::Pod for ListenOwner {}
 }

@@ -34,8 +34,8 @@ use aya_ebpf::{
             bpf_probe_read_user, bpf_task_pt_regs,
         },
     },
-    macros::{cgroup_sock_addr, fentry, kprobe, raw_tracepoint},
-    programs::{FEntryContext, ProbeContext, RawTracePointContext, SockAddrContext},
+    macros::{cgroup_sock_addr, fentry, fexit, kprobe, raw_tracepoint},
+    programs::{FEntryContext, FExitContext, ProbeContext, RawTracePointContext, SockAddrContext},
 };
 use monitor_common::{
     AF_INET, AF_INET6, DNS_PAYLOAD_LEN, DnsEvent, DnsOwner, IPPROTO_TCP, IPPROTO_UDP, backend,
@@ -45,7 +45,7 @@ use monitor_common::{
 use crate::{
     emit::{Identity, count, finish, is_excluded, wakeup_flag},
     kernel::read_at,
-    maps::{DNS_OWNERS, EVENTS, config},
+    maps::{DNS_OWNERS, DNS_RECV_ARGS, EVENTS, config},
     sock_addr,
 };
 
@@ -205,20 +205,7 @@ fn try_dns_recv(sk: *const u8, ret: i32, flags: i32) -> Result<(), i64> {
     if ret < DNS_HEADER_LEN || flags & MSG_PEEK != 0 || config!(dns.tcp_on_recv) == 0 {
         return Ok(());
     }
-    if u16::from_be(read_at::<u16>(sk, config!(sock.skc_dport))?) != DNS_PORT {
-        return Ok(());
-    }
-    if read_at::<u16>(sk, config!(sock.sk_protocol))? != u16::from(IPPROTO_TCP) {
-        return Ok(()); // UDP answers are read in sk_data_ready
-    }
-    let family = read_at::<u16>(sk, config!(sock.skc_family))?;
-    let mut server = [0u8; 16];
-    if family == AF_INET {
-        let a = read_at::<[u8; 4]>(sk, config!(sock.skc_daddr))?;
-        server[..4].copy_from_slice(&a);
-    } else if family == AF_INET6 {
-        server = read_at::<[u8; 16]>(sk, config!(sock.skc_v6_daddr))?;
-    } else {
+    if !is_tcp_dns(sk)? {
         return Ok(());
     }
     // SAFETY: helpers without preconditions beyond a task pointer, which the first gives;
@@ -236,6 +223,203 @@ fn try_dns_recv(sk: *const u8, ret: i32, flags: i32) -> Result<(), i64> {
         }
         _ => return Ok(()), // io_uring and others: not seen
     };
+    tcp_answer(sk, buf, ret, backend::RAW_TRACEPOINT)
+}
+
+/// Whether `sk` is a TCP socket talking to a server's port 53 (UDP answers are read in
+/// `sk_data_ready`).
+#[inline(always)]
+fn is_tcp_dns(sk: *const u8) -> Result<bool, i64> {
+    if u16::from_be(read_at::<u16>(sk, config!(sock.skc_dport))?) != DNS_PORT {
+        return Ok(false);
+    }
+    Ok(read_at::<u16>(sk, config!(sock.sk_protocol))? == u16::from(IPPROTO_TCP))
+}
+
+/// `int sock_recvmsg(struct socket *sock, struct msghdr *msg, int flags)` (net/socket.c):
+/// every `read`, `readv`, `recv`, `recvfrom` and `recvmsg` of a socket (not `recvmmsg`'s
+/// second and later messages, which take `sock_recvmsg_nosec`), for kernels without the
+/// `sock_recv_length` tracepoint. The entry remembers where the data will go, the return
+/// (`dns_fexit_sock_recvmsg`) how much came: fexit sees `msg` after the copy advanced it.
+#[fentry(function = "sock_recvmsg")]
+pub fn dns_fentry_sock_recvmsg(ctx: FEntryContext) -> u32 {
+    let sock: *const u8 = ctx.arg(0);
+    let msg: *const u8 = ctx.arg(1);
+    let flags = ctx.arg::<u64>(2) as i32;
+    finish(
+        &ctx,
+        "dns_fentry_sock_recvmsg",
+        try_dns_recv_enter(sock, msg, flags),
+    )
+}
+
+/// `sock_recvmsg`'s return (its fourth BTF argument): reads the answer the entry program
+/// armed for this thread.
+#[fexit(function = "sock_recvmsg")]
+pub fn dns_fexit_sock_recvmsg(ctx: FExitContext) -> u32 {
+    let ret = ctx.arg::<u64>(3) as i32;
+    finish(
+        &ctx,
+        "dns_fexit_sock_recvmsg",
+        try_dns_recv_return(ret, backend::FENTRY),
+    )
+}
+
+/// `sock_recvmsg`, as a kprobe (see `dns_fentry_sock_recvmsg`).
+#[kprobe]
+pub fn dns_kprobe_sock_recvmsg(ctx: ProbeContext) -> u32 {
+    let (Some(sock), Some(msg), Some(flags)) = (
+        ctx.arg::<*const u8>(0),
+        ctx.arg::<*const u8>(1),
+        ctx.arg::<u64>(2),
+    ) else {
+        count(stat::READ_FAILED);
+        return 0;
+    };
+    finish(
+        &ctx,
+        "dns_kprobe_sock_recvmsg",
+        try_dns_recv_enter(sock, msg, flags as i32),
+    )
+}
+
+/// `void tcp_rcv_space_adjust(struct sock *sk)` (net/ipv4/tcp_input.c), which
+/// `tcp_recvmsg` calls after each chunk it copied to the caller: the kprobe backend's "return"
+/// of `dns_kprobe_sock_recvmsg`. A kretprobe on `sock_recvmsg` would be simpler, but every
+/// blocked reader of the host holds one of its few instances (as many as CPUs on a kernel
+/// without preemption), and returns past that are dropped: Debian 11's 5.10 missed every
+/// TCP answer so in `cargo xtask vm`.
+#[kprobe]
+pub fn dns_kprobe_tcp_rcv_space_adjust(ctx: ProbeContext) -> u32 {
+    let Some(sk) = ctx.arg::<*const u8>(0) else {
+        count(stat::READ_FAILED);
+        return 0;
+    };
+    finish(
+        &ctx,
+        "dns_kprobe_tcp_rcv_space_adjust",
+        try_dns_recv_copied(sk),
+    )
+}
+
+/// What a `sock_recvmsg` on a TCP DNS socket needs at its return, by thread
+/// (`DNS_RECV_ARGS`).
+#[repr(C)]
+pub struct RecvArgs {
+    sk: u64,
+    /// The user buffer the data is copied to.
+    buf: u64,
+    /// `&msg->msg_iter`, and its `count` (bytes wanted) at entry: the kprobe backend learns
+    /// how much was copied from the difference.
+    iter: u64,
+    want: u64,
+}
+
+/// Entry of `sock_recvmsg`: on a TCP socket talking to port 53, remembers the socket and the
+/// first user buffer of `msg->msg_iter` (untouched until the copy) for this thread.
+#[inline(always)]
+fn try_dns_recv_enter(sock: *const u8, msg: *const u8, flags: i32) -> Result<(), i64> {
+    if flags & MSG_PEEK != 0 || config!(dns.tcp_on_recv) == 0 || config!(dns.recv.valid) == 0 {
+        return Ok(());
+    }
+    let sk = read_at::<*const u8>(sock, config!(dns.recv.socket_sk))?;
+    if sk.is_null() || !is_tcp_dns(sk)? {
+        return Ok(());
+    }
+    let iter = msg.wrapping_add(config!(dns.recv.msg_iter) as usize);
+    let ty = u32::from(read_at::<u8>(iter, config!(dns.recv.iter_type))?);
+    let base = if ty == config!(dns.recv.type_ubuf) {
+        read_at::<u64>(iter, config!(dns.recv.iter_ubuf))?
+    } else if ty == config!(dns.recv.type_iovec) {
+        // The first `struct iovec` (kernel memory: the syscall copied the array in); its
+        // first field is `iov_base`.
+        let iov = read_at::<*const u8>(iter, config!(dns.recv.iter_iov))?;
+        read_at::<u64>(iov, 0)?
+    } else {
+        return Ok(()); // a kernel-internal read (kvec, bvec): no user buffer
+    };
+    let offset = read_at::<u64>(iter, config!(dns.recv.iter_offset))?;
+    let args = RecvArgs {
+        sk: sk as u64,
+        buf: base.wrapping_add(offset),
+        iter: iter as u64,
+        want: read_at::<u64>(iter, config!(dns.recv.iter_count))?,
+    };
+    if let Err(err) = DNS_RECV_ARGS.insert(bpf_get_current_pid_tgid(), args, 0) {
+        count(stat::DNS_RECV_FAILED);
+        return Err(i64::from(err));
+    }
+    Ok(())
+}
+
+/// Return of `sock_recvmsg` (fexit): `ret` bytes of the answer are in the buffer the entry
+/// found.
+#[inline(always)]
+fn try_dns_recv_return(ret: i32, backend: u32) -> Result<(), i64> {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    // SAFETY: the value is copied out at once, before anything else touches the map.
+    let Some((sk, buf)) =
+        (unsafe { DNS_RECV_ARGS.get(pid_tgid) }).map(|a| (a.sk as *const u8, a.buf as *const u8))
+    else {
+        return Ok(()); // not a DNS socket: nearly every call
+    };
+    // Already gone only if evicted meanwhile; nothing to do then.
+    let _ = DNS_RECV_ARGS.remove(pid_tgid);
+    if ret < DNS_HEADER_LEN {
+        return Ok(());
+    }
+    tcp_answer(sk, buf, ret, backend)
+}
+
+/// A chunk of a TCP read was copied (kprobe backend): once the read armed for this thread
+/// on this socket holds a DNS header or more, the answer is reported from the caller's
+/// buffer, so an answer that arrived in several segments may be reported cut (the parser
+/// counts it). A read that stops short of that leaves its entry to the next read.
+#[inline(always)]
+fn try_dns_recv_copied(sk: *const u8) -> Result<(), i64> {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    // SAFETY: the values are copied out at once, before anything else touches the map.
+    let Some((armed, buf, iter, want)) = (unsafe { DNS_RECV_ARGS.get(pid_tgid) }).map(|a| {
+        (
+            a.sk as *const u8,
+            a.buf as *const u8,
+            a.iter as *const u8,
+            a.want,
+        )
+    }) else {
+        return Ok(()); // no DNS read in progress in this thread: nearly every call
+    };
+    if armed != sk {
+        return Ok(());
+    }
+    let left = read_at::<u64>(iter, config!(dns.recv.iter_count))?;
+    let copied = want.saturating_sub(left);
+    if copied < DNS_HEADER_LEN as u64 {
+        return Ok(());
+    }
+    let _ = DNS_RECV_ARGS.remove(pid_tgid);
+    let copied = if copied > i32::MAX as u64 {
+        i32::MAX
+    } else {
+        copied as i32
+    };
+    tcp_answer(sk, buf, copied, backend::KPROBE)
+}
+
+/// Reports `ret` bytes a TCP DNS client just received into `buf` (its own memory): the
+/// reader is the process that asked, so no owner lookup is needed.
+#[inline(always)]
+fn tcp_answer(sk: *const u8, buf: *const u8, ret: i32, backend: u32) -> Result<(), i64> {
+    let family = read_at::<u16>(sk, config!(sock.skc_family))?;
+    let mut server = [0u8; 16];
+    if family == AF_INET {
+        let a = read_at::<[u8; 4]>(sk, config!(sock.skc_daddr))?;
+        server[..4].copy_from_slice(&a);
+    } else if family == AF_INET6 {
+        server = read_at::<[u8; 16]>(sk, config!(sock.skc_v6_daddr))?;
+    } else {
+        return Ok(());
+    }
     let pid_tgid = bpf_get_current_pid_tgid();
     let who = Identity::current();
     let wire_len = ret as u32;
@@ -273,7 +457,7 @@ fn try_dns_recv(sk: *const u8, ret: i32, flags: i32) -> Result<(), i64> {
         (*ev).local_port = local_port;
         (*ev).payload_len = 0;
         (*ev).wire_len = wire_len;
-        (*ev).backend = backend::RAW_TRACEPOINT;
+        (*ev).backend = backend;
         (*ev)._pad1 = 0;
         (*ev).server = server;
         (*ev).local = [0; 16];

@@ -78,6 +78,8 @@ pub struct Flow {
     pub daddr: [u8; 16],
     /// Network byte order; all zero when unknown.
     pub saddr: [u8; 16],
+    /// TCP: the connection id (`ConnectEvent::conn_id`); 0 when unknown.
+    pub conn_id: u64,
 }
 
 impl Flow {
@@ -89,6 +91,7 @@ impl Flow {
             sport: 0,
             daddr: [0; 16],
             saddr: [0; 16],
+            conn_id: 0,
         }
     }
 
@@ -246,6 +249,7 @@ fn emit_with(
         (*ev).backend = origin.backend;
         (*ev).saddr = flow.saddr;
         (*ev).daddr = flow.daddr;
+        (*ev).conn_id = flow.conn_id;
     }
     identity(ev);
     entry.submit(wakeup_flag());

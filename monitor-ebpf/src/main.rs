@@ -10,6 +10,9 @@
 //! DNS answers: `dns_raw_tp_sk_data_ready`, else `dns_{fentry,kprobe}_sock_def_readable`,
 //! with the asking process remembered by `dns_cgroup_{connect,sendmsg}{4,6}` (dns.rs).
 //!
+//! Connection lifecycle (`--lifecycle`): `life_raw_tp_inet_sock_set_state` (outcome, close,
+//! accept, TCP listen), `life_cgroup_post_bind{4,6}` (UDP listen) (life.rs).
+//!
 //! Process tracking: `proc_tp_sched_process_exec`, `proc_tp_sched_process_exit`.
 //!
 //! Kernel struct offsets come from the `CONFIG` global, which the loader fills from BTF
@@ -24,6 +27,7 @@
 mod dns;
 mod emit;
 mod kernel;
+mod life;
 mod maps;
 mod process;
 mod sock_addr;

@@ -5,8 +5,9 @@ use aya_ebpf::{
     maps::{Array, LruHashMap, PerCpuArray, RingBuf},
 };
 use monitor_common::{
-    DNS_OWNER_ENTRIES, DnsOwner, KernelConfig, UDP_EXPLICIT_SEND_ENTRIES, UDP_FLOOD_SLOTS,
-    UDP_PENDING_ENTRIES, UdpFloodSlot, UdpPending, stat,
+    DNS_OWNER_ENTRIES, DnsOwner, KernelConfig, LIFE_CONN_ENTRIES, LISTEN_OWNER_ENTRIES, LifeConn,
+    ListenKey, ListenOwner, UDP_EXPLICIT_SEND_ENTRIES, UDP_FLOOD_SLOTS, UDP_PENDING_ENTRIES,
+    UdpFloodSlot, UdpPending, stat,
 };
 
 /// Every record for user space. The size here is a placeholder: user space sets the real one
@@ -47,6 +48,26 @@ pub static UDP_EXPLICIT_SEND: LruHashMap<u64, u64> =
 #[map]
 pub static DNS_OWNERS: LruHashMap<u64, DnsOwner> =
     LruHashMap::with_max_entries(DNS_OWNER_ENTRIES, 0);
+
+/// TCP DNS reads in progress (`sock_recvmsg` entry to return, kernels before 6.3), by
+/// thread: written by `dns_{fentry,kprobe}_sock_recvmsg` for TCP sockets talking to port 53
+/// only, taken at the return. An entry whose return was never seen is evicted.
+#[map]
+pub static DNS_RECV_ARGS: LruHashMap<u64, crate::dns::RecvArgs> =
+    LruHashMap::with_max_entries(1024, 0);
+
+/// Tracked TCP connections by `struct sock` address (`life.rs`): entered at the connect or
+/// the accept, removed at `TCP_CLOSE`. Least recently used out, so an entry whose close was
+/// missed cannot fill the table.
+#[map]
+pub static LIFE_CONNS: LruHashMap<u64, LifeConn> =
+    LruHashMap::with_max_entries(LIFE_CONN_ENTRIES, 0);
+
+/// Owners of listening TCP sockets, by network namespace and port (`life.rs`): written at
+/// `listen()`, read by the accepts that complete in softirq.
+#[map]
+pub static LISTEN_OWNERS: LruHashMap<ListenKey, ListenOwner> =
+    LruHashMap::with_max_entries(LISTEN_OWNER_ENTRIES, 0);
 
 /// Offsets and settings, written by the loader (`EbpfLoader::override_global("CONFIG", ..)`).
 #[unsafe(no_mangle)]

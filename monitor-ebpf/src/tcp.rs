@@ -15,6 +15,7 @@ use monitor_common::{AF_INET, AF_INET6, IPPROTO_TCP, backend, hook, stat};
 use crate::{
     emit::{Flow, Origin, count, emit_connect, finish, is_excluded},
     kernel::{current_start_time, read_at, sock_family, sock_flow},
+    life,
     maps::config,
     sock_addr,
 };
@@ -55,9 +56,13 @@ fn try_tcp_connect(sk: *const u8, backend: u32) -> Result<(), i64> {
         return Ok(());
     }
     let family = sock_family(sk)?;
-    let Some(flow) = sock_flow(sk, family)? else {
+    let Some(mut flow) = sock_flow(sk, family)? else {
         return Ok(());
     };
+    if config!(life.valid) != 0 {
+        // The lifecycle program saw `SYN_SENT` first (it is attached before this one).
+        flow.conn_id = life::tracked_id(sk);
+    }
     let origin = Origin {
         hook: hook::TCP_CONNECT,
         backend,
@@ -98,7 +103,12 @@ fn try_tcp_cgroup(ctx: &SockAddrContext, v6: bool) -> Result<(), i64> {
     if is_excluded(pid_tgid) {
         return Ok(());
     }
-    let flow = sock_addr::flow(ctx, v6);
+    let mut flow = sock_addr::flow(ctx, v6);
+    if config!(life.valid) != 0 {
+        // Asking for the cookie stores it in the socket, where the lifecycle program reads
+        // it as the connection's id.
+        flow.conn_id = sock_addr::cookie(ctx);
+    }
     let origin = Origin {
         hook: hook::TCP_CONNECT,
         backend: backend::CGROUP,

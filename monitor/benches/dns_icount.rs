@@ -73,6 +73,8 @@ fn main() {
         domain: None,
         domain_source: None,
         dns: None,
+        connection_id: None,
+        life: None,
     };
     let mut conn = rec.clone();
     conn.transport = Transport::Tcp;

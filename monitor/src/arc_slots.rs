@@ -1,6 +1,8 @@
-//! Cache slots for what is derived from a shared value (`Arc<ProcessInfo>`), found by the
-//! `Arc`'s address: records of one process share one `Arc`, so a pointer comparison stands
-//! for comparing every field.
+//! Cache slots for what is derived from a shared value (`Arc<ProcessInfo>`, a rule, the
+//! host name), found by the `Arc`'s address: records of one process share one `Arc`, so a
+//! pointer comparison stands for comparing every field. The one cache that holds values
+//! through a `Weak`: the beacon detector, the rule engine and the DNS table keep their
+//! per-process state in its slots, the JSON writer its texts.
 //!
 //! Two ways per set, the less recently used one replaced. A direct-mapped table thrashes
 //! as soon as two busy processes share a slot: with 50 processes in 64 slots about 19
@@ -15,22 +17,27 @@
 
 use std::sync::{Arc, Weak};
 
-pub(crate) struct ArcSlots<T> {
-    /// Slot `2 * set + way`.
-    owners: Box<[Weak<T>]>,
+pub(crate) struct ArcSlots<T: ?Sized> {
+    /// Slot `2 * set + way`: the address of the value it holds, 0 while empty. Compared
+    /// instead of the `Weak`s, whose `as_ptr` costs more than the comparison.
+    addrs: Box<[usize]>,
+    /// Per slot, the `Weak` that pins the value at its address; `None` while empty
+    /// (`Weak::new` needs a sized `T`).
+    owners: Box<[Option<Weak<T>>]>,
     /// Per set: the way used last.
     recent: Box<[u8]>,
     /// log2 of the number of sets.
     set_bits: u32,
 }
 
-impl<T> ArcSlots<T> {
+impl<T: ?Sized> ArcSlots<T> {
     /// `2 << set_bits` slots (`set_bits` from 1 to 30).
     pub(crate) fn new(set_bits: u32) -> Self {
         assert!((1..=30).contains(&set_bits), "set_bits out of range");
         let sets = 1usize << set_bits;
         ArcSlots {
-            owners: (0..2 * sets).map(|_| Weak::new()).collect(),
+            addrs: vec![0; 2 * sets].into_boxed_slice(),
+            owners: (0..2 * sets).map(|_| None).collect(),
             recent: vec![0; sets].into_boxed_slice(),
             set_bits,
         }
@@ -49,15 +56,24 @@ impl<T> ArcSlots<T> {
         let set = self.set_of(ptr);
         let first = 2 * set;
         for way in 0..2 {
-            if std::ptr::eq(self.owners[first + way].as_ptr(), ptr) {
+            if self.addrs[first + way] == ptr.addr() {
                 self.recent[set] = way as u8;
                 return (first + way, true);
             }
         }
         let way = usize::from(1 - self.recent[set]);
         self.recent[set] = way as u8;
-        self.owners[first + way] = Arc::downgrade(p);
+        self.addrs[first + way] = ptr.addr();
+        self.owners[first + way] = Some(Arc::downgrade(p));
         (first + way, false)
+    }
+
+    /// Empties `slot`: the next `slot_of` of its value is a miss, and the next miss in its
+    /// set fills it (it becomes the less recently used way).
+    pub(crate) fn forget(&mut self, slot: usize) {
+        self.addrs[slot] = 0;
+        self.owners[slot] = None;
+        self.recent[slot / 2] = 1 - (slot % 2) as u8;
     }
 
     /// The set of the value at `ptr`. Fibonacci hashing of the address: allocations are
@@ -70,7 +86,8 @@ impl<T> ArcSlots<T> {
 
     /// Forgets every value.
     pub(crate) fn clear(&mut self) {
-        self.owners.iter_mut().for_each(|w| *w = Weak::new());
+        self.addrs.fill(0);
+        self.owners.iter_mut().for_each(|w| *w = None);
         self.recent.fill(0);
     }
 }
@@ -173,6 +190,32 @@ mod tests {
                 live.push(v);
             }
         }
+    }
+
+    #[test]
+    fn a_forgotten_slot_is_a_miss_and_the_others_stay() {
+        let mut slots = ArcSlots::new(3);
+        let mut spare = Vec::new();
+        let values = two_per_set(&slots, 6, &mut spare);
+        let found: Vec<usize> = values.iter().map(|v| slots.slot_of(v).0).collect();
+        slots.forget(found[2]);
+        for (i, (v, &slot)) in values.iter().zip(&found).enumerate() {
+            assert_eq!(slots.slot_of(v), (slot, i != 2));
+        }
+    }
+
+    #[test]
+    fn unsized_values_are_found_by_address() {
+        // The JSON writer keeps host names (`Arc<str>`) here.
+        let mut slots: ArcSlots<str> = ArcSlots::new(1);
+        let a: Arc<str> = "host-a".into();
+        let b: Arc<str> = "host-a".into();
+        let (sa, hit) = slots.slot_of(&a);
+        assert!(!hit);
+        assert_eq!(slots.slot_of(&a.clone()), (sa, true));
+        assert!(!slots.slot_of(&b).1, "equal text, other allocation");
+        assert!(slots.slot_of(&a).1);
+        assert!(slots.slot_of(&b).1);
     }
 
     #[test]

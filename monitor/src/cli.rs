@@ -17,6 +17,12 @@ pub struct Cli {
     pub cmd: Command,
 }
 
+/// The clap definition of the whole command line, for the man pages and shell completions
+/// the Debian package ships (monitor/examples/gen_docs.rs, run by `cargo xtask deb`).
+pub fn command() -> clap::Command {
+    <Cli as clap::CommandFactory>::command()
+}
+
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Capture live (as root), evaluate the rules and detectors, deliver alerts.
@@ -133,6 +139,10 @@ pub struct RunArgs {
     /// Do not capture DNS answers (no `destination.domain`, no DNS query records).
     #[arg(long)]
     pub no_dns: bool,
+    /// Capture the connection lifecycle: each TCP connect's outcome, closes with duration
+    /// and bytes, accepts, and TCP and UDP listening sockets (README, "Lifecycle records").
+    #[arg(long)]
+    pub lifecycle: bool,
 }
 
 #[derive(Args, Debug)]

@@ -22,6 +22,9 @@ use crate::rules::RuleSet;
 #[serde(default, deny_unknown_fields)]
 pub struct ConfigFile {
     pub rules: Vec<PathBuf>,
+    /// Load the built-in rule set as well as `rules`. Unset: only when no rule paths are
+    /// given (so `rules = [...]` alone replaces the built-in set, as before).
+    pub builtin_rules: Option<bool>,
     pub probe: Option<ProbeArg>,
     pub events: Option<bool>,
     pub outputs: Vec<String>,
@@ -32,6 +35,8 @@ pub struct ConfigFile {
     pub udp_suppress_ms: Option<u64>,
     /// Capture DNS answers (default true).
     pub dns: Option<bool>,
+    /// Capture the connection lifecycle (default: as `events`; `--lifecycle`).
+    pub lifecycle: Option<bool>,
     pub poll_interval_ms: Option<u64>,
     pub user: Option<String>,
     pub shutdown_deadline_secs: Option<u64>,
@@ -135,6 +140,9 @@ impl OutputSection {
 #[derive(Debug)]
 pub struct RunConfig {
     pub rules: Vec<PathBuf>,
+    /// The built-in set is loaded too (always true when `rules` is empty and the config
+    /// does not say `builtin_rules = false`).
+    pub builtin_rules: bool,
     pub probe: ProbeArg,
     pub events: bool,
     pub outputs: Vec<OutputSpec>,
@@ -144,6 +152,7 @@ pub struct RunConfig {
     pub ringbuf_bytes: u32,
     pub udp_suppress: Duration,
     pub dns: bool,
+    pub lifecycle: bool,
     pub poll_interval: Duration,
     pub user: Option<String>,
     pub shutdown_deadline: Duration,
@@ -215,12 +224,14 @@ impl RunConfig {
                 "--metrics-listen {addr}: the metrics endpoint has no authentication, so it only listens on a loopback address"
             );
         }
+        let rules = if args.rules.rules.is_empty() {
+            file.rules
+        } else {
+            args.rules.rules.clone()
+        };
         Ok(RunConfig {
-            rules: if args.rules.rules.is_empty() {
-                file.rules
-            } else {
-                args.rules.rules.clone()
-            },
+            builtin_rules: builtin_rules(file.builtin_rules, &rules),
+            rules,
             probe: args.probe.or(file.probe).unwrap_or(ProbeArg::Auto),
             events: args.events || file.events.unwrap_or(false),
             outputs,
@@ -238,6 +249,13 @@ impl RunConfig {
                     .unwrap_or(defaults::UDP_SUPPRESS_MS),
             ),
             dns: !args.no_dns && file.dns.unwrap_or(true),
+            // `--events` asks for every record, lifecycle ones included (the interface's
+            // promise); alone, `--lifecycle` adds them for rules and detectors. An explicit
+            // `lifecycle = false` in the file keeps them off with events.
+            lifecycle: args.lifecycle
+                || file
+                    .lifecycle
+                    .unwrap_or(args.events || file.events.unwrap_or(false)),
             poll_interval: Duration::from_millis(
                 file.poll_interval_ms
                     .unwrap_or(defaults::POLL_INTERVAL_MS)
@@ -253,19 +271,38 @@ impl RunConfig {
         })
     }
 
-    /// Loads the configured rules, or the built-in set when none are configured.
+    /// Loads the configured rules: the rule paths, and the built-in set unless the config
+    /// turns it off.
     pub fn load_rules(&self) -> anyhow::Result<RuleSet> {
-        load_rules_from(&self.rules)
+        load_rules_from(&self.rules, self.builtin_rules)
     }
 }
 
-/// The rules of `--rules` paths (the built-in set when there are none), with notices and
-/// warnings logged. A free function so a reload can run it on another thread.
-pub fn load_rules_from(paths: &[PathBuf]) -> anyhow::Result<RuleSet> {
-    if paths.is_empty() {
+/// Whether the built-in set is loaded beside `paths`: as `builtin_rules` says, and when it
+/// is unset only if there are no paths (a `rules` list alone replaces the built-in set).
+pub fn builtin_rules(setting: Option<bool>, paths: &[PathBuf]) -> bool {
+    setting.unwrap_or(paths.is_empty())
+}
+
+/// The rules of `paths`, plus the built-in set when `builtin`, with notices and warnings
+/// logged. A free function so a reload can run it on another thread. Any error in any file
+/// fails the whole load (naming file and line), so a reload keeps the previous set.
+pub fn load_rules_from(paths: &[PathBuf], builtin: bool) -> anyhow::Result<RuleSet> {
+    if paths.is_empty() && builtin {
         return RuleSet::builtin().map_err(|e| anyhow!("built-in rules: {e}"));
     }
-    let report = RuleSet::load(paths).map_err(|e| anyhow!("{e}"))?;
+    if paths.is_empty() {
+        tracing::warn!(
+            "builtin_rules = false and no rule paths: no Sigma rules are active (the beacon \
+             detector still runs)"
+        );
+    }
+    let report = if builtin {
+        RuleSet::load_with_builtin(paths)
+    } else {
+        RuleSet::load(paths)
+    }
+    .map_err(|e| anyhow!("{e}"))?;
     for n in &report.notices {
         tracing::info!("{n}");
     }
@@ -322,11 +359,34 @@ mod tests {
     }
 
     #[test]
+    fn lifecycle_follows_events_unless_the_file_says_otherwise() {
+        let merge = |file: &str, flags: &[&str]| {
+            RunConfig::merge(toml::from_str(file).unwrap(), &args(flags)).unwrap()
+        };
+        assert!(!merge("", &[]).lifecycle);
+        assert!(merge("", &["--events"]).lifecycle);
+        assert!(merge("events = true\n", &[]).lifecycle);
+        assert!(merge("", &["--lifecycle"]).lifecycle);
+        assert!(!merge("", &["--lifecycle"]).events);
+        assert!(!merge("lifecycle = false\n", &["--events"]).lifecycle);
+        assert!(merge("lifecycle = false\n", &["--lifecycle"]).lifecycle);
+    }
+
+    #[test]
     fn the_shipped_config_file_parses_and_matches_the_defaults() {
         let text = include_str!("../../packaging/monitor.toml");
         let file: ConfigFile = toml::from_str(text).expect("packaging/monitor.toml parses");
-        let cfg = RunConfig::merge(file, &args(&[])).unwrap();
+        let mut cfg = RunConfig::merge(file, &args(&[])).unwrap();
         let defaults = RunConfig::merge(ConfigFile::default(), &args(&[])).unwrap();
+        // The package settings, marked as such in the file: the operator's rule directory
+        // beside the built-in rules, the local syslog socket, the spool in the unit's
+        // state directory.
+        assert_eq!(cfg.rules, vec![PathBuf::from("/etc/monitor/rules.d")]);
+        assert!(cfg.builtin_rules);
+        assert!(matches!(cfg.outputs.as_slice(), [OutputSpec::Syslog]));
+        assert_eq!(cfg.output.spool_dir, PathBuf::from("/var/lib/monitor"));
+        cfg.output.spool_dir = defaults.output.spool_dir.clone();
+        // Everything else documents the defaults.
         assert_eq!(cfg.ringbuf_bytes, defaults.ringbuf_bytes);
         assert_eq!(cfg.udp_suppress, defaults.udp_suppress);
         assert_eq!(cfg.poll_interval, defaults.poll_interval);
@@ -343,6 +403,61 @@ mod tests {
             cfg.beacon, defaults.beacon,
             "[beacon] documents the defaults"
         );
+    }
+
+    #[test]
+    fn builtin_rules_default_to_on_only_without_rule_paths() {
+        let merge = |text: &str, flags: &[&str]| {
+            let file: ConfigFile = toml::from_str(text).unwrap();
+            RunConfig::merge(file, &args(flags)).unwrap()
+        };
+        let cfg = merge("", &[]);
+        assert!(cfg.rules.is_empty() && cfg.builtin_rules);
+        // A rules list alone replaces the built-in set (as before `builtin_rules`).
+        assert!(!merge("rules = [\"/r\"]\n", &[]).builtin_rules);
+        assert!(!merge("", &["--rules", "/r"]).builtin_rules);
+        // Said explicitly, it decides, also for `--rules` given on the command line.
+        let cfg = merge(
+            "rules = [\"/r\"]\nbuiltin_rules = true\n",
+            &["--rules", "/x"],
+        );
+        assert_eq!(cfg.rules, vec![PathBuf::from("/x")]);
+        assert!(cfg.builtin_rules);
+        assert!(!merge("builtin_rules = false\n", &[]).builtin_rules);
+    }
+
+    /// The package's layout: an operator rule directory beside the built-in set. An empty
+    /// directory gives the built-in rules; an operator rule adds to them; a broken one
+    /// fails the whole load naming its file and line (so a reload keeps the old set).
+    #[test]
+    fn operator_rules_load_beside_the_builtin_set() {
+        let builtin = RuleSet::builtin().unwrap().len();
+        let dir = std::env::temp_dir().join(format!("monitor-rules-d-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("README"), "not a rule file\n").unwrap();
+        let paths = vec![dir.clone()];
+        assert_eq!(load_rules_from(&paths, true).unwrap().len(), builtin);
+        assert_eq!(load_rules_from(&paths, false).unwrap().len(), 0);
+        std::fs::write(
+            dir.join("local.yml"),
+            "title: Local test rule\nid: 0b6d1c8e-3f0a-4c55-9d8e-7a1f2e3d4c5b\n\
+             logsource:\n    category: network_connection\n    product: linux\n\
+             detection:\n    sel:\n        DestinationPort: 7\n    condition: sel\n\
+             level: low\n",
+        )
+        .unwrap();
+        assert_eq!(load_rules_from(&paths, true).unwrap().len(), builtin + 1);
+        assert_eq!(load_rules_from(&paths, false).unwrap().len(), 1);
+        std::fs::write(
+            dir.join("broken.yml"),
+            "title: Broken\nlogsource:\n    category: network_connection\n\
+             detection:\n    sel:\n        DestinationPort|bogus: 7\n    condition: sel\n",
+        )
+        .unwrap();
+        let err = load_rules_from(&paths, true).unwrap_err().to_string();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(err.contains("broken.yml:6"), "{err}");
     }
 
     #[test]

@@ -86,6 +86,7 @@ async fn run_async(cfg: RunConfig, rules: Arc<RuleSet>) -> Result<(), RunFailure
         poll_interval: cfg.poll_interval,
         exclude_tgid: std::process::id(),
         dns: cfg.dns,
+        lifecycle: cfg.lifecycle,
     };
     // Attach first, so that nothing starting from here on is missed: processes already running
     // are learned from /proc below, and new ones arrive as exec events queued in the ring
@@ -160,6 +161,11 @@ async fn run_async(cfg: RunConfig, rules: Arc<RuleSet>) -> Result<(), RunFailure
                             {
                                 pipeline.process(&rec, &mut |e| pending.push(e.to_output()));
                             }
+                        }
+                        RawEvent::Life(l) => {
+                            let ts = capture.timestamp_of(l.ktime_ns);
+                            let rec = crate::lifecycle::record_of(&l, ts, &mut table, &host);
+                            pipeline.process(&rec, &mut |e| pending.push(e.to_output()));
                         }
                     }
                 }
@@ -296,18 +302,16 @@ impl ReloadCounters {
 /// Compiles the configured rules on a blocking-pool thread.
 fn start_reload(cfg: &RunConfig) -> JoinHandle<anyhow::Result<RuleSet>> {
     tracing::info!("SIGHUP: compiling the new rules; the current set stays active meanwhile");
-    let paths = cfg.rules.clone();
-    tokio::task::spawn_blocking(move || load_rules_from(&paths))
+    let (paths, builtin) = (cfg.rules.clone(), cfg.builtin_rules);
+    tokio::task::spawn_blocking(move || load_rules_from(&paths, builtin))
 }
 
 fn pipeline_rule_count(cfg: &RunConfig) -> String {
-    if cfg.rules.is_empty() {
-        "built-in".to_string()
-    } else {
-        cfg.rules
-            .iter()
-            .map(|p| p.display().to_string())
-            .collect::<Vec<_>>()
-            .join(",")
-    }
+    let paths = cfg.rules.iter().map(|p| p.display().to_string());
+    let builtin = cfg.builtin_rules.then(|| "built-in".to_string());
+    builtin
+        .into_iter()
+        .chain(paths)
+        .collect::<Vec<_>>()
+        .join(",")
 }

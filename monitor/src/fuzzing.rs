@@ -7,7 +7,7 @@ use crate::output::syslog::fit;
 use crate::output::syslog::format::{Facility, Framer, SyslogFormat};
 use crate::record::{ConnectionRecord, RecordDecoder, RecordError};
 
-/// The replay decoder (`record::decode`) with its paths reachable one by one.
+/// The replay decoder (`record::json::read`) with its paths reachable one by one.
 pub struct ReplayDecoder(RecordDecoder);
 
 impl ReplayDecoder {
@@ -104,6 +104,8 @@ pub fn dns_record_round_trip(q: &crate::record::DnsQuery) {
         domain: None,
         domain_source: None,
         dns: Some(Arc::new(q.clone())),
+        connection_id: None,
+        life: None,
     };
     let line = rec.to_json_line();
     assert_eq!(line.matches('\n').count(), 1, "one line: {line}");

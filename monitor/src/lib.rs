@@ -3,9 +3,10 @@
 //!
 //! Data flows one way: a source (`capture` live, `replay` from JSON lines) yields
 //! `ConnectionRecord`s (`record`), enriched by `process` when live; `pipeline` runs the rules
-//! (`rules`) and detectors (`detect`) on them, with `dns` naming destinations; `output` delivers events, alerts and
-//! `metrics`; `mapped` reads replay files through memory maps; `arc_slots` are the caches
-//! keyed by a shared process. `daemon` wires the live path, `cli` and `config` say how it is set up, and
+//! (`rules`) and detectors (`detect`) on them, with `dns` naming destinations; `output`
+//! delivers events, alerts and `metrics`; `replay` reads recorded files (through memory
+//! maps) and runs them through the pipeline as the `replay` command; `arc_slots` are the
+//! caches keyed by a shared value. `daemon` wires the live path, `cli` and `config` say how it is set up, and
 //! `privileges` sheds capabilities after attach.
 
 pub(crate) mod arc_slots;
@@ -17,7 +18,7 @@ pub mod detect;
 pub mod dns;
 #[doc(hidden)]
 pub mod fuzzing;
-pub mod mapped;
+pub mod lifecycle;
 pub mod metrics;
 pub mod output;
 pub mod pipeline;

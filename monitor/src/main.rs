@@ -13,11 +13,7 @@ use monitor::cli::{
     Cli, Command, ExplainArgs, ReplayArgs, RulesArgs, RulesCommand, SyslogFormatArg,
 };
 use monitor::daemon;
-use monitor::detect::BeaconConfig;
-use monitor::mapped::MappedFile;
-use monitor::output::{OutputConfig, OutputHub, OutputRecord, OutputSpec, SyslogFormat};
-use monitor::pipeline::Pipeline;
-use monitor::replay::ReplaySource;
+use monitor::output::{OutputSpec, SyslogFormat};
 use monitor::rules::RuleSet;
 
 /// A failure and the exit code it maps to.
@@ -277,180 +273,19 @@ fn parse_outputs(specs: &[String]) -> Result<Vec<OutputSpec>, Failure> {
         .collect()
 }
 
-/// Records a replay of a regular file hands to the outputs at once.
-const REPLAY_FILE_BATCH: usize = 128;
-
 fn replay_command(args: ReplayArgs) -> Result<(), Failure> {
-    // The live run's config: its rules and beacon settings, checked as `run` checks them.
-    let (config_rules, beacon) = match &args.config {
-        Some(path) => {
-            let file = monitor::config::read_config_file(path).map_err(Failure::Invalid)?;
-            file.beacon
-                .validate()
-                .map_err(|e| Failure::Invalid(anyhow!("{}: [beacon] {e}", path.display())))?;
-            (file.rules, file.beacon)
-        }
-        None => (Vec::new(), BeaconConfig::default()),
-    };
-    let rules_args = if args.rules.rules.is_empty() {
-        RulesArgs {
-            rules: config_rules,
-        }
+    let setup = monitor::replay::Setup::from_args(&args).map_err(Failure::Invalid)?;
+    let rules = if setup.builtin == setup.rules.rules.is_empty() {
+        load_rules(&setup.rules)?
     } else {
-        args.rules.clone()
+        monitor::config::load_rules_from(&setup.rules.rules, setup.builtin)
+            .map_err(Failure::Invalid)?
     };
-    let rules = Arc::new(load_rules(&rules_args)?);
+    let rules = Arc::new(rules);
     let specs = parse_outputs(&args.outputs)?;
-    // Records waiting before they are handed to the outputs. A regular file is read without
-    // blocking, so its records go out in batches, one writer wake-up per batch instead of
-    // per record (a third of replay's time went to those wake-ups); from a pipe each goes
-    // out as soon as it is found, since the next read may wait for a long time.
-    let (reader, name, batch): (Box<dyn BufRead>, String, usize) = if args.input == "-" {
-        (Box::new(std::io::stdin().lock()), "<stdin>".to_string(), 1)
-    } else {
-        let f = std::fs::File::open(&args.input)
-            .with_context(|| format!("opening {}", args.input))
-            .map_err(Failure::Invalid)?;
-        match MappedFile::new(f) {
-            Ok(mapped) => (Box::new(mapped), args.input.clone(), REPLAY_FILE_BATCH),
-            // A FIFO or device given as FILE: read it the ordinary way.
-            Err(f) => (
-                Box::new(std::io::BufReader::with_capacity(1 << 16, f)),
-                args.input.clone(),
-                1,
-            ),
-        }
-    };
-    let defaults = OutputConfig::default();
-    let cfg = OutputConfig {
-        syslog_format: args.syslog_format.map(syslog_format),
-        // A batch takes one slot of a writer's queue: the same bound on records held.
-        line_queue_capacity: (defaults.line_queue_capacity / batch).max(1),
-        ..defaults
-    };
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
-    rt.block_on(async move {
-        let hub = OutputHub::open(&specs, &cfg)
-            .await
-            .map_err(|e| Failure::Invalid(anyhow!("opening outputs: {e}")))?;
-        let mut source = ReplaySource::new(reader, name.clone());
-        let mut pipeline = Pipeline::new(rules, beacon, args.events);
-        let mut pending: Vec<OutputRecord> = Vec::new();
-        let mut failure = None;
-        let mut time_report = TimeReport::default();
-        let mut first = true;
-        loop {
-            match source.next_record() {
-                Ok(Some(rec)) => {
-                    if first {
-                        // Deterministic event.id: the same input gives the same ids.
-                        first = false;
-                        let mut json = Vec::new();
-                        rec.write_json(&mut json);
-                        monitor::output::event_id::start_deterministic(&json);
-                    }
-                    pipeline
-                        .process_tagged(&rec, source.line(), &mut |e| pending.push(e.to_output()));
-                    time_report.collect(&name, &mut pipeline);
-                }
-                Ok(None) => break,
-                Err(e) => {
-                    // What was read before the bad line is still delivered, whole.
-                    failure = Some(Failure::Invalid(anyhow!(e)));
-                    break;
-                }
-            }
-            if pending.len() >= batch {
-                hub.send_all(std::mem::take(&mut pending)).await;
-            }
-        }
-        pipeline.finish(&mut |e| pending.push(e.to_output()));
-        time_report.collect(&name, &mut pipeline);
-        time_report.summary(&name, pipeline.counters());
-        hub.send_all(pending).await;
-        let stats = hub
-            .close(std::time::Duration::from_secs(10))
-            .await
-            .map_err(|e| Failure::Other(anyhow!("delivering outputs: {e}")))?;
-        // A replay whose output is incomplete must not look like a clean one.
-        let lost = stats.dropped();
-        if lost > 0 {
-            let per_output: Vec<String> = stats
-                .outputs
-                .iter()
-                .filter(|s| s.dropped > 0)
-                .map(|s| match &s.last_error {
-                    Some(e) => format!("{}: {} lost ({e})", s.output, s.dropped),
-                    None => format!("{}: {} lost", s.output, s.dropped),
-                })
-                .collect();
-            if let Some(Failure::Invalid(e) | Failure::Other(e)) = &failure {
-                eprintln!("monitor: error: {e:#}");
-            }
-            return Err(Failure::Other(anyhow!(
-                "{lost} records could not be written ({})",
-                per_output.join("; ")
-            )));
-        }
-        match failure {
-            Some(f) => Err(f),
-            None => Ok(()),
-        }
+    let syslog_format = args.syslog_format.map(syslog_format);
+    monitor::replay::run(&args, rules, setup.beacon, &specs, syslog_format).map_err(|e| match e {
+        daemon::RunFailure::Invalid(e) => Failure::Invalid(e),
+        daemon::RunFailure::Other(e) => Failure::Other(e),
     })
-}
-
-/// Records of a replay left out of detection for their time, and clock jumps: each logged
-/// with its line (the first `TimeReport::LISTED`), then counted in a summary at the end.
-#[derive(Default)]
-struct TimeReport {
-    listed: u64,
-}
-
-impl TimeReport {
-    /// Warnings listed one by one; a hostile file could hold millions.
-    const LISTED: u64 = 20;
-
-    fn collect(&mut self, input: &str, pipeline: &mut Pipeline) {
-        for o in pipeline.take_outliers() {
-            self.listed += 1;
-            if self.listed <= Self::LISTED {
-                let clock = o
-                    .clock
-                    .map_or_else(|| "unset".to_string(), |c| c.to_rfc3339());
-                tracing::warn!(
-                    "{input}: line {}: @timestamp {} is more than 1 h from the event clock ({clock}) and nothing after it agrees: record left out of detection",
-                    o.tag,
-                    o.time.to_rfc3339()
-                );
-            }
-        }
-        for j in pipeline.take_clock_jumps() {
-            self.listed += 1;
-            if self.listed <= Self::LISTED {
-                tracing::warn!(
-                    "{input}: line {}: event time jumps from {} to {} and the records after agree: the event clock follows",
-                    j.tag,
-                    j.from.to_rfc3339(),
-                    j.to.to_rfc3339()
-                );
-            }
-        }
-    }
-
-    fn summary(&self, input: &str, counters: &monitor::pipeline::PipelineCounters) {
-        if counters.time_outliers > 0 || counters.clock_jumps > 0 {
-            tracing::warn!(
-                events = counters.events,
-                alerts = counters.alerts,
-                time_outliers = counters.time_outliers,
-                clock_jumps = counters.clock_jumps,
-                "{input}: replay done; {} records left out of detection for their time, {} clock jumps followed",
-                counters.time_outliers,
-                counters.clock_jumps
-            );
-        }
-    }
 }

@@ -54,6 +54,9 @@ pub struct MetricsSnapshot {
     /// Answers dropped in the kernel because the ring buffer was more than half full (a DNS
     /// flood gives way to connection events).
     pub dns_shed: u64,
+    /// TCP answer reads (`sock_recvmsg`, kernels before 6.3) not carried from the call's
+    /// entry to its return, so not read.
+    pub dns_recv_failed: u64,
     /// What user space made of them: parsed, truncated, malformed, not answers.
     pub dns: crate::dns::DnsStats,
     /// Connection records named from the process's own answers, host-wide, or not at all;
@@ -131,6 +134,7 @@ impl MetricsSnapshot {
                 s.dns_missed = k.dns_missed;
                 s.dns_owner_failed = k.dns_owner_failed;
                 s.dns_shed = k.dns_shed;
+                s.dns_recv_failed = k.dns_recv_failed;
             }
             Err(e) => tracing::warn!(error = %e, "reading kernel counters failed"),
         }

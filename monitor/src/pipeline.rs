@@ -31,6 +31,7 @@ use std::sync::Arc;
 
 use crate::detect::{BeaconConfig, BeaconDetector};
 use crate::dns::NameTables;
+use crate::lifecycle::OutcomeTable;
 use crate::output::OutputRecord;
 use crate::record::{Alert, ConnectionRecord, Timestamp};
 use crate::rules::{RuleEngine, RuleSet};
@@ -122,6 +123,8 @@ pub struct Pipeline {
     correlation_evictions_before: u64,
     /// Address → name asked, from the DNS query records seen (`crate::dns::table`).
     names: NameTables,
+    /// Connect outcomes per (process, destination), for beacon alerts (`--lifecycle`).
+    outcomes: OutcomeTable,
 }
 
 impl Pipeline {
@@ -139,6 +142,7 @@ impl Pipeline {
             beacon_config: beacon,
             correlation_evictions_before: 0,
             names: NameTables::new(),
+            outcomes: OutcomeTable::default(),
         }
     }
 
@@ -325,7 +329,13 @@ impl Pipeline {
             out(Emitted::Event(rec));
         }
         self.rules.process(rec, &mut self.alerts);
-        self.beacon.process(rec, &mut self.alerts);
+        // Check-ins are connects and sends; a connect's outcome, close, and inbound records
+        // are not (an outcome only flags the beacon's alert).
+        if rec.life.is_none() {
+            self.beacon.process(rec, &mut self.alerts);
+        } else {
+            self.outcomes.learn(rec);
+        }
         self.drain(out);
     }
 
@@ -384,7 +394,12 @@ impl Pipeline {
     }
 
     fn drain_alerts(&mut self, out: &mut dyn FnMut(Emitted<'_>)) {
-        for alert in self.alerts.drain(..) {
+        for mut alert in self.alerts.drain(..) {
+            if alert.detector == crate::record::Detector::Beacon
+                && let Some(summary) = self.outcomes.summary(&alert.event)
+            {
+                alert.event.life = Some(Arc::new(summary));
+            }
             self.counters.alerts += 1;
             // The id is copied only the first time a rule fires.
             match self.counters.alerts_by_rule.get_mut(alert.rule.id.as_str()) {

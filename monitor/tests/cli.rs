@@ -565,3 +565,49 @@ fn replay_takes_the_live_runs_config_beacon_allowlist_and_rejects_a_bad_one() {
         "{err}"
     );
 }
+
+/// The package's layout: `rules = [rules.d]` with `builtin_rules = true` loads the operator's
+/// rules beside the built-in set; the same `rules` without it replaces the built-in set.
+/// `replay --config` decides as `run` does.
+#[test]
+fn replay_config_loads_operator_rules_beside_the_builtin_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules_d = dir.path().join("rules.d");
+    std::fs::create_dir(&rules_d).unwrap();
+    std::fs::write(
+        rules_d.join("local.yml"),
+        "title: Operator rule on 8088\nid: 9d1c1a52-6a0e-4b8e-8f0b-3c2d7e5f4a61\n\
+         logsource:\n    category: network_connection\n    product: linux\n\
+         detection:\n    sel:\n        DestinationPort: 8088\n    condition: sel\nlevel: low\n",
+    )
+    .unwrap();
+    let fixture = fixture_8088();
+    let rule_ids = |config: &str| {
+        let cfg = dir.path().join("monitor.toml");
+        std::fs::write(&cfg, config).unwrap();
+        let out = monitor(&[
+            "replay",
+            "--config",
+            cfg.to_str().unwrap(),
+            fixture.to_str().unwrap(),
+        ]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let mut ids: Vec<String> = json_lines(&out.stdout)
+            .iter()
+            .filter(|v| v["monitor"]["detector"] == "rule")
+            .filter_map(|v| v["rule"]["id"].as_str().map(str::to_string))
+            .collect();
+        ids.sort();
+        ids.dedup();
+        ids
+    };
+    let rules = format!("rules = [{:?}]\n", rules_d.to_str().unwrap());
+    const LOCAL: &str = "9d1c1a52-6a0e-4b8e-8f0b-3c2d7e5f4a61";
+    const T1571: &str = "5e084fc2-22bb-4e3d-a8f4-8f75414a6e3a";
+    let both = rule_ids(&format!("{rules}builtin_rules = true\n"));
+    assert!(
+        both.iter().any(|i| i == LOCAL) && both.iter().any(|i| i == T1571),
+        "{both:?}"
+    );
+    assert_eq!(rule_ids(&rules), vec![LOCAL.to_string()]);
+}

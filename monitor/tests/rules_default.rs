@@ -693,7 +693,7 @@ fn builtin_rules_take_local_lists_on_top() {
     )
     .unwrap();
     let set = Arc::new(RuleSet::load_with_builtin(&[local]).unwrap().rules);
-    assert_eq!(set.len(), 8, "six detection rules and two correlations");
+    assert_eq!(set.len(), 9, "seven detection rules and two correlations");
     none(
         &set,
         &ev().image("/usr/bin/curl").dst("203.0.113.7", 8088).build(),
@@ -723,7 +723,7 @@ fn builtin_and_rules_directory_are_the_same_rules() {
         v
     };
     assert_eq!(ids(&b), ids(&d));
-    assert_eq!(b.len(), 8);
+    assert_eq!(b.len(), 9);
     assert!(b.iter().all(|r| r.ruleset == "default"));
 }
 

@@ -133,7 +133,7 @@ fn explain_command_reads_stdin_and_file_lines() {
     );
     let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let rules = j.as_array().unwrap();
-    assert_eq!(rules.len(), 6, "every built-in detection rule: {j}");
+    assert_eq!(rules.len(), 7, "every built-in detection rule: {j}");
     let t1571 = rules.iter().find(|r| r["rule"]["id"] == T1571).unwrap();
     assert_eq!(t1571["match"], false, "curl to 443 is no T1571: {j}");
     let std_port = t1571["selections"]

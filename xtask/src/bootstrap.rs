@@ -39,6 +39,10 @@ pub const TEST_PACKAGES: &[(&str, &str)] = &[
     ("qemu-system-x86", "/usr/bin/qemu-system-x86_64"),
     ("busybox-static", "/bin/busybox"),
     ("libcap2-bin", "/usr/sbin/capsh"),
+    // `cargo xtask debvm`: the guest's Debian root file system, made into an image without
+    // mounting (`mkfs.ext4 -d`).
+    ("debootstrap", "/usr/sbin/debootstrap"),
+    ("e2fsprogs", "/usr/sbin/mkfs.ext4"),
     // Benchmarks: instruction counts (callgrind), repeatable on a busy machine.
     ("valgrind", "/usr/bin/valgrind"),
 ];
@@ -224,6 +228,45 @@ pub fn ensure_cargo_fuzz() -> Result<()> {
         bail!("{} was installed but does not run", cargo_fuzz.display());
     }
     Ok(())
+}
+
+/// cargo-deb, the packager `cargo xtask deb` runs. Pinned: 3.8.0 builds with Rust 1.95
+/// (its rust-version is 1.85) and has the systemd-units and maintainer-scripts support the
+/// package uses; `--locked` builds it with the dependency versions it was released with.
+pub const CARGO_DEB_VERSION: &str = "3.8.0";
+
+pub fn ensure_cargo_deb() -> Result<PathBuf> {
+    let bin = cargo_bin_dir()?.join("cargo-deb");
+    let version = || {
+        Command::new(&bin)
+            .arg("--version")
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+    };
+    if version().is_some_and(|v| v.split_whitespace().any(|w| w == CARGO_DEB_VERSION)) {
+        return Ok(bin);
+    }
+    eprintln!("bootstrap: installing cargo-deb {CARGO_DEB_VERSION} (a few minutes, once)");
+    status(Command::new("cargo").args([
+        "+stable",
+        "install",
+        "--locked",
+        "--force",
+        "cargo-deb",
+        "--version",
+        CARGO_DEB_VERSION,
+    ]))
+    .with_context(|| {
+        format!(
+            "installing cargo-deb failed; run `cargo install --locked cargo-deb --version {CARGO_DEB_VERSION}`"
+        )
+    })?;
+    if version().is_none() {
+        bail!("{} was installed but does not run", bin.display());
+    }
+    Ok(bin)
 }
 
 /// Installs the missing ones of `packages` with apt-get (the tests run as root, like CI).

@@ -5,13 +5,17 @@
 //! - `run`: bootstrap, build in release, run the monitor with the built-in rules.
 //! - `lint`: `cargo fmt --check` and `cargo clippy -D warnings` per crate.
 //! - `test`: bootstrap, then the whole suite: lint, unit and integration tests (live eBPF tests as
-//!   root), the VM kernel test, the attack simulations, the benchmark smoke run and short
-//!   fuzz runs.
+//!   root), the VM kernel test, the Debian package in a booted Debian, the attack
+//!   simulations, the benchmark smoke run and short fuzz runs.
+//! - `deb`: the Debian package (cargo-deb); `debvm`: that package installed and checked in a
+//!   booted Debian 12 under qemu.
 //! - `fuzz`: the cargo-fuzz targets in fuzz/, each for a fixed time.
 
 mod atomic;
 mod bench;
 mod bootstrap;
+mod deb;
+mod debvm;
 mod fuzz;
 mod lint;
 mod vm;
@@ -46,6 +50,27 @@ enum Cmd {
     },
     /// Run the whole test suite (needs root, like CI).
     Test,
+    /// Build the Debian package (target/debian/monitor_*.deb) with cargo-deb: the binary,
+    /// the hardened unit, the config and rules.d as conffiles, man pages, completions.
+    Deb {
+        /// The package's Debian version instead of the crate's (e.g. `0.1.0-2`).
+        #[arg(long)]
+        deb_version: Option<String>,
+    },
+    /// Install the package in a booted Debian 12 (debootstrap root file system, systemd as
+    /// init, qemu) and check the service there: hardening, the 8088 beacon test to syslog
+    /// and journal, reload with a broken rule, upgrade with the spool, stop detaches.
+    Debvm {
+        /// Seconds between beacon check-ins in the guest.
+        #[arg(long, default_value_t = debvm::DEFAULT_INTERVAL_SECS)]
+        interval: u64,
+        /// qemu accelerator: tcg (default: KVM guests hang on the project's machines) or kvm.
+        #[arg(long, default_value = "tcg")]
+        accel: String,
+        /// Give up on the guest after this many seconds.
+        #[arg(long, default_value_t = 900)]
+        timeout: u64,
+    },
     /// `cargo fmt --check` and `cargo clippy -D warnings`, per crate (the test suite's
     /// first stage).
     Lint,
@@ -133,7 +158,7 @@ enum Cmd {
         #[arg(long)]
         exec_rounds: Option<usize>,
         /// Another monitor binary (e.g. one built from an older commit) to measure beside
-        /// this build in the exec-storm stage, labelled with `--baseline-label`.
+        /// this build in the exec-storm and replay stages, labelled with `--baseline-label`.
         #[arg(long)]
         baseline_monitor: Option<PathBuf>,
         #[arg(long, default_value = "baseline")]
@@ -149,6 +174,12 @@ fn main() -> Result<()> {
         Cmd::Bootstrap { test_packages } => bootstrap::run(test_packages),
         Cmd::Run { args } => run_monitor(&root, &args),
         Cmd::Test => test_all(&root),
+        Cmd::Deb { deb_version } => deb::build(&root, deb_version.as_deref()).map(|_| ()),
+        Cmd::Debvm {
+            interval,
+            accel,
+            timeout,
+        } => debvm::run(&root, &debvm::options(interval, &accel, timeout)?),
         Cmd::Lint => {
             bootstrap::run(false)?;
             lint::run()
@@ -274,7 +305,7 @@ fn vm_options(
     kernels: Vec<String>,
     timeout: u64,
 ) -> Result<vm::VmOptions> {
-    // The guest's fork probe (xtask/src/bin/vm-fork-probe.rs).
+    // The guest's fork and DNS probes (xtask/src/bin/vm-{fork,dns}-probe.rs).
     check(cargo().args([
         "build",
         "--release",
@@ -282,10 +313,13 @@ fn vm_options(
         "xtask",
         "--bin",
         "vm-fork-probe",
+        "--bin",
+        "vm-dns-probe",
     ]))?;
     Ok(vm::VmOptions {
         monitor_bin,
         fork_probe_bin: target_dir(root).join("release/vm-fork-probe"),
+        dns_probe_bin: target_dir(root).join("release/vm-dns-probe"),
         // Kept across runs (the kernel package downloads), outside `target/` so `cargo clean`
         // does not throw it away.
         cache_dir: root.join(".cache/vm"),
@@ -378,6 +412,15 @@ fn test_all(root: &Path) -> Result<()> {
                 vm::KERNEL_NAMES.iter().map(|k| k.to_string()).collect(),
                 240,
             )?)
+        },
+    );
+    stage(
+        "Debian package in a booted Debian 12 (cargo xtask debvm)",
+        &mut || {
+            debvm::run(
+                root,
+                &debvm::options(debvm::DEFAULT_INTERVAL_SECS, "tcg", 900)?,
+            )
         },
     );
     stage("attack simulations (cargo xtask atomic)", &mut || {

@@ -7,7 +7,10 @@
 //! fentry there, never a fallback. The guest's /init (xtask/vm/init.sh) runs
 //! `monitor run --probe <backend> --events` for each backend, makes one TCP connect and a
 //! few UDP sends on loopback with busybox applets, runs the fork probe (a child that
-//! connects and sends without exec'ing), stops the monitor with SIGTERM and prints its log
+//! connects and sends without exec'ing) and the DNS probe (a DNS server on 127.0.0.1:53 and
+//! a client resolving one name over UDP and one over TCP, then connecting to each answer;
+//! `vm/dns.rs` checks the `dns-query` records and `destination.domain`), stops the monitor
+//! with SIGTERM and prints its log
 //! and JSON output between markers on the serial console. The host then checks, per
 //! kernel and backend, that the start-up log names that backend for the hooks, that the
 //! traffic came out as connection events, and that each carries the executable the kernel
@@ -17,12 +20,14 @@
 //!
 //! One file per job: `vm/kernel.rs` (kernel packages through a private apt configuration),
 //! `vm/initramfs.rs` (the archive), `vm/elf.rs` (interpreter and libraries of a binary),
-//! `vm/host.rs` (qemu, busybox), `vm/boot.rs` (qemu and the console), `vm/checks.rs`.
+//! `vm/host.rs` (qemu, busybox), `vm/boot.rs` (qemu and the console, also used by
+//! `cargo xtask debvm`), `vm/checks.rs`, `vm/dns.rs` (the DNS part of the checks).
 
-mod boot;
+pub(crate) mod boot;
 mod checks;
+mod dns;
 mod elf;
-mod host;
+pub(crate) mod host;
 mod initramfs;
 mod kernel;
 
@@ -34,6 +39,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, Result, bail, ensure};
 
 use checks::{CONNECTION_HOOKS, FORK_PORT, TCP_PORT, Verdict, section};
+use dns::{DNS_HOOKS, DNS_PORT};
 
 /// What `cargo xtask vm` runs.
 pub struct VmOptions {
@@ -41,6 +47,8 @@ pub struct VmOptions {
     pub monitor_bin: PathBuf,
     /// The fork probe (`xtask/src/bin/vm-fork-probe.rs`, a release build).
     pub fork_probe_bin: PathBuf,
+    /// The DNS probe (`xtask/src/bin/vm-dns-probe.rs`, a release build).
+    pub dns_probe_bin: PathBuf,
     /// Where the downloaded kernels and the private apt state are kept between runs, and
     /// where the initramfs and the console logs of the last run are written.
     pub cache_dir: PathBuf,
@@ -96,6 +104,10 @@ pub fn run(opts: &VmOptions) -> Result<()> {
             &opts.fork_probe_bin,
             "cargo build --release -p xtask --bin vm-fork-probe",
         ),
+        (
+            &opts.dns_probe_bin,
+            "cargo build --release -p xtask --bin vm-dns-probe",
+        ),
     ] {
         ensure!(
             bin.is_file(),
@@ -116,10 +128,13 @@ pub fn run(opts: &VmOptions) -> Result<()> {
             busybox: &busybox,
             monitor: &opts.monitor_bin,
             fork_probe: &opts.fork_probe_bin,
+            dns_probe: &opts.dns_probe_bin,
             env: format!(
-                "PROBES=\"{}\"\nTCP_PORT={TCP_PORT}\nFORK_PORT={FORK_PORT}\nFORK_PROBE={}\n",
+                "PROBES=\"{}\"\nTCP_PORT={TCP_PORT}\nFORK_PORT={FORK_PORT}\nFORK_PROBE={}\n\
+                 DNS_PORT={DNS_PORT}\nDNS_PROBE={}\n",
                 opts.probes.join(" "),
-                initramfs::FORK_PROBE_PATH
+                initramfs::FORK_PROBE_PATH,
+                initramfs::DNS_PROBE_PATH
             ),
         },
     )?;
@@ -220,6 +235,7 @@ fn report(kernel: &str, console: &str, verdicts: &[Verdict]) {
                 .into_iter()
                 .flatten()
                 .chain(&v.fork_records)
+                .chain(&v.dns_records)
             {
                 eprintln!("vm:   record: {rec}");
             }
@@ -235,12 +251,13 @@ fn report(kernel: &str, console: &str, verdicts: &[Verdict]) {
     }
 }
 
-/// kernel × `--probe` → the backend each connection hook attached, and the verdict.
+/// kernel × `--probe` → the backend each connection and DNS hook attached, and the verdict.
 fn table(runs: &[KernelRun]) -> String {
+    let cols: Vec<&str> = CONNECTION_HOOKS.iter().chain(&DNS_HOOKS).copied().collect();
     let mut out = format!(
         "| kernel | --probe | {} | result |\n| --- | --- |{} --- |\n",
-        CONNECTION_HOOKS.join(" | "),
-        " --- |".repeat(CONNECTION_HOOKS.len())
+        cols.join(" | "),
+        " --- |".repeat(cols.len())
     );
     for r in runs {
         let kernel = format!("{} ({})", r.line, r.release);
@@ -248,13 +265,13 @@ fn table(runs: &[KernelRun]) -> String {
             let first = e.lines().next().unwrap_or_default();
             out.push_str(&format!(
                 "| {kernel} | – |{} FAILED: {first} ({:.0} s) |\n",
-                " – |".repeat(CONNECTION_HOOKS.len()),
+                " – |".repeat(cols.len()),
                 r.secs
             ));
             continue;
         }
         for v in &r.verdicts {
-            let hooks: BTreeMap<&str, String> = CONNECTION_HOOKS
+            let hooks: BTreeMap<&str, String> = cols
                 .iter()
                 .map(|h| {
                     let b = v.hooks.get(*h).map_or("not attached".to_string(), |set| {
@@ -266,13 +283,12 @@ fn table(runs: &[KernelRun]) -> String {
             out.push_str(&format!(
                 "| {kernel} | {} | {} | {} |\n",
                 v.probe,
-                CONNECTION_HOOKS
-                    .iter()
+                cols.iter()
                     .map(|h| hooks[h].as_str())
                     .collect::<Vec<_>>()
                     .join(" | "),
                 if v.problems.is_empty() {
-                    "ok (capture and identity)".to_string()
+                    "ok (capture, identity, DNS)".to_string()
                 } else {
                     format!("FAILED ({} problems)", v.problems.len())
                 }
@@ -280,7 +296,7 @@ fn table(runs: &[KernelRun]) -> String {
         }
         out.push_str(&format!(
             "| {kernel} | (boot to power-off) |{} {:.0} s |\n",
-            " |".repeat(CONNECTION_HOOKS.len()),
+            " |".repeat(cols.len()),
             r.secs
         ));
     }

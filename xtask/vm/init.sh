@@ -2,7 +2,7 @@
 # PID 1 of the VM kernel test (`cargo xtask vm`, xtask/src/vm.rs). Everything printed here
 # reaches the host through the serial console, which the host parses between the
 # `=== ... ===` markers. /etc/vmtest.env (written by the host) sets PROBES, TCP_PORT,
-# FORK_PORT and FORK_PROBE.
+# FORK_PORT, FORK_PROBE, DNS_PORT and DNS_PROBE.
 
 /bin/busybox --install -s /bin
 export PATH=/bin
@@ -81,9 +81,14 @@ run_probe() {
     # A child that connects and sends without exec'ing: it must have its parent's identity.
     echo "=== FORK $probe $("$FORK_PROBE" "$FORK_PORT") ==="
 
+    # DNS over UDP and over TCP from a server the probe runs on 127.0.0.1:53, each answer
+    # connected to: the records must name the client and the connections the names.
+    dns_out=$("$DNS_PROBE" "$DNS_PORT")
+    echo "=== DNS $probe $dns_out status=$? ==="
+
     # The monitor flushes each record as it is written: wait for both (the host checks them
     # properly; this only avoids stopping the monitor before it has drained its ring buffer).
-    wait_for_words "$out" 150 "\"port\":$TCP_PORT} \"port\":53} \"port\":$FORK_PORT}"
+    wait_for_words "$out" 150 "\"port\":$TCP_PORT} \"port\":53} \"port\":$FORK_PORT} \"127.0.0.3\""
     kill -TERM "$MONITOR_PID" 2>/dev/null
     tries=0
     while kill -0 "$MONITOR_PID" 2>/dev/null && [ "$tries" -lt 150 ]; do

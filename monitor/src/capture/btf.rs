@@ -7,7 +7,9 @@
 use std::path::Path;
 
 use btf_rs::{Backend, Btf, Struct, Type};
-use monitor_common::{DnsOffsets, FileOffsets, OFFSET_ABSENT, SockOffsets, TaskOffsets};
+use monitor_common::{
+    DnsOffsets, DnsRecvOffsets, FileOffsets, LifeOffsets, OFFSET_ABSENT, SockOffsets, TaskOffsets,
+};
 
 /// Where the running kernel publishes its BTF.
 pub const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
@@ -168,6 +170,109 @@ impl KernelBtf {
             ports_word: u32::from(self.ports_word()),
             // Set by the loader from the ring buffer's size.
             shed_bytes: 0,
+            _pad0: 0,
+            // Resolved on its own (`dns_recv_offsets`): only kernels before 6.3 need them.
+            recv: DnsOffsets::UNSET_RECV,
+        })
+    }
+
+    /// What the `sock_recvmsg` entry programs read (`DnsRecvOffsets`), `valid` set. The
+    /// iterator's layout changed in 5.14 (`type` became the byte `iter_type`), 6.0 (`ubuf`)
+    /// and 6.4 (`iov` became `__iov`); `enum iter_type`'s values with it.
+    pub fn dns_recv_offsets(&self) -> Result<DnsRecvOffsets, OffsetError> {
+        let iter = |names: &[&str], size: usize| {
+            let mut last = None;
+            for name in names {
+                match self.field("iov_iter", &[name], size) {
+                    Ok(offset) => return Ok(offset),
+                    Err(e) => last = Some(e),
+                }
+            }
+            Err(last.unwrap_or_else(|| OffsetError::new("struct iov_iter", "no field named")))
+        };
+        let iter_type = iter(&["iter_type"], 1).or_else(|_| iter(&["type"], 4))?;
+        let ubuf = iter(&["ubuf"], 8).ok();
+        let type_ubuf = self.enum_value("iter_type", "ITER_UBUF")?;
+        // Without `ITER_UBUF` the type never matches; the offset stays 0 all the same, since
+        // the 5.10 verifier rejects even dead arithmetic of a BTF pointer with `u32::MAX`.
+        let (iter_ubuf, type_ubuf) = match (ubuf, type_ubuf) {
+            (Some(offset), Some(value)) => (offset, value),
+            _ => (0, OFFSET_ABSENT),
+        };
+        let type_iovec = self
+            .enum_value("iter_type", "ITER_IOVEC")?
+            .ok_or_else(|| OffsetError::new("enum iter_type", "no ITER_IOVEC"))?;
+        Ok(DnsRecvOffsets {
+            valid: 1,
+            socket_sk: self.field("socket", &["sk"], 8)?,
+            msg_iter: self.member_offset("msghdr", &["msg_iter"])?,
+            iter_type,
+            iter_offset: iter(&["iov_offset"], 8)?,
+            iter_iov: iter(&["__iov", "iov"], 8)?,
+            iter_ubuf,
+            type_iovec,
+            type_ubuf,
+            iter_count: iter(&["count"], 8)?,
+        })
+    }
+
+    /// The value of `enum name`'s member `member` (`None` when the enum lacks it); it must
+    /// fit the byte the programs compare it with.
+    fn enum_value(&self, name: &str, member: &str) -> Result<Option<u32>, OffsetError> {
+        let what = format!("enum {name}");
+        let types = self
+            .btf
+            .resolve_types_by_name(name)
+            .map_err(|e| OffsetError::new(&what, e.to_string()))?;
+        let Some(e) = types.into_iter().find_map(|t| match t {
+            Type::Enum(e) => Some(e),
+            _ => None,
+        }) else {
+            return Err(OffsetError::new(&what, "not in the kernel's BTF"));
+        };
+        for m in &e.members {
+            let n = self
+                .btf
+                .resolve_name(m)
+                .map_err(|err| OffsetError::new(&what, err.to_string()))?;
+            if n == member {
+                return match u8::try_from(m.val()) {
+                    Ok(v) => Ok(Some(u32::from(v))),
+                    Err(_) => Err(OffsetError::new(
+                        format!("{what}.{member}"),
+                        format!("value {} does not fit a byte", m.val()),
+                    )),
+                };
+            }
+        }
+        Ok(None)
+    }
+
+    /// The offsets the lifecycle program reads (`LifeOffsets`), `valid` set. `tcp_sock`
+    /// starts with its `struct sock`, so its fields' offsets are from the socket's address.
+    /// The network namespace's inode number is optional (`OFFSET_ABSENT`).
+    pub fn life_offsets(&self) -> Result<LifeOffsets, OffsetError> {
+        let tcp = |field: &str, size: usize| self.field("tcp_sock", &[field], size);
+        let net_inum = self
+            .field("net", &["ns", "inum"], 4)
+            .unwrap_or(OFFSET_ABSENT);
+        let skc_net = self
+            .field("sock", &["__sk_common", "skc_net", "net"], 8)
+            .unwrap_or(0);
+        Ok(LifeOffsets {
+            valid: 1,
+            sk_err: self.field("sock", &["sk_err"], 4)?,
+            bytes_acked: tcp("bytes_acked", 8)?,
+            bytes_received: tcp("bytes_received", 8)?,
+            segs_out: tcp("segs_out", 4)?,
+            segs_in: tcp("segs_in", 4)?,
+            skc_net,
+            net_inum: if skc_net == 0 {
+                OFFSET_ABSENT
+            } else {
+                net_inum
+            },
+            sk_err_soft: self.field("sock", &["sk_err_soft"], 4)?,
             _pad0: 0,
         })
     }
@@ -367,6 +472,26 @@ mod tests {
         // sk_protocol is in struct sock proper, after the embedded sock_common.
         let protocol = btf.sock_protocol_offset().expect("sk_protocol");
         assert!(protocol > sock.skc_v6_rcv_saddr, "{protocol}");
+    }
+
+    /// The `sock_recvmsg` programs' offsets on this kernel (6.4+: `__iov`, `ITER_UBUF`); the
+    /// 5.10 and 6.1 layouts are exercised by `cargo xtask vm`.
+    #[test]
+    fn resolves_the_receive_iterator() {
+        let recv = kernel_btf_recv();
+        assert_eq!(recv.valid, 1);
+        // struct iov_iter opens with its type byte; the user buffer (ITER_UBUF) and the
+        // iovec array (ITER_IOVEC) share one union slot.
+        assert_eq!(recv.iter_type, 0);
+        assert_eq!(recv.iter_ubuf, recv.iter_iov, "{recv:?}");
+        assert!(recv.iter_offset > 0 && recv.iter_count > 0, "{recv:?}");
+        assert_ne!(recv.type_ubuf, OFFSET_ABSENT, "{recv:?}");
+        assert_ne!(recv.type_iovec, recv.type_ubuf, "{recv:?}");
+        assert!(recv.msg_iter > 0 && recv.socket_sk > 0, "{recv:?}");
+    }
+
+    fn kernel_btf_recv() -> DnsRecvOffsets {
+        kernel().dns_recv_offsets().expect("receive offsets")
     }
 
     #[test]

@@ -70,6 +70,9 @@ pub struct CaptureConfig {
     pub exclude_tgid: u32,
     /// Capture DNS answers (`destination.domain`, DNS query events).
     pub dns: bool,
+    /// Capture the connection lifecycle: TCP outcomes, closes, accepts, and TCP and UDP
+    /// listens (`--lifecycle`).
+    pub lifecycle: bool,
 }
 
 impl Default for CaptureConfig {
@@ -81,6 +84,7 @@ impl Default for CaptureConfig {
             poll_interval: Duration::from_millis(10),
             exclude_tgid: std::process::id(),
             dns: true,
+            lifecycle: false,
         }
     }
 }
@@ -88,7 +92,8 @@ impl Default for CaptureConfig {
 /// Which backend implements a hook, and why better ones were skipped.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HookStatus {
-    /// `"tcp_connect"` | `"udp_sendmsg"` | `"udpv6_sendmsg"`.
+    /// `"tcp_connect"` | `"udp_sendmsg"` | `"udpv6_sendmsg"`, then the DNS hooks
+    /// `"dns_answer"` and `"dns_tcp_answer"` when they attached.
     pub hook: &'static str,
     /// `"fentry"` | `"kprobe"` | `"raw_tracepoint"` | `"tracepoint"` | `"cgroup"`.
     pub backend: &'static str,
@@ -104,6 +109,7 @@ pub enum RawEvent {
     Exit(monitor_common::ExitEvent),
     Fork(monitor_common::ForkEvent),
     Dns(Box<monitor_common::DnsEvent>),
+    Life(Box<monitor_common::LifeEvent>),
 }
 
 /// The kernel programs' counters (summed over CPUs) since start.
@@ -142,6 +148,14 @@ pub struct KernelStats {
     pub dns_missed: u64,
     pub dns_owner_failed: u64,
     pub dns_shed: u64,
+    /// `sock_recvmsg` calls on TCP DNS sockets not carried from entry to return (the
+    /// fentry/fexit or kprobe pairs): those answers were not read.
+    pub dns_recv_failed: u64,
+    /// Lifecycle records written, lost to a full ring buffer, and connections or listeners
+    /// the kernel's tables could not hold.
+    pub life_records: u64,
+    pub lost_life: u64,
+    pub life_table_full: u64,
     /// Records user space could not decode (or would not: an unspecified destination) and
     /// skipped.
     pub decode_errors: u64,
@@ -263,6 +277,10 @@ impl Capture {
             dns_missed: read(stat::DNS_MISSED)?,
             dns_owner_failed: read(stat::DNS_OWNER_FAILED)?,
             dns_shed: read(stat::DNS_SHED)?,
+            dns_recv_failed: read(stat::DNS_RECV_FAILED)?,
+            life_records: read(stat::LIFE_RECORDS)?,
+            lost_life: read(stat::LOST_LIFE)?,
+            life_table_full: read(stat::LIFE_TABLE_FULL)?,
             decode_errors: self.source.decode_errors(),
         })
     }

@@ -9,6 +9,10 @@
 //! tracepoint (once per send call), else `cgroup_skb` egress (once per packet of every
 //! socket, TCP included: it cost the paired TCP benchmark 5 %). Each failure is kept as a
 //! one-line reason in `HookStatus::skipped`.
+//!
+//! Length: just over 800 lines with the lifecycle hooks' wiring (their programs and offsets
+//! are in `probes/life.rs`). Planned split: the per-backend `try_*` functions into
+//! `probes/backends.rs`.
 
 use std::{fs::File, path::Path};
 
@@ -31,8 +35,10 @@ use super::{
 };
 
 mod dns;
+mod life;
 
-use dns::{DNS_RECV_TP, attach_dns};
+use dns::{attach_dns, attach_dns_recv};
+use life::attach_life;
 
 /// The kernel programs, built by monitor/build.rs (aya-build names the object after the
 /// eBPF crate's bin, `monitor`).
@@ -183,7 +189,7 @@ pub fn load(cfg: &CaptureConfig) -> Result<LoadedProbes, CaptureError> {
 
     // Offsets first, from a memory-mapped BTF (no parse of every type); dropped at the end
     // of this block.
-    let (sock, raw_tracepoint, dns) = {
+    let (sock, raw_tracepoint, dns, dns_recv, life) = {
         let kernel_btf = KernelBtf::load(Path::new(VMLINUX_BTF));
         let sock = match &kernel_btf {
             Ok(btf) => btf.sock_offsets().map_err(|e| format!("kernel BTF: {e}")),
@@ -241,26 +247,16 @@ pub fn load(cfg: &CaptureConfig) -> Result<LoadedProbes, CaptureError> {
             (_, Err(e)) => Err(e.clone()),
             (Err(e), _) => Err(format!("kernel BTF: {e}")),
         };
-        (sock, raw_tracepoint, dns)
+        let dns_recv = dns::recv_offsets(kernel_btf.as_ref(), &dns, &mut config.dns);
+        let life = life::resolve_offsets(cfg.lifecycle, &kernel_btf, &raw_tracepoint, &mut config);
+        (sock, raw_tracepoint, dns, dns_recv, life)
     };
     // DNS answers give way to connection events once half the ring buffer is waiting (set
     // after the offsets, which replace the whole `dns` block).
     config.dns.shed_bytes = ring_bytes / 2;
-    // TCP answers at the receiver: the tracepoint exists (Linux 6.3+) and the syscall
-    // registers could be named (x86_64).
-    if cfg.dns
-        && dns.is_ok()
-        && config.dns.regs_si != monitor_common::OFFSET_ABSENT
-        && config.dns.regs_orig_ax != monitor_common::OFFSET_ABSENT
-        && tracefs_dir.join("events/sock/sock_recv_length").is_dir()
-        && matches!(
-            cfg.probe,
-            ProbeChoice::Auto
-                | ProbeChoice::Tracepoint
-                | ProbeChoice::RawTracepoint
-                | ProbeChoice::ClassicTracepoint
-        )
-    {
+    // TCP answers at the receiver (`dns::RecvSupport`).
+    let dns_recv = dns::RecvSupport::new(cfg, &config.dns, &dns, dns_recv, &tracefs_dir);
+    if dns_recv.any() {
         config.dns.tcp_on_recv = 1;
     }
     tracefs::process_offsets(&tracefs_dir, &mut config.tp)?;
@@ -308,7 +304,10 @@ pub fn load(cfg: &CaptureConfig) -> Result<LoadedProbes, CaptureError> {
         }
     }
 
-    let mut hooks = Vec::with_capacity(PLANS.len());
+    let mut hooks = Vec::with_capacity(PLANS.len() + 3);
+    if cfg.lifecycle {
+        hooks.extend(attach_life(&mut ebpf, &host, &life));
+    }
     for plan in &PLANS {
         let status = attach_hook(&mut ebpf, plan, cfg.probe, &host)?;
         let skipped: Vec<String> = status
@@ -323,16 +322,6 @@ pub fn load(cfg: &CaptureConfig) -> Result<LoadedProbes, CaptureError> {
             "capture hook attached"
         );
         hooks.push(status);
-    }
-    if cfg.dns && config.dns.tcp_on_recv != 0 {
-        let (program, name) = DNS_RECV_TP;
-        if let Err(e) = attach_raw_tracepoint(&mut ebpf, program, name) {
-            tracing::warn!(
-                program,
-                error = %e.detailed(),
-                "TCP DNS answers unavailable (UDP answers are read in sk_data_ready)"
-            );
-        }
     }
     if cfg.dns {
         let udp_on_cgroup = hooks
@@ -358,6 +347,28 @@ pub fn load(cfg: &CaptureConfig) -> Result<LoadedProbes, CaptureError> {
             Err(why) => tracing::warn!(
                 reason = %why,
                 "DNS answer capture unavailable: connections carry no destination.domain"
+            ),
+        }
+    }
+    if dns_recv.any() {
+        match attach_dns_recv(&mut ebpf, cfg.probe, &host, &dns_recv) {
+            Ok(status) => {
+                tracing::info!(
+                    hook = status.hook,
+                    backend = status.backend,
+                    skipped = %status
+                        .skipped
+                        .iter()
+                        .map(|(b, why)| format!("{b}: {why}"))
+                        .collect::<Vec<_>>()
+                        .join("; "),
+                    "TCP DNS answer capture attached"
+                );
+                hooks.push(status);
+            }
+            Err(why) => tracing::warn!(
+                reason = %why,
+                "TCP DNS answers unavailable (UDP answers are read in sk_data_ready)"
             ),
         }
     }
@@ -728,7 +739,11 @@ fn unload_quietly(result: Result<(), ProgramError>, program: &str) {
 
 #[cfg(test)]
 mod tests {
-    use super::dns::{DNS_FENTRY, DNS_KPROBE, DNS_OWNER_PROGRAMS, DNS_RAW_TP};
+    use super::dns::{
+        DNS_FENTRY, DNS_KPROBE, DNS_OWNER_PROGRAMS, DNS_RAW_TP, DNS_RECV_FENTRY, DNS_RECV_KPROBE,
+        DNS_RECV_TP,
+    };
+    use super::life::{LIFE_BIND_PROGRAMS, LIFE_RAW_TP};
     use super::*;
 
     #[test]
@@ -782,7 +797,11 @@ mod tests {
             }
         }
         names.extend([DNS_FENTRY, DNS_KPROBE, DNS_RAW_TP.0, DNS_RECV_TP.0]);
+        names.extend(DNS_RECV_FENTRY);
+        names.extend(DNS_RECV_KPROBE);
         names.extend(DNS_OWNER_PROGRAMS);
+        names.push(LIFE_RAW_TP.0);
+        names.extend(LIFE_BIND_PROGRAMS);
         for name in names {
             assert!(
                 ebpf.program(name).is_some(),
@@ -791,7 +810,7 @@ mod tests {
         }
         assert_eq!(
             ebpf.programs().count(),
-            27,
+            34,
             "an unplanned program is in the object"
         );
         assert!(ebpf.map(EVENTS_MAP).is_some() && ebpf.map(STATS_MAP).is_some());

@@ -8,7 +8,7 @@
 
 use monitor_common::{
     AF_INET, AF_INET6, ARGS_LEN, ConnectEvent, DNS_PAYLOAD_LEN, DnsEvent, EXE_LEN, EXE_PATH_LEN,
-    ExecEvent, ExitEvent, ForkEvent, RecordHeader, kind,
+    ExecEvent, ExitEvent, ForkEvent, LifeEvent, RecordHeader, kind,
 };
 
 use super::RawEvent;
@@ -72,6 +72,9 @@ pub fn decode(buf: &[u8]) -> Result<RawEvent, RingRecordError> {
             check_len(ev.tgid, "payload_len", ev.payload_len, DNS_PAYLOAD_LEN)?;
             Ok(RawEvent::Dns(ev))
         }
+        kind::LIFE => read::<LifeEvent>(buf)
+            .map(|ev| RawEvent::Life(Box::new(ev)))
+            .map_err(short),
         other => Err(RingRecordError::UnknownKind {
             kind: other,
             len: buf.len(),
@@ -153,6 +156,7 @@ mod tests {
             saddr: [127, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
             daddr: [127, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
             comm: *b"curl\0\0\0\0\0\0\0\0\0\0\0\0",
+            conn_id: 9,
         }
     }
 
@@ -176,7 +180,7 @@ mod tests {
             RingRecordError::Short {
                 kind: kind::CONNECT,
                 len: 100,
-                need: 112
+                need: 120
             }
         );
         assert!(matches!(
@@ -187,7 +191,7 @@ mod tests {
         other[..4].copy_from_slice(&99u32.to_ne_bytes());
         assert_eq!(
             decode(&other).unwrap_err(),
-            RingRecordError::UnknownKind { kind: 99, len: 112 }
+            RingRecordError::UnknownKind { kind: 99, len: 120 }
         );
     }
 

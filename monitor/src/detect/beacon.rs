@@ -1,8 +1,5 @@
-//! The streaming beacon detector.
-//!
-//! Length: over 800 lines (945) because the key tables, session handling and scoring share
-//! one state type; configuration and the allowlist already live in `beacon_config.rs` and
-//! `allowlist.rs`. Planned split: keys and eviction / sessions / scoring (issue #16).
+//! The streaming beacon detector: its key tables and their eviction, scoring and alerts.
+//! A key's check-in history is `series.rs`; settings, allowlist and tests are apart too.
 //!
 //! Every connection record updates one or two keys:
 //! - the **destination key** (process identity, destination IP, destination port,
@@ -19,13 +16,10 @@
 //! alerts as the live run did.
 //!
 //! Memory is bounded: each key table is an LRU with a configurable cap, and keys with no
-//! check-in for longer than `max(max_interval_secs, suppress_secs)` of event time are
-//! dropped. A dropped key is indistinguishable from one whose series was restarted by a long
+//! check-in for longer than the series gap (the longest interval a reading explains:
+//! `max_interval_secs` × (`max_missed` + 1) × (1 + `fold_tolerance`)) or `suppress_secs`,
+//! whichever is longer, of event time are dropped. A dropped key is indistinguishable from one whose series was restarted by a long
 //! gap, so when `advance` is called does not change which alerts are raised.
-//!
-//! Length: about 950 lines, one job (keys, series and alerts of one detector); its settings
-//! (`beacon_config`), allowlist (`allowlist`) and tests (`beacon_tests.rs`) are already apart.
-//! The next split is the series types (`Series`, `RotatingSeries`, rings) into their own file.
 
 use std::collections::BTreeMap;
 use std::hash::{BuildHasher as _, DefaultHasher, Hash, Hasher};
@@ -45,6 +39,9 @@ pub use super::beacon_config::{
     BeaconConfig, BeaconConfigError, SEED_KNOWN_C2_PORTS, SEED_STANDARD_PORTS,
 };
 use super::periodicity::{self, Periodicity, RING, ScoreParams, ShareBar};
+use super::series::{
+    DestinationRing, IntervalRing, NOT_A_CHECKIN_MS, RotatingSeries, Series, Step,
+};
 use crate::arc_slots::ArcSlots;
 use crate::record::{
     Alert, BeaconStats, ConnectionRecord, Detector, Level, ProcessInfo, RuleMeta, Timestamp,
@@ -72,28 +69,33 @@ pub struct BeaconCounters {
 }
 
 /// `BeaconConfig` in the units the hot path uses.
-struct Settings {
-    enabled: bool,
-    min_intervals: usize,
-    fan_out_destinations: u32,
-    fan_out_min_intervals: usize,
-    coalesce_ns: i64,
-    min_interval_ns: i64,
-    max_session_sends: u32,
-    max_interval_ns: i64,
-    suppress_ns: i64,
-    idle_ns: i64,
-    min_interval_ms: f64,
-    max_interval_ms: f64,
-    score: ScoreParams,
-    min_share: f64,
+pub(super) struct Settings {
+    pub(super) enabled: bool,
+    pub(super) min_intervals: usize,
+    pub(super) fan_out_destinations: u32,
+    pub(super) fan_out_min_intervals: usize,
+    pub(super) coalesce_ns: i64,
+    pub(super) min_interval_ns: i64,
+    pub(super) max_session_sends: u32,
+    /// An interval longer than this ends a key's series: no reading could explain it.
+    pub(super) series_gap_ns: i64,
+    /// Recent intervals a key is also scored on when its whole history is not periodic.
+    pub(super) recovery_intervals: usize,
+    /// Length of a fan-out epoch.
+    pub(super) fan_out_epoch_ns: i64,
+    pub(super) suppress_ns: i64,
+    pub(super) idle_ns: i64,
+    pub(super) min_interval_ms: f64,
+    pub(super) max_interval_ms: f64,
+    pub(super) score: ScoreParams,
+    pub(super) min_share: f64,
     /// `min_share` as the fewest explained intervals per count of intervals.
-    share_bar: ShareBar,
-    max_jitter: f64,
-    min_score: f64,
-    standard_ports: PortSet,
+    pub(super) share_bar: ShareBar,
+    pub(super) max_jitter: f64,
+    pub(super) min_score: f64,
+    pub(super) standard_ports: PortSet,
     known_c2_ports: PortSet,
-    allow: Allowlist,
+    pub(super) allow: Allowlist,
 }
 
 fn secs_to_ns(s: f64) -> i64 {
@@ -110,6 +112,12 @@ impl Settings {
         let max_iv = finite(c.max_interval_secs, d.max_interval_secs)
             .clamp(min_iv + 0.001, MAX_INTERVAL_LIMIT_SECS);
         let suppress = finite(c.suppress_secs, d.suppress_secs).max(0.0);
+        let max_missed = c.max_missed.min(10);
+        let fold_tolerance = finite(c.fold_tolerance, d.fold_tolerance).clamp(0.001, 0.3);
+        // The longest interval a reading can explain: the longest period, jittered, with
+        // `max_missed` check-ins missed; below the session mark in milliseconds.
+        let series_gap = (max_iv * f64::from(max_missed + 1) * (1.0 + fold_tolerance))
+            .min(f64::from(NOT_A_CHECKIN_MS - 1) / 1000.0);
         let fraction = |v: f64, default: f64| finite(v, default).clamp(0.0, 1.0);
         let min_intervals = (c.min_connections.clamp(3, RING as u32 + 1) - 1) as usize;
         let mut allow: Vec<AllowEntry> =
@@ -127,17 +135,23 @@ impl Settings {
             coalesce_ns: secs_to_ns(coalesce),
             min_interval_ns: secs_to_ns(min_iv),
             max_session_sends: c.max_session_sends.clamp(1, u32::from(u16::MAX) - 1),
-            max_interval_ns: secs_to_ns(max_iv),
+            series_gap_ns: secs_to_ns(series_gap),
+            recovery_intervals: (c.recovery_connections.clamp(3, RING as u32 + 1) - 1)
+                .max(min_intervals as u32) as usize,
+            // An hour or the suppression window, as before day-long periods: how many
+            // addresses a process reaches in an hour or two says whether it fans out,
+            // whatever the longest period.
+            fan_out_epoch_ns: secs_to_ns(max_iv.min(3600.0).max(suppress)),
             suppress_ns: secs_to_ns(suppress),
             // A dropped key must be indistinguishable from a restarted series, including
             // its suppression window.
-            idle_ns: secs_to_ns(max_iv.max(suppress)),
+            idle_ns: secs_to_ns(series_gap.max(suppress)),
             min_interval_ms: min_iv * 1000.0,
             max_interval_ms: max_iv * 1000.0,
             score: ScoreParams {
                 tolerance: finite(c.tolerance, d.tolerance).clamp(0.001, 0.5),
-                fold_tolerance: finite(c.fold_tolerance, d.fold_tolerance).clamp(0.001, 0.3),
-                max_missed: c.max_missed.min(10),
+                fold_tolerance,
+                max_missed,
                 missed_margin: c.missed_margin.min(RING as u32),
                 min_intervals,
             },
@@ -156,288 +170,46 @@ impl Settings {
         !self.allow.is_empty() && self.allow.allows(rec)
     }
 
-    /// The periodicity of `series` if it is a beacon by the configured bars.
-    fn beacon(&self, series: &Series) -> Option<Periodicity> {
+    /// The periodicity of `series` if it is a beacon by the configured bars: its whole
+    /// history, or else (with `recover`) its most recent `recovery_intervals`, so stray
+    /// traffic before a beacon started does not hide it until the ring has filled with
+    /// beacon intervals.
+    fn beacon(&self, series: &Series, recover: bool) -> Option<Periodicity> {
+        let all = series.intervals();
+        if let Some(p) = self.periodic(all) {
+            return Some(p);
+        }
+        let recent = self.recovery_intervals;
+        if !recover || all.len() <= recent {
+            return None;
+        }
+        let mut buf = [0u32; RING];
+        // Steady readings only, in the narrower band of on-time check-ins (±20 % jitter
+        // fits; Cobalt Strike's 50 % waits for the full ring): the recent window is a
+        // second test on every check-in, and random traffic passes the wide band and the
+        // readings with missed check-ins most often.
+        let steady = ScoreParams {
+            max_missed: 0,
+            tolerance: self.score.fold_tolerance.min(self.score.tolerance),
+            ..self.score
+        };
+        self.periodic_with(series.recent(recent, &mut buf), &steady)
+    }
+
+    /// The periodicity of `intervals` if it passes the configured bars.
+    fn periodic(&self, intervals: &[u32]) -> Option<Periodicity> {
+        self.periodic_with(intervals, &self.score)
+    }
+
+    fn periodic_with(&self, intervals: &[u32], score: &ScoreParams) -> Option<Periodicity> {
         // Skips the full analysis where the share bar cannot be met (most busy keys).
-        let p = periodicity::analyze_if_bar(series.intervals(), &self.score, &self.share_bar)?;
+        let p = periodicity::analyze_if_bar(intervals, score, &self.share_bar)?;
         let is_beacon = p.median_ms >= self.min_interval_ms
-            && p.median_ms <= self.max_interval_ms
+            && p.median_ms <= self.max_interval_ms * (1.0 + self.score.tolerance)
             && p.share >= self.min_share - 1e-9
             && p.jitter() <= self.max_jitter
             && p.score >= self.min_score;
         is_beacon.then_some(p)
-    }
-}
-
-/// The interval kept after a session: about 49.7 days, more than `max_missed + 1` periods
-/// of the longest allowed period (`validate` checks it; the defaults leave a factor of 300),
-/// so no reading explains it and it counts against the key's share.
-pub(super) const NOT_A_CHECKIN_MS: u32 = u32::MAX;
-
-/// What a send did to a key's series.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Step {
-    /// Part of the current check-in (within the coalescing gap, or within the minimum
-    /// interval of the previous send: a session).
-    Coalesced,
-    /// A new check-in after more than `max_interval`: the series starts over.
-    Restarted,
-    /// A new check-in whose interval was recorded.
-    Recorded,
-}
-
-/// One key's check-in history: a few times inline, and the ring of intervals on the heap
-/// from the first recorded interval on. Most keys never get one (a destination reached
-/// once, or only in bursts), and those cost 32 bytes instead of 160.
-#[derive(Clone, Debug)]
-struct Series {
-    /// Start of the current check-in (ns).
-    checkin_start: i64,
-    /// Latest send seen (ns); the coalescing gap runs from here.
-    last_send: i64,
-    /// Check-ins since the series (re)started.
-    checkins: u32,
-    /// Sends in the current check-in, each more than the coalescing gap after the one
-    /// before (saturating).
-    sends: u16,
-
-    /// Intervals and the last alert, once there is an interval.
-    ring: Option<Box<IntervalRing>>,
-}
-
-/// A key's recorded intervals. Kept (emptied) when the series restarts, so the last
-/// alert's suppression window survives the restart.
-#[derive(Clone, Debug)]
-struct IntervalRing {
-    /// Interval between consecutive check-in starts, milliseconds; a ring, oldest
-    /// overwritten. Order does not matter to the statistics.
-    intervals: [u32; RING],
-    /// Next ring slot to write.
-    next: u8,
-    /// Filled ring slots.
-    len: u8,
-    /// Time of the last alert (ns), `i64::MIN` if none.
-    last_alert: i64,
-}
-
-impl Series {
-    fn new(t: i64) -> Series {
-        Series {
-            checkin_start: t,
-            last_send: t,
-            checkins: 1,
-            sends: 1,
-            ring: None,
-        }
-    }
-
-    fn intervals(&self) -> &[u32] {
-        self.ring
-            .as_deref()
-            .map_or(&[], |r| &r.intervals[..usize::from(r.len)])
-    }
-
-    /// Time of the last alert (ns), `i64::MIN` if none.
-    fn last_alert(&self) -> i64 {
-        self.ring.as_deref().map_or(i64::MIN, |r| r.last_alert)
-    }
-
-    /// Records an alert at `t`. Only a key with intervals alerts, so the ring exists.
-    fn set_last_alert(&mut self, t: i64) {
-        if let Some(r) = self.ring.as_deref_mut() {
-            r.last_alert = t;
-        }
-    }
-
-    #[inline(always)]
-    fn observe(&mut self, t: i64, s: &Settings) -> Step {
-        // Out-of-order sends (several CPUs feed the ring buffer) land in the current
-        // check-in rather than moving time backwards.
-        if t <= self.last_send.saturating_add(s.coalesce_ns) {
-            self.last_send = self.last_send.max(t);
-            return Step::Coalesced;
-        }
-        // Too soon after the previous send to be the next check-in: the current one goes
-        // on (a sleep timer does not wake this often; a session does). Intervals run
-        // between check-in starts, so a session's length is part of the next one, and
-        // random traffic thinned at the minimum gap does not look periodic.
-        if t < self.last_send.saturating_add(s.min_interval_ns) {
-            self.last_send = self.last_send.max(t);
-            self.sends = self.sends.saturating_add(1);
-            return Step::Coalesced;
-        }
-        let interval = t - self.checkin_start;
-        let session = u32::from(self.sends) > s.max_session_sends;
-        self.last_send = t;
-        self.checkin_start = t;
-        self.sends = 1;
-        if interval > s.max_interval_ns {
-            if let Some(r) = self.ring.as_deref_mut() {
-                r.len = 0;
-                r.next = 0;
-            }
-            self.checkins = 1;
-            return Step::Restarted;
-        }
-        self.checkins = self.checkins.saturating_add(1);
-        let r = self.ring.get_or_insert_with(|| {
-            Box::new(IntervalRing {
-                intervals: [0; RING],
-                next: 0,
-                len: 0,
-                last_alert: i64::MIN,
-            })
-        });
-        // max_interval is at most 7 days, so the milliseconds fit a u32 below the mark.
-        r.intervals[usize::from(r.next)] = if session {
-            NOT_A_CHECKIN_MS
-        } else {
-            (interval / 1_000_000) as u32
-        };
-        r.next = ((usize::from(r.next) + 1) % RING) as u8;
-        r.len = (usize::from(r.len) + 1).min(RING) as u8;
-        Step::Recorded
-    }
-
-    /// Within the suppression window of its last alert.
-    fn in_window(&self, t: i64, s: &Settings) -> bool {
-        let last_alert = self.last_alert();
-        last_alert != i64::MIN && t.saturating_sub(last_alert) < s.suppress_ns
-    }
-
-    /// Enough intervals to score, and not in a suppression window.
-    fn due(&self, t: i64, s: &Settings) -> bool {
-        self.intervals().len() >= s.min_intervals && !self.in_window(t, s)
-    }
-}
-
-/// The port key's series plus which destination each recent check-in went to. Like the
-/// intervals, the destination ring is allocated on the second check-in.
-#[derive(Clone, Debug)]
-struct RotatingSeries {
-    series: Series,
-    /// Hashes of the destination IPs of the last `RING` check-ins, once there are two.
-    destinations: Option<Box<DestinationRing>>,
-    /// The destination of the only check-in while `destinations` is `None`.
-    first_destination: u32,
-    /// Time (ns) a destination key under this port key last alerted, `i64::MIN` if none:
-    /// that beacon is reported, so the port key stays quiet for the window.
-    destination_alert: i64,
-    /// Destinations reached on this port in the current and the previous epoch, one bit
-    /// per destination hash (linear counting, so a few collide): the fan-out of `Reach`.
-    reach: [u64; 2],
-    /// Start of the current epoch (ns).
-    reach_epoch: i64,
-}
-
-/// How many destinations a process reaches on one port. A browser or a package manager
-/// reaching hundreds of addresses gives each destination key a chance to look periodic by
-/// luck (the multiple-comparisons problem); an implant talks to one or a few.
-impl RotatingSeries {
-    /// Notes a send to `dest` at `t`; epochs last `epoch_ns`.
-    #[inline(always)]
-    fn reach(&mut self, dest: u32, t: i64, epoch_ns: i64) {
-        if t.saturating_sub(self.reach_epoch) >= epoch_ns {
-            self.reach = [0, self.reach[0]];
-            self.reach_epoch = t;
-        }
-        self.reach[0] |= 1 << (dest % 64);
-    }
-
-    /// Distinct destinations (up to collisions) in this epoch and the one before.
-    fn fan_out(&self) -> u32 {
-        (self.reach[0] | self.reach[1]).count_ones()
-    }
-}
-
-#[derive(Clone, Debug)]
-struct DestinationRing {
-    hashes: [u32; RING],
-    next: u8,
-    len: u8,
-}
-
-impl DestinationRing {
-    fn push(&mut self, dest: u32) {
-        self.hashes[usize::from(self.next)] = dest;
-        self.next = ((usize::from(self.next) + 1) % RING) as u8;
-        self.len = (usize::from(self.len) + 1).min(RING) as u8;
-    }
-}
-
-impl RotatingSeries {
-    fn new(t: i64, dest: u32) -> Self {
-        RotatingSeries {
-            series: Series::new(t),
-            destinations: None,
-            first_destination: dest,
-            destination_alert: i64::MIN,
-            reach: [1 << (dest % 64), 0],
-            reach_epoch: t,
-        }
-    }
-
-    fn push_destination(&mut self, dest: u32) {
-        match self.destinations.as_deref_mut() {
-            Some(r) => r.push(dest),
-            None => {
-                let mut r = Box::new(DestinationRing {
-                    hashes: [0; RING],
-                    next: 0,
-                    len: 0,
-                });
-                r.push(self.first_destination);
-                r.push(dest);
-                self.destinations = Some(r);
-            }
-        }
-    }
-
-    /// The series started over: `dest` is its only check-in.
-    fn restart_destinations(&mut self, dest: u32) {
-        match self.destinations.as_deref_mut() {
-            Some(r) => {
-                r.len = 0;
-                r.next = 0;
-                r.push(dest);
-            }
-            None => self.first_destination = dest,
-        }
-    }
-
-    fn destinations(&self) -> &[u32] {
-        match self.destinations.as_deref() {
-            Some(r) => &r.hashes[..usize::from(r.len)],
-            None => std::slice::from_ref(&self.first_destination),
-        }
-    }
-
-    /// Distinct destinations among the recent check-ins, and the most check-ins any one
-    /// of them received.
-    fn destination_spread(&self) -> (usize, usize) {
-        let ds = self.destinations();
-        let mut distinct = 0;
-        let mut top = 0;
-        for (i, d) in ds.iter().enumerate() {
-            if ds[..i].contains(d) {
-                continue;
-            }
-            distinct += 1;
-            top = top.max(ds.iter().filter(|&x| x == d).count());
-        }
-        (distinct, top)
-    }
-
-    /// A rotation, as opposed to one destination (the destination key's case) or a new
-    /// destination each time (a crawler, a scanner, a client of many servers): at least two
-    /// destinations, each used twice on average, and no single one that carries enough
-    /// check-ins to be judged by its own destination key, unless none dominates (over three
-    /// quarters).
-    fn rotates(&self, min_checkins: usize) -> Option<usize> {
-        let (distinct, top) = self.destination_spread();
-        let n = self.destinations().len();
-        (distinct >= 2 && distinct * 2 <= n && (top < min_checkins || top * 4 <= n * 3))
-            .then_some(distinct)
     }
 }
 
@@ -706,7 +478,7 @@ impl BeaconDetector {
                 // reported covers the keys of its destinations, and the reverse below.
                 let rotation_reported =
                     r.series.in_window(t, s) && r.destinations().contains(&dest_hash);
-                r.reach(dest_hash, t, s.idle_ns);
+                r.reach(dest_hash, t, s.fan_out_epoch_ns);
                 let fan_out = r.fan_out() >= s.fan_out_destinations;
                 let destination_reported = keys.destination(
                     destinations,
@@ -851,11 +623,15 @@ impl KeyStep<'_> {
             }
             return None;
         };
+        let least = if fan_out { s.fan_out_min_intervals } else { 0 };
         if series.observe(t, s) == Step::Recorded
             && series.due(t, s)
-            && (!fan_out || series.intervals().len() >= s.fan_out_min_intervals)
+            && series.intervals().len() >= least
             && !rotation_reported
-            && let Some(p) = s.beacon(series)
+            // Not for a fanning-out process: each of its many keys would get a second
+            // test per check-in, and random series pass one of them by luck (the
+            // multiple-comparisons problem the fan-out rule exists for).
+            && let Some(p) = s.beacon(series, !fan_out)
         {
             series.set_last_alert(t);
             let labels = BTreeMap::from([("beacon_key".into(), "destination".into())]);
@@ -890,7 +666,9 @@ impl KeyStep<'_> {
             && r.series.due(t, s)
             && destination_quiet
             && let Some(distinct) = r.rotates(s.min_intervals + 1)
-            && let Some(p) = s.beacon(&r.series)
+            // The port key reads its whole history only: a rotation is judged over the
+            // destinations of its recent check-ins, all of them.
+            && let Some(p) = s.beacon(&r.series, false)
         {
             r.series.set_last_alert(t);
             let labels = BTreeMap::from([
@@ -947,3 +725,7 @@ impl KeyStep<'_> {
 #[cfg(test)]
 #[path = "beacon_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "beacon_allow_config_tests.rs"]
+mod allow_config_tests;

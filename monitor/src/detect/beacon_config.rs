@@ -5,8 +5,8 @@ use serde::Deserialize;
 use thiserror::Error;
 
 use super::allowlist::AllowEntry;
-use super::beacon::NOT_A_CHECKIN_MS;
 use super::periodicity::RING;
+use super::series::NOT_A_CHECKIN_MS;
 
 /// Ports the T1571 seed query treats as standard (`isStandardPort`).
 pub const SEED_STANDARD_PORTS: [u16; 9] = [80, 443, 8080, 8443, 53, 25, 3000, 5000, 9000];
@@ -45,9 +45,10 @@ pub struct BeaconConfig {
     /// seconds apart; a download or a page load makes dozens of connections.
     pub max_session_sends: u32,
     /// An interval longer than this ends the key's series (it starts over), and a key with
-    /// no check-in for this long is dropped. Default 3600 s: longer periods need hours of
-    /// history that a streaming detector with bounded memory does not keep (RITA's batch
-    /// analysis covers those).
+    /// no check-in for this long is dropped. Default 86,400 s (a day): implants that sleep
+    /// for hours, and a beacon whose C2 was down or whose laptop slept for hours, keep
+    /// their series. A key's memory does not depend on it (32 intervals at most), only
+    /// how long an idle key is held (the LRU caps bound the total). At most 7 days.
     pub max_interval_secs: f64,
     /// Half-width of the band around the period within which an interval is on time, as a
     /// fraction of the period. Default 0.35: a band from 0.65 to 1.35 periods spans a factor
@@ -68,6 +69,13 @@ pub struct BeaconConfig {
     /// that miss more at the price of false positives on random traffic (DETECTION.md has
     /// the trade-off).
     pub missed_margin: u32,
+    /// A key whose full history is not periodic is also scored on its most recent
+    /// `recovery_connections − 1` intervals, so irregular traffic before a beacon starts
+    /// (a proxy shared with a browser, a service used by hand now and then) does not hide
+    /// it until the interval ring has filled with beacon intervals. Default 12: a beacon is
+    /// reported within 12 check-ins of its start whatever came before. Range
+    /// `min_connections`..=33; 33 turns it off.
+    pub recovery_connections: u32,
     /// Fraction of the intervals the period must explain. Default 0.93: all of them below
     /// 15 intervals, one stray from 15, two from 29. Early strays are where random
     /// traffic most often passes.
@@ -94,7 +102,8 @@ pub struct BeaconConfig {
     /// ports, so port keys are far fewer than destination keys.
     pub max_port_keys: usize,
     /// A process that reached at least this many destinations on a port within the last
-    /// one to two hours (`max(max_interval_secs, suppress_secs)` per epoch) is fanning out
+    /// one to two hours (`max(min(max_interval_secs, 3600), suppress_secs)` per epoch) is
+    /// fanning out
     /// (a browser, a package manager, a crawler): among hundreds of random destination
     /// keys some look periodic by luck, so its destination keys need
     /// `fan_out_min_connections` check-ins instead of `min_connections`. Default 8;
@@ -127,11 +136,12 @@ impl Default for BeaconConfig {
             coalesce_gap_secs: 1.0,
             min_interval_secs: 5.0,
             max_session_sends: 5,
-            max_interval_secs: 3600.0,
+            max_interval_secs: 86_400.0,
             tolerance: 0.35,
             fold_tolerance: 0.22,
             max_missed: 3,
             missed_margin: 2,
+            recovery_connections: 12,
             min_share: 0.93,
             max_jitter: 0.35,
             min_score: 0.5,
@@ -272,6 +282,13 @@ impl BeaconConfig {
             return bad(
                 "fan_out_min_connections",
                 c.fan_out_min_connections,
+                "expected min_connections to 33",
+            );
+        }
+        if !(c.min_connections..=RING as u32 + 1).contains(&c.recovery_connections) {
+            return bad(
+                "recovery_connections",
+                c.recovery_connections,
                 "expected min_connections to 33",
             );
         }

@@ -4,11 +4,10 @@
 //! fan-out, allowlist, windows, caps, memory) has its positive case and near misses.
 use super::*;
 use crate::record::Endpoint;
-use serde::Deserialize;
 
 const T0: f64 = 1_780_000_000.0;
 
-fn process(exe: &str, uid: u32, pid: u32) -> Arc<ProcessInfo> {
+pub(super) fn process(exe: &str, uid: u32, pid: u32) -> Arc<ProcessInfo> {
     Arc::new(ProcessInfo {
         pid,
         name: exe.rsplit('/').next().map(str::to_string),
@@ -18,7 +17,7 @@ fn process(exe: &str, uid: u32, pid: u32) -> Arc<ProcessInfo> {
     })
 }
 
-fn rec(
+pub(super) fn rec(
     p: &Arc<ProcessInfo>,
     ip: &str,
     port: u16,
@@ -42,11 +41,13 @@ fn rec(
         domain: None,
         domain_source: None,
         dns: None,
+        connection_id: None,
+        life: None,
     }
 }
 
 /// `n` TCP connections from `p` to ip:port, `period` seconds apart, from `start`.
-fn beacon(
+pub(super) fn beacon(
     p: &Arc<ProcessInfo>,
     ip: &str,
     port: u16,
@@ -58,7 +59,7 @@ fn beacon(
         .collect()
 }
 
-fn run(det: &mut BeaconDetector, recs: &[ConnectionRecord]) -> Vec<Alert> {
+pub(super) fn run(det: &mut BeaconDetector, recs: &[ConnectionRecord]) -> Vec<Alert> {
     let mut out = Vec::new();
     for r in recs {
         det.process(r, &mut out);
@@ -66,7 +67,7 @@ fn run(det: &mut BeaconDetector, recs: &[ConnectionRecord]) -> Vec<Alert> {
     out
 }
 
-fn detector() -> BeaconDetector {
+pub(super) fn detector() -> BeaconDetector {
     BeaconDetector::try_new(BeaconConfig::default()).unwrap()
 }
 
@@ -79,6 +80,9 @@ fn idle_skip_evicts_as_the_full_scan_does() {
         let cfg = BeaconConfig {
             max_keys: 300,
             max_port_keys: 40,
+            // Series gap 800 s × 4 × 1.22 = 3,904 s, so the idle limit is below the
+            // 4,000 s jumps.
+            max_interval_secs: 800.0,
             ..BeaconConfig::default()
         };
         let mut fast = BeaconDetector::try_new(cfg.clone()).unwrap();
@@ -264,136 +268,75 @@ fn intervals_below_the_minimum_are_not_beacons() {
     assert_eq!(alerts.len(), 1, "5.5 s is above the 5 s minimum");
 }
 
+/// The longest interval a reading explains: a day, with `max_missed` (3) check-ins
+/// missed, at the fold tolerance (1.22 periods per period).
+const SERIES_GAP_SECS: f64 = 86_400.0 * 4.0 * 1.22;
+
 #[test]
-fn intervals_above_the_maximum_restart_the_series() {
+fn intervals_above_the_series_gap_restart_the_series() {
     let p = process("/usr/bin/python3", 0, 1);
-    let alerts = run(&mut detector(), &beacon(&p, "192.0.2.3", 8088, 7200.0, 12));
+    let alerts = run(
+        &mut detector(),
+        &beacon(&p, "192.0.2.3", 8088, SERIES_GAP_SECS + 1.0, 12),
+    );
     assert!(alerts.is_empty());
-    let alerts = run(&mut detector(), &beacon(&p, "192.0.2.3", 8088, 3000.0, 10));
-    assert_eq!(alerts.len(), 1, "a 50 min period is within the 1 h maximum");
+    let alerts = run(&mut detector(), &beacon(&p, "192.0.2.3", 8088, 7200.0, 10));
+    assert_eq!(alerts.len(), 1, "a 2 h period is within the 24 h maximum");
+    let alerts = run(
+        &mut detector(),
+        &beacon(&p, "192.0.2.3", 8088, 86_000.0, 10),
+    );
+    assert_eq!(alerts.len(), 1, "so is a daily one");
+    // Periods above the maximum (with its tolerance) are not beacons, even when held.
+    let alerts = run(
+        &mut detector(),
+        &beacon(&p, "192.0.2.3", 8088, 86_400.0 * 1.4, 10),
+    );
+    assert!(alerts.is_empty());
 }
 
 #[test]
-fn allowlist_by_builtin_entry_executable_destination_and_port() {
-    let chrony = process("/usr/sbin/chronyd", 108, 1);
-    let ntp: Vec<_> = (0..12)
+fn stray_traffic_before_a_beacon_does_not_hide_it() {
+    // Irregular use of the key first (30 intervals from 7 s to 50 min), then a beacon
+    // every 60 s: reported by its 12th check-in (`recovery_connections`), long before
+    // the ring of 32 intervals holds beacon intervals only.
+    let p = process("/usr/bin/python3", 0, 1);
+    let mut recs = Vec::new();
+    let mut t = 0.0;
+    for i in 0..31u32 {
+        recs.push(rec(&p, "192.0.2.4", 8088, Transport::Tcp, t));
+        t += [7.0, 3000.0, 41.0, 900.0, 13.0, 222.0][i as usize % 6];
+    }
+    let start = t + 300.0;
+    let checkins: Vec<_> = (0..12)
         .map(|i| {
             rec(
-                &chrony,
-                "192.0.2.123",
-                123,
-                Transport::Udp,
-                f64::from(i) * 64.0,
-            )
-        })
-        .collect();
-    let mut det = detector();
-    assert!(run(&mut det, &ntp).is_empty());
-    assert_eq!(det.counters().allowlisted, 12);
-    assert_eq!(det.key_count(), 0, "allowlisted traffic holds no keys");
-    let no_builtin = BeaconConfig {
-        builtin_allow: false,
-        ..BeaconConfig::default()
-    };
-    assert_eq!(run(&mut BeaconDetector::new(no_builtin), &ntp).len(), 1);
-    // The built-in entry is for the NTP port only: chronyd elsewhere is still watched.
-    let other: Vec<_> = (0..10)
-        .map(|i| {
-            rec(
-                &chrony,
-                "192.0.2.123",
+                &p,
+                "192.0.2.4",
                 8088,
                 Transport::Tcp,
-                f64::from(i) * 60.0,
+                start + f64::from(i) * 60.0,
             )
         })
         .collect();
-    assert_eq!(run(&mut detector(), &other).len(), 1);
-
-    let cfg: BeaconConfig = toml::from_str(
-        r#"
-        [[allow]]
-        executable = "/opt/updater/*"
-        [[allow]]
-        destination = "198.51.100.0/24"
-        [[allow]]
-        port = 9443
-        transport = "tcp"
-        "#,
-    )
-    .unwrap();
-    cfg.validate().unwrap();
-    let updater = process("/opt/updater/bin/check", 0, 1);
-    let python = process("/usr/bin/python3", 0, 2);
-    let allowed = [
-        beacon(&updater, "192.0.2.50", 8088, 60.0, 10),
-        beacon(&python, "198.51.100.77", 8088, 60.0, 10),
-        beacon(&python, "192.0.2.50", 9443, 60.0, 10),
-    ];
-    for recs in &allowed {
-        assert!(run(&mut BeaconDetector::new(cfg.clone()), recs).is_empty());
-    }
-    let watched = beacon(&python, "192.0.2.50", 8088, 60.0, 10);
-    assert_eq!(run(&mut BeaconDetector::new(cfg), &watched).len(), 1);
-}
-
-#[test]
-fn builtin_allowlist_entries_name_executable_port_and_reason() {
-    #[derive(Deserialize)]
-    #[serde(deny_unknown_fields)]
-    struct File {
-        allow: Vec<AllowEntry>,
-    }
-    // Parsed strictly here: `builtin_allowlist` must never fall back to empty.
-    let file: File = toml::from_str(BUILTIN_ALLOWLIST).expect("beacon_allowlist.toml");
-    assert_eq!(file.allow, builtin_allowlist());
-    assert!(file.allow.len() >= 30, "{}", file.allow.len());
-    for (i, e) in file.allow.iter().enumerate() {
-        let exe = e.executable.as_deref().unwrap_or_default();
-        // Full paths only: a prefix or a bare name would let a renamed binary in.
-        assert!(
-            exe.starts_with('/') && !exe.ends_with('*'),
-            "entry {i}: executable {exe:?}"
-        );
-        assert!(e.port.is_some(), "entry {i} ({exe}) has no port");
-        assert!(e.destination.is_none(), "entry {i} ({exe}) pins an address");
-        assert!(
-            e.reason.as_deref().is_some_and(|r| r.len() > 10),
-            "entry {i} ({exe}) gives no reason"
-        );
-    }
-    let cfg = BeaconConfig::default();
-    cfg.validate().unwrap();
-}
-
-#[test]
-fn builtin_allowlist_is_keyed_on_executable_and_port() {
-    // Prometheus scraping node exporters every 15 s: its job.
-    let prom = process("/usr/bin/prometheus", 108, 1);
-    let scrape = beacon(&prom, "192.0.2.31", 9100, 15.0, 20);
     let mut det = detector();
-    assert!(run(&mut det, &scrape).is_empty());
-    assert_eq!(det.counters().allowlisted, 20);
-    // The same binary to a known C2 port, or a copy elsewhere to 9100, is still watched.
-    let c2 = beacon(&prom, "203.0.113.9", 8088, 15.0, 10);
-    assert_eq!(run(&mut detector(), &c2).len(), 1);
-    let copy = process("/tmp/prometheus", 108, 2);
-    let renamed = beacon(&copy, "192.0.2.31", 9100, 15.0, 10);
-    assert_eq!(run(&mut detector(), &renamed).len(), 1);
-    // rsyslog forwarding over UDP 514, postfix retrying on 25: allowlisted.
-    let rsyslog = process("/usr/sbin/rsyslogd", 0, 3);
-    let fwd: Vec<_> = (0..12)
-        .map(|i| {
-            rec(
-                &rsyslog,
-                "192.0.2.10",
-                514,
-                Transport::Udp,
-                f64::from(i) * 10.0,
-            )
-        })
-        .collect();
-    assert!(run(&mut detector(), &fwd).is_empty());
+    let mut out = Vec::new();
+    for r in recs.iter().chain(&checkins[..11]) {
+        det.process(r, &mut out);
+    }
+    assert!(out.is_empty(), "11 check-ins: 10 beacon intervals");
+    det.process(&checkins[11], &mut out);
+    assert_eq!(out.len(), 1, "the 12th check-in");
+    // Without the recovery window the full ring decides, and it is mostly strays.
+    let cfg = BeaconConfig {
+        recovery_connections: 33,
+        ..BeaconConfig::default()
+    };
+    let alerts = run(
+        &mut BeaconDetector::try_new(cfg).unwrap(),
+        &recs.iter().chain(&checkins).cloned().collect::<Vec<_>>(),
+    );
+    assert!(alerts.is_empty());
 }
 
 #[test]
@@ -603,11 +546,17 @@ fn idle_keys_are_dropped_by_event_time() {
         det.process(r, &mut out);
     }
     assert_eq!(det.key_count(), 2, "one destination key, one port key");
-    // An hour after the last check-in the keys are still held ...
-    det.advance(Timestamp::from_secs_f64(T0 + 240.0 + 3600.0), &mut out);
+    // The series gap after the last check-in the keys are still held ...
+    det.advance(
+        Timestamp::from_secs_f64(T0 + 240.0 + SERIES_GAP_SECS - 1.0),
+        &mut out,
+    );
     assert_eq!(det.key_count(), 2);
     // ... and gone just after.
-    det.advance(Timestamp::from_secs_f64(T0 + 240.0 + 3601.0), &mut out);
+    det.advance(
+        Timestamp::from_secs_f64(T0 + 240.0 + SERIES_GAP_SECS + 1.0),
+        &mut out,
+    );
     assert_eq!(det.key_count(), 0);
     assert_eq!(det.counters().evicted_idle, 2);
     // Time never moves back: an older `advance` is a no-op.
@@ -620,7 +569,13 @@ fn idle_keys_are_dropped_by_event_time() {
     }
     let q = process("/usr/bin/curl", 0, 2);
     det.process(
-        &rec(&q, "192.0.2.6", 80, Transport::Tcp, 240.0 + 3700.0),
+        &rec(
+            &q,
+            "192.0.2.6",
+            80,
+            Transport::Tcp,
+            240.0 + SERIES_GAP_SECS + 100.0,
+        ),
         &mut out,
     );
     assert_eq!(det.key_count(), 2, "only the new record's keys remain");
@@ -837,105 +792,4 @@ fn per_key_state_is_a_few_hundred_bytes() {
     );
     assert!(size_of::<DestinationKey>() <= 32);
     assert!(size_of::<PortKey>() <= 16);
-}
-
-#[test]
-fn config_reads_from_a_toml_table_and_rejects_unknown_fields() {
-    let cfg: BeaconConfig = toml::from_str(
-        r#"
-        min_connections = 12
-        suppress_secs = 600
-        known_c2_ports = [4444]
-        [[allow]]
-        destination = "2001:db8::/32"
-        "#,
-    )
-    .unwrap();
-    assert_eq!(cfg.min_connections, 12);
-    assert_eq!(cfg.suppress_secs, 600.0);
-    assert_eq!(cfg.known_c2_ports, vec![4444]);
-    assert_eq!(cfg.max_keys, 100_000, "unset fields keep their defaults");
-    assert!(
-        cfg.allow[0]
-            .destination
-            .unwrap()
-            .0
-            .contains(&"2001:db8::1".parse::<IpAddr>().unwrap())
-    );
-    let err = toml::from_str::<BeaconConfig>("min_conections = 3").unwrap_err();
-    assert!(err.to_string().contains("min_conections"), "{err}");
-    let err =
-        toml::from_str::<BeaconConfig>("[[allow]]\ndestination = \"10.0.0.300\"").unwrap_err();
-    assert!(err.to_string().contains("invalid destination"), "{err}");
-}
-
-#[test]
-fn validate_names_the_bad_field() {
-    let bad = |c: BeaconConfig| c.validate().unwrap_err().to_string();
-    let d = BeaconConfig::default;
-    assert!(
-        bad(BeaconConfig {
-            min_connections: 2,
-            ..d()
-        })
-        .starts_with("beacon.min_connections = 2")
-    );
-    assert!(
-        bad(BeaconConfig {
-            min_interval_secs: 0.5,
-            ..d()
-        })
-        .contains("min_interval_secs")
-    );
-    assert!(
-        bad(BeaconConfig {
-            max_interval_secs: 1e9,
-            ..d()
-        })
-        .contains("max_interval_secs")
-    );
-    assert!(
-        bad(BeaconConfig {
-            min_share: 1.5,
-            ..d()
-        })
-        .contains("min_share")
-    );
-    assert!(bad(BeaconConfig { max_keys: 0, ..d() }).contains("max_keys"));
-    assert!(
-        bad(BeaconConfig {
-            allow: vec![AllowEntry::default()],
-            ..d()
-        })
-        .contains("beacon.allow[0]")
-    );
-    assert!(
-        BeaconDetector::try_new(BeaconConfig {
-            tolerance: f64::NAN,
-            ..d()
-        })
-        .is_err()
-    );
-    // `new` clamps instead of failing.
-    let p = process("/usr/bin/python3", 0, 1);
-    let mut det = BeaconDetector::new(BeaconConfig {
-        min_connections: 1,
-        max_keys: 0,
-        ..d()
-    });
-    run(&mut det, &beacon(&p, "192.0.2.44", 8088, 60.0, 3));
-    assert_eq!(det.counters().destination_keys, 1);
-}
-
-#[test]
-fn allowed_net_accepts_addresses_blocks_and_mapped_forms() {
-    let n: AllowedNet = "192.0.2.7".parse().unwrap();
-    assert!(n.0.contains(&"192.0.2.7".parse::<IpAddr>().unwrap()));
-    assert!(!n.0.contains(&"192.0.2.8".parse::<IpAddr>().unwrap()));
-    let n: AllowedNet = "::ffff:192.0.2.0/120".parse().unwrap();
-    assert_eq!(n.0.to_string(), "192.0.2.0/24");
-    let n: AllowedNet = "192.0.2.77/24".parse().unwrap();
-    assert_eq!(n.0.to_string(), "192.0.2.0/24");
-    assert!("192.0.2.0/33".parse::<AllowedNet>().is_err());
-    assert!("example.com".parse::<AllowedNet>().is_err());
 }

@@ -1,6 +1,7 @@
 //! Detectors that look across records rather than at one: the streaming beacon detector.
 //!
-//! - `beacon`: keys, per-key check-in series, alerts (`BeaconDetector`).
+//! - `beacon`: keys, their tables and eviction, scoring and alerts (`BeaconDetector`).
+//! - `series`: one key's check-in history (intervals, destinations, fan-out).
 //! - `beacon_config`: the `[beacon]` settings, their defaults and validation.
 //! - `allowlist`: allowlist entries and the built-in list (`rules/beacon_allowlist.toml`).
 //! - `periodicity`: the interval statistics a key is scored with.
@@ -10,6 +11,7 @@ pub mod allowlist;
 pub mod beacon;
 pub mod beacon_config;
 pub mod periodicity;
+mod series;
 #[cfg(any(test, feature = "test-support"))]
 pub mod simulate;
 

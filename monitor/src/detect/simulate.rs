@@ -71,6 +71,23 @@ pub enum TraceClass {
     /// a large pool). By address alone it is the many-destinations class; by name, one
     /// series.
     RotatingByName,
+    /// 6 h × (1 + U(−0.2, 0.2)): an implant that sleeps for hours.
+    Hours6Jitter20,
+    /// 24 h × (1 + U(−0.1, 0.1)): a daily check-in.
+    DailyJitter10,
+    /// Exponential intervals with a 6 h mean: rare irregular use, the long-period near
+    /// miss.
+    PoissonHours,
+    /// Irregular use first (24 connections, gaps log-uniform from 10 s to 1 h: a proxy
+    /// shared with a browser, a service used by hand), then a beacon of 60 s ± 20 %
+    /// starting 10 s to 10 min after the last of them. n counts the beacon's check-ins.
+    StrayThenBeacon,
+    /// 60 s × (1 + U(−0.2, 0.2)), each scheduled check-in missed with probability 0.5
+    /// (a laptop asleep half the time, a flaky path). n counts the connections made.
+    Jitter20Missed50,
+    /// 60 s × (1 + U(−0.2, 0.2)) with the C2 down for 2 to 8 hours after the fifth
+    /// check-in: one interval spans hundreds of missed check-ins. n counts connections.
+    Outage,
 }
 
 impl TraceClass {
@@ -92,6 +109,20 @@ impl TraceClass {
         TraceClass::RotatingByName,
     ];
 
+    /// The classes of long periods and disturbed schedules, each with the count of
+    /// connections (check-ins for the stray class) at which it is judged.
+    pub const SCHEDULES: [(TraceClass, usize); 9] = [
+        (TraceClass::Hours6Jitter20, 10),
+        (TraceClass::DailyJitter10, 10),
+        (TraceClass::PoissonHours, 10),
+        (TraceClass::PoissonHours, 20),
+        (TraceClass::StrayThenBeacon, 12),
+        (TraceClass::Jitter20Missed50, 30),
+        (TraceClass::Outage, 16),
+        (TraceClass::Poisson, 30),
+        (TraceClass::Burst, 30),
+    ];
+
     pub fn name(self) -> &'static str {
         match self {
             TraceClass::Periodic => "periodic 60 s",
@@ -109,6 +140,12 @@ impl TraceClass {
             TraceClass::AllowlistedScraper => "scraper every 15 s, allowlisted, 4 targets",
             TraceClass::RenamedScraper => "scraper every 15 s, renamed copy, 4 targets",
             TraceClass::RotatingByName => "jitter ±20 %, a new address each time, one name",
+            TraceClass::Hours6Jitter20 => "6 h, jitter ±20 %",
+            TraceClass::DailyJitter10 => "24 h, jitter ±10 %",
+            TraceClass::PoissonHours => "Poisson, 6 h mean",
+            TraceClass::StrayThenBeacon => "irregular use, then a beacon (n check-ins)",
+            TraceClass::Jitter20Missed50 => "jitter ±20 %, half missed",
+            TraceClass::Outage => "jitter ±20 %, C2 down 2 to 8 h after 5 check-ins",
         }
     }
 
@@ -120,14 +157,22 @@ impl TraceClass {
             | TraceClass::Jitter20Missed20
             | TraceClass::Rotating
             | TraceClass::RenamedScraper
-            | TraceClass::RotatingByName => Expectation::Detect,
+            | TraceClass::RotatingByName
+            | TraceClass::Hours6Jitter20
+            | TraceClass::DailyJitter10
+            | TraceClass::StrayThenBeacon
+            | TraceClass::Outage => Expectation::Detect,
             TraceClass::Poisson
+            | TraceClass::PoissonHours
             | TraceClass::Burst
             | TraceClass::ManyDestinations
             | TraceClass::DownloadSessions
             | TraceClass::Browsing
             | TraceClass::AllowlistedScraper => Expectation::Ignore,
-            TraceClass::Jitter50 | TraceClass::Interleaved => Expectation::Report,
+            // Not met: DETECTION.md, "Half the check-ins missed".
+            TraceClass::Jitter50 | TraceClass::Interleaved | TraceClass::Jitter20Missed50 => {
+                Expectation::Report
+            }
         }
     }
 }
@@ -154,6 +199,39 @@ pub fn generate(class: TraceClass, connections: usize, seed: u64) -> Trace {
         TraceClass::Jitter20 => jittered(&mut rng, connections, -0.2, 0.2, 0.0),
         TraceClass::OneSidedJitter50 => jittered(&mut rng, connections, -0.5, 0.0, 0.0),
         TraceClass::Jitter20Missed20 => jittered(&mut rng, connections, -0.2, 0.2, 0.2),
+        TraceClass::Jitter20Missed50 => jittered(&mut rng, connections, -0.2, 0.2, 0.5),
+        TraceClass::Hours6Jitter20 => beacon_times(&mut rng, 6.0 * 3600.0, 0.2, connections),
+        TraceClass::DailyJitter10 => beacon_times(&mut rng, 86_400.0, 0.1, connections),
+        TraceClass::PoissonHours => {
+            let mut t = 0.0;
+            (0..connections)
+                .map(|_| {
+                    let now = t;
+                    t += rng.exponential(6.0 * 3600.0);
+                    now
+                })
+                .collect()
+        }
+        TraceClass::StrayThenBeacon => {
+            let mut t = 0.0;
+            let mut ts = Vec::with_capacity(24 + connections);
+            for _ in 0..24 {
+                ts.push(t);
+                // Log-uniform from 10 s to 1 h.
+                t += 10.0 * 360f64.powf(rng.next_f64());
+            }
+            t += rng.uniform(10.0, 600.0);
+            for b in beacon_times(&mut rng, PERIOD_SECS, 0.2, connections) {
+                ts.push(t + b);
+            }
+            ts
+        }
+        TraceClass::Outage => {
+            let mut ts = beacon_times(&mut rng, PERIOD_SECS, 0.2, connections);
+            let down = rng.uniform(2.0 * 3600.0, 8.0 * 3600.0);
+            ts.iter_mut().skip(5).for_each(|t| *t += down);
+            ts
+        }
         TraceClass::Jitter50 => jittered(&mut rng, connections, -0.5, 0.5, 0.0),
         TraceClass::ManyDestinations | TraceClass::Rotating | TraceClass::RotatingByName => {
             jittered(&mut rng, connections, -0.2, 0.2, 0.0)
@@ -345,6 +423,8 @@ fn records(
             domain: domain.clone(),
             domain_source: domain.as_ref().map(|_| DomainSource::Process),
             dns: None,
+            connection_id: None,
+            life: None,
         })
         .collect();
     Trace {

@@ -102,6 +102,7 @@ pub fn record_of(
         saddr: ev.local,
         daddr: ev.server,
         comm: ev.comm,
+        conn_id: 0,
     };
     let mut rec = if ev.flags & dns_flag::OWNER_KNOWN != 0 {
         table.enrich(&as_connect, ts, host)

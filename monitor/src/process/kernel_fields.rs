@@ -205,6 +205,7 @@ mod tests {
             saddr: [0; 16],
             daddr,
             comm: [0; 16],
+            conn_id: 0,
         }
     }
 

@@ -132,6 +132,7 @@ fn connect_v4(tgid: u32, start_time_ns: u64, ip: [u8; 4], port: u16) -> ConnectE
         saddr: [0; 16],
         daddr,
         comm: comm(b"kernel-comm"),
+        conn_id: 0,
     }
 }
 

@@ -4,9 +4,10 @@
 //! and detectors read. It is deliberately separate from the raw kernel event
 //! (`monitor_common::ConnectEvent`): enrichment turns one into the other.
 //!
-//! JSON is written by `ecs` (a writer for these fixed documents, byte for byte what
-//! serde_json wrote before, which its tests keep as the oracle) and read back by `decode`
-//! (replay). Strings are escaped as serde_json escapes them (every control character), so
+//! The JSON form is one module, `json`: `json::write` (a writer for these fixed documents,
+//! byte for byte what serde_json wrote before, which its tests keep as the oracle) and
+//! `json::read` with `json::lines` (replay: bytes in, records out; serde_json is the
+//! reference of its differential tests). Strings are escaped as serde_json escapes them (every control character), so
 //! attacker-controlled names and command lines cannot break a record or forge another.
 //! Bytes that are not UTF-8 never reach a `String` unescaped: `text_from_bytes` writes them
 //! as `\xNN`.
@@ -20,18 +21,20 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 use thiserror::Error;
 
-mod addresses;
-mod decode;
-mod ecs;
+mod json;
+mod lifecycle;
+
+pub use lifecycle::{LifeAction, Lifecycle, connection_id_text, parse_connection_id};
 
 /// An address as text, as records write it (`Display`'s text, without `core::fmt`).
 pub fn ip_text(ip: IpAddr) -> String {
     let mut s = String::with_capacity(15);
-    ecs::write_ip(&mut s, ip);
+    json::write::write_ip(&mut s, ip);
     s
 }
 
-pub(crate) use decode::{RecordDecoder, decode_general};
+pub(crate) use json::lines::{JsonLines, LineError};
+pub(crate) use json::read::{RecordDecoder, decode_general};
 
 /// The unspecified IPv4 address, for a destination whose family the kernel did not report.
 pub const UNSPECIFIED_V4: IpAddr = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
@@ -251,6 +254,12 @@ pub struct ConnectionRecord {
     /// A DNS query record (`event.action: "dns-query"`): the answer the process received
     /// from `destination` (the server). `None` for connection records.
     pub dns: Option<Arc<DnsQuery>>,
+    /// `monitor.connection_id`: joins a TCP connect to its outcome and close records
+    /// (`--lifecycle`); `None` when unknown.
+    pub connection_id: Option<u64>,
+    /// A lifecycle record (outcome, close, accept, listen), or a connect with a known
+    /// outcome; `None` for plain connect, send and DNS records.
+    pub life: Option<Arc<Lifecycle>>,
 }
 
 /// Where `destination.domain` came from (`monitor.domain_source`).
@@ -371,9 +380,24 @@ impl ConnectionRecord {
     pub fn action(&self) -> &'static str {
         if self.dns.is_some() {
             "dns-query"
+        } else if let Some(action) = self.life.as_ref().and_then(|l| l.action().as_str()) {
+            action
         } else {
             self.transport.action()
         }
+    }
+
+    /// The lifecycle action (`Connect` for connect, send and DNS records).
+    pub fn life_action(&self) -> LifeAction {
+        self.life
+            .as_ref()
+            .map_or(LifeAction::Connect, |l| l.action())
+    }
+
+    /// Inbound (`network.direction: ingress`): an accept, a listen, or an accepted
+    /// connection's close.
+    pub fn ingress(&self) -> bool {
+        self.life.as_ref().is_some_and(|l| l.ingress)
     }
 
     /// ECS `network.type`.
@@ -575,6 +599,8 @@ pub(crate) mod tests {
             domain: None,
             domain_source: None,
             dns: None,
+            connection_id: None,
+            life: None,
         }
     }
 

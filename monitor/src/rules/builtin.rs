@@ -35,6 +35,10 @@ pub(crate) const FILES: &[(&str, &str)] = &[
         include_str!("../../../rules/t1505_web_shell_outbound.yml"),
     ),
     (
+        "t1571_bind_shell_listener.yml",
+        include_str!("../../../rules/t1571_bind_shell_listener.yml"),
+    ),
+    (
         "t1571_non_standard_port.yml",
         include_str!("../../../rules/t1571_non_standard_port.yml"),
     ),
@@ -63,6 +67,10 @@ pub(crate) const SAMPLES: &[(&str, &str)] = &[
     (
         "samples/t1505_web_shell_outbound.jsonl",
         include_str!("../../../rules/samples/t1505_web_shell_outbound.jsonl"),
+    ),
+    (
+        "samples/t1571_bind_shell_listener.jsonl",
+        include_str!("../../../rules/samples/t1571_bind_shell_listener.jsonl"),
     ),
     (
         "samples/t1571_non_standard_port.jsonl",

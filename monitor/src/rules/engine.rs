@@ -540,6 +540,8 @@ level: high
             domain: None,
             domain_source: None,
             dns: None,
+            connection_id: None,
+            life: None,
         }
     }
 

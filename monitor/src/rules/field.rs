@@ -47,6 +47,9 @@ pub enum Field {
     QueryType,
     QueryStatus,
     QueryResults,
+    /// `event.action`: `connect`, `send`, `dns-query`, `accept`, `listen` (the records
+    /// rules see; see `LifeAction::for_rules`).
+    EventAction,
     /// `process.ancestors`: executables of the parent, grandparent, ... (a list).
     Ancestors,
 }
@@ -118,6 +121,7 @@ pub const FIELD_NAMES: &[(&str, Field)] = &[
     ("dns.question.type", Field::QueryType),
     ("dns.response_code", Field::QueryStatus),
     ("dns.answers.data", Field::QueryResults),
+    ("event.action", Field::EventAction),
 ];
 
 impl Field {
@@ -186,6 +190,7 @@ impl Field {
             QueryType => "dns.question.type",
             QueryStatus => "dns.response_code",
             QueryResults => "dns.answers.data",
+            EventAction => "event.action",
         }
     }
 
@@ -288,8 +293,9 @@ impl<'a> FieldValue<'a> {
             },
             Field::Protocol => FieldValue::Text(rec.transport.as_str()),
             Field::NetworkType => FieldValue::Text(rec.network_type()),
-            // Every record is an outbound connect or send.
-            Field::Initiated => FieldValue::Bool(true),
+            // Outbound connects and sends; accepts and listens are inbound.
+            Field::Initiated => FieldValue::Bool(!rec.ingress()),
+            Field::EventAction => FieldValue::Text(rec.action()),
             Field::HostName => FieldValue::Text(&rec.host_name),
             Field::DestinationIsResolver => FieldValue::Bool(rec.dns_resolver),
             // The socket's address family, as `network.type` (an IPv4-mapped address on
@@ -450,6 +456,8 @@ mod tests {
             domain: None,
             domain_source: None,
             dns: None,
+            connection_id: None,
+            life: None,
         };
         assert_eq!(
             FieldValue::of(&rec, Field::DestinationIsIpv6),

@@ -110,7 +110,7 @@ impl Test {
     }
 
     /// The outcome when it is the same for every record: tests on fields the monitor never
-    /// fills, and on `Initiated` (every record is an outbound connection).
+    /// fills, and on whether `Initiated` exists (every record has it).
     pub fn constant(&self, tests: &[Test]) -> Option<bool> {
         let never = |f: &Field| f.never_filled();
         match self {
@@ -123,10 +123,6 @@ impl Test {
                 Some(false)
             }
             Test::Bool { field, .. } if never(field) => Some(false),
-            Test::Bool {
-                field: Field::Initiated,
-                value,
-            } => Some(*value),
             Test::Null { field } if never(field) => Some(true),
             Test::Null {
                 field: Field::Initiated,

@@ -331,9 +331,6 @@ fn report(c: Compiled, skipped: Vec<RuleError>) -> LoadReport {
                         f.ecs_name()
                     )
                 }
-                compile::Gap::Inbound(_) => "tests `Initiated: false` (an inbound connection), \
-                    which the monitor does not capture: every record is outbound"
-                    .to_string(),
             };
             warnings.push(format!(
                 "{}:{}: rule {}: {why}, {what}",

@@ -524,7 +524,7 @@ mod tests {
         let r = test(&[]);
         assert!(r.errors.is_empty(), "{:#?}", r.errors);
         assert!(r.unsampled.is_empty(), "{:#?}", r.unsampled);
-        assert_eq!(r.rules.len(), 6);
+        assert_eq!(r.rules.len(), 7);
         for rule in &r.rules {
             assert!(rule.failed.is_empty(), "{rule:#?}");
             assert!(rule.passed >= 7, "{rule:#?}");

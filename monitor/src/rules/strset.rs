@@ -614,8 +614,9 @@ mod tests {
             .collect();
         let t = std::time::Instant::now();
         let s = StringSet::build(Field::Image, &specs, &HashMap::new(), &|| Ok(())).unwrap();
+        // Room for a loaded machine; the quadratic build is five times slower still.
         assert!(
-            t.elapsed() < std::time::Duration::from_secs(2),
+            t.elapsed() < std::time::Duration::from_secs(6),
             "{:?}",
             t.elapsed()
         );

@@ -57,6 +57,8 @@ pub fn event(seq: u64) -> ConnectionRecord {
         domain: None,
         domain_source: None,
         dns: None,
+        connection_id: None,
+        life: None,
     }
 }
 

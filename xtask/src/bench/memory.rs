@@ -70,6 +70,9 @@ pub fn keys_and_processes(ctx: &Ctx) -> Result<(Value, String)> {
         let d = c1.since(&c0);
         let entries = s1.sum("monitor_process_table_entries");
         let keys = s1.sum("monitor_beacon_keys");
+        // The swarm's addresses open one T1046 port-scan group each: the correlation store
+        // at its cap (100,000) while the swarm is alive (under the rules' 60 s timespan).
+        let groups = s1.sum("monitor_correlation_groups");
         let alerts: Vec<(String, u64)> = s1
             .labelled("monitor_alerts_total")
             .into_iter()
@@ -91,6 +94,7 @@ pub fn keys_and_processes(ctx: &Ctx) -> Result<(Value, String)> {
              | measure | value |\n| --- | ---: |\n\
              | daemon RSS before | {:.1} MiB |\n| daemon RSS with the swarm alive, everything processed | {:.1} MiB |\n\
              | daemon peak RSS (VmHWM) | {:.1} MiB |\n| process table entries | {entries} |\n| beacon detector keys | {keys} |\n\
+             | correlation groups | {groups} |\n\
              | alerts raised (rule: count) | {} |\n\n\
              Target: RSS < {target:.0} MiB with 100,000 keys and 10,000 processes → {:.1} MiB → **{}**{}.\n",
             report["ready"],
@@ -125,6 +129,7 @@ pub fn keys_and_processes(ctx: &Ctx) -> Result<(Value, String)> {
                 "processed": d.processed, "lost": d.lost,
                 "rss_before_kib": rss0, "rss_after_kib": rss1, "hwm_kib": hwm1,
                 "process_table_entries": entries, "beacon_keys": keys,
+                "correlation_groups": groups,
             }),
             md,
         ))

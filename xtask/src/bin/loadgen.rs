@@ -10,7 +10,7 @@
 //!   as possible or at `--rate` per second, for `--duration` seconds.
 //! - `udp`: loopback UDP `sendto`, rotating over `--destinations` addresses in 127.0.0.0/8.
 //! - `swarm`: in a private network namespace, starts `--procs` processes (each an exec of
-//!   this binary) that each connect to `--per-proc` distinct destinations and then stay
+//!   this binary) that each connect to `--per-proc` distinct addresses (198.18.0.0/15) and then stay
 //!   alive until the swarm's standard input closes. For the memory benchmark.
 //! - `exec`: fork + exec of `--program` (default /bin/true) and wait, in a loop pinned to one
 //!   core: processes started per second (the exec-storm benchmark).
@@ -374,8 +374,24 @@ fn doc_dest(key: u32) -> SocketAddrV4 {
     SocketAddrV4::new(Ipv4Addr::new(net[0], net[1], net[2], host), port)
 }
 
+/// The benchmarking range (RFC 2544), routed as local inside the private namespace: the
+/// swarm's members reach a distinct address each, so every member's connects open groups
+/// of their own in the correlation rules that group by address (the store at its cap).
+const BENCH_NET: [u8; 4] = [198, 18, 0, 0];
+/// Addresses .0.1 to .1.254 of 198.18.0.0/15, without the last.
+const BENCH_ADDRS: u32 = (1 << 17) - 2;
+
+/// Swarm destination number `key`: a distinct address for every key below `BENCH_ADDRS`,
+/// then the next port.
+fn bench_dest(key: u32) -> SocketAddrV4 {
+    let a = u32::from(Ipv4Addr::from(BENCH_NET)) + 1 + key % BENCH_ADDRS;
+    let port = (FIRST_PORT + key / BENCH_ADDRS) as u16;
+    SocketAddrV4::new(Ipv4Addr::from(a), port)
+}
+
 /// Moves this process into a new network namespace whose loopback carries the
-/// documentation ranges as local addresses; nothing sent there can leave the machine.
+/// documentation ranges and the benchmarking range as local addresses; nothing sent there
+/// can leave the machine.
 fn enter_private_netns() -> Result<()> {
     // SAFETY: unshare only changes this process's namespace membership.
     if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
@@ -401,6 +417,12 @@ fn enter_private_netns() -> Result<()> {
             .collect(),
         );
     }
+    cmds.push(
+        ["route", "add", "local", "198.18.0.0/15", "dev", "lo"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+    );
     for args in cmds {
         let st = Command::new("ip")
             .args(&args)
@@ -534,7 +556,7 @@ fn hold(index: u32, per_proc: u32, exit: bool) -> Result<()> {
     unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
     let mut failed = 0;
     for j in 0..per_proc {
-        if connect_once(doc_dest(index * per_proc + j)).is_err() {
+        if connect_once(bench_dest(index * per_proc + j)).is_err() {
             failed += 1;
         }
     }

@@ -9,6 +9,7 @@ use anyhow::{Result, ensure};
 use serde_json::Value;
 
 use super::boot::tail;
+use super::dns;
 use super::host::BUSYBOX;
 use super::initramfs::FORK_PROBE_PATH;
 
@@ -35,6 +36,8 @@ pub struct Verdict {
     pub udp_record: Option<String>,
     /// The fork probe's child's TCP connect and UDP send.
     pub fork_records: Vec<String>,
+    /// The DNS probe's client's `dns-query` records and connections (`vm/dns.rs`).
+    pub dns_records: Vec<String>,
     pub problems: Vec<String>,
 }
 
@@ -69,6 +72,7 @@ fn check_probe(console: &str, probe: &str) -> Verdict {
         tcp_record: None,
         udp_record: None,
         fork_records: Vec::new(),
+        dns_records: Vec::new(),
         problems: Vec::new(),
     };
     match console
@@ -105,11 +109,13 @@ fn check_probe(console: &str, probe: &str) -> Verdict {
     let mut kinds = BTreeMap::<String, usize>::new();
     let mut unparsed = 0;
     let mut fork_docs = Vec::new();
+    let mut docs = Vec::new();
     for line in output.iter().map(|l| l.trim()).filter(|l| !l.is_empty()) {
         let Ok(doc) = serde_json::from_str::<serde_json::Value>(line) else {
             unparsed += 1;
             continue;
         };
+        docs.push(doc.clone());
         if let Some((_, child)) = fork
             && doc["event"]["kind"] == "event"
             && doc["process"]["pid"] == child
@@ -165,7 +171,21 @@ fn check_probe(console: &str, probe: &str) -> Verdict {
         }
     }
     check_fork(&mut v, fork, &fork_docs, &seen);
+    match guest_kernel(console) {
+        Some(kernel) => dns::check(&mut v, console, kernel, &docs),
+        None => v
+            .problems
+            .push("no kernel version in the guest's `=== VM READY kernel=... ===` line".into()),
+    }
     v
+}
+
+/// The guest kernel's `major.minor`, from `=== VM READY kernel=<uname -r> ===`.
+fn guest_kernel(console: &str) -> Option<(u32, u32)> {
+    let release = console
+        .lines()
+        .find_map(|l| l.strip_prefix("=== VM READY kernel="))?;
+    dns::kernel_version(release.trim_end_matches(" ===").trim())
 }
 
 /// `=== FORK <probe> parent=P child=C ===`: the fork probe's two pids.
@@ -362,14 +382,16 @@ mod tests {
         status: u32,
         fork: &[&str],
     ) -> String {
+        let (dns_log, dns_line, dns_records) = dns::fixtures::good(probe);
         format!(
             "boot noise\n=== VM READY kernel=6.1.0 ===\n=== START {probe} ===\n\
-             === FORK {probe} parent=199 child=200 ===\n\
-             === STATUS {probe} {status} ===\n=== BEGIN {probe} log ===\n{log}\n\
-             === END {probe} log ===\n=== BEGIN {probe} ===\n{}\n{}\n=== END {probe} ===\n\
+             === FORK {probe} parent=199 child=200 ===\n{dns_line}\n\
+             === STATUS {probe} {status} ===\n=== BEGIN {probe} log ===\n{log}\n{dns_log}\n\
+             === END {probe} log ===\n=== BEGIN {probe} ===\n{}\n{}\n{}\n=== END {probe} ===\n\
              === VM DONE ===\n",
             records.join("\n"),
-            fork.join("\n")
+            fork.join("\n"),
+            dns_records.join("\n")
         )
     }
 
@@ -550,5 +572,80 @@ mod tests {
         let v = verdict(&no_line);
         assert_eq!(v.problems.len(), 1, "{:?}", v.problems);
         assert!(v.problems[0].contains("FORK"), "{:?}", v.problems);
+    }
+
+    #[test]
+    fn dns_answers_must_be_captured_and_name_the_connections() {
+        let good = console(GOOD_LOG, &[TCP, UDP], 0);
+        let v = verdict(&good);
+        assert!(v.problems.is_empty(), "{:?}", v.problems);
+        assert_eq!(v.dns_records.len(), 4, "{:?}", v.dns_records);
+        // The TCP answer missed (no dns-query record): the query and the name are missing.
+        let no_tcp_query = good
+            .lines()
+            .filter(|l| !(l.contains("dns-query") && l.contains("tcp.dns-probe.test")))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let v = verdict(&no_tcp_query);
+        assert_eq!(v.problems.len(), 1, "{:?}", v.problems);
+        assert!(
+            v.problems[0].contains("no dns-query record"),
+            "{:?}",
+            v.problems
+        );
+        // Named from another process's answer: not the process's own.
+        let host = good.replacen(
+            r#""domain_source":"process""#,
+            r#""domain_source":"host""#,
+            1,
+        );
+        let v = verdict(&host);
+        assert_eq!(v.problems.len(), 1, "{:?}", v.problems);
+        assert!(
+            v.problems[0].contains("udp.dns-probe.test"),
+            "{:?}",
+            v.problems
+        );
+        // The TCP hook on another backend, or not attached at all.
+        let v = verdict(&good.replace(
+            "hook=\"dns_tcp_answer\" backend=\"fentry\"",
+            "hook=\"dns_tcp_answer\" backend=\"kprobe\"",
+        ));
+        assert_eq!(v.problems.len(), 1, "{:?}", v.problems);
+        assert!(v.problems[0].contains("dns_tcp_answer"), "{:?}", v.problems);
+        let v = verdict(&good.replace("hook=\"dns_tcp_answer\"", "x=1"));
+        assert_eq!(v.problems.len(), 1, "{:?}", v.problems);
+        // The probe itself failed, or did not run.
+        let v = verdict(&good.replace("client=300 status=0", "client=300 status=1"));
+        assert_eq!(v.problems.len(), 1, "{:?}", v.problems);
+        assert!(
+            v.problems[0].contains("DNS probe failed"),
+            "{:?}",
+            v.problems
+        );
+        let v = verdict(&good.replace("=== DNS fentry client=300 status=0 ===\n", ""));
+        assert_eq!(v.problems.len(), 1, "{:?}", v.problems);
+    }
+
+    #[test]
+    fn no_dns_hook_under_tracepoint_before_6_3_and_no_names_then() {
+        let tp_log = GOOD_LOG
+            .replacen("backend=fentry", "backend=cgroup", 1)
+            .replace("backend=\"fentry\"", "backend=\"cgroup\"");
+        let tp_tcp = TCP.replace(r#""probe":"fentry""#, r#""probe":"cgroup""#);
+        let tp_udp = UDP.replace(r#""probe":"fentry""#, r#""probe":"cgroup""#);
+        let c = console_for("tracepoint", &tp_log, &[&tp_tcp, &tp_udp], 0);
+        let problems = check_console(&c, &["tracepoint".to_string()]).unwrap()[0]
+            .problems
+            .clone();
+        assert!(problems.is_empty(), "{problems:?}");
+        // On 6.12 the tracepoints exist: missing hooks are failures.
+        let c = c.replace("kernel=6.1.0", "kernel=6.12.1");
+        let problems = check_console(&c, &["tracepoint".to_string()]).unwrap()[0]
+            .problems
+            .clone();
+        // Both hooks missing, and per transport no query and no name.
+        assert_eq!(problems.len(), 6, "{problems:?}");
+        assert!(problems.iter().all(|p| p.contains("DNS")), "{problems:?}");
     }
 }

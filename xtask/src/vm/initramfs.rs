@@ -1,5 +1,5 @@
-//! The guest's initramfs: busybox, the monitor and its shared libraries, the fork probe and
-//! /init, as an uncompressed newc cpio archive (the `cpio` crate writes the entries).
+//! The guest's initramfs: busybox, the monitor and its shared libraries, the fork and DNS
+//! probes and /init, as an uncompressed newc cpio archive (the `cpio` crate writes the entries).
 
 use std::collections::BTreeSet;
 use std::fs::{self, File};
@@ -19,6 +19,8 @@ pub struct Contents<'a> {
     pub monitor: &'a Path,
     /// Forks a child that connects without exec'ing (`src/bin/vm-fork-probe.rs`).
     pub fork_probe: &'a Path,
+    /// A DNS server and client (`src/bin/vm-dns-probe.rs`).
+    pub dns_probe: &'a Path,
     /// `/etc/vmtest.env`: shell variables for /init.
     pub env: String,
 }
@@ -26,6 +28,8 @@ pub struct Contents<'a> {
 /// Where the guest finds the fork probe; the VM check expects this path as the forked
 /// child's `process.executable`.
 pub const FORK_PROBE_PATH: &str = "/bin/vm-fork-probe";
+/// Where the guest finds the DNS probe (its client's `process.executable`).
+pub const DNS_PROBE_PATH: &str = "/bin/vm-dns-probe";
 
 /// Writes the archive uncompressed: the kernel unpacks it as is, and skipping gzip saves the
 /// emulated CPU a few seconds of decompression at every boot.
@@ -58,8 +62,13 @@ pub fn build(out: &Path, c: &Contents) -> Result<()> {
         0o755,
         &read(c.fork_probe)?,
     )?;
+    a.file(
+        DNS_PROBE_PATH.trim_start_matches('/'),
+        0o755,
+        &read(c.dns_probe)?,
+    )?;
     let mut libs = BTreeSet::new();
-    for bin in [c.monitor, c.fork_probe] {
+    for bin in [c.monitor, c.fork_probe, c.dns_probe] {
         libs.extend(shared_libraries(bin)?);
     }
     for lib in libs {

@@ -43,6 +43,8 @@ impl ProcessTable {
             domain: None,
             domain_source: None,
             dns: None,
+            connection_id: (ev.conn_id != 0).then_some(ev.conn_id),
+            life: None,
         }
     }
 
@@ -69,6 +71,8 @@ impl ProcessTable {
             domain: None,
             domain_source: None,
             dns: None,
+            connection_id: None,
+            life: None,
         }
     }
 

@@ -61,7 +61,7 @@ impl Category {
     /// Whether a record is one this category's rules evaluate on.
     #[inline]
     pub fn covers(self, rec: &ConnectionRecord) -> bool {
-        (self == Category::DnsQuery) == rec.dns.is_some()
+        (self == Category::DnsQuery) == rec.dns.is_some() && rec.life_action().for_rules()
     }
 }
 
@@ -142,14 +142,12 @@ fn render_values(v: &Node) -> String {
 pub(crate) enum Gap {
     /// A field the monitor never fills (`Field::never_filled`).
     Unfilled(u32, Field),
-    /// `Initiated: false`: only outbound connections are captured.
-    Inbound(u32),
 }
 
 impl Gap {
     pub fn line(self) -> u32 {
         match self {
-            Gap::Unfilled(l, _) | Gap::Inbound(l) => l,
+            Gap::Unfilled(l, _) => l,
         }
     }
 }

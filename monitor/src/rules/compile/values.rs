@@ -68,9 +68,6 @@ impl Compiler {
             gaps.push(Gap::Unfilled(key.pos.line, field));
         }
         let mods = parse_mods(ctx, key.pos, spec, parts)?;
-        if field == Field::Initiated && !mods.exists && value_says_false(value) {
-            gaps.push(Gap::Inbound(key.pos.line));
-        }
 
         // Values, with placeholders expanded.
         let raw: Vec<&Node> = match &value.kind {
@@ -544,18 +541,6 @@ struct Parts {
     others: Vec<TestId>,
     /// With `all`: one test per value.
     all_parts: Vec<TestId>,
-}
-
-/// Whether a value (or list of values) holds `false`, as a boolean field reads it.
-fn value_says_false(value: &Node) -> bool {
-    let is_false = |n: &Node| {
-        matches!(Val::from_node(n), Some(Val::Bool(false)))
-            || matches!(Val::from_node(n), Some(Val::Str(s)) if s.eq_ignore_ascii_case("false"))
-    };
-    match &value.kind {
-        NodeKind::Seq(items) => items.iter().any(is_false),
-        _ => is_false(value),
-    }
 }
 
 fn has_wildcard(s: &str) -> bool {

@@ -8,58 +8,61 @@ use std::sync::Arc;
 
 use std::hash::BuildHasher as _;
 
-use lru::LruCache;
-
 use super::prefix::PrefixCache;
-use super::window::{Value, Window};
+use super::store;
+use super::window::{Texts, Value, Window};
 use super::{CorrelationRule, Kind, MAX_ALERT_VALUES};
 use crate::record::{Alert, ConnectionRecord, Correlation, Detector, Timestamp};
 use crate::rules::field::{Field, FieldValue};
 
-/// Groups kept at once over all correlation rules. At about 155 bytes a group of one entry
-/// (more for groups holding many values) this is some 15 to 22 MiB at most; past it the
-/// least recently matched group is dropped (its count starts again at its next match) and
-/// counted.
-pub const MAX_GROUPS: usize = 100_000;
+/// Groups kept at once over all correlation rules. A group of one entry is one 64-byte slot
+/// and about 6 bytes of index (more for groups holding many values); past the cap the least
+/// recently matched group is dropped (its count starts again at its next match) and
+/// counted. 50,000 rather than 100,000: with 100,000 beacon keys and 10,000 processes the
+/// daemon holds about 60 MiB before any group, and 100,000 groups took the memory stage to
+/// 64.9 MiB, over its 64 MiB goal (BENCHMARKS.md section 5); no group smaller than its key,
+/// links and one timestamped entry would fit 100,000 in what is left.
+pub const MAX_GROUPS: usize = 50_000;
 
 /// A group: a 64-bit digest of its `group-by` values, mixed with a random word of its
 /// correlation (`CorrelationEngine::salt`). The values are a few dozen bytes the process
 /// chose (its path, its user); keeping only a digest, keyed at random per engine, makes a
-/// key a word rather than an allocation (8 bytes of each of up to 100,000 groups), and no
+/// key a word rather than an allocation (8 bytes of each of up to 50,000 groups), and no
 /// input can pick two groups that share one. Two groups share one by chance with odds of
-/// 2^-64 per pair (about 3 in 10^10 with all 100,000 groups open); they would then count
+/// 2^-64 per pair (under 1 in 10^10 with all 50,000 groups open); they would then count
 /// together. The alert takes its values from the event, never from the key. Nothing
 /// iterates the store in hash order, so output stays deterministic.
 type GroupKey = u64;
 
-/// The digest is already uniformly random: the store's hash passes it through.
-#[derive(Default)]
-struct PassThrough(u64);
-
-impl std::hash::Hasher for PassThrough {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        // Only `write_u64` is used (a u64 key); fold anything else in anyway.
-        for &b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(b);
-        }
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
-}
-
-type Store = LruCache<GroupKey, Group, std::hash::BuildHasherDefault<PassThrough>>;
+type Store = store::Store<Group>;
 
 #[derive(Debug)]
 struct Group {
     corr: u16,
     win: Window,
-    /// Only groups of a bounded condition have it: boxed, so the others stay small
-    /// (memory per group, mod.rs).
-    bounded: Option<Box<Bounded>>,
+    /// What few groups need, boxed so that the others stay one 64-byte slot (memory per
+    /// group, mod.rs): groups of a bounded condition, groups that alerted, groups counting
+    /// values kept as digests.
+    extra: Option<Box<Extra>>,
+}
+
+#[derive(Debug)]
+struct Extra {
+    /// Rising conditions: no alert before this time (one alert per timespan).
+    quiet_until: Timestamp,
+    /// The text of digest values (`Value::is_digest`), for the alert.
+    texts: Texts,
+    bounded: Option<Bounded>,
+}
+
+impl Extra {
+    fn boxed() -> Box<Extra> {
+        Box::new(Extra {
+            quiet_until: Timestamp(i64::MIN),
+            texts: Vec::new(),
+            bounded: None,
+        })
+    }
 }
 
 #[derive(Debug)]
@@ -70,9 +73,31 @@ struct Bounded {
     last: Option<(ConnectionRecord, u8)>,
 }
 
+// A group is most of one slot of the store (with its key and links, 64 bytes): keep it
+// there (memory per group, mod.rs).
+const _: () = assert!(size_of::<Group>() <= 48);
+
 impl Group {
     fn deadline(&self) -> Option<(Timestamp, u64)> {
-        self.bounded.as_ref().map(|b| b.deadline)
+        self.bounded().map(|b| b.deadline)
+    }
+
+    fn bounded(&self) -> Option<&Bounded> {
+        self.extra.as_ref()?.bounded.as_ref()
+    }
+
+    fn quiet_until(&self) -> Timestamp {
+        self.extra
+            .as_ref()
+            .map_or(Timestamp(i64::MIN), |e| e.quiet_until)
+    }
+
+    fn texts(&self) -> &[(u64, Box<str>)] {
+        self.extra.as_ref().map_or(&[], |e| &e.texts[..])
+    }
+
+    fn extra(&mut self) -> &mut Extra {
+        self.extra.get_or_insert_with(Extra::boxed)
     }
 }
 
@@ -99,10 +124,7 @@ impl Default for CorrelationEngine {
     fn default() -> Self {
         CorrelationEngine {
             // At the cap, an insert drops the least recently used group (see `on_match`).
-            store: LruCache::with_hasher(
-                std::num::NonZeroUsize::new(MAX_GROUPS).expect("not zero"),
-                Default::default(),
-            ),
+            store: Store::new(MAX_GROUPS),
             deadlines: BTreeMap::new(),
             seq: 0,
             key: Vec::with_capacity(128),
@@ -172,11 +194,11 @@ impl CorrelationEngine {
         let key: GroupKey = digest ^ self.salt(c as u16);
         let bounded = !rule.bounds.rising();
         if bounded
-            && let Some(g) = self.store.peek(&key)
+            && let Some(g) = self.store.peek(key)
             && g.deadline().is_some_and(|(end, _)| t >= end)
         {
             // This group's window is over by the event's time: test it, then start anew.
-            let g = self.store.pop(&key).expect("present");
+            let g = self.store.pop(key).expect("present");
             let (end, seq) = g.deadline().expect("bounded");
             self.deadlines.remove(&(end, seq));
             close(corrs, g, end, out);
@@ -184,46 +206,47 @@ impl CorrelationEngine {
         // One lookup on the common path (the group exists). At the cap, inserting drops
         // the least recently matched group; a deadline it leaves behind is recognized by
         // its sequence number and skipped (`advance`).
-        let full = self.store.len() >= MAX_GROUPS;
         let mut created = false;
-        let g = self.store.get_or_insert_mut(key, || {
+        let (g, dropped) = self.store.get_or_insert_mut(key, || {
             created = true;
             Group {
                 corr: c as u16,
                 win: Window::new(t),
-                bounded: None,
+                extra: None,
             }
         });
         if created {
-            self.evictions += u64::from(full);
+            self.evictions += u64::from(dropped.is_some());
             if bounded {
                 self.seq += 1;
                 let d = (Timestamp(t.0.saturating_add(rule.timespan_ns)), self.seq);
                 self.deadlines.insert(d, key);
-                g.bounded = Some(Box::new(Bounded {
+                g.extra().bounded = Some(Bounded {
                     deadline: d,
                     last: None,
-                }));
+                });
             }
         }
         if g.win.add(rule, pos as u8, t, v) && v.is_digest() {
             let fields = &rule.value_fields[pos];
-            g.win.keep_text(v, || value_text(rec, fields));
+            let Group { win, extra, .. } = g;
+            let texts = &mut extra.get_or_insert_with(Extra::boxed).texts;
+            win.keep_text(texts, v, || value_text(rec, fields));
         }
         if bounded {
-            if let Some(b) = &mut g.bounded {
+            if let Some(b) = g.extra.as_mut().and_then(|e| e.bounded.as_mut()) {
                 b.last = Some((rec.clone(), pos as u8));
             }
             return;
         }
         g.win.prune(rule.timespan_ns);
-        if g.win.newest >= g.win.quiet_until {
+        if g.win.newest >= g.quiet_until() {
             let n = g.win.count(rule);
             if rule.bounds.holds(n) {
-                out.push(alert(rule, pos, rec, &g.win, n, t));
+                out.push(alert(rule, pos, rec, &g.win, g.texts(), n, t));
                 // Count afresh; at most one alert per timespan.
                 g.win.entries.clear();
-                g.win.quiet_until = Timestamp(g.win.newest.0.saturating_add(rule.timespan_ns));
+                g.extra().quiet_until = Timestamp(g.win.newest.0.saturating_add(rule.timespan_ns));
             }
         }
     }
@@ -239,9 +262,9 @@ impl CorrelationEngine {
             // The group may have been evicted, and its key reused by a newer group.
             if self
                 .store
-                .peek(&key)
+                .peek(key)
                 .is_some_and(|g| g.deadline() == Some((end, seq)))
-                && let Some(g) = self.store.pop(&key)
+                && let Some(g) = self.store.pop(key)
             {
                 close(corrs, g, end, out);
             }
@@ -254,7 +277,7 @@ impl CorrelationEngine {
         while let Some((_, g)) = self.store.peek_lru() {
             let rule = &corrs[g.corr as usize];
             let idle_until = g.win.newest.0.saturating_add(rule.timespan_ns);
-            if g.bounded.is_some() || idle_until > now.0 || g.win.quiet_until > now {
+            if g.bounded().is_some() || idle_until > now.0 || g.quiet_until() > now {
                 break;
             }
             self.store.pop_lru();
@@ -267,9 +290,9 @@ impl CorrelationEngine {
         for ((end, seq), key) in std::mem::take(&mut self.deadlines) {
             if self
                 .store
-                .peek(&key)
+                .peek(key)
                 .is_some_and(|g| g.deadline() == Some((end, seq)))
-                && let Some(g) = self.store.pop(&key)
+                && let Some(g) = self.store.pop(key)
             {
                 let at = end.min(self.last_event.max(g.win.newest));
                 close(corrs, g, at, out);
@@ -305,7 +328,8 @@ impl CorrelationEngine {
             kept.push((key, g));
         }
         for (k, g) in kept {
-            self.store.push(k, g);
+            // As many as were held: nothing is dropped.
+            let _ = self.store.push(k, g);
         }
     }
 }
@@ -314,10 +338,18 @@ impl CorrelationEngine {
 fn close(corrs: &[CorrelationRule], g: Group, at: Timestamp, out: &mut Vec<Alert>) {
     let rule = &corrs[g.corr as usize];
     let n = g.win.count(rule);
-    if let Some(Some((rec, pos))) = g.bounded.as_ref().map(|b| &b.last)
+    if let Some(Some((rec, pos))) = g.bounded().map(|b| &b.last)
         && rule.bounds.holds(n)
     {
-        out.push(alert(rule, usize::from(*pos), rec, &g.win, n, at));
+        out.push(alert(
+            rule,
+            usize::from(*pos),
+            rec,
+            &g.win,
+            g.texts(),
+            n,
+            at,
+        ));
     }
 }
 
@@ -326,6 +358,7 @@ fn alert(
     pos: usize,
     rec: &ConnectionRecord,
     win: &Window,
+    texts: &[(u64, Box<str>)],
     count: u64,
     at: Timestamp,
 ) -> Alert {
@@ -339,7 +372,7 @@ fn alert(
         win.entries
             .iter()
             .take(MAX_ALERT_VALUES)
-            .map(|e| e.v.to_json(win.texts()))
+            .map(|e| e.v.to_json(texts))
             .collect()
     });
     let (first, last) = win.span();

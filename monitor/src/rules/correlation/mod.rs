@@ -5,6 +5,7 @@
 //!   `name`) and its `aliases`; anything of the specification it does not implement is a
 //!   load error naming file, line and construct.
 //! - `window.rs` is one group's state and the test of its condition (pure, no I/O).
+//! - `store.rs` holds the groups: a slab with an index-linked least-recently-used list.
 //! - `engine.rs` keeps the groups (least recently used out past [`MAX_GROUPS`]), closes
 //!   windows as event time moves, and builds the alerts (`monitor.correlation.*`).
 //!
@@ -16,14 +17,16 @@
 //! its first event, lasts `timespan`, and its condition is tested when it closes.
 //!
 //! Memory per group: the default rules feed every connection to two correlations, so
-//! groups are many and must be small. A group is a 64-bit digest key, its window (24-byte
-//! entries, grown one at a time, at most what the condition can tell apart) and, only for
-//! bounded conditions, a boxed deadline and record. Measured (BENCHMARKS.md, section 2):
-//! about 155 bytes a group with one entry, 15.5 MiB for 100,000 groups.
+//! groups are many and must be small. A group is one 64-byte slot of `store.rs` (a 64-bit
+//! digest key, two 32-bit LRU links, the window's newest time and its first 16-byte entry
+//! inline, further entries on the heap up to what the condition can tell apart) plus 5
+//! bytes of index; a box for what few groups need (bounded conditions, groups that alerted,
+//! values kept as digests). Measured (BENCHMARKS.md, section 2).
 
 mod engine;
 mod parse;
 mod prefix;
+mod store;
 mod window;
 
 #[cfg(test)]

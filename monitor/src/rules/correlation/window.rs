@@ -4,6 +4,8 @@
 //! placed by its own time and counts like it would have in order. A group keeps at most
 //! `CorrelationRule::capacity` entries: the count a condition can test saturates there.
 
+use smallvec::SmallVec;
+
 use super::{CorrelationRule, Kind};
 use crate::record::Timestamp;
 
@@ -62,35 +64,36 @@ impl Value {
 /// Digest values' texts: (the value's word, its text).
 pub type Texts = Vec<(u64, Box<str>)>;
 
+/// One match: 16 bytes. `value_count` keeps the value; the other kinds count no value and
+/// keep the position of the matching rule in the correlation's `rules` in its place
+/// (`Window::add`), which only `temporal` and `temporal_ordered` read.
 #[derive(Clone, Debug)]
 pub struct Entry {
     pub t: Timestamp,
     pub v: Value,
-    /// Position of the matching rule in the correlation's `rules`.
-    pub pos: u8,
+}
+
+impl Entry {
+    /// Position of the matching rule (kinds other than `value_count`).
+    fn pos(&self) -> u8 {
+        self.v.0 as u8
+    }
 }
 
 /// A group's window state.
 #[derive(Debug)]
 pub struct Window {
-    /// In time order.
-    pub entries: Vec<Entry>,
+    /// In time order. Most groups hold one entry: it lives inline, in the group's slot.
+    pub entries: SmallVec<[Entry; 1]>,
     /// Newest event time seen by the group.
     pub newest: Timestamp,
-    /// Rising conditions: no alert before this time (one alert per timespan).
-    pub quiet_until: Timestamp,
-    /// The text of digest values (`Value::is_digest`), for the alert; only groups that
-    /// count such values have it.
-    pub texts: Option<Box<Texts>>,
 }
 
 impl Window {
     pub fn new(t: Timestamp) -> Window {
         Window {
-            entries: Vec::new(),
+            entries: SmallVec::new(),
             newest: t,
-            quiet_until: Timestamp(i64::MIN),
-            texts: None,
         }
     }
 
@@ -98,6 +101,11 @@ impl Window {
     /// True when it added an entry (a value not held before).
     pub fn add(&mut self, rule: &CorrelationRule, pos: u8, t: Timestamp, v: Value) -> bool {
         self.newest = self.newest.max(t);
+        let v = if rule.kind == Kind::ValueCount {
+            v
+        } else {
+            Value(u64::from(pos))
+        };
         match rule.kind {
             // One entry per distinct value (per rule for temporal), at its latest time.
             Kind::ValueCount | Kind::Temporal => {
@@ -105,7 +113,7 @@ impl Window {
                     if rule.kind == Kind::ValueCount {
                         e.v == v
                     } else {
-                        e.pos == pos
+                        e.pos() == pos
                     }
                 };
                 // Most often the value seen last: search from the back.
@@ -120,9 +128,9 @@ impl Window {
                 }
             }
             Kind::TemporalOrdered => {
-                let mine = self.entries.iter().filter(|e| e.pos == pos).count();
+                let mine = self.entries.iter().filter(|e| e.pos() == pos).count();
                 if mine >= ORDERED_PER_RULE
-                    && let Some(i) = self.entries.iter().position(|e| e.pos == pos)
+                    && let Some(i) = self.entries.iter().position(|e| e.pos() == pos)
                 {
                     self.entries.remove(i);
                 }
@@ -140,7 +148,7 @@ impl Window {
             .iter()
             .rposition(|e| e.t <= t)
             .map_or(0, |i| i + 1);
-        self.entries.insert(at, Entry { t, pos, v });
+        self.entries.insert(at, Entry { t, v });
         if self.entries.len() > rule.capacity() {
             // Past what the condition can tell apart: the oldest goes.
             self.entries.remove(0);
@@ -148,19 +156,14 @@ impl Window {
         true
     }
 
-    /// Keeps the text of a digest value just added, and drops texts of values gone.
-    pub fn keep_text(&mut self, v: Value, text: impl FnOnce() -> String) {
-        let texts = self.texts.get_or_insert_with(Default::default);
+    /// Keeps the text of a digest value just added in `texts` (the group's), and drops
+    /// texts of values gone.
+    pub fn keep_text(&self, texts: &mut Texts, v: Value, text: impl FnOnce() -> String) {
         if texts.len() >= self.entries.len() * 2 {
             let entries = &self.entries;
             texts.retain(|(x, _)| entries.iter().any(|e| e.v.0 == *x));
         }
         texts.push((v.0, text().into()));
-    }
-
-    /// The texts of digest values (empty when the group has none).
-    pub fn texts(&self) -> &[(u64, Box<str>)] {
-        self.texts.as_deref().map_or(&[], |t| &t[..])
     }
 
     /// Drops entries more than `timespan` before the newest event (sliding windows).
@@ -193,7 +196,7 @@ impl Window {
         let mut step = 0usize;
         let mut after = Timestamp(i64::MIN);
         for e in &self.entries {
-            if usize::from(e.pos) == step && (step == 0 || e.t > after) {
+            if usize::from(e.pos()) == step && (step == 0 || e.t > after) {
                 after = e.t;
                 step += 1;
                 if step == n {

@@ -39,6 +39,7 @@ fn config(probe: ProbeChoice) -> CaptureConfig {
         poll_interval: Duration::from_millis(10),
         exclude_tgid: std::process::id(),
         dns: true,
+        lifecycle: false,
     }
 }
 
@@ -187,17 +188,25 @@ fn scratch_port(offset: u16) -> u16 {
 async fn start_reports_a_backend_per_hook_with_reasons_for_skipped_ones() {
     let capture = start(ProbeChoice::Auto);
     let names: Vec<&str> = capture.hooks().iter().map(|h| h.hook).collect();
-    // The connection hooks, then DNS answers (issue #13; on this host the raw tracepoint
-    // sock:sk_data_ready).
+    // The connection hooks, then DNS answers (issue #13; on this host the raw tracepoints
+    // sock:sk_data_ready, and sock:sock_recv_length for TCP answers).
     assert_eq!(
         names,
-        ["tcp_connect", "udp_sendmsg", "udpv6_sendmsg", "dns_answer"]
+        [
+            "tcp_connect",
+            "udp_sendmsg",
+            "udpv6_sendmsg",
+            "dns_answer",
+            "dns_tcp_answer"
+        ]
     );
     for status in capture.hooks() {
         // Best first, per hook.
         let order: &[&str] = match status.hook {
             "tcp_connect" => &["fentry", "kprobe", "cgroup", "raw_tracepoint", "tracepoint"],
             "dns_answer" => &["fentry", "kprobe", "raw_tracepoint"],
+            // The tracepoint first: it exists from 6.3, where the pairs are not needed.
+            "dns_tcp_answer" => &["raw_tracepoint", "fentry", "kprobe"],
             _ => &["fentry", "kprobe", "cgroup"],
         };
         assert!(order.contains(&status.backend), "{status:?}");
@@ -447,6 +456,58 @@ async fn refused_connects_are_reported_and_none_is_blocked() {
                 "{probe:?} port {port}"
             );
             assert_eq!(seen[0].daddr, v4(Ipv4Addr::LOCALHOST));
+        }
+    }
+}
+
+/// With the lifecycle on, every TCP connect backend gives the connect the id its result
+/// carries: the cookie the cgroup program asks for, or the id the lifecycle program drew
+/// and the raw or classic tracepoint finds by socket (`life::tracked_id`).
+#[tokio::test]
+async fn with_the_lifecycle_each_connect_shares_its_id_with_its_result() {
+    for probe in [ProbeChoice::Tracepoint, ProbeChoice::RawTracepoint] {
+        let server = HttpServer::start("127.0.0.1");
+        require_root();
+        let mut cfg = config(probe);
+        cfg.lifecycle = true;
+        let mut capture =
+            Capture::start(&cfg).unwrap_or_else(|e| panic!("Capture::start failed: {e}"));
+        hook_status(&capture, "tcp_lifecycle");
+        let closed = scratch_port(31);
+        let pid = python(
+            REFUSED_THEN_SERVED,
+            &[&closed.to_string(), &server.port.to_string()],
+        );
+        let lifes = |evs: &[RawEvent]| -> Vec<monitor_common::LifeEvent> {
+            evs.iter()
+                .filter_map(|e| match e {
+                    RawEvent::Life(l) if l.tgid == pid => Some(**l),
+                    _ => None,
+                })
+                .collect()
+        };
+        let events = collect_until(&mut capture, Duration::from_secs(5), |evs| {
+            lifes(evs)
+                .iter()
+                .filter(|l| l.action == monitor_common::life_action::OUTCOME)
+                .count()
+                >= 2
+        })
+        .await;
+        for port in [closed, server.port] {
+            let c: Vec<&ConnectEvent> = connects(&events)
+                .filter(|c| c.tgid == pid && c.dport == port)
+                .collect();
+            assert_eq!(c.len(), 1, "{probe:?} port {port}: {c:?}");
+            let results: Vec<monitor_common::LifeEvent> = lifes(&events)
+                .into_iter()
+                .filter(|l| l.action == monitor_common::life_action::OUTCOME && l.rport == port)
+                .collect();
+            assert_eq!(results.len(), 1, "{probe:?} port {port}: {results:?}");
+            assert_ne!(c[0].conn_id, 0, "{probe:?} port {port}: no id");
+            assert_eq!(c[0].conn_id, results[0].conn_id, "{probe:?} port {port}");
+            let established = results[0].flags & monitor_common::life_flag::ESTABLISHED != 0;
+            assert_eq!(established, port == server.port, "{probe:?} port {port}");
         }
     }
 }
@@ -966,7 +1027,11 @@ async fn forced_backends_attach_every_hook_or_fail_naming_it() {
     ] {
         match Capture::start(&config(choice)) {
             Ok(capture) => {
-                for status in capture.hooks().iter().filter(|h| h.hook != "dns_answer") {
+                for status in capture
+                    .hooks()
+                    .iter()
+                    .filter(|h| !h.hook.starts_with("dns_"))
+                {
                     assert_eq!(status.backend, name, "{status:?}");
                     assert!(status.skipped.is_empty(), "{status:?}");
                 }
@@ -985,15 +1050,31 @@ async fn forced_backends_attach_every_hook_or_fail_naming_it() {
     // The fallback family: cgroup first for TCP too (this host has a cgroup v2 root).
     let capture = Capture::start(&config(ProbeChoice::Tracepoint)).expect("tracepoint backend");
     let backends: Vec<&str> = capture.hooks().iter().map(|h| h.backend).collect();
-    // DNS answers: the raw tracepoint sk_data_ready, the family's only DNS program.
-    assert_eq!(backends, ["cgroup", "cgroup", "cgroup", "raw_tracepoint"]);
+    // DNS answers: the raw tracepoints sk_data_ready and sock_recv_length, the family's only
+    // DNS programs.
+    assert_eq!(
+        backends,
+        [
+            "cgroup",
+            "cgroup",
+            "cgroup",
+            "raw_tracepoint",
+            "raw_tracepoint"
+        ]
+    );
     assert!(capture.hooks().iter().all(|h| h.skipped.is_empty()));
     drop(capture);
     let capture = Capture::start(&config(ProbeChoice::RawTracepoint)).expect("raw tracepoint");
     let backends: Vec<&str> = capture.hooks().iter().map(|h| h.backend).collect();
     assert_eq!(
         backends,
-        ["raw_tracepoint", "cgroup", "cgroup", "raw_tracepoint"]
+        [
+            "raw_tracepoint",
+            "cgroup",
+            "cgroup",
+            "raw_tracepoint",
+            "raw_tracepoint"
+        ]
     );
     assert!(capture.hooks().iter().all(|h| h.skipped.is_empty()));
     drop(capture);
@@ -1002,7 +1083,13 @@ async fn forced_backends_attach_every_hook_or_fail_naming_it() {
     let backends: Vec<&str> = capture.hooks().iter().map(|h| h.backend).collect();
     assert_eq!(
         backends,
-        ["tracepoint", "cgroup", "cgroup", "raw_tracepoint"]
+        [
+            "tracepoint",
+            "cgroup",
+            "cgroup",
+            "raw_tracepoint",
+            "raw_tracepoint"
+        ]
     );
     assert!(capture.hooks().iter().all(|h| h.skipped.is_empty()));
 }

@@ -9,7 +9,12 @@ use std::io::BufRead;
 
 use thiserror::Error;
 
-use crate::record::{ConnectionRecord, RecordDecoder, RecordError};
+pub mod mapped;
+mod run;
+
+pub use run::{Setup, run};
+
+use crate::record::{ConnectionRecord, JsonLines, LineError, RecordError};
 
 #[derive(Debug, Error)]
 pub enum ReplayError {
@@ -28,87 +33,38 @@ pub enum ReplayError {
 }
 
 pub struct ReplaySource<R> {
-    reader: R,
+    lines: JsonLines<R>,
     /// Name used in errors (`-` for standard input is written as `<stdin>`).
     input: String,
-    line: u64,
-    /// A line that straddles refills of the reader's buffer; empty otherwise.
-    buf: Vec<u8>,
-    decoder: RecordDecoder,
 }
 
 impl<R: BufRead> ReplaySource<R> {
     pub fn new(reader: R, input: impl Into<String>) -> Self {
         ReplaySource {
-            reader,
+            lines: JsonLines::new(reader),
             input: input.into(),
-            line: 0,
-            buf: Vec::new(),
-            decoder: RecordDecoder::new(),
         }
     }
 
     /// Line number of the last line read (1-based).
     pub fn line(&self) -> u64 {
-        self.line
+        self.lines.line()
     }
 
     /// The next connection event, `Ok(None)` at the end of input.
     pub fn next_record(&mut self) -> Result<Option<ConnectionRecord>, ReplayError> {
-        loop {
-            let available = self.reader.fill_buf().map_err(|error| ReplayError::Io {
+        self.lines.next_record().map_err(|e| match e {
+            LineError::Io(error) => ReplayError::Io {
                 input: self.input.clone(),
-                line: self.line + 1,
+                line: self.lines.line() + 1,
                 error,
-            })?;
-            // The common case: the decoder reads the line where it lies and finds its end.
-            let whole_line_refused = self.buf.is_empty();
-            if whole_line_refused && let Some((rec, read)) = self.decoder.decode_in_place(available)
-            {
-                self.reader.consume(read);
-                self.line += 1;
-                return Ok(Some(rec));
-            }
-            // Otherwise a line wholly inside the reader's buffer is decoded where it lies;
-            // one that straddles a refill is gathered in `buf` first.
-            let (end, consumed) = match memchr::memchr(b'\n', available) {
-                Some(i) => (i, i + 1),
-                None if available.is_empty() => {
-                    if self.buf.is_empty() {
-                        return Ok(None);
-                    }
-                    // The last line, without a newline.
-                    (0, 0)
-                }
-                None => {
-                    self.buf.extend_from_slice(available);
-                    let n = available.len();
-                    self.reader.consume(n);
-                    continue;
-                }
-            };
-            self.line += 1;
-            let result = if whole_line_refused {
-                // The fast path has seen this whole line and refused it.
-                RecordDecoder::decode_line_general(&available[..end])
-            } else {
-                self.buf.extend_from_slice(&available[..end]);
-                self.decoder.decode_line(&self.buf)
-            };
-            self.reader.consume(consumed);
-            self.buf.clear();
-            match result {
-                Ok(Some(rec)) => return Ok(Some(rec)),
-                Ok(None) => continue,
-                Err(error) => {
-                    return Err(ReplayError::Record {
-                        input: self.input.clone(),
-                        line: self.line,
-                        error,
-                    });
-                }
-            }
-        }
+            },
+            LineError::Record(error) => ReplayError::Record {
+                input: self.input.clone(),
+                line: self.lines.line(),
+                error,
+            },
+        })
     }
 }
 

@@ -1,8 +1,9 @@
 //! Replay input: ECS JSON lines back into `ConnectionRecord`s.
 //!
 //! Length: 2,750 lines of hand-written fast path plus its differential tests against
-//! serde_json. Planned: move it behind `record/json/read.rs` and measure whether a crate
-//! (sonic-rs, simd-json) can replace it; until then it stays whole, fenced by those tests.
+//! serde_json, one job. Kept because no crate does it fast enough: sonic-rs with borrowed
+//! values and a process interner replayed the benchmark mix at about a third of this
+//! reader's rate (BENCHMARKS.md, "JSON reader"). Fenced: only `record::json` reaches it.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher as _, Hasher as _};
@@ -11,7 +12,7 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
-use super::addresses::AddressCache;
+use super::addresses::ParsedAddresses;
 use super::*;
 
 // ---- ECS input (replay) ----------------------------------------------------------------
@@ -240,6 +241,13 @@ impl KnownObjects {
                 if e.kind.is_some_and(|k| k != "event") {
                     return None;
                 }
+                // Lifecycle records (issue #14) are read by the general path.
+                if e.action.as_deref().and_then(LifeAction::parse).is_some()
+                    || e.outcome.is_some()
+                    || e.duration.is_some()
+                {
+                    return None;
+                }
                 ObjectValue::Event
             }
             ObjectField::Host => {
@@ -252,6 +260,10 @@ impl KnownObjects {
             }
             ObjectField::Monitor => {
                 let m: InMonitor = parse_part(text)?;
+                // A connection id differs on every line: not worth remembering.
+                if m.connection_id.is_some() || m.outcome_reason.is_some() {
+                    return None;
+                }
                 ObjectValue::Monitor(MonitorPart {
                     partial: m.enrichment.as_deref() == Some("partial"),
                     suppressed: m.suppressed.unwrap_or(0),
@@ -593,7 +605,7 @@ pub(crate) struct RecordDecoder {
     /// Known-object ids of `process`, `user`, `group`, `container` (0: absent) -> process.
     processes: HashMap<[u64; 4], Arc<ProcessInfo>, foldhash::fast::FixedState>,
     /// Recent addresses by their text; `None` when caching is off.
-    addresses: Option<AddressCache>,
+    addresses: Option<ParsedAddresses>,
     /// Timestamps of a replay mostly share their minute with the one before. `None` until
     /// one was read: no bytes are trusted before a timestamp was checked.
     minute: Option<LastMinute>,
@@ -606,7 +618,7 @@ impl RecordDecoder {
             objects: KnownObjects::new(true),
             runs: KnownRuns::new(true),
             processes: HashMap::default(),
-            addresses: Some(AddressCache::new(ADDRESS_SETS_LOG2)),
+            addresses: Some(ParsedAddresses::new(ADDRESS_SETS_LOG2)),
             minute: None,
         }
     }
@@ -893,6 +905,8 @@ impl RecordDecoder {
             domain_source: domain.as_ref().and(domain_source),
             domain,
             dns,
+            connection_id: None,
+            life: None,
         };
         Ok((rec, read))
     }
@@ -1638,6 +1652,7 @@ pub(crate) fn decode_general(line: &str) -> Result<Option<ConnectionRecord>, Rec
     if kind != "event" {
         return Ok(None);
     }
+    let life = life_of(&doc)?;
     let dest = doc.destination.ok_or(RecordError::Missing("destination"))?;
     let dip = dest.ip.ok_or(RecordError::Missing("destination.ip"))?;
     let dport = dest.port.ok_or(RecordError::Missing("destination.port"))?;
@@ -1680,6 +1695,13 @@ pub(crate) fn decode_general(line: &str) -> Result<Option<ConnectionRecord>, Rec
         doc.container.and_then(|c| c.id),
     );
     let monitor = doc.monitor.unwrap_or_default();
+    let connection_id = match monitor.connection_id.as_deref() {
+        None => None,
+        Some(s) => Some(
+            parse_connection_id(s)
+                .ok_or_else(|| RecordError::Invalid("monitor.connection_id", s.to_string()))?,
+        ),
+    };
     let probe = probe_of(monitor.probe.as_deref()).ok_or_else(|| {
         RecordError::Invalid("monitor.probe", monitor.probe.clone().unwrap_or_default())
     })?;
@@ -1712,7 +1734,49 @@ pub(crate) fn decode_general(line: &str) -> Result<Option<ConnectionRecord>, Rec
         domain_source: domain.as_ref().and(domain_source),
         domain,
         dns,
+        connection_id,
+        life,
     }))
+}
+
+/// The lifecycle part of a recorded line (issue #14): `None` for a plain connect, send or
+/// DNS record. A connect record may carry `event.outcome` (a beacon alert's trigger).
+fn life_of(doc: &InDoc) -> Result<Option<Arc<Lifecycle>>, RecordError> {
+    let event = doc.event.as_ref();
+    let action = match event.and_then(|e| e.action.as_deref()) {
+        Some(a) => LifeAction::parse(a),
+        None => None,
+    };
+    let success = match event.and_then(|e| e.outcome.as_deref()) {
+        None => None,
+        Some("success") => Some(true),
+        Some("failure") => Some(false),
+        Some(other) => return Err(RecordError::Invalid("event.outcome", other.to_string())),
+    };
+    let duration_ns = event.and_then(|e| e.duration);
+    let monitor = doc.monitor.as_ref();
+    let reason = monitor.and_then(|m| m.outcome_reason.clone());
+    if action.is_none() && success.is_none() && duration_ns.is_none() && reason.is_none() {
+        return Ok(None);
+    }
+    let counts = |e: Option<&InEndpoint>| e.map_or((None, None), |e| (e.bytes, e.packets));
+    let (source_bytes, source_packets) = counts(doc.source.as_ref());
+    let (destination_bytes, destination_packets) = counts(doc.destination.as_ref());
+    Ok(Some(Arc::new(Lifecycle {
+        action,
+        success,
+        reason,
+        error_code: doc.error.as_ref().and_then(|e| e.code.clone()),
+        // The action says which way, not a recorded `network.direction`.
+        ingress: matches!(action, Some(LifeAction::Accept | LifeAction::Listen))
+            || (action == Some(LifeAction::Close)
+                && doc.network.as_ref().and_then(|n| n.direction.as_deref()) == Some("ingress")),
+        duration_ns,
+        source_bytes,
+        destination_bytes,
+        source_packets,
+        destination_packets,
+    })))
 }
 
 /// A recorded `dns` object back into a `DnsQuery` (the general path only: DNS records are
@@ -1800,6 +1864,7 @@ struct InDoc {
     container: Option<InContainer>,
     monitor: Option<InMonitor>,
     dns: Option<InDns>,
+    error: Option<InError>,
 }
 
 #[derive(Deserialize, Default)]
@@ -1827,6 +1892,14 @@ struct InAnswer {
 #[derive(Deserialize, Default)]
 struct InEvent {
     kind: Option<String>,
+    action: Option<String>,
+    outcome: Option<String>,
+    duration: Option<u64>,
+}
+
+#[derive(Deserialize, Default)]
+struct InError {
+    code: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -1877,11 +1950,14 @@ struct InEndpoint {
     ip: Option<String>,
     port: Option<u16>,
     domain: Option<String>,
+    bytes: Option<u64>,
+    packets: Option<u64>,
 }
 
 #[derive(Deserialize, Default)]
 struct InNetwork {
     transport: Option<String>,
+    direction: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -1896,6 +1972,8 @@ struct InMonitor {
     dns_resolver: Option<bool>,
     probe: Option<String>,
     domain_source: Option<String>,
+    connection_id: Option<String>,
+    outcome_reason: Option<String>,
 }
 
 /// ECS keeps ids as strings; accept numbers too, as hand-written fixtures use them. Any
@@ -1912,14 +1990,14 @@ fn string_or_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Str
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::record::tests::sample;
 
     /// Lines of every shape replay meets: what the monitor writes (several variants), the
     /// bench workload's sorted keys, other orders and spacing, and lines the fast path
     /// must leave to the general one (escapes, nulls, duplicates, other kinds, errors).
-    fn corpus() -> Vec<String> {
+    pub(in crate::record::json) fn corpus() -> Vec<String> {
         let mut lines = vec![sample().to_json_line().trim_end().to_string()];
         let mut v = sample();
         v.source = Some(Endpoint {

@@ -1,8 +1,7 @@
 //! The ECS JSON form of records and alerts (what every output writes).
 //!
-//! Length: over 800 lines (1,814) with its oracle tests. Planned: move it behind
-//! `record/json/write.rs` with the reader (issue #16); until then it stays whole, fenced by
-//! the serde_json oracle.
+//! Length: over 800 lines (1,800) with its serde_json oracle tests, one job; only
+//! `record::json` reaches it.
 //!
 //! The documents have a fixed shape, so they are written by hand: keys are constant text,
 //! numbers go through `itoa`, and strings are escaped sixteen bytes at a time. The output
@@ -15,12 +14,10 @@
 //! Most of a record repeats from the one before: the same process (its command line and
 //! arguments are most of the text), the same rule, the same addresses, the same second.
 //! Each thread keeps what it wrote for those (`WriterCaches`) and copies it.
-//!
-//! Length: the hand-written writer plus its serde_json oracle tests (1,600 lines); planned:
-//! move it behind `record/json/write.rs`.
 
 use std::cell::RefCell;
-use std::sync::Weak;
+
+use crate::arc_slots::ArcSlots;
 
 use super::*;
 
@@ -131,10 +128,18 @@ fn write_doc<S: JsonSink>(
     }
     if r.dns.is_some() {
         out.put(",\"category\":[\"network\"],\"type\":[\"protocol\",\"info\"],\"action\":");
+    } else if let Some(l) = &r.life {
+        out.put(",\"category\":[\"network\"],\"type\":");
+        out.put(l.action().event_type());
+        out.put(",\"action\":");
     } else {
         out.put(",\"category\":[\"network\"],\"type\":[\"connection\",\"start\"],\"action\":");
     }
     put_literal(out, r.action());
+    let life = r.life.as_deref();
+    if let Some(l) = life {
+        put_life_event(out, l);
+    }
     if let Some(a) = alert {
         out.put(",\"severity\":");
         put_u32(out, a.level.severity());
@@ -144,10 +149,12 @@ fn write_doc<S: JsonSink>(
         }
     }
     out.put("},\"host\":{\"hostname\":");
-    caches.host.put(out, &r.host_name);
+    caches.host.put(out, &r.host_name, put_str::<String>);
     out.put("}");
     caches.processes.put(out, &r.process, write_process);
 
+    let (src_bytes, src_packets) =
+        life.map_or((None, None), |l| (l.source_bytes, l.source_packets));
     if let Some(src) = r.source {
         out.put(",\"source\":{\"ip\":\"");
         caches.addresses.put(out, src.ip);
@@ -156,6 +163,11 @@ fn write_doc<S: JsonSink>(
             out.put(",\"port\":");
             put_u32(out, src.port.into());
         }
+        put_counts(out, src_bytes, src_packets);
+        out.put("}");
+    } else if src_bytes.is_some() || src_packets.is_some() {
+        out.put(",\"source\":{");
+        put_counts(out, src_bytes, src_packets);
         out.put("}");
     }
     out.put(",\"destination\":{\"ip\":\"");
@@ -163,11 +175,22 @@ fn write_doc<S: JsonSink>(
     out.put("\",\"port\":");
     put_u32(out, r.destination.port.into());
     put_opt_field(out, ",\"domain\":", r.domain.as_deref());
+    if let Some(l) = life {
+        put_counts(out, l.destination_bytes, l.destination_packets);
+    }
     out.put("},\"network\":{\"transport\":");
     put_literal(out, r.transport.as_str());
     out.put(",\"type\":");
     put_literal(out, r.network_type());
-    out.put(",\"direction\":\"egress\"}");
+    out.put(if r.ingress() {
+        ",\"direction\":\"ingress\""
+    } else {
+        ",\"direction\":\"egress\""
+    });
+    if let Some(l) = life {
+        put_network_totals(out, l);
+    }
+    out.put("}");
     if let Some(id) = &r.process.container_id {
         out.put(",\"container\":{\"id\":");
         put_str(out, id);
@@ -175,6 +198,11 @@ fn write_doc<S: JsonSink>(
     }
     if let Some(q) = &r.dns {
         put_dns(out, q);
+    }
+    if let Some(code) = life.and_then(|l| l.error_code.as_deref()) {
+        out.put(",\"error\":{\"code\":");
+        put_str(out, code);
+        out.put("}");
     }
 
     if let Some(a) = alert {
@@ -225,6 +253,15 @@ fn write_doc<S: JsonSink>(
     {
         out.put(",\"domain_source\":");
         put_literal(out, src.as_str());
+    }
+    if let Some(id) = r.connection_id {
+        out.put(",\"connection_id\":\"");
+        out.put(&super::connection_id_text(id));
+        out.put("\"");
+    }
+    if let Some(reason) = life.and_then(|l| l.reason.as_deref()) {
+        out.put(",\"outcome_reason\":");
+        put_str(out, reason);
     }
     if let Some(a) = alert {
         out.put(",\"detector\":");
@@ -381,9 +418,15 @@ impl Fields {
 
 // ---- what each thread keeps ----------------------------------------------------------
 
-/// Slots of the process and rule caches, and the longest text either keeps.
-const PROCESS_SLOTS: usize = 256;
-const RULE_SLOTS: usize = 64;
+/// Sets (log2) of the process, rule and host-name caches (two texts each), and the longest
+/// text one keeps.
+const PROCESS_SET_BITS: u32 = 7;
+const RULE_SET_BITS: u32 = 5;
+const HOST_SET_BITS: u32 = 1;
+#[cfg(test)]
+const PROCESS_SLOTS: usize = 2 << PROCESS_SET_BITS;
+#[cfg(test)]
+const RULE_SLOTS: usize = 2 << RULE_SET_BITS;
 const FRAGMENT_MAX: usize = 16 * 1024;
 /// Slots of the address cache: a busy host talks to a few thousand addresses.
 const ADDRESS_SLOTS: usize = 1024;
@@ -394,21 +437,18 @@ const ADDRESS_SLOTS: usize = 1024;
 struct WriterCaches {
     processes: FragmentCache<ProcessInfo>,
     rules: FragmentCache<RuleMeta>,
-    addresses: AddressCache,
-    host: HostCache,
+    addresses: AddressTexts,
+    host: FragmentCache<str>,
     second: SecondCache,
 }
 
 impl WriterCaches {
     fn new() -> Self {
         WriterCaches {
-            processes: FragmentCache::new(PROCESS_SLOTS),
-            rules: FragmentCache::new(RULE_SLOTS),
-            addresses: AddressCache::new(),
-            host: HostCache {
-                owner: None,
-                text: String::new(),
-            },
+            processes: FragmentCache::new(PROCESS_SET_BITS),
+            rules: FragmentCache::new(RULE_SET_BITS),
+            addresses: AddressTexts::new(),
+            host: FragmentCache::new(HOST_SET_BITS),
             second: SecondCache {
                 secs: i64::MIN,
                 text: String::new(),
@@ -424,56 +464,52 @@ impl WriterCaches {
     }
 }
 
-/// The text written for values shared through an `Arc` (processes, rules), direct-mapped
-/// by the `Arc`'s address.
-///
-/// A slot's `Weak` keeps the allocation alive, so no other value can get that address while
-/// the slot names it, and the value cannot change (`Arc::get_mut` fails while a `Weak`
-/// exists; `Arc::make_mut` moves the value to a new allocation). A `Weak` does not keep
-/// the value's strings alive.
-struct FragmentCache<T> {
-    owners: Box<[Weak<T>]>,
+/// The text written for values shared through an `Arc` (processes, rules, the host name),
+/// found by the `Arc`'s address (`ArcSlots`: an equal address is the same, unchanged value).
+struct FragmentCache<T: ?Sized> {
+    owners: ArcSlots<T>,
+    /// Per slot of `owners`.
     texts: Box<[String]>,
 }
 
-impl<T> FragmentCache<T> {
-    fn new(slots: usize) -> Self {
+impl<T: ?Sized> FragmentCache<T> {
+    /// `2 << set_bits` texts.
+    fn new(set_bits: u32) -> Self {
+        let owners = ArcSlots::new(set_bits);
         FragmentCache {
-            owners: (0..slots).map(|_| Weak::new()).collect(),
-            texts: (0..slots).map(|_| String::new()).collect(),
+            texts: (0..owners.len()).map(|_| String::new()).collect(),
+            owners,
         }
     }
 
     /// Puts what `write` writes for `value`: the kept text, or written now and kept.
     fn put<S: JsonSink>(&mut self, out: &mut S, value: &Arc<T>, write: fn(&mut String, &T)) {
-        let ptr = Arc::as_ptr(value);
-        let slot = (ptr.addr().wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32) % self.texts.len();
+        let (slot, kept) = self.owners.slot_of(value);
         let text = &mut self.texts[slot];
-        if self.owners[slot].as_ptr() != ptr {
+        if !kept {
             text.clear();
             write(text, value);
             if text.len() > FRAGMENT_MAX {
                 // Too big to keep: written once, then the memory goes back.
                 out.put(text);
                 *text = String::new();
-                self.owners[slot] = Weak::new();
+                self.owners.forget(slot);
                 return;
             }
-            self.owners[slot] = Arc::downgrade(value);
         }
         out.put(text);
     }
 }
 
 /// Address text, direct-mapped by the address.
-struct AddressCache {
+struct AddressTexts {
     keys: Box<[Option<IpAddr>]>,
     texts: Box<[String]>,
 }
 
-impl AddressCache {
+impl AddressTexts {
     fn new() -> Self {
-        AddressCache {
+        AddressTexts {
             keys: vec![None; ADDRESS_SLOTS].into_boxed_slice(),
             texts: (0..ADDRESS_SLOTS).map(|_| String::new()).collect(),
         }
@@ -495,28 +531,6 @@ impl AddressCache {
             self.keys[slot] = Some(ip);
         }
         out.put(text);
-    }
-}
-
-/// The quoted host name last written. Every record of a run shares one `Arc<str>`; the
-/// `Weak` pins it as `FragmentCache` does.
-struct HostCache {
-    owner: Option<Weak<str>>,
-    text: String,
-}
-
-impl HostCache {
-    fn put<S: JsonSink>(&mut self, out: &mut S, host: &Arc<str>) {
-        let same = self
-            .owner
-            .as_ref()
-            .is_some_and(|w| std::ptr::addr_eq(w.as_ptr(), Arc::as_ptr(host)));
-        if !same {
-            self.text.clear();
-            put_str(&mut self.text, host);
-            self.owner = Some(Arc::downgrade(host));
-        }
-        out.put(&self.text);
     }
 }
 
@@ -647,6 +661,47 @@ fn put_opt_field<S: JsonSink>(out: &mut S, key: &str, value: Option<&str>) {
 /// A technique id with a sub-technique suffix (`T1059.004`).
 pub(crate) fn is_subtechnique(id: &str) -> bool {
     id.contains('.')
+}
+
+/// `,"outcome":..,"duration":..` inside `event` of a lifecycle record.
+fn put_life_event<S: JsonSink>(out: &mut S, l: &Lifecycle) {
+    match l.success {
+        Some(true) => out.put(",\"outcome\":\"success\""),
+        Some(false) => out.put(",\"outcome\":\"failure\""),
+        None => {}
+    }
+    if let Some(d) = l.duration_ns {
+        out.put(",\"duration\":");
+        put_u64(out, d);
+    }
+}
+
+/// `,"bytes":..,"packets":..` of one end.
+fn put_counts<S: JsonSink>(out: &mut S, bytes: Option<u64>, packets: Option<u64>) {
+    if let Some(b) = bytes {
+        out.put(",\"bytes\":");
+        put_u64(out, b);
+    }
+    if let Some(p) = packets {
+        out.put(",\"packets\":");
+        put_u64(out, p);
+    }
+}
+
+/// `network.bytes` and `network.packets`: both ends together, when both are known.
+fn put_network_totals<S: JsonSink>(out: &mut S, l: &Lifecycle) {
+    if let (Some(a), Some(b)) = (l.source_bytes, l.destination_bytes) {
+        out.put(",\"bytes\":");
+        put_u64(out, a.saturating_add(b));
+    }
+    if let (Some(a), Some(b)) = (l.source_packets, l.destination_packets) {
+        out.put(",\"packets\":");
+        put_u64(out, a.saturating_add(b));
+    }
+}
+
+fn put_u64<S: JsonSink>(out: &mut S, n: u64) {
+    out.put(itoa::Buffer::new().format(n));
 }
 
 /// `,"dns":{...}`: ECS `dns.*` of a DNS query record.
@@ -1480,6 +1535,8 @@ mod tests {
                         (0..self.below(3)).map(|_| self.address()).collect(),
                     ))
                 }),
+                connection_id: None,
+                life: None,
             }
         }
 
@@ -1715,7 +1772,7 @@ mod tests {
     #[test]
     fn addresses_are_written_as_display_writes_them() {
         let mut rng = Rng(0x5eed_0005);
-        let mut cache = AddressCache::new();
+        let mut cache = AddressTexts::new();
         let mut check = |ip: IpAddr| {
             assert_eq!(put(|o| write_ip(o, ip)), ip.to_string(), "{ip:?}");
             // Twice through the cache: written, then kept (or replaced by a colliding one).

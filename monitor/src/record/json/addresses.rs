@@ -25,7 +25,7 @@ struct KnownAddress {
 }
 
 /// Two addresses per set, the more recently used first.
-pub(super) struct AddressCache {
+pub(super) struct ParsedAddresses {
     ways: Box<[Option<KnownAddress>]>,
     set_bits: u32,
 }
@@ -44,11 +44,11 @@ fn ends(t: &[u8]) -> (u64, u64) {
     }
 }
 
-impl AddressCache {
+impl ParsedAddresses {
     /// `2 << set_bits` addresses (`set_bits` from 1 to 30).
     pub(super) fn new(set_bits: u32) -> Self {
         assert!((1..=30).contains(&set_bits), "set_bits out of range");
-        AddressCache {
+        ParsedAddresses {
             ways: vec![None; 2 << set_bits].into_boxed_slice(),
             set_bits,
         }
@@ -125,7 +125,7 @@ mod tests {
 
     #[test]
     fn answers_as_the_parser_does_hit_or_miss() {
-        let mut cache = AddressCache::new(4);
+        let mut cache = ParsedAddresses::new(4);
         let texts = [
             "203.0.113.7",
             "0.0.0.0",
@@ -152,7 +152,7 @@ mod tests {
 
     #[test]
     fn long_texts_with_the_same_ends_are_told_apart() {
-        let mut cache = AddressCache::new(1);
+        let mut cache = ParsedAddresses::new(1);
         let a = "2001:db8:0001:ffff:ffff:ffff:ffff:1";
         let b = "2001:db8:0002:ffff:ffff:ffff:ffff:1";
         assert_eq!(ends(a.as_bytes()), ends(b.as_bytes()));
@@ -168,7 +168,7 @@ mod tests {
 
     #[test]
     fn too_long_texts_are_parsed_every_time_and_misses_replace_the_older_way() {
-        let mut cache = AddressCache::new(1);
+        let mut cache = ParsedAddresses::new(1);
         let long = "x".repeat(ADDRESS_MAX_BYTES + 1);
         let mut calls = 0;
         for _ in 0..2 {
@@ -179,7 +179,7 @@ mod tests {
         }
         assert_eq!(calls, 2);
         // More addresses than the cache holds, each seen several times.
-        let mut cache = AddressCache::new(3);
+        let mut cache = ParsedAddresses::new(3);
         for i in 0..5_000u32 {
             let n = (i * 7) % 300;
             let s = match n % 4 {

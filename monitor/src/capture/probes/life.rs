@@ -1,0 +1,134 @@
+//! Connection lifecycle capture (`--lifecycle`, issue #14): the `inet_sock_set_state` raw
+//! tracepoint program for TCP outcomes, closes, accepts and listens, and the cgroup
+//! `post_bind4/6` programs for UDP binds.
+
+use std::fs::File;
+
+use aya::{
+    Ebpf,
+    programs::{CgroupAttachMode, CgroupSock},
+};
+use monitor_common::KernelConfig;
+
+use super::{
+    CGROUP, Failure, HostSupport, RAW_TRACEPOINT, attach_raw_tracepoint, kernel, program_mut,
+    unload_quietly,
+};
+use crate::capture::{
+    HookStatus,
+    btf::{KernelBtf, OffsetError},
+};
+
+/// Fills `config.life` from BTF when the lifecycle is asked for; why not otherwise. The
+/// program also needs what the raw tracepoints need (`raw_tracepoint`).
+pub(super) fn resolve_offsets(
+    wanted: bool,
+    kernel_btf: &Result<KernelBtf, OffsetError>,
+    raw_tracepoint: &Result<(), String>,
+    config: &mut KernelConfig,
+) -> Result<(), String> {
+    match (kernel_btf, raw_tracepoint) {
+        _ if !wanted => Err("not asked for (--lifecycle)".to_string()),
+        (Ok(btf), Ok(())) => match btf.life_offsets() {
+            Ok(offsets) => {
+                config.life = offsets;
+                Ok(())
+            }
+            Err(e) => Err(format!("kernel BTF: {e}")),
+        },
+        (_, Err(e)) => Err(e.clone()),
+        (Err(e), _) => Err(format!("kernel BTF: {e}")),
+    }
+}
+
+/// The TCP program and its raw tracepoint.
+pub(super) const LIFE_RAW_TP: (&str, &str) =
+    ("life_raw_tp_inet_sock_set_state", "inet_sock_set_state");
+/// UDP binds.
+pub(super) const LIFE_BIND_PROGRAMS: [&str; 2] =
+    ["life_cgroup_post_bind4", "life_cgroup_post_bind6"];
+/// `HookStatus::hook` of each.
+pub(super) const LIFE_TCP_HOOK: &str = "tcp_lifecycle";
+pub(super) const LIFE_UDP_HOOK: &str = "udp_bind";
+
+/// Attaches what works; each part that does not is a warning (connect capture goes on).
+/// Called before the connect hooks, so that on `inet_sock_set_state` the lifecycle program
+/// runs first and the connect programs find the connection's id in its table.
+pub(super) fn attach_life(
+    ebpf: &mut Ebpf,
+    host: &HostSupport,
+    offsets: &Result<(), String>,
+) -> Vec<HookStatus> {
+    let mut hooks = Vec::new();
+    let tcp = offsets
+        .clone()
+        .and_then(|()| host.raw_tracepoint.clone())
+        .map_err(Failure::Unsupported)
+        .and_then(|()| attach_raw_tracepoint(ebpf, LIFE_RAW_TP.0, LIFE_RAW_TP.1));
+    match tcp {
+        Ok(()) => {
+            tracing::info!(
+                hook = LIFE_TCP_HOOK,
+                backend = RAW_TRACEPOINT,
+                "lifecycle hook attached"
+            );
+            hooks.push(HookStatus {
+                hook: LIFE_TCP_HOOK,
+                backend: RAW_TRACEPOINT,
+                skipped: Vec::new(),
+            });
+        }
+        Err(e) => tracing::warn!(
+            program = LIFE_RAW_TP.0,
+            error = %e.detailed(),
+            "TCP lifecycle unavailable: no outcome, close, accept or listen records"
+        ),
+    }
+    let udp = host
+        .cgroup_root
+        .as_ref()
+        .map_err(|e| Failure::Unsupported(e.clone()))
+        .and_then(|root| attach_binds(ebpf, root));
+    match udp {
+        Ok(()) => {
+            tracing::info!(
+                hook = LIFE_UDP_HOOK,
+                backend = CGROUP,
+                "lifecycle hook attached"
+            );
+            hooks.push(HookStatus {
+                hook: LIFE_UDP_HOOK,
+                backend: CGROUP,
+                skipped: Vec::new(),
+            });
+        }
+        Err(e) => tracing::warn!(
+            error = %e.detailed(),
+            "UDP bind capture unavailable: no UDP listen records"
+        ),
+    }
+    hooks
+}
+
+/// Both `post_bind` programs on the cgroup root, or neither.
+fn attach_binds(ebpf: &mut Ebpf, root: &File) -> Result<(), Failure> {
+    for (i, program) in LIFE_BIND_PROGRAMS.into_iter().enumerate() {
+        let result = program_mut::<CgroupSock>(ebpf, program).and_then(|prog| {
+            prog.load().map_err(kernel(program))?;
+            if let Err(error) = prog.attach(root, CgroupAttachMode::default()) {
+                unload_quietly(prog.unload(), program);
+                return Err(kernel(program)(error));
+            }
+            Ok(())
+        });
+        if let Err(failure) = result {
+            for earlier in &LIFE_BIND_PROGRAMS[..i] {
+                if let Ok(p) = program_mut::<CgroupSock>(ebpf, earlier) {
+                    unload_quietly(p.unload(), earlier);
+                }
+            }
+            return Err(failure);
+        }
+    }
+    Ok(())
+}
