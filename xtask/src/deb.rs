@@ -22,7 +22,14 @@ const DOCS_DIR: &str = "release/deb-docs";
 
 /// Licences the copyright template has a `License:` paragraph for, besides MIT and
 /// Apache-2.0 (which every crate offering them is used under).
-const OTHER_LICENCES: &[(&str, &str)] = &[("LGPL-2.1-or-later", "LGPL-2.1+"), ("Zlib", "Zlib")];
+const OTHER_LICENCES: &[(&str, &str)] = &[
+    ("LGPL-2.1-or-later", "LGPL-2.1+"),
+    ("Zlib", "Zlib"),
+    ("ISC", "ISC"),
+    ("BSD-3-Clause", "BSD-3-clause"),
+    // ring: both apply (its own code Apache-2.0, BoringSSL-derived code ISC).
+    ("Apache-2.0 AND ISC", "Apache-2.0 and ISC"),
+];
 
 /// Builds the package; `version` replaces the Debian version (e.g. `0.1.0-2` to test an
 /// upgrade). Returns the .deb's path.
@@ -177,6 +184,9 @@ mod tests {
         );
         assert_eq!(licence_used("LGPL-2.1-or-later"), Some("LGPL-2.1+"));
         assert_eq!(licence_used("Zlib"), Some("Zlib"));
+        assert_eq!(licence_used("ISC"), Some("ISC"));
+        assert_eq!(licence_used("BSD-3-Clause"), Some("BSD-3-clause"));
+        assert_eq!(licence_used("Apache-2.0 AND ISC"), Some("Apache-2.0 and ISC"));
         assert_eq!(licence_used("GPL-3.0-only"), None);
         assert_eq!(licence_used("Zlib AND GPL-3.0-only"), None);
         let template = "Files: *\n@CRATES@\n";
