@@ -186,7 +186,10 @@ mod tests {
         assert_eq!(licence_used("Zlib"), Some("Zlib"));
         assert_eq!(licence_used("ISC"), Some("ISC"));
         assert_eq!(licence_used("BSD-3-Clause"), Some("BSD-3-clause"));
-        assert_eq!(licence_used("Apache-2.0 AND ISC"), Some("Apache-2.0 and ISC"));
+        assert_eq!(
+            licence_used("Apache-2.0 AND ISC"),
+            Some("Apache-2.0 and ISC")
+        );
         assert_eq!(licence_used("GPL-3.0-only"), None);
         assert_eq!(licence_used("Zlib AND GPL-3.0-only"), None);
         let template = "Files: *\n@CRATES@\n";
