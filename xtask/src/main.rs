@@ -124,7 +124,7 @@ enum Cmd {
         #[arg(long, default_value_t = 60)]
         seconds: u64,
         /// Run only this target (repeatable): replay_decode, rules_load, rules_condition,
-        /// syslog_frame, dns_answer. Default all.
+        /// syslog_frame, dns_answer, relp_response. Default all.
         #[arg(long = "target")]
         targets: Vec<String>,
     },
