@@ -166,7 +166,19 @@ enum Cmd {
     },
 }
 
-fn main() -> Result<()> {
+fn main() -> std::process::ExitCode {
+    // The error and its causes, without anyhow's backtrace (RUST_BACKTRACE is set for the
+    // tests' sake): the last lines of a log are the ones a reader sees.
+    match run_cli() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("Error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_cli() -> Result<()> {
     let cli = Cli::parse();
     let root = workspace_root();
     std::env::set_current_dir(&root).with_context(|| format!("cd {}", root.display()))?;
