@@ -18,7 +18,7 @@ use serde_json::Value;
 
 use common::daemon::MonitorProcess;
 use common::netns::{Listener, NS_EXTRA_V4, NS_V4, NS_V6, NetNsGuard};
-use common::records::{field, is_event, str_field, u64_field};
+use common::records::{field, is_connection_event, is_event, str_field, u64_field};
 use common::{TempDir, python3, require_program, require_root, wait_or_kill};
 
 /// The zone the test server answers (names under `dnstest.example`, and the names the
@@ -167,7 +167,7 @@ fn monitor(extra: &[&str]) -> (MonitorProcess, TempDir) {
 fn connects_to<'a>(recs: &'a [Value], ip: &str, port: u16) -> Vec<&'a Value> {
     recs.iter()
         .filter(|r| {
-            is_event(r)
+            is_connection_event(r)
                 && str_field(r, "event.action") != Some("dns-query")
                 && str_field(r, "destination.ip") == Some(ip)
                 && u64_field(r, "destination.port") == Some(u64::from(port))

@@ -19,7 +19,7 @@ use serde_json::Value;
 use common::daemon::MonitorProcess;
 use common::netns::{Listener, NS_V4, NS_V6, NetNsGuard};
 use common::records::{
-    briefs, events_to, field, has_technique, is_alert, is_event, str_field, u64_field,
+    briefs, events_to, field, has_technique, is_alert, is_connection_event, str_field, u64_field,
 };
 use common::{TempDir, canonical, python3, require_program, require_root, wait_or_kill};
 
@@ -72,7 +72,7 @@ fn run(program: &str, args: &[&str]) -> u32 {
 fn events_from_tree<'a>(recs: &'a [Value], pid: u32, ip: &str, port: u16) -> Vec<&'a Value> {
     recs.iter()
         .filter(|r| {
-            is_event(r)
+            is_connection_event(r)
                 && (u64_field(r, "process.pid") == Some(u64::from(pid))
                     || u64_field(r, "process.parent.pid") == Some(u64::from(pid)))
                 && str_field(r, "destination.ip") == Some(ip)
@@ -475,7 +475,7 @@ fn a_bind_mounted_program_in_its_own_mount_namespace_is_named_as_proc_pid_exe_na
     let of_port = |recs: &[Value], port: u16| -> Vec<Value> {
         recs.iter()
             .filter(|r| {
-                is_event(r)
+                is_connection_event(r)
                     && str_field(r, "destination.ip") == Some(NS_V4)
                     && u64_field(r, "destination.port") == Some(u64::from(port))
                     && u64_field(r, "process.parent.pid").is_some()
@@ -679,7 +679,7 @@ os.waitpid(worker, 0)
     let curl_event = |recs: &[Value], server_exe: &str, ip: &str, port: u16| -> Option<Value> {
         recs.iter()
             .find(|r| {
-                is_event(r)
+                is_connection_event(r)
                     && str_field(r, "process.executable") == Some(curl_exe.as_str())
                     && str_field(r, "destination.ip") == Some(ip)
                     && u64_field(r, "destination.port") == Some(u64::from(port))
@@ -692,7 +692,7 @@ os.waitpid(worker, 0)
     let worker_event = |recs: &[Value], server_exe: &str| -> Option<Value> {
         recs.iter()
             .find(|r| {
-                is_event(r)
+                is_connection_event(r)
                     && str_field(r, "process.executable") == Some(server_exe)
                     && u64_field(r, "destination.port") == Some(8443)
             })
@@ -712,7 +712,8 @@ os.waitpid(worker, 0)
         format!(
             "servers {runs:?}; curl's events:\n{}",
             briefs(recs.iter().filter(|r| {
-                is_event(r) && str_field(r, "process.executable") == Some(curl_exe.as_str())
+                is_connection_event(r)
+                    && str_field(r, "process.executable") == Some(curl_exe.as_str())
             }))
         )
     };

@@ -841,7 +841,7 @@ fn udp_connect_without_a_send_is_not_reported_and_a_connected_socket_is_at_its_f
     let unspecified: Vec<&Value> = recs
         .iter()
         .filter(|r| {
-            common::records::is_event(r)
+            common::records::is_connection_event(r)
                 && matches!(str_field(r, "destination.ip"), Some("0.0.0.0" | "::"))
         })
         .collect();
