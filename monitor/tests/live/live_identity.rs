@@ -101,16 +101,6 @@ fn check_identity(ev: &Value, exe: &str, name: &str, label: &str) -> Vec<String>
     errs
 }
 
-fn assert_no_errors(errs: &[String], m: &MonitorProcess) {
-    assert!(
-        errs.is_empty(),
-        "{} problem(s):\n{}\nmonitor stderr:\n{}",
-        errs.len(),
-        errs.join("\n"),
-        m.stderr()
-    );
-}
-
 /// `ln -s /usr/bin/bash DIR/firefox`, then 100 short-lived runs of `DIR/firefox -c ...`
 /// over TCP (443) and UDP (53), IPv4 and IPv6, with the built-in rules: each is bash, by its
 /// file, however it was started, and each is a T1043 match (browsers are excluded from
@@ -212,7 +202,7 @@ fn a_symlink_named_like_a_browser_is_reported_as_the_file_it_runs() {
     }) {
         errs.push("a record names the symlink as the executable".into());
     }
-    assert_no_errors(&errs, &m);
+    m.assert_no_problems(&errs);
 }
 
 /// A subshell that never execs, a subshell that sends and then execs `sleep`, and a sweep of
@@ -295,7 +285,7 @@ fn forked_children_keep_the_shells_identity_until_they_exec() {
             )
         ));
     }
-    assert_no_errors(&errs, &m);
+    m.assert_no_problems(&errs);
 }
 
 /// python3 re-executing itself through `/proc/self/exe`; a copy of bash run from a memfd
@@ -398,7 +388,7 @@ fn magic_links_memfds_and_deleted_files_are_named_as_proc_pid_exe_names_them() {
             None => errs.push(format!("{label}: no event (expected {exe})")),
         }
     }
-    assert_no_errors(&errs, &m);
+    m.assert_no_problems(&errs);
 }
 
 /// A program run in a new mount namespace from a bind mount (a directory bound over an
@@ -501,7 +491,7 @@ fn a_bind_mounted_program_in_its_own_mount_namespace_is_named_as_proc_pid_exe_na
             ));
         }
     }
-    assert_no_errors(&errs, &m);
+    m.assert_no_problems(&errs);
 }
 
 /// Runs `exe -c "echo x > /dev/udp/NS_V4/port"` until a record of one of the runs carries a
@@ -591,7 +581,7 @@ fn hashes_follow_a_file_rewritten_in_place() {
             hashes(&after)
         ));
     }
-    assert_no_errors(&errs, &m);
+    m.assert_no_problems(&errs);
 }
 
 /// A web shell's process chain, live: a small server (a copy of python3 installed as
@@ -797,5 +787,5 @@ os.waitpid(worker, 0)
             }
         }
     }
-    assert_no_errors(&errs, &m);
+    m.assert_no_problems(&errs);
 }
