@@ -30,6 +30,7 @@ mod elf;
 pub(crate) mod host;
 mod initramfs;
 mod kernel;
+mod life;
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -40,6 +41,7 @@ use anyhow::{Context as _, Result, bail, ensure};
 
 use checks::{CONNECTION_HOOKS, FORK_PORT, TCP_PORT, Verdict, section};
 use dns::{DNS_HOOKS, DNS_PORT};
+use life::LIFE_HOOKS;
 
 /// What `cargo xtask vm` runs.
 pub struct VmOptions {
@@ -49,6 +51,8 @@ pub struct VmOptions {
     pub fork_probe_bin: PathBuf,
     /// The DNS probe (`xtask/src/bin/vm-dns-probe.rs`, a release build).
     pub dns_probe_bin: PathBuf,
+    /// The lifecycle probe (`xtask/src/bin/vm-life-probe.rs`, a release build).
+    pub life_probe_bin: PathBuf,
     /// Where the downloaded kernels and the private apt state are kept between runs, and
     /// where the initramfs and the console logs of the last run are written.
     pub cache_dir: PathBuf,
@@ -108,6 +112,10 @@ pub fn run(opts: &VmOptions) -> Result<()> {
             &opts.dns_probe_bin,
             "cargo build --release -p xtask --bin vm-dns-probe",
         ),
+        (
+            &opts.life_probe_bin,
+            "cargo build --release -p xtask --bin vm-life-probe",
+        ),
     ] {
         ensure!(
             bin.is_file(),
@@ -129,12 +137,15 @@ pub fn run(opts: &VmOptions) -> Result<()> {
             monitor: &opts.monitor_bin,
             fork_probe: &opts.fork_probe_bin,
             dns_probe: &opts.dns_probe_bin,
+            life_probe: &opts.life_probe_bin,
             env: format!(
                 "PROBES=\"{}\"\nTCP_PORT={TCP_PORT}\nFORK_PORT={FORK_PORT}\nFORK_PROBE={}\n\
-                 DNS_PORT={DNS_PORT}\nDNS_PROBE={}\n",
+                 DNS_PORT={DNS_PORT}\nDNS_PROBE={}\nLIFE_PROBE={}\nLIFE_PORTS=\"{}\"\n",
                 opts.probes.join(" "),
                 initramfs::FORK_PROBE_PATH,
-                initramfs::DNS_PROBE_PATH
+                initramfs::DNS_PROBE_PATH,
+                initramfs::LIFE_PROBE_PATH,
+                life::PORTS.map(|p| p.to_string()).join(" ")
             ),
         },
     )?;
@@ -236,6 +247,7 @@ fn report(kernel: &str, console: &str, verdicts: &[Verdict]) {
                 .flatten()
                 .chain(&v.fork_records)
                 .chain(&v.dns_records)
+                .chain(&v.life_records)
             {
                 eprintln!("vm:   record: {rec}");
             }
@@ -253,7 +265,12 @@ fn report(kernel: &str, console: &str, verdicts: &[Verdict]) {
 
 /// kernel × `--probe` → the backend each connection and DNS hook attached, and the verdict.
 fn table(runs: &[KernelRun]) -> String {
-    let cols: Vec<&str> = CONNECTION_HOOKS.iter().chain(&DNS_HOOKS).copied().collect();
+    let cols: Vec<&str> = CONNECTION_HOOKS
+        .iter()
+        .chain(&DNS_HOOKS)
+        .copied()
+        .chain(LIFE_HOOKS.iter().map(|(h, _)| *h))
+        .collect();
     let mut out = format!(
         "| kernel | --probe | {} | result |\n| --- | --- |{} --- |\n",
         cols.join(" | "),
@@ -288,7 +305,7 @@ fn table(runs: &[KernelRun]) -> String {
                     .collect::<Vec<_>>()
                     .join(" | "),
                 if v.problems.is_empty() {
-                    "ok (capture, identity, DNS)".to_string()
+                    "ok (capture, identity, DNS, lifecycle)".to_string()
                 } else {
                     format!("FAILED ({} problems)", v.problems.len())
                 }

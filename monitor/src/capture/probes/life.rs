@@ -11,8 +11,8 @@ use aya::{
 use monitor_common::KernelConfig;
 
 use super::{
-    CGROUP, Failure, HostSupport, RAW_TRACEPOINT, attach_raw_tracepoint, kernel, program_mut,
-    unload_quietly,
+    CGROUP, Failure, HostSupport, RAW_TRACEPOINT, attach_raw_tracepoint, failure_reasons,
+    first_that_attaches, kernel, program_mut, unload_quietly,
 };
 use crate::capture::{
     HookStatus,
@@ -60,50 +60,46 @@ pub(super) fn attach_life(
     offsets: &Result<(), String>,
 ) -> Vec<HookStatus> {
     let mut hooks = Vec::new();
-    let tcp = offsets
-        .clone()
-        .and_then(|()| host.raw_tracepoint.clone())
-        .map_err(Failure::Unsupported)
-        .and_then(|()| attach_raw_tracepoint(ebpf, LIFE_RAW_TP.0, LIFE_RAW_TP.1));
+    let tcp = first_that_attaches(LIFE_TCP_HOOK, &[RAW_TRACEPOINT], |_| {
+        offsets
+            .clone()
+            .and_then(|()| host.raw_tracepoint.clone())
+            .map_err(Failure::Unsupported)
+            .and_then(|()| attach_raw_tracepoint(ebpf, LIFE_RAW_TP.0, LIFE_RAW_TP.1))
+    });
     match tcp {
-        Ok(()) => {
+        Ok(status) => {
             tracing::info!(
-                hook = LIFE_TCP_HOOK,
-                backend = RAW_TRACEPOINT,
+                hook = status.hook,
+                backend = status.backend,
                 "lifecycle hook attached"
             );
-            hooks.push(HookStatus {
-                hook: LIFE_TCP_HOOK,
-                backend: RAW_TRACEPOINT,
-                skipped: Vec::new(),
-            });
+            hooks.push(status);
         }
-        Err(e) => tracing::warn!(
-            program = LIFE_RAW_TP.0,
-            error = %e.detailed(),
+        Err(failures) => tracing::warn!(
+            hook = LIFE_TCP_HOOK,
+            reason = %failure_reasons(&failures),
             "TCP lifecycle unavailable: no outcome, close, accept or listen records"
         ),
     }
-    let udp = host
-        .cgroup_root
-        .as_ref()
-        .map_err(|e| Failure::Unsupported(e.clone()))
-        .and_then(|root| attach_binds(ebpf, root));
+    let udp = first_that_attaches(LIFE_UDP_HOOK, &[CGROUP], |_| {
+        host.cgroup_root
+            .as_ref()
+            .map_err(|e| Failure::Unsupported(e.clone()))
+            .and_then(|root| attach_binds(ebpf, root))
+    });
     match udp {
-        Ok(()) => {
+        Ok(status) => {
             tracing::info!(
-                hook = LIFE_UDP_HOOK,
-                backend = CGROUP,
+                hook = status.hook,
+                backend = status.backend,
                 "lifecycle hook attached"
             );
-            hooks.push(HookStatus {
-                hook: LIFE_UDP_HOOK,
-                backend: CGROUP,
-                skipped: Vec::new(),
-            });
+            hooks.push(status);
         }
-        Err(e) => tracing::warn!(
-            error = %e.detailed(),
+        Err(failures) => tracing::warn!(
+            hook = LIFE_UDP_HOOK,
+            reason = %failure_reasons(&failures),
             "UDP bind capture unavailable: no UDP listen records"
         ),
     }
