@@ -762,7 +762,7 @@ mod tests {
         DNS_FENTRY, DNS_KPROBE, DNS_OWNER_PROGRAMS, DNS_RAW_TP, DNS_RECV_FENTRY, DNS_RECV_KPROBE,
         DNS_RECV_TP,
     };
-    use super::life::{LIFE_BIND_PROGRAMS, LIFE_RAW_TP};
+    use super::life::{LIFE_BIND_PROGRAMS, LIFE_EARLY_PROGRAMS, LIFE_EARLY_TP, LIFE_RAW_TP};
     use super::*;
 
     #[test]
@@ -821,6 +821,8 @@ mod tests {
         names.extend(DNS_OWNER_PROGRAMS);
         names.push(LIFE_RAW_TP.0);
         names.extend(LIFE_BIND_PROGRAMS);
+        names.extend(LIFE_EARLY_PROGRAMS);
+        names.push(LIFE_EARLY_TP.0);
         for name in names {
             assert!(
                 ebpf.program(name).is_some(),
@@ -829,7 +831,7 @@ mod tests {
         }
         assert_eq!(
             ebpf.programs().count(),
-            34,
+            37,
             "an unplanned program is in the object"
         );
         assert!(ebpf.map(EVENTS_MAP).is_some() && ebpf.map(STATS_MAP).is_some());

@@ -109,6 +109,9 @@ impl Lifecycle {
             110 => ("timed-out", Some("ETIMEDOUT")),
             113 => ("host-unreachable", Some("EHOSTUNREACH")),
             101 => ("network-unreachable", Some("ENETUNREACH")),
+            // A `prohibit` route, or a policy (a cgroup program, a firewall) that denied it.
+            13 => ("prohibited", Some("EACCES")),
+            1 => ("prohibited", Some("EPERM")),
             _ => ("error", None),
         };
         let code = match (name, errno) {

@@ -7,7 +7,9 @@
 //! connect's result (success, `established`) and its close joined to the connect by
 //! `monitor.connection_id`, with the bytes each way; the refused connect's result
 //! (failure, `refused`, `ECONNREFUSED`) joined the same way; the accept and its close; the
-//! TCP and the UDP listen. Every one carries the probe's executable.
+//! TCP and the UDP listen; and the result of a connect with no route (failure,
+//! `network-unreachable`), which the kernel fails before the socket reaches `SYN_SENT`
+//! (the `tcp_early_failure` hook). Every one carries the probe's executable.
 
 use serde_json::Value;
 
@@ -17,10 +19,19 @@ use super::initramfs::LIFE_PROBE_PATH;
 /// The probe's TCP listener, a closed port, and its UDP bind.
 pub const PORTS: [u16; 3] = [40127, 40128, 40129];
 /// The lifecycle hooks in the start-up log and the backends they use on every kernel.
-pub const LIFE_HOOKS: [(&str, &str); 2] =
-    [("tcp_lifecycle", "raw_tracepoint"), ("udp_bind", "cgroup")];
+pub const LIFE_HOOKS: [(&str, &str); 3] = [
+    ("tcp_lifecycle", "raw_tracepoint"),
+    ("udp_bind", "cgroup"),
+    ("tcp_early_failure", "tracepoint"),
+];
 /// What the monitor logs when a lifecycle hook cannot attach (`probes/life.rs`).
-const UNAVAILABLE: [&str; 2] = ["TCP lifecycle unavailable", "UDP bind capture unavailable"];
+const UNAVAILABLE: [&str; 3] = [
+    "TCP lifecycle unavailable",
+    "UDP bind capture unavailable",
+    "TCP connects refused before SYN_SENT (no route) unavailable",
+];
+/// The probe's unrouted destination (`vm-life-probe.rs`).
+const UNROUTED_IP: &str = "192.0.2.1";
 /// `ECONNREFUSED` and `ENETUNREACH` on Linux.
 const ECONNREFUSED: &str = "111";
 const ENETUNREACH: &str = "101";
@@ -161,6 +172,11 @@ pub fn check(v: &mut Verdict, console: &str, log: &[&str], docs: &[Value]) {
         "UDP listen (bind)",
         find("listen", &|d| to(udp_port)(d) && d["network"]["transport"] == "udp"),
     );
+    // Refused before `SYN_SENT`: no route to TEST-NET-1 in the guest.
+    let unrouted = need(
+        "connect-result (no route)",
+        find("connect-result", &|d| d["destination"]["ip"] == UNROUTED_IP),
+    );
 
     let id = |d: &Value| d["monitor"]["connection_id"].as_str().map(str::to_string);
     let mut joined = |what: &str, first: &Option<Value>, then: &Option<Value>| {
@@ -193,6 +209,12 @@ pub fn check(v: &mut Verdict, console: &str, log: &[&str], docs: &[Value]) {
     };
     problems.extend(outcome(&result, "success", "established", None));
     problems.extend(outcome(&refused, "failure", "refused", Some("ECONNREFUSED")));
+    problems.extend(outcome(
+        &unrouted,
+        "failure",
+        "network-unreachable",
+        Some("ENETUNREACH"),
+    ));
 
     // Bytes: what the client sent is the source's, for its close and for the accepted
     // end's (whose source is the remote client).
@@ -224,7 +246,7 @@ pub fn check(v: &mut Verdict, console: &str, log: &[&str], docs: &[Value]) {
         }
     }
     // Identity: every record names the probe's file (an accept, through its listener).
-    for rec in [&result, &close, &refused, &listen, &accept, &accept_close, &udp_listen]
+    for rec in [&result, &close, &refused, &listen, &accept, &accept_close, &udp_listen, &unrouted]
         .into_iter()
         .flatten()
     {
@@ -247,7 +269,9 @@ pub mod fixtures {
         let log = "2025-01-01T00:00:00Z  INFO monitor::capture::probes::life: lifecycle hook \
                    attached hook=\"tcp_lifecycle\" backend=\"raw_tracepoint\"\n\
                    2025-01-01T00:00:00Z  INFO monitor::capture::probes::life: lifecycle hook \
-                   attached hook=\"udp_bind\" backend=\"cgroup\""
+                   attached hook=\"udp_bind\" backend=\"cgroup\"\n\
+                   2025-01-01T00:00:00Z  INFO monitor::capture::probes::life: lifecycle hook \
+                   attached hook=\"tcp_early_failure\" backend=\"tracepoint\""
             .to_string();
         let line = format!(
             "=== LIFE {probe} pid=400 client_port=51000 sent=3000 received=1500 refused=111 \
@@ -263,6 +287,7 @@ pub mod fixtures {
             r#"{"event":{"kind":"event","action":"close","type":["connection","end"],"duration":900},"process":{"pid":400,"executable":"/bin/vm-life-probe"},"source":{"ip":"127.0.0.1","port":51000,"bytes":3001,"packets":4},"destination":{"ip":"127.0.0.1","port":40127,"bytes":1501,"packets":5},"network":{"transport":"tcp","direction":"ingress"},"monitor":{"connection_id":"00000000000000b2"}}"#,
             r#"{"event":{"kind":"event","action":"connect"},"process":{"pid":400,"executable":"/bin/vm-life-probe"},"destination":{"ip":"127.0.0.1","port":40128},"network":{"transport":"tcp"},"monitor":{"connection_id":"00000000000000c3"}}"#,
             r#"{"event":{"kind":"event","action":"connect-result","outcome":"failure"},"process":{"pid":400,"executable":"/bin/vm-life-probe"},"destination":{"ip":"127.0.0.1","port":40128},"network":{"transport":"tcp","direction":"egress"},"error":{"code":"ECONNREFUSED"},"monitor":{"connection_id":"00000000000000c3","outcome_reason":"refused"}}"#,
+            r#"{"event":{"kind":"event","action":"connect-result","outcome":"failure"},"process":{"pid":400,"executable":"/bin/vm-life-probe"},"destination":{"ip":"192.0.2.1","port":80},"network":{"transport":"tcp","direction":"egress"},"error":{"code":"ENETUNREACH"},"monitor":{"connection_id":"00000000000000d4","outcome_reason":"network-unreachable"}}"#,
         ]
         .map(String::from)
         .to_vec();
@@ -283,7 +308,7 @@ mod tests {
     fn a_good_guest_passes_and_every_record_is_checked() {
         let v = check_console_for_tests(|c| c);
         assert!(v.problems.is_empty(), "{:?}", v.problems);
-        assert_eq!(v.life_records.len(), 9, "{:?}", v.life_records);
+        assert_eq!(v.life_records.len(), 10, "{:?}", v.life_records);
     }
 
     #[test]
@@ -295,6 +320,10 @@ mod tests {
         assert_eq!(p.len(), 1, "{p:?}");
         assert!(p[0].contains("refused"), "{p:?}");
         // A missing accept: named.
+        // No result for the unrouted connect: the hook's failure named.
+        let p = problems(|c| c.replace(r#""ip":"192.0.2.1""#, r#""ip":"192.0.2.9""#));
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(p[0].contains("no route"), "{p:?}");
         let p = problems(|c| c.replace(r#""action":"accept""#, r#""action":"acceptx""#));
         assert!(p.iter().any(|p| p.contains("no accept record")), "{p:?}");
         // The UDP bind is not a TCP listen.
