@@ -154,6 +154,19 @@ mod tests {
             (false, "timed-out", Some("ETIMEDOUT".into()))
         );
         assert_eq!(Lifecycle::outcome_of(false, 113).1, "host-unreachable");
+        // Refused before SYN_SENT by a prohibit route or a policy.
+        assert_eq!(
+            Lifecycle::outcome_of(false, 13),
+            (false, "prohibited", Some("EACCES".into()))
+        );
+        assert_eq!(
+            Lifecycle::outcome_of(false, 1),
+            (false, "prohibited", Some("EPERM".into()))
+        );
+        assert_eq!(
+            Lifecycle::outcome_of(false, 22),
+            (false, "error", Some("22".into()))
+        );
         assert_eq!(Lifecycle::outcome_of(false, 0), (false, "aborted", None));
         assert_eq!(
             Lifecycle::outcome_of(false, 71),
