@@ -6,9 +6,8 @@ use aya_ebpf::{
 };
 use monitor_common::{
     DNS_OWNER_ENTRIES, DnsOwner, KernelConfig, LIFE_CONN_ENTRIES, LIFE_EARLY_ENTRIES,
-    LISTEN_OWNER_ENTRIES, LifeConn,
-    ListenKey, ListenOwner, UDP_EXPLICIT_SEND_ENTRIES, UDP_FLOOD_SLOTS, UDP_PENDING_ENTRIES,
-    UdpFloodSlot, UdpPending, stat,
+    LISTEN_OWNER_ENTRIES, LifeConn, ListenKey, ListenOwner, UDP_EXPLICIT_SEND_ENTRIES,
+    UDP_FLOOD_SLOTS, UDP_PENDING_ENTRIES, UdpFloodSlot, UdpPending, stat,
 };
 
 /// Every record for user space. The size here is a placeholder: user space sets the real one

@@ -614,7 +614,11 @@ mod tests {
             "{t}"
         );
         let loss = LossReporter::default()
-            .check(&s, "h", Timestamp::parse_rfc3339("2026-11-23T10:00:00Z").unwrap())
+            .check(
+                &s,
+                "h",
+                Timestamp::parse_rfc3339("2026-11-23T10:00:00Z").unwrap(),
+            )
             .unwrap();
         assert_eq!(loss["monitor"]["lost"]["life"], 3);
         assert_eq!(loss["monitor"]["lost"]["total"], 4);

@@ -432,13 +432,17 @@ fn attach_hook(
     choice: ProbeChoice,
     host: &HostSupport,
 ) -> Result<HookStatus, CaptureError> {
-    first_that_attaches(plan.hook, candidates(plan, choice), |backend| match backend {
-        FENTRY => try_fentry(ebpf, plan, host),
-        KPROBE => try_kprobe(ebpf, plan, host),
-        RAW_TRACEPOINT => try_raw_tracepoint(ebpf, plan, host),
-        CGROUP => try_cgroup(ebpf, plan, host),
-        _ => try_tracepoint(ebpf, plan, host),
-    })
+    first_that_attaches(
+        plan.hook,
+        candidates(plan, choice),
+        |backend| match backend {
+            FENTRY => try_fentry(ebpf, plan, host),
+            KPROBE => try_kprobe(ebpf, plan, host),
+            RAW_TRACEPOINT => try_raw_tracepoint(ebpf, plan, host),
+            CGROUP => try_cgroup(ebpf, plan, host),
+            _ => try_tracepoint(ebpf, plan, host),
+        },
+    )
     .map_err(|mut failures| {
         let (backend, last) = failures.pop().expect("at least one candidate was tried");
         let mut reason = last.detailed();

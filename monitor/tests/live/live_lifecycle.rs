@@ -547,7 +547,11 @@ fn connects_refused_before_syn_sent_report_their_failure() {
     let monitor = start_monitor(&[rules.path().display().to_string()]);
     // Prints the errno's name the blocking connect failed with.
     let script = |addr: &str, kind: &str| {
-        let family = if addr.contains(':') { "AF_INET6" } else { "AF_INET" };
+        let family = if addr.contains(':') {
+            "AF_INET6"
+        } else {
+            "AF_INET"
+        };
         format!(
             "import errno, socket\n\
              s = socket.socket(socket.{family}, socket.{kind})\n\
@@ -614,7 +618,10 @@ fn connects_refused_before_syn_sent_report_their_failure() {
         let code = str_field(r, "error.code").unwrap_or_default().to_string();
         let named = code == *errno;
         let numbered = errno == "EINVAL" && code == "22";
-        assert!(named || numbered, "error.code {code:?}, python saw {errno}: {r}");
+        assert!(
+            named || numbered,
+            "error.code {code:?}, python saw {errno}: {r}"
+        );
         assert_eq!(str_field(r, "destination.ip"), Some(*addr), "{r}");
         assert_eq!(u64_field(r, "destination.port"), Some(80), "{r}");
         assert_eq!(u64_field(r, "process.pid"), Some(u64::from(*pid)), "{r}");

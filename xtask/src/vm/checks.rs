@@ -10,9 +10,9 @@ use serde_json::Value;
 
 use super::boot::tail;
 use super::dns;
-use super::life;
 use super::host::BUSYBOX;
 use super::initramfs::FORK_PROBE_PATH;
+use super::life;
 
 /// Hooks whose start-up log line must name the forced backend.
 const REQUIRED_HOOKS: [&str; 2] = ["tcp_connect", "udp_sendmsg"];

@@ -94,7 +94,9 @@ pub fn check(v: &mut Verdict, console: &str, log: &[&str], docs: &[Value]) {
             None => {
                 let said = log.iter().find(|l| l.contains(warning));
                 v.problems.push(match said {
-                    Some(line) => format!("lifecycle hook {hook} not attached; the monitor said: {line}"),
+                    Some(line) => {
+                        format!("lifecycle hook {hook} not attached; the monitor said: {line}")
+                    }
                     None => format!(
                         "lifecycle hook {hook} not attached and no `{warning}` warning in the \
                          start-up log"
@@ -139,12 +141,20 @@ pub fn check(v: &mut Verdict, console: &str, log: &[&str], docs: &[Value]) {
 
     // Outbound: connect, result, close, joined by the id.
     let connect = need("connect (to the listener)", find("connect", &to(tcp_port)));
-    let result = need("connect-result (to the listener)", find("connect-result", &to(tcp_port)));
+    let result = need(
+        "connect-result (to the listener)",
+        find("connect-result", &to(tcp_port)),
+    );
     let close = need(
         "close of the client's connection",
-        find("close", &|d| to(tcp_port)(d) && d["network"]["direction"] != "ingress"),
+        find("close", &|d| {
+            to(tcp_port)(d) && d["network"]["direction"] != "ingress"
+        }),
     );
-    let refused_connect = need("connect (to the closed port)", find("connect", &to(closed_port)));
+    let refused_connect = need(
+        "connect (to the closed port)",
+        find("connect", &to(closed_port)),
+    );
     let refused = need(
         "connect-result (to the closed port)",
         find("connect-result", &to(closed_port)),
@@ -152,7 +162,9 @@ pub fn check(v: &mut Verdict, console: &str, log: &[&str], docs: &[Value]) {
     // Inbound: the listen, the accept and its close.
     let listen = need(
         "TCP listen",
-        find("listen", &|d| to(tcp_port)(d) && d["network"]["transport"] == "tcp"),
+        find("listen", &|d| {
+            to(tcp_port)(d) && d["network"]["transport"] == "tcp"
+        }),
     );
     let accept = need(
         "accept",
@@ -170,7 +182,9 @@ pub fn check(v: &mut Verdict, console: &str, log: &[&str], docs: &[Value]) {
     );
     let udp_listen = need(
         "UDP listen (bind)",
-        find("listen", &|d| to(udp_port)(d) && d["network"]["transport"] == "udp"),
+        find("listen", &|d| {
+            to(udp_port)(d) && d["network"]["transport"] == "udp"
+        }),
     );
     // Refused before `SYN_SENT`: no route to TEST-NET-1 in the guest.
     let unrouted = need(
@@ -192,7 +206,11 @@ pub fn check(v: &mut Verdict, console: &str, log: &[&str], docs: &[Value]) {
     };
     joined("connect and connect-result", &connect, &result);
     joined("connect and close", &connect, &close);
-    joined("refused connect and its connect-result", &refused_connect, &refused);
+    joined(
+        "refused connect and its connect-result",
+        &refused_connect,
+        &refused,
+    );
     joined("accept and close", &accept, &accept_close);
 
     let outcome = |r: &Option<Value>, outcome: &str, reason: &str, code: Option<&str>| {
@@ -208,7 +226,12 @@ pub fn check(v: &mut Verdict, console: &str, log: &[&str], docs: &[Value]) {
         })
     };
     problems.extend(outcome(&result, "success", "established", None));
-    problems.extend(outcome(&refused, "failure", "refused", Some("ECONNREFUSED")));
+    problems.extend(outcome(
+        &refused,
+        "failure",
+        "refused",
+        Some("ECONNREFUSED"),
+    ));
     problems.extend(outcome(
         &unrouted,
         "failure",
@@ -218,10 +241,15 @@ pub fn check(v: &mut Verdict, console: &str, log: &[&str], docs: &[Value]) {
 
     // Bytes: what the client sent is the source's, for its close and for the accepted
     // end's (whose source is the remote client).
-    for (what, rec) in [("client's close", &close), ("accepted end's close", &accept_close)] {
+    for (what, rec) in [
+        ("client's close", &close),
+        ("accepted end's close", &accept_close),
+    ] {
         let Some(r) = rec else { continue };
         let bytes = |end: &str| r[end]["bytes"].as_u64();
-        let fits = |got: Option<u64>, want: u64| got.is_some_and(|g| (want..=want + SEQ_SLACK).contains(&g));
+        let fits = |got: Option<u64>, want: u64| {
+            got.is_some_and(|g| (want..=want + SEQ_SLACK).contains(&g))
+        };
         if !fits(bytes("source"), p.sent) || !fits(bytes("destination"), p.received) {
             problems.push(format!(
                 "{label}: the {what} says source.bytes {:?} and destination.bytes {:?}; the \
@@ -242,13 +270,24 @@ pub fn check(v: &mut Verdict, console: &str, log: &[&str], docs: &[Value]) {
     }
     for rec in [&accept, &listen, &udp_listen].into_iter().flatten() {
         if rec["network"]["direction"] != "ingress" {
-            problems.push(format!("{label}: expected network.direction ingress: {rec}"));
+            problems.push(format!(
+                "{label}: expected network.direction ingress: {rec}"
+            ));
         }
     }
     // Identity: every record names the probe's file (an accept, through its listener).
-    for rec in [&result, &close, &refused, &listen, &accept, &accept_close, &udp_listen, &unrouted]
-        .into_iter()
-        .flatten()
+    for rec in [
+        &result,
+        &close,
+        &refused,
+        &listen,
+        &accept,
+        &accept_close,
+        &udp_listen,
+        &unrouted,
+    ]
+    .into_iter()
+    .flatten()
     {
         if rec["process"]["executable"] != LIFE_PROBE_PATH {
             problems.push(format!(
@@ -313,10 +352,21 @@ mod tests {
 
     #[test]
     fn records_must_be_joined_and_outcomes_right() {
-        let p = problems(|c| c.replacen(r#""connection_id":"00000000000000a1","outcome_reason""#, r#""connection_id":"00000000000000ff","outcome_reason""#, 1));
+        let p = problems(|c| {
+            c.replacen(
+                r#""connection_id":"00000000000000a1","outcome_reason""#,
+                r#""connection_id":"00000000000000ff","outcome_reason""#,
+                1,
+            )
+        });
         assert_eq!(p.len(), 1, "{p:?}");
         assert!(p[0].contains("connect and connect-result"), "{p:?}");
-        let p = problems(|c| c.replace(r#""outcome_reason":"refused""#, r#""outcome_reason":"aborted""#));
+        let p = problems(|c| {
+            c.replace(
+                r#""outcome_reason":"refused""#,
+                r#""outcome_reason":"aborted""#,
+            )
+        });
         assert_eq!(p.len(), 1, "{p:?}");
         assert!(p[0].contains("refused"), "{p:?}");
         // A missing accept: named.
@@ -327,7 +377,12 @@ mod tests {
         let p = problems(|c| c.replace(r#""action":"accept""#, r#""action":"acceptx""#));
         assert!(p.iter().any(|p| p.contains("no accept record")), "{p:?}");
         // The UDP bind is not a TCP listen.
-        let p = problems(|c| c.replace(r#""port":40129},"network":{"transport":"udp""#, r#""port":40129},"network":{"transport":"tcp""#));
+        let p = problems(|c| {
+            c.replace(
+                r#""port":40129},"network":{"transport":"udp""#,
+                r#""port":40129},"network":{"transport":"tcp""#,
+            )
+        });
         assert!(p.iter().any(|p| p.contains("UDP listen")), "{p:?}");
     }
 
@@ -335,7 +390,10 @@ mod tests {
     fn close_bytes_must_match_what_the_probe_moved() {
         let p = problems(|c| c.replace(r#""bytes":3002"#, r#""bytes":2999"#));
         assert_eq!(p.len(), 1, "{p:?}");
-        assert!(p[0].contains("client's close") && p[0].contains("3000"), "{p:?}");
+        assert!(
+            p[0].contains("client's close") && p[0].contains("3000"),
+            "{p:?}"
+        );
         let p = problems(|c| c.replacen(r#""bytes":1501"#, r#""bytes":1600"#, 1));
         assert_eq!(p.len(), 1, "{p:?}");
     }
@@ -349,8 +407,10 @@ mod tests {
             )
         });
         assert!(
-            p.iter().any(|p| p.contains("tcp_lifecycle not attached; the monitor said")
-                && p.contains("TCP lifecycle unavailable")),
+            p.iter().any(
+                |p| p.contains("tcp_lifecycle not attached; the monitor said")
+                    && p.contains("TCP lifecycle unavailable")
+            ),
             "{p:?}"
         );
         let p = problems(|c| c.replace("hook=\"udp_bind\"", "x=1"));

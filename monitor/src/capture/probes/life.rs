@@ -12,9 +12,8 @@ use aya::{
 use monitor_common::KernelConfig;
 
 use super::{
-    CGROUP, Failure, HostSupport, RAW_TRACEPOINT, TRACEPOINT, attach_cgroup,
-    attach_raw_tracepoint, attach_tracepoint, failure_reasons, first_that_attaches, kernel,
-    program_mut, unload_quietly,
+    CGROUP, Failure, HostSupport, RAW_TRACEPOINT, TRACEPOINT, attach_cgroup, attach_raw_tracepoint,
+    attach_tracepoint, failure_reasons, first_that_attaches, kernel, program_mut, unload_quietly,
 };
 use crate::capture::{
     HookStatus,
