@@ -5,11 +5,14 @@
 //! in a qemu guest running Debian's stock cloud kernel under TCG. The guest also checks
 //! `--probe tracepoint` (cgroup programs for TCP and UDP) and `--probe auto`, which must pick
 //! fentry there, never a fallback. The guest's /init (xtask/vm/init.sh) runs
-//! `monitor run --probe <backend> --events` for each backend, makes one TCP connect and a
+//! `monitor run --probe <backend> --events --lifecycle` for each backend, makes one TCP connect and a
 //! few UDP sends on loopback with busybox applets, runs the fork probe (a child that
 //! connects and sends without exec'ing) and the DNS probe (a DNS server on 127.0.0.1:53 and
 //! a client resolving one name over UDP and one over TCP, then connecting to each answer;
-//! `vm/dns.rs` checks the `dns-query` records and `destination.domain`), stops the monitor
+//! `vm/dns.rs` checks the `dns-query` records and `destination.domain`) and the lifecycle
+//! probe (a UDP bind, a TCP listen, a connect with its accept and known bytes each way, a
+//! refused connect and one with no route; `vm/life.rs` checks the lifecycle hooks and the
+//! result, close, accept and listen records, their ids and byte counts), stops the monitor
 //! with SIGTERM and prints its log
 //! and JSON output between markers on the serial console. The host then checks, per
 //! kernel and backend, that the start-up log names that backend for the hooks, that the
@@ -21,7 +24,8 @@
 //! One file per job: `vm/kernel.rs` (kernel packages through a private apt configuration),
 //! `vm/initramfs.rs` (the archive), `vm/elf.rs` (interpreter and libraries of a binary),
 //! `vm/host.rs` (qemu, busybox), `vm/boot.rs` (qemu and the console, also used by
-//! `cargo xtask debvm`), `vm/checks.rs`, `vm/dns.rs` (the DNS part of the checks).
+//! `cargo xtask debvm`), `vm/checks.rs`, `vm/dns.rs` (the DNS part of the checks),
+//! `vm/life.rs` (the lifecycle part).
 
 pub(crate) mod boot;
 mod checks;
