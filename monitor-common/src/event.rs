@@ -393,6 +393,9 @@ pub mod life_flag {
 /// Entries of the kernel's table of tracked TCP connections (`LifeConn`, by socket address):
 /// connects from `SYN_SENT` and accepts from `ESTABLISHED`, until `TCP_CLOSE`.
 pub const LIFE_CONN_ENTRIES: u32 = 64 * 1024;
+/// Entries of the kernel's table of TCP connects between the cgroup `connect4/6` hook and
+/// `SYN_SENT` (`LifeConn`, by thread): one per thread inside `connect()` at a time.
+pub const LIFE_EARLY_ENTRIES: u32 = 8 * 1024;
 /// Entries of the kernel's table of listening TCP sockets' owners (`ListenOwner`).
 pub const LISTEN_OWNER_ENTRIES: u32 = 8 * 1024;
 

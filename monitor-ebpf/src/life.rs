@@ -17,14 +17,20 @@
 //! - `-> CLOSE` of a tracked connection: the close record, with `tcp_sock`'s counters.
 //!
 //! UDP: `life_cgroup_post_bind4/6` report a bind to a port (in the binding task).
+//!
+//! A connect the kernel fails before `SYN_SENT` (no route: `ENETUNREACH`; an `unreachable`
+//! or `prohibit` route: `EHOSTUNREACH`, `EACCES`; a cgroup program that denies it: `EPERM`)
+//! changes no state. `life_cgroup_connect4/6` (which run before the route lookup) note each
+//! TCP connect by thread in `LIFE_EARLY`; `SYN_SENT` takes the note; `connect()`'s error
+//! return (`life_tp_sys_exit_connect`) that finds one reports it as the failed result.
 
 use aya_ebpf::{
     helpers::{
         bpf_get_current_pid_tgid,
         generated::{bpf_get_prandom_u32, bpf_ktime_get_boot_ns},
     },
-    macros::{cgroup_sock, raw_tracepoint},
-    programs::{RawTracePointContext, SockContext},
+    macros::{cgroup_sock, cgroup_sock_addr, raw_tracepoint, tracepoint},
+    programs::{RawTracePointContext, SockAddrContext, SockContext, TracePointContext},
 };
 use monitor_common::{
     AF_INET, AF_INET6, COMM_LEN, IPPROTO_TCP, IPPROTO_UDP, LifeConn, LifeEvent, ListenKey,
@@ -34,7 +40,8 @@ use monitor_common::{
 use crate::{
     emit::{Identity, count, finish, is_excluded, wakeup_flag},
     kernel::{current_start_time, read_at, sock_family, sock_flow},
-    maps::{EVENTS, LIFE_CONNS, LISTEN_OWNERS, config},
+    maps::{EVENTS, LIFE_CONNS, LIFE_EARLY, LISTEN_OWNERS, config},
+    sock_addr,
 };
 
 /// `include/net/tcp_states.h`.
@@ -93,6 +100,9 @@ fn connection_id(sk: *const u8) -> u64 {
 /// `CLOSE -> SYN_SENT`, in the connecting task, before the source port is bound.
 fn on_connect(sk: *const u8, key: u64) -> Result<(), i64> {
     let pid_tgid = bpf_get_current_pid_tgid();
+    // Past the route lookup: this connect's result comes from its state changes. (A missing
+    // note is the common case when it was never made, e.g. the monitor's own connects.)
+    let _ = LIFE_EARLY.remove(pid_tgid);
     if is_excluded(pid_tgid) {
         return Ok(());
     }
@@ -442,6 +452,111 @@ fn try_life_post_bind(ctx: &SockContext, v6: bool) -> Result<(), i64> {
         unsafe {
             (*ev).protocol = IPPROTO_UDP;
             (*ev).backend = backend::CGROUP;
+        }
+    });
+    Ok(())
+}
+
+/// `-EINPROGRESS`: a non-blocking connect that sent its SYN.
+const EINPROGRESS: i64 = 115;
+/// A note in `LIFE_EARLY` older than this at `connect()`'s return is not that call's: the
+/// kernel fails a connect before `SYN_SENT` within microseconds of the cgroup hook.
+const EARLY_NOTE_NS: u64 = 1_000_000_000;
+
+/// `cgroup/connect4`: notes a TCP connect by thread before the kernel looks up its route
+/// (`LIFE_EARLY`). Always returns 1: the monitor never blocks or alters traffic.
+#[cgroup_sock_addr(connect4)]
+pub fn life_cgroup_connect4(ctx: SockAddrContext) -> i32 {
+    finish(&ctx, "life_cgroup_connect4", try_life_connect(&ctx, false));
+    1
+}
+
+/// `cgroup/connect6`: as `connect4`, for IPv6 sockets. Always returns 1.
+#[cgroup_sock_addr(connect6)]
+pub fn life_cgroup_connect6(ctx: SockAddrContext) -> i32 {
+    finish(&ctx, "life_cgroup_connect6", try_life_connect(&ctx, true));
+    1
+}
+
+fn try_life_connect(ctx: &SockAddrContext, v6: bool) -> Result<(), i64> {
+    if sock_addr::protocol(ctx) != u32::from(IPPROTO_TCP) {
+        return Ok(());
+    }
+    let pid_tgid = bpf_get_current_pid_tgid();
+    if is_excluded(pid_tgid) {
+        return Ok(());
+    }
+    let flow = sock_addr::flow(ctx, v6);
+    // The process fields are filled at the error return, in the same task: the common
+    // case (the connect goes on to `SYN_SENT`) pays for no more than this entry.
+    let conn = LifeConn {
+        // The cookie, as the connect programs report it (`tcp_cgroup_connect4/6`).
+        conn_id: sock_addr::cookie(ctx),
+        // SAFETY: a helper without arguments.
+        start_ns: unsafe { bpf_ktime_get_boot_ns() },
+        pid_tgid,
+        uid_gid: 0,
+        cgroup_id: 0,
+        start_time_ns: 0,
+        family: flow.family,
+        lport: flow.sport,
+        rport: flow.dport,
+        _pad0: 0,
+        flags: life_flag::OWNER_KNOWN,
+        _pad1: 0,
+        laddr: flow.saddr,
+        raddr: flow.daddr,
+        comm: [0; COMM_LEN],
+    };
+    if LIFE_EARLY.insert(pid_tgid, conn, 0).is_err() {
+        count(stat::LIFE_TABLE_FULL);
+    }
+    Ok(())
+}
+
+/// `syscalls:sys_exit_connect`: a `connect()` returning an error while its thread's note from
+/// the cgroup hook is still there never reached `SYN_SENT`: its failed result.
+#[tracepoint(category = "syscalls", name = "sys_exit_connect")]
+pub fn life_tp_sys_exit_connect(ctx: TracePointContext) -> u32 {
+    // `struct syscall_trace_exit`: the 8-byte common header, `int nr`, then `long ret` at
+    // 16 (the same on every kernel since the syscall tracepoints exist).
+    // SAFETY: the offset is inside the record the kernel passes.
+    let ret: i64 = unsafe { ctx.read_at(16) }.unwrap_or(0);
+    // Successes and connects in progress: their notes were taken at `SYN_SENT`.
+    if ret >= 0 || ret == -EINPROGRESS {
+        return 0;
+    }
+    finish(
+        &ctx,
+        "life_tp_sys_exit_connect",
+        try_life_tp_sys_exit_connect(ret),
+    )
+}
+
+fn try_life_tp_sys_exit_connect(ret: i64) -> Result<(), i64> {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let Some(note) = LIFE_EARLY.get_ptr(pid_tgid) else {
+        return Ok(());
+    };
+    // SAFETY: a value pointer from a successful lookup, valid for this program run; copied
+    // before the entry is removed.
+    let mut conn = unsafe { *note };
+    let _ = LIFE_EARLY.remove(pid_tgid);
+    // SAFETY: a helper without arguments.
+    let now = unsafe { bpf_ktime_get_boot_ns() };
+    if now.wrapping_sub(conn.start_ns) > EARLY_NOTE_NS {
+        return Ok(());
+    }
+    let who = Identity::current();
+    conn.uid_gid = who.uid_gid;
+    conn.cgroup_id = who.cgroup_id;
+    conn.comm = who.comm;
+    conn.start_time_ns = current_start_time();
+    emit(life_action::OUTCOME, &conn, now, |ev| {
+        // SAFETY: the record `emit` reserved, writable until submitted.
+        unsafe {
+            (*ev).error = (-ret) as u32;
+            (*ev).backend = backend::TRACEPOINT;
         }
     });
     Ok(())

@@ -5,9 +5,9 @@ use aya_ebpf::{
     maps::{Array, LruHashMap, PerCpuArray, RingBuf},
 };
 use monitor_common::{
-    DNS_OWNER_ENTRIES, DnsOwner, KernelConfig, LIFE_CONN_ENTRIES, LISTEN_OWNER_ENTRIES, LifeConn,
-    ListenKey, ListenOwner, UDP_EXPLICIT_SEND_ENTRIES, UDP_FLOOD_SLOTS, UDP_PENDING_ENTRIES,
-    UdpFloodSlot, UdpPending, stat,
+    DNS_OWNER_ENTRIES, DnsOwner, KernelConfig, LIFE_CONN_ENTRIES, LIFE_EARLY_ENTRIES,
+    LISTEN_OWNER_ENTRIES, LifeConn, ListenKey, ListenOwner, UDP_EXPLICIT_SEND_ENTRIES,
+    UDP_FLOOD_SLOTS, UDP_PENDING_ENTRIES, UdpFloodSlot, UdpPending, stat,
 };
 
 /// Every record for user space. The size here is a placeholder: user space sets the real one
@@ -62,6 +62,14 @@ pub static DNS_RECV_ARGS: LruHashMap<u64, crate::dns::RecvArgs> =
 #[map]
 pub static LIFE_CONNS: LruHashMap<u64, LifeConn> =
     LruHashMap::with_max_entries(LIFE_CONN_ENTRIES, 0);
+
+/// TCP connects between the cgroup `connect4/6` hook and `SYN_SENT`, by thread (`life.rs`):
+/// written by `life_cgroup_connect4/6`, taken at `SYN_SENT`, or at the `connect()` call's
+/// error return when the kernel refused it before (no route, a prohibit route, a policy):
+/// then that entry is the connect's failed result.
+#[map]
+pub static LIFE_EARLY: LruHashMap<u64, LifeConn> =
+    LruHashMap::with_max_entries(LIFE_EARLY_ENTRIES, 0);
 
 /// Owners of listening TCP sockets, by network namespace and port (`life.rs`): written at
 /// `listen()`, read by the accepts that complete in softirq.

@@ -11,7 +11,7 @@ use serde::Serialize;
 use serde_json::json;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
-use crate::capture::Capture;
+use crate::capture::{Capture, KernelStats};
 use crate::output::{OutputHub, SinkStats};
 use crate::pipeline::Pipeline;
 use crate::process::{ProcessStats, ProcessTable};
@@ -57,6 +57,12 @@ pub struct MetricsSnapshot {
     /// TCP answer reads (`sock_recvmsg`, kernels before 6.3) not carried from the call's
     /// entry to its return, so not read.
     pub dns_recv_failed: u64,
+    /// Lifecycle records (`--lifecycle`: connect results, closes, accepts, listens) the
+    /// kernel wrote (their losses are in `ringbuf_lost_by_hook.life`), and connections or
+    /// listeners its tables could not hold (`life_table_full`: those connections get no
+    /// result or close record, or those listeners' accepts no process).
+    pub life_records_kernel: u64,
+    pub life_table_full: u64,
     /// What user space made of them: parsed, truncated, malformed, not answers.
     pub dns: crate::dns::DnsStats,
     /// Connection records named from the process's own answers, host-wide, or not at all;
@@ -100,42 +106,7 @@ impl MetricsSnapshot {
             s.probes.insert(h.hook.to_string(), h.backend.to_string());
         }
         match capture.kernel_stats() {
-            Ok(k) => {
-                for (h, n) in ["tcp_connect", "udp_sendmsg", "udpv6_sendmsg"]
-                    .iter()
-                    .zip(k.events_per_hook)
-                {
-                    s.events_by_hook.insert(h.to_string(), n);
-                }
-                s.ringbuf_lost = k.ringbuf_lost;
-                let lost = [
-                    k.lost_per_hook[0],
-                    k.lost_per_hook[1],
-                    k.lost_per_hook[2],
-                    k.lost_execs,
-                    k.lost_exits,
-                    k.lost_forks,
-                    k.lost_dns,
-                ];
-                for (h, n) in LOSS_HOOKS.iter().zip(lost) {
-                    s.ringbuf_lost_by_hook.insert(h.to_string(), n);
-                }
-                s.udp_suppressed = k.udp_suppressed;
-                s.kernel_read_failed = k.read_failed;
-                s.execs = k.execs;
-                s.exits = k.exits;
-                s.forks = k.forks;
-                s.exe_path_truncated = k.exe_path_truncated;
-                s.flood_map_full = k.flood_map_full;
-                s.udp_pending_failed = k.udp_pending_failed;
-                s.decode_errors = k.decode_errors;
-                s.dns_answers_kernel = k.dns_answers;
-                s.dns_cut = k.dns_cut;
-                s.dns_missed = k.dns_missed;
-                s.dns_owner_failed = k.dns_owner_failed;
-                s.dns_shed = k.dns_shed;
-                s.dns_recv_failed = k.dns_recv_failed;
-            }
+            Ok(k) => s.add_kernel(&k),
             Err(e) => tracing::warn!(error = %e, "reading kernel counters failed"),
         }
         let p = table.stats();
@@ -160,6 +131,47 @@ impl MetricsSnapshot {
         s
     }
 
+    /// The kernel programs' counters.
+    fn add_kernel(&mut self, k: &KernelStats) {
+        for (h, n) in ["tcp_connect", "udp_sendmsg", "udpv6_sendmsg"]
+            .iter()
+            .zip(k.events_per_hook)
+        {
+            self.events_by_hook.insert(h.to_string(), n);
+        }
+        self.ringbuf_lost = k.ringbuf_lost;
+        let lost = [
+            k.lost_per_hook[0],
+            k.lost_per_hook[1],
+            k.lost_per_hook[2],
+            k.lost_execs,
+            k.lost_exits,
+            k.lost_forks,
+            k.lost_dns,
+            k.lost_life,
+        ];
+        for (h, n) in LOSS_HOOKS.iter().zip(lost) {
+            self.ringbuf_lost_by_hook.insert(h.to_string(), n);
+        }
+        self.udp_suppressed = k.udp_suppressed;
+        self.kernel_read_failed = k.read_failed;
+        self.execs = k.execs;
+        self.exits = k.exits;
+        self.forks = k.forks;
+        self.exe_path_truncated = k.exe_path_truncated;
+        self.flood_map_full = k.flood_map_full;
+        self.udp_pending_failed = k.udp_pending_failed;
+        self.decode_errors = k.decode_errors;
+        self.dns_answers_kernel = k.dns_answers;
+        self.dns_cut = k.dns_cut;
+        self.dns_missed = k.dns_missed;
+        self.dns_owner_failed = k.dns_owner_failed;
+        self.dns_shed = k.dns_shed;
+        self.dns_recv_failed = k.dns_recv_failed;
+        self.life_records_kernel = k.life_records;
+        self.life_table_full = k.life_table_full;
+    }
+
     /// Spool drops since the snapshot currently published, if any.
     pub fn output_dropped_new(&self, published: &SharedMetrics) -> Option<u64> {
         let now: u64 = self.outputs.iter().map(|o| o.dropped).sum();
@@ -169,8 +181,9 @@ impl MetricsSnapshot {
 }
 
 /// The names under `monitor.lost` (and `ringbuf_lost_by_hook`): the three connect hooks as
-/// `events_by_hook` names them, then exec, exit and fork records, and DNS answers.
-pub const LOSS_HOOKS: [&str; 7] = [
+/// `events_by_hook` names them, then exec, exit and fork records, DNS answers and
+/// lifecycle records.
+pub const LOSS_HOOKS: [&str; 8] = [
     "tcp_connect",
     "udp_sendmsg",
     "udpv6_sendmsg",
@@ -178,6 +191,7 @@ pub const LOSS_HOOKS: [&str; 7] = [
     "exit",
     "fork",
     "dns",
+    "life",
 ];
 
 /// Turns the kernel's loss counters into `events-lost` records: the daemon checks every
@@ -304,9 +318,30 @@ impl SharedMetrics {
         );
         counter(
             &mut t,
+            "lifecycle_records_total",
+            "Lifecycle records (connect results, closes, accepts, listens) written by the kernel programs.",
+            &[(String::new(), s.life_records_kernel)],
+        );
+        counter(
+            &mut t,
+            "lifecycle_table_full_total",
+            "Connections or listeners the kernel's lifecycle tables could not hold.",
+            &[(String::new(), s.life_table_full)],
+        );
+        counter(
+            &mut t,
             "ringbuf_lost_total",
             "Events lost because the ring buffer was full.",
             &[(String::new(), s.ringbuf_lost)],
+        );
+        counter(
+            &mut t,
+            "ringbuf_lost_by_hook_total",
+            "Events lost because the ring buffer was full, per hook or record kind.",
+            &s.ringbuf_lost_by_hook
+                .iter()
+                .map(|(h, n)| (lbl("hook", h), *n))
+                .collect::<Vec<_>>(),
         );
         counter(
             &mut t,
@@ -548,6 +583,45 @@ mod tests {
         assert!(t.contains("monitor_correlation_groups 7\n"), "{t}");
         assert_eq!(rec["monitor"]["stats"]["correlation_evictions"], 5);
         assert_eq!(rec["monitor"]["stats"]["correlation_groups"], 7);
+    }
+
+    /// The lifecycle's kernel counters (`stat::LIFE_RECORDS`, `LOST_LIFE`,
+    /// `LIFE_TABLE_FULL`) reach the metric record, the Prometheus text and the loss records.
+    #[test]
+    fn lifecycle_kernel_counters_are_reported() {
+        let mut s = MetricsSnapshot::default();
+        s.add_kernel(&KernelStats {
+            ringbuf_lost: 4,
+            lost_dns: 1,
+            life_records: 11,
+            lost_life: 3,
+            life_table_full: 2,
+            ..KernelStats::default()
+        });
+        let m = SharedMetrics::default();
+        m.update(s.clone());
+        let rec = m.record("h");
+        let stats = &rec["monitor"]["stats"];
+        assert_eq!(stats["life_records_kernel"], 11);
+        assert_eq!(stats["life_table_full"], 2);
+        assert_eq!(stats["ringbuf_lost_by_hook"]["life"], 3);
+        assert_eq!(stats["ringbuf_lost_by_hook"]["dns"], 1);
+        let t = m.prometheus_text();
+        assert!(t.contains("monitor_lifecycle_records_total 11\n"), "{t}");
+        assert!(t.contains("monitor_lifecycle_table_full_total 2\n"), "{t}");
+        assert!(
+            t.contains("monitor_ringbuf_lost_by_hook_total{hook=\"life\"} 3\n"),
+            "{t}"
+        );
+        let loss = LossReporter::default()
+            .check(
+                &s,
+                "h",
+                Timestamp::parse_rfc3339("2026-11-23T10:00:00Z").unwrap(),
+            )
+            .unwrap();
+        assert_eq!(loss["monitor"]["lost"]["life"], 3);
+        assert_eq!(loss["monitor"]["lost"]["total"], 4);
     }
 
     fn lost(tcp: u64, udp: u64, udp6: u64, exec: u64, exit: u64) -> MetricsSnapshot {

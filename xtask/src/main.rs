@@ -373,7 +373,7 @@ fn vm_options(
     kernels: Vec<String>,
     timeout: u64,
 ) -> Result<vm::VmOptions> {
-    // The guest's fork and DNS probes (xtask/src/bin/vm-{fork,dns}-probe.rs).
+    // The guest's fork, DNS and lifecycle probes (xtask/src/bin/vm-{fork,dns,life}-probe.rs).
     check(cargo().args([
         "build",
         "--release",
@@ -383,11 +383,14 @@ fn vm_options(
         "vm-fork-probe",
         "--bin",
         "vm-dns-probe",
+        "--bin",
+        "vm-life-probe",
     ]))?;
     Ok(vm::VmOptions {
         monitor_bin,
         fork_probe_bin: target_dir(root).join("release/vm-fork-probe"),
         dns_probe_bin: target_dir(root).join("release/vm-dns-probe"),
+        life_probe_bin: target_dir(root).join("release/vm-life-probe"),
         // Kept across runs (the kernel package downloads), outside `target/` so `cargo clean`
         // does not throw it away.
         cache_dir: root.join(".cache/vm"),

@@ -5,11 +5,14 @@
 //! in a qemu guest running Debian's stock cloud kernel under TCG. The guest also checks
 //! `--probe tracepoint` (cgroup programs for TCP and UDP) and `--probe auto`, which must pick
 //! fentry there, never a fallback. The guest's /init (xtask/vm/init.sh) runs
-//! `monitor run --probe <backend> --events` for each backend, makes one TCP connect and a
+//! `monitor run --probe <backend> --events --lifecycle` for each backend, makes one TCP connect and a
 //! few UDP sends on loopback with busybox applets, runs the fork probe (a child that
 //! connects and sends without exec'ing) and the DNS probe (a DNS server on 127.0.0.1:53 and
 //! a client resolving one name over UDP and one over TCP, then connecting to each answer;
-//! `vm/dns.rs` checks the `dns-query` records and `destination.domain`), stops the monitor
+//! `vm/dns.rs` checks the `dns-query` records and `destination.domain`) and the lifecycle
+//! probe (a UDP bind, a TCP listen, a connect with its accept and known bytes each way, a
+//! refused connect and one with no route; `vm/life.rs` checks the lifecycle hooks and the
+//! result, close, accept and listen records, their ids and byte counts), stops the monitor
 //! with SIGTERM and prints its log
 //! and JSON output between markers on the serial console. The host then checks, per
 //! kernel and backend, that the start-up log names that backend for the hooks, that the
@@ -21,7 +24,8 @@
 //! One file per job: `vm/kernel.rs` (kernel packages through a private apt configuration),
 //! `vm/initramfs.rs` (the archive), `vm/elf.rs` (interpreter and libraries of a binary),
 //! `vm/host.rs` (qemu, busybox), `vm/boot.rs` (qemu and the console, also used by
-//! `cargo xtask debvm`), `vm/checks.rs`, `vm/dns.rs` (the DNS part of the checks).
+//! `cargo xtask debvm`), `vm/checks.rs`, `vm/dns.rs` (the DNS part of the checks),
+//! `vm/life.rs` (the lifecycle part).
 
 pub(crate) mod boot;
 mod checks;
@@ -30,6 +34,7 @@ mod elf;
 pub(crate) mod host;
 mod initramfs;
 mod kernel;
+mod life;
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -40,6 +45,7 @@ use anyhow::{Context as _, Result, bail, ensure};
 
 use checks::{CONNECTION_HOOKS, FORK_PORT, TCP_PORT, Verdict, section};
 use dns::{DNS_HOOKS, DNS_PORT};
+use life::LIFE_HOOKS;
 
 /// What `cargo xtask vm` runs.
 pub struct VmOptions {
@@ -49,6 +55,8 @@ pub struct VmOptions {
     pub fork_probe_bin: PathBuf,
     /// The DNS probe (`xtask/src/bin/vm-dns-probe.rs`, a release build).
     pub dns_probe_bin: PathBuf,
+    /// The lifecycle probe (`xtask/src/bin/vm-life-probe.rs`, a release build).
+    pub life_probe_bin: PathBuf,
     /// Where the downloaded kernels and the private apt state are kept between runs, and
     /// where the initramfs and the console logs of the last run are written.
     pub cache_dir: PathBuf,
@@ -108,6 +116,10 @@ pub fn run(opts: &VmOptions) -> Result<()> {
             &opts.dns_probe_bin,
             "cargo build --release -p xtask --bin vm-dns-probe",
         ),
+        (
+            &opts.life_probe_bin,
+            "cargo build --release -p xtask --bin vm-life-probe",
+        ),
     ] {
         ensure!(
             bin.is_file(),
@@ -129,12 +141,15 @@ pub fn run(opts: &VmOptions) -> Result<()> {
             monitor: &opts.monitor_bin,
             fork_probe: &opts.fork_probe_bin,
             dns_probe: &opts.dns_probe_bin,
+            life_probe: &opts.life_probe_bin,
             env: format!(
                 "PROBES=\"{}\"\nTCP_PORT={TCP_PORT}\nFORK_PORT={FORK_PORT}\nFORK_PROBE={}\n\
-                 DNS_PORT={DNS_PORT}\nDNS_PROBE={}\n",
+                 DNS_PORT={DNS_PORT}\nDNS_PROBE={}\nLIFE_PROBE={}\nLIFE_PORTS=\"{}\"\n",
                 opts.probes.join(" "),
                 initramfs::FORK_PROBE_PATH,
-                initramfs::DNS_PROBE_PATH
+                initramfs::DNS_PROBE_PATH,
+                initramfs::LIFE_PROBE_PATH,
+                life::PORTS.map(|p| p.to_string()).join(" ")
             ),
         },
     )?;
@@ -236,6 +251,7 @@ fn report(kernel: &str, console: &str, verdicts: &[Verdict]) {
                 .flatten()
                 .chain(&v.fork_records)
                 .chain(&v.dns_records)
+                .chain(&v.life_records)
             {
                 eprintln!("vm:   record: {rec}");
             }
@@ -253,7 +269,12 @@ fn report(kernel: &str, console: &str, verdicts: &[Verdict]) {
 
 /// kernel × `--probe` → the backend each connection and DNS hook attached, and the verdict.
 fn table(runs: &[KernelRun]) -> String {
-    let cols: Vec<&str> = CONNECTION_HOOKS.iter().chain(&DNS_HOOKS).copied().collect();
+    let cols: Vec<&str> = CONNECTION_HOOKS
+        .iter()
+        .chain(&DNS_HOOKS)
+        .copied()
+        .chain(LIFE_HOOKS.iter().map(|(h, _)| *h))
+        .collect();
     let mut out = format!(
         "| kernel | --probe | {} | result |\n| --- | --- |{} --- |\n",
         cols.join(" | "),
@@ -288,7 +309,7 @@ fn table(runs: &[KernelRun]) -> String {
                     .collect::<Vec<_>>()
                     .join(" | "),
                 if v.problems.is_empty() {
-                    "ok (capture, identity, DNS)".to_string()
+                    "ok (capture, identity, DNS, lifecycle)".to_string()
                 } else {
                     format!("FAILED ({} problems)", v.problems.len())
                 }

@@ -2,7 +2,7 @@
 # PID 1 of the VM kernel test (`cargo xtask vm`, xtask/src/vm.rs). Everything printed here
 # reaches the host through the serial console, which the host parses between the
 # `=== ... ===` markers. /etc/vmtest.env (written by the host) sets PROBES, TCP_PORT,
-# FORK_PORT, FORK_PROBE, DNS_PORT and DNS_PROBE.
+# FORK_PORT, FORK_PROBE, DNS_PORT, DNS_PROBE, LIFE_PROBE and LIFE_PORTS (TCP, closed, UDP).
 
 /bin/busybox --install -s /bin
 export PATH=/bin
@@ -52,8 +52,8 @@ run_probe() {
     out=/tmp/$probe.json
     log=/tmp/$probe.log
     echo "=== START $probe ==="
-    echo "uptime $(cut -d' ' -f1 /proc/uptime) s: starting monitor run --probe $probe"
-    /monitor run --probe "$probe" --events --rules /empty-rules >"$out" 2>"$log" &
+    echo "uptime $(cut -d' ' -f1 /proc/uptime) s: starting monitor run --probe $probe --lifecycle"
+    /monitor run --probe "$probe" --events --lifecycle --rules /empty-rules >"$out" 2>"$log" &
     MONITOR_PID=$!
     # The start-up log names each hook's backend once its program is attached.
     if wait_for_words "$log" 600 "tcp_connect udp_sendmsg"; then
@@ -86,9 +86,19 @@ run_probe() {
     dns_out=$("$DNS_PROBE" "$DNS_PORT")
     echo "=== DNS $probe $dns_out status=$? ==="
 
+    # Lifecycle (--lifecycle): a UDP bind, a TCP listen, a connect and its accept with known
+    # bytes each way and orderly closes, a refused connect, one with no route (vm/life.rs).
+    # shellcheck disable=SC2086 # three port numbers
+    life_out=$("$LIFE_PROBE" $LIFE_PORTS)
+    echo "=== LIFE $probe $life_out status=$? ==="
+    set -- $LIFE_PORTS
+    life_closed=$2
+
     # The monitor flushes each record as it is written: wait for both (the host checks them
     # properly; this only avoids stopping the monitor before it has drained its ring buffer).
-    wait_for_words "$out" 150 "\"port\":$TCP_PORT} \"port\":53} \"port\":$FORK_PORT} \"127.0.0.3\""
+    wait_for_words "$out" 150 "\"port\":$TCP_PORT} \"port\":53} \"port\":$FORK_PORT} \"127.0.0.3\" \"port\":$life_closed}"
+    # The refused connect's result follows its connect record by a moment.
+    usleep 200000
     kill -TERM "$MONITOR_PID" 2>/dev/null
     tries=0
     while kill -0 "$MONITOR_PID" 2>/dev/null && [ "$tries" -lt 150 ]; do

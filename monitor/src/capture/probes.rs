@@ -310,15 +310,10 @@ pub fn load(cfg: &CaptureConfig) -> Result<LoadedProbes, CaptureError> {
     }
     for plan in &PLANS {
         let status = attach_hook(&mut ebpf, plan, cfg.probe, &host)?;
-        let skipped: Vec<String> = status
-            .skipped
-            .iter()
-            .map(|(backend, why)| format!("{backend}: {why}"))
-            .collect();
         tracing::info!(
             hook = status.hook,
             backend = status.backend,
-            skipped = %skipped.join("; "),
+            skipped = %skipped_reasons(&status),
             "capture hook attached"
         );
         hooks.push(status);
@@ -334,12 +329,7 @@ pub fn load(cfg: &CaptureConfig) -> Result<LoadedProbes, CaptureError> {
                 tracing::info!(
                     hook = status.hook,
                     backend = status.backend,
-                    skipped = %status
-                        .skipped
-                        .iter()
-                        .map(|(b, why)| format!("{b}: {why}"))
-                        .collect::<Vec<_>>()
-                        .join("; "),
+                    skipped = %skipped_reasons(&status),
                     "DNS answer capture attached"
                 );
                 hooks.push(status);
@@ -356,12 +346,7 @@ pub fn load(cfg: &CaptureConfig) -> Result<LoadedProbes, CaptureError> {
                 tracing::info!(
                     hook = status.hook,
                     backend = status.backend,
-                    skipped = %status
-                        .skipped
-                        .iter()
-                        .map(|(b, why)| format!("{b}: {why}"))
-                        .collect::<Vec<_>>()
-                        .join("; "),
+                    skipped = %skipped_reasons(&status),
                     "TCP DNS answer capture attached"
                 );
                 hooks.push(status);
@@ -447,41 +432,79 @@ fn attach_hook(
     choice: ProbeChoice,
     host: &HostSupport,
 ) -> Result<HookStatus, CaptureError> {
-    let candidates = candidates(plan, choice);
-    let mut skipped = Vec::new();
-    for (i, &backend) in candidates.iter().enumerate() {
-        let result = match backend {
+    first_that_attaches(
+        plan.hook,
+        candidates(plan, choice),
+        |backend| match backend {
             FENTRY => try_fentry(ebpf, plan, host),
             KPROBE => try_kprobe(ebpf, plan, host),
             RAW_TRACEPOINT => try_raw_tracepoint(ebpf, plan, host),
             CGROUP => try_cgroup(ebpf, plan, host),
             _ => try_tracepoint(ebpf, plan, host),
-        };
-        match result {
+        },
+    )
+    .map_err(|mut failures| {
+        let (backend, last) = failures.pop().expect("at least one candidate was tried");
+        let mut reason = last.detailed();
+        for (earlier, why) in &failures {
+            reason.push_str(&format!("; before it, {earlier}: {}", why.one_line()));
+        }
+        CaptureError::BackendUnavailable {
+            hook: plan.hook,
+            backend,
+            reason,
+        }
+    })
+}
+
+/// The one loop behind every hook's backend choice: tries `candidates` in order with
+/// `attempt` and stops at the first that attaches, which is the hook's backend, the ones
+/// before it listed in `skipped` with their one-line reasons. When none attaches, every
+/// candidate's failure, in order (never empty unless `candidates` is).
+fn first_that_attaches(
+    hook: &'static str,
+    candidates: &[&'static str],
+    mut attempt: impl FnMut(&'static str) -> Result<(), Failure>,
+) -> Result<HookStatus, Vec<(&'static str, Failure)>> {
+    let mut failures = Vec::new();
+    for &backend in candidates {
+        match attempt(backend) {
             Ok(()) => {
                 return Ok(HookStatus {
-                    hook: plan.hook,
+                    hook,
                     backend,
-                    skipped,
+                    skipped: failures
+                        .iter()
+                        .map(|(b, f): &(&'static str, Failure)| (*b, f.one_line()))
+                        .collect(),
                 });
-            }
-            Err(failure) if i + 1 < candidates.len() => {
-                skipped.push((backend, failure.one_line()));
             }
             Err(failure) => {
-                let mut reason = failure.detailed();
-                for (earlier, why) in &skipped {
-                    reason.push_str(&format!("; before it, {earlier}: {why}"));
-                }
-                return Err(CaptureError::BackendUnavailable {
-                    hook: plan.hook,
-                    backend,
-                    reason,
-                });
+                tracing::debug!(hook, backend, error = %failure.detailed(), "backend not usable");
+                failures.push((backend, failure));
             }
         }
     }
-    unreachable!("the last candidate either succeeds or returns an error")
+    Err(failures)
+}
+
+/// `backend: reason; ...`, one line: a hook's failures, or the backends it skipped.
+fn reasons<'a>(items: impl IntoIterator<Item = (&'a str, String)>) -> String {
+    items
+        .into_iter()
+        .map(|(b, why)| format!("{b}: {why}"))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// The one-line reasons of `first_that_attaches`'s failures.
+fn failure_reasons(failures: &[(&'static str, Failure)]) -> String {
+    reasons(failures.iter().map(|(b, f)| (*b, f.one_line())))
+}
+
+/// The skipped backends of a hook that attached.
+fn skipped_reasons(status: &HookStatus) -> String {
+    reasons(status.skipped.iter().map(|(b, why)| (*b, why.clone())))
 }
 
 /// Why a backend could not be used.
@@ -743,7 +766,7 @@ mod tests {
         DNS_FENTRY, DNS_KPROBE, DNS_OWNER_PROGRAMS, DNS_RAW_TP, DNS_RECV_FENTRY, DNS_RECV_KPROBE,
         DNS_RECV_TP,
     };
-    use super::life::{LIFE_BIND_PROGRAMS, LIFE_RAW_TP};
+    use super::life::{LIFE_BIND_PROGRAMS, LIFE_EARLY_PROGRAMS, LIFE_EARLY_TP, LIFE_RAW_TP};
     use super::*;
 
     #[test]
@@ -802,6 +825,8 @@ mod tests {
         names.extend(DNS_OWNER_PROGRAMS);
         names.push(LIFE_RAW_TP.0);
         names.extend(LIFE_BIND_PROGRAMS);
+        names.extend(LIFE_EARLY_PROGRAMS);
+        names.push(LIFE_EARLY_TP.0);
         for name in names {
             assert!(
                 ebpf.program(name).is_some(),
@@ -810,7 +835,7 @@ mod tests {
         }
         assert_eq!(
             ebpf.programs().count(),
-            34,
+            37,
             "an unplanned program is in the object"
         );
         assert!(ebpf.map(EVENTS_MAP).is_some() && ebpf.map(STATS_MAP).is_some());

@@ -109,6 +109,9 @@ impl Lifecycle {
             110 => ("timed-out", Some("ETIMEDOUT")),
             113 => ("host-unreachable", Some("EHOSTUNREACH")),
             101 => ("network-unreachable", Some("ENETUNREACH")),
+            // A `prohibit` route, or a policy (a cgroup program, a firewall) that denied it.
+            13 => ("prohibited", Some("EACCES")),
+            1 => ("prohibited", Some("EPERM")),
             _ => ("error", None),
         };
         let code = match (name, errno) {
@@ -151,6 +154,19 @@ mod tests {
             (false, "timed-out", Some("ETIMEDOUT".into()))
         );
         assert_eq!(Lifecycle::outcome_of(false, 113).1, "host-unreachable");
+        // Refused before SYN_SENT by a prohibit route or a policy.
+        assert_eq!(
+            Lifecycle::outcome_of(false, 13),
+            (false, "prohibited", Some("EACCES".into()))
+        );
+        assert_eq!(
+            Lifecycle::outcome_of(false, 1),
+            (false, "prohibited", Some("EPERM".into()))
+        );
+        assert_eq!(
+            Lifecycle::outcome_of(false, 22),
+            (false, "error", Some("22".into()))
+        );
         assert_eq!(Lifecycle::outcome_of(false, 0), (false, "aborted", None));
         assert_eq!(
             Lifecycle::outcome_of(false, 71),

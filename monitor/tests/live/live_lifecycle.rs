@@ -511,3 +511,130 @@ fn regex_escape(s: &str) -> String {
     }
     out
 }
+
+/// Connects the kernel fails before the socket reaches `SYN_SENT` (the route lookup in
+/// `connect()` itself: no route, an `unreachable`, `prohibit` or `blackhole` route in the
+/// test namespace) still get their failed result, joined to their connect, with the errno
+/// the program saw; a UDP connect failing the same way gets none (it is no TCP connect).
+#[test]
+fn connects_refused_before_syn_sent_report_their_failure() {
+    require_root("live_lifecycle");
+    let ns = NetNsGuard::create();
+    let name = ns.name().to_string();
+    // (address, route type or None for no route at all, the errno connect() returns; for
+    // IPv6 the kernel's choice differs across versions, python's errno is the reference)
+    let cases: [(&str, Option<&str>, Option<&str>); 5] = [
+        ("192.0.2.1", None, Some("ENETUNREACH")),
+        ("198.51.100.80", Some("unreachable"), Some("EHOSTUNREACH")),
+        ("198.51.100.81", Some("prohibit"), Some("EACCES")),
+        ("198.51.100.82", Some("blackhole"), Some("EINVAL")),
+        ("2001:db8:ff::1", Some("unreachable"), None),
+    ];
+    for (addr, kind, _) in &cases {
+        if let Some(kind) = kind {
+            let prefix = if addr.contains(':') { "128" } else { "32" };
+            run_ok(Command::new("ip").args([
+                "-n",
+                &name,
+                "route",
+                "add",
+                kind,
+                &format!("{addr}/{prefix}"),
+            ]));
+        }
+    }
+    let rules = TempDir::new("lifecycle-rules");
+    let monitor = start_monitor(&[rules.path().display().to_string()]);
+    // Prints the errno's name the blocking connect failed with.
+    let script = |addr: &str, kind: &str| {
+        let family = if addr.contains(':') {
+            "AF_INET6"
+        } else {
+            "AF_INET"
+        };
+        format!(
+            "import errno, socket\n\
+             s = socket.socket(socket.{family}, socket.{kind})\n\
+             try:\n    s.connect(('{addr}', 80)); print('connected')\n\
+             except OSError as e:\n    print(errno.errorcode.get(e.errno, e.errno))"
+        )
+    };
+    let run_in_ns = |code: &str| -> (u32, String) {
+        let mut child = ns
+            .exec(&python3())
+            .args(["-c", code])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("python3 in the namespace");
+        let pid = child.id();
+        let status = wait_or_kill(&mut child, Duration::from_secs(10));
+        let out = child.wait_with_output().expect("python3 output");
+        assert!(status.is_some(), "python3 did not finish: {code}");
+        (pid, String::from_utf8_lossy(&out.stdout).trim().to_string())
+    };
+    let mut seen = Vec::new();
+    for (addr, _, want) in &cases {
+        let (pid, errno) = run_in_ns(&script(addr, "SOCK_STREAM"));
+        assert!(
+            errno.starts_with('E') && want.is_none_or(|w| w == errno),
+            "the connect to {addr} did not fail at once with {want:?}: {errno:?}"
+        );
+        let reason = match errno.as_str() {
+            "ENETUNREACH" => "network-unreachable",
+            "EHOSTUNREACH" => "host-unreachable",
+            "EACCES" | "EPERM" => "prohibited",
+            _ => "error",
+        };
+        seen.push((pid, *addr, reason, errno));
+    }
+    let (udp_pid, udp_errno) = run_in_ns(&script("192.0.2.1", "SOCK_DGRAM"));
+    assert_eq!(udp_errno, "ENETUNREACH", "the UDP near miss");
+    let pids: Vec<u32> = seen.iter().map(|s| s.0).collect();
+    let recs = monitor.wait_until(Duration::from_secs(10), |recs| {
+        pids.iter()
+            .all(|&p| !of_action(recs, p, "connect-result").is_empty())
+    });
+    drop(ns);
+    for (pid, addr, reason, errno) in &seen {
+        let connects = of_action(&recs, *pid, "connect");
+        let results = of_action(&recs, *pid, "connect-result");
+        assert!(
+            connects.len() == 1 && results.len() == 1,
+            "{addr} (python: {errno}): one connect and one result expected:\n{}\nstderr:\n{}",
+            briefs(events_of(&recs, *pid)),
+            monitor.stderr()
+        );
+        let (c, r) = (connects[0], results[0]);
+        assert!(str_field(c, "monitor.connection_id").is_some(), "{c}");
+        assert_eq!(
+            str_field(r, "monitor.connection_id"),
+            str_field(c, "monitor.connection_id"),
+            "ids differ:\n{c}\n{r}"
+        );
+        assert_eq!(str_field(r, "event.outcome"), Some("failure"), "{r}");
+        assert_eq!(str_field(r, "monitor.outcome_reason"), Some(*reason), "{r}");
+        // The errno by name where the monitor names it, else its number.
+        let code = str_field(r, "error.code").unwrap_or_default().to_string();
+        let named = code == *errno;
+        let numbered = errno == "EINVAL" && code == "22";
+        assert!(
+            named || numbered,
+            "error.code {code:?}, python saw {errno}: {r}"
+        );
+        assert_eq!(str_field(r, "destination.ip"), Some(*addr), "{r}");
+        assert_eq!(u64_field(r, "destination.port"), Some(80), "{r}");
+        assert_eq!(u64_field(r, "process.pid"), Some(u64::from(*pid)), "{r}");
+        assert_eq!(
+            str_field(r, "process.executable"),
+            str_field(c, "process.executable"),
+            "{r}"
+        );
+        assert!(u64_field(r, "event.duration").is_some(), "{r}");
+    }
+    assert!(
+        of_action(&recs, udp_pid, "connect-result").is_empty(),
+        "a UDP connect has no result record: {}",
+        briefs(events_of(&recs, udp_pid))
+    );
+}

@@ -12,6 +12,7 @@ use super::boot::tail;
 use super::dns;
 use super::host::BUSYBOX;
 use super::initramfs::FORK_PROBE_PATH;
+use super::life;
 
 /// Hooks whose start-up log line must name the forced backend.
 const REQUIRED_HOOKS: [&str; 2] = ["tcp_connect", "udp_sendmsg"];
@@ -38,6 +39,8 @@ pub struct Verdict {
     pub fork_records: Vec<String>,
     /// The DNS probe's client's `dns-query` records and connections (`vm/dns.rs`).
     pub dns_records: Vec<String>,
+    /// The lifecycle probe's records (`vm/life.rs`).
+    pub life_records: Vec<String>,
     pub problems: Vec<String>,
 }
 
@@ -73,6 +76,7 @@ fn check_probe(console: &str, probe: &str) -> Verdict {
         udp_record: None,
         fork_records: Vec::new(),
         dns_records: Vec::new(),
+        life_records: Vec::new(),
         problems: Vec::new(),
     };
     match console
@@ -94,11 +98,11 @@ fn check_probe(console: &str, probe: &str) -> Verdict {
         &format!("BEGIN {probe} log"),
         &format!("END {probe} log"),
     );
-    match log {
+    match &log {
         None => v
             .problems
             .push("no start-up log section on the console".into()),
-        Some(log) => check_hooks(&mut v, &log),
+        Some(log) => check_hooks(&mut v, log),
     }
     let Some(output) = section(console, &format!("BEGIN {probe}"), &format!("END {probe}")) else {
         v.problems
@@ -118,6 +122,7 @@ fn check_probe(console: &str, probe: &str) -> Verdict {
         docs.push(doc.clone());
         if let Some((_, child)) = fork
             && doc["event"]["kind"] == "event"
+            && !is_lifecycle(&doc)
             && doc["process"]["pid"] == child
             && doc["destination"]["port"] == FORK_PORT
         {
@@ -177,7 +182,17 @@ fn check_probe(console: &str, probe: &str) -> Verdict {
             .problems
             .push("no kernel version in the guest's `=== VM READY kernel=... ===` line".into()),
     }
+    life::check(&mut v, console, log.as_deref().unwrap_or_default(), &docs);
     v
+}
+
+/// The records `--lifecycle` adds (`vm/life.rs` checks them); the connect and send checks
+/// leave them out.
+fn is_lifecycle(doc: &Value) -> bool {
+    matches!(
+        doc["event"]["action"].as_str(),
+        Some("connect-result" | "close" | "accept" | "listen")
+    )
 }
 
 /// The guest kernel's `major.minor`, from `=== VM READY kernel=<uname -r> ===`.
@@ -348,6 +363,7 @@ fn made_by(line: &str, program: &str) -> bool {
 
 fn is_connection(doc: &serde_json::Value, transport: &str, port: u16, backend: &str) -> bool {
     doc["event"]["kind"] == "event"
+        && !is_lifecycle(doc)
         && doc["network"]["transport"] == transport
         && doc["destination"]["port"] == port
         && doc["destination"]["ip"] == "127.0.0.1"
@@ -356,7 +372,7 @@ fn is_connection(doc: &serde_json::Value, transport: &str, port: u16, backend: &
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     const TCP: &str = r#"{"@timestamp":"2025-01-01T00:00:00Z","event":{"kind":"event","action":"connect"},"process":{"pid":180,"name":"busybox","executable":"/bin/busybox","args":["nc","127.0.0.1","40123"]},"destination":{"ip":"127.0.0.1","port":40123},"network":{"transport":"tcp","type":"ipv4"},"monitor":{"probe":"fentry","enrichment":"full"}}"#;
@@ -383,16 +399,25 @@ mod tests {
         fork: &[&str],
     ) -> String {
         let (dns_log, dns_line, dns_records) = dns::fixtures::good(probe);
+        let (life_log, life_line, life_records) = life::fixtures::good(probe);
         format!(
             "boot noise\n=== VM READY kernel=6.1.0 ===\n=== START {probe} ===\n\
-             === FORK {probe} parent=199 child=200 ===\n{dns_line}\n\
-             === STATUS {probe} {status} ===\n=== BEGIN {probe} log ===\n{log}\n{dns_log}\n\
-             === END {probe} log ===\n=== BEGIN {probe} ===\n{}\n{}\n{}\n=== END {probe} ===\n\
-             === VM DONE ===\n",
+             === FORK {probe} parent=199 child=200 ===\n{dns_line}\n{life_line}\n\
+             === STATUS {probe} {status} ===\n=== BEGIN {probe} log ===\n{life_log}\n{log}\n\
+             {dns_log}\n=== END {probe} log ===\n=== BEGIN {probe} ===\n{}\n{}\n{}\n{}\n\
+             === END {probe} ===\n=== VM DONE ===\n",
             records.join("\n"),
             fork.join("\n"),
-            dns_records.join("\n")
+            dns_records.join("\n"),
+            life_records.join("\n")
         )
+    }
+
+    /// The verdict on a passing fentry guest's console after `edit` (for `vm/life.rs`).
+    pub(in crate::vm) fn check_console_for_tests(edit: impl Fn(String) -> String) -> Verdict {
+        let c = edit(console(GOOD_LOG, &[TCP, UDP], 0));
+        let mut v = check_console(&c, &["fentry".to_string()]).unwrap();
+        v.remove(0)
     }
 
     const GOOD_LOG: &str = "2025-01-01T00:00:00Z  INFO monitor::capture: attached hook=tcp_connect backend=fentry\n\

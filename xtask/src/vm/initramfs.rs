@@ -1,5 +1,5 @@
-//! The guest's initramfs: busybox, the monitor and its shared libraries, the fork and DNS
-//! probes and /init, as an uncompressed newc cpio archive (the `cpio` crate writes the entries).
+//! The guest's initramfs: busybox, the monitor and its shared libraries, the fork, DNS and
+//! lifecycle probes and /init, as an uncompressed newc cpio archive (the `cpio` crate writes the entries).
 
 use std::collections::BTreeSet;
 use std::fs::{self, File};
@@ -21,6 +21,9 @@ pub struct Contents<'a> {
     pub fork_probe: &'a Path,
     /// A DNS server and client (`src/bin/vm-dns-probe.rs`).
     pub dns_probe: &'a Path,
+    /// Listens, connects, accepts and binds for the lifecycle records
+    /// (`src/bin/vm-life-probe.rs`).
+    pub life_probe: &'a Path,
     /// `/etc/vmtest.env`: shell variables for /init.
     pub env: String,
 }
@@ -30,6 +33,8 @@ pub struct Contents<'a> {
 pub const FORK_PROBE_PATH: &str = "/bin/vm-fork-probe";
 /// Where the guest finds the DNS probe (its client's `process.executable`).
 pub const DNS_PROBE_PATH: &str = "/bin/vm-dns-probe";
+/// Where the guest finds the lifecycle probe (its records' `process.executable`).
+pub const LIFE_PROBE_PATH: &str = "/bin/vm-life-probe";
 
 /// Writes the archive uncompressed: the kernel unpacks it as is, and skipping gzip saves the
 /// emulated CPU a few seconds of decompression at every boot.
@@ -67,8 +72,13 @@ pub fn build(out: &Path, c: &Contents) -> Result<()> {
         0o755,
         &read(c.dns_probe)?,
     )?;
+    a.file(
+        LIFE_PROBE_PATH.trim_start_matches('/'),
+        0o755,
+        &read(c.life_probe)?,
+    )?;
     let mut libs = BTreeSet::new();
-    for bin in [c.monitor, c.fork_probe, c.dns_probe] {
+    for bin in [c.monitor, c.fork_probe, c.dns_probe, c.life_probe] {
         libs.extend(shared_libraries(bin)?);
     }
     for lib in libs {

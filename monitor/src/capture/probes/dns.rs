@@ -15,7 +15,7 @@ use monitor_common::{DnsOffsets, OFFSET_ABSENT};
 
 use super::{
     FENTRY, Failure, HostSupport, KPROBE, RAW_TRACEPOINT, attach_cgroup, attach_raw_tracepoint,
-    kernel, program_mut, unload_quietly,
+    failure_reasons, first_that_attaches, kernel, program_mut, unload_quietly,
 };
 use crate::capture::{CaptureConfig, HookStatus, ProbeChoice, btf::KernelBtf};
 
@@ -82,53 +82,33 @@ pub(super) fn attach_dns(
         ProbeChoice::Kprobe => &[KPROBE],
         _ => &[RAW_TRACEPOINT],
     };
-    let mut skipped = Vec::new();
-    for &backend in candidates {
-        let result = match backend {
-            FENTRY => host
-                .aya_btf
-                .as_ref()
-                .map_err(|e| Failure::Unsupported(e.clone()))
-                .and_then(|btf| {
-                    let program: &mut FEntry = program_mut(ebpf, DNS_FENTRY)?;
-                    program
-                        .load(DNS_ANSWER_FN, btf)
-                        .map_err(kernel(DNS_FENTRY))?;
-                    if let Err(error) = program.attach() {
-                        unload_quietly(program.unload(), DNS_FENTRY);
-                        return Err(kernel(DNS_FENTRY)(error));
-                    }
-                    Ok(())
-                }),
-            KPROBE => program_mut::<KProbe>(ebpf, DNS_KPROBE).and_then(|program| {
-                program.load().map_err(kernel(DNS_KPROBE))?;
-                if let Err(error) = program.attach(DNS_ANSWER_FN, 0) {
-                    unload_quietly(program.unload(), DNS_KPROBE);
-                    return Err(kernel(DNS_KPROBE)(error));
+    first_that_attaches(DNS_HOOK, candidates, |backend| match backend {
+        FENTRY => host
+            .aya_btf
+            .as_ref()
+            .map_err(|e| Failure::Unsupported(e.clone()))
+            .and_then(|btf| {
+                let program: &mut FEntry = program_mut(ebpf, DNS_FENTRY)?;
+                program
+                    .load(DNS_ANSWER_FN, btf)
+                    .map_err(kernel(DNS_FENTRY))?;
+                if let Err(error) = program.attach() {
+                    unload_quietly(program.unload(), DNS_FENTRY);
+                    return Err(kernel(DNS_FENTRY)(error));
                 }
                 Ok(())
             }),
-            _ => attach_raw_tracepoint(ebpf, DNS_RAW_TP.0, DNS_RAW_TP.1),
-        };
-        match result {
-            Ok(()) => {
-                return Ok(HookStatus {
-                    hook: DNS_HOOK,
-                    backend,
-                    skipped,
-                });
+        KPROBE => program_mut::<KProbe>(ebpf, DNS_KPROBE).and_then(|program| {
+            program.load().map_err(kernel(DNS_KPROBE))?;
+            if let Err(error) = program.attach(DNS_ANSWER_FN, 0) {
+                unload_quietly(program.unload(), DNS_KPROBE);
+                return Err(kernel(DNS_KPROBE)(error));
             }
-            Err(failure) => {
-                tracing::debug!(backend, error = %failure.detailed(), "DNS answer program");
-                skipped.push((backend, failure.one_line()));
-            }
-        }
-    }
-    Err(skipped
-        .iter()
-        .map(|(b, why)| format!("{b}: {why}"))
-        .collect::<Vec<_>>()
-        .join("; "))
+            Ok(())
+        }),
+        _ => attach_raw_tracepoint(ebpf, DNS_RAW_TP.0, DNS_RAW_TP.1),
+    })
+    .map_err(|failures| failure_reasons(&failures))
 }
 
 /// The `sock_recvmsg` programs' offsets into `config`; why not, when they cannot be had.
@@ -210,49 +190,29 @@ pub(super) fn attach_dns_recv(
         ProbeChoice::Kprobe => &[KPROBE],
         _ => &[RAW_TRACEPOINT],
     };
-    let mut skipped = Vec::new();
-    for &backend in candidates {
-        let result = match backend {
-            RAW_TRACEPOINT => support
-                .tracepoint
-                .clone()
-                .map_err(Failure::Unsupported)
-                .and_then(|()| attach_raw_tracepoint(ebpf, DNS_RECV_TP.0, DNS_RECV_TP.1)),
-            FENTRY => support
-                .pairs
-                .clone()
-                .map_err(Failure::Unsupported)
-                .and_then(|()| {
-                    host.aya_btf
-                        .as_ref()
-                        .map_err(|e| Failure::Unsupported(e.clone()))
-                })
-                .and_then(|btf| attach_recv_fentry(ebpf, btf)),
-            _ => support
-                .pairs
-                .clone()
-                .map_err(Failure::Unsupported)
-                .and_then(|()| attach_recv_kprobe(ebpf)),
-        };
-        match result {
-            Ok(()) => {
-                return Ok(HookStatus {
-                    hook: DNS_RECV_HOOK,
-                    backend,
-                    skipped,
-                });
-            }
-            Err(failure) => {
-                tracing::debug!(backend, error = %failure.detailed(), "TCP DNS answer program");
-                skipped.push((backend, failure.one_line()));
-            }
-        }
-    }
-    Err(skipped
-        .iter()
-        .map(|(b, why)| format!("{b}: {why}"))
-        .collect::<Vec<_>>()
-        .join("; "))
+    first_that_attaches(DNS_RECV_HOOK, candidates, |backend| match backend {
+        RAW_TRACEPOINT => support
+            .tracepoint
+            .clone()
+            .map_err(Failure::Unsupported)
+            .and_then(|()| attach_raw_tracepoint(ebpf, DNS_RECV_TP.0, DNS_RECV_TP.1)),
+        FENTRY => support
+            .pairs
+            .clone()
+            .map_err(Failure::Unsupported)
+            .and_then(|()| {
+                host.aya_btf
+                    .as_ref()
+                    .map_err(|e| Failure::Unsupported(e.clone()))
+            })
+            .and_then(|btf| attach_recv_fentry(ebpf, btf)),
+        _ => support
+            .pairs
+            .clone()
+            .map_err(Failure::Unsupported)
+            .and_then(|()| attach_recv_kprobe(ebpf)),
+    })
+    .map_err(|failures| failure_reasons(&failures))
 }
 
 /// The fexit program first, then the fentry: an entry is never remembered without its

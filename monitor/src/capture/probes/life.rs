@@ -1,18 +1,19 @@
 //! Connection lifecycle capture (`--lifecycle`, issue #14): the `inet_sock_set_state` raw
-//! tracepoint program for TCP outcomes, closes, accepts and listens, and the cgroup
-//! `post_bind4/6` programs for UDP binds.
+//! tracepoint program for TCP outcomes, closes, accepts and listens, the cgroup
+//! `post_bind4/6` programs for UDP binds, and the cgroup `connect4/6` programs with the
+//! `sys_exit_connect` tracepoint for connects the kernel fails before `SYN_SENT`.
 
 use std::fs::File;
 
 use aya::{
     Ebpf,
-    programs::{CgroupAttachMode, CgroupSock},
+    programs::{CgroupAttachMode, CgroupSock, CgroupSockAddr, TracePoint},
 };
 use monitor_common::KernelConfig;
 
 use super::{
-    CGROUP, Failure, HostSupport, RAW_TRACEPOINT, attach_raw_tracepoint, kernel, program_mut,
-    unload_quietly,
+    CGROUP, Failure, HostSupport, RAW_TRACEPOINT, TRACEPOINT, attach_cgroup, attach_raw_tracepoint,
+    attach_tracepoint, failure_reasons, first_that_attaches, kernel, program_mut, unload_quietly,
 };
 use crate::capture::{
     HookStatus,
@@ -44,12 +45,18 @@ pub(super) fn resolve_offsets(
 /// The TCP program and its raw tracepoint.
 pub(super) const LIFE_RAW_TP: (&str, &str) =
     ("life_raw_tp_inet_sock_set_state", "inet_sock_set_state");
+/// Connects the kernel fails before `SYN_SENT`: the cgroup programs that note each TCP
+/// connect, and the tracepoint on `connect()`'s return that reports a noted one's error.
+pub(super) const LIFE_EARLY_PROGRAMS: [&str; 2] = ["life_cgroup_connect4", "life_cgroup_connect6"];
+pub(super) const LIFE_EARLY_TP: (&str, &str, &str) =
+    ("life_tp_sys_exit_connect", "syscalls", "sys_exit_connect");
 /// UDP binds.
 pub(super) const LIFE_BIND_PROGRAMS: [&str; 2] =
     ["life_cgroup_post_bind4", "life_cgroup_post_bind6"];
 /// `HookStatus::hook` of each.
 pub(super) const LIFE_TCP_HOOK: &str = "tcp_lifecycle";
 pub(super) const LIFE_UDP_HOOK: &str = "udp_bind";
+pub(super) const LIFE_EARLY_HOOK: &str = "tcp_early_failure";
 
 /// Attaches what works; each part that does not is a warning (connect capture goes on).
 /// Called before the connect hooks, so that on `inet_sock_set_state` the lifecycle program
@@ -60,54 +67,97 @@ pub(super) fn attach_life(
     offsets: &Result<(), String>,
 ) -> Vec<HookStatus> {
     let mut hooks = Vec::new();
-    let tcp = offsets
-        .clone()
-        .and_then(|()| host.raw_tracepoint.clone())
-        .map_err(Failure::Unsupported)
-        .and_then(|()| attach_raw_tracepoint(ebpf, LIFE_RAW_TP.0, LIFE_RAW_TP.1));
+    let tcp = first_that_attaches(LIFE_TCP_HOOK, &[RAW_TRACEPOINT], |_| {
+        offsets
+            .clone()
+            .and_then(|()| host.raw_tracepoint.clone())
+            .map_err(Failure::Unsupported)
+            .and_then(|()| attach_raw_tracepoint(ebpf, LIFE_RAW_TP.0, LIFE_RAW_TP.1))
+    });
+    let tcp_attached = tcp.is_ok();
     match tcp {
-        Ok(()) => {
+        Ok(status) => {
             tracing::info!(
-                hook = LIFE_TCP_HOOK,
-                backend = RAW_TRACEPOINT,
+                hook = status.hook,
+                backend = status.backend,
                 "lifecycle hook attached"
             );
-            hooks.push(HookStatus {
-                hook: LIFE_TCP_HOOK,
-                backend: RAW_TRACEPOINT,
-                skipped: Vec::new(),
-            });
+            hooks.push(status);
         }
-        Err(e) => tracing::warn!(
-            program = LIFE_RAW_TP.0,
-            error = %e.detailed(),
+        Err(failures) => tracing::warn!(
+            hook = LIFE_TCP_HOOK,
+            reason = %failure_reasons(&failures),
             "TCP lifecycle unavailable: no outcome, close, accept or listen records"
         ),
     }
-    let udp = host
-        .cgroup_root
-        .as_ref()
-        .map_err(|e| Failure::Unsupported(e.clone()))
-        .and_then(|root| attach_binds(ebpf, root));
-    match udp {
-        Ok(()) => {
+    // Needs the TCP program: its `SYN_SENT` takes the notes of connects that get that far,
+    // which would otherwise be reported twice.
+    let early = first_that_attaches(LIFE_EARLY_HOOK, &[TRACEPOINT], |_| {
+        if !tcp_attached {
+            return Err(Failure::Unsupported(format!("needs {LIFE_TCP_HOOK}")));
+        }
+        host.cgroup_root
+            .as_ref()
+            .map_err(|e| Failure::Unsupported(e.clone()))
+            .and_then(|root| attach_early(ebpf, root))
+    });
+    match early {
+        Ok(status) => {
             tracing::info!(
-                hook = LIFE_UDP_HOOK,
-                backend = CGROUP,
+                hook = status.hook,
+                backend = status.backend,
                 "lifecycle hook attached"
             );
-            hooks.push(HookStatus {
-                hook: LIFE_UDP_HOOK,
-                backend: CGROUP,
-                skipped: Vec::new(),
-            });
+            hooks.push(status);
         }
-        Err(e) => tracing::warn!(
-            error = %e.detailed(),
+        Err(failures) => tracing::warn!(
+            hook = LIFE_EARLY_HOOK,
+            reason = %failure_reasons(&failures),
+            "TCP connects refused before SYN_SENT (no route) unavailable: they get no result record"
+        ),
+    }
+    let udp = first_that_attaches(LIFE_UDP_HOOK, &[CGROUP], |_| {
+        host.cgroup_root
+            .as_ref()
+            .map_err(|e| Failure::Unsupported(e.clone()))
+            .and_then(|root| attach_binds(ebpf, root))
+    });
+    match udp {
+        Ok(status) => {
+            tracing::info!(
+                hook = status.hook,
+                backend = status.backend,
+                "lifecycle hook attached"
+            );
+            hooks.push(status);
+        }
+        Err(failures) => tracing::warn!(
+            hook = LIFE_UDP_HOOK,
+            reason = %failure_reasons(&failures),
             "UDP bind capture unavailable: no UDP listen records"
         ),
     }
     hooks
+}
+
+/// The exit tracepoint, then the cgroup programs that note connects for it: all or nothing.
+fn attach_early(ebpf: &mut Ebpf, root: &File) -> Result<(), Failure> {
+    let (tp, category, name) = LIFE_EARLY_TP;
+    attach_tracepoint(ebpf, tp, category, name)?;
+    for (i, program) in LIFE_EARLY_PROGRAMS.into_iter().enumerate() {
+        if let Err(failure) = attach_cgroup(ebpf, program, root) {
+            for earlier in &LIFE_EARLY_PROGRAMS[..i] {
+                if let Ok(p) = program_mut::<CgroupSockAddr>(ebpf, earlier) {
+                    unload_quietly(p.unload(), earlier);
+                }
+            }
+            if let Ok(p) = program_mut::<TracePoint>(ebpf, tp) {
+                unload_quietly(p.unload(), tp);
+            }
+            return Err(failure);
+        }
+    }
+    Ok(())
 }
 
 /// Both `post_bind` programs on the cgroup root, or neither.
