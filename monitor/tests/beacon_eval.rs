@@ -391,13 +391,13 @@ fn payload_classes_meet_their_stated_counts() {
             r.min_score.map_or("—".to_string(), |v| format!("{v:.3}")),
         );
         match class.expectation() {
-            Expectation::Detect if r.rate() < PAYLOAD_RECALL_BAR && n >= 15 => failures.push(
-                format!(
+            Expectation::Detect if r.rate() < PAYLOAD_RECALL_BAR && n >= 15 => {
+                failures.push(format!(
                     "{} at n = {n}: recall {:.3} below {PAYLOAD_RECALL_BAR}",
                     class.name(),
                     r.rate()
-                ),
-            ),
+                ))
+            }
             Expectation::Detect if r.max_alerts > 1 => failures.push(format!(
                 "{} at n = {n}: {} alerts in one run for one key",
                 class.name(),

@@ -45,7 +45,7 @@ use super::series::{
 use super::sizes::{BULK_BYTES, Pending, SIZE_RING, SizeStats};
 use crate::arc_slots::ArcSlots;
 use crate::record::{
-    Alert, BeaconStats, ConnectionRecord, Detector, LifeAction, Lifecycle, Level, ProcessInfo,
+    Alert, BeaconStats, ConnectionRecord, Detector, Level, LifeAction, Lifecycle, ProcessInfo,
     RuleMeta, Timestamp, Transport,
 };
 

@@ -19,7 +19,10 @@ fn close_of(connect: &ConnectionRecord, sent: u64, ms: i64) -> ConnectionRecord 
 }
 
 /// `connects` with ids from 1, each followed by its close sending `size(i)` bytes.
-fn with_closes(connects: &[ConnectionRecord], size: impl Fn(usize) -> u64) -> Vec<ConnectionRecord> {
+fn with_closes(
+    connects: &[ConnectionRecord],
+    size: impl Fn(usize) -> u64,
+) -> Vec<ConnectionRecord> {
     let mut out = Vec::new();
     for (i, c) in connects.iter().enumerate() {
         let mut c = c.clone();
@@ -102,7 +105,10 @@ fn close_records_add_size_fields_and_change_nothing_else_for_a_timing_beacon() {
     let sized = run(&mut detector(), &with_closes(&connects, |_| 480));
     assert_eq!(plain.len(), 1);
     assert_eq!(sized.len(), 1);
-    let (a, b) = (plain[0].beacon.clone().unwrap(), sized[0].beacon.clone().unwrap());
+    let (a, b) = (
+        plain[0].beacon.clone().unwrap(),
+        sized[0].beacon.clone().unwrap(),
+    );
     assert_eq!(plain[0].timestamp, sized[0].timestamp);
     assert_eq!((a.sizes, a.median_bytes, a.size_score), (None, None, None));
     assert_eq!(b.sizes, Some(8));
@@ -122,7 +128,9 @@ fn close_records_add_size_fields_and_change_nothing_else_for_a_timing_beacon() {
     );
     let line = sized[0].to_json_line();
     assert!(
-        line.contains("\"sizes\":8,\"median_bytes\":480.0,\"size_jitter\":0.0,\"size_score\":0.998"),
+        line.contains(
+            "\"sizes\":8,\"median_bytes\":480.0,\"size_jitter\":0.0,\"size_score\":0.998"
+        ),
         "{line}"
     );
     assert!(!plain[0].to_json_line().contains("size"));
@@ -134,16 +142,28 @@ fn close_records_add_size_fields_and_change_nothing_else_for_a_timing_beacon() {
 #[test]
 fn a_constant_payload_widens_the_band_from_its_count_on() {
     let p = process("/usr/bin/python3", 1000, 7);
-    // 60 s × 0.5, 1.5, 1.0, ... : every interval within a factor of three, not of two.
-    let offsets = [0.5, 1.5, 1.0, 1.4, 0.6, 1.45, 0.55, 1.0, 1.5, 0.5, 1.2, 0.7, 1.5, 0.5, 1.0];
+    // 60 s × 0.5, 1.5, 1.0, ... : every interval within a factor of three, not of two,
+    // spread as ±50 % jitter spreads them (MAD / median 0.3).
+    let offsets = [
+        0.5, 1.5, 1.0, 1.3, 0.7, 1.2, 0.8, 1.1, 0.9, 1.45, 0.55, 1.0, 1.35, 0.6, 1.05,
+    ];
     let mut t = 0.0;
-    let mut connects = vec![super::tests::rec(&p, "192.0.2.43", 8088, Transport::Tcp, 0.0)];
+    let mut connects = vec![super::tests::rec(
+        &p,
+        "192.0.2.43",
+        8088,
+        Transport::Tcp,
+        0.0,
+    )];
     for f in offsets {
         t += 60.0 * f;
         connects.push(super::tests::rec(&p, "192.0.2.43", 8088, Transport::Tcp, t));
     }
     assert!(run(&mut detector(), &connects).is_empty(), "timing alone");
-    let alerts = run(&mut detector(), &with_closes(&connects, |i| 480 + (i % 3) as u64));
+    let alerts = run(
+        &mut detector(),
+        &with_closes(&connects, |i| 480 + (i % 3) as u64),
+    );
     assert_eq!(alerts.len(), 1);
     let s = alerts[0].beacon.as_ref().unwrap();
     assert_eq!(s.connections, 15, "at size_min_connections");
@@ -173,10 +193,14 @@ fn a_constant_payload_widens_the_band_from_its_count_on() {
 #[test]
 fn bulk_of_widely_varied_size_is_not_a_beacon() {
     let p = process("/usr/bin/restic", 0, 9);
-    let connects = beacon(&p, "192.0.2.5", 8000, 600.0, 20);
+    // 12 runs, 10 minutes apart: one alert window.
+    let connects = beacon(&p, "192.0.2.5", 8000, 600.0, 12);
     let varied = |i: usize| (1u64 << 20) << (i % 8);
     assert!(run(&mut detector(), &with_closes(&connects, varied)).is_empty());
-    assert_eq!(run(&mut detector(), &with_closes(&connects, |_| 1 << 24)).len(), 1);
+    assert_eq!(
+        run(&mut detector(), &with_closes(&connects, |_| 1 << 24)).len(),
+        1
+    );
     assert_eq!(
         run(&mut detector(), &with_closes(&connects, |i| 200 << (i % 7))).len(),
         1

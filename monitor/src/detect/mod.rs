@@ -14,9 +14,9 @@ pub mod beacon;
 pub mod beacon_config;
 pub mod periodicity;
 mod series;
-pub mod sizes;
 #[cfg(any(test, feature = "test-support"))]
 pub mod simulate;
+pub mod sizes;
 
 pub use beacon::{
     AllowEntry, AllowTransport, AllowedNet, BeaconConfig, BeaconConfigError, BeaconCounters,

@@ -417,7 +417,13 @@ fn process_and_port(class: TraceClass, rng: &mut Rng) -> (Arc<ProcessInfo>, u16)
         ),
         TraceClass::BackupVariedSizes => (
             "/usr/bin/restic",
-            &["restic", "-r", "rest:http://192.0.2.5:8000/", "backup", "/home"],
+            &[
+                "restic",
+                "-r",
+                "rest:http://192.0.2.5:8000/",
+                "backup",
+                "/home",
+            ],
             8000,
         ),
         TraceClass::DownloadSessions => (
@@ -507,9 +513,7 @@ enum Payload {
 impl Payload {
     fn of(class: TraceClass) -> Option<Payload> {
         Some(match class {
-            TraceClass::Jitter50ConstantSize | TraceClass::PoissonConstantSize => {
-                Payload::Constant
-            }
+            TraceClass::Jitter50ConstantSize | TraceClass::PoissonConstantSize => Payload::Constant,
             TraceClass::BackupVariedSizes => Payload::LogUniform(1_048_576.0, 1_073_741_824.0),
             TraceClass::Jitter20VariedSmall => Payload::LogUniform(200.0, 20_000.0),
             TraceClass::Jitter20Padded => Payload::LogUniform(65_536.0, 67_108_864.0),

@@ -185,11 +185,17 @@ mod tests {
     #[test]
     fn constant_small_sizes_score_near_one_bulk_varied_low() {
         let z = SizeStats::of(&[480; 8]).unwrap();
-        assert_eq!((z.median, z.mad, z.skew, z.jitter()), (480.0, 0.0, 0.0, 0.0));
+        assert_eq!(
+            (z.median, z.mad, z.skew, z.jitter()),
+            (480.0, 0.0, 0.0, 0.0)
+        );
         assert!(z.score > 0.99, "{z:?}");
         let varied: Vec<u32> = (0..8).map(|i| 1 << (20 + i)).collect();
         let z = SizeStats::of(&varied).unwrap();
-        assert_eq!((z.min, z.max), (f64::from(1u32 << 20), f64::from(1u32 << 27)));
+        assert_eq!(
+            (z.min, z.max),
+            (f64::from(1u32 << 20), f64::from(1u32 << 27))
+        );
         assert!(z.jitter() > 0.5 && z.score < 0.5, "{z:?}");
         assert_eq!(SizeStats::of(&[]), None);
     }
