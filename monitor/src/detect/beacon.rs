@@ -1,5 +1,9 @@
 //! The streaming beacon detector: its key tables and their eviction, scoring and alerts.
-//! A key's check-in history is `series.rs`; settings, allowlist and tests are apart too.
+//! A key's check-in history is `series.rs`; settings, allowlist, sizes and tests are apart too.
+//!
+//! Length: just over 800 lines (818) since the data sizes of close records joined; the
+//! settings in hot-path units (`Settings`, with the decision on a series) are the part to
+//! move out next.
 //!
 //! Every connection record updates one or two keys:
 //! - the **destination key** (process identity, destination IP, destination port,
@@ -42,7 +46,7 @@ use super::periodicity::{self, Periodicity, RING, ScoreParams, ShareBar};
 use super::series::{
     DestinationRing, IntervalRing, NOT_A_CHECKIN_MS, RotatingSeries, Series, Step,
 };
-use super::sizes::{BULK_BYTES, Pending, SIZE_RING, SizeStats};
+use super::sizes::{Pending, SizeRules, SizeStats};
 use crate::arc_slots::ArcSlots;
 use crate::record::{
     Alert, BeaconStats, ConnectionRecord, Detector, Level, LifeAction, Lifecycle, ProcessInfo,
@@ -94,15 +98,11 @@ pub(super) struct Settings {
     pub(super) share_bar: ShareBar,
     pub(super) max_jitter: f64,
     pub(super) min_score: f64,
-    /// Sizes from close records count (`size_scoring`).
-    pub(super) sizes: bool,
-    pub(super) size_min_known: usize,
-    pub(super) size_max_jitter: f64,
+    /// What the sizes from close records say (`sizes.rs`).
+    pub(super) sizes: SizeRules,
     /// The steady reading for a key whose payload is constant and small.
     pub(super) size_band: ScoreParams,
     pub(super) size_min_intervals: usize,
-    /// 0: off.
-    pub(super) bulk_spread: f64,
     pub(super) standard_ports: PortSet,
     known_c2_ports: PortSet,
     pub(super) allow: Allowlist,
@@ -167,9 +167,7 @@ impl Settings {
             min_interval_ms: min_iv * 1000.0,
             max_interval_ms: max_iv * 1000.0,
             score,
-            sizes: c.size_scoring,
-            size_min_known: c.size_min_known.clamp(3, SIZE_RING as u32) as usize,
-            size_max_jitter: fraction(c.size_max_jitter, d.size_max_jitter),
+            sizes: SizeRules::new(c),
             // Steady only, as the recovery window: a second test on every check-in.
             size_band: ScoreParams {
                 tolerance: finite(c.size_tolerance, d.size_tolerance).clamp(tolerance, 0.6),
@@ -178,10 +176,6 @@ impl Settings {
             },
             size_min_intervals: (c.size_min_connections.clamp(3, RING as u32 + 1) - 1)
                 .max(min_intervals as u32) as usize,
-            bulk_spread: {
-                let v = finite(c.bulk_size_spread, d.bulk_size_spread);
-                if v <= 0.0 { 0.0 } else { v.max(1.0) }
-            },
             min_share,
             // The bar as `beacon` applies it.
             share_bar: ShareBar::new(min_share - 1e-9),
@@ -207,9 +201,9 @@ impl Settings {
     /// also read in the wider `size_band` (with `recover`, from `size_min_intervals` on).
     /// Without them the answer is the timing's alone, as before.
     fn beacon(&self, series: &Series, recover: bool) -> Option<(Periodicity, Option<SizeStats>)> {
-        let sizes = self.size_stats(series);
+        let sizes = self.sizes.stats(series.sizes());
         if let Some(z) = &sizes
-            && self.bulk_varied(z)
+            && self.sizes.bulk_varied(z)
         {
             return None;
         }
@@ -220,7 +214,7 @@ impl Settings {
         if recover
             && all.len() >= self.size_min_intervals
             && let Some(z) = &sizes
-            && self.constant_small(z)
+            && self.sizes.constant_small(z)
             && let Some(p) = self.periodic_with(all, &self.size_band)
             // Every interval, no stray: a second test on every check-in, in a band random
             // traffic fits more often.
@@ -244,26 +238,6 @@ impl Settings {
         };
         self.periodic_with(series.recent(recent, &mut buf), &steady)
             .map(|p| (p, sizes))
-    }
-
-    /// The statistics of the key's sizes, when they count and enough are known.
-    fn size_stats(&self, series: &Series) -> Option<SizeStats> {
-        let known = series.sizes();
-        if !self.sizes || known.len() < self.size_min_known {
-            return None;
-        }
-        SizeStats::of(known)
-    }
-
-    /// Bulk data of widely varied size: the median connection is a bulk transfer and the
-    /// largest is `bulk_spread` times the smallest or more.
-    fn bulk_varied(&self, z: &SizeStats) -> bool {
-        self.bulk_spread > 0.0 && z.median >= BULK_BYTES && z.max >= self.bulk_spread * z.min
-    }
-
-    /// A constant, small payload: what a check-in sends.
-    fn constant_small(&self, z: &SizeStats) -> bool {
-        z.median < BULK_BYTES && z.jitter() <= self.size_max_jitter
     }
 
     /// The periodicity of `intervals` if it passes the configured bars.
@@ -524,7 +498,7 @@ impl BeaconDetector {
             port: dest.port,
             transport: rec.transport,
         };
-        if self.s.sizes
+        if self.s.sizes.on
             && let Some(id) = rec.connection_id
         {
             self.pending.insert(id, key);
@@ -594,7 +568,7 @@ impl BeaconDetector {
     fn close(&mut self, rec: &ConnectionRecord, life: &Lifecycle) {
         // Outbound only: `source.bytes` of an accepted connection is the peer's.
         let (true, false, Some(id), Some(bytes)) = (
-            self.s.sizes,
+            self.s.sizes.on,
             life.ingress,
             rec.connection_id,
             life.source_bytes,

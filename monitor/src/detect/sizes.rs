@@ -7,6 +7,8 @@
 //! wider band; bulk sizes that vary over orders of magnitude (a backup job) keep a key
 //! with regular timing from being reported.
 
+use super::beacon_config::BeaconConfig;
+
 /// Most sizes a key keeps: enough for a median and a MAD that a few outliers (a task, a
 /// result) do not move.
 pub const SIZE_RING: usize = 16;
@@ -128,6 +130,51 @@ impl SizeStats {
         } else {
             0.0
         }
+    }
+}
+
+/// The size settings of `BeaconConfig`, and what they make of a key's sizes.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct SizeRules {
+    /// Sizes count at all (`size_scoring`).
+    pub(super) on: bool,
+    min_known: usize,
+    max_jitter: f64,
+    /// 0: off.
+    bulk_spread: f64,
+}
+
+impl SizeRules {
+    /// From a config, clamping what `validate` would reject.
+    pub(super) fn new(c: &BeaconConfig) -> Self {
+        let d = BeaconConfig::default();
+        let finite = |v: f64, default: f64| if v.is_finite() { v } else { default };
+        let spread = finite(c.bulk_size_spread, d.bulk_size_spread);
+        SizeRules {
+            on: c.size_scoring,
+            min_known: c.size_min_known.clamp(3, SIZE_RING as u32) as usize,
+            max_jitter: finite(c.size_max_jitter, d.size_max_jitter).clamp(0.0, 1.0),
+            bulk_spread: if spread <= 0.0 { 0.0 } else { spread.max(1.0) },
+        }
+    }
+
+    /// The statistics of a key's sizes, when they count and enough are known.
+    pub(super) fn stats(&self, known: &[u32]) -> Option<SizeStats> {
+        if !self.on || known.len() < self.min_known {
+            return None;
+        }
+        SizeStats::of(known)
+    }
+
+    /// Bulk data of widely varied size: the median connection is a bulk transfer and the
+    /// largest is `bulk_size_spread` times the smallest or more.
+    pub(super) fn bulk_varied(&self, z: &SizeStats) -> bool {
+        self.bulk_spread > 0.0 && z.median >= BULK_BYTES && z.max >= self.bulk_spread * z.min
+    }
+
+    /// A constant, small payload: what a check-in sends.
+    pub(super) fn constant_small(&self, z: &SizeStats) -> bool {
+        z.median < BULK_BYTES && z.jitter() <= self.max_jitter
     }
 }
 
