@@ -141,6 +141,7 @@ pub struct RunArgs {
     pub no_dns: bool,
     /// Capture the connection lifecycle: each TCP connect's outcome, closes with duration
     /// and bytes, accepts, and TCP and UDP listening sockets (README, "Lifecycle records").
+    /// On with `--events` unless the config file says `lifecycle = false`.
     #[arg(long)]
     pub lifecycle: bool,
 }

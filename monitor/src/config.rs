@@ -35,7 +35,7 @@ pub struct ConfigFile {
     pub udp_suppress_ms: Option<u64>,
     /// Capture DNS answers (default true).
     pub dns: Option<bool>,
-    /// Capture the connection lifecycle (default false; `--lifecycle`).
+    /// Capture the connection lifecycle (default: as `events`; `--lifecycle`).
     pub lifecycle: Option<bool>,
     pub poll_interval_ms: Option<u64>,
     pub user: Option<String>,
@@ -249,7 +249,13 @@ impl RunConfig {
                     .unwrap_or(defaults::UDP_SUPPRESS_MS),
             ),
             dns: !args.no_dns && file.dns.unwrap_or(true),
-            lifecycle: args.lifecycle || file.lifecycle.unwrap_or(false),
+            // `--events` asks for every record, lifecycle ones included (the interface's
+            // promise); alone, `--lifecycle` adds them for rules and detectors. An explicit
+            // `lifecycle = false` in the file keeps them off with events.
+            lifecycle: args.lifecycle
+                || file
+                    .lifecycle
+                    .unwrap_or(args.events || file.events.unwrap_or(false)),
             poll_interval: Duration::from_millis(
                 file.poll_interval_ms
                     .unwrap_or(defaults::POLL_INTERVAL_MS)
@@ -350,6 +356,20 @@ mod tests {
         assert!(cfg.events);
         assert_eq!(cfg.udp_suppress, Duration::from_millis(250));
         assert_eq!(cfg.ringbuf_bytes, defaults::RINGBUF_BYTES);
+    }
+
+    #[test]
+    fn lifecycle_follows_events_unless_the_file_says_otherwise() {
+        let merge = |file: &str, flags: &[&str]| {
+            RunConfig::merge(toml::from_str(file).unwrap(), &args(flags)).unwrap()
+        };
+        assert!(!merge("", &[]).lifecycle);
+        assert!(merge("", &["--events"]).lifecycle);
+        assert!(merge("events = true\n", &[]).lifecycle);
+        assert!(merge("", &["--lifecycle"]).lifecycle);
+        assert!(!merge("", &["--lifecycle"]).events);
+        assert!(!merge("lifecycle = false\n", &["--events"]).lifecycle);
+        assert!(merge("lifecycle = false\n", &["--lifecycle"]).lifecycle);
     }
 
     #[test]

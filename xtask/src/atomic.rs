@@ -71,12 +71,26 @@ pub fn run(opts: &AtomicOptions) -> Result<()> {
         Some(only) => cmd.env("MONITOR_ATOMIC_ONLY", only),
         None => cmd.env_remove("MONITOR_ATOMIC_ONLY"),
     };
+    let fixtures = target_dir().join("atomic-fixtures");
+    // Written by the test when a simulation fails; a stale one would name old problems.
+    let problems_file = fixtures.join("problems.txt");
+    match std::fs::remove_file(&problems_file) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("remove {}", problems_file.display())),
+    }
     eprintln!("xtask: {cmd:?}");
     let st = cmd.status().with_context(|| format!("running {cmd:?}"))?;
-    let fixtures = target_dir().join("atomic-fixtures");
     if !st.success() {
+        let problems = match std::fs::read_to_string(&problems_file) {
+            Ok(p) if !p.trim().is_empty() => summarize(&p),
+            _ => {
+                "no simulation verdicts were written (the test stopped before them; see its output)"
+                    .to_string()
+            }
+        };
         bail!(
-            "attack simulations failed ({st}); the events each one produced are in {}",
+            "attack simulations failed ({st}); the events each one produced are in {}:\n{problems}",
             fixtures.display()
         );
     }
@@ -85,6 +99,25 @@ pub fn run(opts: &AtomicOptions) -> Result<()> {
         fixtures.display()
     );
     Ok(())
+}
+
+/// The first lines of the problems, each cut short: the details are in the test's output.
+fn summarize(problems: &str) -> String {
+    const LINES: usize = 20;
+    const WIDTH: usize = 300;
+    let mut out: Vec<String> = problems
+        .lines()
+        .take(LINES)
+        .map(|l| match l.char_indices().nth(WIDTH) {
+            Some((i, _)) => format!("  {}…", &l[..i]),
+            None => format!("  {l}"),
+        })
+        .collect();
+    let more = problems.lines().count().saturating_sub(LINES);
+    if more > 0 {
+        out.push(format!("  … and {more} more line(s)"));
+    }
+    out.join("\n")
 }
 
 fn target_dir() -> PathBuf {

@@ -166,7 +166,19 @@ enum Cmd {
     },
 }
 
-fn main() -> Result<()> {
+fn main() -> std::process::ExitCode {
+    // The error and its causes, without anyhow's backtrace (RUST_BACKTRACE is set for the
+    // tests' sake): the last lines of a log are the ones a reader sees.
+    match run_cli() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("Error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_cli() -> Result<()> {
     let cli = Cli::parse();
     let root = workspace_root();
     std::env::set_current_dir(&root).with_context(|| format!("cd {}", root.display()))?;
@@ -298,6 +310,62 @@ fn check(cmd: &mut Command) -> Result<()> {
     Ok(())
 }
 
+/// Like `check`, but passes the command's output through while keeping the lines that say
+/// what failed (failed tests, panics, errors), which the error then repeats.
+fn check_noting_failures(cmd: &mut Command) -> Result<()> {
+    use std::io::{BufRead as _, Write as _};
+    const KEEP: usize = 30;
+    fn notable(line: &str) -> bool {
+        (line.starts_with("test ") && line.ends_with("FAILED"))
+            || line.contains("panicked at")
+            || line.starts_with("error")
+            || line.trim_start().starts_with("problem:")
+    }
+    fn pass(
+        from: impl std::io::Read,
+        mut to: impl std::io::Write,
+        kept: &std::sync::Mutex<Vec<String>>,
+    ) {
+        for line in std::io::BufReader::new(from).split(b'\n') {
+            let Ok(line) = line else { break };
+            let _ = to.write_all(&line);
+            let _ = to.write_all(b"\n");
+            let text = String::from_utf8_lossy(&line);
+            if notable(&text) {
+                let mut k = kept.lock().unwrap_or_else(|e| e.into_inner());
+                if k.len() < KEEP {
+                    k.push(text.chars().take(300).collect());
+                }
+            }
+        }
+    }
+    eprintln!("xtask: {cmd:?}");
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .with_context(|| format!("running {cmd:?}"))?;
+    let kept = std::sync::Mutex::new(Vec::new());
+    let (out, err) = (child.stdout.take(), child.stderr.take());
+    std::thread::scope(|s| {
+        if let Some(o) = out {
+            s.spawn(|| pass(o, std::io::stdout(), &kept));
+        }
+        if let Some(e) = err {
+            s.spawn(|| pass(e, std::io::stderr(), &kept));
+        }
+    });
+    let st = child
+        .wait()
+        .with_context(|| format!("waiting for {cmd:?}"))?;
+    let _ = std::io::stdout().flush();
+    if !st.success() {
+        let kept = kept.into_inner().unwrap_or_else(|e| e.into_inner());
+        bail!("{cmd:?} failed ({st}):\n  {}", kept.join("\n  "));
+    }
+    Ok(())
+}
+
 fn vm_options(
     root: &Path,
     monitor_bin: PathBuf,
@@ -381,7 +449,7 @@ fn test_all(root: &Path) -> Result<()> {
     );
     stage("cargo tests (unit, integration, live eBPF)", &mut || {
         // One test thread: live tests share the kernel's hooks and the network namespaces.
-        check(
+        check_noting_failures(
             cargo()
                 .args([
                     "test",
@@ -459,6 +527,12 @@ fn test_all(root: &Path) -> Result<()> {
             failed += 1;
         }
         eprintln!("{verdict:>6}  {name} ({secs:.0} s)");
+    }
+    // Why, after the table: a CI log may keep only the end of the output.
+    for (name, r, _) in &results {
+        if let Err(e) = r {
+            eprintln!("\n{name} failed: {e:#}");
+        }
     }
     println!("suites: {} passed, {failed} failed", results.len() - failed);
     if failed > 0 {

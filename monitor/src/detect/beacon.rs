@@ -49,8 +49,8 @@ use super::series::{
 use super::sizes::{Pending, SizeRules, SizeStats};
 use crate::arc_slots::ArcSlots;
 use crate::record::{
-    Alert, BeaconStats, ConnectionRecord, Detector, Level, LifeAction, Lifecycle, ProcessInfo,
-    RuleMeta, Timestamp, Transport,
+    Alert, BeaconStats, ConnectionRecord, Detector, DomainSource, Level, LifeAction, Lifecycle,
+    ProcessInfo, RuleMeta, Timestamp, Transport,
 };
 
 /// Rule id of alerts from the destination key.
@@ -325,8 +325,6 @@ fn process_identity(p: &ProcessInfo) -> u64 {
     h.finish()
 }
 
-/// 32 bits of the destination address for the port key's destination ring (fixed seed:
-/// the same in every run).
 /// The destination key's address for a `destination.domain`: a 64-bit hash of the name in
 /// the IPv6 discard-only prefix `100::/64` (RFC 6666), which no real destination uses, so a
 /// name never shares a key with an address.
@@ -487,9 +485,13 @@ impl BeaconDetector {
         }
         let process = self.identities.identity(&rec.process);
         let mut dest = rec.destination;
-        // By name when the destination has one: addresses rotating under one name (DNS
-        // round robin, fast flux, a CDN) are one series, as RITA groups by FQDN.
-        if let Some(name) = &rec.domain {
+        // By name when the process itself asked for it: addresses rotating under one name
+        // (DNS round robin, fast flux, a CDN) are one series, as RITA groups by FQDN. Not
+        // by a host-wide name: whether one is known depends on other processes' lookups
+        // and their timing, and a key that changes with them splits one beacon's series.
+        if let Some(name) = &rec.domain
+            && rec.domain_source == Some(DomainSource::Process)
+        {
             dest.ip = name_key(name);
         }
         let key = DestinationKey {

@@ -205,6 +205,52 @@ fn curl_every_6s_to_8088_alerts_although_each_run_is_a_new_process() {
     assert!((b.median_interval_s - 6.0).abs() < 0.05, "{b:?}");
 }
 
+/// The 8088 test with another program resolving the C2's name part-way: from then on the
+/// monitor names curl's destination from the host-wide table. The series must not split
+/// at that point (the atomic simulations' flake: no alert from 1 + 9 check-ins).
+#[test]
+fn a_host_wide_name_arriving_mid_beacon_keeps_one_series() {
+    let mut out = Vec::new();
+    let mut det = detector();
+    for i in 0..10u32 {
+        let p = process("/usr/bin/curl", 0, 5000 + i);
+        let mut r = rec(&p, "203.0.113.7", 8088, Transport::Tcp, f64::from(i) * 6.0);
+        if i > 0 {
+            r.domain = Some("c2.example".into());
+            r.domain_source = Some(DomainSource::Host);
+        }
+        det.process(&r, &mut out);
+    }
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert_eq!(out[0].beacon.as_ref().unwrap().connections, 10);
+}
+
+/// Names the process asked for still group rotating addresses into one series (DNS round
+/// robin), and the same addresses under a host-wide name do not.
+#[test]
+fn a_name_the_process_asked_for_groups_rotating_addresses() {
+    let run = |source: DomainSource| {
+        let mut out = Vec::new();
+        let mut det = BeaconDetector::try_new(BeaconConfig {
+            // The destination key alone: the port key would also see the rotation.
+            rotating_ip_key: false,
+            ..BeaconConfig::default()
+        })
+        .unwrap();
+        let p = process("/usr/bin/python3", 1000, 7);
+        for i in 0..10u32 {
+            let ip = format!("192.0.2.{}", 10 + i % 3);
+            let mut r = rec(&p, &ip, 443, Transport::Tcp, f64::from(i) * 60.0);
+            r.domain = Some("cdn.example".into());
+            r.domain_source = Some(source);
+            det.process(&r, &mut out);
+        }
+        out.len()
+    };
+    assert_eq!(run(DomainSource::Process), 1);
+    assert_eq!(run(DomainSource::Host), 0);
+}
+
 #[test]
 fn technique_and_level_follow_the_port() {
     let p = process("/usr/bin/python3", 1000, 1);

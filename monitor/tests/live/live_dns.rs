@@ -18,7 +18,7 @@ use serde_json::Value;
 
 use common::daemon::MonitorProcess;
 use common::netns::{Listener, NS_EXTRA_V4, NS_V4, NS_V6, NetNsGuard};
-use common::records::{field, is_event, str_field, u64_field};
+use common::records::{field, is_connection_event, is_event, str_field, u64_field};
 use common::{TempDir, python3, require_program, require_root, wait_or_kill};
 
 /// The zone the test server answers (names under `dnstest.example`, and the names the
@@ -167,7 +167,7 @@ fn monitor(extra: &[&str]) -> (MonitorProcess, TempDir) {
 fn connects_to<'a>(recs: &'a [Value], ip: &str, port: u16) -> Vec<&'a Value> {
     recs.iter()
         .filter(|r| {
-            is_event(r)
+            is_connection_event(r)
                 && str_field(r, "event.action") != Some("dns-query")
                 && str_field(r, "destination.ip") == Some(ip)
                 && u64_field(r, "destination.port") == Some(u64::from(port))
@@ -212,16 +212,6 @@ fn check_named(
         ));
     }
     Ok(())
-}
-
-fn assert_ok(errs: &[String], m: &MonitorProcess) {
-    assert!(
-        errs.is_empty(),
-        "{} problem(s):\n{}\nmonitor stderr:\n{}",
-        errs.len(),
-        errs.join("\n"),
-        m.stderr()
-    );
 }
 
 fn latest_stats(recs: &[Value]) -> Option<&Value> {
@@ -290,7 +280,7 @@ fn getaddrinfo_lookups_name_the_connections_v4_v6_and_through_a_cname() {
             ));
         }
     }
-    assert_ok(&errs, &m);
+    m.assert_no_problems(&errs);
 }
 
 /// A local stub on 127.0.0.53 that forwards to the test host: the client's answers come
@@ -328,7 +318,7 @@ fn answers_through_a_local_stub_are_attributed_to_the_client() {
     if !via_stub {
         errs.push("no dns-query record from the stub at 127.0.0.53".into());
     }
-    assert_ok(&errs, &m);
+    m.assert_no_problems(&errs);
 }
 
 /// `dig +tcp`: the answer over TCP is a DNS record (the transport says tcp).
@@ -363,7 +353,7 @@ fn dig_over_tcp_gives_a_dns_record() {
         Some(d) => vec![format!("the dig +tcp record: {d}")],
         None => vec!["no dns-query record for dig +tcp".into()],
     };
-    assert_ok(&errs, &m);
+    m.assert_no_problems(&errs);
 }
 
 /// One process resolves (dig), another connects to the address (python3, by address):
@@ -405,7 +395,7 @@ fn a_name_resolved_by_another_process_is_attributed_host_wide() {
             .err()
             .into_iter()
             .collect();
-    assert_ok(&errs, &m);
+    m.assert_no_problems(&errs);
 }
 
 /// The SigmaHQ rules that test `DestinationHostname` (ngrok, localtonet, OAST domains,
@@ -548,7 +538,7 @@ fn sigmahq_destination_hostname_rules_fire_on_live_names() {
             ));
         }
     }
-    assert_ok(&errs, &m);
+    m.assert_no_problems(&errs);
 }
 
 /// Malformed answers (cut short, a compression loop, an oversized label) are counted and
@@ -598,7 +588,7 @@ fn malformed_answers_are_counted_and_never_attributed() {
         "the monitor died: {}",
         m.stderr()
     );
-    assert_ok(&errs, &m);
+    m.assert_no_problems(&errs);
 }
 
 /// A DNS flood (tens of thousands of answers a second on loopback, from a responder in
@@ -714,5 +704,5 @@ fn a_dns_flood_loses_no_connection_and_memory_stays_bounded() {
             errs.push(format!("host table holds {host} entries"));
         }
     }
-    assert_ok(&errs, &m);
+    m.assert_no_problems(&errs);
 }

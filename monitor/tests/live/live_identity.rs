@@ -19,7 +19,7 @@ use serde_json::Value;
 use common::daemon::MonitorProcess;
 use common::netns::{Listener, NS_V4, NS_V6, NetNsGuard};
 use common::records::{
-    briefs, events_to, field, has_technique, is_alert, is_event, str_field, u64_field,
+    briefs, events_to, field, has_technique, is_alert, is_connection_event, str_field, u64_field,
 };
 use common::{TempDir, canonical, python3, require_program, require_root, wait_or_kill};
 
@@ -72,7 +72,7 @@ fn run(program: &str, args: &[&str]) -> u32 {
 fn events_from_tree<'a>(recs: &'a [Value], pid: u32, ip: &str, port: u16) -> Vec<&'a Value> {
     recs.iter()
         .filter(|r| {
-            is_event(r)
+            is_connection_event(r)
                 && (u64_field(r, "process.pid") == Some(u64::from(pid))
                     || u64_field(r, "process.parent.pid") == Some(u64::from(pid)))
                 && str_field(r, "destination.ip") == Some(ip)
@@ -99,16 +99,6 @@ fn check_identity(ev: &Value, exe: &str, name: &str, label: &str) -> Vec<String>
         ));
     }
     errs
-}
-
-fn assert_no_errors(errs: &[String], m: &MonitorProcess) {
-    assert!(
-        errs.is_empty(),
-        "{} problem(s):\n{}\nmonitor stderr:\n{}",
-        errs.len(),
-        errs.join("\n"),
-        m.stderr()
-    );
 }
 
 /// `ln -s /usr/bin/bash DIR/firefox`, then 100 short-lived runs of `DIR/firefox -c ...`
@@ -212,7 +202,7 @@ fn a_symlink_named_like_a_browser_is_reported_as_the_file_it_runs() {
     }) {
         errs.push("a record names the symlink as the executable".into());
     }
-    assert_no_errors(&errs, &m);
+    m.assert_no_problems(&errs);
 }
 
 /// A subshell that never execs, a subshell that sends and then execs `sleep`, and a sweep of
@@ -295,7 +285,7 @@ fn forked_children_keep_the_shells_identity_until_they_exec() {
             )
         ));
     }
-    assert_no_errors(&errs, &m);
+    m.assert_no_problems(&errs);
 }
 
 /// python3 re-executing itself through `/proc/self/exe`; a copy of bash run from a memfd
@@ -398,7 +388,7 @@ fn magic_links_memfds_and_deleted_files_are_named_as_proc_pid_exe_names_them() {
             None => errs.push(format!("{label}: no event (expected {exe})")),
         }
     }
-    assert_no_errors(&errs, &m);
+    m.assert_no_problems(&errs);
 }
 
 /// A program run in a new mount namespace from a bind mount (a directory bound over an
@@ -475,7 +465,7 @@ fn a_bind_mounted_program_in_its_own_mount_namespace_is_named_as_proc_pid_exe_na
     let of_port = |recs: &[Value], port: u16| -> Vec<Value> {
         recs.iter()
             .filter(|r| {
-                is_event(r)
+                is_connection_event(r)
                     && str_field(r, "destination.ip") == Some(NS_V4)
                     && u64_field(r, "destination.port") == Some(u64::from(port))
                     && u64_field(r, "process.parent.pid").is_some()
@@ -501,7 +491,7 @@ fn a_bind_mounted_program_in_its_own_mount_namespace_is_named_as_proc_pid_exe_na
             ));
         }
     }
-    assert_no_errors(&errs, &m);
+    m.assert_no_problems(&errs);
 }
 
 /// Runs `exe -c "echo x > /dev/udp/NS_V4/port"` until a record of one of the runs carries a
@@ -591,7 +581,7 @@ fn hashes_follow_a_file_rewritten_in_place() {
             hashes(&after)
         ));
     }
-    assert_no_errors(&errs, &m);
+    m.assert_no_problems(&errs);
 }
 
 /// A web shell's process chain, live: a small server (a copy of python3 installed as
@@ -679,7 +669,7 @@ os.waitpid(worker, 0)
     let curl_event = |recs: &[Value], server_exe: &str, ip: &str, port: u16| -> Option<Value> {
         recs.iter()
             .find(|r| {
-                is_event(r)
+                is_connection_event(r)
                     && str_field(r, "process.executable") == Some(curl_exe.as_str())
                     && str_field(r, "destination.ip") == Some(ip)
                     && u64_field(r, "destination.port") == Some(u64::from(port))
@@ -692,7 +682,7 @@ os.waitpid(worker, 0)
     let worker_event = |recs: &[Value], server_exe: &str| -> Option<Value> {
         recs.iter()
             .find(|r| {
-                is_event(r)
+                is_connection_event(r)
                     && str_field(r, "process.executable") == Some(server_exe)
                     && u64_field(r, "destination.port") == Some(8443)
             })
@@ -712,7 +702,8 @@ os.waitpid(worker, 0)
         format!(
             "servers {runs:?}; curl's events:\n{}",
             briefs(recs.iter().filter(|r| {
-                is_event(r) && str_field(r, "process.executable") == Some(curl_exe.as_str())
+                is_connection_event(r)
+                    && str_field(r, "process.executable") == Some(curl_exe.as_str())
             }))
         )
     };
@@ -796,5 +787,5 @@ os.waitpid(worker, 0)
             }
         }
     }
-    assert_no_errors(&errs, &m);
+    m.assert_no_problems(&errs);
 }

@@ -17,7 +17,7 @@ use serde_json::Value;
 
 use common::daemon::MonitorProcess;
 use common::netns::{HOST_V4, Listener, NS_V4, NetNsGuard};
-use common::records::{alerts_for, briefs, events_of, str_field, u64_field};
+use common::records::{alerts_for, briefs, records_of, str_field, u64_field};
 use common::{TempDir, python3, require_program, require_root, run_ok, wait_or_kill};
 
 /// Addresses routed to the test host that it drops (a blackhole route: no answer at all)
@@ -57,7 +57,7 @@ fn python(script: &str, limit: Duration) -> (u32, String) {
 
 /// The records of `action` from `pid`.
 fn of_action<'a>(recs: &'a [Value], pid: u32, action: &str) -> Vec<&'a Value> {
-    events_of(recs, pid)
+    records_of(recs, pid)
         .into_iter()
         .filter(|r| str_field(r, "event.action") == Some(action))
         .collect()
@@ -171,7 +171,7 @@ fn every_connect_outcome_is_reported_and_joined_to_its_connect() {
     remove_routes();
     drop(ns);
     for (pid, ip, port, outcome, reason, code, out) in &seen {
-        let mine = events_of(&recs, *pid);
+        let mine = records_of(&recs, *pid);
         let connects = of_action(&recs, *pid, "connect");
         let results = of_action(&recs, *pid, "connect-result");
         assert!(
@@ -211,7 +211,7 @@ fn every_connect_outcome_is_reported_and_joined_to_its_connect() {
     // The established connection also ended, with the same id.
     let (pid, ..) = &seen[0];
     let closes = of_action(&recs, *pid, "close");
-    assert_eq!(closes.len(), 1, "{}", briefs(events_of(&recs, *pid)));
+    assert_eq!(closes.len(), 1, "{}", briefs(records_of(&recs, *pid)));
     assert_eq!(
         str_field(closes[0], "monitor.connection_id"),
         str_field(
@@ -279,7 +279,7 @@ fn a_transfer_reports_the_bytes_ss_shows_and_its_duration() {
     };
     let acked = ss_value("bytes_acked:");
     let closes = of_action(&recs, pid, "close");
-    assert_eq!(closes.len(), 1, "{}", briefs(events_of(&recs, pid)));
+    assert_eq!(closes.len(), 1, "{}", briefs(records_of(&recs, pid)));
     let c = closes[0];
     let sent = u64_field(c, "source.bytes").expect("source.bytes");
     let within = |a: u64, b: u64| (a as f64 - b as f64).abs() <= b as f64 * 0.01;
@@ -401,7 +401,7 @@ fn listens_and_accepts_name_the_listener_and_the_bind_shell_rule_fires_for_nc_on
         assert!(
             !listens.is_empty() && !accepts.is_empty(),
             "{what}: listen and accept expected:\n{}\nstderr:\n{}",
-            briefs(events_of(&recs, pid)),
+            briefs(records_of(&recs, pid)),
             monitor.stderr()
         );
         let l = listens[0];
@@ -464,7 +464,7 @@ fn lifecycle_records_replay_as_they_were_written() {
             && !of_action(recs, pid, "close").is_empty()
     });
     drop(ns);
-    let lines: Vec<String> = events_of(&recs, pid)
+    let lines: Vec<String> = records_of(&recs, pid)
         .into_iter()
         .map(|r| r.to_string())
         .collect();

@@ -67,6 +67,18 @@ impl MonitorProcess {
         std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
     }
 
+    /// Fails the test with every problem found and this monitor's log, or passes if none.
+    #[track_caller]
+    pub fn assert_no_problems(&self, problems: &[String]) {
+        assert!(
+            problems.is_empty(),
+            "{} problem(s):\n{}\nmonitor stderr:\n{}",
+            problems.len(),
+            problems.join("\n"),
+            self.stderr()
+        );
+    }
+
     fn wait_ready(&mut self, limit: Duration) {
         let start = Instant::now();
         loop {

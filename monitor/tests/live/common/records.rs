@@ -63,8 +63,25 @@ pub fn detector(v: &Value) -> Option<&str> {
     str_field(v, "monitor.detector")
 }
 
-/// Connection events of process `pid`.
+/// A connect, a send or a DNS answer: the records a process's own call makes. Not the
+/// lifecycle records (`--events` turns them on), which repeat a connect's addresses.
+pub fn is_connection_event(v: &Value) -> bool {
+    is_event(v)
+        && matches!(
+            str_field(v, "event.action"),
+            Some("connect" | "send" | "dns-query")
+        )
+}
+
+/// Connection events (connects, sends, DNS answers) of process `pid`.
 pub fn events_of(recs: &[Value], pid_: u32) -> Vec<&Value> {
+    recs.iter()
+        .filter(|r| is_connection_event(r) && pid(r) == Some(pid_))
+        .collect()
+}
+
+/// Every event record of process `pid`, lifecycle records included.
+pub fn records_of(recs: &[Value], pid_: u32) -> Vec<&Value> {
     recs.iter()
         .filter(|r| is_event(r) && pid(r) == Some(pid_))
         .collect()
