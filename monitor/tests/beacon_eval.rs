@@ -17,6 +17,10 @@
 //!   process, download sessions, browsing and the allowlisted scraper at either size.
 //! - report only: no bar.
 //!
+//! `schedules_meet_their_stated_counts` and `payload_classes_meet_their_stated_counts` judge
+//! the long-period and disturbed-schedule classes and the classes with close records
+//! (data sizes) each at its stated count; their bars are on the functions.
+//!
 //! Two variables change what is measured (the bars stay): `BEACON_EVAL_RUNS` (default
 //! 1000) for tighter estimates, and `BEACON_EVAL_CONFIG`, a TOML `[beacon]` body applied
 //! over the defaults, to see what a setting trades (DETECTION.md uses both).
