@@ -33,7 +33,7 @@ use crate::detect::{BeaconConfig, BeaconDetector};
 use crate::dns::NameTables;
 use crate::lifecycle::OutcomeTable;
 use crate::output::OutputRecord;
-use crate::record::{Alert, ConnectionRecord, Timestamp};
+use crate::record::{Alert, ConnectionRecord, LifeAction, Lifecycle, Timestamp};
 use crate::rules::{RuleEngine, RuleSet};
 
 /// What the pipeline hands to the outputs, borrowed so nothing is cloned per event.
@@ -330,11 +330,11 @@ impl Pipeline {
         }
         self.rules.process(rec, &mut self.alerts);
         // Check-ins are connects and sends; a connect's outcome, close, and inbound records
-        // are not (an outcome only flags the beacon's alert).
-        if rec.life.is_none() {
-            self.beacon.process(rec, &mut self.alerts);
-        } else {
-            self.outcomes.learn(rec);
+        // are not (an outcome only flags the beacon's alert, a close adds its bytes to the
+        // key of its connect).
+        match rec.life.as_deref().map(Lifecycle::action) {
+            None | Some(LifeAction::Close) => self.beacon.process(rec, &mut self.alerts),
+            Some(_) => self.outcomes.learn(rec),
         }
         self.drain(out);
     }

@@ -186,6 +186,73 @@ fn replay_is_deterministic_and_uses_event_time() {
     );
 }
 
+/// A recording of connects and their close records (`run --events --lifecycle`): a beacon
+/// whose timing is too noisy for the timing alone (every interval within a factor of three,
+/// not of two) but whose payload is constant is reported, with the size fields; the same
+/// connects without their close lines (an old recording) are not.
+#[test]
+fn replay_of_connects_and_closes_reports_the_constant_payload_beacon_with_its_sizes() {
+    let factors = [
+        0.5, 1.5, 1.0, 1.3, 0.7, 1.2, 0.8, 1.1, 0.9, 1.45, 0.55, 1.0, 1.35, 0.6, 1.05,
+    ];
+    let at = |secs: f64| {
+        let ms = (secs * 1000.0).round() as u64;
+        format!(
+            "2020-01-01T{:02}:{:02}:{:02}.{:03}Z",
+            ms / 3_600_000,
+            ms / 60_000 % 60,
+            ms / 1000 % 60,
+            ms % 1000
+        )
+    };
+    let mut t = 0.0;
+    let (mut with_closes, mut connects_only) = (String::new(), String::new());
+    for (i, f) in std::iter::once(&0.0).chain(&factors).enumerate() {
+        t += 60.0 * f;
+        let connect = event(&at(t), "/usr/bin/python3", "203.0.113.7", 8088).replacen(
+            r#""event":{"kind":"event"}"#,
+            &format!(
+                r#""event":{{"kind":"event"}},"monitor":{{"connection_id":"{:x}"}}"#,
+                i + 1
+            ),
+            1,
+        );
+        let close = event(&at(t + 0.3), "/usr/bin/python3", "203.0.113.7", 8088)
+            .replacen(
+                r#""event":{"kind":"event"}"#,
+                &format!(
+                    r#""event":{{"kind":"event","action":"close","duration":300000000}},"monitor":{{"connection_id":"{:x}"}},"source":{{"ip":"192.0.2.10","port":40000,"bytes":480,"packets":4}}"#,
+                    i + 1
+                ),
+                1,
+            )
+            .replacen(r#""port":8088}"#, r#""port":8088,"bytes":220,"packets":3}"#, 1);
+        for text in [&mut with_closes, &mut connects_only] {
+            text.push_str(&connect);
+            text.push('\n');
+        }
+        with_closes.push_str(&close);
+        with_closes.push('\n');
+    }
+    let beacons = |input: &str| -> Vec<serde_json::Value> {
+        let out = monitor_stdin(&["replay"], input);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        json_lines(&out.stdout)
+            .into_iter()
+            .filter(|r| r["monitor"]["detector"] == "beacon")
+            .collect()
+    };
+    let sized = beacons(&with_closes);
+    assert_eq!(sized.len(), 1, "{sized:?}");
+    let b = &sized[0]["monitor"]["beacon"];
+    assert_eq!(b["connections"], 15, "{b}");
+    assert_eq!(b["median_bytes"], 480.0, "{b}");
+    assert_eq!(b["size_jitter"], 0.0, "{b}");
+    assert_eq!(b["sizes"], 13, "{b}");
+    assert!(b["size_score"].as_f64().unwrap() > 0.99, "{b}");
+    assert!(beacons(&connects_only).is_empty());
+}
+
 #[test]
 fn bad_usage_exits_2() {
     let out = monitor(&["run", "--probe", "nonsense"]);

@@ -1,5 +1,9 @@
 //! The streaming beacon detector: its key tables and their eviction, scoring and alerts.
-//! A key's check-in history is `series.rs`; settings, allowlist and tests are apart too.
+//! A key's check-in history is `series.rs`; settings, allowlist, sizes and tests are apart too.
+//!
+//! Length: just over 800 lines (818) since the data sizes of close records joined; the
+//! settings in hot-path units (`Settings`, with the decision on a series) are the part to
+//! move out next.
 //!
 //! Every connection record updates one or two keys:
 //! - the **destination key** (process identity, destination IP, destination port,
@@ -42,10 +46,11 @@ use super::periodicity::{self, Periodicity, RING, ScoreParams, ShareBar};
 use super::series::{
     DestinationRing, IntervalRing, NOT_A_CHECKIN_MS, RotatingSeries, Series, Step,
 };
+use super::sizes::{Pending, SizeRules, SizeStats};
 use crate::arc_slots::ArcSlots;
 use crate::record::{
-    Alert, BeaconStats, ConnectionRecord, Detector, DomainSource, Level, ProcessInfo, RuleMeta,
-    Timestamp, Transport,
+    Alert, BeaconStats, ConnectionRecord, Detector, DomainSource, Level, LifeAction, Lifecycle,
+    ProcessInfo, RuleMeta, Timestamp, Transport,
 };
 
 /// Rule id of alerts from the destination key.
@@ -93,6 +98,11 @@ pub(super) struct Settings {
     pub(super) share_bar: ShareBar,
     pub(super) max_jitter: f64,
     pub(super) min_score: f64,
+    /// What the sizes from close records say (`sizes.rs`).
+    pub(super) sizes: SizeRules,
+    /// The steady reading for a key whose payload is constant and small.
+    pub(super) size_band: ScoreParams,
+    pub(super) size_min_intervals: usize,
     pub(super) standard_ports: PortSet,
     known_c2_ports: PortSet,
     pub(super) allow: Allowlist,
@@ -126,6 +136,14 @@ impl Settings {
             allow.extend(builtin_allowlist());
         }
         let min_share = fraction(c.min_share, d.min_share);
+        let tolerance = finite(c.tolerance, d.tolerance).clamp(0.001, 0.5);
+        let score = ScoreParams {
+            tolerance,
+            fold_tolerance,
+            max_missed,
+            missed_margin: c.missed_margin.min(RING as u32),
+            min_intervals,
+        };
         Settings {
             enabled: c.enabled,
             min_intervals,
@@ -148,13 +166,16 @@ impl Settings {
             idle_ns: secs_to_ns(series_gap.max(suppress)),
             min_interval_ms: min_iv * 1000.0,
             max_interval_ms: max_iv * 1000.0,
-            score: ScoreParams {
-                tolerance: finite(c.tolerance, d.tolerance).clamp(0.001, 0.5),
-                fold_tolerance,
-                max_missed,
-                missed_margin: c.missed_margin.min(RING as u32),
-                min_intervals,
+            score,
+            sizes: SizeRules::new(c),
+            // Steady only, as the recovery window: a second test on every check-in.
+            size_band: ScoreParams {
+                tolerance: finite(c.size_tolerance, d.size_tolerance).clamp(tolerance, 0.6),
+                max_missed: 0,
+                ..score
             },
+            size_min_intervals: (c.size_min_connections.clamp(3, RING as u32 + 1) - 1)
+                .max(min_intervals as u32) as usize,
             min_share,
             // The bar as `beacon` applies it.
             share_bar: ShareBar::new(min_share - 1e-9),
@@ -170,14 +191,36 @@ impl Settings {
         !self.allow.is_empty() && self.allow.allows(rec)
     }
 
-    /// The periodicity of `series` if it is a beacon by the configured bars: its whole
-    /// history, or else (with `recover`) its most recent `recovery_intervals`, so stray
-    /// traffic before a beacon started does not hide it until the ring has filled with
-    /// beacon intervals.
-    fn beacon(&self, series: &Series, recover: bool) -> Option<Periodicity> {
+    /// The periodicity of `series` if it is a beacon by the configured bars, with the
+    /// statistics of its sizes when enough are known: its whole history, or else (with
+    /// `recover`) its most recent `recovery_intervals`, so stray traffic before a beacon
+    /// started does not hide it until the ring has filled with beacon intervals.
+    ///
+    /// With sizes (close records, DETECTION.md "Data sizes"): a key moving bulk data of
+    /// widely varied size is never a beacon; a key whose payload is constant and small is
+    /// also read in the wider `size_band` (with `recover`, from `size_min_intervals` on).
+    /// Without them the answer is the timing's alone, as before.
+    fn beacon(&self, series: &Series, recover: bool) -> Option<(Periodicity, Option<SizeStats>)> {
+        let sizes = self.sizes.stats(series.sizes());
+        if let Some(z) = &sizes
+            && self.sizes.bulk_varied(z)
+        {
+            return None;
+        }
         let all = series.intervals();
         if let Some(p) = self.periodic(all) {
-            return Some(p);
+            return Some((p, sizes));
+        }
+        if recover
+            && all.len() >= self.size_min_intervals
+            && let Some(z) = &sizes
+            && self.sizes.constant_small(z)
+            && let Some(p) = self.periodic_with(all, &self.size_band)
+            // Every interval, no stray: a second test on every check-in, in a band random
+            // traffic fits more often.
+            && p.explained == p.intervals
+        {
+            return Some((p, sizes));
         }
         let recent = self.recovery_intervals;
         if !recover || all.len() <= recent {
@@ -194,6 +237,7 @@ impl Settings {
             ..self.score
         };
         self.periodic_with(series.recent(recent, &mut buf), &steady)
+            .map(|p| (p, sizes))
     }
 
     /// The periodicity of `intervals` if it passes the configured bars.
@@ -335,6 +379,8 @@ pub struct BeaconDetector {
     rule_destination: Arc<RuleMeta>,
     rule_rotating: Arc<RuleMeta>,
     identities: IdentityCache,
+    /// Destination keys of recent connects by connection id, for their close records.
+    pending: Pending<DestinationKey>,
     counters: BeaconCounters,
     /// Latest event time seen (ns); idle eviction runs when it moves forward.
     latest: i64,
@@ -396,6 +442,7 @@ impl BeaconDetector {
                 ruleset: "detector".into(),
             }),
             identities: IdentityCache::new(),
+            pending: Pending::new(),
             counters: BeaconCounters::default(),
             latest: i64::MIN,
             idle_floor: i64::MIN,
@@ -409,11 +456,19 @@ impl BeaconDetector {
         Ok(BeaconDetector::new(cfg))
     }
 
-    /// Feeds one record; a key that has just become periodic pushes one alert.
+    /// Feeds one record; a key that has just become periodic pushes one alert. A close
+    /// record (`--lifecycle`) adds the bytes its connection sent to the key of its
+    /// connect; other lifecycle records (results, accepts, listens) are not check-ins.
     pub fn process(&mut self, rec: &ConnectionRecord, out: &mut Vec<Alert>) {
         // DNS query records are lookups, not check-ins (their connections to the server
         // are the send records).
         if !self.s.enabled || rec.dns.is_some() {
+            return;
+        }
+        if let Some(life) = &rec.life {
+            if life.action() == LifeAction::Close {
+                self.close(rec, life);
+            }
             return;
         }
         self.counters.records += 1;
@@ -445,6 +500,11 @@ impl BeaconDetector {
             port: dest.port,
             transport: rec.transport,
         };
+        if self.s.sizes.on
+            && let Some(id) = rec.connection_id
+        {
+            self.pending.insert(id, key);
+        }
         let BeaconDetector {
             s,
             destinations,
@@ -503,6 +563,27 @@ impl BeaconDetector {
         }
     }
 
+    /// A close record: the bytes its connection sent join its connect's destination key,
+    /// found by connection id (so whatever the close's own process fields say), without
+    /// touching the key's place in its table (eviction follows check-ins only). Port keys
+    /// are judged by timing alone.
+    fn close(&mut self, rec: &ConnectionRecord, life: &Lifecycle) {
+        // Outbound only: `source.bytes` of an accepted connection is the peer's.
+        let (true, false, Some(id), Some(bytes)) = (
+            self.s.sizes.on,
+            life.ingress,
+            rec.connection_id,
+            life.source_bytes,
+        ) else {
+            return;
+        };
+        if let Some(key) = self.pending.take(id)
+            && let Some(series) = self.destinations.peek_mut(&key)
+        {
+            series.push_size(bytes);
+        }
+    }
+
     /// Moves event time to `now`, dropping keys idle for longer than the idle limit. Beacon
     /// alerts are raised on check-ins, never held back, so `out` receives nothing.
     pub fn advance(&mut self, now: Timestamp, out: &mut Vec<Alert>) {
@@ -518,6 +599,7 @@ impl BeaconDetector {
             p.clear();
         }
         self.identities.clear();
+        self.pending.clear();
     }
 
     /// Keys held: destination keys plus port keys.
@@ -633,11 +715,11 @@ impl KeyStep<'_> {
             // Not for a fanning-out process: each of its many keys would get a second
             // test per check-in, and random series pass one of them by luck (the
             // multiple-comparisons problem the fan-out rule exists for).
-            && let Some(p) = s.beacon(series, !fan_out)
+            && let Some((p, sizes)) = s.beacon(series, !fan_out)
         {
             series.set_last_alert(t);
             let labels = BTreeMap::from([("beacon_key".into(), "destination".into())]);
-            self.alert(rule.clone(), &p, series.checkins, labels);
+            self.alert(rule.clone(), &p, sizes.as_ref(), series.checkins, labels);
             Some(t)
         } else {
             series.in_window(t, s).then_some(series.last_alert())
@@ -670,14 +752,14 @@ impl KeyStep<'_> {
             && let Some(distinct) = r.rotates(s.min_intervals + 1)
             // The port key reads its whole history only: a rotation is judged over the
             // destinations of its recent check-ins, all of them.
-            && let Some(p) = s.beacon(&r.series, false)
+            && let Some((p, sizes)) = s.beacon(&r.series, false)
         {
             r.series.set_last_alert(t);
             let labels = BTreeMap::from([
                 ("beacon_key".into(), "process_port".into()),
                 ("beacon_destinations".into(), distinct.to_string()),
             ]);
-            self.alert(rule.clone(), &p, r.series.checkins, labels);
+            self.alert(rule.clone(), &p, sizes.as_ref(), r.series.checkins, labels);
         }
     }
 
@@ -685,6 +767,7 @@ impl KeyStep<'_> {
         &mut self,
         rule: Arc<RuleMeta>,
         p: &Periodicity,
+        sizes: Option<&SizeStats>,
         checkins: u32,
         labels: BTreeMap<String, String>,
     ) {
@@ -718,6 +801,10 @@ impl KeyStep<'_> {
                 mean_interval_s: round3(p.mean_ms / 1000.0),
                 jitter: round3(p.jitter()),
                 score: round3(p.score),
+                sizes: sizes.map(|z| z.count as u64),
+                median_bytes: sizes.map(|z| z.median),
+                size_jitter: sizes.map(|z| round3(z.jitter())),
+                size_score: sizes.map(|z| round3(z.score)),
             }),
             correlation: None,
         });
@@ -731,3 +818,7 @@ mod tests;
 #[cfg(test)]
 #[path = "beacon_allow_config_tests.rs"]
 mod allow_config_tests;
+
+#[cfg(test)]
+#[path = "beacon_size_tests.rs"]
+mod size_tests;

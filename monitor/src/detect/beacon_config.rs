@@ -7,6 +7,7 @@ use thiserror::Error;
 use super::allowlist::AllowEntry;
 use super::periodicity::RING;
 use super::series::NOT_A_CHECKIN_MS;
+use super::sizes::SIZE_RING;
 
 /// Ports the T1571 seed query treats as standard (`isStandardPort`).
 pub const SEED_STANDARD_PORTS: [u16; 9] = [80, 443, 8080, 8443, 53, 25, 3000, 5000, 9000];
@@ -114,6 +115,31 @@ pub struct BeaconConfig {
     /// and a beacon inside a browser is reported after 20 check-ins instead of 10.
     /// Range `min_connections`..=33.
     pub fan_out_min_connections: u32,
+    /// Use the bytes each connection sent (`source.bytes` of the close records that
+    /// `--lifecycle` adds, joined to their connect by `monitor.connection_id`) alongside the
+    /// timing. Without close records nothing changes. Default true.
+    pub size_scoring: bool,
+    /// Sizes a key needs before they count, either way. Default 8: a median and a spread
+    /// that one odd connection does not move. Range 3..=16.
+    pub size_min_known: u32,
+    /// Largest MAD / median of the sizes that counts as a constant payload. Default 0.1: a
+    /// check-in's request varies by a few bytes (a counter, a timestamp), a person's or a
+    /// service's requests by far more.
+    pub size_max_jitter: f64,
+    /// Half-width of the steady band, as a fraction of the period, for a key whose payload
+    /// is constant and small (below 65,535 bytes): the timing may be noisier when the sizes
+    /// say check-in. Default 0.5: a band from 0.5 to 1.5 periods, a factor of three, which
+    /// holds ±50 % jitter. At least `tolerance`, at most 0.6.
+    pub size_tolerance: f64,
+    /// Check-ins a key needs before the wider band applies. Default 15: random traffic
+    /// fits a factor of three far more often than a factor of two, so it needs more
+    /// intervals to be told apart (DETECTION.md has the figures).
+    /// Range `min_connections`..=33.
+    pub size_min_connections: u32,
+    /// A key whose median size is bulk (65,535 bytes or more) and whose largest size is at
+    /// least this many times its smallest is a periodic bulk transfer (a backup job), not
+    /// reported whatever its timing. Default 4.0; 0 turns the rule off, else at least 1.
+    pub bulk_size_spread: f64,
     /// Ports where beaconing is tagged T1071 (application layer protocol) rather than T1571
     /// (non-standard port). Default: the T1571 seed's standard list.
     pub standard_ports: Vec<u16>,
@@ -151,6 +177,12 @@ impl Default for BeaconConfig {
             fan_out_destinations: 8,
             fan_out_min_connections: 20,
             max_port_keys: 25_000,
+            size_scoring: true,
+            size_min_known: 8,
+            size_max_jitter: 0.1,
+            size_tolerance: 0.5,
+            size_min_connections: 15,
+            bulk_size_spread: 4.0,
             standard_ports: SEED_STANDARD_PORTS.to_vec(),
             known_c2_ports: SEED_KNOWN_C2_PORTS.to_vec(),
             builtin_allow: true,
@@ -290,6 +322,39 @@ impl BeaconConfig {
                 "recovery_connections",
                 c.recovery_connections,
                 "expected min_connections to 33",
+            );
+        }
+        if !(3..=SIZE_RING as u32).contains(&c.size_min_known) {
+            return bad("size_min_known", c.size_min_known, "expected 3 to 16");
+        }
+        if !(0.0..=1.0).contains(&c.size_max_jitter) {
+            return bad(
+                "size_max_jitter",
+                c.size_max_jitter,
+                "expected a fraction from 0 to 1",
+            );
+        }
+        if !(c.size_tolerance >= c.tolerance && c.size_tolerance <= 0.6) {
+            return bad(
+                "size_tolerance",
+                c.size_tolerance,
+                "expected tolerance to 0.6",
+            );
+        }
+        if !(c.min_connections..=RING as u32 + 1).contains(&c.size_min_connections) {
+            return bad(
+                "size_min_connections",
+                c.size_min_connections,
+                "expected min_connections to 33",
+            );
+        }
+        if !(c.bulk_size_spread == 0.0
+            || (c.bulk_size_spread.is_finite() && c.bulk_size_spread >= 1.0))
+        {
+            return bad(
+                "bulk_size_spread",
+                c.bulk_size_spread,
+                "expected 0 (off) or 1 or more",
             );
         }
         if c.max_keys == 0 {

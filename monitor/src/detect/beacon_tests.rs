@@ -831,7 +831,9 @@ fn per_key_state_is_a_few_hundred_bytes() {
     assert!(series <= 32, "Series is {series} bytes");
     assert!(rotating <= 80, "RotatingSeries is {rotating} bytes");
     let (intervals, destinations) = BeaconDetector::ring_bytes();
-    assert!(intervals <= 144, "IntervalRing is {intervals} bytes");
+    // 128 bytes of intervals, the last alert, and the pointer to the sizes (close
+    // records), allocated only once one joins.
+    assert!(intervals <= 152, "IntervalRing is {intervals} bytes");
     assert!(
         destinations <= 136,
         "DestinationRing is {destinations} bytes"

@@ -5,6 +5,8 @@
 //! - `beacon_config`: the `[beacon]` settings, their defaults and validation.
 //! - `allowlist`: allowlist entries and the built-in list (`rules/beacon_allowlist.toml`).
 //! - `periodicity`: the interval statistics a key is scored with.
+//! - `sizes`: bytes per connection from close records, their statistics, and the join of a
+//!   close to its connect's key.
 //! - `simulate`: seeded, labelled traces for the evaluation in tests/beacon_eval.rs.
 
 pub mod allowlist;
@@ -14,6 +16,7 @@ pub mod periodicity;
 mod series;
 #[cfg(any(test, feature = "test-support"))]
 pub mod simulate;
+pub mod sizes;
 
 pub use beacon::{
     AllowEntry, AllowTransport, AllowedNet, BeaconConfig, BeaconConfigError, BeaconCounters,

@@ -4,6 +4,7 @@
 
 use super::beacon::Settings;
 use super::periodicity::RING;
+use super::sizes::SizeRing;
 
 /// The interval kept after a session: about 49.7 days, more than `max_missed + 1` periods
 /// of the longest allowed period (`validate` checks it; the defaults leave a factor of 300),
@@ -54,6 +55,8 @@ pub(super) struct IntervalRing {
     pub(super) len: u8,
     /// Time of the last alert (ns), `i64::MIN` if none.
     pub(super) last_alert: i64,
+    /// Bytes sent per connection, from close records (`--lifecycle`), once one joined.
+    pub(super) sizes: Option<Box<SizeRing>>,
 }
 
 impl Series {
@@ -85,6 +88,27 @@ impl Series {
             *slot = r.intervals[(next + RING - w + i) % RING];
         }
         &buf[..w]
+    }
+
+    /// The sizes of the key's recent connections (empty without close records).
+    pub(super) fn sizes(&self) -> &[u32] {
+        self.ring
+            .as_deref()
+            .and_then(|r| r.sizes.as_deref())
+            .map_or(&[], SizeRing::sizes)
+    }
+
+    /// Records the bytes one of the key's connections sent. Kept from the key's second
+    /// check-in on, like its intervals: a key seen once (most of them) holds no sizes, and
+    /// a restarted series (its ring emptied) is the same as a key dropped and added again.
+    pub(super) fn push_size(&mut self, bytes: u64) {
+        if let Some(r) = self.ring.as_deref_mut()
+            && r.len > 0
+        {
+            r.sizes
+                .get_or_insert_with(|| Box::new(SizeRing::new()))
+                .push(bytes);
+        }
     }
 
     /// Time of the last alert (ns), `i64::MIN` if none.
@@ -125,6 +149,10 @@ impl Series {
             if let Some(r) = self.ring.as_deref_mut() {
                 r.len = 0;
                 r.next = 0;
+                // As a dropped key's would be: a restart and an eviction must agree.
+                if let Some(z) = r.sizes.as_deref_mut() {
+                    z.clear();
+                }
             }
             self.checkins = 1;
             return Step::Restarted;
@@ -136,6 +164,7 @@ impl Series {
                 next: 0,
                 len: 0,
                 last_alert: i64::MIN,
+                sizes: None,
             })
         });
         // The series gap is below the mark, so the milliseconds fit a u32 below it.

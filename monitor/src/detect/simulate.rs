@@ -9,7 +9,10 @@
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
-use crate::record::{ConnectionRecord, DomainSource, Endpoint, ProcessInfo, Timestamp, Transport};
+use crate::record::{
+    ConnectionRecord, DomainSource, Endpoint, LifeAction, Lifecycle, ProcessInfo, Timestamp,
+    Transport,
+};
 
 /// Nominal beacon period of every class, seconds.
 pub const PERIOD_SECS: f64 = 60.0;
@@ -88,6 +91,24 @@ pub enum TraceClass {
     /// 60 s × (1 + U(−0.2, 0.2)) with the C2 down for 2 to 8 hours after the fifth
     /// check-in: one interval spans hundreds of missed check-ins. n counts connections.
     Outage,
+    /// 60 s × (1 + U(−0.5, 0.5)), with close records: each check-in sends 480 to 487
+    /// bytes (a heartbeat whose request varies by a counter).
+    Jitter50ConstantSize,
+    /// Exponential intervals with a 60 s mean, with close records of a constant payload as
+    /// above: an irregular client that always sends the same request (the near miss of
+    /// the constant-payload reading).
+    PoissonConstantSize,
+    /// A backup job (`/usr/bin/restic` to port 8000) every 10 minutes ± 0.5 %, with close
+    /// records: each run uploads a size log-uniform from 1 MiB to 1 GiB. Periodic, not a
+    /// beacon.
+    BackupVariedSizes,
+    /// 60 s × (1 + U(−0.2, 0.2)), with close records: each check-in posts a result of a
+    /// size log-uniform from 200 bytes to 20 kB. A beacon whatever its payload.
+    Jitter20VariedSmall,
+    /// 60 s × (1 + U(−0.2, 0.2)), with close records: an implant that pads every check-in
+    /// to a size log-uniform from 64 KiB to 64 MiB, to pass for a bulk transfer (the
+    /// evasion the bulk rule leaves open: DETECTION.md, "Data sizes").
+    Jitter20Padded,
 }
 
 impl TraceClass {
@@ -123,6 +144,22 @@ impl TraceClass {
         (TraceClass::Burst, 30),
     ];
 
+    /// The classes with close records (`--lifecycle`), each with the count of connections
+    /// at which it is judged.
+    pub const PAYLOADS: [(TraceClass, usize); 11] = [
+        (TraceClass::Jitter50ConstantSize, 10),
+        (TraceClass::Jitter50ConstantSize, 15),
+        (TraceClass::Jitter50ConstantSize, 20),
+        (TraceClass::PoissonConstantSize, 15),
+        (TraceClass::PoissonConstantSize, 20),
+        (TraceClass::PoissonConstantSize, 30),
+        (TraceClass::BackupVariedSizes, 10),
+        (TraceClass::BackupVariedSizes, 20),
+        (TraceClass::Jitter20VariedSmall, 10),
+        (TraceClass::Jitter20Padded, 10),
+        (TraceClass::Jitter20Padded, 20),
+    ];
+
     pub fn name(self) -> &'static str {
         match self {
             TraceClass::Periodic => "periodic 60 s",
@@ -146,6 +183,11 @@ impl TraceClass {
             TraceClass::StrayThenBeacon => "irregular use, then a beacon (n check-ins)",
             TraceClass::Jitter20Missed50 => "jitter ±20 %, half missed",
             TraceClass::Outage => "jitter ±20 %, C2 down 2 to 8 h after 5 check-ins",
+            TraceClass::Jitter50ConstantSize => "jitter ±50 %, constant payload",
+            TraceClass::PoissonConstantSize => "Poisson, constant payload",
+            TraceClass::BackupVariedSizes => "backup every 10 min, 1 MiB to 1 GiB",
+            TraceClass::Jitter20VariedSmall => "jitter ±20 %, results of 200 B to 20 kB",
+            TraceClass::Jitter20Padded => "jitter ±20 %, padded to 64 KiB to 64 MiB",
         }
     }
 
@@ -161,18 +203,23 @@ impl TraceClass {
             | TraceClass::Hours6Jitter20
             | TraceClass::DailyJitter10
             | TraceClass::StrayThenBeacon
-            | TraceClass::Outage => Expectation::Detect,
+            | TraceClass::Outage
+            | TraceClass::Jitter50ConstantSize
+            | TraceClass::Jitter20VariedSmall => Expectation::Detect,
             TraceClass::Poisson
             | TraceClass::PoissonHours
             | TraceClass::Burst
             | TraceClass::ManyDestinations
             | TraceClass::DownloadSessions
             | TraceClass::Browsing
-            | TraceClass::AllowlistedScraper => Expectation::Ignore,
+            | TraceClass::AllowlistedScraper
+            | TraceClass::PoissonConstantSize
+            | TraceClass::BackupVariedSizes => Expectation::Ignore,
             // Not met: DETECTION.md, "Half the check-ins missed".
-            TraceClass::Jitter50 | TraceClass::Interleaved | TraceClass::Jitter20Missed50 => {
-                Expectation::Report
-            }
+            TraceClass::Jitter50
+            | TraceClass::Interleaved
+            | TraceClass::Jitter20Missed50
+            | TraceClass::Jitter20Padded => Expectation::Report,
         }
     }
 }
@@ -232,11 +279,17 @@ pub fn generate(class: TraceClass, connections: usize, seed: u64) -> Trace {
             ts.iter_mut().skip(5).for_each(|t| *t += down);
             ts
         }
-        TraceClass::Jitter50 => jittered(&mut rng, connections, -0.5, 0.5, 0.0),
+        TraceClass::Jitter50 | TraceClass::Jitter50ConstantSize => {
+            jittered(&mut rng, connections, -0.5, 0.5, 0.0)
+        }
+        TraceClass::Jitter20VariedSmall | TraceClass::Jitter20Padded => {
+            jittered(&mut rng, connections, -0.2, 0.2, 0.0)
+        }
+        TraceClass::BackupVariedSizes => beacon_times(&mut rng, 600.0, 0.005, connections),
         TraceClass::ManyDestinations | TraceClass::Rotating | TraceClass::RotatingByName => {
             jittered(&mut rng, connections, -0.2, 0.2, 0.0)
         }
-        TraceClass::Poisson => {
+        TraceClass::Poisson | TraceClass::PoissonConstantSize => {
             let mut t = 0.0;
             (0..connections)
                 .map(|_| {
@@ -362,6 +415,17 @@ fn process_and_port(class: TraceClass, rng: &mut Rng) -> (Arc<ProcessInfo>, u16)
             ],
             9100,
         ),
+        TraceClass::BackupVariedSizes => (
+            "/usr/bin/restic",
+            &[
+                "restic",
+                "-r",
+                "rest:http://192.0.2.5:8000/",
+                "backup",
+                "/home",
+            ],
+            8000,
+        ),
         TraceClass::DownloadSessions => (
             "/usr/bin/python3.11",
             &["python3", "-m", "pip", "install", "-r", "requirements.txt"],
@@ -404,7 +468,7 @@ fn records(
         (class == TraceClass::RotatingByName).then(|| Arc::from("cdn.c2.example"));
 
     let host: Arc<str> = Arc::from("sim-host");
-    let records = sends
+    let mut records: Vec<ConnectionRecord> = sends
         .iter()
         .map(|&(t, ip)| ConnectionRecord {
             timestamp: Timestamp::from_secs_f64(start + t),
@@ -427,11 +491,73 @@ fn records(
             life: None,
         })
         .collect();
+    if let Some(payload) = Payload::of(class) {
+        add_closes(&mut records, payload, rng);
+    }
     Trace {
         class,
         seed,
         records,
     }
+}
+
+/// What each connection of a class with close records sends.
+#[derive(Clone, Copy)]
+enum Payload {
+    /// 480 to 487 bytes.
+    Constant,
+    /// Log-uniform between two sizes (bytes).
+    LogUniform(f64, f64),
+}
+
+impl Payload {
+    fn of(class: TraceClass) -> Option<Payload> {
+        Some(match class {
+            TraceClass::Jitter50ConstantSize | TraceClass::PoissonConstantSize => Payload::Constant,
+            TraceClass::BackupVariedSizes => Payload::LogUniform(1_048_576.0, 1_073_741_824.0),
+            TraceClass::Jitter20VariedSmall => Payload::LogUniform(200.0, 20_000.0),
+            TraceClass::Jitter20Padded => Payload::LogUniform(65_536.0, 67_108_864.0),
+            _ => return None,
+        })
+    }
+
+    fn bytes(self, rng: &mut Rng) -> u64 {
+        match self {
+            Payload::Constant => 480 + rng.next_u64() % 8,
+            Payload::LogUniform(lo, hi) => (lo * (hi / lo).powf(rng.next_f64())) as u64,
+        }
+    }
+}
+
+/// Gives every connect a connection id and adds its close record (`--lifecycle`): the
+/// bytes sent, a small response, and a duration of 50 to 350 ms plus the upload at
+/// 40 MB/s; then puts the records back in time order.
+fn add_closes(records: &mut Vec<ConnectionRecord>, payload: Payload, rng: &mut Rng) {
+    let first_id = rng.next_u64() >> 1;
+    let mut closes = Vec::with_capacity(records.len());
+    for (i, rec) in records.iter_mut().enumerate() {
+        let id = first_id + i as u64;
+        rec.connection_id = Some(id);
+        let sent = payload.bytes(rng);
+        let received = 220 + rng.next_u64() % 8;
+        let secs = rng.uniform(0.05, 0.35) + sent as f64 / 40e6;
+        let duration_ns = (secs * 1e9) as u64;
+        let mut close = rec.clone();
+        close.timestamp = Timestamp(rec.timestamp.0 + duration_ns as i64);
+        close.life = Some(Arc::new(Lifecycle {
+            action: Some(LifeAction::Close),
+            duration_ns: Some(duration_ns),
+            source_bytes: Some(sent),
+            destination_bytes: Some(received),
+            source_packets: Some(sent / 1448 + 3),
+            destination_packets: Some(4),
+            ..Lifecycle::default()
+        }));
+        closes.push(close);
+    }
+    records.append(&mut closes);
+    // Stable: a close never precedes its connect.
+    records.sort_by_key(|r| r.timestamp);
 }
 
 /// `connections` check-in times: each interval is PERIOD × (1 + U(lo, hi)); each scheduled
@@ -517,6 +643,26 @@ mod tests {
             assert!(a.records.len() >= 20, "{}", class.name());
             let c = generate(class, 20, 8);
             assert_ne!(a.records, c.records, "{}", class.name());
+        }
+    }
+
+    #[test]
+    fn payload_classes_close_every_connect_once() {
+        for (class, n) in TraceClass::PAYLOADS {
+            let t = generate(class, n, 5);
+            assert_eq!(t.records, generate(class, n, 5).records, "{}", class.name());
+            let connects: Vec<_> = t.records.iter().filter(|r| r.life.is_none()).collect();
+            let closes: Vec<_> = t.records.iter().filter(|r| r.life.is_some()).collect();
+            assert_eq!(connects.len(), n, "{}", class.name());
+            assert_eq!(closes.len(), n, "{}", class.name());
+            for c in &connects {
+                let close = closes
+                    .iter()
+                    .find(|x| x.connection_id == c.connection_id)
+                    .unwrap();
+                assert!(close.timestamp > c.timestamp);
+                assert!(close.life.as_ref().unwrap().source_bytes.unwrap() >= 200);
+            }
         }
     }
 

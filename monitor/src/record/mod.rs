@@ -515,6 +515,18 @@ pub struct BeaconStats {
     pub mean_interval_s: f64,
     pub jitter: f64,
     pub score: f64,
+    /// From close records (`--lifecycle`), when the key has enough of them: how many
+    /// sizes (bytes sent per connection) were known, their median, MAD / median, and
+    /// RITA's data-size score. Absent otherwise, so alerts without close records are as
+    /// before.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sizes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub median_bytes: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub size_jitter: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub size_score: Option<f64>,
 }
 
 /// `monitor.correlation.*` of a Sigma correlation rule's alert.

@@ -17,7 +17,7 @@ use serde_json::Value;
 
 use common::daemon::MonitorProcess;
 use common::netns::{HOST_V4, Listener, NS_V4, NetNsGuard};
-use common::records::{alerts_for, briefs, records_of, str_field, u64_field};
+use common::records::{alerts_for, briefs, field, records_of, str_field, u64_field};
 use common::{TempDir, python3, require_program, require_root, run_ok, wait_or_kill};
 
 /// Addresses routed to the test host that it drops (a blackhole route: no answer at all)
@@ -303,6 +303,59 @@ fn a_transfer_reports_the_bytes_ss_shows_and_its_duration() {
         "event.duration {duration} ns vs {elapsed} ns measured by the client: {c}"
     );
     assert_eq!(str_field(c, "network.direction"), Some("egress"), "{c}");
+}
+
+/// A python3 beacon with `--lifecycle`: ten check-ins 5.5 s apart to the test host, each
+/// sending the same 480-byte request. The close of each connect joins its beacon key by
+/// `monitor.connection_id` in the live pipeline, so the beacon alert at the 10th check-in
+/// carries the sizes of the connections before it (DETECTION.md, "Data sizes").
+#[test]
+fn a_live_beacon_alert_carries_the_bytes_of_its_closes() {
+    require_root("live_lifecycle");
+    let mut ns = NetNsGuard::create();
+    ns.start_listeners(&[Listener::Tcp(OPEN_PORT)]);
+    let rules = TempDir::new("lifecycle-rules");
+    let monitor = start_monitor(&[rules.path().display().to_string()]);
+    let script = format!(
+        "import socket, time\n\
+         for i in range(10):\n    \
+             t = time.monotonic()\n    \
+             s = socket.create_connection(('{NS_V4}', {OPEN_PORT}), timeout=5)\n    \
+             s.sendall(b'x' * 480)\n    \
+             time.sleep(0.2)\n    \
+             s.close()\n    \
+             if i < 9: time.sleep(5.5 - (time.monotonic() - t))"
+    );
+    let (pid, _) = python(&script, Duration::from_secs(90));
+    let pids = BTreeSet::from([pid]);
+    let recs = monitor.wait_until(Duration::from_secs(10), |recs| {
+        alerts_for(recs, &pids)
+            .iter()
+            .any(|a| str_field(a, "monitor.detector") == Some("beacon"))
+    });
+    drop(ns);
+    let beacons: Vec<_> = alerts_for(&recs, &pids)
+        .into_iter()
+        .filter(|a| str_field(a, "monitor.detector") == Some("beacon"))
+        .collect();
+    assert_eq!(beacons.len(), 1, "{}", briefs(records_of(&recs, pid)));
+    let a = beacons[0];
+    assert_eq!(u64_field(a, "monitor.beacon.connections"), Some(10), "{a}");
+    // The closes of the 2nd to the 9th connect; each sent 480 bytes, plus the FIN's
+    // sequence number (`source.bytes` counts it, as `ss -ti` does).
+    assert_eq!(u64_field(a, "monitor.beacon.sizes"), Some(8), "{a}");
+    let median = field(a, "monitor.beacon.median_bytes").and_then(Value::as_f64);
+    assert!(
+        median.is_some_and(|m| (480.0..=482.0).contains(&m)),
+        "median_bytes {median:?}: {a}"
+    );
+    assert_eq!(
+        field(a, "monitor.beacon.size_jitter").and_then(Value::as_f64),
+        Some(0.0),
+        "{a}"
+    );
+    let closes = of_action(&recs, pid, "close");
+    assert!(closes.len() >= 9, "{}", briefs(records_of(&recs, pid)));
 }
 
 /// Waits for a TCP listener on `port` in this namespace (ss), so the test connects after

@@ -383,7 +383,7 @@ fn put_aggregate<S: JsonSink>(out: &mut S, agg: &Aggregate) {
 /// so serde_json writes it.
 fn put_beacon<S: JsonSink>(out: &mut S, beacon: &BeaconStats) {
     out.put(",\"beacon\":");
-    // Five numbers under fixed keys cannot fail to serialize.
+    // Numbers under fixed keys cannot fail to serialize.
     out.put(&serde_json::to_string(beacon).expect("serialize beacon stats"));
 }
 
@@ -1575,6 +1575,10 @@ mod tests {
                     mean_interval_s: self.float(),
                     jitter: self.float(),
                     score: self.float(),
+                    sizes: self.chance(50).then(|| self.next()),
+                    median_bytes: self.chance(50).then(|| self.float()),
+                    size_jitter: self.chance(50).then(|| self.float()),
+                    size_score: self.chance(50).then(|| self.float()),
                 }),
                 correlation: self.chance(30).then(|| {
                     Box::new(Correlation {
