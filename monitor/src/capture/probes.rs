@@ -38,7 +38,7 @@ mod dns;
 mod life;
 
 use dns::{attach_dns, attach_dns_recv};
-use life::attach_life;
+use life::{attach_life, attach_udp_flows};
 
 /// The kernel programs, built by monitor/build.rs (aya-build names the object after the
 /// eBPF crate's bin, `monitor`).
@@ -47,6 +47,8 @@ static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/mo
 /// Name of the ring buffer and counter maps in the object.
 pub const EVENTS_MAP: &str = "EVENTS";
 pub const STATS_MAP: &str = "STATS";
+/// The kernel's UDP flow table (`--lifecycle`), swept for idle flows by user space.
+pub const UDP_FLOWS_MAP: &str = "UDP_FLOWS";
 
 /// Backend names, as `HookStatus::backend` reports them.
 pub const FENTRY: &str = "fentry";
@@ -149,6 +151,8 @@ pub struct LoadedProbes {
     pub ebpf: Ebpf,
     pub hooks: Vec<HookStatus>,
     pub program_ids: Vec<u32>,
+    /// UDP flows are counted (`--lifecycle`): `UDP_FLOWS_MAP` wants its idle sweep.
+    pub udp_flows: bool,
 }
 
 /// What the host offers, found before the object is loaded.
@@ -323,6 +327,14 @@ pub fn load(cfg: &CaptureConfig) -> Result<LoadedProbes, CaptureError> {
         );
         hooks.push(status);
     }
+    let mut udp_flows = false;
+    if cfg.lifecycle {
+        let send_side = udp_flow_send_side(&mut ebpf, &hooks);
+        if let Some(status) = attach_udp_flows(&mut ebpf, &host, send_side) {
+            hooks.push(status);
+            udp_flows = true;
+        }
+    }
     if cfg.dns {
         let udp_on_cgroup = hooks
             .iter()
@@ -385,7 +397,31 @@ pub fn load(cfg: &CaptureConfig) -> Result<LoadedProbes, CaptureError> {
         ebpf,
         hooks,
         program_ids,
+        udp_flows,
     })
+}
+
+/// Whether the UDP capture attached what counts a flow's sends: the cgroup programs for
+/// both UDP hooks (`sendmsg4/6` name the destination) and the `sock_send_length` raw
+/// tracepoint (the length); why not otherwise.
+fn udp_flow_send_side(ebpf: &mut Ebpf, hooks: &[HookStatus]) -> Result<(), String> {
+    if let Some(h) = hooks
+        .iter()
+        .find(|h| h.hook != "tcp_connect" && h.backend != CGROUP && PLANS.iter().any(|p| p.hook == h.hook))
+    {
+        return Err(format!(
+            "{} is captured with {}: UDP flows count sends in the cgroup programs",
+            h.hook, h.backend
+        ));
+    }
+    let program = UDP_FIRST_DATAGRAM.raw_program;
+    match program_mut::<RawTracePoint>(ebpf, program) {
+        Ok(p) if p.fd().is_ok() => Ok(()),
+        _ => Err(format!(
+            "{program} is not attached (Linux 6.3+ has its tracepoint): UDP flows count sends \
+             there"
+        )),
+    }
 }
 
 /// A random seed for the kernel's flood-control hash. From getrandom(2); should that fail (it
