@@ -66,6 +66,24 @@ pub fn record_of(
         table.enrich_unknown(&as_connect, ts, host)
     };
     rec.connection_id = (ev.conn_id != 0).then_some(ev.conn_id);
+    // A UDP socket bound to the wildcard address (the usual client: never bound, or bound
+    // by its first send) still has its port: the source is `0.0.0.0` or `::` with it, as
+    // `ss` shows the socket, so that its flows can be told apart.
+    if action == LifeAction::Flow
+        && !inbound
+        && rec.source.is_none()
+        && ev.lport != 0
+    {
+        let any = if ev.family == monitor_common::AF_INET6 {
+            IpAddr::from(std::net::Ipv6Addr::UNSPECIFIED)
+        } else {
+            IpAddr::from(std::net::Ipv4Addr::UNSPECIFIED)
+        };
+        rec.source = Some(crate::record::Endpoint {
+            ip: any,
+            port: ev.lport,
+        });
+    }
     let mut life = Lifecycle {
         action: Some(action),
         ingress: inbound,
@@ -228,6 +246,16 @@ mod tests {
         };
         let mut table = ProcessTable::new(crate::process::ProcessTableConfig::default());
         let host: Arc<str> = "h".into();
+        // An unbound client socket: the wildcard address with its port.
+        let wildcard = UdpFlow {
+            laddr: [0; 16],
+            ..flow
+        };
+        // SAFETY: all-zero is a valid LifeEvent (integers and byte arrays only).
+        let mut ev: LifeEvent = unsafe { std::mem::zeroed() };
+        write_flow_summary(&mut ev, &key, &wildcard, 100, 0);
+        let src = record_of(&ev, Timestamp(0), &mut table, &host).source.unwrap();
+        assert_eq!((src.ip.to_string().as_str(), src.port), ("0.0.0.0", 40_000));
         for (inbound, idle) in [(false, false), (true, true)] {
             flow.flags = if inbound { life_flag::INBOUND } else { 0 };
             // SAFETY: all-zero is a valid LifeEvent (integers and byte arrays only).
