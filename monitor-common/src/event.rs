@@ -630,7 +630,13 @@ mod user {
 /// of its own), so both paths give the same record. `now` is the record's time; `flags`
 /// adds `life_flag::IDLE` for the sweep.
 #[inline(always)]
-pub fn write_flow_summary(ev: &mut LifeEvent, key: &UdpFlowKey, flow: &UdpFlow, now: u64, flags: u32) {
+pub fn write_flow_summary(
+    ev: &mut LifeEvent,
+    key: &UdpFlowKey,
+    flow: &UdpFlow,
+    now: u64,
+    flags: u32,
+) {
     ev.kind = kind::LIFE;
     ev.action = life_action::FLOW;
     ev.ktime_ns = now;
@@ -663,5 +669,9 @@ pub fn write_flow_summary(ev: &mut LifeEvent, key: &UdpFlowKey, flow: &UdpFlow, 
 
 #[inline(always)]
 fn saturate_u32(n: u64) -> u32 {
-    if n > u32::MAX as u64 { u32::MAX } else { n as u32 }
+    if n > u32::MAX as u64 {
+        u32::MAX
+    } else {
+        n as u32
+    }
 }

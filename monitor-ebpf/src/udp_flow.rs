@@ -8,6 +8,11 @@
 //! read per call and nothing else. The remote end is the address the call named, which
 //! `sendmsg4/6` and `recvmsg4/6` (cgroup sock_addr programs, earlier in the same call) leave
 //! in `UDP_FLOW_DEST` for the thread, else the connected peer.
+#![allow(
+    clippy::needless_borrows_for_generic_args,
+    reason = "map keys and values go by reference: by value, each would be copied again onto \
+              the 512-byte BPF stack (a socket entry is 192 bytes)"
+)]
 
 use aya_ebpf::{
     bindings::BPF_NOEXIST,
@@ -155,12 +160,13 @@ pub fn account(sk: *const u8, len: u32, out: bool) -> Result<(), i64> {
         }
     }
     let family = sock_family(sk)?;
-    if peer.family == 0 && read_at::<u8>(sk, config!(sock.skc_state))? == SK_ESTABLISHED {
-        if let Some(flow) = sock_flow(sk, family)? {
-            peer.family = flow.family;
-            peer.rport = flow.dport;
-            peer.raddr = flow.daddr;
-        }
+    if peer.family == 0
+        && read_at::<u8>(sk, config!(sock.skc_state))? == SK_ESTABLISHED
+        && let Some(flow) = sock_flow(sk, family)?
+    {
+        peer.family = flow.family;
+        peer.rport = flow.dport;
+        peer.raddr = flow.daddr;
     }
     if peer.family == 0 || cookie == 0 {
         count(stat::UDP_FLOW_PEER_UNKNOWN);
@@ -238,11 +244,15 @@ fn normalise(peer: &mut UdpFlowPeer) {
     {
         let v4 = word(&peer.raddr, 3).to_ne_bytes();
         peer.family = AF_INET;
-        peer.raddr = [v4[0], v4[1], v4[2], v4[3], 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+        peer.raddr = [
+            v4[0], v4[1], v4[2], v4[3], 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        ];
     } else if peer.family == AF_INET {
         // Only the first 4 bytes are an IPv4 address: the rest must not split a flow.
         let v4 = word(&peer.raddr, 0).to_ne_bytes();
-        peer.raddr = [v4[0], v4[1], v4[2], v4[3], 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+        peer.raddr = [
+            v4[0], v4[1], v4[2], v4[3], 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        ];
     }
 }
 
@@ -367,4 +377,3 @@ fn emit_summary(key: &UdpFlowKey, flow: &UdpFlow, now: u64) {
     entry.submit(wakeup_flag());
     count(stat::LIFE_RECORDS);
 }
-

@@ -69,11 +69,7 @@ pub fn record_of(
     // A UDP socket bound to the wildcard address (the usual client: never bound, or bound
     // by its first send) still has its port: the source is `0.0.0.0` or `::` with it, as
     // `ss` shows the socket, so that its flows can be told apart.
-    if action == LifeAction::Flow
-        && !inbound
-        && rec.source.is_none()
-        && ev.lport != 0
-    {
+    if action == LifeAction::Flow && !inbound && rec.source.is_none() && ev.lport != 0 {
         let any = if ev.family == monitor_common::AF_INET6 {
             IpAddr::from(std::net::Ipv6Addr::UNSPECIFIED)
         } else {
@@ -215,9 +211,7 @@ mod tests {
     /// idle one says so.
     #[test]
     fn udp_flow_summaries_put_each_end_s_counts_on_its_side() {
-        use monitor_common::{
-            AF_INET, UdpFlow, UdpFlowKey, UdpFlowPeer, write_flow_summary,
-        };
+        use monitor_common::{AF_INET, UdpFlow, UdpFlowKey, UdpFlowPeer, write_flow_summary};
         let key = UdpFlowKey {
             cookie: 0x77,
             peer: UdpFlowPeer {
@@ -254,7 +248,9 @@ mod tests {
         // SAFETY: all-zero is a valid LifeEvent (integers and byte arrays only).
         let mut ev: LifeEvent = unsafe { std::mem::zeroed() };
         write_flow_summary(&mut ev, &key, &wildcard, 100, 0);
-        let src = record_of(&ev, Timestamp(0), &mut table, &host).source.unwrap();
+        let src = record_of(&ev, Timestamp(0), &mut table, &host)
+            .source
+            .unwrap();
         assert_eq!((src.ip.to_string().as_str(), src.port), ("0.0.0.0", 40_000));
         for (inbound, idle) in [(false, false), (true, true)] {
             flow.flags = if inbound { life_flag::INBOUND } else { 0 };
@@ -270,11 +266,19 @@ mod tests {
             assert_eq!((life.ingress, life.flow_idle), (inbound, idle));
             assert_eq!(life.duration_ns, Some(60));
             let (local, remote) = ("10.0.0.1", "10.0.0.2");
-            let (src, dst) = if inbound { (remote, local) } else { (local, remote) };
+            let (src, dst) = if inbound {
+                (remote, local)
+            } else {
+                (local, remote)
+            };
             assert_eq!(rec.source.unwrap().ip.to_string(), src);
             assert_eq!(rec.destination.ip.to_string(), dst);
             let (sent, received) = ((Some(60), Some(3)), (Some(63), Some(4)));
-            let (s, d) = if inbound { (received, sent) } else { (sent, received) };
+            let (s, d) = if inbound {
+                (received, sent)
+            } else {
+                (sent, received)
+            };
             assert_eq!((life.source_bytes, life.source_packets), s);
             assert_eq!((life.destination_bytes, life.destination_packets), d);
             assert!(!life.action().for_rules(), "a summary repeats its sends");

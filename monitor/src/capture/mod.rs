@@ -214,7 +214,11 @@ impl Capture {
         let ring = take_map(&mut ebpf, probes::EVENTS_MAP, RingBuf::try_from)?;
         let stats = take_map(&mut ebpf, probes::STATS_MAP, PerCpuArray::try_from)?;
         let flows = if udp_flows {
-            let map = take_map(&mut ebpf, probes::UDP_FLOWS_MAP, aya::maps::HashMap::try_from)?;
+            let map = take_map(
+                &mut ebpf,
+                probes::UDP_FLOWS_MAP,
+                aya::maps::HashMap::try_from,
+            )?;
             Some(udp_flows::FlowSweeper::new(map, cfg.udp_flow_idle))
         } else {
             None

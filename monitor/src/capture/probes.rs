@@ -405,10 +405,9 @@ pub fn load(cfg: &CaptureConfig) -> Result<LoadedProbes, CaptureError> {
 /// both UDP hooks (`sendmsg4/6` name the destination) and the `sock_send_length` raw
 /// tracepoint (the length); why not otherwise.
 fn udp_flow_send_side(ebpf: &mut Ebpf, hooks: &[HookStatus]) -> Result<(), String> {
-    if let Some(h) = hooks
-        .iter()
-        .find(|h| h.hook != "tcp_connect" && h.backend != CGROUP && PLANS.iter().any(|p| p.hook == h.hook))
-    {
+    if let Some(h) = hooks.iter().find(|h| {
+        h.hook != "tcp_connect" && h.backend != CGROUP && PLANS.iter().any(|p| p.hook == h.hook)
+    }) {
         return Err(format!(
             "{} is captured with {}: UDP flows count sends in the cgroup programs",
             h.hook, h.backend
@@ -779,7 +778,10 @@ mod tests {
         DNS_FENTRY, DNS_KPROBE, DNS_OWNER_PROGRAMS, DNS_RAW_TP, DNS_RECV_FENTRY, DNS_RECV_KPROBE,
         DNS_RECV_TP,
     };
-    use super::life::{LIFE_BIND_PROGRAMS, LIFE_RAW_TP};
+    use super::life::{
+        FLOW_ADDR_PROGRAMS, FLOW_RECV_RAW_TP, FLOW_RELEASE_PROGRAM, FLOW_SWITCH_MAP,
+        LIFE_BIND_PROGRAMS, LIFE_RAW_TP,
+    };
     use super::*;
 
     #[test]
@@ -838,6 +840,8 @@ mod tests {
         names.extend(DNS_OWNER_PROGRAMS);
         names.push(LIFE_RAW_TP.0);
         names.extend(LIFE_BIND_PROGRAMS);
+        names.extend(FLOW_ADDR_PROGRAMS);
+        names.extend([FLOW_RECV_RAW_TP.0, FLOW_RELEASE_PROGRAM]);
         for name in names {
             assert!(
                 ebpf.program(name).is_some(),
@@ -846,9 +850,10 @@ mod tests {
         }
         assert_eq!(
             ebpf.programs().count(),
-            34,
+            38,
             "an unplanned program is in the object"
         );
         assert!(ebpf.map(EVENTS_MAP).is_some() && ebpf.map(STATS_MAP).is_some());
+        assert!(ebpf.map(UDP_FLOWS_MAP).is_some() && ebpf.map(FLOW_SWITCH_MAP).is_some());
     }
 }

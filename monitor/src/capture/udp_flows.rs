@@ -116,12 +116,18 @@ mod tests {
         };
         let ev = summary(&key, &flow, 9_000);
         assert_eq!((ev.kind, ev.action), (kind::LIFE, life_action::FLOW));
-        assert_eq!((ev.ktime_ns, ev.duration_ns, ev.conn_id), (9_000, 4_000, 0x55));
+        assert_eq!(
+            (ev.ktime_ns, ev.duration_ns, ev.conn_id),
+            (9_000, 4_000, 0x55)
+        );
         assert_eq!((ev.tgid, ev.tid, ev.uid, ev.gid), (700, 701, 10, 20));
         assert_eq!((ev.bytes_acked, ev.bytes_received), (300, 1_200));
         // Datagram counts saturate in the record's 32-bit fields.
         assert_eq!((ev.segs_out, ev.segs_in), (3, u32::MAX));
-        assert_eq!((ev.protocol, ev.family, ev.lport, ev.rport), (IPPROTO_UDP, AF_INET, 40_000, 5353));
+        assert_eq!(
+            (ev.protocol, ev.family, ev.lport, ev.rport),
+            (IPPROTO_UDP, AF_INET, 40_000, 5353)
+        );
         assert_eq!(
             ev.flags,
             life_flag::INBOUND | life_flag::OWNER_KNOWN | life_flag::IDLE

@@ -643,7 +643,10 @@ fn assert_replays_as_written(lines: &[String], rules: &TempDir) {
             v
         })
         .collect();
-    assert_eq!(replayed, live, "monitor replay --events wrote other flow records");
+    assert_eq!(
+        replayed, live,
+        "monitor replay --events wrote other flow records"
+    );
 }
 
 #[test]
@@ -668,7 +671,10 @@ fn udp_flows_count_each_way_at_close_and_after_the_idle_period_and_replay_as_wri
     let back = |sizes: &[u64]| sizes.iter().map(|n| n + ECHO_EXTRA).sum::<u64>();
     let shown = || briefs(of_action(&recs, pid, "flow"));
     // (socket's port, sizes sent, expected end)
-    for (port, sizes, end) in [(a_port, &A_SIZES[..], "close"), (b_port, &B_SIZES[..], "idle")] {
+    for (port, sizes, end) in [
+        (a_port, &A_SIZES[..], "close"),
+        (b_port, &B_SIZES[..], "idle"),
+    ] {
         let flows = flows_with_port(&recs, pid, "source", port);
         assert_eq!(flows.len(), 1, "one summary for port {port}: {}", shown());
         let f = flows[0];
@@ -701,7 +707,12 @@ fn udp_flows_count_each_way_at_close_and_after_the_idle_period_and_replay_as_wri
         );
     }
     // The two sockets are two flows with two ids.
-    let id = |port| str_field(flows_with_port(&recs, pid, "source", port)[0], "monitor.connection_id");
+    let id = |port| {
+        str_field(
+            flows_with_port(&recs, pid, "source", port)[0],
+            "monitor.connection_id",
+        )
+    };
     assert_ne!(id(a_port), id(b_port));
     // The echo server's side: inbound (the client's first datagram came in), the client as
     // source, named after the server process.
@@ -710,8 +721,15 @@ fn udp_flows_count_each_way_at_close_and_after_the_idle_period_and_replay_as_wri
     assert_eq!(str_field(f, "network.direction"), Some("ingress"), "{f}");
     assert_eq!(str_field(f, "source.ip"), Some(HOST_V4), "{f}");
     assert_eq!(u64_field(f, "source.bytes"), Some(sent(&A_SIZES)), "{f}");
-    assert_eq!(u64_field(f, "destination.bytes"), Some(back(&A_SIZES)), "{f}");
-    assert_eq!(u64_field(f, "destination.packets"), Some(A_SIZES.len() as u64));
+    assert_eq!(
+        u64_field(f, "destination.bytes"),
+        Some(back(&A_SIZES)),
+        "{f}"
+    );
+    assert_eq!(
+        u64_field(f, "destination.packets"),
+        Some(A_SIZES.len() as u64)
+    );
     // Replay gives back exactly what the live run wrote.
     let lines: Vec<String> = of_action(&recs, pid, "flow")
         .into_iter()
@@ -743,7 +761,11 @@ fn without_the_lifecycle_there_are_no_udp_flow_records() {
         .iter()
         .filter(|r| str_field(r, "event.action") == Some("flow"))
         .collect();
-    assert!(flows.is_empty(), "flow records without --lifecycle: {}", briefs(flows));
+    assert!(
+        flows.is_empty(),
+        "flow records without --lifecycle: {}",
+        briefs(flows)
+    );
 }
 
 fn regex_escape(s: &str) -> String {

@@ -235,8 +235,8 @@ fn switch_on(ebpf: &mut Ebpf) -> Result<(), Failure> {
     let map = ebpf
         .map_mut(FLOW_SWITCH_MAP)
         .ok_or(Failure::Missing(FLOW_SWITCH_MAP))?;
-    let mut on: Array<&mut MapData, u32> =
-        Array::try_from(map).map_err(|e| Failure::Unsupported(format!("{FLOW_SWITCH_MAP}: {e}")))?;
+    let mut on: Array<&mut MapData, u32> = Array::try_from(map)
+        .map_err(|e| Failure::Unsupported(format!("{FLOW_SWITCH_MAP}: {e}")))?;
     on.set(0, 1, 0)
         .map_err(|e| Failure::Unsupported(format!("{FLOW_SWITCH_MAP}: {e}")))
 }

@@ -261,8 +261,7 @@ impl KnownObjects {
             ObjectField::Monitor => {
                 let m: InMonitor = parse_part(text)?;
                 // A connection id differs on every line: not worth remembering.
-                if m.connection_id.is_some() || m.outcome_reason.is_some() || m.flow_end.is_some()
-                {
+                if m.connection_id.is_some() || m.outcome_reason.is_some() || m.flow_end.is_some() {
                     return None;
                 }
                 ObjectValue::Monitor(MonitorPart {
@@ -2249,10 +2248,16 @@ pub(super) mod tests {
             );
             let doc: serde_json::Value = serde_json::from_str(&line).unwrap();
             assert_eq!(doc["event"]["action"], "flow");
-            assert_eq!(doc["event"]["type"], serde_json::json!(["connection", "end"]));
+            assert_eq!(
+                doc["event"]["type"],
+                serde_json::json!(["connection", "end"])
+            );
             assert_eq!(doc["network"]["bytes"], 123);
             assert_eq!(doc["network"]["packets"], 6);
-            assert_eq!(doc["monitor"]["flow_end"], if idle { "idle" } else { "close" });
+            assert_eq!(
+                doc["monitor"]["flow_end"],
+                if idle { "idle" } else { "close" }
+            );
             assert_eq!(doc["source"]["bytes"], 60);
         }
         assert_eq!(

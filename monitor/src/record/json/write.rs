@@ -1107,9 +1107,9 @@ mod tests {
                             }
                         },
                         action: r.action(),
-                        outcome: life.and_then(|l| l.success).map(|s| {
-                            if s { "success" } else { "failure" }
-                        }),
+                        outcome: life
+                            .and_then(|l| l.success)
+                            .map(|s| if s { "success" } else { "failure" }),
                         duration: life.and_then(|l| l.duration_ns),
                         severity: None,
                         risk_score: None,
@@ -1199,9 +1199,9 @@ mod tests {
                         domain_source: r.domain.as_ref().and(r.domain_source).map(|d| d.as_str()),
                         connection_id: r.connection_id.map(connection_id_text),
                         outcome_reason: life.and_then(|l| l.reason.as_deref()),
-                        flow_end: life.filter(|l| l.action() == LifeAction::Flow).map(|l| {
-                            if l.flow_idle { "idle" } else { "close" }
-                        }),
+                        flow_end: life
+                            .filter(|l| l.action() == LifeAction::Flow)
+                            .map(|l| if l.flow_idle { "idle" } else { "close" }),
                         detector: None,
                         level: None,
                         aggregate: None,
