@@ -739,6 +739,56 @@ fn udp_flows_count_each_way_at_close_and_after_the_idle_period_and_replay_as_wri
     assert_replays_as_written(&lines, &rules);
 }
 
+/// IPv6, and a dual-stack IPv6 socket talking to an IPv4 peer: `sendto` names it as
+/// `::ffff:127.0.0.1` (the kernel's IPv4 path) and `recvfrom` reports it mapped; both
+/// directions are one flow, written as IPv4. Loopback echo servers in the same process.
+#[test]
+fn ipv6_and_dual_stack_sockets_give_one_flow_each_way() {
+    require_root("live_lifecycle");
+    let rules = TempDir::new("udp-flow-rules");
+    let monitor = start_flow_monitor(&rules, true);
+    let script = "import socket, threading, time\n\
+         s6 = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM); s6.bind(('::1', 0))\n\
+         s4 = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s4.bind(('127.0.0.1', 0))\n\
+         def echo(s):\n    while True:\n        d, a = s.recvfrom(65535); s.sendto(d + b'!', a)\n\
+         for s in (s6, s4): threading.Thread(target=echo, args=(s,), daemon=True).start()\n\
+         c = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM); c.settimeout(5)\n\
+         for n in (10, 20): c.sendto(b'x' * n, ('::1', s6.getsockname()[1])); c.recvfrom(100)\n\
+         d = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM); d.settimeout(5)\n\
+         for n in (5, 6, 7):\n    d.sendto(b'y' * n, ('::ffff:127.0.0.1', s4.getsockname()[1])); d.recvfrom(100)\n\
+         print(s6.getsockname()[1], s4.getsockname()[1], flush=True)\n\
+         c.close(); d.close()\n";
+    let (pid, out) = python(script, Duration::from_secs(20));
+    let ports: Vec<u16> = out
+        .split_whitespace()
+        .map(|p| p.parse().expect("a port"))
+        .collect();
+    assert_eq!(ports.len(), 2, "client output: {out:?}");
+    let (port6, port4) = (ports[0], ports[1]);
+    // The client sockets are closed; the servers' sockets close when python3 exits.
+    let recs = monitor.wait_until(Duration::from_secs(10), |recs| {
+        flows_with_port(recs, pid, "destination", port6).len() == 2
+            && flows_with_port(recs, pid, "destination", port4).len() == 2
+    });
+    let shown = || briefs(of_action(&recs, pid, "flow"));
+    // (server port, address family, datagrams each way, bytes sent)
+    for (port, ip, n, sent) in [(port6, "::1", 2, 30), (port4, "127.0.0.1", 3, 18)] {
+        let flows = flows_with_port(&recs, pid, "destination", port);
+        let out: Vec<&&Value> = flows
+            .iter()
+            .filter(|f| str_field(f, "network.direction") == Some("egress"))
+            .collect();
+        assert_eq!(out.len(), 1, "one client flow to {ip} {port}: {}", shown());
+        let f = out[0];
+        assert_eq!(str_field(f, "destination.ip"), Some(ip), "{f}");
+        assert_eq!(str_field(f, "monitor.flow_end"), Some("close"), "{f}");
+        assert_eq!(u64_field(f, "source.bytes"), Some(sent), "{f}");
+        assert_eq!(u64_field(f, "source.packets"), Some(n), "{f}");
+        assert_eq!(u64_field(f, "destination.bytes"), Some(sent + n), "{f}");
+        assert_eq!(u64_field(f, "destination.packets"), Some(n), "{f}");
+    }
+}
+
 #[test]
 fn without_the_lifecycle_there_are_no_udp_flow_records() {
     require_root("live_lifecycle");
