@@ -10,8 +10,8 @@
 //! socket, TCP included: it cost the paired TCP benchmark 5 %). Each failure is kept as a
 //! one-line reason in `HookStatus::skipped`.
 //!
-//! Length: just over 800 lines with the lifecycle hooks' wiring (their programs and offsets
-//! are in `probes/life.rs`). Planned split: the per-backend `try_*` functions into
+//! Length: just over 800 lines with the lifecycle hooks' wiring (their programs, offsets
+//! and the UDP flow checks are in `probes/life.rs`). Planned split: the per-backend `try_*` functions into
 //! `probes/backends.rs`.
 
 use std::{fs::File, path::Path};
@@ -38,7 +38,7 @@ mod dns;
 mod life;
 
 use dns::{attach_dns, attach_dns_recv};
-use life::{attach_life, attach_udp_flows};
+use life::{attach_life, attach_udp_flows, udp_flow_send_side};
 
 /// The kernel programs, built by monitor/build.rs (aya-build names the object after the
 /// eBPF crate's bin, `monitor`).
@@ -399,28 +399,6 @@ pub fn load(cfg: &CaptureConfig) -> Result<LoadedProbes, CaptureError> {
         program_ids,
         udp_flows,
     })
-}
-
-/// Whether the UDP capture attached what counts a flow's sends: the cgroup programs for
-/// both UDP hooks (`sendmsg4/6` name the destination) and the `sock_send_length` raw
-/// tracepoint (the length); why not otherwise.
-fn udp_flow_send_side(ebpf: &mut Ebpf, hooks: &[HookStatus]) -> Result<(), String> {
-    if let Some(h) = hooks.iter().find(|h| {
-        h.hook != "tcp_connect" && h.backend != CGROUP && PLANS.iter().any(|p| p.hook == h.hook)
-    }) {
-        return Err(format!(
-            "{} is captured with {}: UDP flows count sends in the cgroup programs",
-            h.hook, h.backend
-        ));
-    }
-    let program = UDP_FIRST_DATAGRAM.raw_program;
-    match program_mut::<RawTracePoint>(ebpf, program) {
-        Ok(p) if p.fd().is_ok() => Ok(()),
-        _ => Err(format!(
-            "{program} is not attached (Linux 6.3+ has its tracepoint): UDP flows count sends \
-             there"
-        )),
-    }
 }
 
 /// A random seed for the kernel's flood-control hash. From getrandom(2); should that fail (it

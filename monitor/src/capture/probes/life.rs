@@ -240,3 +240,27 @@ fn switch_on(ebpf: &mut Ebpf) -> Result<(), Failure> {
     on.set(0, 1, 0)
         .map_err(|e| Failure::Unsupported(format!("{FLOW_SWITCH_MAP}: {e}")))
 }
+
+/// Whether the UDP capture attached what counts a flow's sends: the cgroup programs for
+/// both UDP hooks (`sendmsg4/6` name the destination) and the `sock_send_length` raw
+/// tracepoint (the length); why not otherwise.
+pub(super) fn udp_flow_send_side(ebpf: &mut Ebpf, hooks: &[HookStatus]) -> Result<(), String> {
+    if let Some(h) = hooks.iter().find(|h| {
+        h.hook != "tcp_connect"
+            && h.backend != CGROUP
+            && super::PLANS.iter().any(|p| p.hook == h.hook)
+    }) {
+        return Err(format!(
+            "{} is captured with {}: UDP flows count sends in the cgroup programs",
+            h.hook, h.backend
+        ));
+    }
+    let program = super::UDP_FIRST_DATAGRAM.raw_program;
+    match program_mut::<RawTracePoint>(ebpf, program) {
+        Ok(p) if p.fd().is_ok() => Ok(()),
+        _ => Err(format!(
+            "{program} is not attached (Linux 6.3+ has its tracepoint): UDP flows count sends \
+             there"
+        )),
+    }
+}

@@ -1,6 +1,6 @@
 //! Replay input: ECS JSON lines back into `ConnectionRecord`s.
 //!
-//! Length: about 2,800 lines of hand-written fast path plus its differential tests against
+//! Length: about 2,900 lines of hand-written fast path plus its differential tests against
 //! serde_json, one job. Kept because no crate does it fast enough: sonic-rs with borrowed
 //! values and a process interner replayed the benchmark mix at about a third of this
 //! reader's rate (BENCHMARKS.md, "JSON reader"). Fenced: only `record::json` reaches it.
