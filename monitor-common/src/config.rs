@@ -67,8 +67,18 @@ pub mod stat {
     /// A connection or listener could not be entered in its table (full): its outcome and
     /// close records, or its accepts' owner, are missing.
     pub const LIFE_TABLE_FULL: u32 = 27;
+    /// A UDP flow (socket, process, remote end) could not be entered in its table (full):
+    /// its datagrams are not counted and it gets no summary.
+    pub const UDP_FLOW_TABLE_FULL: u32 = 28;
+    /// A UDP datagram whose remote end was not known (`recv()` without an address on an
+    /// unconnected socket, or a socket without a cookie) was not counted in any flow.
+    pub const UDP_FLOW_PEER_UNKNOWN: u32 = 29;
+    /// A UDP flow could not be listed under its socket (more than `UDP_FLOW_SLOTS`
+    /// destinations, or the socket table full): it is summarised after the idle period
+    /// only, not when the socket closes.
+    pub const UDP_FLOW_UNLISTED: u32 = 30;
     /// Size of the array.
-    pub const COUNT: u32 = 28;
+    pub const COUNT: u32 = 31;
 }
 
 /// Marks an offset that does not exist on the running kernel (for instance the

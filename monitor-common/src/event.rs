@@ -377,6 +377,11 @@ pub mod life_action {
     pub const ACCEPT: u32 = 3;
     /// A TCP socket started listening, or a UDP socket was bound to a port.
     pub const LISTEN: u32 = 4;
+    /// A UDP flow's summary (socket, process, remote end): `bytes_acked`/`bytes_received`
+    /// are the bytes sent/received, `segs_out`/`segs_in` the datagrams (saturating),
+    /// `duration_ns` first to last datagram. At the socket's release, or after the idle
+    /// period (`life_flag::IDLE`, written by user space's sweep of `UDP_FLOWS`).
+    pub const FLOW: u32 = 5;
 }
 
 /// `LifeEvent::flags` bits.
@@ -386,8 +391,11 @@ pub mod life_flag {
     pub const OWNER_KNOWN: u32 = 1;
     /// The connection reached `ESTABLISHED` (an outcome's success).
     pub const ESTABLISHED: u32 = 2;
-    /// The connection came in (accepted): the local end is the destination.
+    /// The connection came in (accepted): the local end is the destination. For a UDP
+    /// flow: its first datagram was received, not sent.
     pub const INBOUND: u32 = 4;
+    /// A UDP flow summarised because it was idle (the socket is still open), not closed.
+    pub const IDLE: u32 = 8;
 }
 
 /// Entries of the kernel's table of tracked TCP connections (`LifeConn`, by socket address):
@@ -502,8 +510,107 @@ pub struct ListenOwner {
 }
 const _: () = assert!(core::mem::size_of::<ListenOwner>() == 40 + COMM_LEN);
 
+/// Entries of the kernel's UDP flow table (`UdpFlow` by `UdpFlowKey`; a plain hash map: a
+/// full table is counted, never an active flow silently evicted). Entries go at the
+/// socket's release and at user space's idle sweep.
+pub const UDP_FLOW_ENTRIES: u32 = 32 * 1024;
+/// Entries of the kernel's table of sockets with flows (`UdpSockFlows` by cookie).
+pub const UDP_SOCK_ENTRIES: u32 = 16 * 1024;
+/// Flows of one socket the release program summarises (`UdpSockFlows::peers`); a socket
+/// talking to more destinations has the others summarised after the idle period.
+pub const UDP_FLOW_SLOTS: usize = 8;
+/// Threads between a UDP `sendmsg4/6` or `recvmsg4/6` hook and the send or receive's end
+/// (`UdpFlowDest`, by thread).
+pub const UDP_FLOW_DEST_ENTRIES: u32 = 4096;
+
+/// The process and remote end of a UDP flow (within a socket). The address is normalised:
+/// an IPv4-mapped IPv6 peer is `AF_INET`, so a dual-stack socket's sends and receives meet.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UdpFlowPeer {
+    pub tgid: u32,
+    /// `AF_INET` or `AF_INET6`.
+    pub family: u16,
+    /// Host byte order.
+    pub rport: u16,
+    /// Network byte order; IPv4 in the first 4 bytes, the rest zero.
+    pub raddr: [u8; 16],
+}
+const _: () = assert!(core::mem::size_of::<UdpFlowPeer>() == 24);
+
+/// Key of the kernel's UDP flow table: (socket cookie, process, remote end).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UdpFlowKey {
+    pub cookie: u64,
+    pub peer: UdpFlowPeer,
+}
+const _: () = assert!(core::mem::size_of::<UdpFlowKey>() == 32);
+
+/// One UDP flow's counters and owner (value of `UDP_FLOWS`). Counters are added atomically
+/// (several threads may share the socket); `last_ns` is a plain store (any recent value
+/// will do).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct UdpFlow {
+    /// ktime of the first and last datagram counted.
+    pub first_ns: u64,
+    pub last_ns: u64,
+    /// Bytes (UDP payload, as the send or receive call returned them) and datagrams sent to
+    /// and received from the remote end.
+    pub bytes_out: u64,
+    pub bytes_in: u64,
+    pub packets_out: u64,
+    pub packets_in: u64,
+    /// The process that sent or received the flow's first datagram (in its own context).
+    pub pid_tgid: u64,
+    /// `bpf_get_current_uid_gid()`: gid in the high 32 bits, uid in the low.
+    pub uid_gid: u64,
+    pub cgroup_id: u64,
+    pub start_time_ns: u64,
+    /// The socket's bound local port (host order) and address, when the flow began.
+    pub lport: u16,
+    pub _pad0: u16,
+    /// `life_flag::INBOUND` when the first datagram was received.
+    pub flags: u32,
+    pub laddr: [u8; 16],
+    pub comm: [u8; COMM_LEN],
+}
+const _: () = assert!(core::mem::size_of::<UdpFlow>() == 88 + 16 + COMM_LEN);
+
+/// The flows of one UDP socket (value of `UDP_SOCKS`, by cookie), for the release program,
+/// which cannot search `UDP_FLOWS` by cookie. A slot is free while its `family` is 0. Filled
+/// first free slot first, without a lock (the BPF target has no fetching atomics): two
+/// threads opening new flows on one socket at the same instant may take the same slot, and
+/// the flow that loses it is summarised after its idle period instead of at the close.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct UdpSockFlows {
+    pub peers: [UdpFlowPeer; UDP_FLOW_SLOTS],
+}
+const _: () = assert!(core::mem::size_of::<UdpSockFlows>() == 24 * UDP_FLOW_SLOTS);
+
+/// Where a thread's current UDP send goes or receive came from, as `sendmsg4/6` or
+/// `recvmsg4/6` saw it (value of `UDP_FLOW_DEST`, by thread), for the `sock_send_length`
+/// and `sock_recv_length` programs at the end of the same call.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct UdpFlowDest {
+    pub cookie: u64,
+    pub family: u16,
+    pub port: u16,
+    pub _pad0: u32,
+    pub addr: [u8; 16],
+}
+const _: () = assert!(core::mem::size_of::<UdpFlowDest>() == 32);
+
 #[cfg(feature = "user")]
 mod user {
+    unsafe impl aya::Pod for UdpFlowPeer {}
+    unsafe impl aya::Pod for UdpFlowKey {}
+    unsafe impl aya::Pod for UdpFlow {}
+    unsafe impl aya::Pod for UdpSockFlows {}
+    unsafe impl aya::Pod for UdpFlowDest {}
     unsafe impl aya::Pod for DnsEvent {}
     unsafe impl aya::Pod for DnsOwner {}
     use super::*;
@@ -519,4 +626,55 @@ mod user {
     unsafe impl aya::Pod for LifeConn {}
     unsafe impl aya::Pod for ListenKey {}
     unsafe impl aya::Pod for ListenOwner {}
+}
+
+/// Writes the summary record (`life_action::FLOW`) of a UDP flow into `ev`, field by field
+/// (the kernel writes it in place in the ring buffer; user space's idle sweep into a value
+/// of its own), so both paths give the same record. `now` is the record's time; `flags`
+/// adds `life_flag::IDLE` for the sweep.
+#[inline(always)]
+pub fn write_flow_summary(
+    ev: &mut LifeEvent,
+    key: &UdpFlowKey,
+    flow: &UdpFlow,
+    now: u64,
+    flags: u32,
+) {
+    ev.kind = kind::LIFE;
+    ev.action = life_action::FLOW;
+    ev.ktime_ns = now;
+    // The socket's cookie: a socket's flows share it (with the remote end, they name one).
+    ev.conn_id = key.cookie;
+    ev.tgid = (flow.pid_tgid >> 32) as u32;
+    ev.tid = flow.pid_tgid as u32;
+    ev.uid = flow.uid_gid as u32;
+    ev.gid = (flow.uid_gid >> 32) as u32;
+    ev.cgroup_id = flow.cgroup_id;
+    ev.start_time_ns = flow.start_time_ns;
+    ev.duration_ns = flow.last_ns.saturating_sub(flow.first_ns);
+    ev.bytes_acked = flow.bytes_out;
+    ev.bytes_received = flow.bytes_in;
+    ev.segs_out = saturate_u32(flow.packets_out);
+    ev.segs_in = saturate_u32(flow.packets_in);
+    ev.error = 0;
+    ev.backend = backend::CGROUP;
+    ev.family = key.peer.family;
+    ev.protocol = IPPROTO_UDP;
+    ev._pad0 = 0;
+    ev.lport = flow.lport;
+    ev.rport = key.peer.rport;
+    ev.flags = flow.flags | life_flag::OWNER_KNOWN | flags;
+    ev._pad1 = 0;
+    ev.laddr = flow.laddr;
+    ev.raddr = key.peer.raddr;
+    ev.comm = flow.comm;
+}
+
+#[inline(always)]
+fn saturate_u32(n: u64) -> u32 {
+    if n > u32::MAX as u64 {
+        u32::MAX
+    } else {
+        n as u32
+    }
 }

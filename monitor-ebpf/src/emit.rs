@@ -24,7 +24,7 @@ use crate::maps::{EVENTS, STATS, UDP_FLOOD, config};
 /// kernel and BPF CPU version supports (fetching variants would need cpu v3).
 #[cfg(target_arch = "bpf")]
 #[inline(always)]
-fn atomic_add<T: Copy>(dst: *mut T, value: T) {
+pub fn atomic_add<T: Copy>(dst: *mut T, value: T) {
     use core::intrinsics::{AtomicOrdering, atomic_xadd};
     // SAFETY: callers pass pointers to map values, valid for this program run.
     let _ = unsafe { atomic_xadd::<T, T, { AtomicOrdering::Relaxed }>(dst, value) };
@@ -33,7 +33,7 @@ fn atomic_add<T: Copy>(dst: *mut T, value: T) {
 /// Host build (`cargo test --workspace` compiles this crate for the host too; it never runs).
 #[cfg(not(target_arch = "bpf"))]
 #[inline(always)]
-fn atomic_add<T: Copy + core::ops::Add<Output = T>>(dst: *mut T, value: T) {
+pub fn atomic_add<T: Copy + core::ops::Add<Output = T>>(dst: *mut T, value: T) {
     // SAFETY: as above.
     unsafe { *dst = *dst + value };
 }

@@ -11,7 +11,10 @@
 //! with the asking process remembered by `dns_cgroup_{connect,sendmsg}{4,6}` (dns.rs).
 //!
 //! Connection lifecycle (`--lifecycle`): `life_raw_tp_inet_sock_set_state` (outcome, close,
-//! accept, TCP listen), `life_cgroup_post_bind{4,6}` (UDP listen) (life.rs).
+//! accept, TCP listen), `life_cgroup_post_bind{4,6}` (UDP listen) (life.rs); UDP flow
+//! summaries: `udp_cgroup_recvmsg{4,6}`, `udp_raw_tp_sock_recv_length` and
+//! `life_cgroup_sock_release`, with the send side in the UDP capture's `sendmsg4/6` and
+//! `sock_send_length` programs (udp_flow.rs).
 //!
 //! Process tracking: `proc_tp_sched_process_exec`, `proc_tp_sched_process_exit`.
 //!
@@ -34,6 +37,7 @@ mod sock_addr;
 mod sock_skb;
 mod tcp;
 mod udp;
+mod udp_flow;
 
 #[cfg(not(test))]
 #[panic_handler]

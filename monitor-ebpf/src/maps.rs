@@ -2,12 +2,14 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{Array, LruHashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
 use monitor_common::{
     DNS_OWNER_ENTRIES, DnsOwner, KernelConfig, LIFE_CONN_ENTRIES, LIFE_EARLY_ENTRIES,
     LISTEN_OWNER_ENTRIES, LifeConn, ListenKey, ListenOwner, UDP_EXPLICIT_SEND_ENTRIES,
-    UDP_FLOOD_SLOTS, UDP_PENDING_ENTRIES, UdpFloodSlot, UdpPending, stat,
+    UDP_FLOOD_SLOTS, UDP_FLOW_DEST_ENTRIES, UDP_FLOW_ENTRIES, UDP_PENDING_ENTRIES,
+    UDP_SOCK_ENTRIES, UdpFloodSlot, UdpFlow, UdpFlowDest, UdpFlowKey, UdpPending, UdpSockFlows,
+    stat,
 };
 
 /// Every record for user space. The size here is a placeholder: user space sets the real one
@@ -76,6 +78,28 @@ pub static LIFE_EARLY: LruHashMap<u64, LifeConn> =
 #[map]
 pub static LISTEN_OWNERS: LruHashMap<ListenKey, ListenOwner> =
     LruHashMap::with_max_entries(LISTEN_OWNER_ENTRIES, 0);
+
+/// UDP flows (`udp_flow.rs`) by (socket cookie, process, remote end): entered at a flow's
+/// first datagram, removed at the socket's release or by user space's idle sweep. A plain
+/// hash map: when it is full, new flows are counted as lost (`UDP_FLOW_TABLE_FULL`) rather
+/// than live ones evicted unseen.
+#[map]
+pub static UDP_FLOWS: HashMap<UdpFlowKey, UdpFlow> = HashMap::with_max_entries(UDP_FLOW_ENTRIES, 0);
+
+/// The flows of each UDP socket that has some, by cookie, for the release program; removed
+/// at the release.
+#[map]
+pub static UDP_SOCKS: HashMap<u64, UdpSockFlows> = HashMap::with_max_entries(UDP_SOCK_ENTRIES, 0);
+
+/// Threads between `sendmsg4/6` or `recvmsg4/6` and the end of the same call, with the
+/// address the call named; taken at the end (`udp_flow.rs`).
+#[map]
+pub static UDP_FLOW_DEST: LruHashMap<u64, UdpFlowDest> =
+    LruHashMap::with_max_entries(UDP_FLOW_DEST_ENTRIES, 0);
+
+/// Entry 0 non-zero: count UDP flows. Written by user space after attaching.
+#[map]
+pub static UDP_FLOW_ON: Array<u32> = Array::with_max_entries(1, 0);
 
 /// Offsets and settings, written by the loader (`EbpfLoader::override_global("CONFIG", ..)`).
 #[unsafe(no_mangle)]

@@ -18,8 +18,8 @@ use crate::{
     emit::unspecified_v6,
     emit::{Flow, Identity, Origin, count, emit_connect, emit_connect_as, finish, is_excluded},
     kernel::{current_start_time, read_at, sock_family, sock_flow, sock_source},
-    maps::{UDP_EXPLICIT_SEND, UDP_PENDING, config},
-    sock_addr, sock_skb,
+    maps::{UDP_EXPLICIT_SEND, UDP_FLOW_DEST, UDP_PENDING, config},
+    sock_addr, sock_skb, udp_flow,
 };
 
 /// `AF_UNSPEC`: in `msg_name`, "use the connected destination" for IPv6 sockets.
@@ -274,8 +274,18 @@ fn try_udp_raw_tp_sock_send_length(ctx: &RawTracePointContext) -> Result<(), i64
     if read_at::<u16>(sk, config!(sock.sk_protocol))? != u16::from(IPPROTO_UDP) {
         return Ok(());
     }
+    let ret = ctx.arg::<i32>(1);
+    if udp_flow::enabled() {
+        // Counted in its flow (`--lifecycle`); a failed send only drops the address that
+        // `sendmsg4/6` left for it.
+        if ret < 0 {
+            let _ = UDP_FLOW_DEST.remove(bpf_get_current_pid_tgid());
+        } else {
+            let _ = udp_flow::account(sk, ret as u32, true);
+        }
+    }
     // A failed send left nothing on the wire: the socket stays armed.
-    if ctx.arg::<i32>(1) < 0 {
+    if ret < 0 {
         return Ok(());
     }
     // A socket that dissolved its association (connect to AF_UNSPEC) keeps its entry, unused.
@@ -398,6 +408,8 @@ fn try_udp_cgroup_connect(ctx: &SockAddrContext, v6: bool) -> Result<(), i64> {
 /// Unconnected sends, from `sendmsg4/6`. Start time is left unknown (the process table fills
 /// it from /proc): reading `task_struct` would cost every send.
 fn try_udp_cgroup_sendmsg(ctx: &SockAddrContext, v6: bool) -> Result<(), i64> {
+    // The flow this datagram counts in (`--lifecycle`), whether or not it is reported.
+    udp_flow::remember_dest(ctx, v6);
     let Some((flow, pid_tgid)) = udp_destination(ctx, v6) else {
         return Ok(());
     };

@@ -37,6 +37,8 @@ pub struct ConfigFile {
     pub dns: Option<bool>,
     /// Capture the connection lifecycle (default: as `events`; `--lifecycle`).
     pub lifecycle: Option<bool>,
+    /// Seconds without a datagram after which a UDP flow is summarised (`--lifecycle`).
+    pub udp_flow_idle_secs: Option<u64>,
     pub poll_interval_ms: Option<u64>,
     pub user: Option<String>,
     pub shutdown_deadline_secs: Option<u64>,
@@ -153,6 +155,7 @@ pub struct RunConfig {
     pub udp_suppress: Duration,
     pub dns: bool,
     pub lifecycle: bool,
+    pub udp_flow_idle: Duration,
     pub poll_interval: Duration,
     pub user: Option<String>,
     pub shutdown_deadline: Duration,
@@ -170,6 +173,11 @@ pub mod defaults {
     /// One event per (process, destination, port) per second is enough for every rule and
     /// for the beacon detector (which coalesces sends closer than 1 s anyway).
     pub const UDP_SUPPRESS_MS: u64 = 1000;
+    /// A UDP flow silent this long is summarised (its socket still open): long enough that
+    /// a request and its answers, or a stream with pauses, stay one flow (conntrack keeps an
+    /// answered UDP flow 120 s, NetFlow's inactive timeout is 15 s), short enough that a
+    /// socket kept open for hours reports its traffic within a minute of a pause.
+    pub const UDP_FLOW_IDLE_SECS: u64 = 60;
     /// Wake-ups are batched in the kernel; user space also polls this often so a quiet trickle
     /// of events is never older than this when it is processed.
     pub const POLL_INTERVAL_MS: u64 = 10;
@@ -256,6 +264,11 @@ impl RunConfig {
                 || file
                     .lifecycle
                     .unwrap_or(args.events || file.events.unwrap_or(false)),
+            udp_flow_idle: Duration::from_secs(
+                file.udp_flow_idle_secs
+                    .unwrap_or(defaults::UDP_FLOW_IDLE_SECS)
+                    .max(1),
+            ),
             poll_interval: Duration::from_millis(
                 file.poll_interval_ms
                     .unwrap_or(defaults::POLL_INTERVAL_MS)

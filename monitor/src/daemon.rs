@@ -87,6 +87,7 @@ async fn run_async(cfg: RunConfig, rules: Arc<RuleSet>) -> Result<(), RunFailure
         exclude_tgid: std::process::id(),
         dns: cfg.dns,
         lifecycle: cfg.lifecycle,
+        udp_flow_idle: cfg.udp_flow_idle,
     };
     // Attach first, so that nothing starting from here on is missed: processes already running
     // are learned from /proc below, and new ones arrive as exec events queued in the ring

@@ -1,5 +1,7 @@
 //! Lifecycle records from the kernel (`--lifecycle`, issue #14) into `ConnectionRecord`s,
-//! and the outcomes a beacon alert reports.
+//! and the outcomes a beacon alert reports. UDP flow summaries (`life_action::FLOW`) come
+//! the same way, from the kernel at a socket's release or from the idle sweep
+//! (`capture::udp_flows`).
 //!
 //! A `LifeEvent` is enriched as a connect of its process (the connecting one, or for an
 //! accept the owner of the listening socket, recorded by the kernel at `listen()`), so it
@@ -26,6 +28,7 @@ pub fn record_of(
         life_action::OUTCOME => LifeAction::Outcome,
         life_action::CLOSE => LifeAction::Close,
         life_action::ACCEPT => LifeAction::Accept,
+        life_action::FLOW => LifeAction::Flow,
         _ => LifeAction::Listen,
     };
     // Source is the end that opened the connection (ECS): the remote end of an inbound
@@ -63,6 +66,20 @@ pub fn record_of(
         table.enrich_unknown(&as_connect, ts, host)
     };
     rec.connection_id = (ev.conn_id != 0).then_some(ev.conn_id);
+    // A UDP socket bound to the wildcard address (the usual client: never bound, or bound
+    // by its first send) still has its port: the source is `0.0.0.0` or `::` with it, as
+    // `ss` shows the socket, so that its flows can be told apart.
+    if action == LifeAction::Flow && !inbound && rec.source.is_none() && ev.lport != 0 {
+        let any = if ev.family == monitor_common::AF_INET6 {
+            IpAddr::from(std::net::Ipv6Addr::UNSPECIFIED)
+        } else {
+            IpAddr::from(std::net::Ipv4Addr::UNSPECIFIED)
+        };
+        rec.source = Some(crate::record::Endpoint {
+            ip: any,
+            port: ev.lport,
+        });
+    }
     let mut life = Lifecycle {
         action: Some(action),
         ingress: inbound,
@@ -77,12 +94,13 @@ pub fn record_of(
             life.error_code = code;
             life.duration_ns = Some(ev.duration_ns);
         }
-        LifeAction::Close => {
+        LifeAction::Close | LifeAction::Flow => {
             life.duration_ns = Some(ev.duration_ns);
+            life.flow_idle = action == LifeAction::Flow && ev.flags & life_flag::IDLE != 0;
             let (sent, received) = (ev.bytes_acked, ev.bytes_received);
             let (segs_out, segs_in) = (u64::from(ev.segs_out), u64::from(ev.segs_in));
             // What the local end sent is the source's share outbound, the destination's
-            // inbound.
+            // inbound. UDP: bytes and datagrams sent and received by the process.
             let (src, dst) = if inbound {
                 ((received, segs_in), (sent, segs_out))
             } else {
@@ -186,6 +204,85 @@ mod tests {
         let mut t = OutcomeTable::default();
         t.learn(&line("close", "success", 8088));
         assert_eq!(t.summary(&connect), None);
+    }
+
+    /// A UDP flow summary from the kernel: outbound, the local end is the source and sent
+    /// `bytes_acked`; inbound (first datagram received), the remote end is the source; an
+    /// idle one says so.
+    #[test]
+    fn udp_flow_summaries_put_each_end_s_counts_on_its_side() {
+        use monitor_common::{AF_INET, UdpFlow, UdpFlowKey, UdpFlowPeer, write_flow_summary};
+        let key = UdpFlowKey {
+            cookie: 0x77,
+            peer: UdpFlowPeer {
+                tgid: std::process::id(),
+                family: AF_INET,
+                rport: 5300,
+                raddr: [10, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+            },
+        };
+        let mut flow = UdpFlow {
+            first_ns: 10,
+            last_ns: 70,
+            bytes_out: 60,
+            bytes_in: 63,
+            packets_out: 3,
+            packets_in: 4,
+            pid_tgid: u64::from(std::process::id()) << 32 | u64::from(std::process::id()),
+            uid_gid: 0,
+            cgroup_id: 0,
+            start_time_ns: 0,
+            lport: 40_000,
+            _pad0: 0,
+            flags: 0,
+            laddr: [10, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+            comm: [0; 16],
+        };
+        let mut table = ProcessTable::new(crate::process::ProcessTableConfig::default());
+        let host: Arc<str> = "h".into();
+        // An unbound client socket: the wildcard address with its port.
+        let wildcard = UdpFlow {
+            laddr: [0; 16],
+            ..flow
+        };
+        // SAFETY: all-zero is a valid LifeEvent (integers and byte arrays only).
+        let mut ev: LifeEvent = unsafe { std::mem::zeroed() };
+        write_flow_summary(&mut ev, &key, &wildcard, 100, 0);
+        let src = record_of(&ev, Timestamp(0), &mut table, &host)
+            .source
+            .unwrap();
+        assert_eq!((src.ip.to_string().as_str(), src.port), ("0.0.0.0", 40_000));
+        for (inbound, idle) in [(false, false), (true, true)] {
+            flow.flags = if inbound { life_flag::INBOUND } else { 0 };
+            // SAFETY: all-zero is a valid LifeEvent (integers and byte arrays only).
+            let mut ev: LifeEvent = unsafe { std::mem::zeroed() };
+            let extra = if idle { life_flag::IDLE } else { 0 };
+            write_flow_summary(&mut ev, &key, &flow, 100, extra);
+            let rec = record_of(&ev, Timestamp(0), &mut table, &host);
+            let life = rec.life.as_deref().unwrap();
+            assert_eq!(rec.action(), "flow");
+            assert_eq!(rec.transport, crate::record::Transport::Udp);
+            assert_eq!(rec.connection_id, Some(0x77));
+            assert_eq!((life.ingress, life.flow_idle), (inbound, idle));
+            assert_eq!(life.duration_ns, Some(60));
+            let (local, remote) = ("10.0.0.1", "10.0.0.2");
+            let (src, dst) = if inbound {
+                (remote, local)
+            } else {
+                (local, remote)
+            };
+            assert_eq!(rec.source.unwrap().ip.to_string(), src);
+            assert_eq!(rec.destination.ip.to_string(), dst);
+            let (sent, received) = ((Some(60), Some(3)), (Some(63), Some(4)));
+            let (s, d) = if inbound {
+                (received, sent)
+            } else {
+                (sent, received)
+            };
+            assert_eq!((life.source_bytes, life.source_packets), s);
+            assert_eq!((life.destination_bytes, life.destination_packets), d);
+            assert!(!life.action().for_rules(), "a summary repeats its sends");
+        }
     }
 
     /// A beacon to a dead C2: every connect refused. Replayed, the connects alone make

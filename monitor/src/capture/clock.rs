@@ -44,6 +44,11 @@ impl BootClock {
     }
 }
 
+/// The boot clock now, as the kernel programs read it (`bpf_ktime_get_boot_ns`).
+pub fn boot_now_ns() -> u64 {
+    u64::try_from(now_ns(libc::CLOCK_BOOTTIME)).unwrap_or(0)
+}
+
 impl Default for BootClock {
     fn default() -> Self {
         Self::new()

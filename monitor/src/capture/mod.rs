@@ -18,6 +18,7 @@ mod probes;
 mod ring_record;
 mod ringbuf;
 mod tracefs;
+mod udp_flows;
 
 use std::time::{Duration, Instant};
 
@@ -70,9 +71,12 @@ pub struct CaptureConfig {
     pub exclude_tgid: u32,
     /// Capture DNS answers (`destination.domain`, DNS query events).
     pub dns: bool,
-    /// Capture the connection lifecycle: TCP outcomes, closes, accepts, and TCP and UDP
-    /// listens (`--lifecycle`).
+    /// Capture the connection lifecycle: TCP outcomes, closes, accepts, TCP and UDP
+    /// listens, and UDP flow summaries (`--lifecycle`).
     pub lifecycle: bool,
+    /// A UDP flow with no datagram for this long is summarised and forgotten (its socket
+    /// still open); the next datagram begins a new flow.
+    pub udp_flow_idle: Duration,
 }
 
 impl Default for CaptureConfig {
@@ -85,6 +89,7 @@ impl Default for CaptureConfig {
             exclude_tgid: std::process::id(),
             dns: true,
             lifecycle: false,
+            udp_flow_idle: Duration::from_secs(60),
         }
     }
 }
@@ -156,6 +161,11 @@ pub struct KernelStats {
     pub life_records: u64,
     pub lost_life: u64,
     pub life_table_full: u64,
+    /// UDP flows the kernel's table could not hold, datagrams whose remote end was unknown,
+    /// and flows summarised only after their idle period (not listed under their socket).
+    pub udp_flow_table_full: u64,
+    pub udp_flow_peer_unknown: u64,
+    pub udp_flow_unlisted: u64,
     /// Records user space could not decode (or would not: an unspecified destination) and
     /// skipped.
     pub decode_errors: u64,
@@ -169,6 +179,8 @@ pub struct Capture {
     clock: BootClock,
     hooks: Vec<HookStatus>,
     program_ids: Vec<u32>,
+    /// The UDP flow table's idle sweep, when flows are counted (`--lifecycle`).
+    flows: Option<udp_flows::FlowSweeper>,
     /// Owns every program and link: dropping it detaches and unloads them.
     #[expect(
         dead_code,
@@ -189,6 +201,7 @@ impl Capture {
             mut ebpf,
             hooks,
             program_ids,
+            udp_flows,
         } = probes::load(cfg)?;
 
         let logger = match EbpfLogger::init_with_logger(&mut ebpf, ebpf_log::TracingLog) {
@@ -200,6 +213,16 @@ impl Capture {
         };
         let ring = take_map(&mut ebpf, probes::EVENTS_MAP, RingBuf::try_from)?;
         let stats = take_map(&mut ebpf, probes::STATS_MAP, PerCpuArray::try_from)?;
+        let flows = if udp_flows {
+            let map = take_map(
+                &mut ebpf,
+                probes::UDP_FLOWS_MAP,
+                aya::maps::HashMap::try_from,
+            )?;
+            Some(udp_flows::FlowSweeper::new(map, cfg.udp_flow_idle))
+        } else {
+            None
+        };
         let source =
             ringbuf::EventSource::new(ring, cfg.poll_interval).map_err(|e| CaptureError::Map {
                 map: probes::EVENTS_MAP,
@@ -212,6 +235,7 @@ impl Capture {
             clock: BootClock::new(),
             hooks,
             program_ids,
+            flows,
             ebpf,
         })
     }
@@ -232,6 +256,11 @@ impl Capture {
             .read_batch(out)
             .await
             .map_err(CaptureError::Ring)?;
+        if let Some(flows) = &mut self.flows
+            && let Err(e) = flows.sweep_if_due(clock::boot_now_ns(), out)
+        {
+            tracing::warn!(error = %e, "UDP flow idle sweep failed; retried at the next");
+        }
         if let Some(logger) = &mut self.logger {
             logger.flush();
         }
@@ -281,6 +310,9 @@ impl Capture {
             life_records: read(stat::LIFE_RECORDS)?,
             lost_life: read(stat::LOST_LIFE)?,
             life_table_full: read(stat::LIFE_TABLE_FULL)?,
+            udp_flow_table_full: read(stat::UDP_FLOW_TABLE_FULL)?,
+            udp_flow_peer_unknown: read(stat::UDP_FLOW_PEER_UNKNOWN)?,
+            udp_flow_unlisted: read(stat::UDP_FLOW_UNLISTED)?,
             decode_errors: self.source.decode_errors(),
         })
     }

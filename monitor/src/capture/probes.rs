@@ -10,8 +10,8 @@
 //! socket, TCP included: it cost the paired TCP benchmark 5 %). Each failure is kept as a
 //! one-line reason in `HookStatus::skipped`.
 //!
-//! Length: just over 800 lines with the lifecycle hooks' wiring (their programs and offsets
-//! are in `probes/life.rs`). Planned split: the per-backend `try_*` functions into
+//! Length: just over 800 lines with the lifecycle hooks' wiring (their programs, offsets
+//! and the UDP flow checks are in `probes/life.rs`). Planned split: the per-backend `try_*` functions into
 //! `probes/backends.rs`.
 
 use std::{fs::File, path::Path};
@@ -38,7 +38,7 @@ mod dns;
 mod life;
 
 use dns::{attach_dns, attach_dns_recv};
-use life::attach_life;
+use life::{attach_life, attach_udp_flows, udp_flow_send_side};
 
 /// The kernel programs, built by monitor/build.rs (aya-build names the object after the
 /// eBPF crate's bin, `monitor`).
@@ -47,6 +47,8 @@ static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/mo
 /// Name of the ring buffer and counter maps in the object.
 pub const EVENTS_MAP: &str = "EVENTS";
 pub const STATS_MAP: &str = "STATS";
+/// The kernel's UDP flow table (`--lifecycle`), swept for idle flows by user space.
+pub const UDP_FLOWS_MAP: &str = "UDP_FLOWS";
 
 /// Backend names, as `HookStatus::backend` reports them.
 pub const FENTRY: &str = "fentry";
@@ -149,6 +151,8 @@ pub struct LoadedProbes {
     pub ebpf: Ebpf,
     pub hooks: Vec<HookStatus>,
     pub program_ids: Vec<u32>,
+    /// UDP flows are counted (`--lifecycle`): `UDP_FLOWS_MAP` wants its idle sweep.
+    pub udp_flows: bool,
 }
 
 /// What the host offers, found before the object is loaded.
@@ -318,6 +322,14 @@ pub fn load(cfg: &CaptureConfig) -> Result<LoadedProbes, CaptureError> {
         );
         hooks.push(status);
     }
+    let mut udp_flows = false;
+    if cfg.lifecycle {
+        let send_side = udp_flow_send_side(&mut ebpf, &hooks);
+        if let Some(status) = attach_udp_flows(&mut ebpf, &host, send_side) {
+            hooks.push(status);
+            udp_flows = true;
+        }
+    }
     if cfg.dns {
         let udp_on_cgroup = hooks
             .iter()
@@ -370,6 +382,7 @@ pub fn load(cfg: &CaptureConfig) -> Result<LoadedProbes, CaptureError> {
         ebpf,
         hooks,
         program_ids,
+        udp_flows,
     })
 }
 
@@ -766,7 +779,10 @@ mod tests {
         DNS_FENTRY, DNS_KPROBE, DNS_OWNER_PROGRAMS, DNS_RAW_TP, DNS_RECV_FENTRY, DNS_RECV_KPROBE,
         DNS_RECV_TP,
     };
-    use super::life::{LIFE_BIND_PROGRAMS, LIFE_EARLY_PROGRAMS, LIFE_EARLY_TP, LIFE_RAW_TP};
+    use super::life::{
+        FLOW_ADDR_PROGRAMS, FLOW_RECV_RAW_TP, FLOW_RELEASE_PROGRAM, FLOW_SWITCH_MAP,
+        LIFE_BIND_PROGRAMS, LIFE_EARLY_PROGRAMS, LIFE_EARLY_TP, LIFE_RAW_TP,
+    };
     use super::*;
 
     #[test]
@@ -827,6 +843,8 @@ mod tests {
         names.extend(LIFE_BIND_PROGRAMS);
         names.extend(LIFE_EARLY_PROGRAMS);
         names.push(LIFE_EARLY_TP.0);
+        names.extend(FLOW_ADDR_PROGRAMS);
+        names.extend([FLOW_RECV_RAW_TP.0, FLOW_RELEASE_PROGRAM]);
         for name in names {
             assert!(
                 ebpf.program(name).is_some(),
@@ -835,9 +853,10 @@ mod tests {
         }
         assert_eq!(
             ebpf.programs().count(),
-            37,
+            41,
             "an unplanned program is in the object"
         );
         assert!(ebpf.map(EVENTS_MAP).is_some() && ebpf.map(STATS_MAP).is_some());
+        assert!(ebpf.map(UDP_FLOWS_MAP).is_some() && ebpf.map(FLOW_SWITCH_MAP).is_some());
     }
 }

@@ -23,6 +23,9 @@ pub enum LifeAction {
     Accept,
     /// `listen`: a TCP socket listens, or a UDP socket was bound to a port.
     Listen,
+    /// `flow`: a UDP flow's summary (socket, process, remote end), at the socket's close or
+    /// after an idle period (`Lifecycle::flow_idle`).
+    Flow,
 }
 
 impl LifeAction {
@@ -34,6 +37,7 @@ impl LifeAction {
             LifeAction::Close => Some("close"),
             LifeAction::Accept => Some("accept"),
             LifeAction::Listen => Some("listen"),
+            LifeAction::Flow => Some("flow"),
         }
     }
 
@@ -43,6 +47,7 @@ impl LifeAction {
             "close" => LifeAction::Close,
             "accept" => LifeAction::Accept,
             "listen" => LifeAction::Listen,
+            "flow" => LifeAction::Flow,
             _ => return None,
         })
     }
@@ -52,15 +57,15 @@ impl LifeAction {
         match self {
             LifeAction::Connect | LifeAction::Accept => "[\"connection\",\"start\"]",
             LifeAction::Outcome => "[\"connection\",\"info\"]",
-            LifeAction::Close => "[\"connection\",\"end\"]",
+            LifeAction::Close | LifeAction::Flow => "[\"connection\",\"end\"]",
             LifeAction::Listen => "[\"connection\",\"info\"]",
         }
     }
 
     /// Whether rules of `category: network_connection` see the record (Sysmon's network
     /// connection events: connects and accepts; listens, so that a rule can catch a bind
-    /// shell before anyone connects). Outcomes and closes repeat their connect's fields:
-    /// rules on them would fire twice for one connection.
+    /// shell before anyone connects). Outcomes, closes and UDP flow summaries repeat their
+    /// connect's or send's fields: rules on them would fire twice for one connection.
     pub fn for_rules(self) -> bool {
         matches!(
             self,
@@ -80,12 +85,16 @@ pub struct Lifecycle {
     pub reason: Option<String>,
     /// `error.code`: the errno's name (`ECONNREFUSED`, ...) or number, on a failure.
     pub error_code: Option<String>,
-    /// `network.direction: ingress` (accept, listen, close of an accepted connection).
+    /// `network.direction: ingress` (accept, listen, close of an accepted connection, a UDP
+    /// flow whose first datagram came in).
     pub ingress: bool,
-    /// `event.duration` (ns).
+    /// A UDP flow summarised after its idle period, its socket still open
+    /// (`monitor.flow_end: idle`); `false`: at the socket's close (`close`).
+    pub flow_idle: bool,
+    /// `event.duration` (ns); for a UDP flow, first to last datagram.
     pub duration_ns: Option<u64>,
     /// `source.bytes`, `destination.bytes`, `source.packets`, `destination.packets`: sent by
-    /// each end.
+    /// each end (UDP: payload bytes and datagrams).
     pub source_bytes: Option<u64>,
     pub destination_bytes: Option<u64>,
     pub source_packets: Option<u64>,
@@ -191,6 +200,7 @@ mod tests {
             LifeAction::Close,
             LifeAction::Accept,
             LifeAction::Listen,
+            LifeAction::Flow,
         ] {
             assert_eq!(LifeAction::parse(a.as_str().unwrap()), Some(a));
         }

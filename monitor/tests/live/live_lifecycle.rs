@@ -2,7 +2,8 @@
 //! --lifecycle` on this kernel, real python3, curl and nc against a test host in a network
 //! namespace. Each connect's outcome (established, refused, timed out, unreachable, closed
 //! before either), a transfer's bytes against `ss -ti` and its duration, listens and
-//! accepts, and the bind-shell rule on them.
+//! accepts, the bind-shell rule on them, and UDP flow summaries (each way, at the close and
+//! after the idle period) against a UDP echo server.
 //!
 //! Run: `sudo -E cargo test --release -p monitor --features host-tests --test live_lifecycle
 //! -- --test-threads=1`
@@ -551,6 +552,322 @@ fn lifecycle_records_replay_as_they_were_written() {
         out.status.success(),
         "replay refused live lifecycle records: {}",
         String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The UDP echo port of `udp_echo_host`: each datagram comes back with `ECHO_EXTRA` more
+/// bytes, so each direction's count is known.
+const ECHO_PORT: u16 = 5300;
+const ECHO_EXTRA: u64 = 2;
+/// The idle period the flow tests configure (`udp_flow_idle_secs`).
+const FLOW_IDLE_SECS: u64 = 2;
+
+/// A UDP echo server in the test namespace (python3, unconnected, `recvfrom`/`sendto`);
+/// killed by the caller. Ready when it printed its line.
+fn udp_echo_host(ns: &NetNsGuard) -> std::process::Child {
+    let script = format!(
+        "import socket, sys\n\
+         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+         s.bind(('{NS_V4}', {ECHO_PORT}))\n\
+         print('ready', flush=True)\n\
+         while True:\n    d, a = s.recvfrom(65535)\n    s.sendto(d + b'!' * {ECHO_EXTRA}, a)\n"
+    );
+    let mut child = ns
+        .exec(&python3())
+        .args(["-c", &script])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start the UDP echo server");
+    let mut line = String::new();
+    let out = child.stdout.take().expect("echo server stdout");
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(out), &mut line)
+        .expect("read the echo server's ready line");
+    assert_eq!(line.trim(), "ready", "UDP echo server did not start");
+    child
+}
+
+/// `monitor run --events [--lifecycle]` with the idle period `FLOW_IDLE_SECS`.
+fn start_flow_monitor(rules: &TempDir, lifecycle: bool) -> MonitorProcess {
+    let config = rules.join("flow.toml");
+    std::fs::write(&config, format!("udp_flow_idle_secs = {FLOW_IDLE_SECS}\n")).unwrap();
+    let mut args = vec![
+        "--events".to_string(),
+        "--config".to_string(),
+        config.display().to_string(),
+        "--rules".to_string(),
+        rules.path().display().to_string(),
+    ];
+    if lifecycle {
+        args.push("--lifecycle".to_string());
+    }
+    MonitorProcess::start(&args)
+}
+
+/// The client: socket A unconnected (`sendto`/`recvfrom`) sends `A_SIZES` and closes; socket
+/// B connected (`send`/`recv`) sends `B_SIZES` and stays open past the idle period. Prints
+/// both local ports.
+const A_SIZES: [u64; 3] = [10, 200, 1000];
+const B_SIZES: [u64; 2] = [7, 70];
+
+fn flow_client(keep_b_open: Duration) -> (u32, u16, u16) {
+    let list = |sizes: &[u64]| {
+        sizes
+            .iter()
+            .map(u64::to_string)
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let script = format!(
+        "import socket, time\n\
+         a = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); a.settimeout(5)\n\
+         for n in [{a}]:\n    a.sendto(b'a' * n, ('{NS_V4}', {ECHO_PORT})); a.recvfrom(65535)\n\
+         b = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); b.settimeout(5)\n\
+         b.connect(('{NS_V4}', {ECHO_PORT}))\n\
+         for n in [{b}]:\n    b.send(b'b' * n); b.recv(65535)\n\
+         print(a.getsockname()[1], b.getsockname()[1], flush=True)\n\
+         a.close()\n\
+         time.sleep({keep})\n\
+         b.close()\n",
+        a = list(&A_SIZES),
+        b = list(&B_SIZES),
+        keep = keep_b_open.as_secs_f64(),
+    );
+    let (pid, out) = python(&script, keep_b_open + Duration::from_secs(20));
+    let ports: Vec<u16> = out
+        .split_whitespace()
+        .map(|p| p.parse().expect("a port"))
+        .collect();
+    assert_eq!(ports.len(), 2, "client output: {out:?}");
+    (pid, ports[0], ports[1])
+}
+
+/// Flow records of `pid` whose `end` (source or destination, by `side`) has `port`.
+fn flows_with_port<'a>(recs: &'a [Value], pid: u32, side: &str, port: u16) -> Vec<&'a Value> {
+    of_action(recs, pid, "flow")
+        .into_iter()
+        .filter(|r| u64_field(r, &format!("{side}.port")) == Some(u64::from(port)))
+        .collect()
+}
+
+/// Each live line decodes (replay's reader) and writes back (the live writer) to the same
+/// document, and `monitor replay` takes them all.
+fn assert_replays_as_written(lines: &[String], rules: &TempDir) {
+    for line in lines {
+        let rec = monitor::record::ConnectionRecord::from_json_line(line)
+            .unwrap_or_else(|e| panic!("replay refused {line}: {e}"))
+            .unwrap_or_else(|| panic!("replay skipped {line}"));
+        let back: Value = serde_json::from_str(rec.to_json_line().trim_end()).unwrap();
+        let mut live: Value = serde_json::from_str(line).unwrap();
+        let id = live["event"]
+            .as_object_mut()
+            .and_then(|e| e.remove("id"))
+            .unwrap_or_else(|| panic!("a live record without event.id: {line}"));
+        assert!(id.is_string(), "{line}");
+        assert_eq!(back, live, "replayed record differs from the live one");
+    }
+    let input = rules.join("recorded-flows.jsonl");
+    std::fs::write(&input, lines.join("\n") + "\n").unwrap();
+    let out = Command::new(common::daemon::MONITOR)
+        .args(["replay", "--events", "--rules"])
+        .arg(rules.path())
+        .arg(&input)
+        .output()
+        .expect("monitor replay");
+    assert!(
+        out.status.success(),
+        "replay refused live flow records: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let replayed: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| str_field(v, "event.action") == Some("flow"))
+        .map(|mut v| {
+            v["event"].as_object_mut().map(|e| e.remove("id"));
+            v
+        })
+        .collect();
+    let live: Vec<Value> = lines
+        .iter()
+        .map(|l| {
+            let mut v: Value = serde_json::from_str(l).unwrap();
+            v["event"].as_object_mut().map(|e| e.remove("id"));
+            v
+        })
+        .collect();
+    assert_eq!(
+        replayed, live,
+        "monitor replay --events wrote other flow records"
+    );
+}
+
+#[test]
+fn udp_flows_count_each_way_at_close_and_after_the_idle_period_and_replay_as_written() {
+    require_root("live_lifecycle");
+    let ns = NetNsGuard::create();
+    let mut echo = udp_echo_host(&ns);
+    let rules = TempDir::new("udp-flow-rules");
+    let monitor = start_flow_monitor(&rules, true);
+    let keep_b = Duration::from_secs(FLOW_IDLE_SECS * 3);
+    let (pid, a_port, b_port) = flow_client(keep_b);
+    let echo_pid = echo.id();
+    let recs = monitor.wait_until(Duration::from_secs(15), |recs| {
+        flows_with_port(recs, pid, "source", a_port).len() == 1
+            && flows_with_port(recs, pid, "source", b_port).len() == 1
+            && !flows_with_port(recs, echo_pid, "source", a_port).is_empty()
+    });
+    let _ = echo.kill();
+    let _ = echo.wait();
+    drop(ns);
+    let sent = |sizes: &[u64]| sizes.iter().sum::<u64>();
+    let back = |sizes: &[u64]| sizes.iter().map(|n| n + ECHO_EXTRA).sum::<u64>();
+    let shown = || briefs(of_action(&recs, pid, "flow"));
+    // (socket's port, sizes sent, expected end)
+    for (port, sizes, end) in [
+        (a_port, &A_SIZES[..], "close"),
+        (b_port, &B_SIZES[..], "idle"),
+    ] {
+        let flows = flows_with_port(&recs, pid, "source", port);
+        assert_eq!(flows.len(), 1, "one summary for port {port}: {}", shown());
+        let f = flows[0];
+        let n = sizes.len() as u64;
+        assert_eq!(str_field(f, "event.action"), Some("flow"));
+        assert_eq!(
+            f["event"]["type"],
+            serde_json::json!(["connection", "end"]),
+            "{f}"
+        );
+        assert_eq!(str_field(f, "network.transport"), Some("udp"), "{f}");
+        assert_eq!(str_field(f, "network.direction"), Some("egress"), "{f}");
+        assert_eq!(str_field(f, "monitor.flow_end"), Some(end), "{f}");
+        assert_eq!(str_field(f, "destination.ip"), Some(NS_V4), "{f}");
+        assert_eq!(u64_field(f, "destination.port"), Some(u64::from(ECHO_PORT)));
+        assert_eq!(u64_field(f, "source.bytes"), Some(sent(sizes)), "{f}");
+        assert_eq!(u64_field(f, "source.packets"), Some(n), "{f}");
+        assert_eq!(u64_field(f, "destination.bytes"), Some(back(sizes)), "{f}");
+        assert_eq!(u64_field(f, "destination.packets"), Some(n), "{f}");
+        assert_eq!(
+            u64_field(f, "network.bytes"),
+            Some(sent(sizes) + back(sizes)),
+            "{f}"
+        );
+        assert!(u64_field(f, "event.duration").is_some_and(|d| d > 0), "{f}");
+        assert!(str_field(f, "monitor.connection_id").is_some(), "{f}");
+        assert!(
+            str_field(f, "process.executable").is_some_and(|e| e.contains("python3")),
+            "{f}"
+        );
+    }
+    // The two sockets are two flows with two ids.
+    let id = |port| {
+        str_field(
+            flows_with_port(&recs, pid, "source", port)[0],
+            "monitor.connection_id",
+        )
+    };
+    assert_ne!(id(a_port), id(b_port));
+    // The echo server's side: inbound (the client's first datagram came in), the client as
+    // source, named after the server process.
+    let server = flows_with_port(&recs, echo_pid, "source", a_port);
+    let f = server[0];
+    assert_eq!(str_field(f, "network.direction"), Some("ingress"), "{f}");
+    assert_eq!(str_field(f, "source.ip"), Some(HOST_V4), "{f}");
+    assert_eq!(u64_field(f, "source.bytes"), Some(sent(&A_SIZES)), "{f}");
+    assert_eq!(
+        u64_field(f, "destination.bytes"),
+        Some(back(&A_SIZES)),
+        "{f}"
+    );
+    assert_eq!(
+        u64_field(f, "destination.packets"),
+        Some(A_SIZES.len() as u64)
+    );
+    // Replay gives back exactly what the live run wrote.
+    let lines: Vec<String> = of_action(&recs, pid, "flow")
+        .into_iter()
+        .chain(server.iter().copied())
+        .map(|r| r.to_string())
+        .collect();
+    assert_replays_as_written(&lines, &rules);
+}
+
+/// IPv6, and a dual-stack IPv6 socket talking to an IPv4 peer: `sendto` names it as
+/// `::ffff:127.0.0.1` (the kernel's IPv4 path) and `recvfrom` reports it mapped; both
+/// directions are one flow, written as IPv4. Loopback echo servers in the same process.
+#[test]
+fn ipv6_and_dual_stack_sockets_give_one_flow_each_way() {
+    require_root("live_lifecycle");
+    let rules = TempDir::new("udp-flow-rules");
+    let monitor = start_flow_monitor(&rules, true);
+    let script = "import socket, threading, time\n\
+         s6 = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM); s6.bind(('::1', 0))\n\
+         s4 = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s4.bind(('127.0.0.1', 0))\n\
+         def echo(s):\n    while True:\n        d, a = s.recvfrom(65535); s.sendto(d + b'!', a)\n\
+         for s in (s6, s4): threading.Thread(target=echo, args=(s,), daemon=True).start()\n\
+         c = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM); c.settimeout(5)\n\
+         for n in (10, 20): c.sendto(b'x' * n, ('::1', s6.getsockname()[1])); c.recvfrom(100)\n\
+         d = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM); d.settimeout(5)\n\
+         for n in (5, 6, 7):\n    d.sendto(b'y' * n, ('::ffff:127.0.0.1', s4.getsockname()[1])); d.recvfrom(100)\n\
+         print(s6.getsockname()[1], s4.getsockname()[1], flush=True)\n\
+         c.close(); d.close()\n";
+    let (pid, out) = python(script, Duration::from_secs(20));
+    let ports: Vec<u16> = out
+        .split_whitespace()
+        .map(|p| p.parse().expect("a port"))
+        .collect();
+    assert_eq!(ports.len(), 2, "client output: {out:?}");
+    let (port6, port4) = (ports[0], ports[1]);
+    // The client sockets are closed; the servers' sockets close when python3 exits.
+    let recs = monitor.wait_until(Duration::from_secs(10), |recs| {
+        flows_with_port(recs, pid, "destination", port6).len() == 2
+            && flows_with_port(recs, pid, "destination", port4).len() == 2
+    });
+    let shown = || briefs(of_action(&recs, pid, "flow"));
+    // (server port, address family, datagrams each way, bytes sent)
+    for (port, ip, n, sent) in [(port6, "::1", 2, 30), (port4, "127.0.0.1", 3, 18)] {
+        let flows = flows_with_port(&recs, pid, "destination", port);
+        let out: Vec<&&Value> = flows
+            .iter()
+            .filter(|f| str_field(f, "network.direction") == Some("egress"))
+            .collect();
+        assert_eq!(out.len(), 1, "one client flow to {ip} {port}: {}", shown());
+        let f = out[0];
+        assert_eq!(str_field(f, "destination.ip"), Some(ip), "{f}");
+        assert_eq!(str_field(f, "monitor.flow_end"), Some("close"), "{f}");
+        assert_eq!(u64_field(f, "source.bytes"), Some(sent), "{f}");
+        assert_eq!(u64_field(f, "source.packets"), Some(n), "{f}");
+        assert_eq!(u64_field(f, "destination.bytes"), Some(sent + n), "{f}");
+        assert_eq!(u64_field(f, "destination.packets"), Some(n), "{f}");
+    }
+}
+
+#[test]
+fn without_the_lifecycle_there_are_no_udp_flow_records() {
+    require_root("live_lifecycle");
+    let ns = NetNsGuard::create();
+    let mut echo = udp_echo_host(&ns);
+    let rules = TempDir::new("udp-flow-rules");
+    let monitor = start_flow_monitor(&rules, false);
+    let (pid, _, _) = flow_client(Duration::from_secs(FLOW_IDLE_SECS * 2));
+    // The sends are still reported; then wait past the idle period and the close.
+    monitor.wait_until(Duration::from_secs(10), |recs| {
+        !of_action(recs, pid, "send").is_empty()
+    });
+    std::thread::sleep(Duration::from_secs(FLOW_IDLE_SECS * 2));
+    let recs = monitor.records();
+    let _ = echo.kill();
+    let _ = echo.wait();
+    drop(ns);
+    assert!(!of_action(&recs, pid, "send").is_empty(), "no send records");
+    let flows: Vec<&Value> = recs
+        .iter()
+        .filter(|r| str_field(r, "event.action") == Some("flow"))
+        .collect();
+    assert!(
+        flows.is_empty(),
+        "flow records without --lifecycle: {}",
+        briefs(flows)
     );
 }
 

@@ -1,13 +1,15 @@
 //! Connection lifecycle capture (`--lifecycle`, issue #14): the `inet_sock_set_state` raw
 //! tracepoint program for TCP outcomes, closes, accepts and listens, the cgroup
-//! `post_bind4/6` programs for UDP binds, and the cgroup `connect4/6` programs with the
-//! `sys_exit_connect` tracepoint for connects the kernel fails before `SYN_SENT`.
+//! `post_bind4/6` programs for UDP binds, the cgroup `connect4/6` programs with the
+//! `sys_exit_connect` tracepoint for connects the kernel fails before `SYN_SENT`, and the UDP
+//! flow programs (`attach_udp_flows`).
 
 use std::fs::File;
 
 use aya::{
     Ebpf,
-    programs::{CgroupAttachMode, CgroupSock, CgroupSockAddr, TracePoint},
+    maps::{Array, MapData},
+    programs::{CgroupAttachMode, CgroupSock, CgroupSockAddr, RawTracePoint, TracePoint},
 };
 use monitor_common::KernelConfig;
 
@@ -181,4 +183,135 @@ fn attach_binds(ebpf: &mut Ebpf, root: &File) -> Result<(), Failure> {
         }
     }
     Ok(())
+}
+
+/// UDP flow summaries: the receive side and the release program. The send side is the UDP
+/// capture's `sendmsg4/6` and `sock_send_length` programs, so flows need UDP on the cgroup
+/// backend with the raw tracepoint (`send_side_ready`).
+pub(super) const FLOW_ADDR_PROGRAMS: [&str; 2] = ["udp_cgroup_recvmsg4", "udp_cgroup_recvmsg6"];
+pub(super) const FLOW_RECV_RAW_TP: (&str, &str) =
+    ("udp_raw_tp_sock_recv_length", "sock_recv_length");
+pub(super) const FLOW_RELEASE_PROGRAM: &str = "life_cgroup_sock_release";
+pub(super) const FLOW_SWITCH_MAP: &str = "UDP_FLOW_ON";
+pub(super) const LIFE_FLOW_HOOK: &str = "udp_flow";
+
+/// Attaches the flow programs and turns counting on (`UDP_FLOW_ON`), or explains in a
+/// warning why there are no UDP flow records. `true` when flows are counted.
+pub(super) fn attach_udp_flows(
+    ebpf: &mut Ebpf,
+    host: &HostSupport,
+    send_side_ready: Result<(), String>,
+) -> Option<HookStatus> {
+    let attached = send_side_ready
+        .map_err(Failure::Unsupported)
+        .and_then(|()| host.sock.clone().map(|_| ()).map_err(Failure::Unsupported))
+        .and_then(|()| host.raw_tracepoint.clone().map_err(Failure::Unsupported))
+        .and_then(|()| {
+            host.cgroup_root
+                .as_ref()
+                .map_err(|e| Failure::Unsupported(e.clone()))
+        })
+        .and_then(|root| attach_flow_programs(ebpf, root))
+        .and_then(|()| switch_on(ebpf));
+    match attached {
+        Ok(()) => {
+            tracing::info!(
+                hook = LIFE_FLOW_HOOK,
+                backend = CGROUP,
+                "lifecycle hook attached"
+            );
+            Some(HookStatus {
+                hook: LIFE_FLOW_HOOK,
+                backend: CGROUP,
+                skipped: Vec::new(),
+            })
+        }
+        Err(e) => {
+            tracing::warn!(
+                error = %e.detailed(),
+                "UDP flow summaries unavailable: no UDP flow records"
+            );
+            None
+        }
+    }
+}
+
+/// The receive programs and the release program, all or none.
+fn attach_flow_programs(ebpf: &mut Ebpf, root: &File) -> Result<(), Failure> {
+    let unload_addr = |ebpf: &mut Ebpf, attached: &[&'static str]| {
+        for earlier in attached {
+            if let Ok(p) = program_mut::<CgroupSockAddr>(ebpf, earlier) {
+                unload_quietly(p.unload(), earlier);
+            }
+        }
+    };
+    for (i, program) in FLOW_ADDR_PROGRAMS.into_iter().enumerate() {
+        let result = program_mut::<CgroupSockAddr>(ebpf, program).and_then(|prog| {
+            prog.load().map_err(kernel(program))?;
+            if let Err(error) = prog.attach(root, CgroupAttachMode::default()) {
+                unload_quietly(prog.unload(), program);
+                return Err(kernel(program)(error));
+            }
+            Ok(())
+        });
+        if let Err(failure) = result {
+            unload_addr(ebpf, &FLOW_ADDR_PROGRAMS[..i]);
+            return Err(failure);
+        }
+    }
+    if let Err(failure) = attach_raw_tracepoint(ebpf, FLOW_RECV_RAW_TP.0, FLOW_RECV_RAW_TP.1) {
+        unload_addr(ebpf, &FLOW_ADDR_PROGRAMS);
+        return Err(failure);
+    }
+    let release = program_mut::<CgroupSock>(ebpf, FLOW_RELEASE_PROGRAM).and_then(|prog| {
+        prog.load().map_err(kernel(FLOW_RELEASE_PROGRAM))?;
+        if let Err(error) = prog.attach(root, CgroupAttachMode::default()) {
+            unload_quietly(prog.unload(), FLOW_RELEASE_PROGRAM);
+            return Err(kernel(FLOW_RELEASE_PROGRAM)(error));
+        }
+        Ok(())
+    });
+    if let Err(failure) = release {
+        unload_addr(ebpf, &FLOW_ADDR_PROGRAMS);
+        if let Ok(p) = program_mut::<RawTracePoint>(ebpf, FLOW_RECV_RAW_TP.0) {
+            unload_quietly(p.unload(), FLOW_RECV_RAW_TP.0);
+        }
+        return Err(failure);
+    }
+    Ok(())
+}
+
+/// Turns counting on in the kernel (`UDP_FLOW_ON[0] = 1`).
+fn switch_on(ebpf: &mut Ebpf) -> Result<(), Failure> {
+    let map = ebpf
+        .map_mut(FLOW_SWITCH_MAP)
+        .ok_or(Failure::Missing(FLOW_SWITCH_MAP))?;
+    let mut on: Array<&mut MapData, u32> = Array::try_from(map)
+        .map_err(|e| Failure::Unsupported(format!("{FLOW_SWITCH_MAP}: {e}")))?;
+    on.set(0, 1, 0)
+        .map_err(|e| Failure::Unsupported(format!("{FLOW_SWITCH_MAP}: {e}")))
+}
+
+/// Whether the UDP capture attached what counts a flow's sends: the cgroup programs for
+/// both UDP hooks (`sendmsg4/6` name the destination) and the `sock_send_length` raw
+/// tracepoint (the length); why not otherwise.
+pub(super) fn udp_flow_send_side(ebpf: &mut Ebpf, hooks: &[HookStatus]) -> Result<(), String> {
+    if let Some(h) = hooks.iter().find(|h| {
+        h.hook != "tcp_connect"
+            && h.backend != CGROUP
+            && super::PLANS.iter().any(|p| p.hook == h.hook)
+    }) {
+        return Err(format!(
+            "{} is captured with {}: UDP flows count sends in the cgroup programs",
+            h.hook, h.backend
+        ));
+    }
+    let program = super::UDP_FIRST_DATAGRAM.raw_program;
+    match program_mut::<RawTracePoint>(ebpf, program) {
+        Ok(p) if p.fd().is_ok() => Ok(()),
+        _ => Err(format!(
+            "{program} is not attached (Linux 6.3+ has its tracepoint): UDP flows count sends \
+             there"
+        )),
+    }
 }

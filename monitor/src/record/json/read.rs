@@ -1,6 +1,6 @@
 //! Replay input: ECS JSON lines back into `ConnectionRecord`s.
 //!
-//! Length: about 2,800 lines of hand-written fast path plus its differential tests against
+//! Length: about 2,900 lines of hand-written fast path plus its differential tests against
 //! serde_json, one job. Kept because no crate does it fast enough: sonic-rs with borrowed
 //! values and a process interner replayed the benchmark mix at about a third of this
 //! reader's rate (BENCHMARKS.md, "JSON reader"). Fenced: only `record::json` reaches it.
@@ -261,7 +261,7 @@ impl KnownObjects {
             ObjectField::Monitor => {
                 let m: InMonitor = parse_part(text)?;
                 // A connection id differs on every line: not worth remembering.
-                if m.connection_id.is_some() || m.outcome_reason.is_some() {
+                if m.connection_id.is_some() || m.outcome_reason.is_some() || m.flow_end.is_some() {
                     return None;
                 }
                 ObjectValue::Monitor(MonitorPart {
@@ -1756,6 +1756,11 @@ fn life_of(doc: &InDoc) -> Result<Option<Arc<Lifecycle>>, RecordError> {
     let duration_ns = event.and_then(|e| e.duration);
     let monitor = doc.monitor.as_ref();
     let reason = monitor.and_then(|m| m.outcome_reason.clone());
+    let flow_idle = match monitor.and_then(|m| m.flow_end.as_deref()) {
+        None | Some("close") => false,
+        Some("idle") => true,
+        Some(other) => return Err(RecordError::Invalid("monitor.flow_end", other.to_string())),
+    };
     if action.is_none() && success.is_none() && duration_ns.is_none() && reason.is_none() {
         return Ok(None);
     }
@@ -1769,8 +1774,9 @@ fn life_of(doc: &InDoc) -> Result<Option<Arc<Lifecycle>>, RecordError> {
         error_code: doc.error.as_ref().and_then(|e| e.code.clone()),
         // The action says which way, not a recorded `network.direction`.
         ingress: matches!(action, Some(LifeAction::Accept | LifeAction::Listen))
-            || (action == Some(LifeAction::Close)
+            || (matches!(action, Some(LifeAction::Close | LifeAction::Flow))
                 && doc.network.as_ref().and_then(|n| n.direction.as_deref()) == Some("ingress")),
+        flow_idle: flow_idle && action == Some(LifeAction::Flow),
         duration_ns,
         source_bytes,
         destination_bytes,
@@ -1974,6 +1980,8 @@ struct InMonitor {
     domain_source: Option<String>,
     connection_id: Option<String>,
     outcome_reason: Option<String>,
+    /// A UDP flow summary's end: `close` or `idle`.
+    flow_end: Option<String>,
 }
 
 /// ECS keeps ids as strings; accept numbers too, as hand-written fixtures use them. Any
@@ -2070,6 +2078,13 @@ pub(super) mod tests {
             r#"{"@timestamp":"2026-11-23T10:00:00Z","destination":{"ip":"203.0.113.9","port":443},"monitor":{"domain_source":"host"}}"#,
             r#"{"@timestamp":"2026-11-23T10:00:00Z","destination":{"domain":"a","ip":"203.0.113.9","port":443,"domain":"b"}}"#,
             r#"{"@timestamp":"2026-11-23T10:00:00Z","destination":{"ip":"203.0.113.9","port":80},"monitor":{"probe":"bogus"}}"#,
+            // UDP flow summaries (issue #14): at the close, after the idle period, inbound,
+            // without a local address, and an end the monitor never writes.
+            r#"{"@timestamp":"2026-11-23T10:00:00Z","event":{"kind":"event","category":["network"],"type":["connection","end"],"action":"flow","duration":67873},"host":{"hostname":"h1"},"process":{"pid":7,"executable":"/usr/bin/python3"},"source":{"ip":"10.0.0.1","port":40000,"bytes":60,"packets":3},"destination":{"ip":"10.0.0.2","port":5300,"bytes":63,"packets":3},"network":{"transport":"udp","type":"ipv4","direction":"egress","bytes":123,"packets":6},"monitor":{"enrichment":"full","probe":"cgroup","connection_id":"0000000000145c2a","flow_end":"close"}}"#,
+            r#"{"@timestamp":"2026-11-23T10:00:00Z","event":{"kind":"event","type":["connection","end"],"action":"flow","duration":1},"source":{"ip":"10.0.0.2","port":5300,"bytes":1,"packets":1},"destination":{"ip":"10.0.0.1","port":40000,"bytes":0,"packets":0},"network":{"transport":"udp","direction":"ingress"},"monitor":{"connection_id":"1","flow_end":"idle"}}"#,
+            r#"{"@timestamp":"2026-11-23T10:00:00Z","event":{"action":"flow"},"source":{"bytes":60,"packets":3},"destination":{"ip":"10.0.0.2","port":5300,"bytes":63,"packets":3},"network":{"transport":"udp"},"monitor":{"flow_end":"idle"}}"#,
+            r#"{"@timestamp":"2026-11-23T10:00:00Z","event":{"action":"flow"},"destination":{"ip":"10.0.0.2","port":5300},"network":{"transport":"udp"},"monitor":{"flow_end":"sometime"}}"#,
+            r#"{"@timestamp":"2026-11-23T10:00:00Z","destination":{"ip":"10.0.0.2","port":5300},"monitor":{"flow_end":"idle"}}"#,
             // Times outside the years replay accepts.
             r#"{"@timestamp":"1000-01-01T00:00:00Z","destination":{"ip":"203.0.113.9","port":80}}"#,
             r#"{"@timestamp":"9999-12-31T23:59:59Z","destination":{"ip":"203.0.113.9","port":80}}"#,
@@ -2192,6 +2207,62 @@ pub(super) mod tests {
         assert_eq!(
             dec.decode(r#"{"@timestamp":"2026-11-23T10:00:00Z","destination":{"ip":"203.0.113.9","port":80},"network":{"transport":"sctp"}}"#),
             Err(RecordError::Invalid("network.transport", "sctp".into()))
+        );
+    }
+
+    /// UDP flow summaries read back as they were written: counts, ends, direction, the
+    /// connection id, and a local end without an address (counts only).
+    #[test]
+    fn udp_flow_records_read_back_as_written() {
+        let mut dec = RecordDecoder::new();
+        for (idle, ingress, local_address) in [
+            (false, false, true),
+            (true, false, true),
+            (true, true, true),
+            (false, false, false),
+        ] {
+            let mut r = sample();
+            r.transport = Transport::Udp;
+            r.connection_id = Some(0x145c2a);
+            if !local_address {
+                r.source = None;
+            }
+            r.life = Some(Arc::new(Lifecycle {
+                action: Some(LifeAction::Flow),
+                ingress,
+                flow_idle: idle,
+                duration_ns: Some(67_873),
+                source_bytes: Some(60),
+                destination_bytes: Some(63),
+                source_packets: Some(3),
+                destination_packets: Some(3),
+                ..Lifecycle::default()
+            }));
+            let line = r.to_json_line();
+            let back = dec.decode(line.trim_end()).unwrap().unwrap();
+            assert_eq!(back, r, "{line}");
+            assert_eq!(
+                decode_general(line.trim_end()).unwrap().unwrap(),
+                r,
+                "general path: {line}"
+            );
+            let doc: serde_json::Value = serde_json::from_str(&line).unwrap();
+            assert_eq!(doc["event"]["action"], "flow");
+            assert_eq!(
+                doc["event"]["type"],
+                serde_json::json!(["connection", "end"])
+            );
+            assert_eq!(doc["network"]["bytes"], 123);
+            assert_eq!(doc["network"]["packets"], 6);
+            assert_eq!(
+                doc["monitor"]["flow_end"],
+                if idle { "idle" } else { "close" }
+            );
+            assert_eq!(doc["source"]["bytes"], 60);
+        }
+        assert_eq!(
+            dec.decode(r#"{"@timestamp":"2026-11-23T10:00:00Z","event":{"action":"flow"},"destination":{"ip":"10.0.0.2","port":5300},"monitor":{"flow_end":"sometime"}}"#),
+            Err(RecordError::Invalid("monitor.flow_end", "sometime".into()))
         );
     }
 

@@ -1,6 +1,6 @@
 //! The ECS JSON form of records and alerts (what every output writes).
 //!
-//! Length: over 800 lines (about 1,900) with its serde_json oracle tests, one job; only
+//! Length: over 800 lines (about 2,000) with its serde_json oracle tests, one job; only
 //! `record::json` reaches it.
 //!
 //! The documents have a fixed shape, so they are written by hand: keys are constant text,
@@ -166,8 +166,20 @@ fn write_doc<S: JsonSink>(
         put_counts(out, src_bytes, src_packets);
         out.put("}");
     } else if src_bytes.is_some() || src_packets.is_some() {
+        // No address (an unbound or wildcard-bound local end): the counts alone, the first
+        // without its comma.
         out.put(",\"source\":{");
-        put_counts(out, src_bytes, src_packets);
+        match (src_bytes, src_packets) {
+            (Some(b), p) => {
+                out.put("\"bytes\":");
+                put_u64(out, b);
+                put_counts(out, None, p);
+            }
+            (None, p) => {
+                out.put("\"packets\":");
+                put_u64(out, p.unwrap_or(0));
+            }
+        }
         out.put("}");
     }
     out.put(",\"destination\":{\"ip\":\"");
@@ -262,6 +274,15 @@ fn write_doc<S: JsonSink>(
     if let Some(reason) = life.and_then(|l| l.reason.as_deref()) {
         out.put(",\"outcome_reason\":");
         put_str(out, reason);
+    }
+    if let Some(l) = life
+        && l.action() == LifeAction::Flow
+    {
+        out.put(if l.flow_idle {
+            ",\"flow_end\":\"idle\""
+        } else {
+            ",\"flow_end\":\"close\""
+        });
     }
     if let Some(a) = alert {
         out.put(",\"detector\":");
@@ -1028,6 +1049,8 @@ mod tests {
             #[serde(skip_serializing_if = "Option::is_none")]
             dns: Option<DnsOut<'a>>,
             #[serde(skip_serializing_if = "Option::is_none")]
+            error: Option<ErrorOut<'a>>,
+            #[serde(skip_serializing_if = "Option::is_none")]
             rule: Option<RuleOut<'a>>,
             #[serde(skip_serializing_if = "Option::is_none")]
             threat: Option<ThreatOut<'a>>,
@@ -1039,6 +1062,34 @@ mod tests {
         impl<'a> EcsDoc<'a> {
             fn event(r: &'a ConnectionRecord, kind: &'static str) -> Self {
                 let p = &*r.process;
+                let life = r.life.as_deref();
+                let counts = |b: Option<u64>, p: Option<u64>| (b, p);
+                let (src_bytes, src_packets) =
+                    life.map_or((None, None), |l| counts(l.source_bytes, l.source_packets));
+                let (dst_bytes, dst_packets) = life.map_or((None, None), |l| {
+                    counts(l.destination_bytes, l.destination_packets)
+                });
+                let total = |a: Option<u64>, b: Option<u64>| match (a, b) {
+                    (Some(a), Some(b)) => Some(a.saturating_add(b)),
+                    _ => None,
+                };
+                let source = match r.source {
+                    Some(s) => Some(EndpointOut {
+                        ip: Some(s.ip.to_string()),
+                        port: if s.port == 0 { None } else { Some(s.port) },
+                        domain: None,
+                        bytes: src_bytes,
+                        packets: src_packets,
+                    }),
+                    None if src_bytes.is_some() || src_packets.is_some() => Some(EndpointOut {
+                        ip: None,
+                        port: None,
+                        domain: None,
+                        bytes: src_bytes,
+                        packets: src_packets,
+                    }),
+                    None => None,
+                };
                 EcsDoc {
                     timestamp: r.timestamp.to_rfc3339(),
                     event: EventOut {
@@ -1047,9 +1098,19 @@ mod tests {
                         r#type: if r.dns.is_some() {
                             ["protocol", "info"]
                         } else {
-                            ["connection", "start"]
+                            match life.map(|l| l.action()) {
+                                Some(LifeAction::Close | LifeAction::Flow) => ["connection", "end"],
+                                Some(LifeAction::Outcome | LifeAction::Listen) => {
+                                    ["connection", "info"]
+                                }
+                                _ => ["connection", "start"],
+                            }
                         },
                         action: r.action(),
+                        outcome: life
+                            .and_then(|l| l.success)
+                            .map(|s| if s { "success" } else { "failure" }),
+                        duration: life.and_then(|l| l.duration_ns),
                         severity: None,
                         risk_score: None,
                     },
@@ -1085,20 +1146,20 @@ mod tests {
                         name: p.user_name.as_deref(),
                     },
                     group: p.group_id.as_ref().map(|g| IdOut { id: g.to_string() }),
-                    source: r.source.map(|s| EndpointOut {
-                        ip: s.ip.to_string(),
-                        port: if s.port == 0 { None } else { Some(s.port) },
-                        domain: None,
-                    }),
+                    source,
                     destination: EndpointOut {
-                        ip: r.destination.ip.to_string(),
+                        ip: Some(r.destination.ip.to_string()),
                         port: Some(r.destination.port),
                         domain: r.domain.as_deref(),
+                        bytes: dst_bytes,
+                        packets: dst_packets,
                     },
                     network: NetworkOut {
                         transport: r.transport.as_str(),
                         r#type: r.network_type(),
-                        direction: "egress",
+                        direction: if r.ingress() { "ingress" } else { "egress" },
+                        bytes: total(src_bytes, dst_bytes),
+                        packets: total(src_packets, dst_packets),
                     },
                     container: p.container_id.as_deref().map(|id| ContainerOut { id }),
                     dns: r.dns.as_deref().map(|q| DnsOut {
@@ -1120,6 +1181,9 @@ mod tests {
                             .collect(),
                         resolved_ip: q.resolved_ip.iter().map(|ip| ip.to_string()).collect(),
                     }),
+                    error: life
+                        .and_then(|l| l.error_code.as_deref())
+                        .map(|code| ErrorOut { code }),
                     rule: None,
                     threat: None,
                     labels: None,
@@ -1133,6 +1197,11 @@ mod tests {
                         probe: r.probe,
                         dns_resolver: r.dns_resolver.then_some(true),
                         domain_source: r.domain.as_ref().and(r.domain_source).map(|d| d.as_str()),
+                        connection_id: r.connection_id.map(connection_id_text),
+                        outcome_reason: life.and_then(|l| l.reason.as_deref()),
+                        flow_end: life
+                            .filter(|l| l.action() == LifeAction::Flow)
+                            .map(|l| if l.flow_idle { "idle" } else { "close" }),
                         detector: None,
                         level: None,
                         aggregate: None,
@@ -1149,6 +1218,10 @@ mod tests {
             category: [&'static str; 1],
             r#type: [&'static str; 2],
             action: &'static str,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            outcome: Option<&'static str>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            duration: Option<u64>,
             #[serde(skip_serializing_if = "Option::is_none")]
             severity: Option<u32>,
             #[serde(skip_serializing_if = "Option::is_none")]
@@ -1217,11 +1290,21 @@ mod tests {
 
         #[derive(Serialize)]
         struct EndpointOut<'a> {
-            ip: String,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            ip: Option<String>,
             #[serde(skip_serializing_if = "Option::is_none")]
             port: Option<u16>,
             #[serde(skip_serializing_if = "Option::is_none")]
             domain: Option<&'a str>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            bytes: Option<u64>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            packets: Option<u64>,
+        }
+
+        #[derive(Serialize)]
+        struct ErrorOut<'a> {
+            code: &'a str,
         }
 
         #[derive(Serialize)]
@@ -1253,6 +1336,10 @@ mod tests {
             transport: &'static str,
             r#type: &'static str,
             direction: &'static str,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            bytes: Option<u64>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            packets: Option<u64>,
         }
 
         #[derive(Serialize)]
@@ -1298,6 +1385,12 @@ mod tests {
             dns_resolver: Option<bool>,
             #[serde(skip_serializing_if = "Option::is_none")]
             domain_source: Option<&'static str>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            connection_id: Option<String>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            outcome_reason: Option<&'a str>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            flow_end: Option<&'static str>,
             #[serde(skip_serializing_if = "Option::is_none")]
             detector: Option<&'static str>,
             #[serde(skip_serializing_if = "Option::is_none")]
@@ -1535,8 +1628,29 @@ mod tests {
                         (0..self.below(3)).map(|_| self.address()).collect(),
                     ))
                 }),
-                connection_id: None,
-                life: None,
+                connection_id: self.chance(30).then(|| self.next()),
+                life: self.chance(40).then(|| {
+                    Arc::new(Lifecycle {
+                        action: self.pick(&[
+                            None,
+                            Some(LifeAction::Outcome),
+                            Some(LifeAction::Close),
+                            Some(LifeAction::Accept),
+                            Some(LifeAction::Listen),
+                            Some(LifeAction::Flow),
+                        ]),
+                        success: self.pick(&[None, Some(true), Some(false)]),
+                        reason: self.chance(30).then(|| self.hostile()),
+                        error_code: self.chance(30).then(|| self.hostile()),
+                        ingress: self.chance(50),
+                        flow_idle: self.chance(50),
+                        duration_ns: self.chance(50).then(|| self.next()),
+                        source_bytes: self.chance(50).then(|| self.next()),
+                        destination_bytes: self.chance(50).then(|| self.next()),
+                        source_packets: self.chance(50).then(|| self.next()),
+                        destination_packets: self.chance(50).then(|| self.next()),
+                    })
+                }),
             }
         }
 

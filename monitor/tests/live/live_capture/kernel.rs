@@ -40,6 +40,7 @@ fn config(probe: ProbeChoice) -> CaptureConfig {
         exclude_tgid: std::process::id(),
         dns: true,
         lifecycle: false,
+        udp_flow_idle: Duration::from_secs(60),
     }
 }
 
