@@ -972,7 +972,7 @@ fn connects_refused_before_syn_sent_report_their_failure() {
         assert!(
             connects.len() == 1 && results.len() == 1,
             "{addr} (python: {errno}): one connect and one result expected:\n{}\nstderr:\n{}",
-            briefs(events_of(&recs, *pid)),
+            briefs(records_of(&recs, *pid)),
             monitor.stderr()
         );
         let (c, r) = (connects[0], results[0]);
@@ -1005,6 +1005,6 @@ fn connects_refused_before_syn_sent_report_their_failure() {
     assert!(
         of_action(&recs, udp_pid, "connect-result").is_empty(),
         "a UDP connect has no result record: {}",
-        briefs(events_of(&recs, udp_pid))
+        briefs(records_of(&recs, udp_pid))
     );
 }
