@@ -590,7 +590,12 @@ fn udp_echo_host(ns: &NetNsGuard) -> std::process::Child {
 /// `monitor run --events [--lifecycle]` with the idle period `FLOW_IDLE_SECS`.
 fn start_flow_monitor(rules: &TempDir, lifecycle: bool) -> MonitorProcess {
     let config = rules.join("flow.toml");
-    std::fs::write(&config, format!("udp_flow_idle_secs = {FLOW_IDLE_SECS}\n")).unwrap();
+    // `--events` turns the lifecycle on unless the file says otherwise.
+    std::fs::write(
+        &config,
+        format!("udp_flow_idle_secs = {FLOW_IDLE_SECS}\nlifecycle = {lifecycle}\n"),
+    )
+    .unwrap();
     let mut args = vec![
         "--events".to_string(),
         "--config".to_string(),
