@@ -154,6 +154,9 @@ impl Settings {
                 max_missed,
                 missed_margin: c.missed_margin.min(RING as u32),
                 min_intervals,
+                sparse_min_intervals: (c.sparse_connections.clamp(3, RING as u32 + 2) - 1)
+                    .max(min_intervals as u32) as usize,
+                floor_ms: min_iv * 1000.0,
             },
             min_share,
             // The bar as `beacon` applies it.
@@ -191,6 +194,7 @@ impl Settings {
         let steady = ScoreParams {
             max_missed: 0,
             tolerance: self.score.fold_tolerance.min(self.score.tolerance),
+            sparse_min_intervals: usize::MAX,
             ..self.score
         };
         self.periodic_with(series.recent(recent, &mut buf), &steady)

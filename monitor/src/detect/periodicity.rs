@@ -45,6 +45,12 @@ pub struct ScoreParams {
     pub missed_margin: u32,
     /// The fewest intervals a key is scored with (the margin's reference point).
     pub min_intervals: usize,
+    /// The fewest intervals the sparse reading (schedules that miss many check-ins) is
+    /// tried with; above `RING`, never.
+    pub sparse_min_intervals: usize,
+    /// The shortest interval that starts a check-in (`min_interval_secs`, ms): busy
+    /// random traffic piles up just above it.
+    pub floor_ms: f64,
 }
 
 impl ScoreParams {
@@ -213,8 +219,11 @@ fn extremes_may_reach(intervals: &[u32], p: &ScoreParams, floor: usize) -> bool 
             .zip(hi)
             .any(|(&l, &h)| f64::from(h) <= ratio * f64::from(l))
     };
+    let sparse = sparse_applies(p, n);
     let reach = |lo: &[u32], hi: &[u32]| {
-        fits(lo, hi, p.steady_ratio()) || (p.max_missed > 0 && fits(lo, hi, p.banded_ratio()))
+        fits(lo, hi, p.steady_ratio())
+            || (p.max_missed > 0 && fits(lo, hi, p.banded_ratio()))
+            || (sparse && fits(lo, hi, sparse_ratio(p)))
     };
     match n - floor + 1 {
         1 => {
@@ -348,7 +357,11 @@ fn analyze_sorted(xs: &[f64], p: &ScoreParams, floor: usize) -> Option<Periodici
     let n = xs.len();
     // Neither the steady window nor a reading with missed check-ins can reach `floor`:
     // found by comparing a few pairs rather than counting the runs.
-    if floor > 0 && !runs_reach(xs, p.steady_ratio(), floor) && !fold_may_reach(xs, p, floor) {
+    if floor > 0
+        && !runs_reach(xs, p.steady_ratio(), floor)
+        && !fold_may_reach(xs, p, floor)
+        && !(sparse_applies(p, n) && runs_reach(xs, sparse_ratio(p), floor))
+    {
         return None;
     }
     let fold_most = fold_bound(xs, p);
@@ -362,8 +375,25 @@ fn analyze_sorted(xs: &[f64], p: &ScoreParams, floor: usize) -> Option<Periodici
     } else {
         None
     };
-    let (explained, folded, missed) = match fold {
-        Some((c, fit)) => {
+    let so_far = fold.map_or(count, |(_, fit)| fit.explained());
+    // The sparse reading, last: it wins only where the others leave intervals over.
+    let sparse = if sparse_applies(p, n) && so_far < n {
+        best_sparse(xs, p, floor.max(so_far + 1))
+    } else {
+        None
+    };
+    let (explained, folded, missed) = match (sparse, fold) {
+        (Some((c, fit)), _) => {
+            let mut m = 0;
+            for &x in xs.iter() {
+                if let Some(k) = sparse_k(x, c, p) {
+                    periods[m] = x / f64::from(k);
+                    m += 1;
+                }
+            }
+            (fit.explained(), fit.folded, fit.missed)
+        }
+        (None, Some((c, fit))) => {
             let mut m = 0;
             for &x in xs.iter() {
                 if let Some(k) = fold_k(x, c, p) {
@@ -374,8 +404,8 @@ fn analyze_sorted(xs: &[f64], p: &ScoreParams, floor: usize) -> Option<Periodici
             (fit.explained(), fit.folded, fit.missed)
         }
         // The best fold, if any, explained fewer than `floor`.
-        None if count < floor => return None,
-        None => {
+        (None, None) if count < floor => return None,
+        (None, None) => {
             periods[..count].copy_from_slice(&xs[start..start + count]);
             (count, 0, 0)
         }
@@ -698,6 +728,132 @@ fn best_fold(xs: &[f64], p: &ScoreParams, at_least: usize) -> Option<(f64, Fit)>
             continue;
         };
         if !fit.admissible(margin) {
+            continue;
+        }
+        let better = match &best {
+            None => true,
+            Some((_, b)) => {
+                (fit.explained(), fit.on_time, usize::MAX - fit.missed)
+                    > (b.explained(), b.on_time, usize::MAX - b.missed)
+            }
+        };
+        if better {
+            best = Some((c, fit));
+        }
+    }
+    best
+}
+
+/// Most periods one interval spans in the sparse reading (7 check-ins missed in a row: at
+/// half missed, one interval in 256 spans more). From 6 periods on the bands cover every
+/// phase and explain anything; the cap keeps a short period from explaining long
+/// random intervals as many periods each.
+pub const SPARSE_MAX_PERIODS: u32 = 8;
+
+/// Most periods per explained interval, on average, in the sparse reading: at least one
+/// check-in in three made.
+const SPARSE_MAX_MEAN_PERIODS: usize = 3;
+
+/// Least evidence (nats) of a sparse reading: the chance that intervals with random
+/// phases all land in its bands is at most e^−10 (`sparse_fit`).
+pub const SPARSE_MIN_EVIDENCE: f64 = 10.0;
+
+/// The sparse reading's on-time band must start at least this many times `floor_ms` above
+/// zero: on a busy key, intervals pile up just above the floor, a cluster no schedule made.
+pub const SPARSE_FLOOR_FACTOR: f64 = 2.0;
+
+/// Whether the sparse reading is tried on `n` intervals.
+fn sparse_applies(p: &ScoreParams, n: usize) -> bool {
+    n >= p.sparse_min_intervals && p.sparse_min_intervals <= RING
+}
+
+/// Half-width of the band around `k` periods in the sparse reading, in periods: the
+/// fold tolerance grown like √k, as the spread of a sum of k independent jitters grows.
+fn sparse_width(p: &ScoreParams, k: f64) -> f64 {
+    p.fold_tolerance * k.sqrt()
+}
+
+/// Largest over smallest explained interval of a sparse reading, widened as
+/// `banded_ratio`.
+fn sparse_ratio(p: &ScoreParams) -> f64 {
+    let k = f64::from(SPARSE_MAX_PERIODS);
+    (k + sparse_width(p, k)) / (1.0 - p.fold_tolerance) * (1.0 + 1e-9)
+}
+
+/// How many periods of `c` the interval `x` spans in the sparse reading, if within the
+/// band of that many.
+fn sparse_k(x: f64, c: f64, p: &ScoreParams) -> Option<u32> {
+    let y = x / c;
+    // k = round(y) must be 1 to SPARSE_MAX_PERIODS; NaN fails too. Rounded as `fold_k`.
+    if !(y >= 0.5 && y < f64::from(SPARSE_MAX_PERIODS) + 0.5) {
+        return None;
+    }
+    let t = f64::from(y as u32);
+    let k = if y - t >= 0.5 { t + 1.0 } else { t };
+    ((x - k * c).abs() <= sparse_width(p, k) * c).then_some(k as u32)
+}
+
+/// The sparse fit of period `c`, with the sum and period count of what it explains, and
+/// its evidence: the sum over explained intervals of −ln(the share of a period its band
+/// covers), so −ln of the chance that as many intervals with random phases would all land
+/// in their bands. An on-time interval adds 0.82 nats, one of two periods 0.47, three
+/// 0.27, four 0.13, five 0.02, six or more nothing (their bands cover every phase).
+fn sparse_fit(xs: &[f64], c: f64, p: &ScoreParams) -> (Fit, f64, u32, f64) {
+    let mut fit = Fit::default();
+    let (mut total, mut periods, mut evidence) = (0.0, 0u32, 0.0);
+    for &x in xs {
+        let Some(k) = sparse_k(x, c, p) else {
+            continue;
+        };
+        if k == 1 {
+            fit.on_time += 1;
+        } else {
+            fit.folded += 1;
+            fit.missed += (k - 1) as usize;
+        }
+        total += x;
+        periods += k;
+        evidence -= (2.0 * sparse_width(p, f64::from(k))).min(1.0).ln();
+    }
+    (fit, total, periods, evidence)
+}
+
+/// The period that explains the most intervals in the sparse reading, and its fit, if
+/// it explains at least `at_least` with enough evidence, at most `SPARSE_MAX_MEAN_PERIODS`
+/// periods per interval and its on-time band clear of the floor. Candidates are the
+/// intervals, each refined once to total time / total periods, as in `best_fold`.
+fn best_sparse(xs: &[f64], p: &ScoreParams, at_least: usize) -> Option<(f64, Fit)> {
+    let n = xs.len();
+    let spare = n.checked_sub(at_least)?;
+    let f = p.fold_tolerance;
+    let widen_lo = (1.0 - f) * (1.0 - f) * (1.0 - 1e-9);
+    let mut below = 0;
+    let mut best: Option<(f64, Fit)> = None;
+    for (i, &candidate) in xs.iter().enumerate() {
+        if candidate <= 0.0 || (i > 0 && xs[i - 1] == candidate) {
+            continue;
+        }
+        // Each explained x / k is within cand(1 ± f), so the refined period is too, and
+        // what lies below cand(1 − f)² is below its on-time band: unexplained.
+        while below < n && xs[below] < candidate * widen_lo {
+            below += 1;
+        }
+        if below > spare {
+            break;
+        }
+        let (_, total, periods, _) = sparse_fit(xs, candidate, p);
+        if periods == 0 {
+            continue;
+        }
+        let c = total / f64::from(periods);
+        if c * (1.0 - f) < SPARSE_FLOOR_FACTOR * p.floor_ms {
+            continue;
+        }
+        let (fit, _, periods, evidence) = sparse_fit(xs, c, p);
+        if fit.explained() < at_least
+            || evidence < SPARSE_MIN_EVIDENCE
+            || periods as usize > SPARSE_MAX_MEAN_PERIODS * fit.explained()
+        {
             continue;
         }
         let better = match &best {

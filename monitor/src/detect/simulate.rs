@@ -161,6 +161,7 @@ impl TraceClass {
             | TraceClass::Hours6Jitter20
             | TraceClass::DailyJitter10
             | TraceClass::StrayThenBeacon
+            | TraceClass::Jitter20Missed50
             | TraceClass::Outage => Expectation::Detect,
             TraceClass::Poisson
             | TraceClass::PoissonHours
@@ -169,10 +170,7 @@ impl TraceClass {
             | TraceClass::DownloadSessions
             | TraceClass::Browsing
             | TraceClass::AllowlistedScraper => Expectation::Ignore,
-            // Not met: DETECTION.md, "Half the check-ins missed".
-            TraceClass::Jitter50 | TraceClass::Interleaved | TraceClass::Jitter20Missed50 => {
-                Expectation::Report
-            }
+            TraceClass::Jitter50 | TraceClass::Interleaved => Expectation::Report,
         }
     }
 }
