@@ -220,10 +220,17 @@ fn extremes_may_reach(intervals: &[u32], p: &ScoreParams, floor: usize) -> bool 
             .any(|(&l, &h)| f64::from(h) <= ratio * f64::from(l))
     };
     let sparse = sparse_applies(p, n);
+    // The sparse reading explains nothing below `sparse_low`: its run starts there.
+    let (low, ratio) = (sparse_low(p), sparse_ratio(p));
+    let sparse_fits = |lo: &[u32], hi: &[u32]| {
+        lo.iter()
+            .zip(hi)
+            .any(|(&l, &h)| f64::from(l) >= low && f64::from(h) <= ratio * f64::from(l))
+    };
     let reach = |lo: &[u32], hi: &[u32]| {
         fits(lo, hi, p.steady_ratio())
             || (p.max_missed > 0 && fits(lo, hi, p.banded_ratio()))
-            || (sparse && fits(lo, hi, sparse_ratio(p)))
+            || (sparse && sparse_fits(lo, hi))
     };
     match n - floor + 1 {
         1 => {
@@ -360,7 +367,7 @@ fn analyze_sorted(xs: &[f64], p: &ScoreParams, floor: usize) -> Option<Periodici
     if floor > 0
         && !runs_reach(xs, p.steady_ratio(), floor)
         && !fold_may_reach(xs, p, floor)
-        && !(sparse_applies(p, n) && runs_reach(xs, sparse_ratio(p), floor))
+        && !sparse_may_reach(xs, p, floor)
     {
         return None;
     }
@@ -755,12 +762,44 @@ pub const SPARSE_MAX_PERIODS: u32 = 8;
 const SPARSE_MAX_MEAN_PERIODS: usize = 3;
 
 /// Least evidence (nats) of a sparse reading: the chance that intervals with random
-/// phases all land in its bands is at most e^−10 (`sparse_fit`).
-pub const SPARSE_MIN_EVIDENCE: f64 = 10.0;
+/// phases all land in its bands is at most e^−12, 6 in a million (`sparse_fit`). The
+/// reading is tried on every check-in from `sparse_min_intervals` on, with up to 32
+/// candidate periods each, so the bar per trial is far below the false-positive rate
+/// wanted per key.
+pub const SPARSE_MIN_EVIDENCE: f64 = 12.0;
 
 /// The sparse reading's on-time band must start at least this many times `floor_ms` above
-/// zero: on a busy key, intervals pile up just above the floor, a cluster no schedule made.
-pub const SPARSE_FLOOR_FACTOR: f64 = 2.0;
+/// zero (with the defaults, 15 s: periods from 19 s). On a busy key, intervals pile up
+/// just above the floor, a cluster no schedule made, and from there every longer
+/// interval is near some multiple of it.
+pub const SPARSE_FLOOR_FACTOR: f64 = 3.0;
+
+/// The smallest interval a sparse reading can explain: its on-time band starts at
+/// `SPARSE_FLOOR_FACTOR` × `floor_ms` or above (widened against rounding).
+fn sparse_low(p: &ScoreParams) -> f64 {
+    SPARSE_FLOOR_FACTOR * p.floor_ms * (1.0 - 1e-9)
+}
+
+/// False when no sparse reading can explain `floor` of sorted `xs`: it applies to them,
+/// and a run of `floor` within `sparse_ratio` starts at `sparse_low` or above. On a busy
+/// key (most intervals just above the floor) this refuses before any candidate is tried.
+fn sparse_may_reach(xs: &[f64], p: &ScoreParams, floor: usize) -> bool {
+    if !sparse_applies(p, xs.len()) {
+        return false;
+    }
+    let low = sparse_low(p);
+    let first = xs.iter().position(|&x| x >= low).unwrap_or(xs.len());
+    runs_reach(&xs[first..], sparse_ratio(p), floor)
+}
+
+/// Evidence (nats) of an interval explained as k periods, by k (`sparse_fit`).
+fn sparse_weights(p: &ScoreParams) -> [f64; SPARSE_MAX_PERIODS as usize + 1] {
+    let mut w = [0.0; SPARSE_MAX_PERIODS as usize + 1];
+    for (k, slot) in w.iter_mut().enumerate().skip(1) {
+        *slot = -(2.0 * sparse_width(p, k as f64)).min(1.0).ln();
+    }
+    w
+}
 
 /// Whether the sparse reading is tried on `n` intervals.
 fn sparse_applies(p: &ScoreParams, n: usize) -> bool {
@@ -798,7 +837,13 @@ fn sparse_k(x: f64, c: f64, p: &ScoreParams) -> Option<u32> {
 /// covers), so −ln of the chance that as many intervals with random phases would all land
 /// in their bands. An on-time interval adds 0.82 nats, one of two periods 0.47, three
 /// 0.27, four 0.13, five 0.02, six or more nothing (their bands cover every phase).
-fn sparse_fit(xs: &[f64], c: f64, p: &ScoreParams) -> (Fit, f64, u32, f64) {
+/// `weights` are `sparse_weights(p)`.
+fn sparse_fit(
+    xs: &[f64],
+    c: f64,
+    p: &ScoreParams,
+    weights: &[f64; SPARSE_MAX_PERIODS as usize + 1],
+) -> (Fit, f64, u32, f64) {
     let mut fit = Fit::default();
     let (mut total, mut periods, mut evidence) = (0.0, 0u32, 0.0);
     for &x in xs {
@@ -813,7 +858,7 @@ fn sparse_fit(xs: &[f64], c: f64, p: &ScoreParams) -> (Fit, f64, u32, f64) {
         }
         total += x;
         periods += k;
-        evidence -= (2.0 * sparse_width(p, f64::from(k))).min(1.0).ln();
+        evidence += weights[k as usize];
     }
     (fit, total, periods, evidence)
 }
@@ -827,10 +872,14 @@ fn best_sparse(xs: &[f64], p: &ScoreParams, at_least: usize) -> Option<(f64, Fit
     let spare = n.checked_sub(at_least)?;
     let f = p.fold_tolerance;
     let widen_lo = (1.0 - f) * (1.0 - f) * (1.0 - 1e-9);
+    // The refined period is at most cand(1 + f): below this, its band starts under the
+    // floor bound.
+    let lowest = SPARSE_FLOOR_FACTOR * p.floor_ms / ((1.0 + f) * (1.0 - f) * (1.0 + 1e-9));
+    let weights = sparse_weights(p);
     let mut below = 0;
     let mut best: Option<(f64, Fit)> = None;
     for (i, &candidate) in xs.iter().enumerate() {
-        if candidate <= 0.0 || (i > 0 && xs[i - 1] == candidate) {
+        if candidate <= 0.0 || candidate < lowest || (i > 0 && xs[i - 1] == candidate) {
             continue;
         }
         // Each explained x / k is within cand(1 ± f), so the refined period is too, and
@@ -841,7 +890,7 @@ fn best_sparse(xs: &[f64], p: &ScoreParams, at_least: usize) -> Option<(f64, Fit
         if below > spare {
             break;
         }
-        let (_, total, periods, _) = sparse_fit(xs, candidate, p);
+        let (_, total, periods, _) = sparse_fit(xs, candidate, p, &weights);
         if periods == 0 {
             continue;
         }
@@ -849,7 +898,7 @@ fn best_sparse(xs: &[f64], p: &ScoreParams, at_least: usize) -> Option<(f64, Fit
         if c * (1.0 - f) < SPARSE_FLOOR_FACTOR * p.floor_ms {
             continue;
         }
-        let (fit, _, periods, evidence) = sparse_fit(xs, c, p);
+        let (fit, _, periods, evidence) = sparse_fit(xs, c, p, &weights);
         if fit.explained() < at_least
             || evidence < SPARSE_MIN_EVIDENCE
             || periods as usize > SPARSE_MAX_MEAN_PERIODS * fit.explained()

@@ -311,11 +311,16 @@ fn series(next: &mut impl FnMut() -> u64, case: u64) -> Vec<u32> {
 /// Parameter sets: the defaults, folding off, wide folding with many missed check-ins,
 /// more missed check-ins than `Bands` follows (the scan fallback), a narrow fold band,
 /// the sparse reading from few intervals on.
-fn param_sets() -> [ScoreParams; 6] {
+fn param_sets() -> [ScoreParams; 7] {
     [
         P,
         ScoreParams {
             sparse_min_intervals: 3,
+            ..SPARSE
+        },
+        ScoreParams {
+            sparse_min_intervals: 3,
+            floor_ms: 0.0,
             ..SPARSE
         },
         ScoreParams { max_missed: 0, ..P },
@@ -543,7 +548,12 @@ fn the_extremes_refuse_exactly_what_the_sorted_runs_refuse() {
                     f => {
                         steady >= f
                             || banded >= f
-                            || (sparse_applies(p, n) && longest_run(&sorted, sparse_ratio(p)) >= f)
+                            || (sparse_applies(p, n) && {
+                                let low = sparse_low(p);
+                                let above: Vec<f64> =
+                                    sorted.iter().copied().filter(|&x| x >= low).collect();
+                                longest_run(&above, sparse_ratio(p)) >= f
+                            })
                     }
                 };
                 assert_eq!(
@@ -602,7 +612,8 @@ fn sparse_bands_grow_like_the_square_root_and_weigh_less() {
     assert_eq!(sparse_k(8.0 * c, c, &SPARSE), Some(8));
     assert_eq!(sparse_k(9.0 * c, c, &SPARSE), None);
     // Evidence per explained interval: 0.82, 0.47, 0.27, 0.13, 0.02 nats, then none.
-    let evidence = |k: f64| sparse_fit(&[k * c], c, &SPARSE).3;
+    let weights = sparse_weights(&SPARSE);
+    let evidence = |k: f64| sparse_fit(&[k * c], c, &SPARSE, &weights).3;
     let want = [0.821, 0.474, 0.272, 0.128, 0.016, 0.0];
     for (k, w) in want.iter().enumerate() {
         let got = evidence(k as f64 + 1.0);
@@ -650,16 +661,17 @@ fn a_cluster_at_the_floor_is_not_an_on_time_band() {
 /// `best_sparse` without pruning: every candidate refined and fitted.
 fn reference_best_sparse(xs: &[f64], p: &ScoreParams, at_least: usize) -> Option<(f64, Fit)> {
     let mut best: Option<(f64, Fit)> = None;
+    let weights = sparse_weights(p);
     for (i, &candidate) in xs.iter().enumerate() {
         if candidate <= 0.0 || (i > 0 && xs[i - 1] == candidate) {
             continue;
         }
-        let (_, total, periods, _) = sparse_fit(xs, candidate, p);
+        let (_, total, periods, _) = sparse_fit(xs, candidate, p, &weights);
         if periods == 0 {
             continue;
         }
         let c = total / f64::from(periods);
-        let (fit, _, periods, evidence) = sparse_fit(xs, c, p);
+        let (fit, _, periods, evidence) = sparse_fit(xs, c, p, &weights);
         if fit.explained() < at_least
             || c * (1.0 - p.fold_tolerance) < SPARSE_FLOOR_FACTOR * p.floor_ms
             || evidence < SPARSE_MIN_EVIDENCE
