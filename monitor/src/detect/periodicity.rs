@@ -3,7 +3,7 @@
 //! A beacon sleeps for a period, optionally randomised ("jitter"), and checks in; sometimes a
 //! check-in fails and the next interval spans two or three periods. Other traffic (people,
 //! request-driven services) has intervals spread over orders of magnitude. The analysis
-//! reads the intervals in two ways and keeps the one that explains more of them:
+//! reads the intervals in up to three ways and keeps the one that explains the most:
 //!
 //! - **steady**: the largest group of intervals that agree with one period within
 //!   ±`tolerance` (the share of intervals "within a tolerance of the period").
@@ -15,6 +15,13 @@
 //!   with few intervals, "mostly multiples of some period" fits random traffic too. The
 //!   margin drops by one for every `MARGIN_RELIEF` intervals beyond `min_intervals`, down
 //!   to "no more missed than on time", because chance fits thin out as intervals accrue.
+//!
+//! - **sparse** (from `sparse_min_intervals` on): a schedule that misses many check-ins,
+//!   so that most intervals span several periods. Bands around k periods grow like √k (a
+//!   sum of k independent jitters), and the reading must rest on evidence: the sum over
+//!   explained intervals of −ln(the share of phases their band covers), which long
+//!   intervals, whose bands cover every phase, do not add to. Its on-time band must clear
+//!   a multiple of the floor, where a busy key's intervals pile up.
 //!
 //! On the intervals so explained (multiples divided by k) it computes RITA's timestamp
 //! statistics (Active Countermeasures, `pkg/beacon/analyzer.go`): the Bowley skew from the
