@@ -391,8 +391,9 @@ fn analyze_sorted(xs: &[f64], p: &ScoreParams, floor: usize) -> Option<Periodici
     };
     let so_far = fold.map_or(count, |(_, fit)| fit.explained());
     // The sparse reading, last: it wins only where the others leave intervals over.
-    let sparse = if sparse_applies(p, n) && so_far < n {
-        best_sparse(xs, p, floor.max(so_far + 1))
+    let sparse_least = floor.max(so_far + 1);
+    let sparse = if so_far < n && sparse_may_reach(xs, p, sparse_least) {
+        best_sparse(xs, p, sparse_least)
     } else {
         None
     };
@@ -788,15 +789,39 @@ fn sparse_low(p: &ScoreParams) -> f64 {
 }
 
 /// False when no sparse reading can explain `floor` of sorted `xs`: it applies to them,
-/// and a run of `floor` within `sparse_ratio` starts at `sparse_low` or above. On a busy
-/// key (most intervals just above the floor) this refuses before any candidate is tried.
+/// and for some start s at `sparse_low` or above, the `floor` intervals from s lie within
+/// `sparse_ratio` of xs[s] and average at most `SPARSE_MAX_MEAN_PERIODS` × (1 + f) /
+/// (1 − f) times xs[s]. A reading that explains E ≥ `floor` intervals, the smallest
+/// xs[s], has c ≤ xs[s] / (1 − f) and each x ≤ k·c(1 + f) with Σk ≤ 3E, so its explained
+/// intervals average at most that, and the `floor` from s average no more. On a busy key
+/// (most intervals just above the floor) and on random quiet ones (a long tail) this
+/// refuses before any candidate is tried.
 fn sparse_may_reach(xs: &[f64], p: &ScoreParams, floor: usize) -> bool {
-    if !sparse_applies(p, xs.len()) {
+    let n = xs.len();
+    if !sparse_applies(p, n) || floor > n {
         return false;
     }
+    if floor == 0 {
+        return true;
+    }
     let low = sparse_low(p);
-    let first = xs.iter().position(|&x| x >= low).unwrap_or(xs.len());
-    runs_reach(&xs[first..], sparse_ratio(p), floor)
+    let ratio = sparse_ratio(p);
+    let f = p.fold_tolerance;
+    let mean_ratio = SPARSE_MAX_MEAN_PERIODS as f64 * (1.0 + f) / (1.0 - f) * (1.0 + 1e-9);
+    // The sum of xs[s..s + floor], slid along.
+    let mut sum: f64 = xs[..floor].iter().sum();
+    for s in 0..=n - floor {
+        if s > 0 {
+            sum += xs[s + floor - 1] - xs[s - 1];
+        }
+        if xs[s] >= low
+            && xs[s + floor - 1] <= ratio * xs[s]
+            && sum <= floor as f64 * mean_ratio * xs[s]
+        {
+            return true;
+        }
+    }
+    false
 }
 
 /// Evidence (nats) of an interval explained as k periods, by k (`sparse_fit`).
