@@ -1,5 +1,6 @@
 //! Tests of `periodicity.rs`: the readings, and every pruning shortcut against the
 //! unpruned computation it replaces.
+use super::sparse::*;
 use super::*;
 
 const P: ScoreParams = ScoreParams {
