@@ -143,6 +143,9 @@ impl Settings {
             max_missed,
             missed_margin: c.missed_margin.min(RING as u32),
             min_intervals,
+            sparse_min_intervals: (c.sparse_connections.clamp(3, RING as u32 + 2) - 1)
+                .max(min_intervals as u32) as usize,
+            floor_ms: min_iv * 1000.0,
         };
         Settings {
             enabled: c.enabled,
@@ -172,6 +175,7 @@ impl Settings {
             size_band: ScoreParams {
                 tolerance: finite(c.size_tolerance, d.size_tolerance).clamp(tolerance, 0.6),
                 max_missed: 0,
+                sparse_min_intervals: usize::MAX,
                 ..score
             },
             size_min_intervals: (c.size_min_connections.clamp(3, RING as u32 + 1) - 1)
@@ -234,6 +238,7 @@ impl Settings {
         let steady = ScoreParams {
             max_missed: 0,
             tolerance: self.score.fold_tolerance.min(self.score.tolerance),
+            sparse_min_intervals: usize::MAX,
             ..self.score
         };
         self.periodic_with(series.recent(recent, &mut buf), &steady)

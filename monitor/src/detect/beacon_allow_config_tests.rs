@@ -190,6 +190,13 @@ fn validate_names_the_bad_field() {
         })
         .contains("min_share")
     );
+    assert!(
+        bad(BeaconConfig {
+            sparse_connections: 35,
+            ..d()
+        })
+        .starts_with("beacon.sparse_connections = 35")
+    );
     assert!(bad(BeaconConfig { max_keys: 0, ..d() }).contains("max_keys"));
     assert!(
         bad(BeaconConfig {

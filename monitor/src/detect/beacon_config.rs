@@ -77,6 +77,11 @@ pub struct BeaconConfig {
     /// reported within 12 check-ins of its start whatever came before. Range
     /// `min_connections`..=33; 33 turns it off.
     pub recovery_connections: u32,
+    /// From this many check-ins on, a key is also read as a sparse schedule: one that
+    /// misses many of its check-ins (a laptop asleep half the time, a C2 down for hours),
+    /// so that most intervals span several periods. Default 20. Range
+    /// `min_connections`..=34; 34 turns it off.
+    pub sparse_connections: u32,
     /// Fraction of the intervals the period must explain. Default 0.93: all of them below
     /// 15 intervals, one stray from 15, two from 29. Early strays are where random
     /// traffic most often passes.
@@ -168,6 +173,7 @@ impl Default for BeaconConfig {
             max_missed: 3,
             missed_margin: 2,
             recovery_connections: 12,
+            sparse_connections: 20,
             min_share: 0.93,
             max_jitter: 0.35,
             min_score: 0.5,
@@ -355,6 +361,13 @@ impl BeaconConfig {
                 "bulk_size_spread",
                 c.bulk_size_spread,
                 "expected 0 (off) or 1 or more",
+            );
+        }
+        if !(c.min_connections..=RING as u32 + 2).contains(&c.sparse_connections) {
+            return bad(
+                "sparse_connections",
+                c.sparse_connections,
+                "expected min_connections to 34",
             );
         }
         if c.max_keys == 0 {

@@ -386,6 +386,35 @@ fn stray_traffic_before_a_beacon_does_not_hide_it() {
 }
 
 #[test]
+fn a_beacon_missing_half_its_check_ins_is_reported_by_its_sparse_count() {
+    // 60 s ± 20 %, about half the check-ins missed (up to 7 in a row): 30 connections.
+    let intervals = [
+        61.2, 118.9, 55.3, 181.7, 124.8, 124.8, 49.8, 179.0, 243.1, 58.1, 107.6, 63.7, 112.0,
+        196.5, 69.3, 131.9, 57.7, 424.0, 64.8, 112.3, 50.9, 301.8, 71.6, 126.4, 59.9, 168.2, 54.4,
+        239.7, 62.3,
+    ];
+    let p = process("/usr/bin/python3", 0, 1);
+    let mut t = 0.0;
+    let mut recs = vec![rec(&p, "192.0.2.5", 8088, Transport::Tcp, t)];
+    for dt in intervals {
+        t += dt;
+        recs.push(rec(&p, "192.0.2.5", 8088, Transport::Tcp, t));
+    }
+    let alerts = run(&mut detector(), &recs);
+    assert_eq!(alerts.len(), 1);
+    let stats = alerts[0].beacon.as_ref().unwrap();
+    // Not before `sparse_connections` (20), by the 30th.
+    assert!((20..=30).contains(&stats.connections), "{stats:?}");
+    assert!((stats.median_interval_s - 60.0).abs() < 3.0, "{stats:?}");
+    // Without the sparse reading, the missed check-ins hide it.
+    let cfg = BeaconConfig {
+        sparse_connections: 34,
+        ..BeaconConfig::default()
+    };
+    assert!(run(&mut BeaconDetector::try_new(cfg).unwrap(), &recs).is_empty());
+}
+
+#[test]
 fn a_session_is_not_a_check_in_but_a_two_request_check_in_is() {
     let p = process("/usr/bin/python3", 1000, 1);
     // Every 60 s a session of 12 connections 2 s apart (a script that downloads a

@@ -3,7 +3,7 @@
 //! A beacon sleeps for a period, optionally randomised ("jitter"), and checks in; sometimes a
 //! check-in fails and the next interval spans two or three periods. Other traffic (people,
 //! request-driven services) has intervals spread over orders of magnitude. The analysis
-//! reads the intervals in two ways and keeps the one that explains more of them:
+//! reads the intervals in up to three ways and keeps the one that explains the most:
 //!
 //! - **steady**: the largest group of intervals that agree with one period within
 //!   ±`tolerance` (the share of intervals "within a tolerance of the period").
@@ -16,6 +16,13 @@
 //!   margin drops by one for every `MARGIN_RELIEF` intervals beyond `min_intervals`, down
 //!   to "no more missed than on time", because chance fits thin out as intervals accrue.
 //!
+//! - **sparse** (from `sparse_min_intervals` on): a schedule that misses many check-ins,
+//!   so that most intervals span several periods. Bands around k periods grow like √k (a
+//!   sum of k independent jitters), and the reading must rest on evidence: the sum over
+//!   explained intervals of −ln(the share of phases their band covers), which long
+//!   intervals, whose bands cover every phase, do not add to. Its on-time band must clear
+//!   a multiple of the floor, where a busy key's intervals pile up.
+//!
 //! On the intervals so explained (multiples divided by k) it computes RITA's timestamp
 //! statistics (Active Countermeasures, `pkg/beacon/analyzer.go`): the Bowley skew from the
 //! quartiles and the median absolute deviation relative to the median, and combines them
@@ -23,6 +30,8 @@
 //!
 //! Everything works on fixed-size stack buffers: no allocation per evaluation, and a
 //! bounded amount of work (at most `RING` intervals).
+
+use sparse::{best_sparse, sparse_applies, sparse_k, sparse_low, sparse_may_reach, sparse_ratio};
 
 /// Most intervals one key keeps (the ring in `beacon::Series`).
 pub const RING: usize = 32;
@@ -45,6 +54,12 @@ pub struct ScoreParams {
     pub missed_margin: u32,
     /// The fewest intervals a key is scored with (the margin's reference point).
     pub min_intervals: usize,
+    /// The fewest intervals the sparse reading (schedules that miss many check-ins) is
+    /// tried with; above `RING`, never.
+    pub sparse_min_intervals: usize,
+    /// The shortest interval that starts a check-in (`min_interval_secs`, ms): busy
+    /// random traffic piles up just above it.
+    pub floor_ms: f64,
 }
 
 impl ScoreParams {
@@ -213,8 +228,18 @@ fn extremes_may_reach(intervals: &[u32], p: &ScoreParams, floor: usize) -> bool 
             .zip(hi)
             .any(|(&l, &h)| f64::from(h) <= ratio * f64::from(l))
     };
+    let sparse = sparse_applies(p, n);
+    // The sparse reading explains nothing below `sparse_low`: its run starts there.
+    let (low, ratio) = (sparse_low(p), sparse_ratio(p));
+    let sparse_fits = |lo: &[u32], hi: &[u32]| {
+        lo.iter()
+            .zip(hi)
+            .any(|(&l, &h)| f64::from(l) >= low && f64::from(h) <= ratio * f64::from(l))
+    };
     let reach = |lo: &[u32], hi: &[u32]| {
-        fits(lo, hi, p.steady_ratio()) || (p.max_missed > 0 && fits(lo, hi, p.banded_ratio()))
+        fits(lo, hi, p.steady_ratio())
+            || (p.max_missed > 0 && fits(lo, hi, p.banded_ratio()))
+            || (sparse && sparse_fits(lo, hi))
     };
     match n - floor + 1 {
         1 => {
@@ -348,7 +373,11 @@ fn analyze_sorted(xs: &[f64], p: &ScoreParams, floor: usize) -> Option<Periodici
     let n = xs.len();
     // Neither the steady window nor a reading with missed check-ins can reach `floor`:
     // found by comparing a few pairs rather than counting the runs.
-    if floor > 0 && !runs_reach(xs, p.steady_ratio(), floor) && !fold_may_reach(xs, p, floor) {
+    if floor > 0
+        && !runs_reach(xs, p.steady_ratio(), floor)
+        && !fold_may_reach(xs, p, floor)
+        && !sparse_may_reach(xs, p, floor)
+    {
         return None;
     }
     let fold_most = fold_bound(xs, p);
@@ -362,8 +391,26 @@ fn analyze_sorted(xs: &[f64], p: &ScoreParams, floor: usize) -> Option<Periodici
     } else {
         None
     };
-    let (explained, folded, missed) = match fold {
-        Some((c, fit)) => {
+    let so_far = fold.map_or(count, |(_, fit)| fit.explained());
+    // The sparse reading, last: it wins only where the others leave intervals over.
+    let sparse_least = floor.max(so_far + 1);
+    let sparse = if so_far < n && sparse_may_reach(xs, p, sparse_least) {
+        best_sparse(xs, p, sparse_least)
+    } else {
+        None
+    };
+    let (explained, folded, missed) = match (sparse, fold) {
+        (Some((c, fit)), _) => {
+            let mut m = 0;
+            for &x in xs.iter() {
+                if let Some(k) = sparse_k(x, c, p) {
+                    periods[m] = x / f64::from(k);
+                    m += 1;
+                }
+            }
+            (fit.explained(), fit.folded, fit.missed)
+        }
+        (None, Some((c, fit))) => {
             let mut m = 0;
             for &x in xs.iter() {
                 if let Some(k) = fold_k(x, c, p) {
@@ -374,8 +421,8 @@ fn analyze_sorted(xs: &[f64], p: &ScoreParams, floor: usize) -> Option<Periodici
             (fit.explained(), fit.folded, fit.missed)
         }
         // The best fold, if any, explained fewer than `floor`.
-        None if count < floor => return None,
-        None => {
+        (None, None) if count < floor => return None,
+        (None, None) => {
             periods[..count].copy_from_slice(&xs[start..start + count]);
             (count, 0, 0)
         }
@@ -737,6 +784,9 @@ fn nearest_rank(xs: &[f64], q: f64) -> f64 {
     let i = (q * (xs.len() - 1) as f64).round() as usize;
     xs[i.min(xs.len() - 1)]
 }
+
+#[path = "periodicity_sparse.rs"]
+mod sparse;
 
 #[cfg(test)]
 #[path = "periodicity_tests.rs"]

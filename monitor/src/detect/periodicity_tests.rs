@@ -1,5 +1,6 @@
 //! Tests of `periodicity.rs`: the readings, and every pruning shortcut against the
 //! unpruned computation it replaces.
+use super::sparse::*;
 use super::*;
 
 const P: ScoreParams = ScoreParams {
@@ -8,7 +9,25 @@ const P: ScoreParams = ScoreParams {
     max_missed: 3,
     missed_margin: 2,
     min_intervals: 9,
+    sparse_min_intervals: usize::MAX,
+    floor_ms: 0.0,
 };
+
+/// The defaults with the sparse reading on, as `beacon` sets it: from 19 intervals, the
+/// floor at 5 s.
+const SPARSE: ScoreParams = ScoreParams {
+    sparse_min_intervals: 19,
+    floor_ms: 5_000.0,
+    ..P
+};
+
+/// 29 intervals of a 60 s ± 20 % schedule that missed about half its check-ins: 13 on
+/// time, the rest spanning 2 to 7 periods.
+const HALF_MISSED: [u32; 29] = [
+    61_200, 118_900, 55_300, 181_700, 124_800, 124_800, 49_800, 179_000, 243_100, 58_100, 107_600,
+    63_700, 112_000, 196_500, 69_300, 131_900, 57_700, 424_000, 64_800, 112_300, 50_900, 301_800,
+    71_600, 126_400, 59_900, 168_200, 54_400, 239_700, 62_300,
+];
 
 #[test]
 fn perfect_period_scores_one() {
@@ -127,7 +146,10 @@ fn the_share_bound_never_hides_a_reading_that_meets_the_bar() {
             max_missed: 10,
             missed_margin: 0,
             min_intervals: 3,
+            sparse_min_intervals: usize::MAX,
+            floor_ms: 0.0,
         },
+        SPARSE,
     ];
     let (mut refused, mut passed) = (0, 0);
     for case in 0..6000u64 {
@@ -288,10 +310,20 @@ fn series(next: &mut impl FnMut() -> u64, case: u64) -> Vec<u32> {
 }
 
 /// Parameter sets: the defaults, folding off, wide folding with many missed check-ins,
-/// more missed check-ins than `Bands` follows (the scan fallback), a narrow fold band.
-fn param_sets() -> [ScoreParams; 5] {
+/// more missed check-ins than `Bands` follows (the scan fallback), a narrow fold band,
+/// the sparse reading from few intervals on.
+fn param_sets() -> [ScoreParams; 7] {
     [
         P,
+        ScoreParams {
+            sparse_min_intervals: 3,
+            ..SPARSE
+        },
+        ScoreParams {
+            sparse_min_intervals: 3,
+            floor_ms: 0.0,
+            ..SPARSE
+        },
         ScoreParams { max_missed: 0, ..P },
         ScoreParams {
             tolerance: 0.1,
@@ -299,6 +331,8 @@ fn param_sets() -> [ScoreParams; 5] {
             max_missed: 10,
             missed_margin: 0,
             min_intervals: 3,
+            sparse_min_intervals: usize::MAX,
+            floor_ms: 0.0,
         },
         ScoreParams {
             max_missed: 12,
@@ -311,6 +345,8 @@ fn param_sets() -> [ScoreParams; 5] {
             max_missed: 2,
             missed_margin: 5,
             min_intervals: 20,
+            sparse_min_intervals: usize::MAX,
+            floor_ms: 0.0,
         },
     ]
 }
@@ -510,7 +546,16 @@ fn the_extremes_refuse_exactly_what_the_sorted_runs_refuse() {
                     0 => true,
                     f if f > n => false,
                     f if n - f + 1 > 4 => true,
-                    f => steady >= f || banded >= f,
+                    f => {
+                        steady >= f
+                            || banded >= f
+                            || (sparse_applies(p, n) && {
+                                let low = sparse_low(p);
+                                let above: Vec<f64> =
+                                    sorted.iter().copied().filter(|&x| x >= low).collect();
+                                longest_run(&above, sparse_ratio(p)) >= f
+                            })
+                    }
                 };
                 assert_eq!(
                     extremes_may_reach(&xs, p, floor),
@@ -540,4 +585,151 @@ fn the_share_bar_is_the_fewest_intervals_meeting_the_share() {
             );
         }
     }
+}
+
+#[test]
+fn a_schedule_missing_half_its_check_ins_is_read_as_sparse() {
+    // The steady and folded readings leave too much: the folded one needs as many on
+    // time as missed, and the 5 and 7 periods are beyond its 4.
+    let dense = analyze(&HALF_MISSED, &P).unwrap();
+    assert!(dense.share < 0.93, "{dense:?}");
+    let p = analyze(&HALF_MISSED, &SPARSE).unwrap();
+    assert_eq!((p.explained, p.on_time()), (29, 13), "{p:?}");
+    assert!(p.missed > p.on_time(), "{p:?}");
+    assert!((p.median_ms - 60_000.0).abs() < 3_000.0, "{p:?}");
+    // Not before its count: with 19 intervals required, 18 are read as before.
+    let early = analyze(&HALF_MISSED[..18], &SPARSE).unwrap();
+    assert_eq!(early, analyze(&HALF_MISSED[..18], &P).unwrap());
+}
+
+#[test]
+fn sparse_bands_grow_like_the_square_root_and_weigh_less() {
+    let c = 60_000.0;
+    // Two periods: ±0.31 periods; three: ±0.38.
+    assert_eq!(sparse_k(2.0 * c + 0.3 * c, c, &SPARSE), Some(2));
+    assert_eq!(sparse_k(2.0 * c + 0.32 * c, c, &SPARSE), None);
+    assert_eq!(sparse_k(3.0 * c - 0.37 * c, c, &SPARSE), Some(3));
+    assert_eq!(sparse_k(3.0 * c - 0.39 * c, c, &SPARSE), None);
+    assert_eq!(sparse_k(8.0 * c, c, &SPARSE), Some(8));
+    assert_eq!(sparse_k(9.0 * c, c, &SPARSE), None);
+    // Evidence per explained interval: 0.82, 0.47, 0.27, 0.13, 0.02 nats, then none.
+    let weights = sparse_weights(&SPARSE);
+    let evidence = |k: f64| sparse_fit(&[k * c], c, &SPARSE, &weights).3;
+    let want = [0.821, 0.474, 0.272, 0.128, 0.016, 0.0];
+    for (k, w) in want.iter().enumerate() {
+        let got = evidence(k as f64 + 1.0);
+        assert!((got - w).abs() < 0.001, "k {} evidence {got}", k + 1);
+    }
+}
+
+#[test]
+fn random_intervals_are_not_a_sparse_schedule() {
+    // Exponential intervals above the 5 s floor, from busy (6 s mean gap) to quiet
+    // (10 min): none read as a sparse schedule, whatever the period tried.
+    let mut next = rng(0x5_9a75e);
+    let mut unit = move || (next() >> 11) as f64 / (1u64 << 53) as f64;
+    for case in 0..6_000u64 {
+        let mean = [6_000.0, 20_000.0, 60_000.0, 600_000.0][(case % 4) as usize];
+        let n = 19 + (case % 14) as usize;
+        let xs: Vec<u32> = (0..n)
+            .map(|_| (5_000.0 - mean * (1.0 - unit()).ln()) as u32)
+            .collect();
+        let mut buf = [0f64; RING];
+        let sorted = sorted_intervals(&xs, &mut buf).unwrap();
+        let floor = ShareBar::new(0.93 - 1e-9).floor(n);
+        assert_eq!(best_sparse(sorted, &SPARSE, floor), None, "{xs:?}");
+    }
+}
+
+#[test]
+fn a_cluster_at_the_floor_is_not_an_on_time_band() {
+    // The most visited site of a browsing trace: intervals pile up just above the 5 s
+    // floor, and from there every longer interval is near some multiple of 7 s.
+    let xs = [
+        5_500, 6_800, 6_900, 7_600, 7_600, 7_700, 8_000, 8_100, 8_300, 10_600, 12_100, 12_600,
+        12_800, 14_000, 15_000, 18_100, 19_500, 19_500, 20_100, 20_500, 20_900, 21_200, 22_400,
+        22_900, 24_600, 24_700, 26_600, 28_400, 29_100, 32_600, 53_500, 535_500,
+    ];
+    let mut buf = [0f64; RING];
+    let sorted = sorted_intervals(&xs, &mut buf).unwrap();
+    let no_floor = ScoreParams {
+        floor_ms: 0.0,
+        ..SPARSE
+    };
+    let (c, fit) = best_sparse(sorted, &no_floor, 30).unwrap();
+    assert!((6_000.0..8_000.0).contains(&c), "{c} {fit:?}");
+    assert_eq!(best_sparse(sorted, &SPARSE, 30), None);
+}
+
+/// `best_sparse` without pruning: every candidate refined and fitted.
+fn reference_best_sparse(xs: &[f64], p: &ScoreParams, at_least: usize) -> Option<(f64, Fit)> {
+    let mut best: Option<(f64, Fit)> = None;
+    let weights = sparse_weights(p);
+    for (i, &candidate) in xs.iter().enumerate() {
+        if candidate <= 0.0 || (i > 0 && xs[i - 1] == candidate) {
+            continue;
+        }
+        let (_, total, periods, _) = sparse_fit(xs, candidate, p, &weights);
+        if periods == 0 {
+            continue;
+        }
+        let c = total / f64::from(periods);
+        let (fit, _, periods, evidence) = sparse_fit(xs, c, p, &weights);
+        if fit.explained() < at_least
+            || c * (1.0 - p.fold_tolerance) < SPARSE_FLOOR_FACTOR * p.floor_ms
+            || evidence < SPARSE_MIN_EVIDENCE
+            || periods as usize > SPARSE_MAX_MEAN_PERIODS * fit.explained()
+        {
+            continue;
+        }
+        let better = best.as_ref().is_none_or(|(_, b)| {
+            (fit.explained(), fit.on_time, usize::MAX - fit.missed)
+                > (b.explained(), b.on_time, usize::MAX - b.missed)
+        });
+        if better {
+            best = Some((c, fit));
+        }
+    }
+    best
+}
+
+#[test]
+fn the_pruned_sparse_search_finds_what_the_full_search_finds() {
+    let mut next = rng(0x0059_a75e_5ea5);
+    let mut found = 0;
+    for case in 0..12_000u64 {
+        let mut xs = series(&mut next, case);
+        // Half the cases as a schedule missing about half its check-ins.
+        if case % 2 == 0 {
+            let period = 10_000 + next() % 300_000;
+            for x in xs.iter_mut() {
+                let mut k = 1;
+                while k < 9 && next().is_multiple_of(2) {
+                    k += 1;
+                }
+                let jitter = (0..k).map(|_| next() % 400).sum::<u64>() as i64 - 200 * k as i64;
+                *x = ((period * k) as i64 + period as i64 * jitter / 1000) as u32;
+            }
+        }
+        let mut buf = [0f64; RING];
+        let sorted = sorted_intervals(&xs, &mut buf).unwrap();
+        let n = sorted.len();
+        let floor = ShareBar::new(0.93 - 1e-9).floor(n);
+        for p in [
+            SPARSE,
+            ScoreParams {
+                floor_ms: 0.0,
+                ..SPARSE
+            },
+        ] {
+            for at_least in [0, 1, n / 2, n.saturating_sub(2), floor, n, n + 1] {
+                let got = best_sparse(sorted, &p, at_least).map(|(c, f)| (c.to_bits(), f));
+                let want =
+                    reference_best_sparse(sorted, &p, at_least).map(|(c, f)| (c.to_bits(), f));
+                assert_eq!(got, want, "{xs:?} at least {at_least}");
+                found += usize::from(got.is_some());
+            }
+        }
+    }
+    assert!(found > 5_000, "{found}");
 }

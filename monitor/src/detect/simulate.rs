@@ -203,6 +203,7 @@ impl TraceClass {
             | TraceClass::Hours6Jitter20
             | TraceClass::DailyJitter10
             | TraceClass::StrayThenBeacon
+            | TraceClass::Jitter20Missed50
             | TraceClass::Outage
             | TraceClass::Jitter50ConstantSize
             | TraceClass::Jitter20VariedSmall => Expectation::Detect,
@@ -215,11 +216,9 @@ impl TraceClass {
             | TraceClass::AllowlistedScraper
             | TraceClass::PoissonConstantSize
             | TraceClass::BackupVariedSizes => Expectation::Ignore,
-            // Not met: DETECTION.md, "Half the check-ins missed".
-            TraceClass::Jitter50
-            | TraceClass::Interleaved
-            | TraceClass::Jitter20Missed50
-            | TraceClass::Jitter20Padded => Expectation::Report,
+            TraceClass::Jitter50 | TraceClass::Interleaved | TraceClass::Jitter20Padded => {
+                Expectation::Report
+            }
         }
     }
 }
