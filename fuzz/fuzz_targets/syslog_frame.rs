@@ -84,6 +84,8 @@ struct AlertFields {
     labels: BTreeMap<String, String>,
     aggregate: Option<(u64, String, String, Vec<String>, Vec<u16>)>,
     stats: (u64, f64, f64, f64, f64),
+    /// The data-size figures (sizes known, median bytes, size jitter, size score).
+    size_stats: Option<(u64, f64, f64, f64)>,
 }
 
 fn ip(bytes: [u8; 16], v6: bool) -> IpAddr {
@@ -158,6 +160,7 @@ fn alert(event: ConnectionRecord, a: AlertFields) -> Alert {
         Level::Critical,
     ];
     let (connections, median, mean, jitter, score) = a.stats;
+    let sizes = a.size_stats;
     Alert {
         timestamp: event.timestamp,
         rule: Arc::new(RuleMeta {
@@ -191,6 +194,10 @@ fn alert(event: ConnectionRecord, a: AlertFields) -> Alert {
             mean_interval_s: mean,
             jitter,
             score,
+            sizes: sizes.map(|s| s.0),
+            median_bytes: sizes.map(|s| s.1),
+            size_jitter: sizes.map(|s| s.2),
+            size_score: sizes.map(|s| s.3),
         }),
         correlation: None,
         event,
