@@ -76,22 +76,12 @@ pub(super) fn attach_life(
             .map_err(Failure::Unsupported)
             .and_then(|()| attach_raw_tracepoint(ebpf, LIFE_RAW_TP.0, LIFE_RAW_TP.1))
     });
-    let tcp_attached = tcp.is_ok();
-    match tcp {
-        Ok(status) => {
-            tracing::info!(
-                hook = status.hook,
-                backend = status.backend,
-                "lifecycle hook attached"
-            );
-            hooks.push(status);
-        }
-        Err(failures) => tracing::warn!(
-            hook = LIFE_TCP_HOOK,
-            reason = %failure_reasons(&failures),
-            "TCP lifecycle unavailable: no outcome, close, accept or listen records"
-        ),
-    }
+    let tcp_attached = report(
+        &mut hooks,
+        tcp,
+        LIFE_TCP_HOOK,
+        "TCP lifecycle unavailable: no outcome, close, accept or listen records",
+    );
     // Needs the TCP program: its `SYN_SENT` takes the notes of connects that get that far,
     // which would otherwise be reported twice.
     let early = first_that_attaches(LIFE_EARLY_HOOK, &[TRACEPOINT], |_| {
@@ -103,28 +93,35 @@ pub(super) fn attach_life(
             .map_err(|e| Failure::Unsupported(e.clone()))
             .and_then(|root| attach_early(ebpf, root))
     });
-    match early {
-        Ok(status) => {
-            tracing::info!(
-                hook = status.hook,
-                backend = status.backend,
-                "lifecycle hook attached"
-            );
-            hooks.push(status);
-        }
-        Err(failures) => tracing::warn!(
-            hook = LIFE_EARLY_HOOK,
-            reason = %failure_reasons(&failures),
-            "TCP connects refused before SYN_SENT (no route) unavailable: they get no result record"
-        ),
-    }
+    report(
+        &mut hooks,
+        early,
+        LIFE_EARLY_HOOK,
+        "TCP connects refused before SYN_SENT (no route) unavailable: they get no result record",
+    );
     let udp = first_that_attaches(LIFE_UDP_HOOK, &[CGROUP], |_| {
         host.cgroup_root
             .as_ref()
             .map_err(|e| Failure::Unsupported(e.clone()))
             .and_then(|root| attach_binds(ebpf, root))
     });
-    match udp {
+    report(
+        &mut hooks,
+        udp,
+        LIFE_UDP_HOOK,
+        "UDP bind capture unavailable: no UDP listen records",
+    );
+    hooks
+}
+
+/// Logs a lifecycle hook's outcome and keeps its status; `true` when it attached.
+fn report(
+    hooks: &mut Vec<HookStatus>,
+    outcome: Result<HookStatus, Vec<(&'static str, Failure)>>,
+    hook: &'static str,
+    unavailable: &'static str,
+) -> bool {
+    match outcome {
         Ok(status) => {
             tracing::info!(
                 hook = status.hook,
@@ -132,14 +129,24 @@ pub(super) fn attach_life(
                 "lifecycle hook attached"
             );
             hooks.push(status);
+            true
         }
-        Err(failures) => tracing::warn!(
-            hook = LIFE_UDP_HOOK,
-            reason = %failure_reasons(&failures),
-            "UDP bind capture unavailable: no UDP listen records"
-        ),
+        Err(failures) => {
+            tracing::warn!(hook, reason = %failure_reasons(&failures), "{unavailable}");
+            false
+        }
     }
-    hooks
+}
+
+/// A `cgroup_sock` program on the cgroup root (`attach_cgroup` is the `sock_addr` one).
+fn attach_cgroup_sock(ebpf: &mut Ebpf, program: &'static str, root: &File) -> Result<(), Failure> {
+    let prog: &mut CgroupSock = program_mut(ebpf, program)?;
+    prog.load().map_err(kernel(program))?;
+    if let Err(error) = prog.attach(root, CgroupAttachMode::default()) {
+        unload_quietly(prog.unload(), program);
+        return Err(kernel(program)(error));
+    }
+    Ok(())
 }
 
 /// The exit tracepoint, then the cgroup programs that note connects for it: all or nothing.
@@ -165,15 +172,7 @@ fn attach_early(ebpf: &mut Ebpf, root: &File) -> Result<(), Failure> {
 /// Both `post_bind` programs on the cgroup root, or neither.
 fn attach_binds(ebpf: &mut Ebpf, root: &File) -> Result<(), Failure> {
     for (i, program) in LIFE_BIND_PROGRAMS.into_iter().enumerate() {
-        let result = program_mut::<CgroupSock>(ebpf, program).and_then(|prog| {
-            prog.load().map_err(kernel(program))?;
-            if let Err(error) = prog.attach(root, CgroupAttachMode::default()) {
-                unload_quietly(prog.unload(), program);
-                return Err(kernel(program)(error));
-            }
-            Ok(())
-        });
-        if let Err(failure) = result {
+        if let Err(failure) = attach_cgroup_sock(ebpf, program, root) {
             for earlier in &LIFE_BIND_PROGRAMS[..i] {
                 if let Ok(p) = program_mut::<CgroupSock>(ebpf, earlier) {
                     unload_quietly(p.unload(), earlier);
@@ -246,15 +245,7 @@ fn attach_flow_programs(ebpf: &mut Ebpf, root: &File) -> Result<(), Failure> {
         }
     };
     for (i, program) in FLOW_ADDR_PROGRAMS.into_iter().enumerate() {
-        let result = program_mut::<CgroupSockAddr>(ebpf, program).and_then(|prog| {
-            prog.load().map_err(kernel(program))?;
-            if let Err(error) = prog.attach(root, CgroupAttachMode::default()) {
-                unload_quietly(prog.unload(), program);
-                return Err(kernel(program)(error));
-            }
-            Ok(())
-        });
-        if let Err(failure) = result {
+        if let Err(failure) = attach_cgroup(ebpf, program, root) {
             unload_addr(ebpf, &FLOW_ADDR_PROGRAMS[..i]);
             return Err(failure);
         }
@@ -263,15 +254,7 @@ fn attach_flow_programs(ebpf: &mut Ebpf, root: &File) -> Result<(), Failure> {
         unload_addr(ebpf, &FLOW_ADDR_PROGRAMS);
         return Err(failure);
     }
-    let release = program_mut::<CgroupSock>(ebpf, FLOW_RELEASE_PROGRAM).and_then(|prog| {
-        prog.load().map_err(kernel(FLOW_RELEASE_PROGRAM))?;
-        if let Err(error) = prog.attach(root, CgroupAttachMode::default()) {
-            unload_quietly(prog.unload(), FLOW_RELEASE_PROGRAM);
-            return Err(kernel(FLOW_RELEASE_PROGRAM)(error));
-        }
-        Ok(())
-    });
-    if let Err(failure) = release {
+    if let Err(failure) = attach_cgroup_sock(ebpf, FLOW_RELEASE_PROGRAM, root) {
         unload_addr(ebpf, &FLOW_ADDR_PROGRAMS);
         if let Ok(p) = program_mut::<RawTracePoint>(ebpf, FLOW_RECV_RAW_TP.0) {
             unload_quietly(p.unload(), FLOW_RECV_RAW_TP.0);
