@@ -315,7 +315,11 @@ pub struct LifeOffsets {
     /// `sock.sk_err_soft` (int): an ICMP error that arrived while the connecting task held
     /// the socket (it then gives up on its own, and `sk_err` stays 0).
     pub sk_err_soft: u32,
-    pub _pad0: u32,
+    /// Parameters of `udp_recvmsg` and `udpv6_recvmsg`: 6 before Linux 5.19 (`noblock`
+    /// before `flags`), 5 since (`flags, addr_len`), 4 on recent kernels (`flags` last); 0
+    /// when BTF shows none of these (then UDP flows cannot use the fexit/kprobe programs).
+    /// The kprobes find `flags` by it, user space picks the fexit programs by it.
+    pub udp_recvmsg_args: u32,
 }
 const _: () = assert!(core::mem::size_of::<LifeOffsets>() == 10 * 4);
 
@@ -459,7 +463,7 @@ impl KernelConfig {
             skc_net: 0,
             net_inum: OFFSET_ABSENT,
             sk_err_soft: 0,
-            _pad0: 0,
+            udp_recvmsg_args: 0,
         },
     };
 }

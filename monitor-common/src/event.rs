@@ -523,6 +523,21 @@ pub const UDP_FLOW_SLOTS: usize = 8;
 /// (`UdpFlowDest`, by thread).
 pub const UDP_FLOW_DEST_ENTRIES: u32 = 4096;
 
+/// `UDP_FLOW_ON[0]`: which programs count UDP flows, so that only one set does even where
+/// both are attached. User space writes it once every program of the set is attached.
+pub mod udp_flow_counting {
+    /// Not counted (the default).
+    pub const OFF: u32 = 0;
+    /// `sendmsg4/6` and `recvmsg4/6` name the remote end, the `sock_send_length` and
+    /// `sock_recv_length` raw tracepoints count (Linux 6.3+).
+    pub const CGROUP: u32 = 1;
+    /// The fexit or kprobe programs on `udp_sendmsg`, `udpv6_sendmsg`, `udp_recvmsg` and
+    /// `udpv6_recvmsg` count, with the remote end from the call's `msghdr`.
+    pub const KERNEL_FN: u32 = 2;
+}
+/// Threads inside a UDP send or receive for the kprobe flow programs (entry to return).
+pub const UDP_FLOW_CALL_ENTRIES: u32 = 4096;
+
 /// The process and remote end of a UDP flow (within a socket). The address is normalised:
 /// an IPv4-mapped IPv6 peer is `AF_INET`, so a dual-stack socket's sends and receives meet.
 #[repr(C)]
@@ -570,7 +585,8 @@ pub struct UdpFlow {
     pub start_time_ns: u64,
     /// The socket's bound local port (host order) and address, when the flow began.
     pub lport: u16,
-    pub _pad0: u16,
+    /// `backend::*` of the programs that counted it (`monitor.probe`).
+    pub backend: u16,
     /// `life_flag::INBOUND` when the first datagram was received.
     pub flags: u32,
     pub laddr: [u8; 16],
@@ -657,7 +673,7 @@ pub fn write_flow_summary(
     ev.segs_out = saturate_u32(flow.packets_out);
     ev.segs_in = saturate_u32(flow.packets_in);
     ev.error = 0;
-    ev.backend = backend::CGROUP;
+    ev.backend = u32::from(flow.backend);
     ev.family = key.peer.family;
     ev.protocol = IPPROTO_UDP;
     ev._pad0 = 0;

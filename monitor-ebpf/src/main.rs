@@ -12,9 +12,11 @@
 //!
 //! Connection lifecycle (`--lifecycle`): `life_raw_tp_inet_sock_set_state` (outcome, close,
 //! accept, TCP listen), `life_cgroup_post_bind{4,6}` (UDP listen) (life.rs); UDP flow
-//! summaries: `udp_cgroup_recvmsg{4,6}`, `udp_raw_tp_sock_recv_length` and
-//! `life_cgroup_sock_release`, with the send side in the UDP capture's `sendmsg4/6` and
-//! `sock_send_length` programs (udp_flow.rs).
+//! summaries: `udp_flow_fexit_*` on the UDP send and receive functions, else
+//! `udp_flow_kprobe_*` with `udp_flow_kretprobe_*` (udp_flow_fn.rs), else
+//! `udp_cgroup_recvmsg{4,6}` and `udp_raw_tp_sock_recv_length` with the send side in the UDP
+//! capture's `sendmsg4/6` and `sock_send_length` programs; `life_cgroup_sock_release` for
+//! the close (udp_flow.rs).
 //!
 //! Process tracking: `proc_tp_sched_process_exec`, `proc_tp_sched_process_exit`.
 //!
@@ -38,6 +40,7 @@ mod sock_skb;
 mod tcp;
 mod udp;
 mod udp_flow;
+mod udp_flow_fn;
 
 #[cfg(not(test))]
 #[panic_handler]

@@ -7,9 +7,9 @@ use aya_ebpf::{
 use monitor_common::{
     DNS_OWNER_ENTRIES, DnsOwner, KernelConfig, LIFE_CONN_ENTRIES, LIFE_EARLY_ENTRIES,
     LISTEN_OWNER_ENTRIES, LifeConn, ListenKey, ListenOwner, UDP_EXPLICIT_SEND_ENTRIES,
-    UDP_FLOOD_SLOTS, UDP_FLOW_DEST_ENTRIES, UDP_FLOW_ENTRIES, UDP_PENDING_ENTRIES,
-    UDP_SOCK_ENTRIES, UdpFloodSlot, UdpFlow, UdpFlowDest, UdpFlowKey, UdpPending, UdpSockFlows,
-    stat,
+    UDP_FLOOD_SLOTS, UDP_FLOW_CALL_ENTRIES, UDP_FLOW_DEST_ENTRIES, UDP_FLOW_ENTRIES,
+    UDP_PENDING_ENTRIES, UDP_SOCK_ENTRIES, UdpFloodSlot, UdpFlow, UdpFlowDest, UdpFlowKey,
+    UdpPending, UdpSockFlows, stat,
 };
 
 /// Every record for user space. The size here is a placeholder: user space sets the real one
@@ -97,7 +97,16 @@ pub static UDP_SOCKS: HashMap<u64, UdpSockFlows> = HashMap::with_max_entries(UDP
 pub static UDP_FLOW_DEST: LruHashMap<u64, UdpFlowDest> =
     LruHashMap::with_max_entries(UDP_FLOW_DEST_ENTRIES, 0);
 
-/// Entry 0 non-zero: count UDP flows. Written by user space after attaching.
+/// Threads inside `udp_sendmsg`, `udpv6_sendmsg`, `udp_recvmsg` or `udpv6_recvmsg`, for
+/// the kprobe flow programs: the call's socket and `msghdr`, from entry to its end
+/// (`udp_flow_fn.rs`). An entry whose end was never seen is overwritten by the thread's next
+/// call, or evicted.
+#[map]
+pub static UDP_FLOW_CALLS: LruHashMap<u64, crate::udp_flow_fn::UdpFlowCall> =
+    LruHashMap::with_max_entries(UDP_FLOW_CALL_ENTRIES, 0);
+
+/// Entry 0: which programs count UDP flows (`udp_flow_counting`), written by user space
+/// after attaching them.
 #[map]
 pub static UDP_FLOW_ON: Array<u32> = Array::with_max_entries(1, 0);
 

@@ -1,8 +1,10 @@
 //! UDP flow summaries (`--lifecycle`): bytes and datagrams each way per (socket, process,
 //! remote end), reported when the socket is released (`life_cgroup_sock_release`) or, by
-//! user space's sweep of `UDP_FLOWS`, after an idle period.
+//! user space's sweep of `UDP_FLOWS`, after an idle period. The flow table and the release
+//! program are shared by the three counting sets (`udp_flow_counting`); this file holds the
+//! cgroup set, udp_flow_fn.rs the fexit and kprobe ones.
 //!
-//! Counted at the end of each send and receive call, in the calling task, by the raw
+//! The cgroup set counts at the end of each send and receive call, in the calling task, by the raw
 //! tracepoints `sock_send_length` (the program the connected-UDP capture already runs) and
 //! `sock_recv_length`: once per call, never per packet, so TCP traffic pays one protocol
 //! read per call and nothing else. The remote end is the address the call named, which
@@ -25,7 +27,7 @@ use aya_ebpf::{
 };
 use monitor_common::{
     AF_INET, AF_INET6, IPPROTO_UDP, LifeEvent, UDP_FLOW_SLOTS, UdpFlow, UdpFlowDest, UdpFlowKey,
-    UdpFlowPeer, UdpSockFlows, life_flag, stat, write_flow_summary,
+    UdpFlowPeer, UdpSockFlows, backend, life_flag, stat, udp_flow_counting, write_flow_summary,
 };
 
 use crate::{
@@ -54,12 +56,18 @@ static EMPTY_SOCK: UdpSockFlows = UdpSockFlows {
     }; UDP_FLOW_SLOTS],
 };
 
-/// Whether flows are counted: user space turns `UDP_FLOW_ON` on once every program they
-/// need is attached (`--lifecycle`, UDP capture on the cgroup programs), so that no flow
-/// is counted one way only. An array lookup, inlined by the verifier.
+/// Whether flows are counted by the set `mode` (`udp_flow_counting`): user space writes
+/// `UDP_FLOW_ON` once every program of the set is attached (`--lifecycle`), so that no
+/// flow is counted one way only, nor twice. An array lookup, inlined by the verifier.
+#[inline(always)]
+pub fn counting(mode: u32) -> bool {
+    UDP_FLOW_ON.get(0).is_some_and(|on| *on == mode)
+}
+
+/// Whether the cgroup set (this file's programs and `sock_send_length`) counts.
 #[inline(always)]
 pub fn enabled() -> bool {
-    UDP_FLOW_ON.get(0).is_some_and(|on| *on != 0)
+    counting(udp_flow_counting::CGROUP)
 }
 
 /// From `sendmsg4/6` and `recvmsg4/6`: the address this thread's UDP send goes to, or its
@@ -134,7 +142,8 @@ fn try_udp_raw_tp_sock_recv_length(ctx: &RawTracePointContext) -> Result<(), i64
 }
 
 /// The end of a send (`out`) or receive of `len` bytes on UDP socket `sk`, in the calling
-/// task: one datagram and its bytes in the flow of (socket, process, remote end).
+/// task (cgroup set): one datagram and its bytes in the flow of (socket, process, remote
+/// end), the remote end being the one `remember_dest` left for this call.
 #[inline(always)]
 pub fn account(sk: *const u8, len: u32, out: bool) -> Result<(), i64> {
     let pid_tgid = bpf_get_current_pid_tgid();
@@ -142,12 +151,7 @@ pub fn account(sk: *const u8, len: u32, out: bool) -> Result<(), i64> {
         return Ok(());
     }
     let cookie = read_at::<u64>(sk, config!(sock.skc_cookie))?;
-    let mut peer = UdpFlowPeer {
-        tgid: (pid_tgid >> 32) as u32,
-        family: 0,
-        rport: 0,
-        raddr: [0; 16],
-    };
+    let mut peer = no_peer(pid_tgid);
     if let Some(dest) = UDP_FLOW_DEST.get_ptr(pid_tgid) {
         // SAFETY: a value pointer from a successful lookup, valid for this program run;
         // copied out before the entry is removed.
@@ -159,6 +163,33 @@ pub fn account(sk: *const u8, len: u32, out: bool) -> Result<(), i64> {
             peer.raddr = dest.addr;
         }
     }
+    count_datagram(sk, pid_tgid, cookie, peer, len, out, backend::CGROUP)
+}
+
+/// The calling process with no remote end yet.
+#[inline(always)]
+pub fn no_peer(pid_tgid: u64) -> UdpFlowPeer {
+    UdpFlowPeer {
+        tgid: (pid_tgid >> 32) as u32,
+        family: 0,
+        rport: 0,
+        raddr: [0; 16],
+    }
+}
+
+/// One datagram of `len` bytes in the flow of (`cookie`, the caller, `peer`); a `peer`
+/// without a family stands for the connected peer, if the socket has one. `backend` is the
+/// counting programs' (`backend::*`), kept with a new flow.
+#[inline(always)]
+pub fn count_datagram(
+    sk: *const u8,
+    pid_tgid: u64,
+    cookie: u64,
+    mut peer: UdpFlowPeer,
+    len: u32,
+    out: bool,
+    backend: u32,
+) -> Result<(), i64> {
     let family = sock_family(sk)?;
     if peer.family == 0
         && read_at::<u8>(sk, config!(sock.skc_state))? == SK_ESTABLISHED
@@ -199,7 +230,7 @@ pub fn account(sk: *const u8, len: u32, out: bool) -> Result<(), i64> {
         cgroup_id: who.cgroup_id,
         start_time_ns: current_start_time(),
         lport: local.sport,
-        _pad0: 0,
+        backend: backend as u16,
         flags: if out { 0 } else { life_flag::INBOUND },
         laddr: local.saddr,
         comm: who.comm,
@@ -326,7 +357,7 @@ pub fn life_cgroup_sock_release(ctx: SockContext) -> i32 {
 }
 
 fn try_life_cgroup_sock_release(ctx: &SockContext) -> Result<(), i64> {
-    if !enabled() {
+    if counting(udp_flow_counting::OFF) {
         return Ok(());
     }
     // SAFETY: `sock` is the program's context (`struct bpf_sock *`); the kernel checks

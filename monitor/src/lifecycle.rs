@@ -233,7 +233,7 @@ mod tests {
             cgroup_id: 0,
             start_time_ns: 0,
             lport: 40_000,
-            _pad0: 0,
+            backend: monitor_common::backend::CGROUP as u16,
             flags: 0,
             laddr: [10, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
             comm: [0; 16],

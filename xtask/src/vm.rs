@@ -11,8 +11,10 @@
 //! a client resolving one name over UDP and one over TCP, then connecting to each answer;
 //! `vm/dns.rs` checks the `dns-query` records and `destination.domain`) and the lifecycle
 //! probe (a UDP bind, a TCP listen, a connect with its accept and known bytes each way, a
-//! refused connect and one with no route; `vm/life.rs` checks the lifecycle hooks and the
-//! result, close, accept and listen records, their ids and byte counts), stops the monitor
+//! refused connect and one with no route, then UDP datagrams of known sizes each way from
+//! an unconnected and a connected socket; `vm/life.rs` checks the lifecycle hooks, with
+//! the UDP flow backend each `--probe` must pick on each kernel, and the result, close,
+//! accept, listen and UDP flow records, their ids and byte counts), stops the monitor
 //! with SIGTERM and prints its log
 //! and JSON output between markers on the serial console. The host then checks, per
 //! kernel and backend, that the start-up log names that backend for the hooks, that the
@@ -274,6 +276,7 @@ fn table(runs: &[KernelRun]) -> String {
         .chain(&DNS_HOOKS)
         .copied()
         .chain(LIFE_HOOKS.iter().map(|(h, _)| *h))
+        .chain([life::FLOW_HOOK])
         .collect();
     let mut out = format!(
         "| kernel | --probe | {} | result |\n| --- | --- |{} --- |\n",

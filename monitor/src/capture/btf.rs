@@ -273,8 +273,71 @@ impl KernelBtf {
                 net_inum
             },
             sk_err_soft: self.field("sock", &["sk_err_soft"], 4)?,
-            _pad0: 0,
+            // Set by the loader where UDP flows want it (`udp_recvmsg_args`).
+            udp_recvmsg_args: 0,
         })
+    }
+
+    /// How many parameters `udp_recvmsg` and `udpv6_recvmsg` take, when both have one of the
+    /// shapes the flow programs know: `(sk, msg, len, noblock, flags, addr_len)` before
+    /// Linux 5.19, `(sk, msg, len, flags, addr_len)` since, `(sk, msg, len, flags)` on
+    /// recent kernels (this host's 6.18). The UDP flow programs on these functions find
+    /// `flags` and the result by it (`LifeOffsets::udp_recvmsg_args`).
+    pub fn udp_recvmsg_args(&self) -> Result<u32, OffsetError> {
+        const SHAPES: [&[&str]; 3] = [
+            &["sk", "msg", "len", "flags"],
+            &["sk", "msg", "len", "flags", "addr_len"],
+            &["sk", "msg", "len", "noblock", "flags", "addr_len"],
+        ];
+        let mut found: Option<usize> = None;
+        for func in ["udp_recvmsg", "udpv6_recvmsg"] {
+            let names = self.parameter_names(func)?;
+            if !SHAPES.iter().any(|shape| names == *shape) {
+                return Err(OffsetError::new(
+                    func,
+                    format!(
+                        "parameters ({}) are none of the known lists (sk, msg, len, [noblock,] \
+                         flags[, addr_len])",
+                        names.join(", ")
+                    ),
+                ));
+            }
+            if found.is_some_and(|earlier| earlier != names.len()) {
+                return Err(OffsetError::new(
+                    func,
+                    "takes another number of parameters than udp_recvmsg",
+                ));
+            }
+            found = Some(names.len());
+        }
+        Ok(found.map_or(0, |n| n as u32))
+    }
+
+    /// The parameter names of a kernel function, in order.
+    fn parameter_names(&self, func: &str) -> Result<Vec<String>, OffsetError> {
+        let err = |reason: String| OffsetError::new(func, reason);
+        let found = self
+            .btf
+            .resolve_types_by_name(func)
+            .map_err(|e| err(e.to_string()))?
+            .into_iter()
+            .find_map(|t| match t {
+                Type::Func(f) => Some(f),
+                _ => None,
+            })
+            .ok_or_else(|| err("no such function in BTF".to_string()))?;
+        let Type::FuncProto(proto) = self
+            .btf
+            .resolve_chained_type(&found)
+            .map_err(|e| err(e.to_string()))?
+        else {
+            return Err(err("not a function prototype".to_string()));
+        };
+        proto
+            .parameters
+            .iter()
+            .map(|p| self.btf.resolve_name(p).map_err(|e| err(e.to_string())))
+            .collect()
     }
 
     /// Whether `skc_dport` (2 bytes), `skc_num` (2), `skc_family` (2) and `skc_state` (1)
@@ -492,6 +555,23 @@ mod tests {
 
     fn kernel_btf_recv() -> DnsRecvOffsets {
         kernel().dns_recv_offsets().expect("receive offsets")
+    }
+
+    /// This kernel (6.18) has the 4-parameter receive functions; the 5- and 6-parameter
+    /// ones (Debian 12 and 13, Debian 11) are exercised by `cargo xtask vm`.
+    #[test]
+    fn reads_the_udp_receive_functions_parameters() {
+        let btf = kernel();
+        assert_eq!(btf.udp_recvmsg_args().expect("udp_recvmsg"), 4);
+        let names = btf.parameter_names("udp_sendmsg").expect("udp_sendmsg");
+        assert_eq!(names, ["sk", "msg", "len"]);
+        let err = btf
+            .parameter_names("no_such_function_anywhere")
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("no_such_function_anywhere"),
+            "{err}"
+        );
     }
 
     #[test]

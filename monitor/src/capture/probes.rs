@@ -193,7 +193,7 @@ pub fn load(cfg: &CaptureConfig) -> Result<LoadedProbes, CaptureError> {
 
     // Offsets first, from a memory-mapped BTF (no parse of every type); dropped at the end
     // of this block.
-    let (sock, raw_tracepoint, dns, dns_recv, life) = {
+    let (sock, raw_tracepoint, dns, dns_recv, life, flow_fn) = {
         let kernel_btf = KernelBtf::load(Path::new(VMLINUX_BTF));
         let sock = match &kernel_btf {
             Ok(btf) => btf.sock_offsets().map_err(|e| format!("kernel BTF: {e}")),
@@ -253,7 +253,8 @@ pub fn load(cfg: &CaptureConfig) -> Result<LoadedProbes, CaptureError> {
         };
         let dns_recv = dns::recv_offsets(kernel_btf.as_ref(), &dns, &mut config.dns);
         let life = life::resolve_offsets(cfg.lifecycle, &kernel_btf, &raw_tracepoint, &mut config);
-        (sock, raw_tracepoint, dns, dns_recv, life)
+        let flow_fn = life::resolve_flow_fn(cfg.lifecycle, &kernel_btf, &mut config);
+        (sock, raw_tracepoint, dns, dns_recv, life, flow_fn)
     };
     // DNS answers give way to connection events once half the ring buffer is waiting (set
     // after the offsets, which replace the whole `dns` block).
@@ -325,7 +326,7 @@ pub fn load(cfg: &CaptureConfig) -> Result<LoadedProbes, CaptureError> {
     let mut udp_flows = false;
     if cfg.lifecycle {
         let send_side = udp_flow_send_side(&mut ebpf, &hooks);
-        if let Some(status) = attach_udp_flows(&mut ebpf, &host, send_side) {
+        if let Some(status) = attach_udp_flows(&mut ebpf, &host, cfg.probe, &flow_fn, send_side) {
             hooks.push(status);
             udp_flows = true;
         }
@@ -780,7 +781,8 @@ mod tests {
         DNS_RECV_TP,
     };
     use super::life::{
-        FLOW_ADDR_PROGRAMS, FLOW_RECV_RAW_TP, FLOW_RELEASE_PROGRAM, FLOW_SWITCH_MAP,
+        FLOW_ADDR_PROGRAMS, FLOW_COOKIE_PROGRAM, FLOW_FEXIT, FLOW_FEXIT_ADDR_LEN,
+        FLOW_FEXIT_NOBLOCK, FLOW_KPROBES, FLOW_RECV_RAW_TP, FLOW_RELEASE_PROGRAM, FLOW_SWITCH_MAP,
         LIFE_BIND_PROGRAMS, LIFE_EARLY_PROGRAMS, LIFE_EARLY_TP, LIFE_RAW_TP,
     };
     use super::*;
@@ -811,6 +813,33 @@ mod tests {
             assert_eq!(first.raw_program, "udp_raw_tp_sock_send_length");
             assert_eq!(first.egress_program, "udp_cgroup_skb_egress");
         }
+    }
+
+    #[test]
+    fn the_fexit_flow_set_fits_the_receive_functions_parameters() {
+        use super::life::fexit_set;
+        let names = |n| fexit_set(n).map(|(p, _)| p);
+        // The sends are the same everywhere; each list of receive parameters has its own
+        // pair of receive programs, on the same functions.
+        for n in [4, 5, 6] {
+            assert_eq!(names(n)[..2], FLOW_FEXIT.map(|(p, _)| p)[..2]);
+            assert_eq!(
+                fexit_set(n).map(|(_, f)| f),
+                [
+                    "udp_sendmsg",
+                    "udpv6_sendmsg",
+                    "udp_recvmsg",
+                    "udpv6_recvmsg"
+                ]
+            );
+        }
+        assert!(
+            names(4)[2..]
+                .iter()
+                .all(|p| !p.contains("noblock") && !p.contains("addr_len"))
+        );
+        assert!(names(5)[2..].iter().all(|p| p.ends_with("_addr_len")));
+        assert!(names(6)[2..].iter().all(|p| p.ends_with("_noblock")));
     }
 
     /// Creates the object's maps (root) without loading any program.
@@ -844,7 +873,15 @@ mod tests {
         names.extend(LIFE_EARLY_PROGRAMS);
         names.push(LIFE_EARLY_TP.0);
         names.extend(FLOW_ADDR_PROGRAMS);
-        names.extend([FLOW_RECV_RAW_TP.0, FLOW_RELEASE_PROGRAM]);
+        names.extend([
+            FLOW_RECV_RAW_TP.0,
+            FLOW_RELEASE_PROGRAM,
+            FLOW_COOKIE_PROGRAM,
+        ]);
+        names.extend(FLOW_FEXIT.map(|(p, _)| p));
+        names.extend(FLOW_FEXIT_ADDR_LEN.map(|(p, _)| p));
+        names.extend(FLOW_FEXIT_NOBLOCK.map(|(p, _)| p));
+        names.extend(FLOW_KPROBES.map(|(p, _)| p));
         for name in names {
             assert!(
                 ebpf.program(name).is_some(),
@@ -853,7 +890,7 @@ mod tests {
         }
         assert_eq!(
             ebpf.programs().count(),
-            41,
+            57,
             "an unplanned program is in the object"
         );
         assert!(ebpf.map(EVENTS_MAP).is_some() && ebpf.map(STATS_MAP).is_some());

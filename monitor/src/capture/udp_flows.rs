@@ -109,7 +109,7 @@ mod tests {
             cgroup_id: 9,
             start_time_ns: 11,
             lport: 40_000,
-            _pad0: 0,
+            backend: monitor_common::backend::FENTRY as u16,
             flags: life_flag::INBOUND,
             laddr: [10, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
             comm: *b"python3\0\0\0\0\0\0\0\0\0",

@@ -669,8 +669,19 @@ pub(super) mod tests {
         let problems = check_console(&c, &["tracepoint".to_string()]).unwrap()[0]
             .problems
             .clone();
-        // Both hooks missing, and per transport no query and no name.
-        assert_eq!(problems.len(), 6, "{problems:?}");
-        assert!(problems.iter().all(|p| p.contains("DNS")), "{problems:?}");
+        // Both hooks missing, and per transport no query and no name; and the UDP flows
+        // (cgroup programs with `sock_send_length` there).
+        assert_eq!(problems.len(), 7, "{problems:?}");
+        assert_eq!(
+            problems.iter().filter(|p| p.contains("DNS")).count(),
+            6,
+            "{problems:?}"
+        );
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.contains("udp_flow not attached (expected cgroup)")),
+            "{problems:?}"
+        );
     }
 }

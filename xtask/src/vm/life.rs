@@ -46,6 +46,12 @@ struct ProbeLine {
     client_port: u64,
     sent: u64,
     received: u64,
+    /// The UDP clients' ports (unconnected, connected), the bytes each sent and received,
+    /// and the datagrams each way.
+    udp_clients: [u64; 2],
+    udp_sent: u64,
+    udp_received: u64,
+    datagrams: u64,
 }
 
 fn probe_line(console: &str, probe: &str) -> Result<ProbeLine, String> {
@@ -79,7 +85,78 @@ fn probe_line(console: &str, probe: &str) -> Result<ProbeLine, String> {
         client_port: num("client_port")?,
         sent: num("sent")?,
         received: num("received")?,
+        udp_clients: [num("udp_a")?, num("udp_b")?],
+        udp_sent: num("udp_sent")?,
+        udp_received: num("udp_received")?,
+        datagrams: num("datagrams")?,
     })
+}
+
+/// The backend `udp_flow` must use for `probe` on a kernel `release`; `None` where the
+/// kernel cannot have UDP flows with it (the cgroup set needs `sock_send_length`, 6.3+).
+fn expected_flow_backend(probe: &str, release: &str) -> Option<&'static str> {
+    let mut parts = release
+        .split(['.', '-'])
+        .map(|p| p.parse::<u32>().unwrap_or(0));
+    let version = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    match probe {
+        "kprobe" => Some("kprobe"),
+        "tracepoint" if version >= (6, 3) => Some("cgroup"),
+        "tracepoint" => None,
+        _ => Some("fentry"),
+    }
+}
+
+/// The UDP flow hook in the start-up log; its backend depends on the probe and the kernel
+/// (`expected_flow_backend`).
+pub const FLOW_HOOK: &str = "udp_flow";
+/// What the monitor logs when it has no UDP flows (`probes/life.rs`).
+const FLOW_UNAVAILABLE: &str = "UDP flow summaries unavailable";
+
+/// The `udp_flow` hook's backend, or (where the kernel cannot have it) the monitor's
+/// warning; `true` when flow records are expected.
+fn check_flow_hook(v: &mut Verdict, console: &str, log: &[&str]) -> bool {
+    let release = console
+        .lines()
+        .find_map(|l| l.strip_prefix("=== VM READY kernel="))
+        .map(|r| r.trim_end_matches(" ===").trim())
+        .unwrap_or_default();
+    let warning = log.iter().find(|l| l.contains(FLOW_UNAVAILABLE));
+    match (
+        expected_flow_backend(&v.probe, release),
+        v.hooks.get(FLOW_HOOK),
+    ) {
+        (Some(want), Some(used)) if used.iter().all(|b| b == want) => true,
+        (Some(want), Some(used)) => {
+            v.problems.push(format!(
+                "lifecycle hook udp_flow attached {used:?}, expected {want}"
+            ));
+            false
+        }
+        (Some(want), None) => {
+            v.problems.push(match warning {
+                Some(line) => format!(
+                    "lifecycle hook udp_flow not attached (expected {want}); the monitor \
+                     said: {line}"
+                ),
+                None => format!(
+                    "lifecycle hook udp_flow not attached (expected {want}) and no \
+                     `{FLOW_UNAVAILABLE}` warning in the start-up log"
+                ),
+            });
+            false
+        }
+        (None, _) => {
+            if !warning.is_some_and(|l| l.contains("Linux 6.3+")) {
+                v.problems.push(format!(
+                    "--probe {} on {release}: expected the `{FLOW_UNAVAILABLE}` warning \
+                     naming Linux 6.3+ (no sock_send_length tracepoint)",
+                    v.probe
+                ));
+            }
+            false
+        }
+    }
 }
 
 /// Checks the lifecycle hooks and records; problems go to `v`, the records checked to
@@ -105,6 +182,7 @@ pub fn check(v: &mut Verdict, console: &str, log: &[&str], docs: &[Value]) {
             }
         }
     }
+    let flows_expected = check_flow_hook(v, console, log);
     let p = match probe_line(console, &v.probe) {
         Ok(p) => p,
         Err(e) => {
@@ -296,6 +374,53 @@ pub fn check(v: &mut Verdict, console: &str, log: &[&str], docs: &[Value]) {
             ));
         }
     }
+    if flows_expected {
+        // Each client's flow and the bound socket's flow with that client, summarised at
+        // close: the client sent first, so it is the source of both.
+        for (client, port) in ["unconnected", "connected"].into_iter().zip(p.udp_clients) {
+            for (end, direction) in [("client", "egress"), ("server", "ingress")] {
+                let what = format!("UDP flow of the {client} client ({end} side)");
+                let Some(f) = find("flow", &|d| {
+                    d["source"]["port"] == port
+                        && to(udp_port)(d)
+                        && d["network"]["direction"] == direction
+                }) else {
+                    problems.push(format!("{label}: no {what} record"));
+                    continue;
+                };
+                checked.push(f.to_string());
+                let got = |path: [&str; 2]| f[path[0]][path[1]].as_u64();
+                let want = [
+                    (["source", "bytes"], p.udp_sent),
+                    (["destination", "bytes"], p.udp_received),
+                    (["source", "packets"], p.datagrams),
+                    (["destination", "packets"], p.datagrams),
+                ];
+                let wrong: Vec<String> = want
+                    .iter()
+                    .filter(|(path, n)| got(*path) != Some(*n))
+                    .map(|(path, n)| {
+                        format!("{}.{} {:?} (expected {n})", path[0], path[1], got(*path))
+                    })
+                    .collect();
+                if !wrong.is_empty()
+                    || f["network"]["transport"] != "udp"
+                    || f["monitor"]["flow_end"] != "close"
+                    || f["process"]["executable"] != LIFE_PROBE_PATH
+                {
+                    problems.push(format!(
+                        "{label}: the {what} has {} (expected udp, flow_end close, the \
+                         probe's executable): {f}",
+                        if wrong.is_empty() {
+                            "other fields".to_string()
+                        } else {
+                            wrong.join(", ")
+                        }
+                    ));
+                }
+            }
+        }
+    }
     v.problems.extend(problems);
     v.life_records.extend(checked);
 }
@@ -304,17 +429,29 @@ pub fn check(v: &mut Verdict, console: &str, log: &[&str], docs: &[Value]) {
 /// probe's line and its records (for `checks.rs`'s tests).
 #[cfg(test)]
 pub mod fixtures {
+    /// On the fixture's kernel (6.1), `--probe tracepoint` has no UDP flows.
     pub fn good(probe: &str) -> (String, String, Vec<String>) {
+        let flows = probe != "tracepoint";
+        let flow_line = match probe {
+            "tracepoint" => "UDP flow summaries unavailable: no UDP flow records \
+                             reason=\"cgroup: udp_raw_tp_sock_send_length is not attached \
+                             (Linux 6.3+ has its tracepoint)\""
+                .to_string(),
+            "kprobe" => "lifecycle hook attached hook=\"udp_flow\" backend=\"kprobe\"".to_string(),
+            _ => "lifecycle hook attached hook=\"udp_flow\" backend=\"fentry\"".to_string(),
+        };
         let log = "2025-01-01T00:00:00Z  INFO monitor::capture::probes::life: lifecycle hook \
                    attached hook=\"tcp_lifecycle\" backend=\"raw_tracepoint\"\n\
                    2025-01-01T00:00:00Z  INFO monitor::capture::probes::life: lifecycle hook \
                    attached hook=\"udp_bind\" backend=\"cgroup\"\n\
                    2025-01-01T00:00:00Z  INFO monitor::capture::probes::life: lifecycle hook \
-                   attached hook=\"tcp_early_failure\" backend=\"tracepoint\""
-            .to_string();
+                   attached hook=\"tcp_early_failure\" backend=\"tracepoint\"\n\
+                   2025-01-01T00:00:00Z  INFO monitor::capture::probes::life: {flow}"
+            .replace("{flow}", &flow_line);
         let line = format!(
             "=== LIFE {probe} pid=400 client_port=51000 sent=3000 received=1500 refused=111 \
-             unrouted=101 status=0 ==="
+             unrouted=101 udp_a=52000 udp_b=52001 udp_sent=600 udp_received=150 \
+             datagrams=3 status=0 ==="
         );
         let records = [
             r#"{"event":{"kind":"event","action":"listen","type":["connection","info"]},"process":{"pid":400,"executable":"/bin/vm-life-probe"},"destination":{"ip":"127.0.0.1","port":40129},"network":{"transport":"udp","direction":"ingress"}}"#,
@@ -330,6 +467,15 @@ pub mod fixtures {
         ]
         .map(String::from)
         .to_vec();
+        let flow = |client: u16, direction: &str| {
+            format!(
+                r#"{{"event":{{"kind":"event","action":"flow","type":["connection","end"],"duration":500}},"process":{{"pid":400,"executable":"/bin/vm-life-probe"}},"source":{{"ip":"127.0.0.1","port":{client},"bytes":600,"packets":3}},"destination":{{"ip":"127.0.0.1","port":40129,"bytes":150,"packets":3}},"network":{{"transport":"udp","direction":"{direction}"}},"monitor":{{"flow_end":"close","connection_id":"00000000000000e5"}}}}"#
+            )
+        };
+        let mut records = records;
+        for client in [52000, 52001].into_iter().filter(|_| flows) {
+            records.extend([flow(client, "egress"), flow(client, "ingress")]);
+        }
         (log, line, records)
     }
 }
@@ -347,7 +493,7 @@ mod tests {
     fn a_good_guest_passes_and_every_record_is_checked() {
         let v = check_console_for_tests(|c| c);
         assert!(v.problems.is_empty(), "{:?}", v.problems);
-        assert_eq!(v.life_records.len(), 10, "{:?}", v.life_records);
+        assert_eq!(v.life_records.len(), 14, "{:?}", v.life_records);
     }
 
     #[test]
@@ -399,6 +545,63 @@ mod tests {
     }
 
     #[test]
+    fn udp_flows_must_count_what_the_probe_moved_each_way() {
+        // The connected client's server-side flow lost a datagram.
+        let p = problems(|c| {
+            c.replacen(
+                r#""port":52001,"bytes":600,"packets":3"#,
+                r#""port":52001,"bytes":600,"packets":2"#,
+                2,
+            )
+        });
+        assert_eq!(p.len(), 2, "{p:?}");
+        assert!(
+            p.iter()
+                .all(|p| p.contains("connected client") && p.contains("source.packets Some(2)")),
+            "{p:?}"
+        );
+        let p = problems(|c| {
+            c.replace(
+                r#""direction":"ingress"},"monitor":{"flow_end""#,
+                r#""direction":"egress"},"monitor":{"flow_end""#,
+            )
+        });
+        assert_eq!(p.len(), 2, "{p:?}");
+        assert!(p.iter().all(|p| p.contains("server side")), "{p:?}");
+        let p = problems(|c| c.replace(r#""flow_end":"close""#, r#""flow_end":"idle""#));
+        assert_eq!(p.len(), 4, "{p:?}");
+    }
+
+    #[test]
+    fn the_flow_backend_follows_the_probe_and_the_kernel() {
+        use super::expected_flow_backend as want;
+        assert_eq!(want("fentry", "5.10.0-35-amd64"), Some("fentry"));
+        assert_eq!(want("auto", "6.1.0-40-amd64"), Some("fentry"));
+        assert_eq!(want("kprobe", "5.10.0-35-amd64"), Some("kprobe"));
+        assert_eq!(want("tracepoint", "6.12.57+deb13-amd64"), Some("cgroup"));
+        assert_eq!(want("tracepoint", "6.1.0-40-amd64"), None);
+        // The wrong backend, and no hook where one is due: named.
+        let p = problems(|c| {
+            c.replace(
+                "hook=\"udp_flow\" backend=\"fentry\"",
+                "hook=\"udp_flow\" backend=\"kprobe\"",
+            )
+        });
+        assert!(p.iter().any(|p| p.contains("udp_flow attached")), "{p:?}");
+        let p = problems(|c| {
+            c.replace(
+                "lifecycle hook attached hook=\"udp_flow\" backend=\"fentry\"",
+                "UDP flow summaries unavailable: no UDP flow records reason=\"fentry: x\"",
+            )
+        });
+        assert!(
+            p.iter()
+                .any(|p| p.contains("udp_flow not attached (expected fentry); the monitor said")),
+            "{p:?}"
+        );
+    }
+
+    #[test]
     fn a_missing_hook_is_a_failure_naming_the_monitors_warning() {
         let p = problems(|c| {
             c.replace(
@@ -418,7 +621,7 @@ mod tests {
             p.iter().any(|p| p.contains("udp_bind not attached and no")),
             "{p:?}"
         );
-        let p = problems(|c| c.replace("unrouted=101 status=0", "unrouted=101 status=1"));
+        let p = problems(|c| c.replace("datagrams=3 status=0", "datagrams=3 status=1"));
         assert_eq!(p.len(), 1, "{p:?}");
         assert!(p[0].contains("lifecycle probe failed"), "{p:?}");
     }

@@ -2,23 +2,26 @@
 //! tracepoint program for TCP outcomes, closes, accepts and listens, the cgroup
 //! `post_bind4/6` programs for UDP binds, the cgroup `connect4/6` programs with the
 //! `sys_exit_connect` tracepoint for connects the kernel fails before `SYN_SENT`, and the UDP
-//! flow programs (`attach_udp_flows`).
+//! flow programs (`attach_udp_flows`: fexit, kprobe or cgroup, best first).
 
 use std::fs::File;
 
 use aya::{
     Ebpf,
     maps::{Array, MapData},
-    programs::{CgroupAttachMode, CgroupSock, CgroupSockAddr, RawTracePoint, TracePoint},
+    programs::{
+        CgroupAttachMode, CgroupSock, CgroupSockAddr, FExit, KProbe, RawTracePoint, TracePoint,
+    },
 };
-use monitor_common::KernelConfig;
+use monitor_common::{KernelConfig, udp_flow_counting};
 
 use super::{
-    CGROUP, Failure, HostSupport, RAW_TRACEPOINT, TRACEPOINT, attach_cgroup, attach_raw_tracepoint,
-    attach_tracepoint, failure_reasons, first_that_attaches, kernel, program_mut, unload_quietly,
+    CGROUP, FENTRY, Failure, HostSupport, KPROBE, RAW_TRACEPOINT, TRACEPOINT, attach_cgroup,
+    attach_raw_tracepoint, attach_tracepoint, failure_reasons, first_that_attaches, kernel,
+    program_mut, unload_quietly,
 };
 use crate::capture::{
-    HookStatus,
+    HookStatus, ProbeChoice,
     btf::{KernelBtf, OffsetError},
 };
 
@@ -184,50 +187,155 @@ fn attach_binds(ebpf: &mut Ebpf, root: &File) -> Result<(), Failure> {
     Ok(())
 }
 
-/// UDP flow summaries: the receive side and the release program. The send side is the UDP
-/// capture's `sendmsg4/6` and `sock_send_length` programs, so flows need UDP on the cgroup
-/// backend with the raw tracepoint (`send_side_ready`).
+/// UDP flow summaries (`HookStatus::hook` `udp_flow`), best first: fexit on the UDP send
+/// and receive functions, kprobes on them, then the cgroup set: `recvmsg4/6` and the
+/// `sock_recv_length` raw tracepoint, with the UDP capture's `sendmsg4/6` and
+/// `sock_send_length` programs as the send side (`udp_flow_send_side`). Each with the
+/// release program, which summarises a closing socket's flows.
+pub(super) const FLOW_FEXIT: [(&str, &str); 4] = [
+    ("udp_flow_fexit_udp_sendmsg", "udp_sendmsg"),
+    ("udp_flow_fexit_udpv6_sendmsg", "udpv6_sendmsg"),
+    ("udp_flow_fexit_udp_recvmsg", "udp_recvmsg"),
+    ("udp_flow_fexit_udpv6_recvmsg", "udpv6_recvmsg"),
+];
+/// The receive programs for the other parameter lists (`LifeOffsets::udp_recvmsg_args`):
+/// 5 (`addr_len` last, Linux 5.19 on) and 6 (`noblock`, before 5.19). They replace the
+/// last two of `FLOW_FEXIT` there.
+pub(super) const FLOW_FEXIT_ADDR_LEN: [(&str, &str); 2] = [
+    ("udp_flow_fexit_udp_recvmsg_addr_len", "udp_recvmsg"),
+    ("udp_flow_fexit_udpv6_recvmsg_addr_len", "udpv6_recvmsg"),
+];
+pub(super) const FLOW_FEXIT_NOBLOCK: [(&str, &str); 2] = [
+    ("udp_flow_fexit_udp_recvmsg_noblock", "udp_recvmsg"),
+    ("udp_flow_fexit_udpv6_recvmsg_noblock", "udpv6_recvmsg"),
+];
+
+/// The fexit programs for a kernel whose receive functions take `recvmsg_args` parameters.
+pub(super) fn fexit_set(recvmsg_args: u32) -> [(&'static str, &'static str); 4] {
+    let mut set = FLOW_FEXIT;
+    match recvmsg_args {
+        5 => set[2..].copy_from_slice(&FLOW_FEXIT_ADDR_LEN),
+        6 => set[2..].copy_from_slice(&FLOW_FEXIT_NOBLOCK),
+        _ => {}
+    }
+    set
+}
+
+/// Entries of the four functions and `skb_consume_udp` (a receive's end), then the two
+/// sends' returns.
+pub(super) const FLOW_KPROBES: [(&str, &str); 7] = [
+    ("udp_flow_kprobe_udp_sendmsg", "udp_sendmsg"),
+    ("udp_flow_kprobe_udpv6_sendmsg", "udpv6_sendmsg"),
+    ("udp_flow_kprobe_udp_recvmsg", "udp_recvmsg"),
+    ("udp_flow_kprobe_udpv6_recvmsg", "udpv6_recvmsg"),
+    ("udp_flow_kprobe_skb_consume_udp", "skb_consume_udp"),
+    ("udp_flow_kretprobe_udp_sendmsg", "udp_sendmsg"),
+    ("udp_flow_kretprobe_udpv6_sendmsg", "udpv6_sendmsg"),
+];
 pub(super) const FLOW_ADDR_PROGRAMS: [&str; 2] = ["udp_cgroup_recvmsg4", "udp_cgroup_recvmsg6"];
 pub(super) const FLOW_RECV_RAW_TP: (&str, &str) =
     ("udp_raw_tp_sock_recv_length", "sock_recv_length");
 pub(super) const FLOW_RELEASE_PROGRAM: &str = "life_cgroup_sock_release";
+/// The fexit and kprobe sets' program that gives each new UDP socket its cookie.
+pub(super) const FLOW_COOKIE_PROGRAM: &str = "udp_flow_cgroup_sock_create";
 pub(super) const FLOW_SWITCH_MAP: &str = "UDP_FLOW_ON";
 pub(super) const LIFE_FLOW_HOOK: &str = "udp_flow";
 
-/// Attaches the flow programs and turns counting on (`UDP_FLOW_ON`), or explains in a
-/// warning why there are no UDP flow records. `true` when flows are counted.
+/// The receive functions' parameter count, also into `config` (the fexit and kprobe flow
+/// programs need it); why not, when BTF does not give it.
+pub(super) fn resolve_flow_fn(
+    wanted: bool,
+    kernel_btf: &Result<KernelBtf, OffsetError>,
+    config: &mut KernelConfig,
+) -> Result<u32, String> {
+    if !wanted {
+        return Err("not asked for (--lifecycle)".to_string());
+    }
+    let btf = kernel_btf
+        .as_ref()
+        .map_err(|e| format!("kernel BTF: {e}"))?;
+    let args = btf
+        .udp_recvmsg_args()
+        .map_err(|e| format!("kernel BTF: {e}"))?;
+    config.life.udp_recvmsg_args = args;
+    Ok(args)
+}
+
+/// Attaches the best flow programs `choice` allows and turns their counting on
+/// (`UDP_FLOW_ON`), or explains in a warning why there are no UDP flow records.
 pub(super) fn attach_udp_flows(
     ebpf: &mut Ebpf,
     host: &HostSupport,
+    choice: ProbeChoice,
+    flow_fn: &Result<u32, String>,
     send_side_ready: Result<(), String>,
 ) -> Option<HookStatus> {
-    let attached = send_side_ready
-        .map_err(Failure::Unsupported)
-        .and_then(|()| host.sock.clone().map(|_| ()).map_err(Failure::Unsupported))
-        .and_then(|()| host.raw_tracepoint.clone().map_err(Failure::Unsupported))
-        .and_then(|()| {
-            host.cgroup_root
-                .as_ref()
-                .map_err(|e| Failure::Unsupported(e.clone()))
-        })
-        .and_then(|root| attach_flow_programs(ebpf, root))
-        .and_then(|()| switch_on(ebpf));
+    let recvmsg_args = flow_fn.as_ref().map_or(0, |n| *n);
+    let candidates: &[&'static str] = match choice {
+        ProbeChoice::Auto => &[FENTRY, KPROBE, CGROUP],
+        ProbeChoice::Fentry => &[FENTRY],
+        ProbeChoice::Kprobe => &[KPROBE],
+        _ => &[CGROUP],
+    };
+    let attached = first_that_attaches(LIFE_FLOW_HOOK, candidates, |backend| {
+        let root = host
+            .cgroup_root
+            .as_ref()
+            .map_err(|e| Failure::Unsupported(format!("the close program: {e}")))?;
+        let sock = || host.sock.clone().map(|_| ()).map_err(Failure::Unsupported);
+        let fn_args = || flow_fn.clone().map(|_| ()).map_err(Failure::Unsupported);
+        let mode = match backend {
+            FENTRY => {
+                let btf = host
+                    .aya_btf
+                    .as_ref()
+                    .map_err(|e| Failure::Unsupported(e.clone()))?;
+                sock().and_then(|()| fn_args())?;
+                let set = fexit_set(recvmsg_args);
+                attach_all(ebpf, set.len(), |ebpf, i| attach_fexit(ebpf, set[i], btf))?;
+                with_release(ebpf, root, |ebpf| {
+                    unload_named(ebpf, &set.map(|(p, _)| p));
+                })?;
+                udp_flow_counting::KERNEL_FN
+            }
+            KPROBE => {
+                sock().and_then(|()| fn_args())?;
+                attach_all(ebpf, FLOW_KPROBES.len(), |ebpf, i| {
+                    attach_kprobe(ebpf, FLOW_KPROBES[i])
+                })?;
+                with_release(ebpf, root, |ebpf| {
+                    unload_named(ebpf, &FLOW_KPROBES.map(|(p, _)| p));
+                })?;
+                udp_flow_counting::KERNEL_FN
+            }
+            _ => {
+                send_side_ready.clone().map_err(Failure::Unsupported)?;
+                sock()?;
+                host.raw_tracepoint.clone().map_err(Failure::Unsupported)?;
+                attach_flow_programs(ebpf, root)?;
+                udp_flow_counting::CGROUP
+            }
+        };
+        switch_on(ebpf, mode)
+    });
     match attached {
-        Ok(()) => {
+        Ok(status) => {
             tracing::info!(
-                hook = LIFE_FLOW_HOOK,
-                backend = CGROUP,
+                hook = status.hook,
+                backend = status.backend,
+                skipped = %super::skipped_reasons(&status),
                 "lifecycle hook attached"
             );
-            Some(HookStatus {
-                hook: LIFE_FLOW_HOOK,
-                backend: CGROUP,
-                skipped: Vec::new(),
-            })
+            Some(status)
         }
-        Err(e) => {
+        Err(failures) => {
+            // Detailed: a program the verifier refused comes with the end of its log.
+            let reasons: Vec<String> = failures
+                .iter()
+                .map(|(backend, f)| format!("{backend}: {}", f.detailed()))
+                .collect();
             tracing::warn!(
-                error = %e.detailed(),
+                reason = %reasons.join("; "),
                 "UDP flow summaries unavailable: no UDP flow records"
             );
             None
@@ -235,7 +343,84 @@ pub(super) fn attach_udp_flows(
     }
 }
 
-/// The receive programs and the release program, all or none.
+/// Attaches `count` programs with `attach(ebpf, i)`, all or none: a failure unloads the
+/// ones before it (`attach` leaves nothing behind when it fails).
+fn attach_all(
+    ebpf: &mut Ebpf,
+    count: usize,
+    mut attach: impl FnMut(&mut Ebpf, usize) -> Result<&'static str, Failure>,
+) -> Result<(), Failure> {
+    let mut attached = Vec::with_capacity(count);
+    for i in 0..count {
+        match attach(ebpf, i) {
+            Ok(program) => attached.push(program),
+            Err(failure) => {
+                for program in attached {
+                    unload_any(ebpf, program);
+                }
+                return Err(failure);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The cookie and release programs after a set's counting programs; `undo` unloads the
+/// set when they do not attach.
+fn with_release(ebpf: &mut Ebpf, root: &File, undo: impl FnOnce(&mut Ebpf)) -> Result<(), Failure> {
+    let attached = attach_cgroup_sock(ebpf, FLOW_COOKIE_PROGRAM, root).and_then(|()| {
+        attach_cgroup_sock(ebpf, FLOW_RELEASE_PROGRAM, root).inspect_err(|_| {
+            if let Ok(p) = program_mut::<CgroupSock>(ebpf, FLOW_COOKIE_PROGRAM) {
+                unload_quietly(p.unload(), FLOW_COOKIE_PROGRAM);
+            }
+        })
+    });
+    attached.inspect_err(|_| undo(ebpf))
+}
+
+fn attach_fexit(
+    ebpf: &mut Ebpf,
+    (program, function): (&'static str, &'static str),
+    btf: &aya::Btf,
+) -> Result<&'static str, Failure> {
+    let prog: &mut FExit = program_mut(ebpf, program)?;
+    prog.load(function, btf).map_err(kernel(program))?;
+    if let Err(error) = prog.attach() {
+        unload_quietly(prog.unload(), program);
+        return Err(kernel(program)(error));
+    }
+    Ok(program)
+}
+
+fn attach_kprobe(
+    ebpf: &mut Ebpf,
+    (program, function): (&'static str, &'static str),
+) -> Result<&'static str, Failure> {
+    let prog: &mut KProbe = program_mut(ebpf, program)?;
+    prog.load().map_err(kernel(program))?;
+    if let Err(error) = prog.attach(function, 0) {
+        unload_quietly(prog.unload(), program);
+        return Err(kernel(program)(error));
+    }
+    Ok(program)
+}
+
+/// Unloads an attached fexit or kprobe program (detaching it).
+fn unload_any(ebpf: &mut Ebpf, program: &'static str) {
+    if let Ok(p) = program_mut::<FExit>(ebpf, program) {
+        unload_quietly(p.unload(), program);
+    } else if let Ok(p) = program_mut::<KProbe>(ebpf, program) {
+        unload_quietly(p.unload(), program);
+    }
+}
+
+fn unload_named(ebpf: &mut Ebpf, programs: &[&'static str]) {
+    for &program in programs {
+        unload_any(ebpf, program);
+    }
+}
+
+/// The cgroup set's receive programs and the release program, all or none.
 fn attach_flow_programs(ebpf: &mut Ebpf, root: &File) -> Result<(), Failure> {
     let unload_addr = |ebpf: &mut Ebpf, attached: &[&'static str]| {
         for earlier in attached {
@@ -264,14 +449,14 @@ fn attach_flow_programs(ebpf: &mut Ebpf, root: &File) -> Result<(), Failure> {
     Ok(())
 }
 
-/// Turns counting on in the kernel (`UDP_FLOW_ON[0] = 1`).
-fn switch_on(ebpf: &mut Ebpf) -> Result<(), Failure> {
+/// Turns counting by `mode` on in the kernel (`UDP_FLOW_ON[0] = mode`).
+fn switch_on(ebpf: &mut Ebpf, mode: u32) -> Result<(), Failure> {
     let map = ebpf
         .map_mut(FLOW_SWITCH_MAP)
         .ok_or(Failure::Missing(FLOW_SWITCH_MAP))?;
     let mut on: Array<&mut MapData, u32> = Array::try_from(map)
         .map_err(|e| Failure::Unsupported(format!("{FLOW_SWITCH_MAP}: {e}")))?;
-    on.set(0, 1, 0)
+    on.set(0, mode, 0)
         .map_err(|e| Failure::Unsupported(format!("{FLOW_SWITCH_MAP}: {e}")))
 }
 
