@@ -16,7 +16,8 @@
 //!   socket's owner, tracked like a connect from here;
 //! - `-> CLOSE` of a tracked connection: the close record, with `tcp_sock`'s counters.
 //!
-//! UDP: `life_cgroup_post_bind4/6` report a bind to a port (in the binding task).
+//! UDP: `life_cgroup_post_bind4/6` report a bind to a port (in the binding task); a bind
+//! that asked for port 0 (`life_cgroup_bind4/6` note it) is a client's, and is not.
 //!
 //! A connect the kernel fails before `SYN_SENT` (no route: `ENETUNREACH`; an `unreachable`
 //! or `prohibit` route: `EHOSTUNREACH`, `EACCES`; a cgroup program that denies it: `EPERM`)
@@ -27,7 +28,7 @@
 use aya_ebpf::{
     helpers::{
         bpf_get_current_pid_tgid,
-        generated::{bpf_get_prandom_u32, bpf_ktime_get_boot_ns},
+        generated::{bpf_get_prandom_u32, bpf_get_socket_cookie, bpf_ktime_get_boot_ns},
     },
     macros::{cgroup_sock, cgroup_sock_addr, raw_tracepoint, tracepoint},
     programs::{RawTracePointContext, SockAddrContext, SockContext, TracePointContext},
@@ -40,7 +41,7 @@ use monitor_common::{
 use crate::{
     emit::{Identity, count, finish, is_excluded, wakeup_flag},
     kernel::{current_start_time, read_at, sock_family, sock_flow},
-    maps::{EVENTS, LIFE_CONNS, LIFE_EARLY, LISTEN_OWNERS, config},
+    maps::{EPHEMERAL_BINDS, EVENTS, LIFE_CONNS, LIFE_EARLY, LISTEN_OWNERS, config},
     sock_addr,
 };
 
@@ -375,6 +376,36 @@ fn emit(action: u32, conn: &LifeConn, now: u64, extra: impl FnOnce(*mut LifeEven
     count(stat::LIFE_RECORDS);
 }
 
+/// `cgroup/bind4`: a `bind()` before the kernel does it. A UDP bind to port 0 (any free
+/// port: a client choosing its address, not a service) is noted for `post_bind4`, which
+/// sees only the port the kernel picked. Always returns 1: the bind is never changed.
+#[cgroup_sock_addr(bind4)]
+pub fn life_cgroup_bind4(ctx: SockAddrContext) -> i32 {
+    note_ephemeral_bind(&ctx);
+    1
+}
+
+/// `cgroup/bind6`: as `bind4`, for IPv6 sockets. Always returns 1.
+#[cgroup_sock_addr(bind6)]
+pub fn life_cgroup_bind6(ctx: SockAddrContext) -> i32 {
+    note_ephemeral_bind(&ctx);
+    1
+}
+
+#[inline(always)]
+fn note_ephemeral_bind(ctx: &SockAddrContext) {
+    if sock_addr::protocol(ctx) != u32::from(IPPROTO_UDP) {
+        return;
+    }
+    // SAFETY: `sock_addr` is the program's context; the kernel checks the field access.
+    let port = unsafe { core::ptr::read_volatile(&raw const (*ctx.sock_addr).user_port) };
+    if port != 0 {
+        return;
+    }
+    // A failed insert leaves the bind reported as a listen (the cautious side).
+    let _ = EPHEMERAL_BINDS.insert(bpf_get_current_pid_tgid(), sock_addr::cookie(ctx), 0);
+}
+
 /// `cgroup/post_bind4`: a socket was bound (in the binding task). UDP binds to a port are
 /// listens; TCP ones are reported when they `listen()`. Always returns 1.
 #[cgroup_sock(post_bind4)]
@@ -412,6 +443,14 @@ fn try_life_post_bind(ctx: &SockContext, v6: bool) -> Result<(), i64> {
         return Ok(());
     }
     let pid_tgid = bpf_get_current_pid_tgid();
+    // SAFETY: a value copied out at once; the helper takes the program's context.
+    if let Some(cookie) = unsafe { EPHEMERAL_BINDS.get(pid_tgid) }.copied() {
+        let _ = EPHEMERAL_BINDS.remove(pid_tgid);
+        // SAFETY: as above.
+        if cookie == unsafe { bpf_get_socket_cookie(ctx.sock.cast()) } {
+            return Ok(()); // the kernel picked the port: a client's bind
+        }
+    }
     if is_excluded(pid_tgid) {
         return Ok(());
     }

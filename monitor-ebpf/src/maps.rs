@@ -73,6 +73,11 @@ pub static LIFE_CONNS: LruHashMap<u64, LifeConn> =
 pub static LIFE_EARLY: LruHashMap<u64, LifeConn> =
     LruHashMap::with_max_entries(LIFE_EARLY_ENTRIES, 0);
 
+/// UDP binds that asked for port 0 (the kernel picks one: a client, not a listener), by
+/// thread, from `bind4/6` to `post_bind4/6` in the same `bind()` (`life.rs`).
+#[map]
+pub static EPHEMERAL_BINDS: LruHashMap<u64, u64> = LruHashMap::with_max_entries(1024, 0);
+
 /// Owners of listening TCP sockets, by network namespace and port (`life.rs`): written at
 /// `listen()`, read by the accepts that complete in softirq.
 #[map]

@@ -783,7 +783,8 @@ mod tests {
     use super::life::{
         FLOW_ADDR_PROGRAMS, FLOW_COOKIE_PROGRAM, FLOW_FEXIT, FLOW_FEXIT_ADDR_LEN,
         FLOW_FEXIT_NOBLOCK, FLOW_KPROBES, FLOW_RECV_RAW_TP, FLOW_RELEASE_PROGRAM, FLOW_SWITCH_MAP,
-        LIFE_BIND_PROGRAMS, LIFE_EARLY_PROGRAMS, LIFE_EARLY_TP, LIFE_RAW_TP,
+        LIFE_BIND_ADDR_PROGRAMS, LIFE_BIND_PROGRAMS, LIFE_EARLY_PROGRAMS, LIFE_EARLY_TP,
+        LIFE_RAW_TP,
     };
     use super::*;
 
@@ -870,6 +871,7 @@ mod tests {
         names.extend(DNS_OWNER_PROGRAMS);
         names.push(LIFE_RAW_TP.0);
         names.extend(LIFE_BIND_PROGRAMS);
+        names.extend(LIFE_BIND_ADDR_PROGRAMS);
         names.extend(LIFE_EARLY_PROGRAMS);
         names.push(LIFE_EARLY_TP.0);
         names.extend(FLOW_ADDR_PROGRAMS);
@@ -890,7 +892,7 @@ mod tests {
         }
         assert_eq!(
             ebpf.programs().count(),
-            57,
+            59,
             "an unplanned program is in the object"
         );
         assert!(ebpf.map(EVENTS_MAP).is_some() && ebpf.map(STATS_MAP).is_some());

@@ -18,7 +18,7 @@ use serde_json::Value;
 
 use common::daemon::MonitorProcess;
 use common::netns::{HOST_V4, Listener, NS_V4, NetNsGuard};
-use common::records::{alerts_for, briefs, field, records_of, str_field, u64_field};
+use common::records::{alerts_for, briefs, events_of, field, records_of, str_field, u64_field};
 use common::{TempDir, python3, require_program, require_root, run_ok, wait_or_kill};
 
 /// Addresses routed to the test host that it drops (a blackhole route: no answer at all)
@@ -424,6 +424,22 @@ fn listens_and_accepts_name_the_listener_and_the_bind_shell_rule_fires_for_nc_on
     wait_listening(4444);
     wait_listening(8765);
     wait_listening(4555);
+    // UDP: a bind to a port is a listen (python3 on 4446: the rule fires); a client's bind
+    // to port 0, where the kernel picks the port, is not (no listen, no alert).
+    let (udp_server_pid, _) = python(
+        "import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+         s.bind(('0.0.0.0', 4446)); s.close()",
+        Duration::from_secs(10),
+    );
+    let (udp_client_pid, udp_client_out) = python(
+        &format!(
+            "import socket\nc = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+             c.bind(('0.0.0.0', 0)); c.sendto(b'x', ('{NS_V4}', 9)); \
+             print(c.getsockname()[1], flush=True); c.close()"
+        ),
+        Duration::from_secs(10),
+    );
+    let udp_client_port: u64 = udp_client_out.trim().parse().expect("the client's port");
     // From the test namespace to the host.
     for port in [4444u16, 8765] {
         let script = format!(
@@ -442,6 +458,8 @@ fn listens_and_accepts_name_the_listener_and_the_bind_shell_rule_fires_for_nc_on
         !of_action(recs, nc_pid, "accept").is_empty()
             && !of_action(recs, http_pid, "accept").is_empty()
             && !of_action(recs, sysd_pid, "listen").is_empty()
+            && !of_action(recs, udp_server_pid, "listen").is_empty()
+            && !of_action(recs, udp_client_pid, "flow").is_empty()
     });
     let _ = nc_child.kill();
     let _ = http.kill();
@@ -490,6 +508,38 @@ fn listens_and_accepts_name_the_listener_and_the_bind_shell_rule_fires_for_nc_on
         briefs(bind_shell(sysd_pid))
     );
     assert!(!of_action(&recs, sysd_pid, "listen").is_empty());
+    let udp_listen = of_action(&recs, udp_server_pid, "listen");
+    assert!(
+        udp_listen
+            .iter()
+            .any(|l| u64_field(l, "destination.port") == Some(4446)
+                && str_field(l, "network.transport") == Some("udp")),
+        "python3's UDP bind to 4446 must be a listen:\n{}",
+        briefs(records_of(&recs, udp_server_pid))
+    );
+    assert!(
+        bind_shell(udp_server_pid)
+            .iter()
+            .any(|a| str_field(a, "event.action") == Some("listen")),
+        "the bind-shell rule must fire on python3's UDP bind to 4446"
+    );
+    assert!(
+        of_action(&recs, udp_client_pid, "listen").is_empty()
+            && bind_shell(udp_client_pid).is_empty(),
+        "a bind to port 0 (the kernel picked {udp_client_port}) is a client's, not a \
+         listen:\n{}",
+        briefs(records_of(&recs, udp_client_pid))
+    );
+    // Its send is still reported, and its flow from the port the kernel picked.
+    assert!(
+        !events_of(&recs, udp_client_pid).is_empty()
+            && records_of(&recs, udp_client_pid).iter().any(|e| {
+                str_field(e, "event.action") == Some("flow")
+                    && u64_field(e, "source.port") == Some(udp_client_port)
+            }),
+        "no record from port {udp_client_port}: {:#?}",
+        records_of(&recs, udp_client_pid)
+    );
     // The outbound T1571 rule stays quiet on listens and accepts.
     let t1571: Vec<&Value> = alerts_for(&recs, &BTreeSet::from([nc_pid]))
         .into_iter()

@@ -55,7 +55,9 @@ pub(super) const LIFE_RAW_TP: (&str, &str) =
 pub(super) const LIFE_EARLY_PROGRAMS: [&str; 2] = ["life_cgroup_connect4", "life_cgroup_connect6"];
 pub(super) const LIFE_EARLY_TP: (&str, &str, &str) =
     ("life_tp_sys_exit_connect", "syscalls", "sys_exit_connect");
-/// UDP binds.
+/// UDP binds: the `bind4/6` programs note binds to port 0 (a client's, not reported), the
+/// `post_bind4/6` ones report the others.
+pub(super) const LIFE_BIND_ADDR_PROGRAMS: [&str; 2] = ["life_cgroup_bind4", "life_cgroup_bind6"];
 pub(super) const LIFE_BIND_PROGRAMS: [&str; 2] =
     ["life_cgroup_post_bind4", "life_cgroup_post_bind6"];
 /// `HookStatus::hook` of each.
@@ -172,8 +174,21 @@ fn attach_early(ebpf: &mut Ebpf, root: &File) -> Result<(), Failure> {
     Ok(())
 }
 
-/// Both `post_bind` programs on the cgroup root, or neither.
+/// The `bind` and `post_bind` programs on the cgroup root, all or none.
 fn attach_binds(ebpf: &mut Ebpf, root: &File) -> Result<(), Failure> {
+    let unload_addr = |ebpf: &mut Ebpf, attached: &[&'static str]| {
+        for earlier in attached {
+            if let Ok(p) = program_mut::<CgroupSockAddr>(ebpf, earlier) {
+                unload_quietly(p.unload(), earlier);
+            }
+        }
+    };
+    for (i, program) in LIFE_BIND_ADDR_PROGRAMS.into_iter().enumerate() {
+        if let Err(failure) = attach_cgroup(ebpf, program, root) {
+            unload_addr(ebpf, &LIFE_BIND_ADDR_PROGRAMS[..i]);
+            return Err(failure);
+        }
+    }
     for (i, program) in LIFE_BIND_PROGRAMS.into_iter().enumerate() {
         if let Err(failure) = attach_cgroup_sock(ebpf, program, root) {
             for earlier in &LIFE_BIND_PROGRAMS[..i] {
@@ -181,6 +196,7 @@ fn attach_binds(ebpf: &mut Ebpf, root: &File) -> Result<(), Failure> {
                     unload_quietly(p.unload(), earlier);
                 }
             }
+            unload_addr(ebpf, &LIFE_BIND_ADDR_PROGRAMS);
             return Err(failure);
         }
     }
