@@ -374,6 +374,7 @@ pub fn load(cfg: &CaptureConfig) -> Result<LoadedProbes, CaptureError> {
     // mapped: otherwise both count in the daemon's peak RSS.
     drop(host);
     super::release_freed_heap();
+    release_object_pages();
 
     let program_ids = ebpf
         .programs()
@@ -385,6 +386,23 @@ pub fn load(cfg: &CaptureConfig) -> Result<LoadedProbes, CaptureError> {
         program_ids,
         udp_flows,
     })
+}
+
+/// Takes the object's pages out of the resident set once every program is loaded: aya read
+/// all of it (several MiB with its BTF), and nothing reads it again. They are this binary's
+/// read-only data, a private file mapping, so a later read (none is made) would fault them
+/// back in from the file unchanged. Only whole pages inside the object are released.
+fn release_object_pages() {
+    // SAFETY: sysconf has no preconditions.
+    let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096);
+    let start = (OBJECT.as_ptr() as usize).next_multiple_of(page);
+    let end = (OBJECT.as_ptr() as usize + OBJECT.len()) / page * page;
+    if end > start {
+        // SAFETY: the range is page-aligned and inside `OBJECT`, read-only data of this
+        // binary that no Rust reference writes through; MADV_DONTNEED on a private file
+        // mapping only drops pages that are re-read from the file on the next access.
+        unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED) };
+    }
 }
 
 /// A random seed for the kernel's flood-control hash. From getrandom(2); should that fail (it
