@@ -39,8 +39,8 @@ use crate::{
 
 /// `recvmsg` flags whose calls move no datagram off the queue: `MSG_PEEK` reads one
 /// without taking it, `MSG_ERRQUEUE` reads the error queue.
-const MSG_PEEK: i32 = 2;
-const MSG_ERRQUEUE: i32 = 0x2000;
+pub const MSG_PEEK: i32 = 2;
+pub const MSG_ERRQUEUE: i32 = 0x2000;
 /// `skc_state` of a connected UDP socket.
 const SK_ESTABLISHED: u8 = 1;
 /// `-EEXIST`: another CPU entered the flow first.

@@ -29,12 +29,11 @@ use crate::{
     emit::{count, finish, is_excluded},
     kernel::{read_at, sock_family},
     maps::{UDP_FLOW_CALLS, config},
-    udp_flow::{count_datagram, counting, no_peer},
+    udp_flow::{MSG_ERRQUEUE, MSG_PEEK, count_datagram, counting, no_peer},
 };
 
-/// `recvmsg` flags whose calls move no datagram off the queue (as in udp_flow.rs).
-const MSG_PEEK: u32 = 2;
-const MSG_ERRQUEUE: u32 = 0x2000;
+/// Calls that move no datagram off the queue (udp_flow.rs), as `flags` arrives here.
+const NOT_TAKEN: u32 = (MSG_PEEK | MSG_ERRQUEUE) as u32;
 
 /// Which function a `UdpFlowCall` entered.
 const SEND_V4: u32 = 1;
@@ -174,7 +173,7 @@ fn sent(sk: *const u8, msg: *const u8, ret: i32, family: u16) -> Result<(), i64>
 /// The end of a receive of `ret` bytes (or an error) on `sk`.
 #[inline(always)]
 fn received(sk: *const u8, msg: *const u8, flags: u32, ret: i32, family: u16) -> Result<(), i64> {
-    if !active() || ret < 0 || flags & (MSG_PEEK | MSG_ERRQUEUE) != 0 {
+    if !active() || ret < 0 || flags & NOT_TAKEN != 0 {
         return Ok(());
     }
     if sock_family(sk)? != family {
@@ -368,7 +367,7 @@ fn consumed(sk: *const u8, len: i32) -> Result<(), i64> {
         6 => args.1,
         _ => return Ok(()),
     };
-    if len < 0 || flags & (MSG_PEEK | MSG_ERRQUEUE) != 0 {
+    if len < 0 || flags & NOT_TAKEN != 0 {
         return Ok(());
     }
     count_named(sk, msg, len as u32, false, backend::KPROBE)

@@ -33,8 +33,9 @@ mod dns;
 mod life;
 
 use backends::{
-    attach_cgroup, attach_raw_tracepoint, attach_tracepoint, kernel, program_mut, try_cgroup,
-    try_fentry, try_kprobe, try_raw_tracepoint, try_tracepoint, unload_quietly,
+    attach_cgroup, attach_cgroups, attach_raw_tracepoint, attach_tracepoint, kernel, program_mut,
+    try_cgroup, try_fentry, try_kprobe, try_raw_tracepoint, try_tracepoint, unload_cgroups,
+    unload_quietly,
 };
 
 use dns::{attach_dns, attach_dns_recv};

@@ -5,6 +5,11 @@
 //! saves its connection events as a fixture, and checks that `monitor replay` of the fixture
 //! raises the same alerts as the live run did.
 //!
+//! Length: over 800 lines (about 1,250): one simulation table whose entries are data (the
+//! programs each runs, the alerts it must and must not raise), with the harness that runs
+//! them live and in replay. The next thing to move out when it grows is the replay
+//! comparison (recording, per-simulation diff and `problems.txt`).
+//!
 //! Run all: `cargo xtask atomic` (or `sudo -E cargo test --release -p monitor --features host-tests --test atomic
 //! -- --nocapture --test-threads=1`). Environment:
 //! - `MONITOR_ATOMIC_ONLY`: comma-separated simulation names (see `SIMULATIONS`).

@@ -128,23 +128,11 @@ pub(super) fn try_cgroup(
         .as_ref()
         .map_err(|e| Failure::Unsupported(e.clone()))?;
     // Leave nothing half attached: the hook is all or nothing.
-    let unload_sock_addr = |ebpf: &mut Ebpf, attached: &[&'static str]| {
-        for earlier in attached {
-            if let Ok(p) = program_mut::<CgroupSockAddr>(ebpf, earlier) {
-                unload_quietly(p.unload(), earlier);
-            }
-        }
-    };
-    for (i, name) in programs.iter().copied().enumerate() {
-        if let Err(failure) = attach_cgroup(ebpf, name, root) {
-            unload_sock_addr(ebpf, &programs[..i]);
-            return Err(failure);
-        }
-    }
+    attach_cgroups(ebpf, &programs, root)?;
     if let Some(first) = &plan.first_datagram
         && let Err(failure) = attach_first_datagram(ebpf, first, host, root)
     {
-        unload_sock_addr(ebpf, &programs);
+        unload_cgroups(ebpf, &programs);
         return Err(failure);
     }
     Ok(())
@@ -248,5 +236,29 @@ pub(super) fn attach_cgroup(
 pub(super) fn unload_quietly(result: Result<(), ProgramError>, program: &str) {
     if let Err(e) = result {
         tracing::warn!(program, error = %one_line(&e), "unloading an unattached program failed");
+    }
+}
+
+/// `sock_addr` programs on the cgroup root, all or none.
+pub(super) fn attach_cgroups(
+    ebpf: &mut Ebpf,
+    programs: &[&'static str],
+    root: &File,
+) -> Result<(), Failure> {
+    for (i, &program) in programs.iter().enumerate() {
+        if let Err(failure) = attach_cgroup(ebpf, program, root) {
+            unload_cgroups(ebpf, &programs[..i]);
+            return Err(failure);
+        }
+    }
+    Ok(())
+}
+
+/// Unloads (detaches) `sock_addr` programs that `attach_cgroups` attached.
+pub(super) fn unload_cgroups(ebpf: &mut Ebpf, programs: &[&'static str]) {
+    for &program in programs {
+        if let Ok(p) = program_mut::<CgroupSockAddr>(ebpf, program) {
+            unload_quietly(p.unload(), program);
+        }
     }
 }

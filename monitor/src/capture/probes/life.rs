@@ -9,16 +9,14 @@ use std::fs::File;
 use aya::{
     Ebpf,
     maps::{Array, MapData},
-    programs::{
-        CgroupAttachMode, CgroupSock, CgroupSockAddr, FExit, KProbe, RawTracePoint, TracePoint,
-    },
+    programs::{CgroupAttachMode, CgroupSock, FExit, KProbe, RawTracePoint, TracePoint},
 };
 use monitor_common::{KernelConfig, udp_flow_counting};
 
 use super::{
-    CGROUP, FENTRY, Failure, HostSupport, KPROBE, RAW_TRACEPOINT, TRACEPOINT, attach_cgroup,
+    CGROUP, FENTRY, Failure, HostSupport, KPROBE, RAW_TRACEPOINT, TRACEPOINT, attach_cgroups,
     attach_raw_tracepoint, attach_tracepoint, failure_reasons, first_that_attaches, kernel,
-    program_mut, unload_quietly,
+    program_mut, unload_cgroups, unload_quietly,
 };
 use crate::capture::{
     HookStatus, ProbeChoice,
@@ -158,37 +156,16 @@ fn attach_cgroup_sock(ebpf: &mut Ebpf, program: &'static str, root: &File) -> Re
 fn attach_early(ebpf: &mut Ebpf, root: &File) -> Result<(), Failure> {
     let (tp, category, name) = LIFE_EARLY_TP;
     attach_tracepoint(ebpf, tp, category, name)?;
-    for (i, program) in LIFE_EARLY_PROGRAMS.into_iter().enumerate() {
-        if let Err(failure) = attach_cgroup(ebpf, program, root) {
-            for earlier in &LIFE_EARLY_PROGRAMS[..i] {
-                if let Ok(p) = program_mut::<CgroupSockAddr>(ebpf, earlier) {
-                    unload_quietly(p.unload(), earlier);
-                }
-            }
-            if let Ok(p) = program_mut::<TracePoint>(ebpf, tp) {
-                unload_quietly(p.unload(), tp);
-            }
-            return Err(failure);
+    attach_cgroups(ebpf, &LIFE_EARLY_PROGRAMS, root).inspect_err(|_| {
+        if let Ok(p) = program_mut::<TracePoint>(ebpf, tp) {
+            unload_quietly(p.unload(), tp);
         }
-    }
-    Ok(())
+    })
 }
 
 /// The `bind` and `post_bind` programs on the cgroup root, all or none.
 fn attach_binds(ebpf: &mut Ebpf, root: &File) -> Result<(), Failure> {
-    let unload_addr = |ebpf: &mut Ebpf, attached: &[&'static str]| {
-        for earlier in attached {
-            if let Ok(p) = program_mut::<CgroupSockAddr>(ebpf, earlier) {
-                unload_quietly(p.unload(), earlier);
-            }
-        }
-    };
-    for (i, program) in LIFE_BIND_ADDR_PROGRAMS.into_iter().enumerate() {
-        if let Err(failure) = attach_cgroup(ebpf, program, root) {
-            unload_addr(ebpf, &LIFE_BIND_ADDR_PROGRAMS[..i]);
-            return Err(failure);
-        }
-    }
+    attach_cgroups(ebpf, &LIFE_BIND_ADDR_PROGRAMS, root)?;
     for (i, program) in LIFE_BIND_PROGRAMS.into_iter().enumerate() {
         if let Err(failure) = attach_cgroup_sock(ebpf, program, root) {
             for earlier in &LIFE_BIND_PROGRAMS[..i] {
@@ -196,7 +173,7 @@ fn attach_binds(ebpf: &mut Ebpf, root: &File) -> Result<(), Failure> {
                     unload_quietly(p.unload(), earlier);
                 }
             }
-            unload_addr(ebpf, &LIFE_BIND_ADDR_PROGRAMS);
+            unload_cgroups(ebpf, &LIFE_BIND_ADDR_PROGRAMS);
             return Err(failure);
         }
     }
@@ -438,25 +415,13 @@ fn unload_named(ebpf: &mut Ebpf, programs: &[&'static str]) {
 
 /// The cgroup set's receive programs and the release program, all or none.
 fn attach_flow_programs(ebpf: &mut Ebpf, root: &File) -> Result<(), Failure> {
-    let unload_addr = |ebpf: &mut Ebpf, attached: &[&'static str]| {
-        for earlier in attached {
-            if let Ok(p) = program_mut::<CgroupSockAddr>(ebpf, earlier) {
-                unload_quietly(p.unload(), earlier);
-            }
-        }
-    };
-    for (i, program) in FLOW_ADDR_PROGRAMS.into_iter().enumerate() {
-        if let Err(failure) = attach_cgroup(ebpf, program, root) {
-            unload_addr(ebpf, &FLOW_ADDR_PROGRAMS[..i]);
-            return Err(failure);
-        }
-    }
+    attach_cgroups(ebpf, &FLOW_ADDR_PROGRAMS, root)?;
     if let Err(failure) = attach_raw_tracepoint(ebpf, FLOW_RECV_RAW_TP.0, FLOW_RECV_RAW_TP.1) {
-        unload_addr(ebpf, &FLOW_ADDR_PROGRAMS);
+        unload_cgroups(ebpf, &FLOW_ADDR_PROGRAMS);
         return Err(failure);
     }
     if let Err(failure) = attach_cgroup_sock(ebpf, FLOW_RELEASE_PROGRAM, root) {
-        unload_addr(ebpf, &FLOW_ADDR_PROGRAMS);
+        unload_cgroups(ebpf, &FLOW_ADDR_PROGRAMS);
         if let Ok(p) = program_mut::<RawTracePoint>(ebpf, FLOW_RECV_RAW_TP.0) {
             unload_quietly(p.unload(), FLOW_RECV_RAW_TP.0);
         }
